@@ -1,0 +1,2 @@
+//! Pure-Rust core of the event engine: topics (parse, match, format, hash),
+//! hook tables, the bounded in-process queue and timers. No Python here.

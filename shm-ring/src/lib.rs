@@ -1,0 +1,1 @@
+//! The shared-memory bus of the event engine.
