@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Sets everything up and runs every check and test: formatting, lints, Rust
+# tests (unit, property, loom models), the Python suites.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$ROOT/scripts/setup.sh"
+cd "$ROOT"
+echo "== cargo fmt"; cargo fmt --all -- --check
+echo "== cargo clippy"; cargo clippy -q --workspace --all-targets -- -D warnings
+echo "== ruff"; ruff check py-binding/python tests
+echo "== cargo test"; cargo test -q --workspace --exclude event-engine-py
+echo "== pytest"; python -m pytest -q tests
