@@ -1,8 +1,10 @@
 //! Pure-Rust core of the event engine: topics (parse, match, format, hash),
 //! hook tables, the bounded in-process queue and timers. No Python here.
 
+pub mod hooks;
 pub mod topic;
 
+pub use hooks::{HookTable, Route};
 pub use topic::{
     topic_hash, MatchNode, MatchResult, Pattern, Topic, TopicError, TopicPart, TopicType,
 };

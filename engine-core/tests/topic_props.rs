@@ -3,6 +3,9 @@
 use engine_core::{Topic, TopicError, TopicPart};
 use proptest::prelude::*;
 
+mod common;
+use common::{valid_topic, word};
+
 /// Strings rich in the characters the grammar gives meaning to, mixed with arbitrary text.
 fn topic_like() -> impl Strategy<Value = String> {
     let piece = prop_oneof![
@@ -13,25 +16,6 @@ fn topic_like() -> impl Strategy<Value = String> {
         1 => any::<String>(),
     ];
     prop::collection::vec(piece, 0..24).prop_map(|pieces| pieces.concat())
-}
-
-/// A small alphabet so that exact parts often equal each other and range options.
-fn word() -> impl Strategy<Value = String> {
-    prop::sample::select(vec!["a", "b", "c", "ab", "订单"]).prop_map(str::to_owned)
-}
-
-/// Syntactically valid topic strings (every regex compiles), built token by token.
-fn valid_topic() -> impl Strategy<Value = String> {
-    let token = prop_oneof![
-        4 => word(),
-        1 => word().prop_map(|w| format!("{{{w}}}")),
-        1 => word().prop_map(|w| format!("+{w}")),
-        1 => prop::collection::vec(word(), 0..3).prop_map(|ws| format!("({})", ws.join("|"))),
-        1 => prop::sample::select(vec!["^a$", "a", "b|c", "^订", "a.b", ""])
-            .prop_map(|p| format!("/{p}/")),
-        1 => prop::sample::select(vec!["", "+", "{}", "()"]).prop_map(str::to_owned),
-    ];
-    prop::collection::vec(token, 0..5).prop_map(|tokens| tokens.join("."))
 }
 
 /// Rule 2 for one pair, written out independently of the crate.
@@ -107,6 +91,7 @@ proptest! {
             prop_assert_eq!(reparsed.literal(), topic.literal());
             prop_assert_eq!(reparsed.hash_value(), topic.hash_value());
             prop_assert_eq!(reparsed.is_exact(), topic.is_exact());
+            prop_assert!(topic.is_canonical());
         }
     }
 
@@ -116,6 +101,22 @@ proptest! {
         let rebuilt = Topic::from_parts(topic.parts().to_vec());
         let reparsed = Topic::parse(rebuilt.literal()).unwrap();
         prop_assert_eq!(reparsed.parts(), topic.parts());
+    }
+
+    #[test]
+    fn canonical_means_the_literal_parses_back_to_the_parts(s in topic_like(), joined in prop::collection::vec(topic_like(), 0..4)) {
+        let mut candidates = vec![Topic::join(&joined)];
+        if let Ok(topic) = Topic::parse(&s) {
+            candidates.push(Topic::from_parts(topic.parts().to_vec()));
+            let mut extended = topic.clone();
+            extended.extend(&Topic::join(&joined));
+            candidates.push(extended);
+        }
+        for topic in candidates {
+            let reparsed = Topic::parse(topic.literal()).ok();
+            let same = reparsed.as_ref().is_some_and(|r| r.parts() == topic.parts());
+            prop_assert_eq!(topic.is_canonical(), same, "{:?}", topic);
+        }
     }
 
     #[test]

@@ -93,6 +93,8 @@ pub struct Topic {
     hash: u64,
     /// Always "every part is exact".
     exact: bool,
+    /// True when parsing `literal` gives exactly `parts` (always after `parse`).
+    canonical: bool,
 }
 
 impl Topic {
@@ -108,6 +110,7 @@ impl Topic {
             hash: topic_hash(s),
             parts,
             exact,
+            canonical: true,
         })
     }
 
@@ -234,6 +237,17 @@ impl Topic {
         self.hash = topic_hash(&literal);
         self.literal = literal;
         self.exact = self.parts.iter().all(TopicPart::is_exact);
+        self.canonical = self.parts.iter().all(parse::reparses_as_itself);
+    }
+
+    /// Whether parsing the literal gives exactly these parts (cached).
+    ///
+    /// Always true for a parsed topic. False for a topic built from parts that do not survive
+    /// the trip through text, such as `Topic::join(["600010.SH"])` (one exact part holding a
+    /// `.`, while the literal `600010.SH` parses to two parts). Another process only sees the
+    /// literal, so it matches such a topic by the parsed parts.
+    pub fn is_canonical(&self) -> bool {
+        self.canonical
     }
 }
 
@@ -245,6 +259,7 @@ impl Default for Topic {
             parts: Vec::new(),
             hash: topic_hash(""),
             exact: true,
+            canonical: true,
         }
     }
 }

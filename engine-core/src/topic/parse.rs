@@ -51,25 +51,67 @@ pub(crate) fn parse_parts(topic: &str) -> Result<Vec<TopicPart>, TopicError> {
     Ok(parts)
 }
 
-/// Turns one non-pattern token into a part. Markers without content (`+`, `{}`, `()`) and
-/// unclosed brackets stay exact text.
-fn classify(token: &str) -> TopicPart {
+/// The shape of a non-pattern token.
+enum TokenShape {
+    /// `+name`: the name starts at byte 1.
+    PlusAny,
+    /// `{name}`.
+    BracedAny,
+    /// `(a|b)`.
+    Range,
+    /// Anything else, including markers without content (`+`, `{}`, `()`) and unclosed
+    /// brackets.
+    Exact,
+}
+
+fn shape(token: &str) -> TokenShape {
     let b = token.as_bytes();
     let len = b.len();
     if len >= 2 && b[0] == b'+' {
-        TopicPart::Any(token[1..].to_owned())
+        TokenShape::PlusAny
     } else if len >= 3 && b[0] == b'{' && b[len - 1] == b'}' {
-        TopicPart::Any(token[1..len - 1].to_owned())
+        TokenShape::BracedAny
     } else if len >= 3 && b[0] == b'(' && b[len - 1] == b')' {
-        TopicPart::Range(
+        TokenShape::Range
+    } else {
+        TokenShape::Exact
+    }
+}
+
+/// Turns one non-pattern token into a part.
+fn classify(token: &str) -> TopicPart {
+    let len = token.len();
+    match shape(token) {
+        TokenShape::PlusAny => TopicPart::Any(token[1..].to_owned()),
+        TokenShape::BracedAny => TopicPart::Any(token[1..len - 1].to_owned()),
+        TokenShape::Range => TopicPart::Range(
             token[1..len - 1]
                 .split('|')
                 .filter(|option| !option.is_empty())
                 .map(str::to_owned)
                 .collect(),
-        )
-    } else {
-        TopicPart::Exact(token.to_owned())
+        ),
+        TokenShape::Exact => TopicPart::Exact(token.to_owned()),
+    }
+}
+
+/// Whether `part.literal()`, standing between separators, parses back to `part`.
+///
+/// Parts built by hand may not: an exact part holding `.` or looking like a marker, a
+/// wildcard name or range option holding a separator, a pattern holding `/.`.
+pub(crate) fn reparses_as_itself(part: &TopicPart) -> bool {
+    match part {
+        TopicPart::Exact(text) => {
+            !text.is_empty()
+                && !text.contains('.')
+                && !text.starts_with('/')
+                && matches!(shape(text), TokenShape::Exact)
+        }
+        TopicPart::Any(name) => !name.is_empty() && !name.contains('.'),
+        TopicPart::Range(options) => options
+            .iter()
+            .all(|option| !option.is_empty() && !option.contains(['.', '|'])),
+        TopicPart::Pattern(pattern) => !pattern.as_str().contains("/."),
     }
 }
 
@@ -216,6 +258,41 @@ mod tests {
             parse_parts("/(?=a)/"),
             Err(TopicError::BadRegex { .. })
         ));
+    }
+
+    #[test]
+    fn parts_that_do_not_reparse_as_themselves() {
+        for part in [
+            exact("a.b"),
+            exact("+x"),
+            exact("{x}"),
+            exact("(x)"),
+            exact("/x"),
+            exact(""),
+            any("a.b"),
+            any(""),
+            range(&["a|b"]),
+            range(&["a.b"]),
+            range(&[""]),
+            pattern("a/.b"),
+        ] {
+            assert!(!reparses_as_itself(&part), "{part:?}");
+        }
+        for part in [
+            exact("+"),
+            exact("{}"),
+            exact("a/b"),
+            any("+"),
+            any("}"),
+            range(&[]),
+            range(&["(", ")"]),
+            pattern("a.b/"),
+            pattern(""),
+        ] {
+            assert!(reparses_as_itself(&part), "{part:?}");
+            let literal = format!("x.{}.y", part.literal());
+            assert_eq!(parts(&literal), vec![exact("x"), part, exact("y")]);
+        }
     }
 
     #[test]

@@ -408,3 +408,21 @@ fn errors_from_parse_name_the_topic() {
     assert!(matches!(err, TopicError::BadRegex { .. }));
     assert!(err.to_string().contains("Quotes./(/"), "{err}");
 }
+
+#[test]
+fn canonical_flag() {
+    assert!(t("a..+b.(x|).//").is_canonical());
+    assert!(Topic::default().is_canonical());
+    assert!(Topic::join(["a", "b"]).is_canonical());
+    assert!(!Topic::join(["Market", "600010.SH"]).is_canonical());
+    assert!(!Topic::join(["{x}"]).is_canonical());
+    assert!(!Topic::from_parts(vec![any("a.b")]).is_canonical());
+    let formatted = t("Data.{code}")
+        .format_with(|_| Some("600010.SH".into()))
+        .unwrap();
+    assert!(!formatted.is_canonical());
+    let formatted = t("Data.{code}")
+        .format_with(|_| Some("AAPL".into()))
+        .unwrap();
+    assert!(formatted.is_canonical());
+}
