@@ -1,0 +1,106 @@
+"""Topic-routed publish/subscribe event engine with a Rust core.
+
+A drop-in for PyEventEngine's API: ``from event_engine import EventEngine, Topic``
+(or ``from event_engine.capi import ...``). Everything is implemented in the
+native extension ``event_engine._native``; this module re-exports it under the
+reference's names (``Topic`` and its ``PyTopic`` alias, and so on).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, TypedDict
+
+from . import _native
+from ._native import (
+    Empty,
+    EventHook,
+    EventHookEx,
+    Full,
+    MessagePayload,
+    Topic,
+    TopicMatchResult,
+    TopicPart,
+    TopicPartAny,
+    TopicPartExact,
+    TopicPartPattern,
+    TopicPartRange,
+    TopicType,
+    clear_internal_map,
+    get_internal_map,
+    get_internal_topic,
+    init_allocator,
+    init_internal_map,
+    set_logger,
+)
+
+__version__: str = _native.__version__
+
+#: False: this package is always the compiled engine (there is no pure-Python fallback).
+USING_FALLBACK: bool = False
+
+# The reference's class names, kept as aliases so code written for it runs unchanged.
+PyTopic = Topic
+PyTopicType = TopicType
+PyTopicPart = TopicPart
+PyTopicPartExact = TopicPartExact
+PyTopicPartAny = TopicPartAny
+PyTopicPartRange = TopicPartRange
+PyTopicPartPattern = TopicPartPattern
+PyTopicMatchResult = TopicMatchResult
+PyMessagePayload = MessagePayload
+
+
+class TopicMatchNode(TypedDict):
+    """One node of a ``TopicMatchResult``."""
+
+    matched: bool
+    part_a: Optional[TopicPart]
+    part_b: Optional[TopicPart]
+    literal: Optional[str]
+
+
+class HandlerStats(TypedDict):
+    """Statistics of one handler of an ``EventHookEx``."""
+
+    calls: int
+    total_time: float
+
+
+#: Any callable accepted as a handler.
+Handler = Callable[..., Any]
+
+__all__ = [
+    "USING_FALLBACK",
+    "Empty",
+    "EventHook",
+    "EventHookEx",
+    "Full",
+    "Handler",
+    "HandlerStats",
+    "MessagePayload",
+    "PyMessagePayload",
+    "PyTopic",
+    "PyTopicMatchResult",
+    "PyTopicPart",
+    "PyTopicPartAny",
+    "PyTopicPartExact",
+    "PyTopicPartPattern",
+    "PyTopicPartRange",
+    "PyTopicType",
+    "Topic",
+    "TopicMatchNode",
+    "TopicMatchResult",
+    "TopicPart",
+    "TopicPartAny",
+    "TopicPartExact",
+    "TopicPartPattern",
+    "TopicPartRange",
+    "TopicType",
+    "__version__",
+    "clear_internal_map",
+    "get_internal_map",
+    "get_internal_topic",
+    "init_allocator",
+    "init_internal_map",
+    "set_logger",
+]

@@ -1,0 +1,59 @@
+//! The `event_engine._native` extension: the PyEventEngine Python API
+//! (topics, hooks, engines, timers) on the Rust `engine-core`, in-process.
+//! The Python package `event_engine` re-exports everything defined here.
+
+// mod engine;
+// mod engine_ex;
+mod errors;
+mod hook;
+mod intern;
+mod logger;
+mod match_result;
+mod payload;
+mod topic;
+
+use pyo3::exceptions::PyNotImplementedError;
+use pyo3::prelude::*;
+
+/// Prepares the payload allocator. In-process engines need none, so with
+/// `with_shm=False` this does nothing; the shared-memory bus is not wired yet.
+#[pyfunction]
+#[pyo3(signature = (capacity = 4096, with_shm = false, name = None))]
+fn init_allocator(capacity: usize, with_shm: bool, name: Option<&str>) -> PyResult<()> {
+    let _ = capacity;
+    if with_shm {
+        return Err(PyNotImplementedError::new_err(format!(
+            "init_allocator(with_shm=True, name={name:?}): the shared-memory bus is not available \
+             in this build yet; use with_shm=False (in-process engines need no allocator)"
+        )));
+    }
+    Ok(())
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("TopicType", topic::topic_type_enum(py)?)?;
+    m.add_class::<topic::PyTopic>()?;
+    m.add_class::<topic::PyTopicPart>()?;
+    m.add_class::<topic::PyTopicPartExact>()?;
+    m.add_class::<topic::PyTopicPartAny>()?;
+    m.add_class::<topic::PyTopicPartRange>()?;
+    m.add_class::<topic::PyTopicPartPattern>()?;
+    m.add_class::<match_result::PyTopicMatchResult>()?;
+    m.add_class::<payload::PyMessagePayload>()?;
+    m.add_class::<hook::PyEventHook>()?;
+    m.add_class::<hook::PyEventHookEx>()?;
+    // m.add_class::<engine::PyEventEngine>()?;
+    // m.add_class::<engine_ex::PyEventEngineEx>()?;
+    m.add("Full", py.get_type::<errors::Full>())?;
+    m.add("Empty", py.get_type::<errors::Empty>())?;
+    m.add_function(wrap_pyfunction!(intern::init_internal_map, m)?)?;
+    m.add_function(wrap_pyfunction!(intern::clear_internal_map, m)?)?;
+    m.add_function(wrap_pyfunction!(intern::get_internal_topic, m)?)?;
+    m.add_function(wrap_pyfunction!(intern::get_internal_map, m)?)?;
+    m.add_function(wrap_pyfunction!(init_allocator, m)?)?;
+    m.add_function(wrap_pyfunction!(logger::set_logger, m)?)?;
+    Ok(())
+}

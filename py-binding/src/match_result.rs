@@ -1,0 +1,89 @@
+//! `TopicMatchResult`: the node-by-node outcome of `Topic.match()`.
+
+use engine_core::{MatchNode, MatchResult};
+use pyo3::exceptions::PyIndexError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+
+use crate::topic::part_to_py;
+
+/// Result of matching two topics; truthy when they match.
+#[pyclass(name = "TopicMatchResult", module = "event_engine", frozen)]
+pub struct PyTopicMatchResult {
+    result: MatchResult,
+}
+
+impl PyTopicMatchResult {
+    pub(crate) fn new(result: MatchResult) -> Self {
+        PyTopicMatchResult { result }
+    }
+}
+
+fn node_dict<'py>(py: Python<'py>, node: &MatchNode) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("matched", node.matched)?;
+    let a = node.part_a.as_ref().map(|p| part_to_py(py, p)).transpose()?;
+    let b = node.part_b.as_ref().map(|p| part_to_py(py, p)).transpose()?;
+    d.set_item("part_a", a)?;
+    d.set_item("part_b", b)?;
+    d.set_item("literal", node.literal.as_deref())?;
+    Ok(d)
+}
+
+#[pymethods]
+impl PyTopicMatchResult {
+    /// True when the topics match.
+    #[getter]
+    fn matched(&self) -> bool {
+        self.result.matched
+    }
+
+    /// Number of nodes.
+    #[getter]
+    fn length(&self) -> usize {
+        self.result.nodes.len()
+    }
+
+    fn __len__(&self) -> usize {
+        self.result.nodes.len()
+    }
+
+    fn __bool__(&self) -> bool {
+        self.result.matched
+    }
+
+    fn __getitem__<'py>(&self, py: Python<'py>, index: isize) -> PyResult<Bound<'py, PyDict>> {
+        let len = self.result.nodes.len() as isize;
+        let i = if index < 0 { index + len } else { index };
+        if i < 0 || i >= len {
+            return Err(PyIndexError::new_err(format!(
+                "match node index {index} out of range for a result of {len} nodes"
+            )));
+        }
+        node_dict(py, &self.result.nodes[i as usize])
+    }
+
+    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let nodes = self
+            .result
+            .nodes
+            .iter()
+            .map(|n| node_dict(py, n))
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, nodes)?.as_any().try_iter().map(Bound::into_any)
+    }
+
+    /// `{wildcard name: TopicPartExact it matched}` for every wildcard that matched.
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (name, text) in self.result.captures() {
+            d.set_item(name, part_to_py(py, &engine_core::TopicPart::Exact(text))?)?;
+        }
+        Ok(d)
+    }
+
+    fn __repr__(&self) -> String {
+        let status = if self.result.matched { "success" } else { "failed" };
+        format!("<TopicMatchResult {status}>(nodes={})", self.result.nodes.len())
+    }
+}

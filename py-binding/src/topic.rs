@@ -1,0 +1,522 @@
+//! The Python `Topic` class, the `TopicType` enum and the `TopicPart` family.
+//!
+//! A Python `Topic` wraps an `Arc<engine_core::Topic>`: topics are parsed once
+//! and then shared (by the interning map, by queued messages) without copying.
+//! The few mutating methods (`append`, `+=`, `update_literal`, setting `value`)
+//! copy on write, so a topic already queued or interned never changes under
+//! its readers.
+
+use std::sync::Arc;
+
+use engine_core::{Pattern, Topic, TopicPart, TopicType};
+use pyo3::exceptions::{PyIndexError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
+
+use crate::errors::topic_err;
+use crate::intern;
+use crate::match_result::PyTopicMatchResult;
+
+static TOPIC_TYPE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// The `TopicType` IntEnum (built once, at module import).
+pub(crate) fn topic_type_enum(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    TOPIC_TYPE
+        .get_or_try_init(py, || {
+            let members = vec![
+                ("TOPIC_PART_EXACT", TopicType::Exact as i32),
+                ("TOPIC_PART_ANY", TopicType::Any as i32),
+                ("TOPIC_PART_RANGE", TopicType::Range as i32),
+                ("TOPIC_PART_PATTERN", TopicType::Pattern as i32),
+            ];
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("module", "event_engine")?;
+            let int_enum = py.import("enum")?.getattr("IntEnum")?;
+            Ok::<_, PyErr>(int_enum.call(("TopicType", members), Some(&kwargs))?.unbind())
+        })
+        .map(|e| e.bind(py))
+}
+
+/// Base class of the parts of a topic.
+#[pyclass(name = "TopicPart", module = "event_engine", subclass, frozen)]
+pub struct PyTopicPart {
+    pub(crate) part: TopicPart,
+}
+
+#[pymethods]
+impl PyTopicPart {
+    /// The kind of this part, a `TopicType` member.
+    #[getter]
+    fn ttype<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        topic_type_enum(py)?.call1((self.part.ttype() as i32,))
+    }
+
+    /// Address of the part's native data (stable for the life of the object).
+    #[getter]
+    fn addr(&self) -> usize {
+        &self.part as *const TopicPart as usize
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        match other.cast::<PyTopicPart>() {
+            Ok(o) => o.get().part == self.part,
+            Err(_) => false,
+        }
+    }
+
+    fn __hash__(&self) -> u64 {
+        engine_core::topic_hash(&self.part.literal())
+    }
+
+    fn __str__(&self) -> String {
+        self.part.literal()
+    }
+}
+
+/// An exact part: the literal text `part`.
+#[pyclass(name = "TopicPartExact", module = "event_engine", extends = PyTopicPart, frozen)]
+pub struct PyTopicPartExact;
+
+#[pymethods]
+impl PyTopicPartExact {
+    #[new]
+    #[pyo3(signature = (part = None, *_args, alloc = false, **_kwargs))]
+    fn new(
+        part: Option<String>,
+        _args: &Bound<'_, PyTuple>,
+        alloc: bool,
+        _kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> (Self, PyTopicPart) {
+        let _ = alloc;
+        let part = TopicPart::Exact(part.unwrap_or_default());
+        (PyTopicPartExact, PyTopicPart { part })
+    }
+
+    /// The literal text of this part.
+    #[getter]
+    fn part(slf: PyRef<'_, Self>) -> String {
+        exact_text(&slf.as_super().part).to_owned()
+    }
+
+    /// Length of the text in UTF-8 bytes.
+    fn __len__(slf: PyRef<'_, Self>) -> usize {
+        exact_text(&slf.as_super().part).len()
+    }
+
+    fn __repr__(slf: PyRef<'_, Self>) -> String {
+        format!("<TopicPartExact>(topic=\"{}\")", exact_text(&slf.as_super().part))
+    }
+}
+
+fn exact_text(part: &TopicPart) -> &str {
+    match part {
+        TopicPart::Exact(s) | TopicPart::Any(s) => s,
+        _ => "",
+    }
+}
+
+/// A wildcard part (`{name}` or `+name`): matches any one exact part.
+#[pyclass(name = "TopicPartAny", module = "event_engine", extends = PyTopicPart, frozen)]
+pub struct PyTopicPartAny;
+
+#[pymethods]
+impl PyTopicPartAny {
+    #[new]
+    #[pyo3(signature = (name = None, *_args, alloc = false, **_kwargs))]
+    fn new(
+        name: Option<String>,
+        _args: &Bound<'_, PyTuple>,
+        alloc: bool,
+        _kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> (Self, PyTopicPart) {
+        let _ = alloc;
+        let part = TopicPart::Any(name.unwrap_or_default());
+        (PyTopicPartAny, PyTopicPart { part })
+    }
+
+    /// The wildcard's name.
+    #[getter]
+    fn name(slf: PyRef<'_, Self>) -> String {
+        exact_text(&slf.as_super().part).to_owned()
+    }
+
+    fn __repr__(slf: PyRef<'_, Self>) -> String {
+        format!("<TopicPartAny>(name=\"{}\")", exact_text(&slf.as_super().part))
+    }
+}
+
+/// A range part (`(a|b|c)`): matches one of its options.
+#[pyclass(name = "TopicPartRange", module = "event_engine", extends = PyTopicPart, frozen)]
+pub struct PyTopicPartRange;
+
+fn range_options(part: &TopicPart) -> &[String] {
+    match part {
+        TopicPart::Range(o) => o,
+        _ => &[],
+    }
+}
+
+#[pymethods]
+impl PyTopicPartRange {
+    #[new]
+    #[pyo3(signature = (options = None, *_args, alloc = false, **_kwargs))]
+    fn new(
+        options: Option<Vec<String>>,
+        _args: &Bound<'_, PyTuple>,
+        alloc: bool,
+        _kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> (Self, PyTopicPart) {
+        let _ = alloc;
+        let options = options
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|o| !o.is_empty())
+            .collect();
+        (PyTopicPartRange, PyTopicPart { part: TopicPart::Range(options) })
+    }
+
+    /// Iterator over the options, in order.
+    fn options<'py>(slf: PyRef<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        PyList::new(py, range_options(&slf.as_super().part))?
+            .as_any()
+            .try_iter()
+            .map(Bound::into_any)
+    }
+
+    fn __iter__<'py>(slf: PyRef<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        Self::options(slf)
+    }
+
+    fn __len__(slf: PyRef<'_, Self>) -> usize {
+        range_options(&slf.as_super().part).len()
+    }
+
+    fn __repr__(slf: PyRef<'_, Self>) -> String {
+        let opts = range_options(&slf.as_super().part);
+        let quoted: Vec<String> = opts.iter().map(|o| format!("'{o}'")).collect();
+        format!("<TopicPartRange>(n={}, options=[{}])", opts.len(), quoted.join(", "))
+    }
+}
+
+/// A regex part (`/regex/`): matches an exact part the regex finds a match in.
+#[pyclass(name = "TopicPartPattern", module = "event_engine", extends = PyTopicPart, frozen)]
+pub struct PyTopicPartPattern {
+    /// Python's `re.Pattern`, compiled on first use of `regex` only.
+    compiled: PyOnceLock<Py<PyAny>>,
+}
+
+fn pattern_source(part: &TopicPart) -> &str {
+    match part {
+        TopicPart::Pattern(p) => p.as_str(),
+        _ => "",
+    }
+}
+
+#[pymethods]
+impl PyTopicPartPattern {
+    #[new]
+    #[pyo3(signature = (regex = None, *_args, alloc = false, **_kwargs))]
+    fn new(
+        regex: Option<String>,
+        _args: &Bound<'_, PyTuple>,
+        alloc: bool,
+        _kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<(Self, PyTopicPart)> {
+        let _ = alloc;
+        let pattern = Pattern::new(&regex.unwrap_or_default()).map_err(topic_err)?;
+        Ok((
+            PyTopicPartPattern { compiled: PyOnceLock::new() },
+            PyTopicPart { part: TopicPart::Pattern(pattern) },
+        ))
+    }
+
+    /// The regex source text.
+    #[getter]
+    fn pattern(slf: PyRef<'_, Self>) -> String {
+        pattern_source(&slf.as_super().part).to_owned()
+    }
+
+    /// The pattern compiled by Python's `re` (compiled lazily, then cached).
+    #[getter]
+    fn regex<'py>(slf: PyRef<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let src = pattern_source(&slf.as_super().part).to_owned();
+        slf.compiled
+            .get_or_try_init(py, || {
+                Ok::<_, PyErr>(py.import("re")?.getattr("compile")?.call1((src,))?.unbind())
+            })
+            .map(|r| r.bind(py).clone())
+    }
+
+    fn __repr__(slf: PyRef<'_, Self>) -> String {
+        format!("<TopicPartPattern>(regex=\"{}\")", pattern_source(&slf.as_super().part))
+    }
+}
+
+/// Builds the Python object (of the right subclass) for a topic part.
+pub(crate) fn part_to_py(py: Python<'_>, part: &TopicPart) -> PyResult<Py<PyAny>> {
+    let base = PyTopicPart { part: part.clone() };
+    let init = PyClassInitializer::from(base);
+    Ok(match part {
+        TopicPart::Exact(_) => Py::new(py, init.add_subclass(PyTopicPartExact))?.into_any(),
+        TopicPart::Any(_) => Py::new(py, init.add_subclass(PyTopicPartAny))?.into_any(),
+        TopicPart::Range(_) => Py::new(py, init.add_subclass(PyTopicPartRange))?.into_any(),
+        TopicPart::Pattern(_) => Py::new(
+            py,
+            init.add_subclass(PyTopicPartPattern { compiled: PyOnceLock::new() }),
+        )?
+        .into_any(),
+    })
+}
+
+/// A parsed topic: the routing key of every message.
+#[pyclass(name = "Topic", module = "event_engine", subclass)]
+pub struct PyTopic {
+    pub(crate) inner: Arc<Topic>,
+}
+
+impl PyTopic {
+    /// Wraps a shared topic.
+    pub(crate) fn wrap(inner: Arc<Topic>) -> Self {
+        PyTopic { inner }
+    }
+
+    /// Parses `literal`, reusing the interned topic when there is one.
+    pub(crate) fn parse_interned(literal: &str) -> PyResult<Arc<Topic>> {
+        if let Some(t) = intern::lookup(literal) {
+            return Ok(t);
+        }
+        let topic = Arc::new(Topic::parse(literal).map_err(topic_err)?);
+        Ok(intern::insert_if_absent(topic))
+    }
+}
+
+fn extract_part(obj: &Bound<'_, PyAny>) -> PyResult<TopicPart> {
+    obj.cast::<PyTopicPart>()
+        .map(|p| p.get().part.clone())
+        .map_err(|_| {
+            PyTypeError::new_err(format!(
+                "expected a TopicPart, got {}",
+                obj.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+            ))
+        })
+}
+
+#[pymethods]
+impl PyTopic {
+    #[new]
+    #[pyo3(signature = (topic = None, *_args, alloc = true, **_kwargs))]
+    fn new(
+        topic: Option<&str>,
+        _args: &Bound<'_, PyTuple>,
+        alloc: bool,
+        _kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let _ = alloc;
+        let inner = PyTopic::parse_interned(topic.unwrap_or(""))?;
+        Ok(PyTopic { inner })
+    }
+
+    /// The topic string, exactly as given.
+    #[getter]
+    fn value(&self) -> &str {
+        self.inner.literal()
+    }
+
+    /// Replaces the whole topic by a new topic string (re-parsed).
+    #[setter]
+    fn set_value(&mut self, value: &str) -> PyResult<()> {
+        self.inner = PyTopic::parse_interned(value)?;
+        Ok(())
+    }
+
+    /// True when every part is exact (a topic messages can be published on).
+    #[getter]
+    fn is_exact(&self) -> bool {
+        self.inner.is_exact()
+    }
+
+    /// xxHash3-64 of the topic string: the same number in every process.
+    #[getter]
+    fn hash_value(&self) -> u64 {
+        self.inner.hash_value()
+    }
+
+    /// Address of the native topic; topics sharing one interned parse share it.
+    #[getter]
+    fn addr(&self) -> usize {
+        Arc::as_ptr(&self.inner) as usize
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn __getitem__(&self, py: Python<'_>, index: isize) -> PyResult<Py<PyAny>> {
+        let len = self.inner.len() as isize;
+        let i = if index < 0 { index + len } else { index };
+        if i < 0 || i >= len {
+            return Err(PyIndexError::new_err(format!(
+                "topic part index {index} out of range for a topic of {len} parts"
+            )));
+        }
+        part_to_py(py, &self.inner.parts()[i as usize])
+    }
+
+    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let parts = self
+            .inner
+            .parts()
+            .iter()
+            .map(|p| part_to_py(py, p))
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, parts)?.as_any().try_iter().map(Bound::into_any)
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        match other.cast::<PyTopic>() {
+            Ok(o) => {
+                let o = o.borrow();
+                Arc::ptr_eq(&o.inner, &self.inner) || o.inner.literal() == self.inner.literal()
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn __hash__(&self) -> u64 {
+        self.inner.hash_value()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<Topic>(value=\"{}\", n_parts={})", self.inner.literal(), self.inner.len())
+    }
+
+    fn __str__(&self) -> &str {
+        self.inner.literal()
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyType>, (String,))> {
+        Ok((slf.get_type(), (slf.borrow().inner.literal().to_owned(),)))
+    }
+
+    /// Matches this topic (usually the generic one) against `other`.
+    #[pyo3(name = "match")]
+    fn match_(&self, other: PyRef<'_, PyTopic>) -> PyTopicMatchResult {
+        PyTopicMatchResult::new(self.inner.match_detail(&other.inner))
+    }
+
+    /// A new topic with every wildcard replaced by the value given for its name.
+    #[pyo3(signature = (**kwargs))]
+    fn format(&self, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<PyTopic> {
+        let mut failure: Option<PyErr> = None;
+        let formatted = self.inner.format_with(|name| {
+            let value = kwargs.and_then(|k| k.get_item(name).ok().flatten())?;
+            match value.str() {
+                Ok(s) => Some(s.to_string()),
+                Err(e) => {
+                    failure.get_or_insert(e);
+                    None
+                }
+            }
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        Ok(PyTopic::wrap(Arc::new(formatted.map_err(topic_err)?)))
+    }
+
+    /// Same as `format(**kwargs)`.
+    #[pyo3(signature = (**kwargs))]
+    fn __call__(&self, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<PyTopic> {
+        self.format(kwargs)
+    }
+
+    /// Appends a part in place and returns this topic.
+    fn append<'py>(
+        mut slf: PyRefMut<'py, Self>,
+        part: &Bound<'py, PyAny>,
+    ) -> PyResult<PyRefMut<'py, Self>> {
+        let part = extract_part(part)?;
+        Arc::make_mut(&mut slf.inner).push_part(part);
+        Ok(slf)
+    }
+
+    /// Rebuilds the topic string from the parts; returns this topic.
+    fn update_literal(mut slf: PyRefMut<'_, Self>) -> PyRefMut<'_, Self> {
+        Arc::make_mut(&mut slf.inner).update_literal();
+        slf
+    }
+
+    fn __add__(&self, other: &Bound<'_, PyAny>) -> PyResult<PyTopic> {
+        let mut topic = (*self.inner).clone();
+        add_to(&mut topic, other)?;
+        Ok(PyTopic::wrap(Arc::new(topic)))
+    }
+
+    fn __iadd__(&mut self, other: &Bound<'_, PyAny>) -> PyResult<()> {
+        add_to(Arc::make_mut(&mut self.inner), other)
+    }
+
+    /// A topic of exact parts, one per string (a string may contain `.`).
+    #[classmethod]
+    fn join(_cls: &Bound<'_, PyType>, parts: &Bound<'_, PyAny>) -> PyResult<PyTopic> {
+        let mut strings = Vec::new();
+        for item in parts.try_iter()? {
+            let item = item?;
+            if !item.is_instance_of::<PyString>() {
+                return Err(PyTypeError::new_err(format!(
+                    "Topic.join() takes an iterable of str, got an item of type {}",
+                    item.get_type().name()?
+                )));
+            }
+            strings.push(item.extract::<String>()?);
+        }
+        Ok(PyTopic::wrap(Arc::new(Topic::join(strings))))
+    }
+
+    /// A topic built from `TopicPart` objects.
+    #[classmethod]
+    fn from_parts(_cls: &Bound<'_, PyType>, parts: &Bound<'_, PyAny>) -> PyResult<PyTopic> {
+        let mut list = Vec::new();
+        for item in parts.try_iter()? {
+            list.push(extract_part(&item?)?);
+        }
+        Ok(PyTopic::wrap(Arc::new(Topic::from_parts(list))))
+    }
+}
+
+fn add_to(topic: &mut Topic, other: &Bound<'_, PyAny>) -> PyResult<()> {
+    if let Ok(t) = other.cast::<PyTopic>() {
+        topic.extend(&t.borrow().inner);
+        return Ok(());
+    }
+    if let Ok(p) = other.cast::<PyTopicPart>() {
+        topic.push_part(p.get().part.clone());
+        return Ok(());
+    }
+    Err(PyTypeError::new_err(format!(
+        "can only add a Topic or a TopicPart to a Topic, not {}",
+        other.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+    )))
+}
+
+/// Extracts the shared topic from a `Topic` argument, naming the call in the error.
+pub(crate) fn topic_arg(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Arc<Topic>> {
+    match obj.cast::<PyTopic>() {
+        Ok(t) => Ok(t.borrow().inner.clone()),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "{what} expects a Topic, got {}",
+            obj.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+        ))),
+    }
+}
+
+/// Error for a topic that cannot be published on.
+pub(crate) fn not_exact(topic: &Topic) -> PyErr {
+    PyValueError::new_err(format!(
+        "cannot publish on topic \"{}\": a published topic must be exact (no wildcard, range or pattern parts)",
+        topic.literal()
+    ))
+}
