@@ -2,9 +2,11 @@
 //! hook tables, the bounded in-process queue and timers. No Python here.
 
 pub mod hooks;
+pub mod queue;
 pub mod topic;
 
 pub use hooks::{HookTable, Route};
+pub use queue::BoundedQueue;
 pub use topic::{
     topic_hash, MatchNode, MatchResult, Pattern, Topic, TopicError, TopicPart, TopicType,
 };
