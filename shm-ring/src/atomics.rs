@@ -1,0 +1,19 @@
+//! Atomics used by the lock-free parts (slab free lists, ring slots).
+//!
+//! Under `--cfg loom` these are loom's model-checked atomics, so the same algorithm code runs in
+//! the loom models; otherwise they are the std atomics, which have the same in-memory layout as
+//! the plain integers and can therefore live in the shared mapping.
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+
+/// Spin hint inside retry loops; under loom a yield so the model checker can switch threads.
+#[inline]
+pub(crate) fn spin_hint() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    std::hint::spin_loop();
+}

@@ -1,0 +1,233 @@
+//! The bus handle: attaching to a region, handing out publishers and subscribers, leaving.
+
+use crate::atomics::Ordering;
+use crate::layout::{KIND_FANOUT, KIND_GROUP};
+use crate::observer::Observer;
+use crate::publisher::Publisher;
+use crate::recovery::{reap_locked, remove_consumer, ReapReport};
+use crate::region::{check_geometry, Region};
+use crate::snapshot::Snapshot;
+use crate::subscriber::Subscriber;
+use crate::table::{validate_group, Role, TableGuard};
+use crate::{shm_path, validate_name, BusConfig, BusError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Codec tag stored with each message (the Python side may use further values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Codec {
+    /// Raw bytes: a Python handler receives one `bytes` argument.
+    Raw = 0,
+    /// A pickle of `(args, kwargs)`.
+    Pickle = 1,
+}
+
+/// The attached region plus this handle's process-table row; shared by every handle made from it.
+pub(crate) struct Inner {
+    pub(crate) region: Region,
+    row: u32,
+}
+
+impl Inner {
+    /// Gives up row `row` (and consumer `consumer`, for a subscriber), then reaps; when nobody is
+    /// left, the reap sweeps the region back to its idle state.
+    pub(crate) fn leave(&self, row: u32, consumer: Option<u32>) {
+        let g = TableGuard::lock(&self.region);
+        let mut report = ReapReport::default();
+        if let Some(idx) = consumer {
+            if let Some(c) = self.region.consumers().get(idx as usize) {
+                let members = c.members.load(Ordering::Relaxed);
+                if c.kind.load(Ordering::Relaxed) == KIND_GROUP && members > 1 {
+                    c.members.store(members - 1, Ordering::Relaxed);
+                } else {
+                    remove_consumer(&g, idx, &mut report);
+                }
+            }
+        }
+        g.free_row(row);
+        let _ = reap_locked(&g);
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.leave(self.row, None);
+    }
+}
+
+/// An attached bus: a shared-memory region at `/dev/shm/event_engine.<name>` and this handle's row
+/// in its process table. Cheap to clone; the row is given up when the last clone (and every
+/// publisher and subscriber made from it) is dropped.
+///
+/// ```
+/// # let name = format!("doc-bus-{}", std::process::id());
+/// use shm_ring::{Bus, BusConfig, Codec};
+/// use std::time::Duration;
+/// let cfg = BusConfig { ring_capacity: 64, max_message: 4096, slab_blocks: 16, ..BusConfig::default() };
+/// let bus = Bus::create(&name, &cfg)?;
+/// let again = Bus::open(&name)?; // another process would do this
+/// let mut workers = again.subscribe_group("workers")?;
+/// bus.publisher()?.publish("job", Codec::Raw, b"payload", None)?;
+/// assert_eq!(workers.recv(Some(Duration::from_secs(1)))?.unwrap().payload, b"payload");
+/// assert_eq!(bus.snapshot().groups[0].name, "workers");
+/// # drop(workers); drop(again); drop(bus);
+/// Bus::unlink(&name)?;
+/// # Ok::<(), shm_ring::BusError>(())
+/// ```
+#[derive(Clone)]
+pub struct Bus {
+    inner: Arc<Inner>,
+}
+
+impl Bus {
+    fn attach(region: Region) -> Result<Bus, BusError> {
+        let row = TableGuard::lock(&region).claim_row(Role::Bus, u32::MAX)?;
+        Ok(Bus {
+            inner: Arc::new(Inner { region, row }),
+        })
+    }
+
+    /// Creates bus `name` with geometry `cfg`; [`BusError::Exists`] if it is already there.
+    pub fn create(name: &str, cfg: &BusConfig) -> Result<Bus, BusError> {
+        Bus::attach(Region::create(name, cfg)?)
+    }
+
+    /// Attaches to existing bus `name`, taking the geometry from its header.
+    pub fn open(name: &str) -> Result<Bus, BusError> {
+        Bus::open_with(name, false)
+    }
+
+    /// Attaches to existing bus `name`, optionally even if another user owns it.
+    pub fn open_with(name: &str, allow_foreign_owner: bool) -> Result<Bus, BusError> {
+        Bus::attach(Region::open(name, allow_foreign_owner, false)?)
+    }
+
+    /// Attaches to bus `name`, creating it with `cfg` if absent; [`BusError::Mismatch`] if it exists
+    /// with another geometry.
+    pub fn open_or_create(name: &str, cfg: &BusConfig) -> Result<Bus, BusError> {
+        validate_name(name)?;
+        let start = Instant::now();
+        loop {
+            match Region::open(name, cfg.allow_foreign_owner, false) {
+                Ok(region) => {
+                    check_geometry(name, cfg, region.layout())?;
+                    return Bus::attach(region);
+                }
+                Err(BusError::NotFound { .. }) => match Region::create(name, cfg) {
+                    Ok(region) => return Bus::attach(region),
+                    // Someone else created it first: attach to theirs.
+                    Err(BusError::Exists { .. }) if start.elapsed() < Duration::from_secs(5) => {
+                        continue
+                    }
+                    Err(e) => return Err(e),
+                },
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The bus name.
+    pub fn name(&self) -> &str {
+        self.inner.region.name()
+    }
+
+    /// The bus geometry (mode and owner policy are not stored and read as defaults).
+    pub fn config(&self) -> BusConfig {
+        self.inner.region.layout().config()
+    }
+
+    /// The largest payload a message may carry, in bytes.
+    pub fn max_payload(&self) -> usize {
+        self.inner.region.layout().max_message as usize
+    }
+
+    /// A new publisher (takes a process-table row).
+    pub fn publisher(&self) -> Result<Publisher, BusError> {
+        let row = TableGuard::lock(&self.inner.region).claim_row(Role::Publisher, u32::MAX)?;
+        Ok(Publisher::new(self.inner.clone(), row))
+    }
+
+    /// A fan-out subscriber: receives every message published from now on.
+    pub fn subscribe(&self) -> Result<Subscriber, BusError> {
+        let g = TableGuard::lock(&self.inner.region);
+        let idx = g.add_consumer(KIND_FANOUT, "")?;
+        let row = match g.claim_row(Role::Subscriber, idx) {
+            Ok(row) => row,
+            Err(e) => {
+                remove_consumer(&g, idx, &mut ReapReport::default());
+                return Err(e);
+            }
+        };
+        drop(g);
+        Ok(Subscriber::new(self.inner.clone(), row, idx, false))
+    }
+
+    /// A member of group `group` (1..=64 characters of `[A-Za-z0-9_.-]`): each message published
+    /// from the group's creation on goes to exactly one member.
+    pub fn subscribe_group(&self, group: &str) -> Result<Subscriber, BusError> {
+        validate_group(group)?;
+        let g = TableGuard::lock(&self.inner.region);
+        let (idx, new) = match g.find_group(group) {
+            Some(idx) => (idx, false),
+            None => (g.add_consumer(KIND_GROUP, group)?, true),
+        };
+        let row = match g.claim_row(Role::GroupMember, idx) {
+            Ok(row) => row,
+            Err(e) => {
+                if new {
+                    remove_consumer(&g, idx, &mut ReapReport::default());
+                }
+                return Err(e);
+            }
+        };
+        if !new {
+            self.inner.region.consumers()[idx as usize]
+                .members
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        drop(g);
+        Ok(Subscriber::new(self.inner.clone(), row, idx, true))
+    }
+
+    /// A lossy observer that sees messages while they are in the ring and never holds publishers back.
+    pub fn observe(&self) -> Result<Observer, BusError> {
+        Ok(Observer::new(self.inner.clone()))
+    }
+
+    /// A read-only view of the bus for tools.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::read(&self.inner.region)
+    }
+
+    /// Reclaims dead processes now (and sweeps the region if no live publisher or subscriber is left).
+    pub fn reap(&self) -> ReapReport {
+        let g = TableGuard::lock(&self.inner.region);
+        reap_locked(&g)
+    }
+
+    /// Removes the bus file. Attached processes keep their mapping; new attachers get `NotFound`.
+    pub fn unlink(name: &str) -> Result<(), BusError> {
+        validate_name(name)?;
+        std::fs::remove_file(shm_path(name)).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                BusError::NotFound {
+                    name: name.to_string(),
+                }
+            } else {
+                BusError::io(name, e)
+            }
+        })
+    }
+}
+
+/// Opens bus `name` read-only and takes a snapshot, without joining its process table.
+pub fn inspect(name: &str) -> Result<Snapshot, BusError> {
+    inspect_with(name, false)
+}
+
+/// [`inspect`], optionally of a bus owned by another user.
+pub fn inspect_with(name: &str, allow_foreign_owner: bool) -> Result<Snapshot, BusError> {
+    let region = Region::open(name, allow_foreign_owner, true)?;
+    Ok(Snapshot::read(&region))
+}

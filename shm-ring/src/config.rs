@@ -1,0 +1,95 @@
+//! Bus geometry and options, bus-name validation and the path of a bus file.
+
+use crate::BusError;
+use std::path::PathBuf;
+
+/// Geometry and options of a bus. The geometry fields are stored in the region header; attaching
+/// with a different geometry is a [`BusError::Mismatch`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct BusConfig {
+    /// Ring slots, a power of two, at least 2 (default 4096).
+    pub ring_capacity: u32,
+    /// Largest payload in bytes (default 1 MiB); slab size classes go up to it.
+    pub max_message: u32,
+    /// Total payload blocks across all size classes (default 4096).
+    pub slab_blocks: u32,
+    /// Rows in the process table; every publisher, subscriber and attached bus handle takes one (default 64).
+    pub max_processes: u32,
+    /// Fan-out subscribers plus groups, at most 64 (one bit each in a slot's pending mask).
+    pub max_subscribers: u32,
+    /// File mode of a newly created region (default `0o600`).
+    pub mode: u32,
+    /// Attach to a region file owned by another uid.
+    pub allow_foreign_owner: bool,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        BusConfig {
+            ring_capacity: 4096,
+            max_message: 1 << 20,
+            slab_blocks: 4096,
+            max_processes: 64,
+            max_subscribers: 64,
+            mode: 0o600,
+            allow_foreign_owner: false,
+        }
+    }
+}
+
+/// Longest bus name accepted.
+pub const MAX_NAME_LEN: usize = 200;
+
+/// Checks a bus name: 1..=200 characters from `[A-Za-z0-9_.-]`, not containing `..`.
+pub fn validate_name(name: &str) -> Result<(), BusError> {
+    let bad = |reason| {
+        Err(BusError::BadName {
+            name: name.to_string(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return bad("the name is empty");
+    }
+    if name.len() > MAX_NAME_LEN {
+        return bad("the name is longer than 200 characters");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    {
+        return bad("only letters, digits, '_', '.' and '-' are allowed");
+    }
+    if name.contains("..") {
+        return bad("the name must not contain \"..\"");
+    }
+    Ok(())
+}
+
+/// Directory holding bus files.
+pub const SHM_DIR: &str = "/dev/shm";
+/// File-name prefix of bus files.
+pub const FILE_PREFIX: &str = "event_engine.";
+
+/// The file backing bus `name`: `/dev/shm/event_engine.<name>`.
+pub fn shm_path(name: &str) -> PathBuf {
+    PathBuf::from(SHM_DIR).join(format!("{FILE_PREFIX}{name}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(validate_name("market_data-1.v2").is_ok());
+        for bad in ["", "a/b", "..", "a..b", "x y", "é", &"a".repeat(201)] {
+            assert!(
+                matches!(validate_name(bad), Err(BusError::BadName { .. })),
+                "{bad:?}"
+            );
+        }
+        assert!(validate_name(&"a".repeat(200)).is_ok());
+        assert_eq!(shm_path("x"), PathBuf::from("/dev/shm/event_engine.x"));
+    }
+}

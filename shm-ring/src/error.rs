@@ -1,0 +1,107 @@
+//! The error type of every fallible bus operation.
+
+/// What went wrong in a bus operation; every variant names what was wrong so the user can act on it.
+#[derive(thiserror::Error, Debug)]
+pub enum BusError {
+    /// The bus name is not acceptable (`[A-Za-z0-9_.-]`, no `..`, 1..=200 characters).
+    #[error("invalid bus name {name:?}: {reason}")]
+    BadName {
+        /// The rejected name.
+        name: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// No bus of that name exists.
+    #[error("bus {name:?} does not exist")]
+    NotFound {
+        /// The bus name.
+        name: String,
+    },
+    /// A bus of that name already exists (on `create`).
+    #[error("bus {name:?} already exists")]
+    Exists {
+        /// The bus name.
+        name: String,
+    },
+    /// The existing bus has a different layout version or geometry.
+    #[error("bus {name:?}: {field} differs (expected {expected}, found {found})")]
+    Mismatch {
+        /// The bus name.
+        name: String,
+        /// Which header field differs.
+        field: &'static str,
+        /// The value the caller asked for (or this build supports).
+        expected: u64,
+        /// The value found in the region.
+        found: u64,
+    },
+    /// The region holds something that cannot be valid (bad magic, out-of-range offset or count).
+    #[error("bus {name:?} is corrupt: {what}")]
+    Corrupt {
+        /// The bus name.
+        name: String,
+        /// What was found to be wrong.
+        what: String,
+    },
+    /// The region file belongs to another user and attaching to it was not allowed.
+    #[error("bus {name:?} is owned by uid {uid}, not by this user (set allow_foreign_owner to attach anyway)")]
+    ForeignOwner {
+        /// The bus name.
+        name: String,
+        /// The owner of the region file.
+        uid: u32,
+    },
+    /// The payload (or topic) is larger than the bus allows.
+    #[error("payload of {size} bytes is larger than the bus allows ({max} bytes)")]
+    TooLarge {
+        /// The size that was asked for.
+        size: usize,
+        /// The largest size allowed.
+        max: usize,
+    },
+    /// The ring or the slab class is full and the call was non-blocking.
+    #[error("the bus is full")]
+    Full,
+    /// A blocking call ran out of time.
+    #[error("timed out")]
+    Timeout,
+    /// The bus or handle was closed.
+    #[error("the bus is closed")]
+    Closed,
+    /// A shared table has no free entry.
+    #[error("no free {what} on the bus")]
+    TableFull {
+        /// Which table is full.
+        what: &'static str,
+    },
+    /// The requested geometry is not acceptable (names the field and the allowed range).
+    #[error("invalid bus configuration: {what}")]
+    BadConfig {
+        /// What is wrong with it.
+        what: String,
+    },
+    /// An operating-system error on the region file.
+    #[error("bus {name:?}: {source}")]
+    Io {
+        /// The bus name.
+        name: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl BusError {
+    pub(crate) fn corrupt(name: &str, what: impl Into<String>) -> Self {
+        BusError::Corrupt {
+            name: name.to_string(),
+            what: what.into(),
+        }
+    }
+    pub(crate) fn io(name: &str, source: std::io::Error) -> Self {
+        BusError::Io {
+            name: name.to_string(),
+            source,
+        }
+    }
+}

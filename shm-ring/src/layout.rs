@@ -1,0 +1,381 @@
+//! The byte layout of a region: the header, and where every table lives.
+//!
+//! Every offset is derived from the geometry alone ([`Layout::compute`]), so an attacher recomputes
+//! the layout from the header's geometry and compares it with what the header says; anything that
+//! differs is a clear error. After validation the process keeps its own copy of the layout and never
+//! re-reads offsets or sizes from the mapping (invariant 4).
+//!
+//! ```text
+//! header | process rows | consumer entries | ring slots | slab class heads | free-list links | blocks
+//! ```
+
+use crate::atomics::{AtomicU32, AtomicU64};
+use crate::{BusConfig, BusError};
+
+/// "EVENTBUS" in ASCII; the first eight bytes of every region.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"EVENTBUS");
+/// Version of this layout; bumped whenever any structure below changes.
+pub const LAYOUT_VERSION: u32 = 1;
+/// Longest topic accepted, in bytes.
+pub const MAX_TOPIC_LEN: usize = 512;
+/// Topic plus payload up to this many bytes travel inside the ring slot, needing no slab block.
+pub const INLINE_CAP: usize = 72;
+/// Smallest slab size class; each next class is four times larger, the last fits a full message.
+pub const MIN_BLOCK: usize = 256;
+/// At most this many size classes.
+pub const MAX_CLASSES: usize = 16;
+/// Redelivery entries per group (messages a dead member had in flight, waiting for a live one).
+pub const REDELIVER_SLOTS: usize = 16;
+/// Longest group name, in bytes.
+pub const MAX_GROUP_NAME: usize = 64;
+
+const HEADER_SIZE: usize = 1024;
+const ROW_SIZE: usize = 128;
+const CONSUMER_SIZE: usize = 256;
+const SLOT_SIZE: usize = 128;
+const CLASS_SIZE: usize = 64;
+
+/// The fixed header at offset 0. Fields written once at creation are atomics too, so that reading
+/// them from a file another process may be scribbling on is never a data race.
+#[repr(C)]
+pub(crate) struct Header {
+    // --- identity and geometry (cache line pair 0) ---
+    pub magic: AtomicU64,
+    pub version: AtomicU32,
+    /// 0 while the creator initialises, 1 once the region is usable.
+    pub ready: AtomicU32,
+    pub total_size: AtomicU64,
+    pub created_ns: AtomicU64,
+    pub ring_capacity: AtomicU32,
+    pub max_message: AtomicU32,
+    pub slab_blocks: AtomicU32,
+    pub max_processes: AtomicU32,
+    pub max_subscribers: AtomicU32,
+    pub num_classes: AtomicU32,
+    pub rows_off: AtomicU64,
+    pub consumers_off: AtomicU64,
+    pub slots_off: AtomicU64,
+    pub classes_off: AtomicU64,
+    pub links_off: AtomicU64,
+    pub blocks_off: AtomicU64,
+    _pad0: [u64; 3],
+    // --- shared state, mostly cold (line pair 1) ---
+    /// Owner of the table lock (see `table::TableLock`), 0 when free.
+    pub lock: AtomicU64,
+    /// One bit per live consumer (fan-out subscriber or group); publishers copy it into `pending`.
+    pub active_mask: AtomicU64,
+    pub published: AtomicU64,
+    pub full_waits: AtomicU64,
+    pub redeliveries: AtomicU64,
+    pub reaped: AtomicU64,
+    _pad1: [u64; 10],
+    // --- the ring head, alone on its lines (line pair 2) ---
+    /// Next position a publisher claims.
+    pub head: AtomicU64,
+    _pad2: [u64; 15],
+    // --- subscriber wake-ups (line pair 3) ---
+    /// Futex word subscribers sleep on; bumped by a publisher when `sub_sleepers` > 0.
+    pub data_futex: AtomicU32,
+    /// How many subscribers are asleep (or about to be) on `data_futex`.
+    pub sub_sleepers: AtomicU32,
+    _pad3: [u64; 15],
+    // --- publisher wake-ups (line pair 4) ---
+    /// Futex word publishers blocked on a full ring or slab sleep on; bumped when space is freed.
+    pub space_futex: AtomicU32,
+    /// How many publishers are asleep on `space_futex`.
+    pub pub_sleepers: AtomicU32,
+    _pad4: [u64; 15],
+}
+
+/// One row of the process table: one per attached handle (bus, publisher, subscriber).
+#[repr(C)]
+pub(crate) struct Row {
+    /// [`ROW_FREE`] or [`ROW_LIVE`].
+    pub state: AtomicU32,
+    /// A `Role` as u32.
+    pub role: AtomicU32,
+    pub pid: AtomicU32,
+    /// Consumer entry index for subscribers, `u32::MAX` otherwise.
+    pub consumer: AtomicU32,
+    /// Process start time in clock ticks (/proc/<pid>/stat field 22): with `pid`, identifies the process.
+    pub start_time: AtomicU64,
+    pub heartbeat_ns: AtomicU64,
+    pub delivered: AtomicU64,
+    pub published: AtomicU64,
+    /// Ring position + 1 this publisher is claiming or writing, 0 when idle; lets a survivor tell
+    /// whether a claimed-but-unpublished slot belongs to a live process.
+    pub publishing: AtomicU64,
+    /// Group members: position + 1 being claimed (intent) or, with `IN_FLIGHT_CONFIRMED`, held.
+    pub in_flight: AtomicU64,
+    pub redelivered: AtomicU64,
+    /// 0 awake, 1 asleep as a subscriber, 2 asleep as a publisher: lets a reaper fix sleeper counts.
+    pub sleeping: AtomicU32,
+    _pad: [u32; 13],
+}
+
+pub(crate) const ROW_FREE: u32 = 0;
+pub(crate) const ROW_LIVE: u32 = 1;
+pub(crate) const IN_FLIGHT_CONFIRMED: u64 = 1 << 63;
+
+/// A consumer: a fan-out subscriber or a group, owning one bit of the pending masks.
+#[repr(C)]
+pub(crate) struct Consumer {
+    /// [`CONSUMER_FREE`], [`CONSUMER_LIVE`] or [`CONSUMER_REMOVING`].
+    pub state: AtomicU32,
+    /// [`KIND_FANOUT`] or [`KIND_GROUP`].
+    pub kind: AtomicU32,
+    pub members: AtomicU32,
+    pub name_len: AtomicU32,
+    /// Next position to read, packed with the row (+1) that claimed the previous one (groups).
+    pub cursor: AtomicU64,
+    pub redelivered: AtomicU64,
+    /// Number of non-zero `redeliver` entries, so members skip the scan when it is zero.
+    pub redeliver_count: AtomicU32,
+    _pad0: u32,
+    pub name: [AtomicU64; MAX_GROUP_NAME / 8],
+    /// Positions a dead member held: `(pos + 1) << 16 | owner_row + 1` (owner 0 = up for grabs).
+    pub redeliver: [AtomicU64; REDELIVER_SLOTS],
+    _pad1: [u64; 3],
+}
+
+pub(crate) const CONSUMER_FREE: u32 = 0;
+pub(crate) const CONSUMER_LIVE: u32 = 1;
+pub(crate) const CONSUMER_REMOVING: u32 = 2;
+pub(crate) const KIND_FANOUT: u32 = 1;
+pub(crate) const KIND_GROUP: u32 = 2;
+
+/// The head of one slab size class.
+#[repr(C)]
+pub(crate) struct ClassHead {
+    /// Free-list head: a `TaggedIndex` (block index + ABA tag).
+    pub free: AtomicU64,
+    pub used: AtomicU32,
+    pub block_size: AtomicU32,
+    pub first: AtomicU32,
+    pub count: AtomicU32,
+    _pad: [u64; 5],
+}
+
+const _: () = {
+    assert!(std::mem::size_of::<Header>() <= HEADER_SIZE);
+    assert!(std::mem::size_of::<Row>() == ROW_SIZE);
+    assert!(std::mem::size_of::<Consumer>() == CONSUMER_SIZE);
+    assert!(std::mem::size_of::<crate::ring::Slot>() == SLOT_SIZE);
+    assert!(std::mem::size_of::<ClassHead>() == CLASS_SIZE);
+};
+
+/// One slab size class: block size, and the global index range of its blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ClassGeom {
+    pub block_size: u32,
+    pub first: u32,
+    pub count: u32,
+    /// Offset of the class's first block in the region.
+    pub data_off: u64,
+}
+
+/// Where everything lives, derived from the geometry only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Layout {
+    pub ring_capacity: u32,
+    pub max_message: u32,
+    pub slab_blocks: u32,
+    pub max_processes: u32,
+    pub max_subscribers: u32,
+    pub classes: Vec<ClassGeom>,
+    pub rows_off: u64,
+    pub consumers_off: u64,
+    pub slots_off: u64,
+    pub classes_off: u64,
+    pub links_off: u64,
+    pub blocks_off: u64,
+    pub total_size: u64,
+}
+
+fn align(x: u64, a: u64) -> u64 {
+    x.div_ceil(a) * a
+}
+
+/// Block sizes of the classes for a given largest message.
+pub(crate) fn class_sizes(max_message: u32) -> Vec<u32> {
+    let need = max_message as u64 + MAX_TOPIC_LEN as u64;
+    let mut sizes = Vec::new();
+    let mut s = MIN_BLOCK as u64;
+    while s < need && sizes.len() < MAX_CLASSES - 1 {
+        sizes.push(s as u32);
+        s *= 4;
+    }
+    sizes.push(align(need, 64).max(MIN_BLOCK as u64) as u32);
+    sizes
+}
+
+impl Layout {
+    /// Checks the geometry of `cfg` and lays the region out; a bad value is named in the error.
+    pub(crate) fn compute(name: &str, cfg: &BusConfig) -> Result<Layout, BusError> {
+        let _ = name;
+        let bad = |what: String| Err(BusError::BadConfig { what });
+        let cap = cfg.ring_capacity;
+        if !(2..=1 << 24).contains(&cap) || !cap.is_power_of_two() {
+            return bad(format!(
+                "ring_capacity {cap} is not a power of two in 2..=16777216"
+            ));
+        }
+        if !(1..=1 << 30).contains(&cfg.max_message) {
+            return bad(format!(
+                "max_message {} is not in 1..=1073741824",
+                cfg.max_message
+            ));
+        }
+        if !(1..=4096).contains(&cfg.max_processes) {
+            return bad(format!(
+                "max_processes {} is not in 1..=4096",
+                cfg.max_processes
+            ));
+        }
+        if !(1..=64).contains(&cfg.max_subscribers) {
+            return bad(format!(
+                "max_subscribers {} is not in 1..=64",
+                cfg.max_subscribers
+            ));
+        }
+        let sizes = class_sizes(cfg.max_message);
+        let n = sizes.len() as u32;
+        if !(n..=1 << 24).contains(&cfg.slab_blocks) {
+            return bad(format!(
+                "slab_blocks {} is not in {n}..=16777216 (one block per size class at least)",
+                cfg.slab_blocks
+            ));
+        }
+        // Smaller classes get more blocks: class i gets slab_blocks / 2^(i+1), at least one, and
+        // the first class takes what is left over.
+        let mut counts: Vec<u32> = (0..n)
+            .map(|i| (cfg.slab_blocks >> (i + 1)).max(1))
+            .collect();
+        let sum: u32 = counts.iter().sum();
+        if sum > cfg.slab_blocks {
+            // Only possible for tiny slabs: give one block to each class, the rest to class 0.
+            counts.iter_mut().for_each(|c| *c = 1);
+        }
+        let sum: u32 = counts.iter().sum();
+        counts[0] += cfg.slab_blocks - sum;
+
+        let rows_off = HEADER_SIZE as u64;
+        let consumers_off = rows_off + cfg.max_processes as u64 * ROW_SIZE as u64;
+        let slots_off = align(consumers_off + 64 * CONSUMER_SIZE as u64, 128);
+        let classes_off = slots_off + cap as u64 * SLOT_SIZE as u64;
+        let links_off = classes_off + MAX_CLASSES as u64 * CLASS_SIZE as u64;
+        let blocks_off = align(links_off + cfg.slab_blocks as u64 * 4, 4096);
+        let mut off = blocks_off;
+        let mut first = 0;
+        let mut classes = Vec::new();
+        for (size, count) in sizes.iter().zip(&counts) {
+            classes.push(ClassGeom {
+                block_size: *size,
+                first,
+                count: *count,
+                data_off: off,
+            });
+            first += count;
+            off += *size as u64 * *count as u64;
+        }
+        let total_size = align(off, 4096);
+        if total_size > 1 << 40 {
+            return bad(format!(
+                "the region would be {total_size} bytes, more than 1 TiB"
+            ));
+        }
+        Ok(Layout {
+            ring_capacity: cap,
+            max_message: cfg.max_message,
+            slab_blocks: cfg.slab_blocks,
+            max_processes: cfg.max_processes,
+            max_subscribers: cfg.max_subscribers,
+            classes,
+            rows_off,
+            consumers_off,
+            slots_off,
+            classes_off,
+            links_off,
+            blocks_off,
+            total_size,
+        })
+    }
+
+    /// The geometry as a config (mode and owner policy are not stored in the region).
+    pub(crate) fn config(&self) -> BusConfig {
+        BusConfig {
+            ring_capacity: self.ring_capacity,
+            max_message: self.max_message,
+            slab_blocks: self.slab_blocks,
+            max_processes: self.max_processes,
+            max_subscribers: self.max_subscribers,
+            ..BusConfig::default()
+        }
+    }
+
+    /// Header size: a file shorter than this cannot be a bus.
+    pub(crate) const HEADER_SIZE: usize = HEADER_SIZE;
+    pub(crate) const CLASS_SIZE: usize = CLASS_SIZE;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_layout_is_consistent() {
+        let l = Layout::compute("t", &BusConfig::default()).unwrap();
+        assert_eq!(l.classes.iter().map(|c| c.count).sum::<u32>(), 4096);
+        assert!(l.classes.last().unwrap().block_size as usize >= (1 << 20) + MAX_TOPIC_LEN);
+        for w in l.classes.windows(2) {
+            assert!(w[0].block_size < w[1].block_size);
+            assert_eq!(
+                w[0].data_off + w[0].block_size as u64 * w[0].count as u64,
+                w[1].data_off
+            );
+        }
+        assert!(l.total_size >= l.classes.last().unwrap().data_off);
+    }
+
+    #[test]
+    fn tiny_and_bad_geometries() {
+        let cfg = BusConfig {
+            max_message: 100,
+            slab_blocks: 2,
+            ..BusConfig::default()
+        };
+        let l = Layout::compute("t", &cfg).unwrap();
+        assert_eq!(
+            l.classes
+                .iter()
+                .map(|c| (c.block_size, c.count))
+                .collect::<Vec<_>>(),
+            [(256, 1), (640, 1)]
+        );
+        for cfg in [
+            BusConfig {
+                ring_capacity: 3,
+                ..BusConfig::default()
+            },
+            BusConfig {
+                ring_capacity: 1,
+                ..BusConfig::default()
+            },
+            BusConfig {
+                max_subscribers: 65,
+                ..BusConfig::default()
+            },
+            BusConfig {
+                slab_blocks: 2,
+                ..BusConfig::default()
+            },
+            BusConfig {
+                max_message: 0,
+                ..BusConfig::default()
+            },
+        ] {
+            let err = Layout::compute("t", &cfg).unwrap_err().to_string();
+            assert!(err.contains("is not"), "{err}");
+        }
+    }
+}

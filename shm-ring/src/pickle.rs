@@ -1,0 +1,549 @@
+//! A pickle encoder for `(args, kwargs)` built in Rust, so a Python handler receives ordinary
+//! arguments, and a decoder for the same value subset (as Python itself writes it, protocols 2 to
+//! 5), so tools can show pickled arguments as Python-like text.
+//!
+//! The encoder writes protocol 2 (protocol 3 when a `bytes` value needs `SHORT_BINBYTES`/`BINBYTES`)
+//! without memo opcodes; values are `None`, `bool`, `int` (i64), `float`, `str`, `bytes`, `list`,
+//! `tuple` and `dict` with string keys. Pickle runs code when loaded by Python, which is why the bus
+//! trusts its writers; the decoder here only builds values and never runs anything.
+
+use std::fmt;
+
+/// A Python value of the supported subset.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PyValue {
+    /// `None`.
+    None,
+    /// `True` / `False`.
+    Bool(bool),
+    /// An `int` that fits in 64 bits.
+    Int(i64),
+    /// A `float`.
+    Float(f64),
+    /// A `str`.
+    Str(String),
+    /// A `bytes`.
+    Bytes(Vec<u8>),
+    /// A `list`.
+    List(Vec<PyValue>),
+    /// A `tuple`.
+    Tuple(Vec<PyValue>),
+    /// A `dict` (keys are strings when encoding; any value when decoding, shown by key repr).
+    Dict(Vec<(String, PyValue)>),
+}
+
+/// Why a pickle could not be decoded.
+#[derive(thiserror::Error, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The data ended before `STOP`.
+    #[error("pickle data ends early")]
+    Truncated,
+    /// An opcode outside the supported subset.
+    #[error("unsupported pickle opcode {0:#04x} at offset {1}")]
+    Unsupported(u8, usize),
+    /// The stack or memo did not hold what an opcode needs.
+    #[error("malformed pickle at offset {0}: {1}")]
+    Malformed(usize, &'static str),
+}
+
+/// Pickles the call arguments `(args, kwargs)`.
+pub fn encode_call(args: &[PyValue], kwargs: &[(&str, PyValue)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    let proto = if args
+        .iter()
+        .chain(kwargs.iter().map(|(_, v)| v))
+        .any(has_bytes)
+    {
+        3
+    } else {
+        2
+    };
+    out.extend_from_slice(&[0x80, proto]);
+    encode_seq(&mut out, args.iter(), args.len(), true);
+    if kwargs.is_empty() {
+        out.push(b'}');
+    } else {
+        out.extend_from_slice(b"}(");
+        for (k, v) in kwargs {
+            encode_str(&mut out, k);
+            encode(&mut out, v);
+        }
+        out.push(b'u');
+    }
+    out.extend_from_slice(&[0x86, b'.']);
+    out
+}
+
+fn has_bytes(v: &PyValue) -> bool {
+    match v {
+        PyValue::Bytes(_) => true,
+        PyValue::List(xs) | PyValue::Tuple(xs) => xs.iter().any(has_bytes),
+        PyValue::Dict(kv) => kv.iter().any(|(_, v)| has_bytes(v)),
+        _ => false,
+    }
+}
+
+fn encode_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'X');
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn encode_seq<'a>(
+    out: &mut Vec<u8>,
+    items: impl Iterator<Item = &'a PyValue>,
+    n: usize,
+    tuple: bool,
+) {
+    if tuple {
+        match n {
+            0 => out.push(b')'),
+            1..=3 => {
+                items.for_each(|v| encode(out, v));
+                out.push(0x84 + n as u8);
+            }
+            _ => {
+                out.push(b'(');
+                items.for_each(|v| encode(out, v));
+                out.push(b't');
+            }
+        }
+    } else {
+        out.push(b']');
+        if n > 0 {
+            out.push(b'(');
+            items.for_each(|v| encode(out, v));
+            out.push(b'e');
+        }
+    }
+}
+
+fn encode(out: &mut Vec<u8>, v: &PyValue) {
+    match v {
+        PyValue::None => out.push(b'N'),
+        PyValue::Bool(b) => out.push(if *b { 0x88 } else { 0x89 }),
+        PyValue::Int(i) => {
+            if (0..=0xff).contains(i) {
+                out.extend_from_slice(&[b'K', *i as u8]);
+            } else if (0..=0xffff).contains(i) {
+                out.push(b'M');
+                out.extend_from_slice(&(*i as u16).to_le_bytes());
+            } else if i32::try_from(*i).is_ok() {
+                out.push(b'J');
+                out.extend_from_slice(&(*i as i32).to_le_bytes());
+            } else {
+                // LONG1: minimal little-endian two's complement.
+                let bytes = i.to_le_bytes();
+                let mut n = 8;
+                while n > 1 {
+                    let top = bytes[n - 1];
+                    let next_sign = bytes[n - 2] & 0x80;
+                    if (top == 0 && next_sign == 0) || (top == 0xff && next_sign != 0) {
+                        n -= 1;
+                    } else {
+                        break;
+                    }
+                }
+                out.extend_from_slice(&[0x8a, n as u8]);
+                out.extend_from_slice(&bytes[..n]);
+            }
+        }
+        PyValue::Float(f) => {
+            out.push(b'G');
+            out.extend_from_slice(&f.to_be_bytes());
+        }
+        PyValue::Str(s) => encode_str(out, s),
+        PyValue::Bytes(b) => {
+            if b.len() < 256 {
+                out.extend_from_slice(&[b'C', b.len() as u8]);
+            } else {
+                out.push(b'B');
+                out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+            }
+            out.extend_from_slice(b);
+        }
+        PyValue::List(xs) => encode_seq(out, xs.iter(), xs.len(), false),
+        PyValue::Tuple(xs) => encode_seq(out, xs.iter(), xs.len(), true),
+        PyValue::Dict(kv) => {
+            out.push(b'}');
+            if !kv.is_empty() {
+                out.push(b'(');
+                for (k, v) in kv {
+                    encode_str(out, k);
+                    encode(out, v);
+                }
+                out.push(b'u');
+            }
+        }
+    }
+}
+
+enum Item {
+    Mark,
+    Value(PyValue),
+}
+
+struct Reader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        let end = self.pos.checked_add(n).ok_or(DecodeError::Truncated)?;
+        let s = self.data.get(self.pos..end).ok_or(DecodeError::Truncated)?;
+        self.pos = end;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+    fn len64(&mut self) -> Result<usize, DecodeError> {
+        usize::try_from(self.u64()?).map_err(|_| DecodeError::Truncated)
+    }
+}
+
+fn key_text(v: PyValue) -> String {
+    match v {
+        PyValue::Str(s) => s,
+        other => other.to_string(),
+    }
+}
+
+/// Decodes a pickle of the supported subset (as written by [`encode_call`] or by Python's
+/// `pickle.dumps` with protocols 2 to 5).
+pub fn decode(bytes: &[u8]) -> Result<PyValue, DecodeError> {
+    let mut r = Reader {
+        data: bytes,
+        pos: 0,
+    };
+    let mut stack: Vec<Item> = Vec::new();
+    let mut memo: Vec<Option<PyValue>> = Vec::new();
+    let malformed = |at: usize, what: &'static str| DecodeError::Malformed(at, what);
+    fn pop_mark(stack: &mut Vec<Item>, at: usize) -> Result<Vec<PyValue>, DecodeError> {
+        let mark = stack
+            .iter()
+            .rposition(|i| matches!(i, Item::Mark))
+            .ok_or(DecodeError::Malformed(at, "no MARK"))?;
+        let items = stack.split_off(mark + 1);
+        stack.pop();
+        Ok(items
+            .into_iter()
+            .filter_map(|i| {
+                if let Item::Value(v) = i {
+                    Some(v)
+                } else {
+                    None
+                }
+            })
+            .collect())
+    }
+    fn pop_value(stack: &mut Vec<Item>, at: usize) -> Result<PyValue, DecodeError> {
+        match stack.pop() {
+            Some(Item::Value(v)) => Ok(v),
+            _ => Err(DecodeError::Malformed(at, "stack empty")),
+        }
+    }
+    fn memo_put(
+        memo: &mut Vec<Option<PyValue>>,
+        idx: usize,
+        v: PyValue,
+        at: usize,
+    ) -> Result<(), DecodeError> {
+        if idx > 1 << 20 {
+            return Err(DecodeError::Malformed(at, "memo index too large"));
+        }
+        if memo.len() <= idx {
+            memo.resize(idx + 1, None);
+        }
+        memo[idx] = Some(v);
+        Ok(())
+    }
+    loop {
+        let at = r.pos;
+        let op = r.u8()?;
+        match op {
+            0x80 => {
+                r.u8()?;
+            }
+            0x95 => {
+                r.u64()?;
+            }
+            b'.' => return pop_value(&mut stack, at),
+            b'(' => stack.push(Item::Mark),
+            b'N' => stack.push(Item::Value(PyValue::None)),
+            0x88 => stack.push(Item::Value(PyValue::Bool(true))),
+            0x89 => stack.push(Item::Value(PyValue::Bool(false))),
+            b'K' => stack.push(Item::Value(PyValue::Int(r.u8()? as i64))),
+            b'M' => {
+                let b = r.take(2)?;
+                stack.push(Item::Value(PyValue::Int(
+                    u16::from_le_bytes([b[0], b[1]]) as i64
+                )));
+            }
+            b'J' => stack.push(Item::Value(PyValue::Int(r.u32()? as i32 as i64))),
+            0x8a => {
+                let n = r.u8()? as usize;
+                let b = r.take(n)?;
+                if n > 8 {
+                    return Err(malformed(at, "integer wider than 64 bits"));
+                }
+                let fill = if b.last().is_some_and(|x| x & 0x80 != 0) {
+                    0xff
+                } else {
+                    0
+                };
+                let mut full = [fill; 8];
+                full[..n].copy_from_slice(b);
+                stack.push(Item::Value(PyValue::Int(i64::from_le_bytes(full))));
+            }
+            b'G' => {
+                let b = r.take(8)?;
+                stack.push(Item::Value(PyValue::Float(f64::from_be_bytes(
+                    b.try_into().expect("8 bytes"),
+                ))));
+            }
+            b'X' | 0x8c | 0x8d => {
+                let n = match op {
+                    b'X' => r.u32()? as usize,
+                    0x8c => r.u8()? as usize,
+                    _ => r.len64()?,
+                };
+                let s = std::str::from_utf8(r.take(n)?)
+                    .map_err(|_| malformed(at, "string is not UTF-8"))?;
+                stack.push(Item::Value(PyValue::Str(s.to_string())));
+            }
+            b'C' | b'B' | 0x8e => {
+                let n = match op {
+                    b'C' => r.u8()? as usize,
+                    b'B' => r.u32()? as usize,
+                    _ => r.len64()?,
+                };
+                stack.push(Item::Value(PyValue::Bytes(r.take(n)?.to_vec())));
+            }
+            b']' => stack.push(Item::Value(PyValue::List(Vec::new()))),
+            b')' => stack.push(Item::Value(PyValue::Tuple(Vec::new()))),
+            b'}' => stack.push(Item::Value(PyValue::Dict(Vec::new()))),
+            b't' => {
+                let items = pop_mark(&mut stack, at)?;
+                stack.push(Item::Value(PyValue::Tuple(items)));
+            }
+            0x85..=0x87 => {
+                let n = (op - 0x84) as usize;
+                let mut items = Vec::with_capacity(n);
+                for _ in 0..n {
+                    items.push(pop_value(&mut stack, at)?);
+                }
+                items.reverse();
+                stack.push(Item::Value(PyValue::Tuple(items)));
+            }
+            b'a' | b'e' => {
+                let items = if op == b'a' {
+                    vec![pop_value(&mut stack, at)?]
+                } else {
+                    pop_mark(&mut stack, at)?
+                };
+                match stack.last_mut() {
+                    Some(Item::Value(PyValue::List(xs))) => xs.extend(items),
+                    _ => return Err(malformed(at, "append to a non-list")),
+                }
+            }
+            b's' | b'u' => {
+                let items = if op == b's' {
+                    let v = pop_value(&mut stack, at)?;
+                    let k = pop_value(&mut stack, at)?;
+                    vec![k, v]
+                } else {
+                    pop_mark(&mut stack, at)?
+                };
+                if items.len() % 2 != 0 {
+                    return Err(malformed(at, "odd number of dict items"));
+                }
+                let Some(Item::Value(PyValue::Dict(kv))) = stack.last_mut() else {
+                    return Err(malformed(at, "set item on a non-dict"));
+                };
+                let mut it = items.into_iter();
+                while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                    kv.push((key_text(k), v));
+                }
+            }
+            0x94 | b'q' | b'r' => {
+                let idx = match op {
+                    0x94 => memo.len(),
+                    b'q' => r.u8()? as usize,
+                    _ => r.u32()? as usize,
+                };
+                let top = match stack.last() {
+                    Some(Item::Value(v)) => v.clone(),
+                    _ => return Err(malformed(at, "memoize with an empty stack")),
+                };
+                memo_put(&mut memo, idx, top, at)?;
+            }
+            b'h' | b'j' => {
+                let idx = if op == b'h' {
+                    r.u8()? as usize
+                } else {
+                    r.u32()? as usize
+                };
+                let v = memo
+                    .get(idx)
+                    .cloned()
+                    .flatten()
+                    .ok_or(malformed(at, "memo get of an unset index"))?;
+                stack.push(Item::Value(v));
+            }
+            _ => return Err(DecodeError::Unsupported(op, at)),
+        }
+    }
+}
+
+fn write_seq(f: &mut fmt::Formatter<'_>, xs: &[PyValue]) -> fmt::Result {
+    for (i, x) in xs.iter().enumerate() {
+        if i > 0 {
+            f.write_str(", ")?;
+        }
+        write!(f, "{x}")?;
+    }
+    Ok(())
+}
+
+/// Python `repr`-like text.
+impl fmt::Display for PyValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PyValue::None => f.write_str("None"),
+            PyValue::Bool(true) => f.write_str("True"),
+            PyValue::Bool(false) => f.write_str("False"),
+            PyValue::Int(i) => write!(f, "{i}"),
+            PyValue::Float(x) if x.is_finite() && x.fract() == 0.0 && x.abs() < 1e16 => {
+                write!(f, "{x:.1}")
+            }
+            PyValue::Float(x) if x.is_nan() => f.write_str("nan"),
+            PyValue::Float(x) if x.is_infinite() => {
+                f.write_str(if *x > 0.0 { "inf" } else { "-inf" })
+            }
+            PyValue::Float(x) => write!(f, "{x}"),
+            PyValue::Str(s) => write!(f, "'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")),
+            PyValue::Bytes(b) => {
+                f.write_str("b'")?;
+                for &c in b {
+                    match c {
+                        b'\\' => f.write_str("\\\\")?,
+                        b'\'' => f.write_str("\\'")?,
+                        b'\n' => f.write_str("\\n")?,
+                        0x20..=0x7e => write!(f, "{}", c as char)?,
+                        _ => write!(f, "\\x{c:02x}")?,
+                    }
+                }
+                f.write_str("'")
+            }
+            PyValue::List(xs) => {
+                f.write_str("[")?;
+                write_seq(f, xs)?;
+                f.write_str("]")
+            }
+            PyValue::Tuple(xs) => {
+                f.write_str("(")?;
+                write_seq(f, xs)?;
+                f.write_str(if xs.len() == 1 { ",)" } else { ")" })
+            }
+            PyValue::Dict(kv) => {
+                f.write_str("{")?;
+                for (i, (k, v)) in kv.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "'{k}': {v}")?;
+                }
+                f.write_str("}")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> (Vec<PyValue>, Vec<(&'static str, PyValue)>) {
+        let args = vec![
+            PyValue::Int(1),
+            PyValue::Int(-5),
+            PyValue::Int(70_000),
+            PyValue::Int(1 << 40),
+            PyValue::Int(i64::MIN),
+            PyValue::Float(2.5),
+            PyValue::Str("héllo".into()),
+            PyValue::Bytes(vec![0, 1, 255]),
+            PyValue::List(vec![PyValue::None, PyValue::Bool(true)]),
+            PyValue::Tuple(vec![PyValue::Int(1)]),
+            PyValue::Tuple(vec![]),
+            PyValue::Tuple((0..5).map(PyValue::Int).collect()),
+            PyValue::Dict(vec![("k".into(), PyValue::Bool(false))]),
+        ];
+        (
+            args,
+            vec![("price", PyValue::Float(1.0)), ("n", PyValue::Int(300))],
+        )
+    }
+
+    #[test]
+    fn round_trip() {
+        let (args, kwargs) = sample();
+        let bytes = encode_call(&args, &kwargs);
+        assert_eq!(&bytes[..2], &[0x80, 3]);
+        let expected = PyValue::Tuple(vec![
+            PyValue::Tuple(args),
+            PyValue::Dict(
+                kwargs
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect(),
+            ),
+        ]);
+        assert_eq!(decode(&bytes), Ok(expected));
+    }
+
+    #[test]
+    fn protocol_two_without_bytes() {
+        let bytes = encode_call(&[PyValue::Int(7)], &[]);
+        assert_eq!(bytes, [0x80, 2, b'K', 7, 0x85, b'}', 0x86, b'.']);
+        assert_eq!(decode(&bytes).unwrap().to_string(), "((7,), {})");
+    }
+
+    #[test]
+    fn decodes_python_protocol_4_with_memo_and_frame() {
+        // pickle.dumps((("a", [1, 2]), {"x": None}), protocol=4)
+        let data: &[u8] = b"\x80\x04\x95\x1a\x00\x00\x00\x00\x00\x00\x00\x8c\x01a\x94]\x94(K\x01K\x02e\x86\x94}\x94\x8c\x01x\x94Ns\x86\x94.";
+        assert_eq!(
+            decode(data).unwrap().to_string(),
+            "(('a', [1, 2]), {'x': None})"
+        );
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for data in [
+            &b""[..],
+            b"\x80",
+            b"e.",
+            b"(u.",
+            b"\x8c\xff",
+            b"h\x05.",
+            b"\x00",
+            b"K\x01\x86.",
+        ] {
+            assert!(decode(data).is_err(), "{data:?}");
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! Publishing: copy topic and payload into a slab block (or inline into the slot), claim a ring
+//! position, fill the slot, publish it, and wake sleeping subscribers if there are any.
+//!
+//! The block is taken before the ring position is claimed, so a publisher never holds a claimed
+//! slot (which every consumer behind it must wait for) while it waits for slab space.
+
+use crate::atomics::Ordering;
+use crate::bus::Inner;
+use crate::layout::{INLINE_CAP, MAX_TOPIC_LEN};
+use crate::liveness::now_ns;
+use crate::pickle::{encode_call, PyValue};
+use crate::recovery::{free_block, wake_subscribers};
+use crate::wait::{wait_for, Side};
+use crate::{BusError, Codec};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The xxh3-64 hash of a topic literal (the same hash the engine's hook tables use).
+pub fn topic_hash(topic: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(topic.as_bytes())
+}
+
+/// Publishes messages on a bus. One publisher's messages reach every subscriber in publish order.
+///
+/// ```
+/// # let name = format!("doc-pub-{}", std::process::id());
+/// use shm_ring::{Bus, BusConfig, Codec};
+/// use std::time::Duration;
+/// let cfg = BusConfig { ring_capacity: 64, max_message: 4096, slab_blocks: 16, ..BusConfig::default() };
+/// let bus = Bus::create(&name, &cfg)?;
+/// let mut sub = bus.subscribe()?;
+/// let mut publisher = bus.publisher()?;
+/// publisher.publish("ticks.AAPL", Codec::Raw, b"123.5", Some(Duration::from_secs(1)))?;
+/// let msg = sub.recv(Some(Duration::from_secs(1)))?.expect("a message");
+/// assert_eq!((msg.topic, msg.payload), ("ticks.AAPL", &b"123.5"[..]));
+/// # drop(msg); drop(sub); drop(publisher); drop(bus);
+/// # Bus::unlink(&name)?;
+/// # Ok::<(), shm_ring::BusError>(())
+/// ```
+pub struct Publisher {
+    inner: Arc<Inner>,
+    row: u32,
+}
+
+impl Publisher {
+    pub(crate) fn new(inner: Arc<Inner>, row: u32) -> Publisher {
+        Publisher { inner, row }
+    }
+
+    /// Publishes `payload` on `topic` (a literal) with the codec tag. Blocks while the ring or the
+    /// slab class is full: `None` waits forever, `Some(ZERO)` fails at once with
+    /// [`BusError::Full`], `Some(t)` fails with [`BusError::Timeout`] after `t`. Returns the
+    /// message's ring position (its sequence number).
+    pub fn publish(
+        &mut self,
+        topic: &str,
+        codec: Codec,
+        payload: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<u64, BusError> {
+        self.publish_with(topic, codec, payload.len(), timeout, |buf| {
+            buf.copy_from_slice(payload)
+        })
+    }
+
+    /// [`Publisher::publish`] without waiting.
+    pub fn try_publish(
+        &mut self,
+        topic: &str,
+        codec: Codec,
+        payload: &[u8],
+    ) -> Result<u64, BusError> {
+        self.publish(topic, codec, payload, Some(Duration::ZERO))
+    }
+
+    /// Publishes a pickle of `(args, kwargs)`, so a Python handler receives ordinary arguments.
+    pub fn publish_pickled(
+        &mut self,
+        topic: &str,
+        args: &[PyValue],
+        kwargs: &[(&str, PyValue)],
+        timeout: Option<Duration>,
+    ) -> Result<u64, BusError> {
+        let body = encode_call(args, kwargs);
+        self.publish(topic, Codec::Pickle, &body, timeout)
+    }
+
+    /// Builds the payload in place: `fill` gets exactly `len` bytes inside the slab block (or the
+    /// slot), so publishing needs no heap allocation.
+    pub fn publish_with(
+        &mut self,
+        topic: &str,
+        codec: Codec,
+        len: usize,
+        timeout: Option<Duration>,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<u64, BusError> {
+        let region = &self.inner.region;
+        let max = region.layout().max_message as usize;
+        if len > max {
+            return Err(BusError::TooLarge { size: len, max });
+        }
+        if topic.len() > MAX_TOPIC_LEN {
+            return Err(BusError::TooLarge {
+                size: topic.len(),
+                max: MAX_TOPIC_LEN,
+            });
+        }
+        let row = region.row(self.row).expect("own row is in range");
+        let start = Instant::now();
+        let out_of_time = || {
+            if timeout == Some(Duration::ZERO) {
+                BusError::Full
+            } else {
+                BusError::Timeout
+            }
+        };
+        let total = topic.len() + len;
+        let mut inline = [0u8; INLINE_CAP];
+        // Block field: index + 1, or 0 when topic and payload travel inline.
+        let block = if total <= INLINE_CAP {
+            inline[..topic.len()].copy_from_slice(topic.as_bytes());
+            fill(&mut inline[topic.len()..total]);
+            0
+        } else {
+            let idx = match wait_for(region, row, Side::Publisher, timeout, || self.alloc(total))? {
+                Some(idx) => idx,
+                None => return Err(out_of_time()),
+            };
+            let (_, ptr, size) = region.block(idx).expect("allocated block is in range");
+            debug_assert!(total <= size);
+            // SAFETY: `ptr..ptr + size` is block `idx` inside the mapping, which we popped from its
+            // free list and so own exclusively until it is published.
+            let bytes = unsafe { std::slice::from_raw_parts_mut(ptr, total) };
+            bytes[..topic.len()].copy_from_slice(topic.as_bytes());
+            fill(&mut bytes[topic.len()..]);
+            idx + 1
+        };
+        let ring = region.ring();
+        let remaining = timeout.map(|t| t.saturating_sub(start.elapsed()));
+        let mut waited = false;
+        let claimed = wait_for(region, row, Side::Publisher, remaining, || {
+            let r = ring.claim(&row.publishing).ok();
+            if r.is_none() && !waited {
+                waited = true;
+                region.header().full_waits.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(r)
+        });
+        let pos = match claimed {
+            Ok(Some(pos)) => pos,
+            Ok(None) | Err(_) => {
+                free_block(region, block);
+                return Err(claimed.err().unwrap_or_else(out_of_time));
+            }
+        };
+        let consumers = ring.consumers();
+        if consumers == 0 {
+            // Nobody listens: nothing to deliver, nothing to keep.
+            ring.discard(pos, &row.publishing);
+            free_block(region, block);
+            row.published.fetch_add(1, Ordering::Relaxed);
+            return Ok(pos);
+        }
+        let slot = ring.slot(pos);
+        slot.topic_hash.store(topic_hash(topic), Ordering::Relaxed);
+        slot.timestamp_ns.store(now_ns(), Ordering::Relaxed);
+        slot.publisher.store(self.row, Ordering::Relaxed);
+        slot.publisher_pid
+            .store(std::process::id(), Ordering::Relaxed);
+        slot.block.store(block, Ordering::Relaxed);
+        slot.payload_len.store(len as u32, Ordering::Relaxed);
+        slot.meta
+            .store(topic.len() as u64 | (codec as u64) << 16, Ordering::Relaxed);
+        if block == 0 {
+            // SAFETY: we claimed `pos`, so no one else writes this slot and no consumer reads it
+            // until `commit` publishes it with a Release store.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    inline.as_ptr(),
+                    slot.inline.get().cast::<u8>(),
+                    total,
+                )
+            };
+        }
+        ring.commit(pos, consumers, &row.publishing);
+        row.published.fetch_add(1, Ordering::Relaxed);
+        wake_subscribers(region);
+        Ok(pos)
+    }
+
+    /// Pops a block of at least `total` bytes from the smallest class that has one.
+    fn alloc(&self, total: usize) -> Result<Option<u32>, BusError> {
+        let region = &self.inner.region;
+        for (i, c) in region.layout().classes.iter().enumerate() {
+            if (c.block_size as usize) < total {
+                continue;
+            }
+            match region.free_list(i).pop() {
+                Ok(Some(idx)) => {
+                    region.class(i).used.fetch_add(1, Ordering::Relaxed);
+                    return Ok(Some(idx));
+                }
+                Ok(None) => continue,
+                Err(bad) => {
+                    return Err(BusError::corrupt(
+                        region.name(),
+                        format!("free list of class {i} links to block {}", bad.0),
+                    ))
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// This publisher's process-table row.
+    pub fn row(&self) -> u32 {
+        self.row
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.inner.leave(self.row, None);
+    }
+}

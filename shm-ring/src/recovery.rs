@@ -1,0 +1,340 @@
+//! Crash recovery: reaping dead processes and sweeping the region when nobody is left.
+//!
+//! Everything here runs under the table lock. What a dead process can leave behind, and what
+//! puts it right:
+//!
+//! * a fan-out subscriber's bit in the active mask and in pending slots: [`remove_consumer`]
+//!   clears the bit everywhere, releasing slots it was the last holder of;
+//! * a group member's claimed message: handed to the group's redelivery list, from which a live
+//!   member takes it (at-least-once; counted);
+//! * a slot claimed but never published: tombstoned once no live row announces that position;
+//! * a sleeper count it incremented: decremented from its row's `sleeping` word;
+//! * a block popped but never referenced, or a push cut short: recovered by [`sweep`] when no
+//!   live publisher or subscriber is left, which rebuilds every free list and zeroes every count.
+
+use crate::atomics::{fence, AtomicU32, Ordering};
+use crate::layout::{
+    Consumer, CONSUMER_FREE, CONSUMER_LIVE, CONSUMER_REMOVING, IN_FLIGHT_CONFIRMED, KIND_GROUP,
+    ROW_LIVE,
+};
+use crate::region::Region;
+use crate::ring::dist;
+use crate::subscriber::{pack_cursor, pack_redeliver, unpack_redeliver};
+use crate::table::{row_alive, Role, TableGuard};
+use std::time::Duration;
+
+/// What a reap found and put right.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReapReport {
+    /// `(pid, row)` of every dead process-table row reclaimed.
+    pub processes: Vec<(u32, u32)>,
+    /// Slab blocks returned to their free lists by a sweep.
+    pub blocks_freed: u64,
+    /// Claimed-but-never-published slots tombstoned.
+    pub slots_recovered: u64,
+    /// Messages a dead group member held that were handed back to its group.
+    pub redelivered: u64,
+}
+
+/// Wakes publishers sleeping on a full ring or slab, if any.
+pub(crate) fn wake_publishers(region: &Region) {
+    let h = region.header();
+    fence(Ordering::SeqCst);
+    if h.pub_sleepers.load(Ordering::Relaxed) > 0 {
+        h.space_futex.fetch_add(1, Ordering::SeqCst);
+        crate::futex::wake_all(&h.space_futex);
+    }
+}
+
+/// Wakes subscribers sleeping for data, if any.
+pub(crate) fn wake_subscribers(region: &Region) {
+    let h = region.header();
+    fence(Ordering::SeqCst);
+    if h.sub_sleepers.load(Ordering::Relaxed) > 0 {
+        h.data_futex.fetch_add(1, Ordering::SeqCst);
+        crate::futex::wake_all(&h.data_futex);
+    }
+}
+
+/// Returns a block (slot `block` field: index + 1, 0 for inline) to its free list. Out-of-range
+/// values from a corrupt slot are ignored (the sweep restores the slab).
+pub(crate) fn free_block(region: &Region, block: u32) {
+    if block == 0 {
+        return;
+    }
+    if let Some((class, _, _)) = region.block(block - 1) {
+        if region.free_list(class).push(block - 1).is_ok() {
+            saturating_dec(&region.class(class).used);
+        }
+    }
+}
+
+pub(crate) fn saturating_dec(w: &AtomicU32) {
+    let _ = w.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |v| v.checked_sub(1));
+}
+
+/// Clears `bits` from published position `pos`; frees the slot and block if that was the last.
+pub(crate) fn release_slot(region: &Region, pos: u64, bits: u64) {
+    if let Some(block) = region.ring().release(pos, bits) {
+        free_block(region, block);
+        wake_publishers(region);
+    }
+}
+
+/// True when some live row announces it is publishing position `pos`.
+fn claimant_alive(region: &Region, pos: u64) -> bool {
+    region.rows().iter().any(|r| {
+        r.state.load(Ordering::Acquire) == ROW_LIVE
+            && r.publishing.load(Ordering::SeqCst) == pos + 1
+            && row_alive(r)
+    })
+}
+
+/// Waits until position `pos` is not claimed-unpublished, tombstoning it if its claimant is
+/// dead. Returns true if it tombstoned.
+fn settle(region: &Region, pos: u64) -> bool {
+    let ring = region.ring();
+    loop {
+        if dist(ring.slot(pos).seq.load(Ordering::Acquire), pos) != 0 {
+            return false;
+        }
+        if !claimant_alive(region, pos) {
+            let slot = ring.slot(pos);
+            // Consumers skip tombstones; the dead claimant's block (if any) is recovered by the sweep.
+            slot.block.store(0, Ordering::Relaxed);
+            if ring.tombstone(pos) {
+                wake_subscribers(region);
+                wake_publishers(region);
+                return true;
+            }
+            continue;
+        }
+        // A live publisher is between its claim and its commit: a few stores away.
+        std::thread::sleep(Duration::from_micros(20));
+    }
+}
+
+/// Removes consumer `idx`: clears its active bit, then its bit from every slot that holds it.
+pub(crate) fn remove_consumer(g: &TableGuard<'_>, idx: u32, report: &mut ReapReport) {
+    let region = g.region();
+    let Some(c) = region.consumers().get(idx as usize) else {
+        return;
+    };
+    c.state.store(CONSUMER_REMOVING, Ordering::SeqCst);
+    let bit = 1u64 << idx;
+    region
+        .header()
+        .active_mask
+        .fetch_and(!bit, Ordering::SeqCst);
+    // Claims after this load read the mask without our bit (SeqCst, see ring.rs); claims before
+    // it are all below `head`.
+    let head = region.header().head.load(Ordering::SeqCst);
+    let cap = region.layout().ring_capacity as u64;
+    for pos in head.saturating_sub(cap)..head {
+        if settle(region, pos) {
+            report.slots_recovered += 1;
+        }
+        if dist(region.ring().slot(pos).seq.load(Ordering::Acquire), pos + 1) == 0 {
+            release_slot(region, pos, bit);
+        }
+    }
+    for e in &c.redeliver {
+        e.store(0, Ordering::Relaxed);
+    }
+    c.redeliver_count.store(0, Ordering::Relaxed);
+    c.members.store(0, Ordering::Relaxed);
+    c.state.store(CONSUMER_FREE, Ordering::Release);
+}
+
+/// True when position `pos` is published and still holds `bit`.
+fn holds(region: &Region, pos: u64, bit: u64) -> bool {
+    let slot = region.ring().slot(pos);
+    dist(slot.seq.load(Ordering::Acquire), pos + 1) == 0
+        && slot.pending.load(Ordering::Acquire) & bit != 0
+}
+
+/// Puts position `pos` on group `c`'s redelivery list. False if the list is full.
+fn push_redeliver(c: &Consumer, pos: u64) -> bool {
+    for e in &c.redeliver {
+        if e.compare_exchange(
+            0,
+            pack_redeliver(pos, 0),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        )
+        .is_ok()
+        {
+            c.redeliver_count.fetch_add(1, Ordering::AcqRel);
+            c.redelivered.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+    }
+    false
+}
+
+/// Reclaims dead group member `row`'s claims in group `idx`. False if they could not all be
+/// handed over (redelivery list full): the row is then left for a later reap.
+fn reap_member(g: &TableGuard<'_>, row: u32, idx: u32, report: &mut ReapReport) -> bool {
+    let region = g.region();
+    let Some(c) = region.consumers().get(idx as usize) else {
+        return true;
+    };
+    let Some(r) = region.row(row) else {
+        return true;
+    };
+    let bit = 1u64 << idx;
+    let others = c.members.load(Ordering::Relaxed) > 1;
+    // Cursor first, claim word second: a helper confirms a claim before moving the cursor past it.
+    let cursor = c.cursor.load(Ordering::SeqCst);
+    let claim = r.in_flight.load(Ordering::SeqCst);
+    let held = if claim & IN_FLIGHT_CONFIRMED != 0 {
+        Some((claim & !IN_FLIGHT_CONFIRMED) - 1)
+    } else if claim != 0 && cursor == pack_cursor(claim, row + 1) {
+        Some(claim - 1)
+    } else {
+        None
+    };
+    if let Some(pos) = held {
+        if others && holds(region, pos, bit) {
+            if !push_redeliver(c, pos) {
+                return false;
+            }
+            report.redelivered += 1;
+            region.header().redeliveries.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    r.in_flight.store(0, Ordering::Relaxed);
+    // Redeliveries the dead member had taken go back up for grabs.
+    for e in &c.redeliver {
+        let v = e.load(Ordering::Acquire);
+        let (pos, owner) = unpack_redeliver(v);
+        if v != 0 && owner == row + 1 {
+            if others && holds(region, pos, bit) {
+                if e.compare_exchange(
+                    v,
+                    pack_redeliver(pos, 0),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+                {
+                    report.redelivered += 1;
+                    c.redelivered.fetch_add(1, Ordering::Relaxed);
+                    region.header().redeliveries.fetch_add(1, Ordering::Relaxed);
+                }
+            } else if e
+                .compare_exchange(v, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                saturating_dec(&c.redeliver_count);
+            }
+        }
+    }
+    true
+}
+
+/// Reaps every dead row, repairs what they left, and sweeps if no live publisher or subscriber
+/// is left.
+pub(crate) fn reap_locked(g: &TableGuard<'_>) -> ReapReport {
+    let region = g.region();
+    let h = region.header();
+    let mut report = ReapReport::default();
+    for (i, r) in region.rows().iter().enumerate() {
+        if r.state.load(Ordering::Acquire) != ROW_LIVE || row_alive(r) {
+            continue;
+        }
+        let role = Role::from_code(r.role.load(Ordering::Relaxed));
+        let consumer = r.consumer.load(Ordering::Relaxed);
+        if role == Role::GroupMember && !reap_member(g, i as u32, consumer, &mut report) {
+            continue;
+        }
+        match r.sleeping.swap(0, Ordering::AcqRel) {
+            1 => saturating_dec(&h.sub_sleepers),
+            2 => saturating_dec(&h.pub_sleepers),
+            _ => {}
+        }
+        report
+            .processes
+            .push((r.pid.load(Ordering::Relaxed), i as u32));
+        h.reaped.fetch_add(1, Ordering::Relaxed);
+        g.free_row(i as u32);
+    }
+    // Consumers left without a live row (their owner died, or a removal was cut short).
+    let max = region.layout().max_subscribers as usize;
+    for (idx, c) in region.consumers().iter().enumerate().take(max) {
+        let state = c.state.load(Ordering::Acquire);
+        if state == CONSUMER_FREE {
+            continue;
+        }
+        let holders = region
+            .rows()
+            .iter()
+            .filter(|r| {
+                r.state.load(Ordering::Acquire) == ROW_LIVE
+                    && r.consumer.load(Ordering::Relaxed) == idx as u32
+                    && matches!(
+                        Role::from_code(r.role.load(Ordering::Relaxed)),
+                        Role::Subscriber | Role::GroupMember
+                    )
+            })
+            .count() as u32;
+        if state == CONSUMER_REMOVING || holders == 0 {
+            remove_consumer(g, idx as u32, &mut report);
+        } else if state == CONSUMER_LIVE && c.kind.load(Ordering::Relaxed) == KIND_GROUP {
+            c.members.store(holders, Ordering::Relaxed);
+        }
+    }
+    // Slots claimed by publishers that died before publishing.
+    let head = h.head.load(Ordering::SeqCst);
+    let cap = region.layout().ring_capacity as u64;
+    for pos in head.saturating_sub(cap)..head {
+        if settle(region, pos) {
+            report.slots_recovered += 1;
+        }
+    }
+    let busy = region.rows().iter().any(|r| {
+        r.state.load(Ordering::Acquire) == ROW_LIVE
+            && Role::from_code(r.role.load(Ordering::Relaxed)) != Role::Bus
+    });
+    if !busy {
+        report.blocks_freed = sweep(g);
+    }
+    report
+}
+
+/// Restores the idle state: every slot free, every block on its free list, every count zero.
+/// Only called under the lock when no live publisher or subscriber exists, so nothing else
+/// touches the ring or the slab. Returns how many blocks were missing from the free lists.
+pub(crate) fn sweep(g: &TableGuard<'_>) -> u64 {
+    let region = g.region();
+    let h = region.header();
+    let head = h.head.load(Ordering::SeqCst);
+    let cap = region.layout().ring_capacity as u64;
+    let ring = region.ring();
+    for pos in head.saturating_sub(cap)..head {
+        let slot = ring.slot(pos);
+        slot.pending.store(0, Ordering::Relaxed);
+        slot.block.store(0, Ordering::Relaxed);
+        slot.seq.store(pos + cap, Ordering::Release);
+    }
+    for c in region.consumers() {
+        c.state.store(CONSUMER_FREE, Ordering::Relaxed);
+        c.members.store(0, Ordering::Relaxed);
+        c.redeliver_count.store(0, Ordering::Relaxed);
+        for e in &c.redeliver {
+            e.store(0, Ordering::Relaxed);
+        }
+    }
+    h.active_mask.store(0, Ordering::SeqCst);
+    let mut freed = 0u64;
+    for (i, class) in region.layout().classes.iter().enumerate() {
+        let list = region.free_list(i);
+        let on_list = list.len().unwrap_or(0);
+        freed += (class.count - on_list.min(class.count)) as u64;
+        list.reset();
+        region.class(i).used.store(0, Ordering::Release);
+    }
+    h.sub_sleepers.store(0, Ordering::Relaxed);
+    h.pub_sleepers.store(0, Ordering::Relaxed);
+    freed
+}

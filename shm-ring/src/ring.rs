@@ -1,0 +1,372 @@
+//! The ring: a bounded multi-producer, multi-consumer sequence of slots with per-consumer
+//! acknowledgement, after Dmitry Vyukov's bounded MPMC queue.
+//!
+//! Semantics: positions grow forever; position `pos` lives in slot `pos % capacity`. Each slot's
+//! `seq` says where that slot is in its life:
+//!
+//! * `seq == pos`: free for the publisher of `pos` (or claimed by it and being written);
+//! * `seq == pos + 1`: published; `pending` holds one bit per consumer that must still see it;
+//! * `seq == pos + capacity`: released by its last consumer, free for position `pos + capacity`.
+//!
+//! A publisher claims `head` only when `slot[head].seq == head`, by CAS on `head`: a full ring is
+//! exactly "the previous occupant is not released by every consumer yet", so no cursor scanning
+//! is needed and a publisher never overwrites. After the claim it reads the active-consumer mask
+//! (SeqCst, so a consumer that joined before the claim is included and one that left is not),
+//! writes the slot, stores `pending` and finally `seq = pos + 1` (Release).
+//!
+//! A consumer at `pos` reads `seq`: `pos + 1` with its bit set is a message for it; `pos + 1`
+//! without its bit, or anything beyond, is a slot it was not counted in and skips; below that it
+//! waits. Releasing clears its bit; whoever clears the last bit frees the payload block and sets
+//! `seq = pos + capacity`.
+//!
+//! A publisher that dies between claim and publish leaves `seq == pos`; a survivor that finds no
+//! live process announcing that position (each publisher writes `pos + 1` to its row's
+//! `publishing` word before the claim) tombstones the slot by CAS `pos -> pos + capacity`, which
+//! every consumer skips.
+
+use crate::atomics::{AtomicU32, AtomicU64, Ordering};
+use std::cell::UnsafeCell;
+
+/// One ring slot (128 bytes, two cache lines).
+#[repr(C)]
+pub(crate) struct Slot {
+    /// Life-cycle word, see the module doc.
+    pub seq: AtomicU64,
+    /// Consumers that have not released this message yet, one bit per consumer entry.
+    pub pending: AtomicU64,
+    pub topic_hash: AtomicU64,
+    pub timestamp_ns: AtomicU64,
+    /// Process-table row of the publisher.
+    pub publisher: AtomicU32,
+    pub publisher_pid: AtomicU32,
+    /// Slab block index + 1 holding topic and payload, or 0 when they are inline.
+    pub block: AtomicU32,
+    pub payload_len: AtomicU32,
+    /// `topic_len | codec << 16`.
+    pub meta: AtomicU64,
+    /// Topic bytes then payload bytes, when they fit ([`crate::layout::INLINE_CAP`]).
+    pub inline: UnsafeCell<[u8; 72]>,
+}
+
+/// What a consumer finds at its cursor.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub(crate) enum Poll {
+    /// Nothing published there yet.
+    Empty,
+    /// A message this consumer must handle.
+    Ready,
+    /// A slot this consumer is not counted in (joined later, tombstone): move on.
+    Skip,
+}
+
+/// Why a claim failed.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct RingFull;
+
+/// The ring as seen by one process: the shared head, the active mask and the slots.
+pub(crate) struct RingView<'a> {
+    pub head: &'a AtomicU64,
+    pub active: &'a AtomicU64,
+    pub slots: &'a [Slot],
+}
+
+/// Signed distance `a - b` between two positions.
+#[inline]
+pub(crate) fn dist(a: u64, b: u64) -> i64 {
+    a.wrapping_sub(b) as i64
+}
+
+impl<'a> RingView<'a> {
+    /// Number of slots (a power of two).
+    #[inline]
+    pub fn capacity(&self) -> u64 {
+        self.slots.len() as u64
+    }
+
+    /// The slot of position `pos`.
+    #[inline]
+    pub fn slot(&self, pos: u64) -> &'a Slot {
+        &self.slots[(pos & (self.capacity() - 1)) as usize]
+    }
+
+    /// Claims the next position. `intent` (the caller's row `publishing` word) is set to `pos + 1`
+    /// before the CAS so that survivors can tell a live claimant from a dead one.
+    pub fn claim(&self, intent: &AtomicU64) -> Result<u64, RingFull> {
+        let mut h = self.head.load(Ordering::SeqCst);
+        loop {
+            let s = self.slot(h).seq.load(Ordering::Acquire);
+            let d = dist(s, h);
+            if d == 0 {
+                intent.store(h + 1, Ordering::SeqCst);
+                match self
+                    .head
+                    .compare_exchange_weak(h, h + 1, Ordering::SeqCst, Ordering::SeqCst)
+                {
+                    Ok(_) => return Ok(h),
+                    Err(now) => {
+                        intent.store(0, Ordering::Relaxed);
+                        h = now;
+                    }
+                }
+            } else if d < 0 {
+                // The previous occupant of this slot is still held by some consumer.
+                let now = self.head.load(Ordering::SeqCst);
+                if now == h {
+                    return Err(RingFull);
+                }
+                h = now;
+            } else {
+                // Another publisher claimed `h` already.
+                h = self.head.load(Ordering::SeqCst);
+            }
+            crate::atomics::spin_hint();
+        }
+    }
+
+    /// After the claim: the consumers this message is for. Zero means nobody listens; the caller
+    /// then calls [`RingView::discard`].
+    pub fn consumers(&self) -> u64 {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    /// Publishes claimed position `pos` for `consumers` (non-zero); the slot fields must be written.
+    pub fn commit(&self, pos: u64, consumers: u64, intent: &AtomicU64) {
+        let slot = self.slot(pos);
+        slot.pending.store(consumers, Ordering::Relaxed);
+        slot.seq.store(pos + 1, Ordering::Release);
+        intent.store(0, Ordering::Release);
+    }
+
+    /// Gives claimed position `pos` back unpublished (nobody to deliver to).
+    pub fn discard(&self, pos: u64, intent: &AtomicU64) {
+        self.slot(pos)
+            .seq
+            .store(pos + self.capacity(), Ordering::Release);
+        intent.store(0, Ordering::Release);
+    }
+
+    /// What consumer `bit` finds at `pos`.
+    #[inline]
+    pub fn poll(&self, pos: u64, bit: u64) -> Poll {
+        let slot = self.slot(pos);
+        let s = slot.seq.load(Ordering::Acquire);
+        match dist(s, pos + 1) {
+            0 => {
+                if slot.pending.load(Ordering::Acquire) & bit != 0 {
+                    Poll::Ready
+                } else {
+                    Poll::Skip
+                }
+            }
+            d if d > 0 => Poll::Skip,
+            _ => Poll::Empty,
+        }
+    }
+
+    /// Clears `bits` from published position `pos`. Returns `Some(block field)` when this call
+    /// cleared the last bit, in which case the slot has been released and the caller owns the
+    /// block (0 = inline, nothing to free).
+    pub fn release(&self, pos: u64, bits: u64) -> Option<u32> {
+        let slot = self.slot(pos);
+        let prev = slot.pending.fetch_and(!bits, Ordering::AcqRel);
+        if prev & bits != 0 && prev & !bits == 0 {
+            let block = slot.block.load(Ordering::Relaxed);
+            slot.seq.store(pos + self.capacity(), Ordering::Release);
+            Some(block)
+        } else {
+            None
+        }
+    }
+
+    /// Tombstones position `pos` if it is still claimed but unpublished (its claimant is dead).
+    pub fn tombstone(&self, pos: u64) -> bool {
+        self.slot(pos)
+            .seq
+            .compare_exchange(
+                pos,
+                pos + self.capacity(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    pub(crate) fn slots(n: usize) -> Vec<Slot> {
+        (0..n)
+            .map(|i| Slot {
+                seq: AtomicU64::new(i as u64),
+                pending: AtomicU64::new(0),
+                topic_hash: AtomicU64::new(0),
+                timestamp_ns: AtomicU64::new(0),
+                publisher: AtomicU32::new(0),
+                publisher_pid: AtomicU32::new(0),
+                block: AtomicU32::new(0),
+                payload_len: AtomicU32::new(0),
+                meta: AtomicU64::new(0),
+                inline: UnsafeCell::new([0; 72]),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn full_ring_waits_for_every_consumer() {
+        let (head, active, intent) = (AtomicU64::new(0), AtomicU64::new(0b11), AtomicU64::new(0));
+        let s = slots(2);
+        let r = RingView {
+            head: &head,
+            active: &active,
+            slots: &s,
+        };
+        for pos in 0..2 {
+            assert_eq!(r.claim(&intent), Ok(pos));
+            assert_eq!(intent.load(Ordering::Relaxed), pos + 1);
+            r.commit(pos, r.consumers(), &intent);
+        }
+        assert_eq!(r.claim(&intent), Err(RingFull));
+        assert_eq!(r.poll(0, 1), Poll::Ready);
+        assert_eq!(r.release(0, 1), None);
+        assert_eq!(r.claim(&intent), Err(RingFull));
+        assert_eq!(r.release(0, 2), Some(0));
+        assert_eq!(r.poll(0, 1), Poll::Skip);
+        assert_eq!(r.poll(2, 1), Poll::Empty);
+        assert_eq!(r.claim(&intent), Ok(2));
+        assert_eq!(r.poll(2, 1), Poll::Empty);
+        assert!(r.tombstone(2));
+        assert_eq!(r.poll(2, 1), Poll::Skip);
+        assert_eq!(r.poll(3, 4), Poll::Empty);
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::Arc;
+
+    struct Shared {
+        head: AtomicU64,
+        active: AtomicU64,
+        slots: Vec<Slot>,
+    }
+
+    fn shared(cap: usize, active: u64) -> Arc<Shared> {
+        Arc::new(Shared {
+            head: AtomicU64::new(0),
+            active: AtomicU64::new(active),
+            slots: (0..cap)
+                .map(|i| Slot {
+                    seq: AtomicU64::new(i as u64),
+                    pending: AtomicU64::new(0),
+                    topic_hash: AtomicU64::new(0),
+                    timestamp_ns: AtomicU64::new(0),
+                    publisher: AtomicU32::new(0),
+                    publisher_pid: AtomicU32::new(0),
+                    block: AtomicU32::new(0),
+                    payload_len: AtomicU32::new(0),
+                    meta: AtomicU64::new(0),
+                    inline: UnsafeCell::new([0; 72]),
+                })
+                .collect(),
+        })
+    }
+
+    fn view(s: &Shared) -> RingView<'_> {
+        RingView {
+            head: &s.head,
+            active: &s.active,
+            slots: &s.slots,
+        }
+    }
+
+    /// Publishes `value` (in `topic_hash`), waiting while the ring is full.
+    fn publish(s: &Shared, value: u64) {
+        let r = view(s);
+        let intent = AtomicU64::new(0);
+        let pos = loop {
+            match r.claim(&intent) {
+                Ok(p) => break p,
+                Err(RingFull) => loom::thread::yield_now(),
+            }
+        };
+        r.slot(pos).topic_hash.store(value, Ordering::Relaxed);
+        let c = r.consumers();
+        r.commit(pos, c, &intent);
+    }
+
+    /// Receives `n` messages as consumer `bit`, returning their values in order.
+    fn consume(s: &Shared, bit: u64, n: usize) -> Vec<u64> {
+        let r = view(s);
+        let mut pos = 0;
+        let mut got = Vec::new();
+        while got.len() < n {
+            match r.poll(pos, bit) {
+                Poll::Ready => {
+                    got.push(r.slot(pos).topic_hash.load(Ordering::Relaxed));
+                    r.release(pos, bit);
+                    pos += 1;
+                }
+                Poll::Skip => pos += 1,
+                Poll::Empty => loom::thread::yield_now(),
+            }
+        }
+        got
+    }
+
+    /// Two publishers, one consumer, capacity 2: every message arrives once, each publisher's in order.
+    #[test]
+    fn loom_ring_two_publishers_one_consumer() {
+        loom::model(|| {
+            let s = shared(2, 1);
+            let p: Vec<_> = [10u64, 20]
+                .into_iter()
+                .map(|base| {
+                    let s = s.clone();
+                    loom::thread::spawn(move || {
+                        publish(&s, base + 1);
+                        publish(&s, base + 2);
+                    })
+                })
+                .collect();
+            let got = consume(&s, 1, 4);
+            for t in p {
+                t.join().unwrap();
+            }
+            let a: Vec<_> = got.iter().copied().filter(|v| *v < 20).collect();
+            let b: Vec<_> = got.iter().copied().filter(|v| *v >= 20).collect();
+            assert_eq!(a, vec![11, 12]);
+            assert_eq!(b, vec![21, 22]);
+        });
+    }
+
+    /// One publisher, two consumers, capacity 2: both see all three messages in order and the
+    /// publisher never overwrites a slot one of them still holds.
+    #[test]
+    fn loom_ring_one_publisher_two_consumers() {
+        loom::model(|| {
+            let s = shared(2, 0b11);
+            let c: Vec<_> = [1u64, 2]
+                .into_iter()
+                .map(|bit| {
+                    let s = s.clone();
+                    loom::thread::spawn(move || consume(&s, bit, 3))
+                })
+                .collect();
+            for v in 1..=3 {
+                publish(&s, v);
+            }
+            for t in c {
+                assert_eq!(t.join().unwrap(), vec![1, 2, 3]);
+            }
+        });
+    }
+}
+
+// SAFETY: every field but `inline` is atomic. `inline` is written only by the publisher that
+// claimed the slot, before its Release store of `seq`, and read only by consumers after their
+// Acquire load of `seq` shows the message published and while their pending bit keeps the slot
+// from being reused; observers copy it with volatile reads and discard the copy if `seq` moved.
+unsafe impl Sync for Slot {}

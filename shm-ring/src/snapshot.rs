@@ -1,0 +1,292 @@
+//! A plain-data view of a bus for tools (`event-engine inspect`, `ls`, `top`): geometry, ring
+//! occupancy, process and group tables, slab usage and counters. Reading it never changes the bus,
+//! and every value is read with range checks, so a corrupt region gives odd numbers, never a fault.
+
+use crate::atomics::Ordering;
+use crate::layout::{CONSUMER_LIVE, KIND_GROUP, ROW_LIVE};
+use crate::region::Region;
+use crate::subscriber::unpack_cursor;
+use crate::table::{consumer_name, Role};
+use crate::{BusConfig, BusError};
+
+/// Everything the command line shows about a bus.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Snapshot {
+    /// Bus name.
+    pub name: String,
+    /// Layout version of the region.
+    pub version: u32,
+    /// Geometry (mode and owner policy read as defaults).
+    pub geometry: BusConfig,
+    /// Size of the region file in bytes.
+    pub file_size: u64,
+    /// Creation time, nanoseconds since the Unix epoch.
+    pub created_ns: u64,
+    /// Ring state.
+    pub ring: RingRow,
+    /// Live process-table rows.
+    pub processes: Vec<ProcessRow>,
+    /// Live groups.
+    pub groups: Vec<GroupRow>,
+    /// Slab size classes.
+    pub slab: Vec<SlabClassRow>,
+    /// Bus-wide counters.
+    pub counters: Counters,
+}
+
+/// Ring state.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RingRow {
+    /// Next position a publisher claims (= messages ever claimed).
+    pub head: u64,
+    /// Lowest cursor of any live consumer (`head` when there is none).
+    pub tail: u64,
+    /// Positions between tail and head.
+    pub occupancy: u64,
+    /// Number of slots.
+    pub capacity: u64,
+    /// Bits of the live consumers.
+    pub active_mask: u64,
+}
+
+/// One live process-table row.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ProcessRow {
+    /// Row index.
+    pub row: u32,
+    /// Process id.
+    pub pid: u32,
+    /// Process start time (clock ticks since boot).
+    pub start_time: u64,
+    /// Whether the process still runs.
+    pub alive: bool,
+    /// Group name for group members.
+    pub group: Option<String>,
+    /// What the row is used for.
+    pub role: Role,
+    /// Cursor of its consumer (subscribers).
+    pub cursor: Option<u64>,
+    /// Messages published but not yet received (subscribers).
+    pub lag: Option<u64>,
+    /// Messages received and acknowledged.
+    pub delivered: u64,
+    /// Messages published.
+    pub published: u64,
+    /// Messages received that a dead member had in flight.
+    pub redelivered: u64,
+    /// Last heartbeat, nanoseconds since the Unix epoch.
+    pub last_heartbeat_ns: u64,
+}
+
+/// One live group.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct GroupRow {
+    /// Group name.
+    pub name: String,
+    /// The group's next position.
+    pub cursor: u64,
+    /// Live members.
+    pub members: u32,
+    /// Messages handed to another member after a member died.
+    pub redelivered: u64,
+}
+
+/// One slab size class.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SlabClassRow {
+    /// Block size in bytes.
+    pub block_size: u32,
+    /// Blocks in the class.
+    pub total: u32,
+    /// Blocks free.
+    pub free: u32,
+    /// Blocks in use.
+    pub used: u32,
+}
+
+/// Bus-wide counters.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Counters {
+    /// Messages published (ring positions claimed).
+    pub published: u64,
+    /// Publishes that found the ring full and had to wait.
+    pub full_waits: u64,
+    /// Messages handed to another group member after a member died.
+    pub redeliveries: u64,
+    /// Dead process-table rows reclaimed.
+    pub reaped: u64,
+    /// Subscribers currently asleep.
+    pub sub_sleepers: u32,
+    /// Publishers currently asleep.
+    pub pub_sleepers: u32,
+}
+
+impl Snapshot {
+    pub(crate) fn read(region: &Region) -> Snapshot {
+        let l = region.layout();
+        let h = region.header();
+        let head = h.head.load(Ordering::Acquire);
+        let consumers = region.consumers();
+        let cursor_of = |idx: u32| -> Option<u64> {
+            let c = consumers.get(idx as usize)?;
+            (c.state.load(Ordering::Acquire) == CONSUMER_LIVE)
+                .then(|| unpack_cursor(c.cursor.load(Ordering::Relaxed)).0)
+        };
+        let mut processes = Vec::new();
+        for (i, r) in region.rows().iter().enumerate() {
+            if r.state.load(Ordering::Acquire) != ROW_LIVE {
+                continue;
+            }
+            let role = Role::from_code(r.role.load(Ordering::Relaxed));
+            let consumer = r.consumer.load(Ordering::Relaxed);
+            let cursor = matches!(role, Role::Subscriber | Role::GroupMember)
+                .then(|| cursor_of(consumer))
+                .flatten();
+            let group = (role == Role::GroupMember)
+                .then(|| consumers.get(consumer as usize).and_then(consumer_name))
+                .flatten();
+            processes.push(ProcessRow {
+                row: i as u32,
+                pid: r.pid.load(Ordering::Relaxed),
+                start_time: r.start_time.load(Ordering::Relaxed),
+                alive: crate::table::row_alive(r),
+                group,
+                role,
+                cursor,
+                lag: cursor.map(|c| head.saturating_sub(c)),
+                delivered: r.delivered.load(Ordering::Relaxed),
+                published: r.published.load(Ordering::Relaxed),
+                redelivered: r.redelivered.load(Ordering::Relaxed),
+                last_heartbeat_ns: r.heartbeat_ns.load(Ordering::Relaxed),
+            });
+        }
+        let mut groups = Vec::new();
+        let mut tail = head;
+        for (i, c) in consumers
+            .iter()
+            .enumerate()
+            .take(l.max_subscribers as usize)
+        {
+            let Some(cursor) = cursor_of(i as u32) else {
+                continue;
+            };
+            tail = tail.min(cursor);
+            if c.kind.load(Ordering::Relaxed) == KIND_GROUP {
+                groups.push(GroupRow {
+                    name: consumer_name(c).unwrap_or_else(|| "<corrupt name>".into()),
+                    cursor,
+                    members: c.members.load(Ordering::Relaxed),
+                    redelivered: c.redelivered.load(Ordering::Relaxed),
+                });
+            }
+        }
+        let slab = l
+            .classes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let used = region.class(i).used.load(Ordering::Relaxed).min(c.count);
+                SlabClassRow {
+                    block_size: c.block_size,
+                    total: c.count,
+                    free: c.count - used,
+                    used,
+                }
+            })
+            .collect();
+        Snapshot {
+            name: region.name().to_string(),
+            version: h.version.load(Ordering::Relaxed),
+            geometry: l.config(),
+            file_size: l.total_size,
+            created_ns: h.created_ns.load(Ordering::Relaxed),
+            ring: RingRow {
+                head,
+                tail,
+                occupancy: head.saturating_sub(tail),
+                capacity: l.ring_capacity as u64,
+                active_mask: h.active_mask.load(Ordering::Relaxed),
+            },
+            processes,
+            groups,
+            slab,
+            counters: Counters {
+                published: head,
+                full_waits: h.full_waits.load(Ordering::Relaxed),
+                redeliveries: h.redeliveries.load(Ordering::Relaxed),
+                reaped: h.reaped.load(Ordering::Relaxed),
+                sub_sleepers: h.sub_sleepers.load(Ordering::Relaxed),
+                pub_sleepers: h.pub_sleepers.load(Ordering::Relaxed),
+            },
+        }
+    }
+
+    /// True when nothing is attached and every resource is back to idle: no live row, no live
+    /// consumer, every block free, no sleeper (invariant 2).
+    pub fn is_idle(&self) -> bool {
+        self.processes.is_empty()
+            && self.ring.active_mask == 0
+            && self.slab.iter().all(|c| c.used == 0 && c.free == c.total)
+            && self.counters.sub_sleepers == 0
+            && self.counters.pub_sleepers == 0
+    }
+}
+
+/// One bus file in `/dev/shm`, for `event-engine ls`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BusInfo {
+    /// Bus name.
+    pub name: String,
+    /// File size in bytes.
+    pub size: u64,
+    /// Seconds since the file was last modified (about its age).
+    pub age_secs: u64,
+    /// Process-table rows in use, if the region could be read.
+    pub attached: Option<u32>,
+    /// Of those, rows whose process is alive.
+    pub alive: Option<u32>,
+    /// Why the region could not be read, if it could not.
+    pub error: Option<String>,
+}
+
+/// Every bus file in `/dev/shm` this user may read.
+pub fn list_buses() -> Result<Vec<BusInfo>, BusError> {
+    let dir = std::fs::read_dir(crate::config::SHM_DIR).map_err(|e| BusError::io("", e))?;
+    let mut out = Vec::new();
+    for entry in dir.flatten() {
+        let file_name = entry.file_name();
+        let Some(name) = file_name
+            .to_str()
+            .and_then(|n| n.strip_prefix(crate::config::FILE_PREFIX))
+        else {
+            continue;
+        };
+        if crate::validate_name(name).is_err() {
+            continue;
+        }
+        let Ok(meta) = entry.metadata() else { continue };
+        let age_secs = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .map_or(0, |d| d.as_secs());
+        let (attached, alive, error) = match crate::inspect_with(name, true) {
+            Ok(s) => (
+                Some(s.processes.len() as u32),
+                Some(s.processes.iter().filter(|p| p.alive).count() as u32),
+                None,
+            ),
+            Err(e) => (None, None, Some(e.to_string())),
+        };
+        out.push(BusInfo {
+            name: name.to_string(),
+            size: meta.len(),
+            age_secs,
+            attached,
+            alive,
+            error,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}

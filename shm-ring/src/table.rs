@@ -1,0 +1,252 @@
+//! The process table and the consumer table, and the lock that serialises changes to them.
+//!
+//! Joining, leaving, subscribing and reaping are rare and touch several words at once, so they
+//! run under one region-wide lock; the hot paths (publish, receive) never take it. The lock word
+//! holds the owner's pid and the low bits of its start time, so a waiter that finds the owner dead
+//! (SIGKILL while holding it) takes the lock over; every operation under it is written so that
+//! re-running it after an interruption is harmless.
+
+use crate::atomics::Ordering;
+use crate::layout::{
+    Row, CONSUMER_FREE, CONSUMER_LIVE, KIND_GROUP, MAX_GROUP_NAME, ROW_FREE, ROW_LIVE,
+};
+use crate::liveness::{is_alive, now_ns, own_start_time};
+use crate::region::Region;
+use crate::BusError;
+use std::time::{Duration, Instant};
+
+/// What a process-table row is used for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// An attached [`crate::Bus`] handle.
+    Bus,
+    /// A [`crate::Publisher`].
+    Publisher,
+    /// A fan-out [`crate::Subscriber`].
+    Subscriber,
+    /// A [`crate::Subscriber`] in a group.
+    GroupMember,
+    /// A value this build does not know (a corrupt or newer region).
+    Unknown,
+}
+
+impl Role {
+    pub(crate) fn code(self) -> u32 {
+        match self {
+            Role::Bus => 1,
+            Role::Publisher => 2,
+            Role::Subscriber => 3,
+            Role::GroupMember => 4,
+            Role::Unknown => 0,
+        }
+    }
+    pub(crate) fn from_code(c: u32) -> Role {
+        match c {
+            1 => Role::Bus,
+            2 => Role::Publisher,
+            3 => Role::Subscriber,
+            4 => Role::GroupMember,
+            _ => Role::Unknown,
+        }
+    }
+}
+
+fn own_lock_word() -> u64 {
+    (std::process::id() as u64) << 32 | (own_start_time() & 0xffff_ffff)
+}
+
+fn lock_owner_alive(word: u64) -> bool {
+    let pid = (word >> 32) as u32;
+    match crate::liveness::start_time(pid) {
+        Some(st) => is_alive(pid, st) && st & 0xffff_ffff == word & 0xffff_ffff,
+        None => false,
+    }
+}
+
+/// Holds the table lock until dropped.
+pub(crate) struct TableGuard<'a> {
+    region: &'a Region,
+}
+
+impl<'a> TableGuard<'a> {
+    /// Takes the table lock, taking it over from a dead owner.
+    pub(crate) fn lock(region: &'a Region) -> TableGuard<'a> {
+        let word = &region.header().lock;
+        let me = own_lock_word();
+        let mut spins = 0u32;
+        let mut last_check = Instant::now();
+        loop {
+            let cur = word.load(Ordering::Relaxed);
+            if cur == 0 {
+                if word
+                    .compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return TableGuard { region };
+                }
+            } else if last_check.elapsed() > Duration::from_millis(5) {
+                last_check = Instant::now();
+                if !lock_owner_alive(cur)
+                    && word
+                        .compare_exchange(cur, me, Ordering::AcqRel, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    return TableGuard { region };
+                }
+            }
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else if spins < 256 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    }
+
+    /// Claims a free process-table row for this process.
+    pub(crate) fn claim_row(&self, role: Role, consumer: u32) -> Result<u32, BusError> {
+        for (i, row) in self.region.rows().iter().enumerate() {
+            if row.state.load(Ordering::Acquire) == ROW_FREE {
+                reset_row(row);
+                row.role.store(role.code(), Ordering::Relaxed);
+                row.pid.store(std::process::id(), Ordering::Relaxed);
+                row.start_time.store(own_start_time(), Ordering::Relaxed);
+                row.heartbeat_ns.store(now_ns(), Ordering::Relaxed);
+                row.consumer.store(consumer, Ordering::Relaxed);
+                row.state.store(ROW_LIVE, Ordering::Release);
+                return Ok(i as u32);
+            }
+        }
+        Err(BusError::TableFull {
+            what: "process-table row",
+        })
+    }
+
+    /// Frees row `i`.
+    pub(crate) fn free_row(&self, i: u32) {
+        if let Some(row) = self.region.row(i) {
+            row.state.store(ROW_FREE, Ordering::Release);
+        }
+    }
+
+    /// Takes a free consumer entry and makes it live with cursor `head`; sets its active bit.
+    pub(crate) fn add_consumer(&self, kind: u32, group: &str) -> Result<u32, BusError> {
+        let max = self.region.layout().max_subscribers as usize;
+        let h = self.region.header();
+        for (i, c) in self.region.consumers().iter().enumerate().take(max) {
+            if c.state.load(Ordering::Acquire) != CONSUMER_FREE {
+                continue;
+            }
+            c.kind.store(kind, Ordering::Relaxed);
+            c.members.store(1, Ordering::Relaxed);
+            c.redelivered.store(0, Ordering::Relaxed);
+            c.redeliver_count.store(0, Ordering::Relaxed);
+            for r in &c.redeliver {
+                r.store(0, Ordering::Relaxed);
+            }
+            let mut name = [0u8; MAX_GROUP_NAME];
+            name[..group.len()].copy_from_slice(group.as_bytes());
+            for (w, chunk) in c.name.iter().zip(name.chunks(8)) {
+                w.store(
+                    u64::from_le_bytes(chunk.try_into().expect("8 bytes")),
+                    Ordering::Relaxed,
+                );
+            }
+            c.name_len.store(group.len() as u32, Ordering::Relaxed);
+            // Head first, bit second: every position at or after the cursor that carries our bit
+            // will be visited, and no position before it can carry it (see ring.rs).
+            c.cursor.store(
+                crate::subscriber::pack_cursor(h.head.load(Ordering::SeqCst), 0),
+                Ordering::SeqCst,
+            );
+            c.state.store(CONSUMER_LIVE, Ordering::Release);
+            h.active_mask.fetch_or(1 << i, Ordering::SeqCst);
+            return Ok(i as u32);
+        }
+        Err(BusError::TableFull {
+            what: "subscriber slot (at most max_subscribers fan-out subscribers and groups)",
+        })
+    }
+
+    /// The live group named `group`, if any.
+    pub(crate) fn find_group(&self, group: &str) -> Option<u32> {
+        let max = self.region.layout().max_subscribers as usize;
+        self.region
+            .consumers()
+            .iter()
+            .take(max)
+            .position(|c| {
+                c.state.load(Ordering::Acquire) == CONSUMER_LIVE
+                    && c.kind.load(Ordering::Relaxed) == KIND_GROUP
+                    && consumer_name(c).as_deref() == Some(group)
+            })
+            .map(|i| i as u32)
+    }
+
+    /// The region under the lock.
+    pub(crate) fn region(&self) -> &'a Region {
+        self.region
+    }
+}
+
+impl Drop for TableGuard<'_> {
+    fn drop(&mut self) {
+        self.region.header().lock.store(0, Ordering::Release);
+    }
+}
+
+fn reset_row(row: &Row) {
+    for w in [
+        &row.delivered,
+        &row.published,
+        &row.publishing,
+        &row.in_flight,
+        &row.redelivered,
+    ] {
+        w.store(0, Ordering::Relaxed);
+    }
+    row.sleeping.store(0, Ordering::Relaxed);
+}
+
+/// The group name stored in a consumer entry (`None` if it is not valid UTF-8 or too long).
+pub(crate) fn consumer_name(c: &crate::layout::Consumer) -> Option<String> {
+    let len = c.name_len.load(Ordering::Relaxed) as usize;
+    if len > MAX_GROUP_NAME {
+        return None;
+    }
+    let bytes: Vec<u8> = c
+        .name
+        .iter()
+        .flat_map(|w| w.load(Ordering::Relaxed).to_le_bytes())
+        .collect();
+    String::from_utf8(bytes[..len].to_vec()).ok()
+}
+
+/// True when row `row` belongs to a live process (pid alive with the recorded start time).
+pub(crate) fn row_alive(row: &Row) -> bool {
+    let pid = row.pid.load(Ordering::Relaxed);
+    let st = row.start_time.load(Ordering::Relaxed);
+    if pid == std::process::id() && st == own_start_time() {
+        return true;
+    }
+    is_alive(pid, st)
+}
+
+/// Checks a group name: 1..=64 bytes of `[A-Za-z0-9_.-]`.
+pub(crate) fn validate_group(group: &str) -> Result<(), BusError> {
+    if group.is_empty()
+        || group.len() > MAX_GROUP_NAME
+        || !group
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    {
+        return Err(BusError::BadName {
+            name: group.to_string(),
+            reason: "a group name is 1..=64 characters from [A-Za-z0-9_.-]",
+        });
+    }
+    Ok(())
+}

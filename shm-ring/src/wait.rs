@@ -1,0 +1,104 @@
+//! Blocking with a timeout: spin briefly, then sleep on a futex in the shared mapping.
+//!
+//! A sleeper announces itself in a sleeper count (and in its row, so a reaper can undo the count
+//! if it dies asleep) before re-checking its condition, and the waking side checks the count
+//! after making its change visible, with a SeqCst fence on both sides: either the sleeper sees the
+//! change, or the waker sees the sleeper. While blocked, a waiter keeps its heartbeat fresh and,
+//! after [`REAP_AFTER`], reaps dead processes that may be what it is waiting for.
+
+use crate::atomics::{fence, AtomicU32, Ordering};
+use crate::layout::Row;
+use crate::liveness::now_ns;
+use crate::recovery::saturating_dec;
+use crate::region::Region;
+use crate::table::TableGuard;
+use crate::BusError;
+use std::time::{Duration, Instant};
+
+/// Which side is waiting.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// A subscriber waiting for data.
+    Subscriber,
+    /// A publisher waiting for ring or slab space.
+    Publisher,
+}
+
+/// Blocked this long, a waiter checks whether dead processes are holding it up.
+pub(crate) const REAP_AFTER: Duration = Duration::from_millis(250);
+const SLICE: Duration = Duration::from_millis(50);
+const SPINS: u32 = 128;
+const YIELDS: u32 = 16;
+
+/// Calls `attempt` until it yields a value or `timeout` runs out (`Ok(None)`). `Some(ZERO)` tries
+/// once; `None` waits forever.
+pub(crate) fn wait_for<T>(
+    region: &Region,
+    row: &Row,
+    side: Side,
+    timeout: Option<Duration>,
+    mut attempt: impl FnMut() -> Result<Option<T>, BusError>,
+) -> Result<Option<T>, BusError> {
+    if let Some(v) = attempt()? {
+        return Ok(Some(v));
+    }
+    if timeout == Some(Duration::ZERO) {
+        return Ok(None);
+    }
+    let start = Instant::now();
+    let deadline = timeout.map(|t| start + t);
+    for i in 0..SPINS + YIELDS {
+        if i < SPINS {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+        if let Some(v) = attempt()? {
+            return Ok(Some(v));
+        }
+    }
+    let h = region.header();
+    let (futex, sleepers, tag) = match side {
+        Side::Subscriber => (&h.data_futex, &h.sub_sleepers, 1),
+        Side::Publisher => (&h.space_futex, &h.pub_sleepers, 2),
+    };
+    let mut last_reap = start;
+    loop {
+        let now = Instant::now();
+        let left = match deadline {
+            Some(d) if now >= d => return Ok(None),
+            Some(d) => d - now,
+            None => SLICE,
+        };
+        row.sleeping.store(tag, Ordering::Relaxed);
+        sleepers.fetch_add(1, Ordering::SeqCst);
+        let seen = futex.load(Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        let got = attempt();
+        if !matches!(got, Ok(None)) {
+            unsleep(sleepers, row);
+            return got;
+        }
+        crate::futex::wait(futex_word(futex), seen, left.min(SLICE));
+        unsleep(sleepers, row);
+        row.heartbeat_ns.store(now_ns(), Ordering::Relaxed);
+        if let Some(v) = attempt()? {
+            return Ok(Some(v));
+        }
+        if start.elapsed() >= REAP_AFTER && last_reap.elapsed() >= REAP_AFTER {
+            last_reap = Instant::now();
+            let g = TableGuard::lock(region);
+            let _ = crate::recovery::reap_locked(&g);
+        }
+    }
+}
+
+fn unsleep(sleepers: &AtomicU32, row: &Row) {
+    row.sleeping.store(0, Ordering::Relaxed);
+    saturating_dec(sleepers);
+}
+
+#[cfg(not(loom))]
+fn futex_word(w: &AtomicU32) -> &std::sync::atomic::AtomicU32 {
+    w
+}
