@@ -3,10 +3,12 @@
 
 pub mod hooks;
 pub mod queue;
+pub mod timer;
 pub mod topic;
 
 pub use hooks::{HookTable, Route};
 pub use queue::BoundedQueue;
+pub use timer::{Alignment, Tick, Timer};
 pub use topic::{
     topic_hash, MatchNode, MatchResult, Pattern, Topic, TopicError, TopicPart, TopicType,
 };
