@@ -195,7 +195,8 @@ impl PyEventHook {
         }
         if let Some(start) = start {
             h.calls.fetch_add(1, Ordering::Relaxed);
-            h.total_ns.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            h.total_ns
+                .fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
         }
         if let Err(e) = result {
             self.report(py, f, e);
@@ -211,7 +212,9 @@ impl PyEventHook {
                 [
                     err.get_type(py).into_any(),
                     err.value(py).clone().into_any(),
-                    err.traceback(py).map(Bound::into_any).unwrap_or_else(|| py.None().into_bound(py)),
+                    err.traceback(py)
+                        .map(Bound::into_any)
+                        .unwrap_or_else(|| py.None().into_bound(py)),
                 ],
             )?;
             let kw = PyDict::new(py);
@@ -219,7 +222,12 @@ impl PyEventHook {
             let topic = self.topic.borrow(py).inner.literal().to_owned();
             log.call_method(
                 "error",
-                ("Handler %r of topic \"%s\" raised %r", handler, topic, err.value(py)),
+                (
+                    "Handler %r of topic \"%s\" raised %r",
+                    handler,
+                    topic,
+                    err.value(py),
+                ),
                 Some(&kw),
             )?;
             Ok(())
@@ -246,7 +254,9 @@ impl PyEventHook {
             )));
         }
         let with_topic = wants_topic(py, handler)?;
-        let present = lock(&self.handlers).all().any(|h| same_handler(h.callable.bind(py), handler));
+        let present = lock(&self.handlers)
+            .all()
+            .any(|h| same_handler(h.callable.bind(py), handler));
         if present {
             if deduplicate {
                 return Ok(());
@@ -286,10 +296,18 @@ impl PyEventHook {
             no_topic: guard.no_topic.clone(),
             with_topic: guard.with_topic.clone(),
         };
-        let removed = if let Some(i) = list.no_topic.iter().position(|h| same_handler(h.callable.bind(py), handler)) {
+        let removed = if let Some(i) = list
+            .no_topic
+            .iter()
+            .position(|h| same_handler(h.callable.bind(py), handler))
+        {
             list.no_topic.remove(i);
             true
-        } else if let Some(i) = list.with_topic.iter().position(|h| same_handler(h.callable.bind(py), handler)) {
+        } else if let Some(i) = list
+            .with_topic
+            .iter()
+            .position(|h| same_handler(h.callable.bind(py), handler))
+        {
             list.with_topic.remove(i);
             true
         } else {
@@ -326,7 +344,10 @@ impl PyEventHook {
     fn stats_of(&self, py: Python<'_>, h: &Handler) -> PyResult<Py<PyDict>> {
         let d = PyDict::new(py);
         d.set_item("calls", h.calls.load(Ordering::Relaxed))?;
-        d.set_item("total_time", h.total_ns.load(Ordering::Relaxed) as f64 / 1e9)?;
+        d.set_item(
+            "total_time",
+            h.total_ns.load(Ordering::Relaxed) as f64 / 1e9,
+        )?;
         Ok(d.unbind())
     }
 }
@@ -365,7 +386,8 @@ impl PyEventHook {
 
     #[setter]
     fn set_retry_on_unexpected_topic(&self, value: bool) {
-        self.retry_on_unexpected_topic.store(value, Ordering::Relaxed);
+        self.retry_on_unexpected_topic
+            .store(value, Ordering::Relaxed);
     }
 
     /// Calls every handler with the message.
@@ -391,12 +413,20 @@ impl PyEventHook {
 
     /// Adds a handler; with `deduplicate=True` a handler already there is not added again.
     #[pyo3(signature = (handler, deduplicate = false))]
-    fn add_handler(&self, py: Python<'_>, handler: &Bound<'_, PyAny>, deduplicate: bool) -> PyResult<()> {
+    fn add_handler(
+        &self,
+        py: Python<'_>,
+        handler: &Bound<'_, PyAny>,
+        deduplicate: bool,
+    ) -> PyResult<()> {
         self.add_handler_checked(py, handler, deduplicate)
     }
 
     /// Removes a handler (its first registration); returns the hook.
-    fn remove_handler<'py>(slf: &Bound<'py, Self>, handler: &Bound<'py, PyAny>) -> Bound<'py, Self> {
+    fn remove_handler<'py>(
+        slf: &Bound<'py, Self>,
+        handler: &Bound<'py, PyAny>,
+    ) -> Bound<'py, Self> {
         let old = slf.get().remove(slf.py(), handler);
         drop(old);
         slf.clone()
@@ -416,11 +446,17 @@ impl PyEventHook {
     }
 
     fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.handler_list(py)?.as_any().try_iter().map(Bound::into_any)
+        self.handler_list(py)?
+            .as_any()
+            .try_iter()
+            .map(Bound::into_any)
     }
 
     fn __contains__(&self, py: Python<'_>, handler: &Bound<'_, PyAny>) -> bool {
-        lock(&self.handlers).clone().all().any(|h| same_handler(h.callable.bind(py), handler))
+        lock(&self.handlers)
+            .clone()
+            .all()
+            .any(|h| same_handler(h.callable.bind(py), handler))
     }
 
     /// Removes every handler.
@@ -458,8 +494,13 @@ impl PyEventHookEx {
         logger: Option<Py<PyAny>>,
         retry_on_unexpected_topic: bool,
     ) -> PyClassInitializer<Self> {
-        PyClassInitializer::from(PyEventHook::create(topic, logger, retry_on_unexpected_topic, true))
-            .add_subclass(PyEventHookEx)
+        PyClassInitializer::from(PyEventHook::create(
+            topic,
+            logger,
+            retry_on_unexpected_topic,
+            true,
+        ))
+        .add_subclass(PyEventHookEx)
     }
 
     /// `{"calls": int, "total_time": float seconds}` for a handler, or None.
@@ -467,7 +508,10 @@ impl PyEventHookEx {
         let py = slf.py();
         let hook = slf.as_super();
         let list = lock(&hook.handlers).clone();
-        let found = list.all().find(|h| same_handler(h.callable.bind(py), handler)).cloned();
+        let found = list
+            .all()
+            .find(|h| same_handler(h.callable.bind(py), handler))
+            .cloned();
         found.map(|h| hook.stats_of(py, &h)).transpose()
     }
 
@@ -481,6 +525,9 @@ impl PyEventHookEx {
             .all()
             .map(|h| Ok((h.callable.clone_ref(py), hook.stats_of(py, h)?)))
             .collect::<PyResult<Vec<_>>>()?;
-        PyList::new(py, pairs)?.as_any().try_iter().map(Bound::into_any)
+        PyList::new(py, pairs)?
+            .as_any()
+            .try_iter()
+            .map(Bound::into_any)
     }
 }

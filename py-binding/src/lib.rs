@@ -2,14 +2,15 @@
 //! (topics, hooks, engines, timers) on the Rust `engine-core`, in-process.
 //! The Python package `event_engine` re-exports everything defined here.
 
-// mod engine;
-// mod engine_ex;
+mod engine;
+mod engine_ex;
 mod errors;
 mod hook;
 mod intern;
 mod logger;
 mod match_result;
 mod payload;
+mod timer_compat;
 mod topic;
 
 use pyo3::exceptions::PyNotImplementedError;
@@ -45,8 +46,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<payload::PyMessagePayload>()?;
     m.add_class::<hook::PyEventHook>()?;
     m.add_class::<hook::PyEventHookEx>()?;
-    // m.add_class::<engine::PyEventEngine>()?;
-    // m.add_class::<engine_ex::PyEventEngineEx>()?;
+    m.add_class::<engine::PyEventEngine>()?;
+    m.add_class::<engine_ex::PyEventEngineEx>()?;
     m.add("Full", py.get_type::<errors::Full>())?;
     m.add("Empty", py.get_type::<errors::Empty>())?;
     m.add_function(wrap_pyfunction!(intern::init_internal_map, m)?)?;

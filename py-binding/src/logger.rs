@@ -9,16 +9,29 @@ static PACKAGE_LOGGER: Mutex<Option<Py<PyAny>>> = Mutex::new(None);
 
 /// The package logger (`logging.getLogger("event_engine")` until `set_logger`).
 pub(crate) fn package_logger(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-    if let Some(l) = PACKAGE_LOGGER.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+    if let Some(l) = PACKAGE_LOGGER
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+    {
         return Ok(l.bind(py).clone());
     }
-    let logger = py.import("logging")?.getattr("getLogger")?.call1(("event_engine",))?;
+    let logger = py
+        .import("logging")?
+        .getattr("getLogger")?
+        .call1(("event_engine",))?;
     let mut guard = PACKAGE_LOGGER.lock().unwrap_or_else(|e| e.into_inner());
-    Ok(guard.get_or_insert_with(|| logger.unbind()).bind(py).clone())
+    Ok(guard
+        .get_or_insert_with(|| logger.unbind())
+        .bind(py)
+        .clone())
 }
 
 /// An object's own logger if it has one, else the package logger.
-pub(crate) fn resolve<'py>(py: Python<'py>, own: &Option<Py<PyAny>>) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn resolve<'py>(
+    py: Python<'py>,
+    own: &Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
     match own {
         Some(l) => Ok(l.bind(py).clone()),
         None => package_logger(py),

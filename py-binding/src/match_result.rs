@@ -22,8 +22,16 @@ impl PyTopicMatchResult {
 fn node_dict<'py>(py: Python<'py>, node: &MatchNode) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("matched", node.matched)?;
-    let a = node.part_a.as_ref().map(|p| part_to_py(py, p)).transpose()?;
-    let b = node.part_b.as_ref().map(|p| part_to_py(py, p)).transpose()?;
+    let a = node
+        .part_a
+        .as_ref()
+        .map(|p| part_to_py(py, p))
+        .transpose()?;
+    let b = node
+        .part_b
+        .as_ref()
+        .map(|p| part_to_py(py, p))
+        .transpose()?;
     d.set_item("part_a", a)?;
     d.set_item("part_b", b)?;
     d.set_item("literal", node.literal.as_deref())?;
@@ -70,7 +78,10 @@ impl PyTopicMatchResult {
             .iter()
             .map(|n| node_dict(py, n))
             .collect::<PyResult<Vec<_>>>()?;
-        PyList::new(py, nodes)?.as_any().try_iter().map(Bound::into_any)
+        PyList::new(py, nodes)?
+            .as_any()
+            .try_iter()
+            .map(Bound::into_any)
     }
 
     /// `{wildcard name: TopicPartExact it matched}` for every wildcard that matched.
@@ -83,7 +94,14 @@ impl PyTopicMatchResult {
     }
 
     fn __repr__(&self) -> String {
-        let status = if self.result.matched { "success" } else { "failed" };
-        format!("<TopicMatchResult {status}>(nodes={})", self.result.nodes.len())
+        let status = if self.result.matched {
+            "success"
+        } else {
+            "failed"
+        };
+        format!(
+            "<TopicMatchResult {status}>(nodes={})",
+            self.result.nodes.len()
+        )
     }
 }

@@ -29,7 +29,12 @@ impl PyMessagePayload {
     #[pyo3(signature = (alloc = false))]
     fn new(alloc: bool) -> Self {
         let _ = alloc;
-        PyMessagePayload { topic: None, args: None, kwargs: None, seq_id: 0 }
+        PyMessagePayload {
+            topic: None,
+            args: None,
+            kwargs: None,
+            seq_id: 0,
+        }
     }
 
     /// Always True: the payload owns its topic, args and kwargs.

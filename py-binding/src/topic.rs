@@ -33,7 +33,11 @@ pub(crate) fn topic_type_enum(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
             let kwargs = PyDict::new(py);
             kwargs.set_item("module", "event_engine")?;
             let int_enum = py.import("enum")?.getattr("IntEnum")?;
-            Ok::<_, PyErr>(int_enum.call(("TopicType", members), Some(&kwargs))?.unbind())
+            Ok::<_, PyErr>(
+                int_enum
+                    .call(("TopicType", members), Some(&kwargs))?
+                    .unbind(),
+            )
         })
         .map(|e| e.bind(py))
 }
@@ -105,7 +109,10 @@ impl PyTopicPartExact {
     }
 
     fn __repr__(slf: PyRef<'_, Self>) -> String {
-        format!("<TopicPartExact>(topic=\"{}\")", exact_text(&slf.as_super().part))
+        format!(
+            "<TopicPartExact>(topic=\"{}\")",
+            exact_text(&slf.as_super().part)
+        )
     }
 }
 
@@ -142,7 +149,10 @@ impl PyTopicPartAny {
     }
 
     fn __repr__(slf: PyRef<'_, Self>) -> String {
-        format!("<TopicPartAny>(name=\"{}\")", exact_text(&slf.as_super().part))
+        format!(
+            "<TopicPartAny>(name=\"{}\")",
+            exact_text(&slf.as_super().part)
+        )
     }
 }
 
@@ -173,7 +183,12 @@ impl PyTopicPartRange {
             .into_iter()
             .filter(|o| !o.is_empty())
             .collect();
-        (PyTopicPartRange, PyTopicPart { part: TopicPart::Range(options) })
+        (
+            PyTopicPartRange,
+            PyTopicPart {
+                part: TopicPart::Range(options),
+            },
+        )
     }
 
     /// Iterator over the options, in order.
@@ -196,7 +211,11 @@ impl PyTopicPartRange {
     fn __repr__(slf: PyRef<'_, Self>) -> String {
         let opts = range_options(&slf.as_super().part);
         let quoted: Vec<String> = opts.iter().map(|o| format!("'{o}'")).collect();
-        format!("<TopicPartRange>(n={}, options=[{}])", opts.len(), quoted.join(", "))
+        format!(
+            "<TopicPartRange>(n={}, options=[{}])",
+            opts.len(),
+            quoted.join(", ")
+        )
     }
 }
 
@@ -227,8 +246,12 @@ impl PyTopicPartPattern {
         let _ = alloc;
         let pattern = Pattern::new(&regex.unwrap_or_default()).map_err(topic_err)?;
         Ok((
-            PyTopicPartPattern { compiled: PyOnceLock::new() },
-            PyTopicPart { part: TopicPart::Pattern(pattern) },
+            PyTopicPartPattern {
+                compiled: PyOnceLock::new(),
+            },
+            PyTopicPart {
+                part: TopicPart::Pattern(pattern),
+            },
         ))
     }
 
@@ -251,7 +274,10 @@ impl PyTopicPartPattern {
     }
 
     fn __repr__(slf: PyRef<'_, Self>) -> String {
-        format!("<TopicPartPattern>(regex=\"{}\")", pattern_source(&slf.as_super().part))
+        format!(
+            "<TopicPartPattern>(regex=\"{}\")",
+            pattern_source(&slf.as_super().part)
+        )
     }
 }
 
@@ -265,7 +291,9 @@ pub(crate) fn part_to_py(py: Python<'_>, part: &TopicPart) -> PyResult<Py<PyAny>
         TopicPart::Range(_) => Py::new(py, init.add_subclass(PyTopicPartRange))?.into_any(),
         TopicPart::Pattern(_) => Py::new(
             py,
-            init.add_subclass(PyTopicPartPattern { compiled: PyOnceLock::new() }),
+            init.add_subclass(PyTopicPartPattern {
+                compiled: PyOnceLock::new(),
+            }),
         )?
         .into_any(),
     })
@@ -299,7 +327,10 @@ fn extract_part(obj: &Bound<'_, PyAny>) -> PyResult<TopicPart> {
         .map_err(|_| {
             PyTypeError::new_err(format!(
                 "expected a TopicPart, got {}",
-                obj.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+                obj.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
             ))
         })
 }
@@ -372,7 +403,10 @@ impl PyTopic {
             .iter()
             .map(|p| part_to_py(py, p))
             .collect::<PyResult<Vec<_>>>()?;
-        PyList::new(py, parts)?.as_any().try_iter().map(Bound::into_any)
+        PyList::new(py, parts)?
+            .as_any()
+            .try_iter()
+            .map(Bound::into_any)
     }
 
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
@@ -390,7 +424,11 @@ impl PyTopic {
     }
 
     fn __repr__(&self) -> String {
-        format!("<Topic>(value=\"{}\", n_parts={})", self.inner.literal(), self.inner.len())
+        format!(
+            "<Topic>(value=\"{}\", n_parts={})",
+            self.inner.literal(),
+            self.inner.len()
+        )
     }
 
     fn __str__(&self) -> &str {
@@ -498,7 +536,11 @@ fn add_to(topic: &mut Topic, other: &Bound<'_, PyAny>) -> PyResult<()> {
     }
     Err(PyTypeError::new_err(format!(
         "can only add a Topic or a TopicPart to a Topic, not {}",
-        other.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+        other
+            .get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_default()
     )))
 }
 
@@ -508,7 +550,10 @@ pub(crate) fn topic_arg(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Arc<Topi
         Ok(t) => Ok(t.borrow().inner.clone()),
         Err(_) => Err(PyTypeError::new_err(format!(
             "{what} expects a Topic, got {}",
-            obj.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+            obj.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
         ))),
     }
 }

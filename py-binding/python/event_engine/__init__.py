@@ -8,11 +8,14 @@ reference's names (``Topic`` and its ``PyTopic`` alias, and so on).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, TypedDict
+from collections.abc import Callable
+from typing import Any, TypedDict
 
 from . import _native
 from ._native import (
     Empty,
+    EventEngine,
+    EventEngineEx,
     EventHook,
     EventHookEx,
     Full,
@@ -54,9 +57,9 @@ class TopicMatchNode(TypedDict):
     """One node of a ``TopicMatchResult``."""
 
     matched: bool
-    part_a: Optional[TopicPart]
-    part_b: Optional[TopicPart]
-    literal: Optional[str]
+    part_a: TopicPart | None
+    part_b: TopicPart | None
+    literal: str | None
 
 
 class HandlerStats(TypedDict):
@@ -72,6 +75,8 @@ Handler = Callable[..., Any]
 __all__ = [
     "USING_FALLBACK",
     "Empty",
+    "EventEngine",
+    "EventEngineEx",
     "EventHook",
     "EventHookEx",
     "Full",

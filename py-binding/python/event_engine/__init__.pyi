@@ -1,0 +1,131 @@
+"""Type stubs of the ``event_engine`` package (everything comes from ``_native``)."""
+
+from collections.abc import Callable
+from typing import Any, TypeAlias, TypedDict
+
+from ._native import (
+    Empty as Empty,
+)
+from ._native import (
+    EventEngine as EventEngine,
+)
+from ._native import (
+    EventEngineEx as EventEngineEx,
+)
+from ._native import (
+    EventHook as EventHook,
+)
+from ._native import (
+    EventHookEx as EventHookEx,
+)
+from ._native import (
+    Full as Full,
+)
+from ._native import (
+    MessagePayload as MessagePayload,
+)
+from ._native import (
+    Topic as Topic,
+)
+from ._native import (
+    TopicMatchResult as TopicMatchResult,
+)
+from ._native import (
+    TopicPart as TopicPart,
+)
+from ._native import (
+    TopicPartAny as TopicPartAny,
+)
+from ._native import (
+    TopicPartExact as TopicPartExact,
+)
+from ._native import (
+    TopicPartPattern as TopicPartPattern,
+)
+from ._native import (
+    TopicPartRange as TopicPartRange,
+)
+from ._native import (
+    TopicType as TopicType,
+)
+from ._native import (
+    clear_internal_map as clear_internal_map,
+)
+from ._native import (
+    get_internal_map as get_internal_map,
+)
+from ._native import (
+    get_internal_topic as get_internal_topic,
+)
+from ._native import (
+    init_allocator as init_allocator,
+)
+from ._native import (
+    init_internal_map as init_internal_map,
+)
+from ._native import (
+    set_logger as set_logger,
+)
+
+__version__: str
+USING_FALLBACK: bool
+
+PyTopic = Topic
+PyTopicType = TopicType
+PyTopicPart = TopicPart
+PyTopicPartExact = TopicPartExact
+PyTopicPartAny = TopicPartAny
+PyTopicPartRange = TopicPartRange
+PyTopicPartPattern = TopicPartPattern
+PyTopicMatchResult = TopicMatchResult
+PyMessagePayload = MessagePayload
+
+class TopicMatchNode(TypedDict):
+    matched: bool
+    part_a: TopicPart | None
+    part_b: TopicPart | None
+    literal: str | None
+
+class HandlerStats(TypedDict):
+    calls: int
+    total_time: float
+
+Handler: TypeAlias = Callable[..., Any]
+
+__all__ = [
+    "USING_FALLBACK",
+    "Empty",
+    "EventEngine",
+    "EventEngineEx",
+    "EventHook",
+    "EventHookEx",
+    "Full",
+    "Handler",
+    "HandlerStats",
+    "MessagePayload",
+    "PyMessagePayload",
+    "PyTopic",
+    "PyTopicMatchResult",
+    "PyTopicPart",
+    "PyTopicPartAny",
+    "PyTopicPartExact",
+    "PyTopicPartPattern",
+    "PyTopicPartRange",
+    "PyTopicType",
+    "Topic",
+    "TopicMatchNode",
+    "TopicMatchResult",
+    "TopicPart",
+    "TopicPartAny",
+    "TopicPartExact",
+    "TopicPartPattern",
+    "TopicPartRange",
+    "TopicType",
+    "__version__",
+    "clear_internal_map",
+    "get_internal_map",
+    "get_internal_topic",
+    "init_allocator",
+    "init_internal_map",
+    "set_logger",
+]

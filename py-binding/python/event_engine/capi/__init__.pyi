@@ -1,0 +1,2 @@
+from .. import *
+from .. import __all__ as __all__

@@ -1,0 +1,863 @@
+//! `EventEngine`: a message source, a hook table and the dispatch loop.
+//!
+//! Messages come from a [`MessageSource`]; today that is an in-process
+//! `BoundedQueue` carrying Python objects by reference, and a shared-memory
+//! bus can be added as another variant without touching dispatch. The loop
+//! releases the GIL while it waits, takes it once per batch of ready messages,
+//! and routes each message through the `HookTable`'s cached route for its
+//! topic, so a message costs one hash lookup plus the handler calls.
+//!
+//! No Rust lock is ever held while Python code runs (handlers may register
+//! handlers, stop the engine, ...): routes are copied out of the table first.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::timer_compat::Timer;
+use engine_core::{BoundedQueue, HookTable, Topic};
+use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyList, PyTuple};
+
+use crate::errors::{Empty, Full};
+use crate::hook::PyEventHook;
+use crate::logger;
+use crate::payload::PyMessagePayload;
+use crate::topic::{not_exact, topic_arg, PyTopic};
+
+/// Most messages dispatched per GIL acquisition.
+const BATCH: usize = 1024;
+/// How long an idle loop parks before re-checking `active` (a stop wakes it sooner).
+const IDLE_WAIT: Duration = Duration::from_millis(500);
+/// Default spin count of `put`/`get` before parking (as the reference).
+pub(crate) const DEFAULT_SPIN: u32 = 65535;
+
+/// A message published from Python in this process.
+pub(crate) struct Published {
+    topic: Arc<Topic>,
+    topic_obj: Py<PyTopic>,
+    args: Py<PyTuple>,
+    kwargs: Option<Py<PyDict>>,
+    seq_id: u64,
+}
+
+/// A timer tick; built without the GIL by the timer thread, turned into
+/// Python objects only when dispatched.
+pub(crate) struct TimerTick {
+    pub(crate) topic: Arc<Topic>,
+    pub(crate) interval: f64,
+    pub(crate) scheduled: SystemTime,
+    /// Ticks of the second/minute timers carry `timestamp`, others `trigger_time`.
+    pub(crate) aligned: bool,
+    pub(crate) seq_id: u64,
+}
+
+/// An item of the message source.
+pub(crate) enum Message {
+    Published(Published),
+    Tick(TimerTick),
+    /// Wakes a parked loop so that it sees `active == false` at once.
+    Wake,
+}
+
+/// Where an engine's messages come from.
+pub(crate) enum MessageSource {
+    /// The heap queue of one process: Python objects passed by reference.
+    InProcess(BoundedQueue<Message>),
+}
+
+impl MessageSource {
+    fn capacity(&self) -> usize {
+        match self {
+            MessageSource::InProcess(q) => q.capacity(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            MessageSource::InProcess(q) => q.len(),
+        }
+    }
+
+    fn try_push(&self, msg: Message) -> Result<(), Message> {
+        match self {
+            MessageSource::InProcess(q) => q.try_push(msg),
+        }
+    }
+
+    fn push_wait(
+        &self,
+        msg: Message,
+        max_spin: u32,
+        timeout: Option<Duration>,
+    ) -> Result<(), Message> {
+        match self {
+            MessageSource::InProcess(q) => q.push_wait(msg, max_spin, timeout),
+        }
+    }
+
+    fn try_pop(&self) -> Option<Message> {
+        match self {
+            MessageSource::InProcess(q) => q.try_pop(),
+        }
+    }
+
+    fn pop_wait(&self, max_spin: u32, timeout: Option<Duration>) -> Option<Message> {
+        match self {
+            MessageSource::InProcess(q) => q.pop_wait(max_spin, timeout),
+        }
+    }
+
+    fn pop_batch(&self, out: &mut Vec<Message>, max: usize, timeout: Option<Duration>) -> usize {
+        match self {
+            MessageSource::InProcess(q) => q.pop_batch(out, max, timeout),
+        }
+    }
+}
+
+/// State shared by the engine object, its loop and its timer threads.
+pub(crate) struct Shared {
+    pub(crate) source: MessageSource,
+    pub(crate) active: AtomicBool,
+    seq: AtomicU64,
+    /// `Wake` items sitting in the source (not counted as `occupied`).
+    pending_wakes: AtomicUsize,
+    /// Loops currently running (`run()` calls), each needing a `Wake` on stop.
+    loops: AtomicUsize,
+    /// Signalled on every activate/deactivate, for the blocking timer calls.
+    state: (Mutex<()>, Condvar),
+}
+
+impl Shared {
+    fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub(crate) fn set_active(&self, active: bool) {
+        self.active.store(active, Ordering::Release);
+        if !active {
+            for _ in 0..self.loops.load(Ordering::Acquire) {
+                if self.source.try_push(Message::Wake).is_ok() {
+                    self.pending_wakes.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        let _guard = lock(&self.state.0);
+        self.state.1.notify_all();
+    }
+
+    /// Parks until the engine is inactive or `timeout` passes; true when inactive.
+    pub(crate) fn wait_inactive(&self, timeout: Duration) -> bool {
+        let guard = lock(&self.state.0);
+        if !self.active.load(Ordering::Acquire) {
+            return true;
+        }
+        let _ = self.state.1.wait_timeout(guard, timeout);
+        !self.active.load(Ordering::Acquire)
+    }
+
+    /// Queues a timer tick (called on the timer thread, without the GIL).
+    /// Waits for room while the engine is active; drops the tick once it is not.
+    pub(crate) fn push_tick(
+        &self,
+        topic: Arc<Topic>,
+        interval: f64,
+        scheduled: SystemTime,
+        aligned: bool,
+    ) {
+        if !self.active.load(Ordering::Acquire) {
+            return;
+        }
+        let seq_id = self.next_seq();
+        let mut msg = Message::Tick(TimerTick {
+            topic,
+            interval,
+            scheduled,
+            aligned,
+            seq_id,
+        });
+        loop {
+            match self
+                .source
+                .push_wait(msg, 64, Some(Duration::from_millis(50)))
+            {
+                Ok(()) => return,
+                Err(back) if self.active.load(Ordering::Acquire) => msg = back,
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// Decrements the running-loop count when a `run()` ends, however it ends.
+struct LoopGuard<'a>(&'a Shared);
+
+impl Drop for LoopGuard<'_> {
+    fn drop(&mut self) {
+        self.0.loops.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Critical sections here never run Python code and leave the data
+    // consistent at every step, so a poisoned lock is still usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `None` for "wait forever" (the reference's `timeout=0.0`), else the duration.
+fn wait_limit(timeout: f64) -> Option<Duration> {
+    (timeout > 0.0 && timeout.is_finite()).then(|| Duration::from_secs_f64(timeout))
+}
+
+/// How a put waits for room: `put`'s `block`, `max_spin` and `timeout`.
+struct PutWait {
+    block: bool,
+    max_spin: u32,
+    timeout: f64,
+}
+
+/// A timer started by `EventEngineEx.get_timer`, owned by the engine.
+pub(crate) struct RunningTimer {
+    pub(crate) interval: f64,
+    pub(crate) topic: Py<PyTopic>,
+    pub(crate) timer: Timer,
+}
+
+/// The event engine: a queue, the hooks and the dispatch loop.
+#[pyclass(name = "EventEngine", module = "event_engine", subclass, frozen)]
+pub struct PyEventEngine {
+    pub(crate) shared: Arc<Shared>,
+    hooks: Mutex<HookTable<Py<PyEventHook>>>,
+    logger: Mutex<Option<Py<PyAny>>>,
+    thread: Mutex<Option<Py<PyAny>>>,
+    pub(crate) timers: Mutex<Vec<RunningTimer>>,
+}
+
+static DATETIME: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+impl PyEventEngine {
+    pub(crate) fn create(capacity: usize, logger: Option<Py<PyAny>>) -> PyResult<Self> {
+        if capacity == 0 {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "EventEngine capacity must be at least 1",
+            ));
+        }
+        Ok(PyEventEngine {
+            shared: Arc::new(Shared {
+                source: MessageSource::InProcess(BoundedQueue::new(capacity)),
+                active: AtomicBool::new(false),
+                seq: AtomicU64::new(0),
+                pending_wakes: AtomicUsize::new(0),
+                loops: AtomicUsize::new(0),
+                state: (Mutex::new(()), Condvar::new()),
+            }),
+            hooks: Mutex::new(HookTable::new()),
+            logger: Mutex::new(logger),
+            thread: Mutex::new(None),
+            timers: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub(crate) fn log<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        logger::resolve(py, &lock(&self.logger))
+    }
+
+    /// Copies the hooks routed to `topic` into `out` (no lock held afterwards).
+    fn route_into(&self, py: Python<'_>, topic: &Topic, out: &mut Vec<Py<PyEventHook>>) {
+        let mut table = lock(&self.hooks);
+        out.extend(table.route(topic).map(|h| h.clone_ref(py)));
+    }
+
+    fn dispatch_message(&self, py: Python<'_>, msg: Message, hooks: &mut Vec<Py<PyEventHook>>) {
+        match msg {
+            Message::Published(p) => {
+                self.route_into(py, &p.topic, hooks);
+                if hooks.is_empty() {
+                    return;
+                }
+                let topic = p.topic_obj.bind(py).as_any();
+                let args = p.args.bind(py);
+                let kwargs = p.kwargs.as_ref().map(|k| k.bind(py));
+                for hook in hooks.drain(..) {
+                    hook.get().dispatch(py, topic, args, kwargs);
+                }
+            }
+            Message::Tick(t) => {
+                self.route_into(py, &t.topic, hooks);
+                if hooks.is_empty() {
+                    return;
+                }
+                let built = tick_objects(py, &t);
+                let (topic, kwargs) = match built {
+                    Ok(v) => v,
+                    Err(e) => {
+                        hooks.clear();
+                        e.write_unraisable(py, None);
+                        return;
+                    }
+                };
+                let args = PyTuple::empty(py);
+                for hook in hooks.drain(..) {
+                    hook.get().dispatch(py, &topic, &args, Some(&kwargs));
+                }
+            }
+            Message::Wake => {
+                self.shared.pending_wakes.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn payload_of(&self, py: Python<'_>, msg: Message) -> PyResult<Option<PyMessagePayload>> {
+        Ok(match msg {
+            Message::Published(p) => Some(PyMessagePayload {
+                topic: Some(p.topic_obj),
+                args: Some(p.args),
+                kwargs: p.kwargs,
+                seq_id: p.seq_id,
+            }),
+            Message::Tick(t) => {
+                let (topic, kwargs) = tick_objects(py, &t)?;
+                Some(PyMessagePayload {
+                    topic: Some(topic.cast_into::<PyTopic>()?.unbind()),
+                    args: Some(PyTuple::empty(py).unbind()),
+                    kwargs: Some(kwargs.unbind()),
+                    seq_id: t.seq_id,
+                })
+            }
+            Message::Wake => {
+                self.shared.pending_wakes.fetch_sub(1, Ordering::Relaxed);
+                None
+            }
+        })
+    }
+
+    fn enqueue(
+        &self,
+        py: Python<'_>,
+        topic_obj: &Bound<'_, PyAny>,
+        args: Py<PyTuple>,
+        kwargs: Option<Py<PyDict>>,
+        wait: PutWait,
+    ) -> PyResult<()> {
+        let PutWait {
+            block,
+            max_spin,
+            timeout,
+        } = wait;
+        let topic = topic_arg(topic_obj, "put()/publish()")?;
+        if !topic.is_exact() {
+            return Err(not_exact(&topic));
+        }
+        let topic_obj = topic_obj.cast::<PyTopic>()?.clone().unbind();
+        let seq_id = self.shared.next_seq();
+        let msg = Message::Published(Published {
+            topic,
+            topic_obj,
+            args,
+            kwargs,
+            seq_id,
+        });
+        let msg = match self.shared.source.try_push(msg) {
+            Ok(()) => return Ok(()),
+            Err(msg) => msg,
+        };
+        if !block {
+            drop(msg);
+            return Err(self.full_error(None));
+        }
+        let limit = wait_limit(timeout);
+        let shared = &self.shared;
+        match py.detach(|| shared.source.push_wait(msg, max_spin, limit)) {
+            Ok(()) => Ok(()),
+            Err(msg) => {
+                drop(msg);
+                Err(self.full_error(limit))
+            }
+        }
+    }
+
+    fn full_error(&self, waited: Option<Duration>) -> PyErr {
+        let cap = self.shared.source.capacity();
+        match waited {
+            Some(d) => Full::new_err(format!(
+                "queue full: no room among {cap} slots within {:.3} s",
+                d.as_secs_f64()
+            )),
+            None => Full::new_err(format!("queue full ({cap} messages waiting)")),
+        }
+    }
+
+    /// Ends the engine's timers (without the GIL: a timer may be mid-tick).
+    pub(crate) fn stop_timers(&self, py: Python<'_>) {
+        let timers = std::mem::take(&mut *lock(&self.timers));
+        let mut stoppable = Vec::with_capacity(timers.len());
+        let mut topics = Vec::with_capacity(timers.len());
+        for t in timers {
+            stoppable.push(t.timer);
+            topics.push(t.topic);
+        }
+        py.detach(move || {
+            for mut t in stoppable {
+                t.stop();
+            }
+        });
+        drop(topics);
+    }
+
+    fn hook_map<'py>(&self, py: Python<'py>, exact: bool) -> PyResult<Bound<'py, PyDict>> {
+        let hooks: Vec<Py<PyEventHook>> = {
+            let table = lock(&self.hooks);
+            if exact {
+                table.exact().map(|(_, h)| h.clone_ref(py)).collect()
+            } else {
+                table.generic().map(|(_, h)| h.clone_ref(py)).collect()
+            }
+        };
+        let out = PyDict::new(py);
+        for h in hooks {
+            out.set_item(h.get().topic_ref().clone_ref(py), h)?;
+        }
+        Ok(out)
+    }
+
+    fn all_hooks(&self, py: Python<'_>) -> Vec<Py<PyEventHook>> {
+        lock(&self.hooks)
+            .iter()
+            .map(|(_, h)| h.clone_ref(py))
+            .collect()
+    }
+}
+
+/// The topic object and kwargs dict a timer tick is dispatched with.
+fn tick_objects<'py>(
+    py: Python<'py>,
+    t: &TimerTick,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyDict>)> {
+    let topic = Bound::new(py, PyTopic::wrap(t.topic.clone()))?.into_any();
+    let secs = t
+        .scheduled
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("interval", t.interval)?;
+    if t.aligned {
+        kwargs.set_item("timestamp", secs)?;
+    } else {
+        let dt = DATETIME.import(py, "datetime", "datetime")?;
+        kwargs.set_item("trigger_time", dt.call_method1("fromtimestamp", (secs,))?)?;
+    }
+    Ok((topic, kwargs))
+}
+
+fn check_callable(handler: &Bound<'_, PyAny>) -> PyResult<()> {
+    if handler.is_callable() {
+        return Ok(());
+    }
+    Err(PyTypeError::new_err(format!(
+        "handler must be callable, got {} ({})",
+        handler.get_type().name()?,
+        handler.repr()?
+    )))
+}
+
+#[pymethods]
+impl PyEventEngine {
+    #[new]
+    #[pyo3(signature = (capacity = 4095, logger = None))]
+    fn new(capacity: usize, logger: Option<Py<PyAny>>) -> PyResult<Self> {
+        PyEventEngine::create(capacity, logger)
+    }
+
+    /// Maximum number of queued messages.
+    #[getter]
+    fn capacity(&self) -> usize {
+        self.shared.source.capacity()
+    }
+
+    /// The engine's logger (the package logger unless one was given).
+    #[getter]
+    fn logger<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.log(py)
+    }
+
+    #[setter]
+    fn set_logger(&self, logger: Option<Py<PyAny>>) {
+        let old = std::mem::replace(&mut *lock(&self.logger), logger);
+        drop(old);
+    }
+
+    /// Whether the engine is running (its loop dispatches).
+    #[getter]
+    fn active(&self) -> bool {
+        self.shared.active.load(Ordering::Acquire)
+    }
+
+    /// Number of messages waiting in the queue.
+    #[getter]
+    fn occupied(&self) -> usize {
+        let wakes = self.shared.pending_wakes.load(Ordering::Relaxed);
+        self.shared.source.len().saturating_sub(wakes)
+    }
+
+    /// Sequence number of the last message put (0 before the first).
+    #[getter]
+    fn seq_id(&self) -> u64 {
+        self.shared.seq.load(Ordering::Relaxed)
+    }
+
+    /// Marks the engine active (start() does this).
+    fn activate(&self) {
+        self.shared.set_active(true);
+    }
+
+    /// Marks the engine inactive: a running loop returns after its current batch.
+    fn deactivate(&self) {
+        self.shared.set_active(false);
+    }
+
+    /// Dispatches messages in the calling thread while the engine is active
+    /// (call `activate()` first; returns at once otherwise).
+    fn run(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let shared = this.shared.clone();
+        shared.loops.fetch_add(1, Ordering::AcqRel);
+        let _guard = LoopGuard(&shared);
+        let mut batch: Vec<Message> = Vec::with_capacity(BATCH);
+        let mut hooks = Vec::new();
+        while shared.active.load(Ordering::Acquire) {
+            let source = &shared.source;
+            // Messages only move between the queue and `batch` here; no Python
+            // object is touched until the GIL is back.
+            let n = py.detach(|| source.pop_batch(&mut batch, BATCH, Some(IDLE_WAIT)));
+            for msg in batch.drain(..) {
+                this.dispatch_message(py, msg, &mut hooks);
+            }
+            if n == 0 {
+                py.check_signals()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the loop in a background thread.
+    fn start(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.shared.active.load(Ordering::Acquire) {
+            this.log(py)?
+                .call_method1("warning", (format!("{} already started!", slf.repr()?),))?;
+            return Ok(());
+        }
+        this.shared.set_active(true);
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("target", slf.getattr("run")?)?;
+        kwargs.set_item("name", "EventEngine")?;
+        kwargs.set_item("daemon", true)?;
+        let thread = py
+            .import("threading")?
+            .getattr("Thread")?
+            .call((), Some(&kwargs))?;
+        if let Err(e) = thread.call_method0("start") {
+            this.shared.set_active(false);
+            return Err(e);
+        }
+        let old = lock(&this.thread).replace(thread.unbind());
+        drop(old);
+        Ok(())
+    }
+
+    /// Stops the loop (and the timers) and joins the background thread.
+    fn stop(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let was_active = this.shared.active.load(Ordering::Acquire);
+        this.shared.set_active(false);
+        this.stop_timers(py);
+        let thread = lock(&this.thread).take();
+        if let Some(thread) = thread {
+            let thread = thread.into_bound(py);
+            let current = py.import("threading")?.call_method0("current_thread")?;
+            // A handler may stop its own engine: that thread just ends after the batch.
+            if !thread.is(&current) {
+                thread.call_method0("join")?;
+            }
+        }
+        if !was_active {
+            this.log(py)?
+                .call_method1("warning", ("EventEngine already stopped!",))?;
+        }
+        Ok(())
+    }
+
+    /// Removes every hook (and timer); refused while the engine is running.
+    fn clear(&self, py: Python<'_>) -> PyResult<()> {
+        if self.shared.active.load(Ordering::Acquire) {
+            return Err(PyRuntimeError::new_err(
+                "EventEngine must be stopped before clear(): call stop() (or deactivate()) first",
+            ));
+        }
+        self.stop_timers(py);
+        let hooks = self.all_hooks(py);
+        let old = std::mem::replace(&mut *lock(&self.hooks), HookTable::new());
+        for h in &hooks {
+            h.get().clear_handlers();
+        }
+        drop(old);
+        Ok(())
+    }
+
+    /// Publishes a message: `topic` (exact) with `*args` and `**kwargs`.
+    #[pyo3(signature = (topic, *args, block = true, max_spin = DEFAULT_SPIN, timeout = 0.0, **kwargs))]
+    #[allow(clippy::too_many_arguments)]
+    fn put(
+        &self,
+        py: Python<'_>,
+        topic: &Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        block: bool,
+        max_spin: u32,
+        timeout: f64,
+        kwargs: Option<Bound<'_, PyDict>>,
+    ) -> PyResult<()> {
+        self.enqueue(
+            py,
+            topic,
+            args.unbind(),
+            kwargs.map(Bound::unbind),
+            PutWait {
+                block,
+                max_spin,
+                timeout,
+            },
+        )
+    }
+
+    /// Publishes a message with explicit `args` (tuple) and `kwargs` (dict).
+    #[pyo3(signature = (topic, args = None, kwargs = None, block = true, timeout = 0.0, *, max_spin = DEFAULT_SPIN))]
+    #[allow(clippy::too_many_arguments)]
+    fn publish(
+        &self,
+        py: Python<'_>,
+        topic: &Bound<'_, PyAny>,
+        args: Option<&Bound<'_, PyAny>>,
+        kwargs: Option<Bound<'_, PyDict>>,
+        block: bool,
+        timeout: f64,
+        max_spin: u32,
+    ) -> PyResult<()> {
+        let args = match args {
+            None => PyTuple::empty(py),
+            Some(a) => match a.cast::<PyTuple>() {
+                Ok(t) => t.clone(),
+                Err(_) => PyTuple::new(py, a.try_iter()?.collect::<PyResult<Vec<_>>>()?)?,
+            },
+        };
+        self.enqueue(
+            py,
+            topic,
+            args.unbind(),
+            kwargs.map(Bound::unbind),
+            PutWait {
+                block,
+                max_spin,
+                timeout,
+            },
+        )
+    }
+
+    /// Takes one message off the queue (bypassing the hooks).
+    #[pyo3(signature = (block = true, max_spin = DEFAULT_SPIN, timeout = 0.0))]
+    fn get(
+        &self,
+        py: Python<'_>,
+        block: bool,
+        max_spin: u32,
+        timeout: f64,
+    ) -> PyResult<PyMessagePayload> {
+        let limit = wait_limit(timeout);
+        let deadline = limit.map(|d| std::time::Instant::now() + d);
+        loop {
+            let msg = match self.shared.source.try_pop() {
+                Some(m) => Some(m),
+                None if !block => None,
+                None => {
+                    let remaining =
+                        deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+                    if remaining == Some(Duration::ZERO) {
+                        None
+                    } else {
+                        let source = &self.shared.source;
+                        py.detach(|| source.pop_wait(max_spin, remaining))
+                    }
+                }
+            };
+            let Some(msg) = msg else {
+                return Err(match limit {
+                    Some(d) if block => Empty::new_err(format!(
+                        "queue empty: no message within {:.3} s",
+                        d.as_secs_f64()
+                    )),
+                    _ => Empty::new_err("queue empty"),
+                });
+            };
+            if let Some(payload) = self.payload_of(py, msg)? {
+                return Ok(payload);
+            }
+        }
+    }
+
+    /// Registers a hook; a different hook already on its topic is a KeyError.
+    fn register_hook(&self, py: Python<'_>, hook: Bound<'_, PyEventHook>) -> PyResult<()> {
+        let topic = hook.get().topic_ref().borrow(py).inner.clone();
+        let mut table = lock(&self.hooks);
+        if let Some(existing) = table.get(&topic) {
+            if !existing.bind(py).is(&hook) {
+                return Err(PyKeyError::new_err(format!(
+                    "another EventHook is already registered for topic \"{}\"",
+                    topic.literal()
+                )));
+            }
+            return Ok(());
+        }
+        let old = table.insert((*topic).clone(), hook.unbind());
+        drop(table);
+        drop(old);
+        Ok(())
+    }
+
+    /// Unregisters and returns the hook of `topic` (KeyError when there is none).
+    fn unregister_hook(&self, topic: &Bound<'_, PyAny>) -> PyResult<Py<PyEventHook>> {
+        let topic = topic_arg(topic, "unregister_hook()")?;
+        let removed = lock(&self.hooks).remove(&topic);
+        match removed {
+            Some((_, hook)) => Ok(hook),
+            None => Err(PyKeyError::new_err(format!(
+                "no EventHook registered for topic \"{}\"",
+                topic.literal()
+            ))),
+        }
+    }
+
+    /// Adds `handler` to the hook of `topic`, creating the hook if needed.
+    #[pyo3(signature = (topic, handler, deduplicate = false))]
+    fn register_handler(
+        &self,
+        py: Python<'_>,
+        topic: &Bound<'_, PyAny>,
+        handler: &Bound<'_, PyAny>,
+        deduplicate: bool,
+    ) -> PyResult<()> {
+        let parsed = topic_arg(topic, "register_handler()")?;
+        check_callable(handler)?;
+        let existing = lock(&self.hooks).get(&parsed).map(|h| h.clone_ref(py));
+        let hook = match existing {
+            Some(h) => h,
+            None => {
+                let logger = lock(&self.logger).as_ref().map(|l| l.clone_ref(py));
+                let topic_obj = topic.cast::<PyTopic>()?.clone().unbind();
+                let created = Py::new(py, PyEventHook::create(topic_obj, logger, false, false))?;
+                let mut table = lock(&self.hooks);
+                // Another thread may have created it meanwhile: keep the first.
+                match table.get(&parsed) {
+                    Some(h) => h.clone_ref(py),
+                    None => {
+                        table.insert((*parsed).clone(), created.clone_ref(py));
+                        created
+                    }
+                }
+            }
+        };
+        hook.get().add_handler_checked(py, handler, deduplicate)
+    }
+
+    /// Removes `handler` from the hook of `topic`; an emptied hook is dropped.
+    fn unregister_handler(
+        &self,
+        py: Python<'_>,
+        topic: &Bound<'_, PyAny>,
+        handler: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let parsed = topic_arg(topic, "unregister_handler()")?;
+        let hook = lock(&self.hooks).get(&parsed).map(|h| h.clone_ref(py));
+        let Some(hook) = hook else {
+            self.log(py)?.call_method1(
+                "error",
+                (format!(
+                    "No EventHook registered for \"{}\"",
+                    parsed.literal()
+                ),),
+            )?;
+            return Ok(());
+        };
+        hook.get().remove_handler_checked(py, handler);
+        if hook.get().handler_count() == 0 {
+            let removed = lock(&self.hooks).remove(&parsed);
+            drop(removed);
+        }
+        Ok(())
+    }
+
+    /// `{Topic: EventHook}` of the exact topics (a copy).
+    #[getter]
+    fn exact_topic_hook_map<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.hook_map(py, true)
+    }
+
+    /// `{Topic: EventHook}` of the generic topics (a copy).
+    #[getter]
+    fn generic_topic_hook_map<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.hook_map(py, false)
+    }
+
+    /// Iterator over every hook (exact topics first).
+    fn event_hooks<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        PyList::new(py, self.all_hooks(py))?
+            .as_any()
+            .try_iter()
+            .map(Bound::into_any)
+    }
+
+    /// Iterator over every registered topic.
+    fn topics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let topics: Vec<Py<PyTopic>> = self
+            .all_hooks(py)
+            .iter()
+            .map(|h| h.get().topic_ref().clone_ref(py))
+            .collect();
+        PyList::new(py, topics)?
+            .as_any()
+            .try_iter()
+            .map(Bound::into_any)
+    }
+
+    /// Iterator over `(topic, hook)` pairs.
+    fn items<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let pairs: Vec<(Py<PyTopic>, Py<PyEventHook>)> = self
+            .all_hooks(py)
+            .into_iter()
+            .map(|h| (h.get().topic_ref().clone_ref(py), h))
+            .collect();
+        PyList::new(py, pairs)?
+            .as_any()
+            .try_iter()
+            .map(Bound::into_any)
+    }
+
+    fn __len__(&self) -> usize {
+        lock(&self.hooks).len()
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let this = slf.get();
+        Ok(format!(
+            "<{} {}>(capacity={})",
+            slf.get_type().name()?,
+            if this.active() { "active" } else { "idle" },
+            this.capacity()
+        ))
+    }
+}
