@@ -1,6 +1,8 @@
 //! Pure-Rust core of the event engine: topics (parse, match, format, hash),
 //! hook tables, the bounded in-process queue and timers. No Python here.
 
+#![warn(missing_docs)]
+
 pub mod hooks;
 pub mod queue;
 pub mod timer;
