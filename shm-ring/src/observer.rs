@@ -80,11 +80,11 @@ impl Observer {
         let region = &self.inner.region;
         let ring = region.ring();
         let cap = ring.capacity();
-        loop {
+        for _ in 0..=cap {
             let head = region.header().head.load(Ordering::Acquire);
             if dist(head, self.cursor) > cap as i64 {
-                self.skipped += head - cap - self.cursor;
-                self.cursor = head - cap;
+                self.skipped += head.wrapping_sub(cap).wrapping_sub(self.cursor);
+                self.cursor = head.wrapping_sub(cap);
             }
             if dist(head, self.cursor) <= 0 {
                 return Ok(None);
@@ -92,11 +92,11 @@ impl Observer {
             let pos = self.cursor;
             let slot = ring.slot(pos);
             let seq = slot.seq.load(Ordering::Acquire);
-            match dist(seq, pos + 1) {
+            match dist(seq, pos.wrapping_add(1)) {
                 d if d < 0 => return Ok(None),
                 d if d > 0 => {
                     self.skipped += 1;
-                    self.cursor += 1;
+                    self.cursor = self.cursor.wrapping_add(1);
                     continue;
                 }
                 _ => {}
@@ -121,7 +121,7 @@ impl Observer {
                 }
                 Err(_) => None,
             };
-            self.cursor += 1;
+            self.cursor = self.cursor.wrapping_add(1);
             // The slot may have been released and reused while we copied: then the copy is torn.
             if slot.seq.load(Ordering::Acquire) != seq || out.is_none() {
                 self.skipped += 1;
@@ -129,5 +129,6 @@ impl Observer {
             }
             return Ok(out);
         }
+        Ok(None)
     }
 }

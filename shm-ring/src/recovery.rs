@@ -85,15 +85,19 @@ pub(crate) fn release_slot(region: &Region, pos: u64, bits: u64) {
 fn claimant_alive(region: &Region, pos: u64) -> bool {
     region.rows().iter().any(|r| {
         r.state.load(Ordering::Acquire) == ROW_LIVE
-            && r.publishing.load(Ordering::SeqCst) == pos + 1
+            && r.publishing.load(Ordering::SeqCst) == pos.wrapping_add(1)
             && row_alive(r)
     })
 }
+
+/// How long [`settle`] waits for a live claimant to publish before giving up.
+const SETTLE_LIMIT: Duration = Duration::from_secs(2);
 
 /// Waits until position `pos` is not claimed-unpublished, tombstoning it if its claimant is
 /// dead. Returns true if it tombstoned.
 fn settle(region: &Region, pos: u64) -> bool {
     let ring = region.ring();
+    let mut waited = Duration::ZERO;
     loop {
         if dist(ring.slot(pos).seq.load(Ordering::Acquire), pos) != 0 {
             return false;
@@ -109,8 +113,14 @@ fn settle(region: &Region, pos: u64) -> bool {
             }
             continue;
         }
-        // A live publisher is between its claim and its commit: a few stores away.
+        // A live publisher is between its claim and its commit: a few stores away. Only a corrupt
+        // region (a row naming a live process that is not publishing) makes this last; give up
+        // then rather than hang.
+        if waited > SETTLE_LIMIT {
+            return false;
+        }
         std::thread::sleep(Duration::from_micros(20));
+        waited += Duration::from_micros(20);
     }
 }
 
@@ -134,7 +144,11 @@ pub(crate) fn remove_consumer(g: &TableGuard<'_>, idx: u32, report: &mut ReapRep
         if settle(region, pos) {
             report.slots_recovered += 1;
         }
-        if dist(region.ring().slot(pos).seq.load(Ordering::Acquire), pos + 1) == 0 {
+        if dist(
+            region.ring().slot(pos).seq.load(Ordering::Acquire),
+            pos.wrapping_add(1),
+        ) == 0
+        {
             release_slot(region, pos, bit);
         }
     }
@@ -149,7 +163,7 @@ pub(crate) fn remove_consumer(g: &TableGuard<'_>, idx: u32, report: &mut ReapRep
 /// True when position `pos` is published and still holds `bit`.
 fn holds(region: &Region, pos: u64, bit: u64) -> bool {
     let slot = region.ring().slot(pos);
-    dist(slot.seq.load(Ordering::Acquire), pos + 1) == 0
+    dist(slot.seq.load(Ordering::Acquire), pos.wrapping_add(1)) == 0
         && slot.pending.load(Ordering::Acquire) & bit != 0
 }
 
@@ -188,7 +202,7 @@ fn reap_member(g: &TableGuard<'_>, row: u32, idx: u32, report: &mut ReapReport) 
     let cursor = c.cursor.load(Ordering::SeqCst);
     let claim = r.in_flight.load(Ordering::SeqCst);
     let held = if claim & IN_FLIGHT_CONFIRMED != 0 {
-        Some((claim & !IN_FLIGHT_CONFIRMED) - 1)
+        Some((claim & !IN_FLIGHT_CONFIRMED).wrapping_sub(1))
     } else if claim != 0 && cursor == pack_cursor(claim, row + 1) {
         Some(claim - 1)
     } else {
@@ -315,7 +329,7 @@ pub(crate) fn sweep(g: &TableGuard<'_>) -> u64 {
         let slot = ring.slot(pos);
         slot.pending.store(0, Ordering::Relaxed);
         slot.block.store(0, Ordering::Relaxed);
-        slot.seq.store(pos + cap, Ordering::Release);
+        slot.seq.store(pos.wrapping_add(cap), Ordering::Release);
     }
     for c in region.consumers() {
         c.state.store(CONSUMER_FREE, Ordering::Relaxed);

@@ -97,27 +97,29 @@ impl<'a> RingView<'a> {
             let s = self.slot(h).seq.load(Ordering::Acquire);
             let d = dist(s, h);
             if d == 0 {
-                intent.store(h + 1, Ordering::SeqCst);
-                match self
-                    .head
-                    .compare_exchange_weak(h, h + 1, Ordering::SeqCst, Ordering::SeqCst)
-                {
+                intent.store(h.wrapping_add(1), Ordering::SeqCst);
+                match self.head.compare_exchange_weak(
+                    h,
+                    h.wrapping_add(1),
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                ) {
                     Ok(_) => return Ok(h),
                     Err(now) => {
                         intent.store(0, Ordering::Relaxed);
                         h = now;
                     }
                 }
-            } else if d < 0 {
-                // The previous occupant of this slot is still held by some consumer.
+            } else {
+                // d < 0: the previous occupant of this slot is still held by some consumer.
+                // d > 0: another publisher claimed `h` already, so `head` has moved on (it is
+                // advanced before the slot is written); if it has not, the region is corrupt and
+                // reporting a full ring is the safe answer.
                 let now = self.head.load(Ordering::SeqCst);
                 if now == h {
                     return Err(RingFull);
                 }
                 h = now;
-            } else {
-                // Another publisher claimed `h` already.
-                h = self.head.load(Ordering::SeqCst);
             }
             crate::atomics::spin_hint();
         }
@@ -133,7 +135,7 @@ impl<'a> RingView<'a> {
     pub fn commit(&self, pos: u64, consumers: u64, intent: &AtomicU64) {
         let slot = self.slot(pos);
         slot.pending.store(consumers, Ordering::Relaxed);
-        slot.seq.store(pos + 1, Ordering::Release);
+        slot.seq.store(pos.wrapping_add(1), Ordering::Release);
         intent.store(0, Ordering::Release);
     }
 
@@ -141,7 +143,7 @@ impl<'a> RingView<'a> {
     pub fn discard(&self, pos: u64, intent: &AtomicU64) {
         self.slot(pos)
             .seq
-            .store(pos + self.capacity(), Ordering::Release);
+            .store(pos.wrapping_add(self.capacity()), Ordering::Release);
         intent.store(0, Ordering::Release);
     }
 
@@ -150,7 +152,7 @@ impl<'a> RingView<'a> {
     pub fn poll(&self, pos: u64, bit: u64) -> Poll {
         let slot = self.slot(pos);
         let s = slot.seq.load(Ordering::Acquire);
-        match dist(s, pos + 1) {
+        match dist(s, pos.wrapping_add(1)) {
             0 => {
                 if slot.pending.load(Ordering::Acquire) & bit != 0 {
                     Poll::Ready
@@ -171,7 +173,8 @@ impl<'a> RingView<'a> {
         let prev = slot.pending.fetch_and(!bits, Ordering::AcqRel);
         if prev & bits != 0 && prev & !bits == 0 {
             let block = slot.block.load(Ordering::Relaxed);
-            slot.seq.store(pos + self.capacity(), Ordering::Release);
+            slot.seq
+                .store(pos.wrapping_add(self.capacity()), Ordering::Release);
             Some(block)
         } else {
             None
@@ -184,7 +187,7 @@ impl<'a> RingView<'a> {
             .seq
             .compare_exchange(
                 pos,
-                pos + self.capacity(),
+                pos.wrapping_add(self.capacity()),
                 Ordering::AcqRel,
                 Ordering::Acquire,
             )
@@ -224,7 +227,7 @@ mod tests {
         };
         for pos in 0..2 {
             assert_eq!(r.claim(&intent), Ok(pos));
-            assert_eq!(intent.load(Ordering::Relaxed), pos + 1);
+            assert_eq!(intent.load(Ordering::Relaxed), pos.wrapping_add(1));
             r.commit(pos, r.consumers(), &intent);
         }
         assert_eq!(r.claim(&intent), Err(RingFull));

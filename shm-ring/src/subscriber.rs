@@ -34,7 +34,7 @@ pub(crate) fn unpack_cursor(v: u64) -> (u64, u32) {
 
 /// Packs a redelivery entry: position and owner row (+1, 0 = waiting for a member).
 pub(crate) fn pack_redeliver(pos: u64, owner: u32) -> u64 {
-    (pos + 1) << 16 | (owner as u64 & 0xffff)
+    pos.wrapping_add(1) << 16 | (owner as u64 & 0xffff)
 }
 
 /// Unpacks a redelivery entry.
@@ -260,14 +260,16 @@ impl Subscriber {
 
     fn next_fanout(&mut self) -> Option<u64> {
         let ring = self.inner.region.ring();
-        loop {
+        // A live consumer is never more than a ring behind; the bound only matters for a corrupt
+        // region, where it keeps a call from walking forever.
+        for _ in 0..=ring.capacity() {
             match ring.poll(self.cursor, self.bit) {
                 Poll::Ready => {
                     self.held = Held::Fanout(self.cursor);
                     return Some(self.cursor);
                 }
                 Poll::Skip => {
-                    self.cursor += 1;
+                    self.cursor = self.cursor.wrapping_add(1);
                     self.entry()
                         .cursor
                         .store(pack_cursor(self.cursor, 0), Ordering::Relaxed);
@@ -275,6 +277,7 @@ impl Subscriber {
                 Poll::Empty => return None,
             }
         }
+        None
     }
 
     fn next_group(&mut self) -> Option<u64> {
@@ -312,7 +315,9 @@ impl Subscriber {
                 saturating_dec(&c.redeliver_count);
             }
         }
-        loop {
+        // Bounded like `next_fanout`; other members' CASes make a few extra rounds possible, so
+        // running out just means "try again later".
+        for _ in 0..=2 * ring.capacity() {
             let cur = c.cursor.load(Ordering::SeqCst);
             let (pos, last) = unpack_cursor(cur);
             if last != 0 {
@@ -331,25 +336,25 @@ impl Subscriber {
                 Poll::Skip => {
                     let _ = c.cursor.compare_exchange(
                         cur,
-                        pack_cursor(pos + 1, 0),
+                        pack_cursor(pos.wrapping_add(1), 0),
                         Ordering::SeqCst,
                         Ordering::Relaxed,
                     );
                 }
                 Poll::Ready => {
-                    row.in_flight.store(pos + 1, Ordering::SeqCst);
+                    row.in_flight.store(pos.wrapping_add(1), Ordering::SeqCst);
                     if c.cursor
                         .compare_exchange(
                             cur,
-                            pack_cursor(pos + 1, me),
+                            pack_cursor(pos.wrapping_add(1), me),
                             Ordering::SeqCst,
                             Ordering::Relaxed,
                         )
                         .is_ok()
                     {
                         let _ = row.in_flight.compare_exchange(
-                            pos + 1,
-                            (pos + 1) | IN_FLIGHT_CONFIRMED,
+                            pos.wrapping_add(1),
+                            pos.wrapping_add(1) | IN_FLIGHT_CONFIRMED,
                             Ordering::SeqCst,
                             Ordering::Relaxed,
                         );
@@ -361,6 +366,7 @@ impl Subscriber {
             }
             crate::atomics::spin_hint();
         }
+        None
     }
 
     /// Acknowledges the held message: clears our bit (freeing the slot if we were last), then
@@ -374,7 +380,7 @@ impl Subscriber {
             Held::Nothing => return,
             Held::Fanout(pos) => {
                 release_slot(region, pos, self.bit);
-                self.cursor = pos + 1;
+                self.cursor = pos.wrapping_add(1);
                 c.cursor
                     .store(pack_cursor(self.cursor, 0), Ordering::Relaxed);
             }
@@ -393,7 +399,7 @@ impl Subscriber {
 }
 
 fn dist_ok(pos: u64, seq: u64) -> bool {
-    seq == pos + 1
+    seq == pos.wrapping_add(1)
 }
 
 impl Drop for Subscriber {

@@ -1,0 +1,426 @@
+//! Single-process behaviour of the bus: creation and attaching, validation errors, fan-out,
+//! groups, backpressure, slab exhaustion, large messages, observers, and the idle state after
+//! everyone leaves.
+
+mod common;
+
+use common::{assert_idle, payload, small, unpayload, BusGuard};
+use shm_ring::{inspect, shm_path, Bus, BusConfig, BusError, Codec, Role};
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+const SEC: Option<Duration> = Some(Duration::from_secs(5));
+const NOW: Option<Duration> = Some(Duration::ZERO);
+
+#[test]
+fn create_open_and_mismatch() {
+    let g = BusGuard::new("open");
+    assert!(matches!(Bus::open(&g.name), Err(BusError::NotFound { .. })));
+    let bus = Bus::create(&g.name, &small()).unwrap();
+    assert!(matches!(
+        Bus::create(&g.name, &small()),
+        Err(BusError::Exists { .. })
+    ));
+    let mode = std::fs::metadata(shm_path(&g.name))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let other = Bus::open(&g.name).unwrap();
+    assert_eq!(other.config(), bus.config());
+    assert_eq!(other.max_payload(), 4096);
+    let bigger = BusConfig {
+        ring_capacity: 32,
+        ..small()
+    };
+    match Bus::open_or_create(&g.name, &bigger) {
+        Err(BusError::Mismatch {
+            field,
+            expected,
+            found,
+            ..
+        }) => {
+            assert_eq!((field, expected, found), ("ring_capacity", 32, 16));
+        }
+        other => panic!("expected a mismatch, got {:?}", other.err()),
+    }
+    assert!(Bus::open_or_create(&g.name, &small()).is_ok());
+    let s = bus.snapshot();
+    assert_eq!(s.processes.len(), 2);
+    assert!(s.processes.iter().all(|p| p.role == Role::Bus && p.alive));
+    drop((bus, other));
+    assert_idle(&g.name);
+}
+
+#[test]
+fn explicit_mode_and_bad_names() {
+    let g = BusGuard::new("mode");
+    let bus = Bus::create(
+        &g.name,
+        &BusConfig {
+            mode: 0o640,
+            ..small()
+        },
+    )
+    .unwrap();
+    let mode = std::fs::metadata(shm_path(&g.name))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o640);
+    drop(bus);
+    for bad in ["", "a/b", "..", "x\0y"] {
+        let err = Bus::create(bad, &small()).err().unwrap();
+        assert!(matches!(err, BusError::BadName { .. }), "{bad:?}: {err}");
+    }
+    let err = Bus::create(
+        "x",
+        &BusConfig {
+            ring_capacity: 10,
+            ..small()
+        },
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("ring_capacity 10"), "{err}");
+}
+
+#[test]
+fn foreign_owner_is_refused_unless_allowed() {
+    let g = BusGuard::new("owner");
+    drop(Bus::create(&g.name, &small()).unwrap());
+    if !nix::unistd::geteuid().is_root() {
+        return; // only root can give the file away; elsewhere the check is covered by reading the code path
+    }
+    std::os::unix::fs::chown(shm_path(&g.name), Some(4242), None).unwrap();
+    match Bus::open(&g.name) {
+        Err(BusError::ForeignOwner { uid, .. }) => assert_eq!(uid, 4242),
+        other => panic!("expected ForeignOwner, got {:?}", other.err()),
+    }
+    assert!(Bus::open_with(&g.name, true).is_ok());
+}
+
+#[test]
+fn concurrent_creators_end_with_one_region() {
+    let g = BusGuard::new("race");
+    let buses: Vec<Bus> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| Bus::open_or_create(&g.name, &small()).unwrap()))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    // All attached to the same region: one process table holds all eight rows.
+    assert_eq!(inspect(&g.name).unwrap().processes.len(), 8);
+    drop(buses);
+    assert_idle(&g.name);
+}
+
+#[test]
+fn fan_out_delivers_everything_in_order_to_each_subscriber() {
+    let g = BusGuard::new("fanout");
+    let bus = Bus::create(
+        &g.name,
+        &BusConfig {
+            ring_capacity: 8,
+            ..small()
+        },
+    )
+    .unwrap();
+    let subs: Vec<_> = (0..3).map(|_| bus.subscribe().unwrap()).collect();
+    const N: u64 = 500;
+    let bus2 = bus.clone();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let mut p = bus2.publisher().unwrap();
+            for i in 0..N {
+                // Mix inline and slab-block payloads.
+                let mut body = vec![0u8; if i % 3 == 0 { 1000 } else { 12 }];
+                body[..12].copy_from_slice(&payload(7, i));
+                p.publish("t.x", Codec::Raw, &body, SEC).unwrap();
+            }
+        });
+        for mut sub in subs {
+            s.spawn(move || {
+                for i in 0..N {
+                    let m = sub.recv(SEC).unwrap().expect("message");
+                    assert_eq!(m.topic, "t.x");
+                    assert_eq!(m.topic_hash, shm_ring::topic_hash("t.x"));
+                    assert_eq!(unpayload(m.payload), (7, i));
+                    assert_eq!(m.payload.len(), if i % 3 == 0 { 1000 } else { 12 });
+                    assert_eq!(m.publisher_pid, std::process::id());
+                }
+                assert!(sub.recv(NOW).unwrap().is_none());
+            });
+        }
+    });
+    drop(bus);
+    assert_idle(&g.name);
+}
+
+#[test]
+fn late_subscriber_gets_only_later_messages() {
+    let g = BusGuard::new("late");
+    let bus = Bus::create(&g.name, &small()).unwrap();
+    let mut early = bus.subscribe().unwrap();
+    let mut p = bus.publisher().unwrap();
+    p.publish("a", Codec::Raw, b"1", NOW).unwrap();
+    let mut late = bus.subscribe().unwrap();
+    p.publish("a", Codec::Raw, b"2", NOW).unwrap();
+    assert_eq!(early.recv(NOW).unwrap().unwrap().payload, b"1");
+    assert_eq!(early.recv(NOW).unwrap().unwrap().payload, b"2");
+    assert_eq!(late.recv(NOW).unwrap().unwrap().payload, b"2");
+    assert!(late.recv(NOW).unwrap().is_none());
+    assert_eq!(late.pending(), 0);
+}
+
+#[test]
+fn group_members_share_messages_exactly_once() {
+    let g = BusGuard::new("group");
+    let bus = Bus::create(
+        &g.name,
+        &BusConfig {
+            ring_capacity: 8,
+            ..small()
+        },
+    )
+    .unwrap();
+    let members: Vec<_> = (0..3)
+        .map(|_| bus.subscribe_group("workers").unwrap())
+        .collect();
+    let mut fan = bus.subscribe().unwrap();
+    const N: u64 = 600;
+    let seen = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        let bus2 = bus.clone();
+        s.spawn(move || {
+            let mut p = bus2.publisher().unwrap();
+            for i in 0..N {
+                p.publish("job", Codec::Raw, &payload(1, i), SEC).unwrap();
+            }
+            // One stop per member: a member leaves after its stop, so each takes exactly one.
+            for _ in 0..3 {
+                p.publish("stop", Codec::Raw, &payload(1, u64::MAX), SEC)
+                    .unwrap();
+            }
+        });
+        s.spawn(|| {
+            for i in 0..N + 3 {
+                let m = fan.recv(SEC).unwrap().unwrap();
+                if i < N {
+                    assert_eq!(unpayload(m.payload).1, i);
+                }
+            }
+        });
+        for mut m in members {
+            let seen = &seen;
+            s.spawn(move || loop {
+                let msg = m.recv(SEC).unwrap().expect("message");
+                if msg.topic == "stop" {
+                    break;
+                }
+                seen.lock().unwrap().push(unpayload(msg.payload).1);
+            });
+        }
+    });
+    let mut seen = seen.into_inner().unwrap();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..N).collect::<Vec<_>>());
+    drop((fan, bus));
+    assert_idle(&g.name);
+}
+
+#[test]
+fn full_ring_blocks_then_times_out_and_never_overwrites() {
+    let g = BusGuard::new("full");
+    let bus = Bus::create(
+        &g.name,
+        &BusConfig {
+            ring_capacity: 4,
+            ..small()
+        },
+    )
+    .unwrap();
+    let mut sub = bus.subscribe().unwrap();
+    let mut p = bus.publisher().unwrap();
+    for i in 0..4 {
+        p.publish("t", Codec::Raw, &[i], NOW).unwrap();
+    }
+    assert!(matches!(
+        p.publish("t", Codec::Raw, &[9], NOW),
+        Err(BusError::Full)
+    ));
+    assert!(matches!(
+        p.try_publish("t", Codec::Raw, &[9]),
+        Err(BusError::Full)
+    ));
+    assert!(matches!(
+        p.publish("t", Codec::Raw, &[9], Some(Duration::from_millis(30))),
+        Err(BusError::Timeout)
+    ));
+    assert!(bus.snapshot().counters.full_waits >= 3);
+    // A blocked publisher is woken by the subscriber releasing a slot.
+    std::thread::scope(|s| {
+        s.spawn(|| p.publish("t", Codec::Raw, &[4], None).unwrap());
+        for i in 0..5 {
+            assert_eq!(sub.recv(SEC).unwrap().unwrap().payload, [i]);
+        }
+    });
+}
+
+#[test]
+fn exhausted_slab_class_blocks_like_a_full_ring() {
+    let g = BusGuard::new("slab");
+    // max_message 100: classes of 256 and 640 bytes, one block each.
+    let bus = Bus::create(
+        &g.name,
+        &BusConfig {
+            max_message: 100,
+            slab_blocks: 2,
+            ..small()
+        },
+    )
+    .unwrap();
+    let mut sub = bus.subscribe().unwrap();
+    let mut p = bus.publisher().unwrap();
+    let big = [5u8; 100];
+    p.publish("t", Codec::Raw, &big, NOW).unwrap();
+    p.publish("t", Codec::Raw, &big, NOW).unwrap(); // falls back to the larger class
+    assert!(matches!(
+        p.publish("t", Codec::Raw, &big, NOW),
+        Err(BusError::Full)
+    ));
+    p.publish("t", Codec::Raw, b"inline needs no block", NOW)
+        .unwrap();
+    let used: u32 = bus.snapshot().slab.iter().map(|c| c.used).sum();
+    assert_eq!(used, 2);
+    assert!(matches!(
+        p.publish("t", Codec::Raw, &[0; 101], NOW),
+        Err(BusError::TooLarge {
+            size: 101,
+            max: 100
+        })
+    ));
+    std::thread::scope(|s| {
+        s.spawn(|| p.publish("t", Codec::Raw, &big, SEC).unwrap());
+        for _ in 0..4 {
+            sub.recv(SEC).unwrap().unwrap();
+        }
+    });
+    drop((sub, p, bus));
+    assert_idle(&g.name);
+}
+
+#[test]
+fn publish_with_fills_in_place_and_batches_release() {
+    let g = BusGuard::new("batch");
+    let bus = Bus::create(
+        &g.name,
+        &BusConfig {
+            slab_blocks: 64,
+            ..small()
+        },
+    )
+    .unwrap();
+    let mut sub = bus.subscribe().unwrap();
+    let mut p = bus.publisher().unwrap();
+    for i in 0..10u8 {
+        p.publish_with("b", Codec::Raw, 300, NOW, |buf| buf.fill(i))
+            .unwrap();
+    }
+    let mut got = Vec::new();
+    assert_eq!(
+        sub.recv_batch(4, NOW, |m| got.push(m.payload[299]))
+            .unwrap(),
+        4
+    );
+    assert_eq!(
+        sub.recv_batch(100, NOW, |m| got.push(m.payload[0]))
+            .unwrap(),
+        6
+    );
+    assert_eq!(got, (0..10).collect::<Vec<u8>>());
+    assert_eq!(sub.recv_batch(100, NOW, |_| ()).unwrap(), 0);
+    assert!(bus.snapshot().slab.iter().all(|c| c.used == 0));
+}
+
+#[test]
+fn no_subscriber_means_nothing_is_kept() {
+    let g = BusGuard::new("nosub");
+    let bus = Bus::create(
+        &g.name,
+        &BusConfig {
+            ring_capacity: 2,
+            ..small()
+        },
+    )
+    .unwrap();
+    let mut p = bus.publisher().unwrap();
+    for _ in 0..10 {
+        p.publish("t", Codec::Raw, &[1; 500], NOW).unwrap();
+    }
+    assert!(bus.snapshot().slab.iter().all(|c| c.used == 0));
+}
+
+#[test]
+fn observer_sees_messages_without_holding_publishers_back() {
+    let g = BusGuard::new("observe");
+    let bus = Bus::create(
+        &g.name,
+        &BusConfig {
+            ring_capacity: 4,
+            ..small()
+        },
+    )
+    .unwrap();
+    let mut obs = bus.observe().unwrap();
+    let mut sub = bus.subscribe().unwrap();
+    let mut p = bus.publisher().unwrap();
+    p.publish_pickled("px", &[shm_ring::PyValue::Int(3)], &[], NOW)
+        .unwrap();
+    let m = obs.recv(NOW).unwrap().unwrap();
+    assert_eq!((m.topic, m.codec), ("px", Codec::Pickle as u8));
+    assert_eq!(
+        shm_ring::pickle::decode(m.payload).unwrap().to_string(),
+        "((3,), {})"
+    );
+    assert!(obs.recv(NOW).unwrap().is_none());
+    sub.recv(NOW).unwrap().unwrap();
+    // Lap the observer: it reports what it missed.
+    for i in 0..12u8 {
+        p.publish("t", Codec::Raw, &[i], NOW).unwrap();
+        sub.recv(NOW).unwrap().unwrap();
+    }
+    sub.recv(NOW).unwrap();
+    while obs.recv(NOW).unwrap().is_some() {}
+    assert!(obs.skipped() > 0);
+}
+
+#[test]
+fn subscriber_table_and_process_table_limits() {
+    let g = BusGuard::new("limits");
+    let bus = Bus::create(
+        &g.name,
+        &BusConfig {
+            max_subscribers: 2,
+            max_processes: 4,
+            ..small()
+        },
+    )
+    .unwrap();
+    let a = bus.subscribe().unwrap();
+    let b = bus.subscribe_group("g").unwrap();
+    let c = bus.subscribe_group("g").unwrap(); // same group, same bit
+    assert!(matches!(bus.subscribe(), Err(BusError::TableFull { .. })));
+    assert!(matches!(bus.publisher(), Err(BusError::TableFull { .. })));
+    assert!(matches!(
+        bus.subscribe_group("bad name"),
+        Err(BusError::BadName { .. })
+    ));
+    let s = bus.snapshot();
+    assert_eq!(s.groups.len(), 1);
+    assert_eq!(s.groups[0].members, 2);
+    drop((a, b, c));
+    assert!(bus.subscribe().is_ok());
+}
