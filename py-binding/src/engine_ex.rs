@@ -9,8 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::timer_compat::{Alignment, Timer};
-use engine_core::Topic;
+use engine_core::{Alignment, Timer, Topic};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFloat};
@@ -20,16 +19,6 @@ use crate::topic::{topic_arg, PyTopic};
 
 /// Polling period of the blocking timer calls (to notice Ctrl-C).
 const SIGNAL_CHECK: Duration = Duration::from_millis(100);
-
-fn alignment_for(interval: f64) -> Alignment {
-    if interval == 1.0 {
-        Alignment::Second
-    } else if interval == 60.0 {
-        Alignment::Minute
-    } else {
-        Alignment::None
-    }
-}
 
 fn check_interval(interval: f64) -> PyResult<Duration> {
     if !(interval.is_finite() && interval > 0.0) {
@@ -61,7 +50,7 @@ fn spawn(
     alignment: Alignment,
 ) -> PyResult<Timer> {
     let period = check_interval(interval)?;
-    let aligned = !matches!(alignment, Alignment::None);
+    let aligned = !(alignment == Alignment::None);
     let shared = shared.clone();
     Ok(Timer::spawn(
         period,
@@ -132,7 +121,7 @@ impl PyEventEngineEx {
         if let Some(t) = lock(&engine.timers).iter().find(|t| t.interval == interval) {
             return Ok(t.topic.clone_ref(py));
         }
-        let alignment = alignment_for(interval);
+        let alignment = Alignment::for_interval(interval);
         let topic = match alignment {
             Alignment::Second => Topic::join(["EventEngine", "Internal", "Timer", "Second"]),
             Alignment::Minute => Topic::join(["EventEngine", "Internal", "Timer", "Minute"]),

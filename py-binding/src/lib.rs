@@ -10,7 +10,6 @@ mod intern;
 mod logger;
 mod match_result;
 mod payload;
-mod timer_compat;
 mod topic;
 
 use pyo3::exceptions::PyNotImplementedError;

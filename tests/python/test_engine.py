@@ -1,0 +1,381 @@
+"""EventEngine with real engine threads: start/stop, run/deactivate, put/get, routing."""
+
+import logging
+import threading
+
+import pytest
+from event_engine import Empty, EventEngine, EventHook, Full, MessagePayload, Topic
+
+WAIT = 10.0  # generous: only reached when something is broken
+
+
+@pytest.fixture
+def engine():
+    eng = EventEngine(capacity=64)
+    yield eng
+    if eng.active:
+        eng.stop()
+
+
+class Collector:
+    """Records calls and signals when `expected` calls have arrived."""
+
+    def __init__(self, expected):
+        self.expected = expected
+        self.calls = []
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+
+    def __call__(self, *args, **kwargs):
+        kwargs.pop("topic", None)  # **kwargs handlers get topic=; tested on its own
+        with self.lock:
+            self.calls.append((args, kwargs))
+            if len(self.calls) >= self.expected:
+                self.done.set()
+
+
+def test_defaults_and_attributes():
+    eng = EventEngine()
+    assert eng.capacity == 4095
+    assert eng.active is False and eng.occupied == 0 and len(eng) == 0
+    assert eng.logger is logging.getLogger("event_engine")
+    lg = logging.getLogger("test.engine")
+    assert EventEngine(capacity=8, logger=lg).logger is lg
+    assert "idle" in repr(eng)
+    with pytest.raises(ValueError):
+        EventEngine(capacity=0)
+
+
+def test_start_put_dispatch_stop(engine):
+    topic = Topic("Market.Data.AAPL")
+    got = Collector(3)
+    engine.register_handler(topic, got)
+    engine.start()
+    assert engine.active
+    engine.put(topic, 1, 2.5, "x", size=100)
+    engine.publish(topic, (2,), {"size": 200})
+    engine.publish(topic, [3], None)
+    assert got.done.wait(WAIT)
+    engine.stop()
+    assert not engine.active
+    assert got.calls == [((1, 2.5, "x"), {"size": 100}), ((2,), {"size": 200}), ((3,), {})]
+
+
+def test_generic_routing_and_topic_keyword(engine):
+    seen = []
+    done = threading.Event()
+
+    def on_any(price, topic):
+        seen.append(("generic", topic.value, price))
+
+    def on_exact(price):
+        seen.append(("exact", price))
+        if price == 2:
+            done.set()
+
+    engine.register_handler(Topic("Market.Data.{symbol}"), on_any)
+    engine.register_handler(Topic("Market.Data.AAPL"), on_exact)
+    engine.register_handler(Topic("Other.{x}"), lambda *a: seen.append(("other",)))
+    engine.start()
+    engine.put(Topic("Market.Data.MSFT"), 1)
+    engine.put(Topic("Market.Data.AAPL"), 2)
+    assert done.wait(WAIT)
+    engine.stop()
+    assert seen == [
+        ("generic", "Market.Data.MSFT", 1),
+        ("exact", 2),
+        ("generic", "Market.Data.AAPL", 2),
+    ]
+
+
+def test_handler_receives_the_topic_object_that_was_put(engine):
+    topic = Topic("Same.Object")
+    got = Collector(1)
+    engine.register_handler(topic, lambda topic: got(topic))
+    engine.start()
+    engine.put(topic)
+    assert got.done.wait(WAIT)
+    assert got.calls[0][0][0] is topic
+
+
+def test_run_in_a_thread_until_deactivate():
+    eng = EventEngine(capacity=16)
+    topic = Topic("Run.Loop")
+    got = Collector(5)
+    eng.register_handler(topic, got)
+    eng.activate()
+    assert eng.active
+    runner = threading.Thread(target=eng.run)
+    runner.start()
+    for i in range(5):
+        eng.put(topic, i)
+    assert got.done.wait(WAIT)
+    eng.deactivate()
+    runner.join(WAIT)
+    assert not runner.is_alive()
+    assert [c[0][0] for c in got.calls] == [0, 1, 2, 3, 4]
+
+
+def test_run_returns_at_once_when_inactive():
+    eng = EventEngine()
+    eng.run()
+    assert not eng.active
+
+
+def test_many_producers_every_message_exactly_once():
+    eng = EventEngine(capacity=128)
+    producers, per_producer = 4, 5000
+    topics = [Topic(f"Load.P{i}") for i in range(producers)]
+    got = Collector(producers * per_producer)
+    eng.register_handler(Topic("Load.{producer}"), lambda pid, n: got(pid, n))
+    eng.start()
+
+    def produce(pid):
+        for n in range(per_producer):
+            eng.put(topics[pid], pid, n)
+
+    threads = [threading.Thread(target=produce, args=(i,)) for i in range(producers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(WAIT * 3)
+    assert got.done.wait(WAIT * 3)
+    eng.stop()
+    pairs = [c[0] for c in got.calls]
+    assert len(pairs) == producers * per_producer
+    assert set(pairs) == {(p, n) for p in range(producers) for n in range(per_producer)}
+    for p in range(producers):  # per-producer order is kept
+        assert [n for (q, n) in pairs if q == p] == list(range(per_producer))
+
+
+def test_put_full_nonblocking_and_timeout():
+    eng = EventEngine(capacity=2)
+    topic = Topic("Full.Queue")
+    eng.put(topic, 1)
+    eng.put(topic, 2)
+    assert eng.occupied == 2
+    with pytest.raises(Full):
+        eng.put(topic, 3, block=False)
+    with pytest.raises(Full, match="0.050"):
+        eng.put(topic, 3, timeout=0.05)
+    with pytest.raises(Full):
+        eng.publish(topic, (3,), {}, block=False)
+    assert eng.occupied == 2
+
+
+def test_blocked_put_resumes_when_room_appears():
+    eng = EventEngine(capacity=1)
+    topic = Topic("Blocked.Put")
+    eng.put(topic, 1)
+    finished = threading.Event()
+
+    def blocked():
+        eng.put(topic, 2)  # waits for room, GIL released
+        finished.set()
+
+    t = threading.Thread(target=blocked)
+    t.start()
+    assert eng.get().args == (1,)  # the main thread can run while the put waits
+    assert finished.wait(WAIT)
+    t.join(WAIT)
+    assert eng.get(block=False).args == (2,)
+
+
+def test_get_returns_payloads_and_empty():
+    eng = EventEngine(capacity=8)
+    topic = Topic("Get.Me")
+    eng.put(topic, 1, k="v")
+    eng.put(topic, 2)
+    first = eng.get()
+    assert isinstance(first, MessagePayload)
+    assert first.topic is topic and first.args == (1,) and first.kwargs == {"k": "v"}
+    second = eng.get(block=False)
+    assert second.args == (2,) and second.kwargs is None
+    assert second.seq_id > first.seq_id
+    with pytest.raises(Empty):
+        eng.get(block=False)
+    with pytest.raises(Empty, match="0.050"):
+        eng.get(timeout=0.05)
+
+
+def test_blocked_get_wakes_on_put():
+    eng = EventEngine()
+    topic = Topic("Wake.Get")
+    result = []
+    t = threading.Thread(target=lambda: result.append(eng.get(timeout=WAIT)))
+    t.start()
+    eng.put(topic, "hello")
+    t.join(WAIT)
+    assert result and result[0].args == ("hello",)
+
+
+def test_put_of_generic_topic_is_value_error_naming_it(engine):
+    with pytest.raises(ValueError, match=r"Market\.Data\.\{symbol\}"):
+        engine.put(Topic("Market.Data.{symbol}"), 1)
+    with pytest.raises(ValueError):
+        engine.publish(Topic("a.(b|c)"), (), {})
+    with pytest.raises(TypeError, match="Topic"):
+        engine.put("Market.Data.AAPL", 1)
+    assert engine.occupied == 0
+
+
+def test_stop_wakes_an_idle_loop_promptly_and_restart_works(engine):
+    topic = Topic("Restart.Me")
+    got = Collector(2)
+    engine.register_handler(topic, got)
+    engine.start()
+    engine.stop()
+    engine.put(topic, 1)  # queued while stopped
+    assert engine.occupied == 1
+    engine.start()
+    engine.put(topic, 2)
+    assert got.done.wait(WAIT)
+    assert [c[0][0] for c in got.calls] == [1, 2]
+
+
+def test_start_twice_and_stop_twice_warn(engine, caplog):
+    with caplog.at_level(logging.WARNING, logger="event_engine"):
+        engine.start()
+        engine.start()
+        engine.stop()
+        engine.stop()
+    assert "already started" in caplog.text
+    assert "already stopped" in caplog.text
+
+
+def test_handler_can_stop_its_own_engine(engine):
+    topic = Topic("Self.Stop")
+    done = threading.Event()
+
+    def stopper():
+        engine.stop()
+        done.set()
+
+    engine.register_handler(topic, stopper)
+    engine.start()
+    engine.put(topic)
+    assert done.wait(WAIT)
+    assert not engine.active
+
+
+def test_handler_exception_is_logged_and_dispatch_goes_on(caplog):
+    lg = logging.getLogger("test.engine.errors")
+    eng = EventEngine(logger=lg)
+    topic = Topic("Err.Engine")
+    got = Collector(2)
+
+    def broken(n):
+        raise ValueError(f"bad {n}")
+
+    eng.register_handler(topic, broken)
+    eng.register_handler(topic, got)
+    with caplog.at_level(logging.ERROR, logger="test.engine.errors"):
+        eng.start()
+        eng.put(topic, 1)
+        eng.put(topic, 2)
+        assert got.done.wait(WAIT)
+        eng.stop()
+    errors = [r for r in caplog.records if r.name == "test.engine.errors" and r.levelno == logging.ERROR]
+    assert len(errors) == 2
+    assert all(r.exc_info and r.exc_info[0] is ValueError for r in errors)
+    assert "Traceback" in caplog.text and "bad 2" in caplog.text
+
+
+def test_register_and_unregister(engine):
+    exact, generic = Topic("Reg.Exact"), Topic("Reg.{x}")
+
+    def h1():
+        pass
+
+    def h2():
+        pass
+
+    engine.register_handler(exact, h1)
+    engine.register_handler(exact, h2)
+    engine.register_handler(exact, h2, deduplicate=True)
+    engine.register_handler(generic, h1)
+    assert len(engine) == 2
+    exact_map, generic_map = engine.exact_topic_hook_map, engine.generic_topic_hook_map
+    assert list(exact_map) == [exact] and list(generic_map) == [generic]
+    assert exact_map[exact].handlers == [h1, h2]
+    assert isinstance(generic_map[generic], EventHook)
+    exact_map.clear()  # a copy
+    assert len(engine) == 2
+    assert list(engine.topics()) == [exact, generic]
+    assert [h.topic for h in engine.event_hooks()] == [exact, generic]
+    assert [(t, h.topic) for t, h in engine.items()] == [(exact, exact), (generic, generic)]
+
+    with pytest.raises(TypeError, match="callable"):
+        engine.register_handler(Topic("Reg.New"), None)
+    assert len(engine) == 2  # no empty hook left behind
+
+    engine.unregister_handler(exact, h1)
+    assert engine.exact_topic_hook_map[exact].handlers == [h2]
+    engine.unregister_handler(exact, h2)
+    assert exact not in engine.exact_topic_hook_map  # emptied hook dropped
+    assert len(engine) == 1
+    engine.unregister_handler(Topic("Reg.Missing"), h1)  # logged, not raised
+
+
+def test_register_hook_and_unregister_hook(engine):
+    topic = Topic("Hook.Topic")
+    got = Collector(1)
+    hook = EventHook(topic)
+    hook.add_handler(got)
+    engine.register_hook(hook)
+    engine.register_hook(hook)  # the same hook again is fine
+    with pytest.raises(KeyError, match="Hook.Topic"):
+        engine.register_hook(EventHook(Topic("Hook.Topic")))
+    engine.register_handler(topic, got, deduplicate=True)  # goes into the same hook
+    assert len(hook) == 1
+    engine.start()
+    engine.put(topic, "x")
+    assert got.done.wait(WAIT)
+    engine.stop()
+    assert engine.unregister_hook(topic) is hook
+    assert len(engine) == 0
+    with pytest.raises(KeyError, match="Hook.Topic"):
+        engine.unregister_hook(topic)
+
+
+def test_clear_is_refused_while_running_and_works_when_stopped(engine):
+    topic = Topic("Clear.Me")
+
+    def h():
+        pass
+
+    engine.register_handler(topic, h)
+    hook = engine.exact_topic_hook_map[topic]
+    engine.start()
+    with pytest.raises(RuntimeError, match="stop"):
+        engine.clear()
+    assert len(engine) == 1
+    engine.stop()
+    engine.clear()
+    assert len(engine) == 0 and len(hook) == 0
+
+
+def test_handlers_may_register_while_the_engine_runs(engine):
+    first, second = Topic("Dyn.First"), Topic("Dyn.Second")
+    got = Collector(1)
+
+    def registrar():
+        engine.register_handler(second, got)
+        engine.put(second, "from handler")
+
+    engine.register_handler(first, registrar)
+    engine.start()
+    engine.put(first)
+    assert got.done.wait(WAIT)
+    assert got.calls[0][0] == ("from handler",)
+
+
+def test_messages_without_a_hook_are_dropped(engine):
+    got = Collector(1)
+    engine.register_handler(Topic("Has.Hook"), got)
+    engine.start()
+    engine.put(Topic("No.Hook"), 1)
+    engine.put(Topic("Has.Hook"), 2)
+    assert got.done.wait(WAIT)
+    assert got.calls == [((2,), {})]
+    assert engine.occupied == 0

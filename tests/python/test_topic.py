@@ -1,0 +1,262 @@
+"""Topic, TopicPart*, TopicMatchResult and the interning map, as a user calls them."""
+
+import pickle
+import re
+
+import event_engine
+import pytest
+from event_engine import (
+    Topic,
+    TopicMatchResult,
+    TopicPart,
+    TopicPartAny,
+    TopicPartExact,
+    TopicPartPattern,
+    TopicPartRange,
+    TopicType,
+)
+
+
+def test_exact_topic_properties():
+    t = Topic("Market.Data.AAPL")
+    assert t.value == "Market.Data.AAPL"
+    assert str(t) == "Market.Data.AAPL"
+    assert t.is_exact
+    assert isinstance(t.hash_value, int) and t.hash_value > 0
+    assert isinstance(t.addr, int) and t.addr != 0
+    assert len(t) == 3
+    assert [p.part for p in t] == ["Market", "Data", "AAPL"]
+    assert t[0].part == "Market" and t[-1].part == "AAPL"
+    assert "Market.Data.AAPL" in repr(t)
+    with pytest.raises(IndexError):
+        t[3]
+    with pytest.raises(IndexError):
+        t[-4]
+
+
+def test_hash_value_is_xxh3_of_the_literal_and_stable():
+    a, b = Topic("Orders.New.EU"), Topic("Orders.New.EU")
+    assert a.hash_value == b.hash_value
+    assert a.hash_value != Topic("Orders.New.US").hash_value
+    # xxh3_64(b"") is a fixed, published value.
+    assert Topic("").hash_value == 0x2D06800538D394C2
+
+
+def test_equality_and_hash_by_literal():
+    a, b = Topic("a.b"), Topic.join(["a", "b"])
+    assert a == b and hash(a) == hash(b)
+    assert a != Topic("a.c")
+    assert a != "a.b"
+    assert len({a, b, Topic("a.c")}) == 2
+    d = {a: 1}
+    assert d[b] == 1
+
+
+def test_generic_topics_and_part_kinds():
+    t = Topic(r"Realtime.(TickData|TradeData)./^[0-9]{6}\.(SZ|SH)$/.+suffix.{ticker}")
+    assert not t.is_exact
+    kinds = [p.ttype for p in t]
+    assert kinds == [
+        TopicType.TOPIC_PART_EXACT,
+        TopicType.TOPIC_PART_RANGE,
+        TopicType.TOPIC_PART_PATTERN,
+        TopicType.TOPIC_PART_ANY,
+        TopicType.TOPIC_PART_ANY,
+    ]
+    assert all(isinstance(p, TopicPart) for p in t)
+    assert isinstance(t[0], TopicPartExact)
+    assert isinstance(t[1], TopicPartRange)
+    assert list(t[1].options()) == ["TickData", "TradeData"]
+    assert list(t[1]) == ["TickData", "TradeData"] and len(t[1]) == 2
+    assert isinstance(t[2], TopicPartPattern)
+    assert t[2].pattern == r"^[0-9]{6}\.(SZ|SH)$"
+    assert isinstance(t[3], TopicPartAny) and t[3].name == "suffix"
+    assert t[4].name == "ticker"
+    assert isinstance(TopicType.TOPIC_PART_ANY, int) and TopicType.TOPIC_PART_ANY == 1
+
+
+def test_pattern_regex_is_a_python_re_pattern_compiled_once():
+    part = Topic("Quotes./^[A-Z]{3}$/")[1]
+    rx = part.regex
+    assert isinstance(rx, re.Pattern)
+    assert rx.match("EUR") and not rx.match("EURO")
+    assert part.regex is rx
+
+
+def test_part_constructors_and_reprs():
+    assert TopicPartExact("Data").part == "Data"
+    assert len(TopicPartExact("订单")) == len("订单".encode())
+    assert TopicPartAny("symbol").name == "symbol"
+    assert list(TopicPartRange(["a", "", "b"]).options()) == ["a", "b"]
+    assert TopicPartPattern("^x$").pattern == "^x$"
+    assert 'topic="Data"' in repr(TopicPartExact("Data"))
+    assert 'name="s"' in repr(TopicPartAny("s"))
+    assert "options=['a', 'b']" in repr(TopicPartRange(["a", "b"]))
+    assert 'regex="^x$"' in repr(TopicPartPattern("^x$"))
+    assert TopicPartExact("a") == TopicPartExact("a") != TopicPartAny("a")
+    assert isinstance(TopicPartExact("a").addr, int)
+    with pytest.raises(ValueError):
+        TopicPartPattern("(unclosed")
+
+
+@pytest.mark.parametrize(
+    ("pattern", "published", "matched"),
+    [
+        ("Orders.New.EU", "Orders.New.EU", True),
+        ("Orders.{side}.EU", "Orders.Cancel.EU", True),
+        ("Orders.{side}.EU", "Orders.Cancel.US", False),
+        ("Orders.(New|Cancel).+region", "Orders.Amend.EU", False),
+        ("Orders.(New|Cancel).+region", "Orders.New.EU", True),
+        ("Quotes./^[A-Z]{3}$/", "Quotes.EUR", True),
+        ("Quotes./^[A-Z]{3}$/", "Quotes.EURO", False),
+        ("Quotes./[0-9]{6}/", "Quotes.pre600010", True),
+        ("Quotes.{ccy}", "Quotes.EUR.Spot", False),
+        ("a.b", "a.b.c", False),
+        ("Data.{symbol}", "Data", False),
+        ("订单.+动作", "订单.新建", True),
+    ],
+)
+def test_matching_table(pattern, published, matched):
+    result = Topic(pattern).match(Topic(published))
+    assert isinstance(result, TopicMatchResult)
+    assert result.matched is matched
+    assert bool(result) is matched
+
+
+def test_match_result_nodes_and_to_dict():
+    result = Topic("Market.{kind}.{symbol}").match(Topic("Market.Trade.AAPL"))
+    assert result.matched and result.length == 3 and len(result) == 3
+    nodes = list(result)
+    assert nodes[0] == result[0]
+    assert set(nodes[0]) == {"matched", "part_a", "part_b", "literal"}
+    assert nodes[1]["matched"] is True
+    assert isinstance(nodes[1]["part_a"], TopicPartAny)
+    assert nodes[1]["part_b"].part == "Trade"
+    assert nodes[1]["literal"] == "Trade"
+    assert result[-1]["literal"] == "AAPL"
+    with pytest.raises(IndexError):
+        result[3]
+    d = result.to_dict()
+    assert set(d) == {"kind", "symbol"}
+    assert isinstance(d["kind"], TopicPartExact) and d["kind"].part == "Trade"
+    assert d["symbol"].part == "AAPL"
+    assert "success" in repr(result)
+
+
+def test_failed_match_records_the_failing_node():
+    result = Topic("a.b").match(Topic("a.c"))
+    assert not result
+    assert result[-1]["matched"] is False
+    assert "failed" in repr(result)
+
+
+def test_empty_tokens_and_degenerate_markers():
+    t = Topic("a..b")
+    assert len(t) == 2 and t.value == "a..b"
+    assert len(Topic("a.")) == 1
+    assert len(Topic("")) == 0 and Topic("").is_exact
+    for token in ["+", "{}", "()", "{abc", "(abc"]:
+        part = Topic(f"x.{token}")[1]
+        assert isinstance(part, TopicPartExact), token
+        assert part.part == token
+
+
+def test_pattern_may_contain_the_separator():
+    t = Topic(r"./a\.b\.[0-9]/.tail")
+    assert [type(p) for p in t] == [TopicPartPattern, TopicPartExact]
+    assert t[0].pattern == r"a\.b\.[0-9]"
+
+
+@pytest.mark.parametrize("bad", ["Log./open", "./x/y"])
+def test_unclosed_pattern_is_a_value_error_naming_the_topic(bad):
+    with pytest.raises(ValueError, match=re.escape(bad)):
+        Topic(bad)
+
+
+def test_bad_regex_is_a_value_error():
+    with pytest.raises(ValueError, match="Quotes"):
+        Topic("Quotes./(unclosed/")
+
+
+def test_format_and_call():
+    t = Topic("Market.{kind}.+symbol")
+    f = t.format(kind="Trade", symbol="AAPL")
+    assert f.value == "Market.Trade.AAPL" and f.is_exact
+    assert t(kind="Quote", symbol=600010).value == "Market.Quote.600010"
+    assert t.value == "Market.{kind}.+symbol"
+    with pytest.raises(KeyError, match="symbol"):
+        t.format(kind="Trade")
+    with pytest.raises(ValueError):
+        Topic("a.(x|y).{z}").format(z="1")
+
+
+def test_join_from_parts_append_add_update_literal():
+    j = Topic.join(["Realtime", "TickData", "600010.SH"])
+    assert j.value == "Realtime.TickData.600010.SH"
+    assert len(j) == 3 and j[-1].part == "600010.SH"
+    with pytest.raises(TypeError):
+        Topic.join(["a", 1])
+
+    fp = Topic.from_parts([TopicPartExact("Data"), TopicPartAny("symbol")])
+    assert fp.value == "Data.{symbol}" and not fp.is_exact
+    with pytest.raises(TypeError):
+        Topic.from_parts(["Data"])
+
+    base = Topic("A.B")
+    joined = base + Topic("C.D")
+    assert joined.value == "A.B.C.D" and base.value == "A.B"
+    assert (base + TopicPartExact("X")).value == "A.B.X"
+    with pytest.raises(TypeError):
+        base + "C"
+
+    grown = Topic("P.Q")
+    same = grown.append(TopicPartAny("r"))
+    assert same is grown and len(grown) == 3
+    grown.update_literal()
+    assert grown.value == "P.Q.{r}"
+    grown += TopicPartExact("s")
+    assert len(grown) == 4
+
+
+def test_appending_never_changes_other_topics_sharing_the_parse():
+    a = Topic("Shared.Topic")
+    b = Topic("Shared.Topic")
+    assert a.addr == b.addr  # interned: one parse shared
+    b.append(TopicPartExact("More"))
+    b.update_literal()
+    assert a.value == "Shared.Topic" and len(a) == 2
+    assert b.value == "Shared.Topic.More"
+
+
+def test_value_setter_reparses():
+    t = Topic("a.b")
+    t.value = "x.{y}"
+    assert t.value == "x.{y}" and not t.is_exact and len(t) == 2
+
+
+def test_pickle_round_trip():
+    t = Topic("Market.Data.{symbol}")
+    assert pickle.loads(pickle.dumps(t)) == t
+
+
+def test_internal_map_semantics():
+    event_engine.clear_internal_map()
+    assert event_engine.get_internal_topic("Interned.One") is None
+    t = Topic("Interned.One")
+    shared = event_engine.get_internal_topic("Interned.One")
+    assert shared == t and shared.addr == t.addr
+    owned = event_engine.get_internal_topic("Interned.One", owner=True)
+    assert owned == t and owned.addr != t.addr
+    m = event_engine.get_internal_map()
+    assert isinstance(m, dict) and m["Interned.One"] == t
+    assert "Interned.One" in event_engine.init_internal_map()
+    event_engine.clear_internal_map()
+    assert event_engine.get_internal_map() == {}
+    assert t.value == "Interned.One"  # existing topics keep working
+
+
+def test_init_allocator():
+    assert event_engine.init_allocator() is None
+    assert event_engine.init_allocator(capacity=1024, with_shm=False) is None
+    with pytest.raises(NotImplementedError, match="with_shm=True"):
+        event_engine.init_allocator(with_shm=True, name="bus")
