@@ -54,8 +54,33 @@ pub fn assert_idle(name: &str) {
 /// Environment variable selecting a child role.
 pub const ROLE: &str = "SHM_RING_TEST_ROLE";
 
+/// A child process that is killed when the guard drops, so a failing test leaves no process behind.
+pub struct ChildGuard(pub Child);
+
+impl std::ops::Deref for ChildGuard {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ChildGuard {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Runs test `entry` of this test binary in a child process with `role` and extra environment.
-pub fn spawn(entry: &str, role: &str, env: &[(&str, String)]) -> Child {
+pub fn spawn(entry: &str, role: &str, env: &[(&str, String)]) -> ChildGuard {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([entry, "--exact", "--nocapture", "--test-threads=1", "-q"])
         .env(ROLE, role)
@@ -64,7 +89,7 @@ pub fn spawn(entry: &str, role: &str, env: &[(&str, String)]) -> Child {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.spawn().expect("spawn child")
+    ChildGuard(cmd.spawn().expect("spawn child"))
 }
 
 /// Line-oriented reader of a child's stdout (children print one result per line, prefixed `@`).
