@@ -260,7 +260,7 @@ impl PyEventEngine {
     }
 
     pub(crate) fn log<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        logger::resolve(py, &lock(&self.logger))
+        logger::resolve(py, &self.logger)
     }
 
     /// Copies the hooks routed to `topic` into `out` (no lock held afterwards).
@@ -484,8 +484,7 @@ impl PyEventEngine {
 
     #[setter]
     fn set_logger(&self, logger: Option<Py<PyAny>>) {
-        let old = std::mem::replace(&mut *lock(&self.logger), logger);
-        drop(old);
+        logger::replace(&self.logger, logger);
     }
 
     /// Whether the engine is running (its loop dispatches).

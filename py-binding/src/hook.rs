@@ -179,7 +179,7 @@ impl PyEventHook {
                 && e.is_instance_of::<PyTypeError>(py)
                 && e.value(py).to_string().ends_with(UNEXPECTED_TOPIC);
             if retry {
-                let log = logger::resolve(py, &lock(&self.logger));
+                let log = logger::resolve(py, &self.logger);
                 if let Ok(log) = log {
                     let _ = log.call_method1(
                         "warning",
@@ -206,7 +206,7 @@ impl PyEventHook {
     /// Logs a handler's exception, with its traceback, through the hook's logger.
     fn report(&self, py: Python<'_>, handler: &Bound<'_, PyAny>, err: PyErr) {
         let logged = (|| -> PyResult<()> {
-            let log = logger::resolve(py, &lock(&self.logger))?;
+            let log = logger::resolve(py, &self.logger)?;
             let exc_info = PyTuple::new(
                 py,
                 [
@@ -254,14 +254,17 @@ impl PyEventHook {
             )));
         }
         let with_topic = wants_topic(py, handler)?;
-        let present = lock(&self.handlers)
+        // Comparing handlers may run Python code (`__eq__`): do it on a
+        // snapshot, never under the lock.
+        let snapshot = self.snapshot();
+        let present = snapshot
             .all()
             .any(|h| same_handler(h.callable.bind(py), handler));
         if present {
             if deduplicate {
                 return Ok(());
             }
-            let log = logger::resolve(py, &lock(&self.logger))?;
+            let log = logger::resolve(py, &self.logger)?;
             log.call_method1(
                 "warning",
                 (
@@ -291,30 +294,35 @@ impl PyEventHook {
     }
 
     fn remove(&self, py: Python<'_>, handler: &Bound<'_, PyAny>) -> Option<Arc<HandlerList>> {
-        let mut guard = lock(&self.handlers);
-        let mut list = HandlerList {
-            no_topic: guard.no_topic.clone(),
-            with_topic: guard.with_topic.clone(),
-        };
-        let removed = if let Some(i) = list
-            .no_topic
-            .iter()
-            .position(|h| same_handler(h.callable.bind(py), handler))
-        {
-            list.no_topic.remove(i);
-            true
-        } else if let Some(i) = list
-            .with_topic
-            .iter()
-            .position(|h| same_handler(h.callable.bind(py), handler))
-        {
-            list.with_topic.remove(i);
-            true
-        } else {
-            false
-        };
-        // The old list is handed back so that it is dropped after the lock is released.
-        removed.then(|| std::mem::replace(&mut *guard, Arc::new(list)))
+        loop {
+            // Find the handler on a snapshot (comparing may run Python code),
+            // then install the shortened list only if nobody changed it meanwhile.
+            let snapshot = self.snapshot();
+            let mut no_topic = snapshot.no_topic.clone();
+            let mut with_topic = snapshot.with_topic.clone();
+            let is_it = |h: &Arc<Handler>| same_handler(h.callable.bind(py), handler);
+            if let Some(i) = no_topic.iter().position(is_it) {
+                no_topic.remove(i);
+            } else if let Some(i) = with_topic.iter().position(is_it) {
+                with_topic.remove(i);
+            } else {
+                return None;
+            }
+            let mut guard = lock(&self.handlers);
+            if Arc::ptr_eq(&guard, &snapshot) {
+                let list = Arc::new(HandlerList {
+                    no_topic,
+                    with_topic,
+                });
+                // The old list is handed back so that it is dropped after the lock.
+                return Some(std::mem::replace(&mut *guard, list));
+            }
+        }
+    }
+
+    /// The current handler lists (a cheap `Arc` clone).
+    fn snapshot(&self) -> Arc<HandlerList> {
+        lock(&self.handlers).clone()
     }
 
     /// Removes the first registration of a handler, if any.
@@ -369,13 +377,12 @@ impl PyEventHook {
     /// The logger handler errors go to (the package logger unless one was given).
     #[getter]
     fn logger<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        logger::resolve(py, &lock(&self.logger))
+        logger::resolve(py, &self.logger)
     }
 
     #[setter]
     fn set_logger(&self, logger: Option<Py<PyAny>>) {
-        let old = std::mem::replace(&mut *lock(&self.logger), logger);
-        drop(old);
+        logger::replace(&self.logger, logger);
     }
 
     /// Whether a handler that rejects the `topic` keyword is retried without it.
@@ -453,8 +460,7 @@ impl PyEventHook {
     }
 
     fn __contains__(&self, py: Python<'_>, handler: &Bound<'_, PyAny>) -> bool {
-        lock(&self.handlers)
-            .clone()
+        self.snapshot()
             .all()
             .any(|h| same_handler(h.callable.bind(py), handler))
     }

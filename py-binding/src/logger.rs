@@ -1,41 +1,50 @@
 //! The package logger: engines and hooks created without an explicit logger
 //! log through it, looked up at log time so that `set_logger` reaches them all.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use pyo3::prelude::*;
 
 static PACKAGE_LOGGER: Mutex<Option<Py<PyAny>>> = Mutex::new(None);
 
+/// Locks a logger slot. Only clones and swaps happen under it (never Python
+/// code), so a poisoned lock still holds a consistent value.
+fn slot(m: &Mutex<Option<Py<PyAny>>>) -> MutexGuard<'_, Option<Py<PyAny>>> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The package logger (`logging.getLogger("event_engine")` until `set_logger`).
 pub(crate) fn package_logger(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-    if let Some(l) = PACKAGE_LOGGER
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_ref()
-    {
-        return Ok(l.bind(py).clone());
+    let current = slot(&PACKAGE_LOGGER).as_ref().map(|l| l.clone_ref(py));
+    if let Some(l) = current {
+        return Ok(l.into_bound(py));
     }
     let logger = py
         .import("logging")?
         .getattr("getLogger")?
         .call1(("event_engine",))?;
-    let mut guard = PACKAGE_LOGGER.lock().unwrap_or_else(|e| e.into_inner());
-    Ok(guard
+    let chosen = slot(&PACKAGE_LOGGER)
         .get_or_insert_with(|| logger.unbind())
-        .bind(py)
-        .clone())
+        .clone_ref(py);
+    Ok(chosen.into_bound(py))
 }
 
-/// An object's own logger if it has one, else the package logger.
+/// An object's own logger (kept in `own`) if it has one, else the package logger.
 pub(crate) fn resolve<'py>(
     py: Python<'py>,
-    own: &Option<Py<PyAny>>,
+    own: &Mutex<Option<Py<PyAny>>>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let own = slot(own).as_ref().map(|l| l.clone_ref(py));
     match own {
-        Some(l) => Ok(l.bind(py).clone()),
+        Some(l) => Ok(l.into_bound(py)),
         None => package_logger(py),
     }
+}
+
+/// Replaces the logger kept in `own` (the old one is released after the lock).
+pub(crate) fn replace(own: &Mutex<Option<Py<PyAny>>>, logger: Option<Py<PyAny>>) {
+    let old = std::mem::replace(&mut *slot(own), logger);
+    drop(old);
 }
 
 /// Sets the logger of the package: every engine and hook created without an
@@ -50,6 +59,6 @@ pub(crate) fn set_logger(logger: Bound<'_, PyAny>) -> PyResult<()> {
             )));
         }
     }
-    *PACKAGE_LOGGER.lock().unwrap_or_else(|e| e.into_inner()) = Some(logger.unbind());
+    replace(&PACKAGE_LOGGER, Some(logger.unbind()));
     Ok(())
 }

@@ -219,7 +219,7 @@ def test_put_of_generic_topic_is_value_error_naming_it(engine):
     assert engine.occupied == 0
 
 
-def test_stop_wakes_an_idle_loop_promptly_and_restart_works(engine):
+def test_stop_then_restart_keeps_queued_messages(engine):
     topic = Topic("Restart.Me")
     got = Collector(2)
     engine.register_handler(topic, got)
