@@ -30,8 +30,6 @@ use crate::topic::{not_exact, topic_arg, PyTopic};
 const BATCH: usize = 1024;
 /// How long an idle loop parks before re-checking `active` (a stop wakes it sooner).
 const IDLE_WAIT: Duration = Duration::from_millis(500);
-/// Default spin count of `put`/`get` before parking (as the reference).
-pub(crate) const DEFAULT_SPIN: u32 = 65535;
 
 /// A message published from Python in this process.
 pub(crate) struct Published {
@@ -609,7 +607,7 @@ impl PyEventEngine {
     }
 
     /// Publishes a message: `topic` (exact) with `*args` and `**kwargs`.
-    #[pyo3(signature = (topic, *args, block = true, max_spin = DEFAULT_SPIN, timeout = 0.0, **kwargs))]
+    #[pyo3(signature = (topic, *args, block = true, max_spin = 65535, timeout = 0.0, **kwargs))]
     #[allow(clippy::too_many_arguments)]
     fn put(
         &self,
@@ -635,7 +633,7 @@ impl PyEventEngine {
     }
 
     /// Publishes a message with explicit `args` (tuple) and `kwargs` (dict).
-    #[pyo3(signature = (topic, args = None, kwargs = None, block = true, timeout = 0.0, *, max_spin = DEFAULT_SPIN))]
+    #[pyo3(signature = (topic, args = None, kwargs = None, block = true, timeout = 0.0, *, max_spin = 65535))]
     #[allow(clippy::too_many_arguments)]
     fn publish(
         &self,
@@ -668,7 +666,7 @@ impl PyEventEngine {
     }
 
     /// Takes one message off the queue (bypassing the hooks).
-    #[pyo3(signature = (block = true, max_spin = DEFAULT_SPIN, timeout = 0.0))]
+    #[pyo3(signature = (block = true, max_spin = 65535, timeout = 0.0))]
     fn get(
         &self,
         py: Python<'_>,

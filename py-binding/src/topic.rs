@@ -12,7 +12,7 @@ use engine_core::{Pattern, Topic, TopicPart, TopicType};
 use pyo3::exceptions::{PyIndexError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
+use pyo3::types::{PyDict, PyList, PyString, PyType};
 
 use crate::errors::topic_err;
 use crate::intern;
@@ -85,13 +85,9 @@ pub struct PyTopicPartExact;
 #[pymethods]
 impl PyTopicPartExact {
     #[new]
-    #[pyo3(signature = (part = None, *_args, alloc = false, **_kwargs))]
-    fn new(
-        part: Option<String>,
-        _args: &Bound<'_, PyTuple>,
-        alloc: bool,
-        _kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> (Self, PyTopicPart) {
+    #[pyo3(signature = (part = None, *, alloc = false))]
+    fn new(part: Option<String>, alloc: bool) -> (Self, PyTopicPart) {
+        // Accepted for the reference's signature: nothing to allocate here.
         let _ = alloc;
         let part = TopicPart::Exact(part.unwrap_or_default());
         (PyTopicPartExact, PyTopicPart { part })
@@ -130,13 +126,9 @@ pub struct PyTopicPartAny;
 #[pymethods]
 impl PyTopicPartAny {
     #[new]
-    #[pyo3(signature = (name = None, *_args, alloc = false, **_kwargs))]
-    fn new(
-        name: Option<String>,
-        _args: &Bound<'_, PyTuple>,
-        alloc: bool,
-        _kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> (Self, PyTopicPart) {
+    #[pyo3(signature = (name = None, *, alloc = false))]
+    fn new(name: Option<String>, alloc: bool) -> (Self, PyTopicPart) {
+        // Accepted for the reference's signature: nothing to allocate here.
         let _ = alloc;
         let part = TopicPart::Any(name.unwrap_or_default());
         (PyTopicPartAny, PyTopicPart { part })
@@ -170,13 +162,9 @@ fn range_options(part: &TopicPart) -> &[String] {
 #[pymethods]
 impl PyTopicPartRange {
     #[new]
-    #[pyo3(signature = (options = None, *_args, alloc = false, **_kwargs))]
-    fn new(
-        options: Option<Vec<String>>,
-        _args: &Bound<'_, PyTuple>,
-        alloc: bool,
-        _kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> (Self, PyTopicPart) {
+    #[pyo3(signature = (options = None, *, alloc = false))]
+    fn new(options: Option<Vec<String>>, alloc: bool) -> (Self, PyTopicPart) {
+        // Accepted for the reference's signature: nothing to allocate here.
         let _ = alloc;
         let options = options
             .unwrap_or_default()
@@ -236,13 +224,9 @@ fn pattern_source(part: &TopicPart) -> &str {
 #[pymethods]
 impl PyTopicPartPattern {
     #[new]
-    #[pyo3(signature = (regex = None, *_args, alloc = false, **_kwargs))]
-    fn new(
-        regex: Option<String>,
-        _args: &Bound<'_, PyTuple>,
-        alloc: bool,
-        _kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<(Self, PyTopicPart)> {
+    #[pyo3(signature = (regex = None, *, alloc = false))]
+    fn new(regex: Option<String>, alloc: bool) -> PyResult<(Self, PyTopicPart)> {
+        // Accepted for the reference's signature: nothing to allocate here.
         let _ = alloc;
         let pattern = Pattern::new(&regex.unwrap_or_default()).map_err(topic_err)?;
         Ok((
@@ -338,14 +322,14 @@ fn extract_part(obj: &Bound<'_, PyAny>) -> PyResult<TopicPart> {
 #[pymethods]
 impl PyTopic {
     #[new]
-    #[pyo3(signature = (topic = None, *_args, alloc = true, **_kwargs))]
+    #[pyo3(signature = (topic = None, *, alloc = true, allocator = None))]
     fn new(
         topic: Option<&str>,
-        _args: &Bound<'_, PyTuple>,
         alloc: bool,
-        _kwargs: Option<&Bound<'_, PyDict>>,
+        allocator: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let _ = alloc;
+        // Accepted for the reference's signature: memory is managed by Rust here.
+        let _ = (alloc, allocator);
         let inner = PyTopic::parse_interned(topic.unwrap_or(""))?;
         Ok(PyTopic { inner })
     }

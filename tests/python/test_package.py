@@ -178,10 +178,56 @@ def test_stub_classes_type_every_public_member(name):
     assert public_stub == runtime, f"{name}: stub-only {public_stub - runtime}, untyped {runtime - public_stub}"
 
 
+def _stub_params(fn):
+    a = fn.args
+    names = [x.arg for x in a.posonlyargs + a.args if x.arg != "self" and x.arg != "cls"]
+    if a.vararg:
+        names.append("*" + a.vararg.arg)
+    names += [x.arg for x in a.kwonlyargs]
+    if a.kwarg:
+        names.append("**" + a.kwarg.arg)
+    return names
+
+
+def _runtime_params(obj):
+    names = []
+    for p in inspect.signature(obj).parameters.values():
+        if p.name in ("self", "cls"):
+            continue
+        prefix = {p.VAR_POSITIONAL: "*", p.VAR_KEYWORD: "**"}.get(p.kind, "")
+        names.append(prefix + p.name)
+    return names
+
+
+def _is_property(fn):
+    return any(
+        (isinstance(d, ast.Name) and d.id == "property") or (isinstance(d, ast.Attribute) and d.attr == "setter")
+        for d in fn.decorator_list
+    )
+
+
 def test_stub_function_signatures_match_runtime():
     tree = _stub_tree("_native.pyi")
     for node in tree.body:
         if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
-            runtime = inspect.signature(getattr(_native, node.name))
-            stub_params = [a.arg for a in node.args.args + node.args.kwonlyargs]
-            assert stub_params == list(runtime.parameters), node.name
+            assert _stub_params(node) == _runtime_params(getattr(_native, node.name)), node.name
+
+
+def test_stub_method_signatures_match_runtime():
+    checked = 0
+    for cls_name, cls_node in _stub_classes(_stub_tree("_native.pyi")).items():
+        if cls_name.startswith("_") or cls_name in ("TopicType", "Full", "Empty"):
+            continue
+        cls = getattr(_native, cls_name)
+        for fn in cls_node.body:
+            if not isinstance(fn, ast.FunctionDef) or _is_property(fn):
+                continue
+            if fn.name == "__init__":
+                runtime = _runtime_params(cls)
+            elif fn.name.startswith("_"):
+                continue
+            else:
+                runtime = _runtime_params(getattr(cls, fn.name))
+            assert _stub_params(fn) == runtime, f"{cls_name}.{fn.name}"
+            checked += 1
+    assert checked > 40
