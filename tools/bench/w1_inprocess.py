@@ -9,7 +9,9 @@ same run, with the same work:
 * ``queue``     - a plain ``queue.Queue`` (same capacity) and a dispatcher thread: the floor;
 * ``reference`` - PyEventEngine from PyPI, run in its own venv (it also installs as
   ``event_engine``) by the interpreter given with ``--reference-python``
-  (``--setup-reference`` creates that venv under target/bench/).
+  (``--setup-reference`` creates that venv under target/bench/);
+* ``ours@X.Y``  - optional (``--ours-python``): this project's wheel on another
+  interpreter, e.g. the reference's, for a same-interpreter comparison.
 
 Every (peer, run) is a fresh subprocess, so peak RSS is per peer; runs are interleaved
 across peers so that machine noise hits them alike. Prints a table of medians.
@@ -194,6 +196,13 @@ def main() -> None:
         metavar="PYTHON",
         help=f"create {REF_VENV.relative_to(ROOT)} with this interpreter (>= 3.12) and install {REF_PACKAGE}",
     )
+    ap.add_argument(
+        "--ours-python",
+        action="append",
+        default=[],
+        metavar="PYTHON",
+        help="also run this project's engine with this interpreter (event_engine installed there)",
+    )
     ap.add_argument("--json", action="store_true", help="print the raw results as JSON")
     ap.add_argument("--worker", choices=["ours", "queue", "reference"], help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -202,21 +211,32 @@ def main() -> None:
         worker_main(args.worker, args.messages)
         return
 
-    ref_python = args.reference_python
+    ref_python = os.path.abspath(args.reference_python)
     if args.setup_reference:
         ref_python = str(setup_reference(args.setup_reference))
     peers = {"ours": sys.executable, "queue": sys.executable}
+    workers = {"ours": "ours", "queue": "queue"}
+    for python in map(os.path.abspath, args.ours_python):  # abspath: keep the venv symlink
+        version = subprocess.run(
+            [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        peers[f"ours@{version}"] = python
+        workers[f"ours@{version}"] = "ours"
     if pathlib.Path(ref_python).exists():
         peers["reference"] = ref_python
+        workers["reference"] = "reference"
     else:
         print(f"(reference skipped: no interpreter at {ref_python}; see --setup-reference)", file=sys.stderr)
 
     results: dict[str, list[dict]] = {k: [] for k in peers}
     for run in range(args.runs):
         for kind, python in peers.items():
-            r = spawn(python, kind, args.messages)
+            r = spawn(python, workers[kind], args.messages)
             results[kind].append(r)
-            print(f"run {run + 1}/{args.runs} {kind:9s} {r['msg_per_s']:>12,.0f} msg/s", file=sys.stderr)
+            print(f"run {run + 1}/{args.runs} {kind:10s} {r['msg_per_s']:>12,.0f} msg/s", file=sys.stderr)
 
     if args.json:
         print(json.dumps(results, indent=2))
