@@ -478,7 +478,7 @@ def print_table(
     columns: Sequence[Column],
     notes: Sequence[str] = (),
     ratio_key: str | None = "msg_per_s",
-    higher_is_better: bool = True,
+    ratio_header: str = "ours/peer",
 ) -> None:
     """The table of a workload: one row per peer, medians over its runs, ours/peer ratios."""
     ours = next((o for o in outcomes if o.peer.key == "ours" and o.runs), None)
@@ -497,13 +497,13 @@ def print_table(
         if ours_value is None or not out.runs or ratio_key is None:
             return "-"
         peer_value = median([r[ratio_key] for r in out.runs])
-        return f"{(ours_value / peer_value if higher_is_better else peer_value / ours_value):.2f}x"
+        return f"{ours_value / peer_value:.2f}x"
 
     # The ratio goes right after the first column, the figure it is computed from.
     headers = [
         "peer",
         *(c.header for c in columns[:1]),
-        *(["ours/peer"] if ratio_key else []),
+        *([ratio_header] if ratio_key else []),
         *(c.header for c in columns[1:]),
         "runs",
         "what",
@@ -524,12 +524,15 @@ def print_table(
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     print(f"\n{title}\n")
     line = "  ".join(
-        h.ljust(w) if i in (0, len(headers) - 1) else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths))
+        h.ljust(w) if i in (0, len(headers) - 1) else h.rjust(w)
+        for i, (h, w) in enumerate(zip(headers, widths, strict=True))
     )
     print(line.rstrip())
     print("-" * len(line.rstrip()))
     for r in rows:
-        text = "  ".join(c.ljust(w) if i in (0, len(r) - 1) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        text = "  ".join(
+            c.ljust(w) if i in (0, len(r) - 1) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
         print(text.rstrip())
     for out in outcomes:
         if out.failure:

@@ -98,14 +98,15 @@ def ours_producer(ctl: bl.Control, bus: str, n: int) -> dict:
 # --------------------------------------------------------------------------- multiprocessing, faster-fifo
 
 
-def queue_producer(ctl: bl.Control, q, n: int) -> dict:
+def queue_producer(ctl: bl.Control, q, n: int, consumers: int = 1) -> dict:
     put = q.put
     ctl.ready()
     ctl.wait_go()
     t0 = now_ns()
     for i in range(n):
         put((TOPIC, (i, PRICE, SYMBOL), {"size": SIZE}))
-    put(None)
+    for _ in range(consumers):  # one end marker for each consumer sharing the queue
+        put(None)
     ctl.report({"t_start": t0, "t_sent": now_ns()})
     ctl.wait_finish()
     return {}
@@ -150,14 +151,15 @@ def pipe_consumer(ctl: bl.Control, conn) -> dict:
     return {}
 
 
-def fifo_producer(ctl: bl.Control, q, n: int) -> dict:
+def fifo_producer(ctl: bl.Control, q, n: int, consumers: int = 1) -> dict:
     put = q.put
     ctl.ready()
     ctl.wait_go()
     t0 = now_ns()
     for i in range(n):
         put((TOPIC, (i, PRICE, SYMBOL), {"size": SIZE}), timeout=WAIT)
-    put(None, timeout=WAIT)
+    for _ in range(consumers):
+        put(None, timeout=WAIT)
     ctl.report({"t_start": t0, "t_sent": now_ns()})
     ctl.wait_finish()
     return {}
@@ -170,9 +172,14 @@ def fifo_consumer(ctl: bl.Control, q) -> dict:
     ctl.ready()
     running = True
     while running:
-        for m in get_many(timeout=WAIT, max_messages_to_get=1000):
+        batch = get_many(timeout=WAIT, max_messages_to_get=1000)
+        for k, m in enumerate(batch):
             if m is None:
                 running = False
+                # Consumers sharing the queue have one end marker each: hand back the
+                # others this batch took (only end markers follow the first one).
+                for _ in range(len(batch) - k - 1):
+                    q.put(None, timeout=WAIT)
                 break
             topic, args, kwargs = m
             routes[topic](*args, **kwargs)
