@@ -1,0 +1,155 @@
+//! The iceoryx2 peer of W4 (feature `iceoryx2`): publish-subscribe between two processes with the
+//! same 64-byte payload, lossless: safe overflow off, the publisher retries until delivered, a
+//! subscriber buffer as deep as the bus ring.
+//!
+//! iceoryx2 silently drops samples sent before a subscriber's end of the connection exists, so the
+//! publisher is created first, then the subscriber, and only then does the publisher update its
+//! connections and check that it sees exactly one subscriber; every `send` must report one
+//! recipient. iceoryx2 has no blocking receive for publish-subscribe (waking needs a separate event
+//! service), so its subscriber polls in every mode.
+
+use crate::child::{say, wait_word};
+use crate::clock::{now_ns, peak_rss_bytes, spin_until};
+use crate::params::{Mode, RunParams};
+use crate::payload::{self, OrderCheck};
+use crate::report::SideReport;
+use crate::stats::Percentiles;
+use anyhow::{anyhow, bail, Result};
+use iceoryx2::port::update_connections::UpdateConnections;
+use iceoryx2::prelude::*;
+use iceoryx2::service::port_factory::publish_subscribe::PortFactory;
+
+/// Subscriber buffer and the matching service limit (the bus ring's default capacity).
+pub const BUFFER: usize = 4096;
+
+type Msg = [u8; payload::SIZE];
+
+fn open(name: &str) -> Result<(Node<ipc::Service>, PortFactory<ipc::Service, Msg, ()>)> {
+    set_log_level(LogLevel::Error);
+    let node = NodeBuilder::new()
+        .create::<ipc::Service>()
+        .map_err(|e| anyhow!("creating an iceoryx2 node: {e:?}"))?;
+    let service_name: ServiceName = name
+        .try_into()
+        .map_err(|e| anyhow!("iceoryx2 service name {name:?}: {e:?}"))?;
+    let service = node
+        .service_builder(&service_name)
+        .publish_subscribe::<Msg>()
+        .enable_safe_overflow(false)
+        .subscriber_max_buffer_size(BUFFER)
+        .history_size(0)
+        .max_publishers(1)
+        .max_subscribers(1)
+        .open_or_create()
+        .map_err(|e| anyhow!("opening iceoryx2 service {name:?}: {e:?}"))?;
+    Ok((node, service))
+}
+
+/// The publisher role: created before the subscriber; sends after `go`.
+pub fn publisher(name: &str, p: &RunParams) -> Result<()> {
+    if p.mode == Mode::Parked {
+        bail!("the iceoryx2 peer has no parked mode here");
+    }
+    let (_node, service) = open(name)?;
+    let publisher = service
+        .publisher_builder()
+        .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
+        .create()
+        .map_err(|e| anyhow!("creating an iceoryx2 publisher: {e:?}"))?;
+    say("ready");
+    wait_word("go")?;
+    publisher
+        .update_connections()
+        .map_err(|e| anyhow!("updating iceoryx2 connections: {e:?}"))?;
+    let subs = service.dynamic_config().number_of_subscribers();
+    if subs != 1 {
+        bail!("the iceoryx2 publisher sees {subs} subscribers, expected 1");
+    }
+    let start_ns = now_ns();
+    let mut next = start_ns;
+    for seq in 0..p.messages {
+        let t = if p.mode == Mode::BusyPoll {
+            next += p.interval_ns;
+            spin_until(next);
+            now_ns()
+        } else {
+            0
+        };
+        let sample = publisher
+            .loan_uninit()
+            .map_err(|e| anyhow!("iceoryx2 loan: {e:?}"))?;
+        let sample = sample.write_payload(payload::make(seq, t).bytes);
+        let reached = sample.send().map_err(|e| anyhow!("iceoryx2 send: {e:?}"))?;
+        if reached != 1 {
+            bail!("iceoryx2 delivered message {seq} to {reached} subscribers, expected 1");
+        }
+    }
+    SideReport {
+        start_ns: Some(start_ns),
+        messages: p.messages,
+        peak_rss: peak_rss_bytes(),
+        ..SideReport::default()
+    }
+    .emit();
+    Ok(())
+}
+
+/// The subscriber role: polls, checks every message, reports.
+pub fn subscriber(name: &str, p: &RunParams) -> Result<()> {
+    let (_node, service) = open(name)?;
+    let subscriber = service
+        .subscriber_builder()
+        .buffer_size(BUFFER)
+        .create()
+        .map_err(|e| anyhow!("creating an iceoryx2 subscriber: {e:?}"))?;
+    let mut check = OrderCheck::default();
+    let mut lat = Vec::with_capacity(if p.mode == Mode::Throughput {
+        0
+    } else {
+        p.messages as usize
+    });
+    say("ready");
+    let stall = 30_000_000_000u64;
+    let mut idle_since = now_ns();
+    while check.next < p.messages {
+        match subscriber
+            .receive()
+            .map_err(|e| anyhow!("iceoryx2 receive: {e:?}"))?
+        {
+            Some(sample) => {
+                let now = now_ns();
+                let (seq, sent) = payload::read(sample.payload()).map_err(anyhow::Error::msg)?;
+                check.accept(seq).map_err(anyhow::Error::msg)?;
+                if p.mode != Mode::Throughput && seq >= p.warmup {
+                    lat.push(now.saturating_sub(sent));
+                }
+                idle_since = now;
+            }
+            None => {
+                if now_ns() - idle_since > stall {
+                    bail!("no iceoryx2 sample for 30 s after {}", check.next);
+                }
+                std::hint::spin_loop();
+            }
+        }
+    }
+    let end_ns = now_ns();
+    say("received");
+    wait_word("check")?;
+    if subscriber
+        .receive()
+        .map_err(|e| anyhow!("iceoryx2 receive: {e:?}"))?
+        .is_some()
+    {
+        bail!("an iceoryx2 sample beyond the {} sent arrived", p.messages);
+    }
+    SideReport {
+        end_ns: Some(end_ns),
+        messages: check.next,
+        latency: (p.mode != Mode::Throughput).then(|| Percentiles::of(&mut lat)),
+        peak_rss: peak_rss_bytes(),
+        ..SideReport::default()
+    }
+    .emit();
+    Ok(())
+}
