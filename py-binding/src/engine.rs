@@ -1,8 +1,6 @@
 //! `EventEngine`: a message source, a hook table and the dispatch loop.
 //!
-//! Messages come from a [`MessageSource`]; today that is an in-process
-//! `BoundedQueue` carrying Python objects by reference, and a shared-memory
-//! bus can be added as another variant without touching dispatch. The loop
+//! Messages come from a [`MessageSource`] (see `source.rs`). The loop
 //! releases the GIL while it waits, takes it once per batch of ready messages,
 //! and routes each message through the `HookTable`'s cached route for its
 //! topic, so a message costs one hash lookup plus the handler calls.
@@ -11,8 +9,8 @@
 //! handlers, stop the engine, ...): routes are copied out of the table first.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, UNIX_EPOCH};
 
 use engine_core::{BoundedQueue, HookTable, Timer, Topic};
 use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyTypeError};
@@ -22,186 +20,16 @@ use pyo3::types::{PyDict, PyList, PyTuple};
 
 use crate::errors::{Empty, Full};
 use crate::hook::PyEventHook;
+use crate::lock;
 use crate::logger;
 use crate::payload::PyMessagePayload;
+use crate::source::{LoopGuard, Message, MessageSource, Published, Shared, TimerTick};
 use crate::topic::{not_exact, topic_arg, PyTopic};
 
 /// Most messages dispatched per GIL acquisition.
 const BATCH: usize = 1024;
 /// How long an idle loop parks before re-checking `active` (a stop wakes it sooner).
 const IDLE_WAIT: Duration = Duration::from_millis(500);
-
-/// A message published from Python in this process.
-pub(crate) struct Published {
-    topic: Arc<Topic>,
-    topic_obj: Py<PyTopic>,
-    args: Py<PyTuple>,
-    kwargs: Option<Py<PyDict>>,
-    seq_id: u64,
-}
-
-/// A timer tick; built without the GIL by the timer thread, turned into
-/// Python objects only when dispatched.
-pub(crate) struct TimerTick {
-    pub(crate) topic: Arc<Topic>,
-    pub(crate) interval: f64,
-    pub(crate) scheduled: SystemTime,
-    /// Ticks of the second/minute timers carry `timestamp`, others `trigger_time`.
-    pub(crate) aligned: bool,
-    pub(crate) seq_id: u64,
-}
-
-/// An item of the message source.
-pub(crate) enum Message {
-    Published(Published),
-    Tick(TimerTick),
-    /// Wakes a parked loop so that it sees `active == false` at once.
-    Wake,
-}
-
-/// Where an engine's messages come from.
-pub(crate) enum MessageSource {
-    /// The heap queue of one process: Python objects passed by reference.
-    InProcess(BoundedQueue<Message>),
-}
-
-impl MessageSource {
-    fn capacity(&self) -> usize {
-        match self {
-            MessageSource::InProcess(q) => q.capacity(),
-        }
-    }
-
-    fn len(&self) -> usize {
-        match self {
-            MessageSource::InProcess(q) => q.len(),
-        }
-    }
-
-    fn try_push(&self, msg: Message) -> Result<(), Message> {
-        match self {
-            MessageSource::InProcess(q) => q.try_push(msg),
-        }
-    }
-
-    fn push_wait(
-        &self,
-        msg: Message,
-        max_spin: u32,
-        timeout: Option<Duration>,
-    ) -> Result<(), Message> {
-        match self {
-            MessageSource::InProcess(q) => q.push_wait(msg, max_spin, timeout),
-        }
-    }
-
-    fn try_pop(&self) -> Option<Message> {
-        match self {
-            MessageSource::InProcess(q) => q.try_pop(),
-        }
-    }
-
-    fn pop_wait(&self, max_spin: u32, timeout: Option<Duration>) -> Option<Message> {
-        match self {
-            MessageSource::InProcess(q) => q.pop_wait(max_spin, timeout),
-        }
-    }
-
-    fn pop_batch(&self, out: &mut Vec<Message>, max: usize, timeout: Option<Duration>) -> usize {
-        match self {
-            MessageSource::InProcess(q) => q.pop_batch(out, max, timeout),
-        }
-    }
-}
-
-/// State shared by the engine object, its loop and its timer threads.
-pub(crate) struct Shared {
-    pub(crate) source: MessageSource,
-    pub(crate) active: AtomicBool,
-    seq: AtomicU64,
-    /// `Wake` items sitting in the source (not counted as `occupied`).
-    pending_wakes: AtomicUsize,
-    /// Loops currently running (`run()` calls), each needing a `Wake` on stop.
-    loops: AtomicUsize,
-    /// Signalled on every activate/deactivate, for the blocking timer calls.
-    state: (Mutex<()>, Condvar),
-}
-
-impl Shared {
-    fn next_seq(&self) -> u64 {
-        self.seq.fetch_add(1, Ordering::Relaxed) + 1
-    }
-
-    pub(crate) fn set_active(&self, active: bool) {
-        self.active.store(active, Ordering::Release);
-        if !active {
-            for _ in 0..self.loops.load(Ordering::Acquire) {
-                if self.source.try_push(Message::Wake).is_ok() {
-                    self.pending_wakes.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
-        let _guard = lock(&self.state.0);
-        self.state.1.notify_all();
-    }
-
-    /// Parks until the engine is inactive or `timeout` passes; true when inactive.
-    pub(crate) fn wait_inactive(&self, timeout: Duration) -> bool {
-        let guard = lock(&self.state.0);
-        if !self.active.load(Ordering::Acquire) {
-            return true;
-        }
-        let _ = self.state.1.wait_timeout(guard, timeout);
-        !self.active.load(Ordering::Acquire)
-    }
-
-    /// Queues a timer tick (called on the timer thread, without the GIL).
-    /// Waits for room while the engine is active; drops the tick once it is not.
-    pub(crate) fn push_tick(
-        &self,
-        topic: Arc<Topic>,
-        interval: f64,
-        scheduled: SystemTime,
-        aligned: bool,
-    ) {
-        if !self.active.load(Ordering::Acquire) {
-            return;
-        }
-        let seq_id = self.next_seq();
-        let mut msg = Message::Tick(TimerTick {
-            topic,
-            interval,
-            scheduled,
-            aligned,
-            seq_id,
-        });
-        loop {
-            match self
-                .source
-                .push_wait(msg, 64, Some(Duration::from_millis(50)))
-            {
-                Ok(()) => return,
-                Err(back) if self.active.load(Ordering::Acquire) => msg = back,
-                Err(_) => return,
-            }
-        }
-    }
-}
-
-/// Decrements the running-loop count when a `run()` ends, however it ends.
-struct LoopGuard<'a>(&'a Shared);
-
-impl Drop for LoopGuard<'_> {
-    fn drop(&mut self) {
-        self.0.loops.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Critical sections here never run Python code and leave the data
-    // consistent at every step, so a poisoned lock is still usable.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// `None` for "wait forever" (the reference's `timeout=0.0`), else the duration.
 fn wait_limit(timeout: f64) -> Option<Duration> {

@@ -14,7 +14,9 @@ use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFloat};
 
-use crate::engine::{lock, PyEventEngine, RunningTimer, Shared};
+use crate::engine::{PyEventEngine, RunningTimer};
+use crate::lock;
+use crate::source::Shared;
 use crate::topic::{topic_arg, PyTopic};
 
 /// Polling period of the blocking timer calls (to notice Ctrl-C).

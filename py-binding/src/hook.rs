@@ -8,7 +8,7 @@
 //! remove handlers (of this hook or any other) while it runs.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -17,6 +17,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
+use crate::lock;
 use crate::logger;
 use crate::payload::PyMessagePayload;
 use crate::topic::PyTopic;
@@ -52,12 +53,6 @@ pub struct PyEventHook {
     retry_on_unexpected_topic: AtomicBool,
     handlers: Mutex<Arc<HandlerList>>,
     track_stats: bool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section here is a single assignment or clone, so a lock
-    // poisoned by a panic elsewhere still guards consistent data.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 static SIGNATURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();

@@ -10,10 +10,20 @@ mod intern;
 mod logger;
 mod match_result;
 mod payload;
+mod source;
 mod topic;
+mod topic_part;
+
+use std::sync::{Mutex, MutexGuard};
 
 use pyo3::exceptions::PyNotImplementedError;
 use pyo3::prelude::*;
+
+/// Locks a mutex of this crate. Critical sections here never run Python code
+/// and leave their data consistent at every step, so a poisoned lock is still usable.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Prepares the payload allocator. In-process engines need none, so with
 /// `with_shm=False` this does nothing; the shared-memory bus is not wired yet.
@@ -34,13 +44,13 @@ fn init_allocator(capacity: usize, with_shm: bool, name: Option<&str>) -> PyResu
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    m.add("TopicType", topic::topic_type_enum(py)?)?;
+    m.add("TopicType", topic_part::topic_type_enum(py)?)?;
     m.add_class::<topic::PyTopic>()?;
-    m.add_class::<topic::PyTopicPart>()?;
-    m.add_class::<topic::PyTopicPartExact>()?;
-    m.add_class::<topic::PyTopicPartAny>()?;
-    m.add_class::<topic::PyTopicPartRange>()?;
-    m.add_class::<topic::PyTopicPartPattern>()?;
+    m.add_class::<topic_part::PyTopicPart>()?;
+    m.add_class::<topic_part::PyTopicPartExact>()?;
+    m.add_class::<topic_part::PyTopicPartAny>()?;
+    m.add_class::<topic_part::PyTopicPartRange>()?;
+    m.add_class::<topic_part::PyTopicPartPattern>()?;
     m.add_class::<match_result::PyTopicMatchResult>()?;
     m.add_class::<payload::PyMessagePayload>()?;
     m.add_class::<hook::PyEventHook>()?;

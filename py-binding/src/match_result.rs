@@ -5,7 +5,7 @@ use pyo3::exceptions::PyIndexError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
-use crate::topic::part_to_py;
+use crate::topic_part::part_to_py;
 
 /// Result of matching two topics; truthy when they match.
 #[pyclass(name = "TopicMatchResult", module = "event_engine", frozen)]
