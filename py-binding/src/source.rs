@@ -148,8 +148,12 @@ impl Shared {
         self.active.store(active, Ordering::Release);
         if !active {
             for _ in 0..self.loops.load(Ordering::Acquire) {
-                if self.source.try_push(Message::Wake).is_ok() {
-                    self.pending_wakes.fetch_add(1, Ordering::Relaxed);
+                // Counted before the push so that a loop taking it at once never
+                // sees the count go below zero.
+                self.pending_wakes.fetch_add(1, Ordering::Relaxed);
+                if self.source.try_push(Message::Wake).is_err() {
+                    // Full: the loop is busy and sees `active == false` after its batch.
+                    self.pending_wakes.fetch_sub(1, Ordering::Relaxed);
                 }
             }
         }

@@ -208,12 +208,15 @@ impl PyTopic {
 
     fn __add__(&self, other: &Bound<'_, PyAny>) -> PyResult<PyTopic> {
         let mut topic = (*self.inner).clone();
-        add_to(&mut topic, other)?;
+        Addition::of(other)?.apply(&mut topic);
         Ok(PyTopic::wrap(Arc::new(topic)))
     }
 
-    fn __iadd__(&mut self, other: &Bound<'_, PyAny>) -> PyResult<()> {
-        add_to(Arc::make_mut(&mut self.inner), other)
+    fn __iadd__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<()> {
+        // Read the operand before borrowing self mutably: it may be self (`t += t`).
+        let addition = Addition::of(other)?;
+        addition.apply(Arc::make_mut(&mut slf.borrow_mut().inner));
+        Ok(())
     }
 
     /// A topic of exact parts, one per string (a string may contain `.`).
@@ -244,23 +247,32 @@ impl PyTopic {
     }
 }
 
-fn add_to(topic: &mut Topic, other: &Bound<'_, PyAny>) -> PyResult<()> {
-    if let Ok(t) = other.cast::<PyTopic>() {
-        topic.extend(&t.borrow().inner);
-        return Ok(());
+/// What `+`/`+=` appends to a topic.
+enum Addition {
+    Topic(Arc<Topic>),
+    Part(TopicPart),
+}
+
+impl Addition {
+    fn of(other: &Bound<'_, PyAny>) -> PyResult<Addition> {
+        if let Ok(t) = other.cast::<PyTopic>() {
+            return Ok(Addition::Topic(t.borrow().inner.clone()));
+        }
+        if let Ok(p) = other.cast::<PyTopicPart>() {
+            return Ok(Addition::Part(p.get().part.clone()));
+        }
+        Err(PyTypeError::new_err(format!(
+            "can only add a Topic or a TopicPart to a Topic, not {}",
+            other.get_type().name()?
+        )))
     }
-    if let Ok(p) = other.cast::<PyTopicPart>() {
-        topic.push_part(p.get().part.clone());
-        return Ok(());
+
+    fn apply(self, topic: &mut Topic) {
+        match self {
+            Addition::Topic(t) => topic.extend(&t),
+            Addition::Part(p) => topic.push_part(p),
+        }
     }
-    Err(PyTypeError::new_err(format!(
-        "can only add a Topic or a TopicPart to a Topic, not {}",
-        other
-            .get_type()
-            .name()
-            .map(|n| n.to_string())
-            .unwrap_or_default()
-    )))
 }
 
 /// Extracts the shared topic from a `Topic` argument, naming the call in the error.

@@ -217,6 +217,10 @@ def test_join_from_parts_append_add_update_literal():
     grown += TopicPartExact("s")
     assert len(grown) == 4
 
+    doubled = Topic("D.E")
+    doubled += doubled
+    assert len(doubled) == 4 and [p.part for p in doubled] == ["D", "E", "D", "E"]
+
 
 def test_appending_never_changes_other_topics_sharing_the_parse():
     a = Topic("Shared.Topic")
