@@ -144,7 +144,12 @@ pub fn run_crossbeam(p: &RunParams) -> Result<Outcome> {
 /// that it sees the subscriber before it sends anything (iceoryx2 drops samples sent earlier).
 pub fn run_iceoryx2(p: &RunParams, tag: &str) -> Result<Outcome> {
     let service = format!("EventEngineBench/W4/{}/{tag}", std::process::id());
-    let extra = vec!["--service".to_string(), service];
+    let extra = vec![
+        "--service".to_string(),
+        service,
+        "--iox-tag".to_string(),
+        std::process::id().to_string(),
+    ];
     let mut publ = RoleChild::spawn("iceoryx2 publisher", &role_args("ice-pub", &extra, p))?;
     publ.expect("ready")?;
     let mut sub = RoleChild::spawn("iceoryx2 subscriber", &role_args("ice-sub", &extra, p))?;

@@ -18,15 +18,54 @@ use anyhow::{anyhow, bail, Result};
 use iceoryx2::port::update_connections::UpdateConnections;
 use iceoryx2::prelude::*;
 use iceoryx2::service::port_factory::publish_subscribe::PortFactory;
+use iceoryx2::service::port_factory::PortFactory as _;
 
 /// Subscriber buffer and the matching service limit (the bus ring's default capacity).
 pub const BUFFER: usize = 4096;
 
 type Msg = [u8; payload::SIZE];
 
-fn open(name: &str) -> Result<(Node<ipc::Service>, PortFactory<ipc::Service, Msg, ()>)> {
+/// File prefix of every iceoryx2 file one benchmark run (`tag`: the coordinator's pid) creates.
+fn prefix(tag: &str) -> String {
+    format!("iox2w4x{tag}_")
+}
+
+/// Directory of iceoryx2's node and service files for benchmark run `tag`.
+fn root(tag: &str) -> String {
+    format!("/tmp/event-engine-w4-iox-{tag}/")
+}
+
+/// An iceoryx2 configuration private to benchmark run `tag`, so its files can be found and
+/// removed afterwards without touching anyone else's iceoryx2 files.
+fn config(tag: &str) -> Result<Config> {
+    let mut c = Config::default();
+    c.global.prefix = FileName::new(prefix(tag).as_bytes())
+        .map_err(|e| anyhow!("iceoryx2 prefix for {tag:?}: {e:?}"))?;
+    c.global.set_root_path(
+        &Path::new(root(tag).as_bytes())
+            .map_err(|e| anyhow!("iceoryx2 root for {tag:?}: {e:?}"))?,
+    );
+    Ok(c)
+}
+
+/// Removes what iceoryx2 left behind for benchmark run `tag` (its global management segment
+/// outlives the nodes by design).
+pub fn cleanup(tag: &str) {
+    let prefix = prefix(tag);
+    if let Ok(dir) = std::fs::read_dir("/dev/shm") {
+        for e in dir.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(root(tag));
+}
+
+fn open(tag: &str, name: &str) -> Result<(Node<ipc::Service>, PortFactory<ipc::Service, Msg, ()>)> {
     set_log_level(LogLevel::Error);
     let node = NodeBuilder::new()
+        .config(&config(tag)?)
         .create::<ipc::Service>()
         .map_err(|e| anyhow!("creating an iceoryx2 node: {e:?}"))?;
     let service_name: ServiceName = name
@@ -46,11 +85,11 @@ fn open(name: &str) -> Result<(Node<ipc::Service>, PortFactory<ipc::Service, Msg
 }
 
 /// The publisher role: created before the subscriber; sends after `go`.
-pub fn publisher(name: &str, p: &RunParams) -> Result<()> {
+pub fn publisher(tag: &str, name: &str, p: &RunParams) -> Result<()> {
     if p.mode == Mode::Parked {
         bail!("the iceoryx2 peer has no parked mode here");
     }
-    let (_node, service) = open(name)?;
+    let (_node, service) = open(tag, name)?;
     let publisher = service
         .publisher_builder()
         .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
@@ -95,8 +134,8 @@ pub fn publisher(name: &str, p: &RunParams) -> Result<()> {
 }
 
 /// The subscriber role: polls, checks every message, reports.
-pub fn subscriber(name: &str, p: &RunParams) -> Result<()> {
-    let (_node, service) = open(name)?;
+pub fn subscriber(tag: &str, name: &str, p: &RunParams) -> Result<()> {
+    let (_node, service) = open(tag, name)?;
     let subscriber = service
         .subscriber_builder()
         .buffer_size(BUFFER)

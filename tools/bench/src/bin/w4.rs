@@ -61,6 +61,9 @@ struct Cli {
     /// Internal: iceoryx2 service name for a role.
     #[arg(long, hide = true)]
     service: Option<String>,
+    /// Internal: tag of the iceoryx2 files of this benchmark (for their removal).
+    #[arg(long, hide = true)]
+    iox_tag: Option<String>,
     #[command(flatten)]
     run: RunParams,
 }
@@ -81,14 +84,25 @@ fn role(cli: &Cli, role: &str) -> Result<()> {
                 .service
                 .clone()
                 .ok_or_else(|| anyhow::anyhow!("--service is required for role {role}"))?;
+            let tag = cli
+                .iox_tag
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("--iox-tag is required for role {role}"))?;
             if role == "ice-pub" {
-                event_engine_bench::ice::publisher(&service, &cli.run)
+                event_engine_bench::ice::publisher(&tag, &service, &cli.run)
             } else {
-                event_engine_bench::ice::subscriber(&service, &cli.run)
+                event_engine_bench::ice::subscriber(&tag, &service, &cli.run)
             }
         }
         other => bail!("unknown role {other:?}"),
     }
+}
+
+/// The first three fields of /proc/loadavg.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 fn coordinate(cli: &Cli) -> Result<()> {
@@ -118,6 +132,8 @@ fn coordinate(cli: &Cli) -> Result<()> {
         topic: cli.topic.clone(),
         peers,
     };
+    #[cfg(feature = "iceoryx2")]
+    let _iox_files = IoxFiles;
     let mut results: Vec<RowResult> = coord::rows(&plan)
         .into_iter()
         .map(|(peer, mode)| RowResult {
@@ -126,6 +142,7 @@ fn coordinate(cli: &Cli) -> Result<()> {
             runs: Vec::new(),
         })
         .collect();
+    let load_before = loadavg();
     for run in 0..plan.runs {
         for r in results.iter_mut() {
             eprintln!(
@@ -144,7 +161,23 @@ fn coordinate(cli: &Cli) -> Result<()> {
         println!("(iceoryx2 peer not built: add --features iceoryx2)");
     }
     print!("{}", coord::table(&plan, &results));
+    println!(
+        "Load average (1/5/15 min) before: {load_before}; after: {} ({} CPUs). Busy-poll figures need both processes on a CPU at once: read them against the load.",
+        loadavg(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     Ok(())
+}
+
+/// Removes this benchmark's iceoryx2 files when the coordinator finishes, even on an error.
+#[cfg(feature = "iceoryx2")]
+struct IoxFiles;
+
+#[cfg(feature = "iceoryx2")]
+impl Drop for IoxFiles {
+    fn drop(&mut self) {
+        event_engine_bench::ice::cleanup(&std::process::id().to_string());
+    }
 }
 
 fn main() -> ExitCode {
