@@ -30,6 +30,8 @@ mod error;
 #[cfg(not(loom))]
 mod futex;
 #[cfg(not(loom))]
+mod interrupt;
+#[cfg(not(loom))]
 mod layout;
 pub mod liveness;
 #[cfg(not(loom))]
@@ -56,6 +58,8 @@ mod wait;
 pub use bus::{inspect, inspect_with, Bus, Codec};
 pub use config::{shm_path, validate_name, BusConfig};
 pub use error::BusError;
+#[cfg(not(loom))]
+pub use interrupt::Interrupter;
 #[cfg(not(loom))]
 pub use observer::Observer;
 pub use pickle::{DecodeError, PyValue};

@@ -141,8 +141,8 @@ enum Held {
 /// # Ok::<(), shm_ring::BusError>(())
 /// ```
 pub struct Subscriber {
-    inner: Arc<Inner>,
-    row: u32,
+    pub(crate) inner: Arc<Inner>,
+    pub(crate) row: u32,
     consumer: u32,
     bit: u64,
     group: bool,
@@ -250,7 +250,7 @@ impl Subscriber {
     }
 
     /// Finds the next message for us and holds it; `None` if nothing is ready.
-    fn next(&mut self) -> Option<u64> {
+    pub(crate) fn next(&mut self) -> Option<u64> {
         if self.group {
             self.next_group()
         } else {
@@ -371,7 +371,7 @@ impl Subscriber {
 
     /// Acknowledges the held message: clears our bit (freeing the slot if we were last), then
     /// forgets the claim.
-    fn ack(&mut self) {
+    pub(crate) fn ack(&mut self) {
         let held = std::mem::replace(&mut self.held, Held::Nothing);
         let region = &self.inner.region;
         let row = region.row(self.row).expect("own row is in range");

@@ -1,0 +1,128 @@
+//! Interrupting a receive from another thread of the same process.
+//!
+//! An engine's dispatch thread sleeps in [`Subscriber::recv_interruptible`] while the bus is idle;
+//! stopping the engine, or a local timer tick meant only for this process, must wake it without
+//! publishing anything on the bus. An [`Interrupter`] sets a flag the wait checks on every attempt
+//! and then wakes the bus's data futex (a spurious wake-up for any other sleeper, which simply
+//! re-checks its own condition and sleeps again).
+
+use crate::atomics::Ordering;
+use crate::bus::Inner;
+use crate::recovery::wake_subscribers;
+use crate::subscriber::{read_message, Message, Subscriber};
+use crate::wait::{wait_for, Side};
+use crate::BusError;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A handle that makes a subscriber's [`Subscriber::recv_interruptible`] return early. Cheap to
+/// clone; send it to the thread that must do the interrupting.
+#[derive(Clone)]
+pub struct Interrupter {
+    flag: Arc<AtomicBool>,
+    inner: Arc<Inner>,
+}
+
+impl Interrupter {
+    /// Makes the current (or, if none is in progress, the next) interruptible receive of the
+    /// subscriber it was made from return `Ok(None)` promptly.
+    pub fn interrupt(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        // The waiter announces itself as a sleeper before its last check of the flag, and
+        // `wake_subscribers` fences before reading the sleeper count: one of them sees the other.
+        wake_subscribers(&self.inner.region);
+    }
+
+    /// Whether an interrupt is pending (not yet consumed by a receive).
+    pub fn is_pending(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+}
+
+impl Subscriber {
+    /// A new interrupter for this subscriber's [`Subscriber::recv_interruptible`] calls.
+    pub fn interrupter(&self) -> Interrupter {
+        Interrupter {
+            flag: Arc::new(AtomicBool::new(false)),
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// Like [`Subscriber::recv`], but also returns `Ok(None)` as soon as `interrupter` (made by
+    /// [`Subscriber::interrupter`] on this subscriber) is triggered; the interrupt is consumed.
+    /// The message returned stays held (unacknowledged) until the next receive call, so a caller
+    /// can handle it and then acknowledge it with that call (for example
+    /// `recv_batch(n, Some(Duration::ZERO), ..)`, which acknowledges before it looks further).
+    pub fn recv_interruptible(
+        &mut self,
+        timeout: Option<Duration>,
+        interrupter: &Interrupter,
+    ) -> Result<Option<Message<'_>>, BusError> {
+        self.ack();
+        let inner = self.inner.clone();
+        let region = &inner.region;
+        let row = region.row(self.row).expect("own row is in range");
+        let flag = &interrupter.flag;
+        let got = wait_for(region, row, Side::Subscriber, timeout, || {
+            if flag.swap(false, Ordering::SeqCst) {
+                return Ok(Some(None));
+            }
+            Ok(self.next().map(Some))
+        })?;
+        match got {
+            Some(Some(pos)) => read_message(&self.inner.region, pos).map(Some),
+            _ => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Bus, BusConfig, Codec};
+    use std::time::Duration;
+
+    fn cfg() -> BusConfig {
+        BusConfig {
+            ring_capacity: 64,
+            max_message: 4096,
+            slab_blocks: 16,
+            ..BusConfig::default()
+        }
+    }
+
+    #[test]
+    fn interrupt_wakes_a_blocked_receive_and_is_consumed() {
+        let name = format!("test-interrupt-{}", std::process::id());
+        let bus = Bus::create(&name, &cfg()).unwrap();
+        let mut sub = bus.subscribe().unwrap();
+        let intr = sub.interrupter();
+        let remote = intr.clone();
+        let t = std::thread::spawn(move || {
+            // Blocks for ever unless interrupted.
+            let got = sub.recv_interruptible(None, &intr).unwrap().is_some();
+            (got, intr.is_pending(), sub)
+        });
+        remote.interrupt();
+        let (got, pending, mut sub) = t.join().unwrap();
+        assert!(!got);
+        assert!(!pending);
+        // A message after the interrupt is received normally, and held until the next call.
+        let intr = sub.interrupter();
+        bus.publisher()
+            .unwrap()
+            .publish("t", Codec::Raw, b"x", None)
+            .unwrap();
+        let m = sub
+            .recv_interruptible(Some(Duration::from_secs(5)), &intr)
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.payload, b"x");
+        assert_eq!(sub.pending(), 1);
+        assert_eq!(sub.recv_batch(8, Some(Duration::ZERO), |_| ()).unwrap(), 0);
+        assert_eq!(sub.pending(), 0);
+        drop(sub);
+        drop(bus);
+        Bus::unlink(&name).unwrap();
+    }
+}
