@@ -195,7 +195,7 @@ pub fn rows(plan: &Plan) -> Vec<(Peer, Mode)> {
     all.extend(plan.peers.iter().copied());
     for mode in [Mode::Throughput, Mode::BusyPoll, Mode::Parked] {
         for &peer in &all {
-            let parked_ok = peer == Peer::ShmRing && plan.parked_messages > 0;
+            let parked_ok = peer != Peer::Crossbeam && plan.parked_messages > 0;
             if mode != Mode::Parked || parked_ok {
                 v.push((peer, mode));
             }
@@ -336,6 +336,12 @@ pub fn table(plan: &Plan, results: &[RowResult]) -> String {
         out,
         "checked: runs x messages, each run received exactly that many, in order, intact, nothing extra."
     );
+    if find(Peer::Iceoryx2, Mode::Parked).is_some() {
+        let _ = writeln!(
+            out,
+            "iceoryx2 parked: the subscriber waits on an iceoryx2 event listener; the publisher notifies after each send."
+        );
+    }
     if let Some(r) = find(Peer::ShmRing, Mode::Parked) {
         let sent: u64 = r.runs.iter().map(|o| o.delivered).sum();
         let asleep: u64 = r.runs.iter().filter_map(|o| o.to_sleeper).sum();

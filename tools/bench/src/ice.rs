@@ -5,8 +5,9 @@
 //! iceoryx2 silently drops samples sent before a subscriber's end of the connection exists, so the
 //! publisher is created first, then the subscriber, and only then does the publisher update its
 //! connections and check that it sees exactly one subscriber; every `send` must report one
-//! recipient. iceoryx2 has no blocking receive for publish-subscribe (waking needs a separate event
-//! service), so its subscriber polls in every mode.
+//! recipient. iceoryx2 has no blocking receive for publish-subscribe: in parked mode the subscriber
+//! sleeps on a listener of a companion event service and the publisher notifies it after each send
+//! (the iceoryx2 way to wake a subscriber); in the other modes the subscriber polls.
 
 use crate::child::{say, wait_word};
 use crate::clock::{now_ns, peak_rss_bytes, spin_until};
@@ -84,12 +85,34 @@ fn open(tag: &str, name: &str) -> Result<(Node<ipc::Service>, PortFactory<ipc::S
     Ok((node, service))
 }
 
+/// The event service that wakes a parked subscriber of service `name`.
+fn wake_service(
+    node: &Node<ipc::Service>,
+    name: &str,
+) -> Result<iceoryx2::service::port_factory::event::PortFactory<ipc::Service>> {
+    let wake = format!("{name}/wake");
+    let service_name: ServiceName = wake
+        .as_str()
+        .try_into()
+        .map_err(|e| anyhow!("iceoryx2 service name {wake:?}: {e:?}"))?;
+    node.service_builder(&service_name)
+        .event()
+        .open_or_create()
+        .map_err(|e| anyhow!("opening iceoryx2 event service {wake:?}: {e:?}"))
+}
+
 /// The publisher role: created before the subscriber; sends after `go`.
 pub fn publisher(tag: &str, name: &str, p: &RunParams) -> Result<()> {
-    if p.mode == Mode::Parked {
-        bail!("the iceoryx2 peer has no parked mode here");
-    }
-    let (_node, service) = open(tag, name)?;
+    let (node, service) = open(tag, name)?;
+    let notifier = if p.mode == Mode::Parked {
+        let n = wake_service(&node, name)?
+            .notifier_builder()
+            .create()
+            .map_err(|e| anyhow!("creating an iceoryx2 notifier: {e:?}"))?;
+        Some(n)
+    } else {
+        None
+    };
     let publisher = service
         .publisher_builder()
         .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
@@ -107,12 +130,17 @@ pub fn publisher(tag: &str, name: &str, p: &RunParams) -> Result<()> {
     let start_ns = now_ns();
     let mut next = start_ns;
     for seq in 0..p.messages {
-        let t = if p.mode == Mode::BusyPoll {
-            next += p.interval_ns;
-            spin_until(next);
-            now_ns()
-        } else {
-            0
+        let t = match p.mode {
+            Mode::BusyPoll => {
+                next += p.interval_ns;
+                spin_until(next);
+                now_ns()
+            }
+            Mode::Parked => {
+                std::thread::sleep(std::time::Duration::from_nanos(p.pause_ns));
+                now_ns()
+            }
+            Mode::Throughput => 0,
         };
         let sample = publisher
             .loan_uninit()
@@ -121,6 +149,12 @@ pub fn publisher(tag: &str, name: &str, p: &RunParams) -> Result<()> {
         let reached = sample.send().map_err(|e| anyhow!("iceoryx2 send: {e:?}"))?;
         if reached != 1 {
             bail!("iceoryx2 delivered message {seq} to {reached} subscribers, expected 1");
+        }
+        if let Some(n) = &notifier {
+            let woken = n.notify().map_err(|e| anyhow!("iceoryx2 notify: {e:?}"))?;
+            if woken != 1 {
+                bail!("iceoryx2 notified {woken} listeners for message {seq}, expected 1");
+            }
         }
     }
     SideReport {
@@ -135,7 +169,16 @@ pub fn publisher(tag: &str, name: &str, p: &RunParams) -> Result<()> {
 
 /// The subscriber role: polls, checks every message, reports.
 pub fn subscriber(tag: &str, name: &str, p: &RunParams) -> Result<()> {
-    let (_node, service) = open(tag, name)?;
+    let (node, service) = open(tag, name)?;
+    let listener = if p.mode == Mode::Parked {
+        let l = wake_service(&node, name)?
+            .listener_builder()
+            .create()
+            .map_err(|e| anyhow!("creating an iceoryx2 listener: {e:?}"))?;
+        Some(l)
+    } else {
+        None
+    };
     let subscriber = service
         .subscriber_builder()
         .buffer_size(BUFFER)
@@ -168,7 +211,13 @@ pub fn subscriber(tag: &str, name: &str, p: &RunParams) -> Result<()> {
                 if now_ns() - idle_since > stall {
                     bail!("no iceoryx2 sample for 30 s after {}", check.next);
                 }
-                std::hint::spin_loop();
+                match &listener {
+                    Some(l) => {
+                        l.timed_wait(|_| {}, std::time::Duration::from_secs(1))
+                            .map_err(|e| anyhow!("iceoryx2 listener wait: {e:?}"))?;
+                    }
+                    None => std::hint::spin_loop(),
+                }
             }
         }
     }
