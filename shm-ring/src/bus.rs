@@ -21,6 +21,8 @@ pub enum Codec {
     Raw = 0,
     /// A pickle of `(args, kwargs)`.
     Pickle = 1,
+    /// The compact encoding of primitive call arguments (see [`crate::compact`]).
+    Compact = 2,
 }
 
 /// The attached region plus this handle's process-table row; shared by every handle made from it.

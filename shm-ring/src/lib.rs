@@ -25,6 +25,7 @@
 pub(crate) mod atomics;
 #[cfg(not(loom))]
 mod bus;
+pub mod compact;
 mod config;
 mod error;
 #[cfg(not(loom))]
