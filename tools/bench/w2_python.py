@@ -303,18 +303,22 @@ def iox_producer(ctl: bl.Control, scope: tuple[str, str], n: int, subscribers: i
 
 
 def iox_consumer(ctl: bl.Control, scope: tuple[str, str]) -> dict:
+    import ctypes
+
     _, node, service = _iox_service(scope)
     subscriber = service.subscriber_builder().buffer_size(IOX_BUFFER).create()
     tally = bl.Tally()
     routes = {TOPIC: tally}
-    receive, loads = subscriber.receive, pickle.loads
+    receive, loads, string_at = subscriber.receive, pickle.loads, ctypes.string_at
     try:
         ctl.ready()
         while True:
             sample = receive()
             if sample is None:
                 continue  # no blocking receive in the binding: poll
-            m = loads(sample.payload().as_memory_view())
+            # The header's element count is the slice length; string_at copies the bytes out
+            # in one call, about 1 us less than sample.payload().as_memory_view() here.
+            m = loads(string_at(sample.payload_ptr, sample.header.number_of_elements))
             del sample
             if m is None:
                 break
