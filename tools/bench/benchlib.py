@@ -153,20 +153,19 @@ def missing_module(module: str, requirement_prefix: str) -> str | None:
 
 
 def ours_unavailable() -> str | None:
-    """None when this interpreter imports a built `event_engine` with a bus mode."""
+    """None when this interpreter imports a built `event_engine` whose engine takes `bus=`."""
     import importlib.util
 
     if importlib.util.find_spec("event_engine") is None:
         return f"event_engine is not importable from {sys.prefix} (run `bash scripts/setup.sh`)"
-    r = subprocess.run(
-        [sys.executable, "-c", "import event_engine"],
-        check=False,
-        capture_output=True,
-        text=True,
-    )
+    # In a child process: the harness itself never imports the engine.
+    probe = "import inspect, event_engine; print('bus' in inspect.signature(event_engine.EventEngine).parameters)"
+    r = subprocess.run([sys.executable, "-c", probe], check=False, capture_output=True, text=True)
     if r.returncode != 0:
         lines = r.stderr.strip().splitlines()
         return f"import event_engine failed: {lines[-1] if lines else r.returncode}"
+    if r.stdout.strip() == "False":
+        return "the built event_engine has no bus mode (EventEngine takes no bus=); rebuild with scripts/setup.sh"
     return None
 
 
