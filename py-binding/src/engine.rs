@@ -7,6 +7,14 @@
 //!
 //! No Rust lock is ever held while Python code runs (handlers may register
 //! handlers, stop the engine, ...): routes are copied out of the table first.
+//! (The one exception is a bus engine's subscriber, held by its dispatch thread
+//! while a batch is handled, so that each message is acknowledged only after
+//! its handlers ran.)
+//!
+//! A bus engine (`bus=`, or `init_allocator(with_shm=True)`) receives from the
+//! shared-memory bus: the loop waits without the GIL, skips messages no local
+//! hook routes (by topic hash and literal, without decoding them), and takes the
+//! GIL once per batch of ready messages.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -18,6 +26,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
+use crate::bus::{self, BusSource};
 use crate::errors::{Empty, Full};
 use crate::hook::PyEventHook;
 use crate::lock;
@@ -63,15 +72,25 @@ pub struct PyEventEngine {
 static DATETIME: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 impl PyEventEngine {
-    pub(crate) fn create(capacity: usize, logger: Option<Py<PyAny>>) -> PyResult<Self> {
+    pub(crate) fn create(
+        py: Python<'_>,
+        capacity: usize,
+        logger: Option<Py<PyAny>>,
+        bus: Option<&str>,
+        group: Option<&str>,
+    ) -> PyResult<Self> {
         if capacity == 0 {
             return Err(pyo3::exceptions::PyValueError::new_err(
                 "EventEngine capacity must be at least 1",
             ));
         }
+        let source = match BusSource::attach(py, bus, group, capacity)? {
+            Some(b) => MessageSource::Bus(Box::new(b)),
+            None => MessageSource::InProcess(BoundedQueue::new(capacity)),
+        };
         Ok(PyEventEngine {
             shared: Arc::new(Shared {
-                source: MessageSource::InProcess(BoundedQueue::new(capacity)),
+                source,
                 active: AtomicBool::new(false),
                 seq: AtomicU64::new(0),
                 pending_wakes: AtomicUsize::new(0),
@@ -93,6 +112,98 @@ impl PyEventEngine {
     fn route_into(&self, py: Python<'_>, topic: &Topic, out: &mut Vec<Py<PyEventHook>>) {
         let mut table = lock(&self.hooks);
         out.extend(table.route(topic).map(|h| h.clone_ref(py)));
+    }
+
+    /// Dispatches a message received from the bus to this engine's hooks; a message no hook
+    /// routes is dropped before it is decoded.
+    fn dispatch_bus(
+        &self,
+        py: Python<'_>,
+        m: &shm_ring::Message<'_>,
+        hooks: &mut Vec<Py<PyEventHook>>,
+    ) {
+        {
+            let mut table = lock(&self.hooks);
+            hooks.extend(
+                table
+                    .route_literal(m.topic_hash, m.topic)
+                    .map(|h| h.clone_ref(py)),
+            );
+        }
+        if hooks.is_empty() {
+            return;
+        }
+        let decoded = bus::topic_for(py, m.topic_hash, m.topic)
+            .and_then(|t| Ok((t, bus::decode(py, m.codec, m.payload)?)));
+        let (topic, (args, kwargs)) = match decoded {
+            Ok(v) => v,
+            Err(e) => {
+                hooks.clear();
+                self.report_bad_message(py, m.topic, e);
+                return;
+            }
+        };
+        let topic = topic.bind(py).as_any();
+        for hook in hooks.drain(..) {
+            hook.get().dispatch(py, topic, &args, kwargs.as_ref());
+        }
+    }
+
+    fn report_bad_message(&self, py: Python<'_>, topic: &str, e: PyErr) {
+        let text = format!("cannot decode a message on \"{topic}\" from the bus: {e}");
+        match self.log(py) {
+            Ok(log) => {
+                if let Err(e) = log.call_method1("error", (text,)) {
+                    e.write_unraisable(py, None);
+                }
+            }
+            Err(e) => e.write_unraisable(py, None),
+        }
+    }
+
+    /// The dispatch loop of a bus engine (see the module notes).
+    fn run_bus(&self, py: Python<'_>, bs: &BusSource) -> PyResult<()> {
+        let shared = &self.shared;
+        let mut hooks = Vec::new();
+        while shared.active.load(Ordering::Acquire) {
+            // Local items first: timer ticks, and the wake-ups of a stop.
+            while let Some(msg) = bs.local.try_pop() {
+                self.dispatch_message(py, msg, &mut hooks);
+            }
+            if !shared.active.load(Ordering::Acquire) {
+                break;
+            }
+            let Some(intr) = bs.interrupter() else {
+                break;
+            };
+            let table = &self.hooks;
+            // Only `get()` and `close()` contend for it, and neither needs the GIL meanwhile.
+            let mut guard = lock(&bs.subscriber);
+            let Some(sub) = guard.as_mut() else {
+                break;
+            };
+            let first = py.detach(|| {
+                sub.recv_interruptible_where(Some(IDLE_WAIT), &intr, |m| {
+                    lock(table).has_route(m.topic_hash, m.topic)
+                })
+            });
+            match first {
+                Err(e) => return Err(bus::bus_err(e)),
+                Ok(None) => {
+                    drop(guard);
+                    py.check_signals()?;
+                    continue;
+                }
+                Ok(Some(m)) => self.dispatch_bus(py, &m, &mut hooks),
+            }
+            // The rest of the batch with the GIL kept; each message (the first one included)
+            // is acknowledged only after its handlers ran.
+            sub.recv_batch(BATCH - 1, Some(Duration::ZERO), |m| {
+                self.dispatch_bus(py, m, &mut hooks)
+            })
+            .map_err(bus::bus_err)?;
+        }
+        Ok(())
     }
 
     fn dispatch_message(&self, py: Python<'_>, msg: Message, hooks: &mut Vec<Py<PyEventHook>>) {
@@ -175,6 +286,20 @@ impl PyEventEngine {
         if !topic.is_exact() {
             return Err(not_exact(&topic));
         }
+        if let Some(bs) = self.shared.source.bus() {
+            let args = args.bind(py);
+            let kwargs = kwargs.as_ref().map(|k| k.bind(py));
+            bs.put(
+                py,
+                topic.literal(),
+                args,
+                kwargs,
+                block,
+                wait_limit(timeout),
+            )?;
+            self.shared.next_seq();
+            return Ok(());
+        }
         let topic_obj = topic_obj.cast::<PyTopic>()?.clone().unbind();
         let seq_id = self.shared.next_seq();
         let msg = Message::Published(Published {
@@ -201,6 +326,41 @@ impl PyEventEngine {
                 Err(self.full_error(limit))
             }
         }
+    }
+
+    /// `get()` on a bus engine: a local item (a timer tick) if there is one, else the next
+    /// message on the bus, decoded.
+    fn get_bus(
+        &self,
+        py: Python<'_>,
+        bs: &BusSource,
+        block: bool,
+        limit: Option<Duration>,
+    ) -> PyResult<PyMessagePayload> {
+        while let Some(msg) = bs.local.try_pop() {
+            if let Some(payload) = self.payload_of(py, msg)? {
+                return Ok(payload);
+            }
+        }
+        let wait = if block { limit } else { Some(Duration::ZERO) };
+        let Some(m) = bs.take_one(py, wait)? else {
+            return Err(match wait {
+                Some(d) if block => Empty::new_err(format!(
+                    "bus \"{}\" empty: no message within {:.3} s",
+                    bs.name(),
+                    d.as_secs_f64()
+                )),
+                _ => Empty::new_err(format!("bus \"{}\" empty", bs.name())),
+            });
+        };
+        let topic = bus::topic_for(py, m.topic_hash, &m.topic)?;
+        let (args, kwargs) = bus::decode(py, m.codec, &m.payload)?;
+        Ok(PyMessagePayload {
+            topic: Some(topic),
+            args: Some(args.unbind()),
+            kwargs: kwargs.map(Bound::unbind),
+            seq_id: m.seq,
+        })
     }
 
     fn full_error(&self, waited: Option<Duration>) -> PyErr {
@@ -291,9 +451,61 @@ fn check_callable(handler: &Bound<'_, PyAny>) -> PyResult<()> {
 #[pymethods]
 impl PyEventEngine {
     #[new]
-    #[pyo3(signature = (capacity = 4095, logger = None))]
-    fn new(capacity: usize, logger: Option<Py<PyAny>>) -> PyResult<Self> {
-        PyEventEngine::create(capacity, logger)
+    #[pyo3(signature = (capacity = 4095, logger = None, *, bus = None, group = None))]
+    fn new(
+        py: Python<'_>,
+        capacity: usize,
+        logger: Option<Py<PyAny>>,
+        bus: Option<&str>,
+        group: Option<&str>,
+    ) -> PyResult<Self> {
+        PyEventEngine::create(py, capacity, logger, bus, group)
+    }
+
+    /// Name of the shared-memory bus this engine is attached to (None: in-process).
+    #[getter]
+    fn bus(&self) -> Option<String> {
+        self.shared.source.bus().map(|b| b.name().to_owned())
+    }
+
+    /// Work-sharing group this engine belongs to on its bus (None: receives everything).
+    #[getter]
+    fn group(&self) -> Option<String> {
+        self.shared
+            .source
+            .bus()
+            .and_then(|b| b.group().map(str::to_owned))
+    }
+
+    /// Whether `close()` detached this engine from its bus (always False in-process).
+    #[getter]
+    fn closed(&self) -> bool {
+        self.shared.source.bus().is_some_and(BusSource::is_closed)
+    }
+
+    /// Stops the engine if it runs, ends its timers and detaches it from its bus (a no-op
+    /// for an in-process engine beyond stopping). Idempotent.
+    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.shared.active.load(Ordering::Acquire) {
+            PyEventEngine::stop(slf)?;
+        }
+        this.stop_timers(py);
+        match this.shared.source.bus() {
+            Some(bs) => bs.close(),
+            None => Ok(()),
+        }
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(slf: &Bound<'_, Self>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        PyEventEngine::close(slf)?;
+        Ok(false)
     }
 
     /// Maximum number of queued messages.
@@ -350,6 +562,9 @@ impl PyEventEngine {
         let shared = this.shared.clone();
         shared.loops.fetch_add(1, Ordering::AcqRel);
         let _guard = LoopGuard(&shared);
+        if let Some(bs) = shared.source.bus() {
+            return this.run_bus(py, bs);
+        }
         let mut batch: Vec<Message> = Vec::with_capacity(BATCH);
         let mut hooks = Vec::new();
         while shared.active.load(Ordering::Acquire) {
@@ -371,6 +586,11 @@ impl PyEventEngine {
     fn start(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
+        if this.shared.source.bus().is_some_and(BusSource::is_closed) {
+            return Err(PyRuntimeError::new_err(
+                "the engine is closed (detached from its bus): create a new engine to re-attach",
+            ));
+        }
         if this.shared.active.load(Ordering::Acquire) {
             this.log(py)?
                 .call_method1("warning", (format!("{} already started!", slf.repr()?),))?;
@@ -503,6 +723,9 @@ impl PyEventEngine {
         timeout: f64,
     ) -> PyResult<PyMessagePayload> {
         let limit = wait_limit(timeout);
+        if let Some(bs) = self.shared.source.bus() {
+            return self.get_bus(py, bs, block, limit);
+        }
         let deadline = limit.map(|d| std::time::Instant::now() + d);
         loop {
             let msg = match self.shared.source.try_pop() {
@@ -677,11 +900,22 @@ impl PyEventEngine {
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
         let this = slf.get();
-        Ok(format!(
-            "<{} {}>(capacity={})",
-            slf.get_type().name()?,
-            if this.active() { "active" } else { "idle" },
-            this.capacity()
-        ))
+        let state = if this.active() { "active" } else { "idle" };
+        let name = slf.get_type().name()?;
+        Ok(match this.shared.source.bus() {
+            None => format!("<{name} {state}>(capacity={})", this.capacity()),
+            Some(b) => {
+                let group = match b.group() {
+                    Some(g) => format!(", group={g:?}"),
+                    None => String::new(),
+                };
+                let closed = if b.is_closed() { ", closed" } else { "" };
+                format!(
+                    "<{name} {state}>(capacity={}, bus={:?}{group}{closed})",
+                    this.capacity(),
+                    b.name()
+                )
+            }
+        })
     }
 }

@@ -4,7 +4,8 @@
 //! engine's own message source (timers are local to the engine). Ticks carry
 //! `interval` plus `trigger_time` (a `datetime`) or, for the wall-clock aligned
 //! 1 s and 60 s timers, `timestamp` (seconds since the epoch), as the
-//! reference names them. Timers end when the engine stops.
+//! reference names them. Timers end when the engine stops. On a bus engine the
+//! ticks go to the engine's local queue: they never travel on the bus.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -100,10 +101,16 @@ pub struct PyEventEngineEx;
 #[pymethods]
 impl PyEventEngineEx {
     #[new]
-    #[pyo3(signature = (capacity = 4095, logger = None))]
-    fn new(capacity: usize, logger: Option<Py<PyAny>>) -> PyResult<PyClassInitializer<Self>> {
+    #[pyo3(signature = (capacity = 4095, logger = None, *, bus = None, group = None))]
+    fn new(
+        py: Python<'_>,
+        capacity: usize,
+        logger: Option<Py<PyAny>>,
+        bus: Option<&str>,
+        group: Option<&str>,
+    ) -> PyResult<PyClassInitializer<Self>> {
         Ok(
-            PyClassInitializer::from(PyEventEngine::create(capacity, logger)?)
+            PyClassInitializer::from(PyEventEngine::create(py, capacity, logger, bus, group)?)
                 .add_subclass(PyEventEngineEx),
         )
     }

@@ -1,7 +1,9 @@
 //! The `event_engine._native` extension: the PyEventEngine Python API
-//! (topics, hooks, engines, timers) on the Rust `engine-core`, in-process.
+//! (topics, hooks, engines, timers) on the Rust `engine-core`, in-process or
+//! across processes on a `shm-ring` shared-memory bus.
 //! The Python package `event_engine` re-exports everything defined here.
 
+mod bus;
 mod engine;
 mod engine_ex;
 mod errors;
@@ -16,28 +18,12 @@ mod topic_part;
 
 use std::sync::{Mutex, MutexGuard};
 
-use pyo3::exceptions::PyNotImplementedError;
 use pyo3::prelude::*;
 
 /// Locks a mutex of this crate. Critical sections here never run Python code
 /// and leave their data consistent at every step, so a poisoned lock is still usable.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Prepares the payload allocator. In-process engines need none, so with
-/// `with_shm=False` this does nothing; the shared-memory bus is not wired yet.
-#[pyfunction]
-#[pyo3(signature = (capacity = 4096, with_shm = false, name = None))]
-fn init_allocator(capacity: usize, with_shm: bool, name: Option<&str>) -> PyResult<()> {
-    let _ = capacity;
-    if with_shm {
-        return Err(PyNotImplementedError::new_err(format!(
-            "init_allocator(with_shm=True, name={name:?}): the shared-memory bus is not available \
-             in this build yet; use with_shm=False (in-process engines need no allocator)"
-        )));
-    }
-    Ok(())
 }
 
 #[pymodule]
@@ -63,7 +49,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(intern::clear_internal_map, m)?)?;
     m.add_function(wrap_pyfunction!(intern::get_internal_topic, m)?)?;
     m.add_function(wrap_pyfunction!(intern::get_internal_map, m)?)?;
-    m.add_function(wrap_pyfunction!(init_allocator, m)?)?;
+    m.add_function(wrap_pyfunction!(bus::init_allocator, m)?)?;
+    m.add_function(wrap_pyfunction!(bus::inspect_bus, m)?)?;
+    m.add_function(wrap_pyfunction!(bus::unlink_bus, m)?)?;
     m.add_function(wrap_pyfunction!(logger::set_logger, m)?)?;
     Ok(())
 }

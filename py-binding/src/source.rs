@@ -1,8 +1,9 @@
 //! The engine's message source and the state its loop and timer threads share.
 //!
 //! [`MessageSource`] is the one place messages come from: today the in-process
-//! `BoundedQueue` carrying Python objects by reference; a shared-memory bus
-//! becomes another variant, with dispatch left as it is.
+//! `BoundedQueue` carrying Python objects by reference, or a shared-memory bus
+//! (`bus.rs`) whose messages the engine loop receives and decodes itself; a bus
+//! engine's timer ticks and wake-ups go to its local queue, never on the bus.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -12,6 +13,7 @@ use engine_core::{BoundedQueue, Topic};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
+use crate::bus::BusSource;
 use crate::lock;
 use crate::topic::PyTopic;
 
@@ -54,10 +56,14 @@ pub(crate) enum Message {
     Wake,
 }
 
-/// Where an engine's messages come from.
+/// Where an engine's messages come from. (The queue is inline and the bus boxed: the
+/// in-process path is the one that must not pay an indirection.)
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum MessageSource {
     /// The heap queue of one process: Python objects passed by reference.
     InProcess(BoundedQueue<Message>),
+    /// A shared-memory bus; the queue methods below act on its local queue.
+    Bus(Box<BusSource>),
 }
 
 impl MessageSource {
@@ -65,6 +71,15 @@ impl MessageSource {
     pub(crate) fn capacity(&self) -> usize {
         match self {
             MessageSource::InProcess(q) => q.capacity(),
+            MessageSource::Bus(b) => b.capacity(),
+        }
+    }
+
+    /// The bus this source is attached to, if any.
+    pub(crate) fn bus(&self) -> Option<&BusSource> {
+        match self {
+            MessageSource::InProcess(_) => None,
+            MessageSource::Bus(b) => Some(b),
         }
     }
 
@@ -72,6 +87,7 @@ impl MessageSource {
     pub(crate) fn len(&self) -> usize {
         match self {
             MessageSource::InProcess(q) => q.len(),
+            MessageSource::Bus(b) => b.local.len() + b.pending(),
         }
     }
 
@@ -79,6 +95,11 @@ impl MessageSource {
     pub(crate) fn try_push(&self, msg: Message) -> Result<(), Message> {
         match self {
             MessageSource::InProcess(q) => q.try_push(msg),
+            MessageSource::Bus(b) => {
+                b.local.try_push(msg)?;
+                b.interrupt();
+                Ok(())
+            }
         }
     }
 
@@ -91,6 +112,11 @@ impl MessageSource {
     ) -> Result<(), Message> {
         match self {
             MessageSource::InProcess(q) => q.push_wait(msg, max_spin, timeout),
+            MessageSource::Bus(b) => {
+                b.local.push_wait(msg, max_spin, timeout)?;
+                b.interrupt();
+                Ok(())
+            }
         }
     }
 
@@ -98,6 +124,7 @@ impl MessageSource {
     pub(crate) fn try_pop(&self) -> Option<Message> {
         match self {
             MessageSource::InProcess(q) => q.try_pop(),
+            MessageSource::Bus(b) => b.local.try_pop(),
         }
     }
 
@@ -105,6 +132,7 @@ impl MessageSource {
     pub(crate) fn pop_wait(&self, max_spin: u32, timeout: Option<Duration>) -> Option<Message> {
         match self {
             MessageSource::InProcess(q) => q.pop_wait(max_spin, timeout),
+            MessageSource::Bus(b) => b.local.pop_wait(max_spin, timeout),
         }
     }
 
@@ -117,6 +145,7 @@ impl MessageSource {
     ) -> usize {
         match self {
             MessageSource::InProcess(q) => q.pop_batch(out, max, timeout),
+            MessageSource::Bus(b) => b.local.pop_batch(out, max, timeout),
         }
     }
 }

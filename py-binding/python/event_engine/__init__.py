@@ -32,6 +32,8 @@ from ._native import (
     get_internal_map,
     get_internal_topic,
     init_allocator,
+    inspect_bus,
+    unlink_bus,
     init_internal_map,
     set_logger,
 )
@@ -106,6 +108,8 @@ __all__ = [
     "get_internal_map",
     "get_internal_topic",
     "init_allocator",
+    "inspect_bus",
+    "unlink_bus",
     "init_internal_map",
     "set_logger",
 ]

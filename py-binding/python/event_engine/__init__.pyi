@@ -59,6 +59,8 @@ from ._native import (
 )
 from ._native import (
     init_allocator as init_allocator,
+    inspect_bus as inspect_bus,
+    unlink_bus as unlink_bus,
 )
 from ._native import (
     init_internal_map as init_internal_map,
@@ -126,6 +128,8 @@ __all__ = [
     "get_internal_map",
     "get_internal_topic",
     "init_allocator",
+    "inspect_bus",
+    "unlink_bus",
     "init_internal_map",
     "set_logger",
 ]

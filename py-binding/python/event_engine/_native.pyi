@@ -165,12 +165,44 @@ class Empty(Exception):
     """The queue is empty and a get could not wait or timed out."""
 
 class EventEngine:
-    """A queue, the hooks and the dispatch loop."""
+    """A queue (in-process) or a shared-memory bus, the hooks and the dispatch loop.
+
+    With ``bus="name"`` (or after ``init_allocator(with_shm=True)``) the engine attaches to
+    that shared-memory bus when it is created (the bus is created if absent): it receives
+    every message published on the bus after it attached (its own included), dispatches them
+    to its own hooks, and ``put``/``publish`` go to every engine attached. With ``group``,
+    the engines of one group share the messages (each is handled by exactly one member).
+    Arguments travel in a compact form when they are None, bool, int (64-bit), float, str,
+    bytes or flat tuples/lists of those, pickled otherwise. The engine detaches on
+    ``close()`` (also the end of a ``with`` block) or when it is garbage-collected; while
+    attached, even a stopped engine holds publishers back once the ring is full.
+    """
 
     logger: logging.Logger
-    def __init__(self, capacity: int = 4095, logger: logging.Logger | None = None) -> None: ...
+    def __init__(
+        self,
+        capacity: int = 4095,
+        logger: logging.Logger | None = None,
+        *,
+        bus: str | None = None,
+        group: str | None = None,
+    ) -> None: ...
     @property
-    def capacity(self) -> int: ...
+    def capacity(self) -> int:
+        """Queue size in-process; the ring's slot count for a bus engine."""
+    @property
+    def bus(self) -> str | None:
+        """Name of the shared-memory bus the engine is attached to (None in-process)."""
+    @property
+    def group(self) -> str | None:
+        """The work-sharing group the engine belongs to (None: it receives everything)."""
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` detached the engine from its bus."""
+    def close(self) -> None:
+        """Stops the engine, ends its timers and detaches it from its bus (idempotent)."""
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *exc: object) -> bool: ...
     @property
     def active(self) -> bool: ...
     @property
@@ -224,5 +256,17 @@ def init_internal_map(capacity: int = 1024) -> dict[str, Topic]: ...
 def clear_internal_map() -> None: ...
 def get_internal_topic(key: str, owner: bool = False) -> Topic | None: ...
 def get_internal_map() -> dict[str, Topic]: ...
-def init_allocator(capacity: int = 4096, with_shm: bool = False, name: str | None = None) -> None: ...
+def init_allocator(capacity: int = 4096, with_shm: bool = False, name: str | None = None) -> None:
+    """With ``with_shm=True``, engines created afterwards in this process attach to the
+    shared-memory bus ``name`` (default ``"default"``), created now if absent, with a slab of
+    ``capacity`` payload blocks. A bad name, or an existing bus of another geometry or layout
+    version, is a ``ValueError`` saying what differs. ``with_shm=False`` goes back to
+    in-process engines."""
+
+def inspect_bus(name: str) -> dict[str, Any]:
+    """A read-only snapshot of bus ``name`` (geometry, ring, processes, groups, slab classes,
+    counters), taken without attaching to it."""
+
+def unlink_bus(name: str) -> None:
+    """Removes the file of bus ``name``; processes still attached keep working."""
 def set_logger(logger: logging.Logger) -> None: ...
