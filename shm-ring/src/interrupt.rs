@@ -59,6 +59,19 @@ impl Subscriber {
         timeout: Option<Duration>,
         interrupter: &Interrupter,
     ) -> Result<Option<Message<'_>>, BusError> {
+        self.recv_interruptible_where(timeout, interrupter, |_| true)
+    }
+
+    /// [`Subscriber::recv_interruptible`] that acknowledges, without returning them, the
+    /// messages `wanted` refuses (for example those no local handler would receive), so a
+    /// caller can skip them without leaving the wait. `wanted` runs inside the wait: keep it
+    /// short and free of locks the interrupting side may hold.
+    pub fn recv_interruptible_where(
+        &mut self,
+        timeout: Option<Duration>,
+        interrupter: &Interrupter,
+        mut wanted: impl FnMut(&Message<'_>) -> bool,
+    ) -> Result<Option<Message<'_>>, BusError> {
         self.ack();
         let inner = self.inner.clone();
         let region = &inner.region;
@@ -68,7 +81,18 @@ impl Subscriber {
             if flag.swap(false, Ordering::SeqCst) {
                 return Ok(Some(None));
             }
-            Ok(self.next().map(Some))
+            // Bounded by the ring: a live consumer is never more than a ring behind.
+            for _ in 0..=region.ring().capacity() {
+                let Some(pos) = self.next() else {
+                    return Ok(None);
+                };
+                // On a corrupt slot the position stays held and is released by the next call.
+                if wanted(&read_message(region, pos)?) {
+                    return Ok(Some(Some(pos)));
+                }
+                self.ack();
+            }
+            Ok(None)
         })?;
         match got {
             Some(Some(pos)) => read_message(&self.inner.region, pos).map(Some),
@@ -123,6 +147,31 @@ mod tests {
         assert_eq!(sub.pending(), 0);
         drop(sub);
         drop(bus);
+        Bus::unlink(&name).unwrap();
+    }
+
+    #[test]
+    fn refused_messages_are_acknowledged_and_skipped() {
+        let name = format!("test-interrupt-where-{}", std::process::id());
+        let bus = Bus::create(&name, &cfg()).unwrap();
+        let mut sub = bus.subscribe().unwrap();
+        let intr = sub.interrupter();
+        let mut publisher = bus.publisher().unwrap();
+        for t in ["skip.a", "skip.b", "keep"] {
+            publisher.publish(t, Codec::Raw, b"x", None).unwrap();
+        }
+        let m = sub
+            .recv_interruptible_where(Some(Duration::from_secs(5)), &intr, |m| m.topic == "keep")
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.topic, "keep");
+        assert_eq!(sub.pending(), 1);
+        assert!(sub
+            .recv_interruptible(Some(Duration::ZERO), &intr)
+            .unwrap()
+            .is_none());
+        assert_eq!(sub.pending(), 0);
+        drop((sub, publisher, bus));
         Bus::unlink(&name).unwrap();
     }
 }
