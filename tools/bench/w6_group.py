@@ -76,13 +76,15 @@ def ours_group_producer(ctl: bl.Control, bus: str, n: int, saw_end: list) -> dic
         for i in range(n):
             put(topic, i, PRICE, SYMBOL, size=SIZE)
         markers = 0
-        while not all(e.is_set() for e in saw_end):
+        waiting = list(saw_end)
+        while waiting:
             if markers >= MAX_END_MARKERS:
-                raise RuntimeError(f"{markers} end markers sent and not every worker got one")
+                raise RuntimeError(f"{markers} end markers sent and {len(waiting)} workers got none")
             put(done)
             markers += 1
-            # Wait for the workers' events, a little at a time, between markers.
-            next(e for e in saw_end if not e.is_set()).wait(0.001)
+            # Wait on a worker's event, a little at a time, between markers.
+            waiting[0].wait(0.001)
+            waiting = [e for e in waiting if not e.is_set()]
         ctl.report({"t_start": t0, "t_sent": now_ns(), "end_markers": markers})
         ctl.wait_finish()
     finally:
