@@ -67,6 +67,8 @@ pub struct Outcome {
     pub delivered: u64,
     /// Parked mode: sends that found the subscriber asleep.
     pub to_sleeper: Option<u64>,
+    /// Bus runs: publishes that found the ring full and had to wait.
+    pub full_waits: Option<u64>,
 }
 
 /// Removes a bus file when dropped, so an aborted run leaves nothing in /dev/shm.
@@ -108,6 +110,7 @@ fn combine(p: &RunParams, publ: SideReport, sub: SideReport) -> Result<Outcome> 
         rss_sub: sub.peak_rss,
         delivered: sub.messages,
         to_sleeper: publ.sent_to_sleeper,
+        full_waits: None,
     })
 }
 
@@ -129,9 +132,12 @@ pub fn run_shm(plan: &Plan, p: &RunParams, tag: &str) -> Result<Outcome> {
     sub.expect("received")?;
     sub.send("check")?;
     let sr = sub.result()?;
+    let full_waits = bus.snapshot().counters.full_waits;
     drop(bus);
     drop(file);
-    combine(p, pr, sr)
+    let mut o = combine(p, pr, sr)?;
+    o.full_waits = Some(full_waits);
+    Ok(o)
 }
 
 /// One run of the crossbeam peer.
@@ -229,6 +235,14 @@ impl RowResult {
         Spread::of(&v).map(|s| s.median)
     }
 
+    /// Lowest p50 latency of any run, in nanoseconds (the run least disturbed by other load).
+    pub fn best_p50(&self) -> Option<f64> {
+        self.runs
+            .iter()
+            .filter_map(|o| o.latency.as_ref().map(|l| l.p50 as f64))
+            .reduce(f64::min)
+    }
+
     /// Median over runs of the p50 latency, in nanoseconds.
     pub fn p50(&self) -> Option<f64> {
         self.pct(|l| l.p50)
@@ -256,8 +270,8 @@ pub fn table(plan: &Plan, results: &[RowResult]) -> String {
     let mut out = String::new();
     let peers: Vec<Peer> = plan.peers.clone();
     let mut header = format!(
-        "{:<46} {:>26} {:>9} {:>9} {:>9}",
-        "workload", "msg/s median (min–max)", "p50", "p99", "p99.9"
+        "{:<46} {:>26} {:>9} {:>9} {:>9} {:>9}",
+        "workload", "msg/s median (min–max)", "p50", "p99", "p99.9", "best p50"
     );
     for p in &peers {
         let short = match p {
@@ -265,7 +279,7 @@ pub fn table(plan: &Plan, results: &[RowResult]) -> String {
             Peer::Iceoryx2 => "vs iceoryx2",
             Peer::ShmRing => "vs shm-ring",
         };
-        let _ = write!(header, " {short:>13}");
+        let _ = write!(header, " {short:>15}");
     }
     let _ = write!(header, " {:>20} {:>12}", "peak RSS pub/sub", "checked");
     let _ = writeln!(out, "{header}");
@@ -289,12 +303,13 @@ pub fn table(plan: &Plan, results: &[RowResult]) -> String {
             })
             .unwrap_or_else(|| "paced".into());
         let mut line = format!(
-            "{:<46} {:>26} {:>9} {:>9} {:>9}",
+            "{:<46} {:>26} {:>9} {:>9} {:>9} {:>9}",
             format!("W4 {what}: {}", r.peer.label()),
             rate,
             fmt_ns(r.p50()),
             fmt_ns(r.pct(|l| l.p99)),
             fmt_ns(r.pct(|l| l.p999)),
+            fmt_ns(r.best_p50()),
         );
         for &peer in &peers {
             let ratio = if r.peer != Peer::ShmRing {
@@ -307,7 +322,7 @@ pub fn table(plan: &Plan, results: &[RowResult]) -> String {
                     _ => Some(format!("{:.2}x p50", r.p50()? / o.p50()?)),
                 })
             };
-            let _ = write!(line, " {:>13}", ratio.unwrap_or_else(|| "-".into()));
+            let _ = write!(line, " {:>15}", ratio.unwrap_or_else(|| "-".into()));
         }
         let mib = |b: u64| b as f64 / (1 << 20) as f64;
         let rp = r.runs.iter().map(|o| o.rss_pub).max().unwrap_or(0);
@@ -329,13 +344,25 @@ pub fn table(plan: &Plan, results: &[RowResult]) -> String {
     );
     let _ = writeln!(
         out,
-        "Latency: one-way, CLOCK_MONOTONIC in the payload; median over runs of each percentile. \
+        "Latency: one-way, CLOCK_MONOTONIC in the payload; median over runs of each percentile; best p50 = lowest p50 of any run. \
          Ratios: throughput = shm-ring / peer (>1 is faster); latency = shm-ring p50 / peer p50 (<1 is faster)."
     );
     let _ = writeln!(
         out,
         "checked: runs x messages, each run received exactly that many, in order, intact, nothing extra."
     );
+    if let Some(r) = find(Peer::ShmRing, Mode::Throughput) {
+        let waits: Vec<String> = r
+            .runs
+            .iter()
+            .filter_map(|o| o.full_waits.map(|w| w.to_string()))
+            .collect();
+        let _ = writeln!(
+            out,
+            "shm-ring throughput runs: publishes that found the ring full, per run: {}.",
+            waits.join(", ")
+        );
+    }
     if find(Peer::Iceoryx2, Mode::Parked).is_some() {
         let _ = writeln!(
             out,
