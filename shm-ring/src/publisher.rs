@@ -9,7 +9,7 @@ use crate::bus::Inner;
 use crate::layout::{INLINE_CAP, MAX_TOPIC_LEN};
 use crate::liveness::now_ns;
 use crate::pickle::{encode_call, PyValue};
-use crate::recovery::{free_block, wake_subscribers};
+use crate::recovery::{free_block, wake_publishers, wake_subscribers};
 use crate::wait::{wait_for, Side};
 use crate::{BusError, Codec};
 use std::sync::Arc;
@@ -151,6 +151,7 @@ impl Publisher {
             Ok(Some(pos)) => pos,
             Ok(None) | Err(_) => {
                 free_block(region, block);
+                wake_publishers(region);
                 return Err(claimed.err().unwrap_or_else(out_of_time));
             }
         };
@@ -159,6 +160,7 @@ impl Publisher {
             // Nobody listens: nothing to deliver, nothing to keep.
             ring.discard(pos, &row.publishing);
             free_block(region, block);
+            wake_publishers(region);
             row.published.fetch_add(1, Ordering::Relaxed);
             return Ok(pos);
         }

@@ -92,7 +92,10 @@ impl<'a> TableGuard<'a> {
                         .compare_exchange(cur, me, Ordering::AcqRel, Ordering::Relaxed)
                         .is_ok()
                 {
-                    return TableGuard { region };
+                    // The dead owner may have been cut short mid-change: repair before use.
+                    let g = TableGuard { region };
+                    crate::recovery::reap_locked(&g);
+                    return g;
                 }
             }
             spins += 1;

@@ -4,7 +4,7 @@
 //! if it dies asleep) before re-checking its condition, and the waking side checks the count
 //! after making its change visible, with a SeqCst fence on both sides: either the sleeper sees the
 //! change, or the waker sees the sleeper. While blocked, a waiter keeps its heartbeat fresh and,
-//! after [`REAP_AFTER`], reaps dead processes that may be what it is waiting for.
+//! after [`PUBLISHER_REAP_AFTER`] or [`SUBSCRIBER_REAP_AFTER`], reaps dead processes that may be what it is waiting for.
 
 use crate::atomics::{fence, AtomicU32, Ordering};
 use crate::layout::Row;
@@ -24,8 +24,11 @@ pub(crate) enum Side {
     Publisher,
 }
 
-/// Blocked this long, a waiter checks whether dead processes are holding it up.
-pub(crate) const REAP_AFTER: Duration = Duration::from_millis(250);
+/// Blocked this long, a publisher checks whether dead processes are holding it up.
+pub(crate) const PUBLISHER_REAP_AFTER: Duration = Duration::from_millis(250);
+/// Idle this long, a subscriber checks (on each heartbeat) whether a dead process holds up its
+/// group or the ring; less often than publishers, since an idle bus is the common case.
+pub(crate) const SUBSCRIBER_REAP_AFTER: Duration = Duration::from_secs(1);
 const SLICE: Duration = Duration::from_millis(50);
 const SPINS: u32 = 128;
 const YIELDS: u32 = 16;
@@ -85,7 +88,11 @@ pub(crate) fn wait_for<T>(
         if let Some(v) = attempt()? {
             return Ok(Some(v));
         }
-        if start.elapsed() >= REAP_AFTER && last_reap.elapsed() >= REAP_AFTER {
+        let reap_after = match side {
+            Side::Subscriber => SUBSCRIBER_REAP_AFTER,
+            Side::Publisher => PUBLISHER_REAP_AFTER,
+        };
+        if start.elapsed() >= reap_after && last_reap.elapsed() >= reap_after {
             last_reap = Instant::now();
             let g = TableGuard::lock(region);
             let _ = crate::recovery::reap_locked(&g);
