@@ -163,6 +163,7 @@ def measure(n: int):
         return {
             "msg_per_s": rate,
             "deliveries_per_s": rate * SUBSCRIBERS,
+            "producer_msg_per_s": n * 1e9 / (prod["t_sent"] - prod["t_start"]),
             "pub_rss_mb": prod["peak_rss_mb"],
             "sub_rss_mb": max(s["peak_rss_mb"] for s in subs),
         }
@@ -262,6 +263,7 @@ def main() -> None:
         [
             bl.Column("msg/s", "msg_per_s", spread=True),
             bl.Column("deliveries/s", "deliveries_per_s"),
+            bl.Column("producer msg/s", "producer_msg_per_s"),
             bl.Column("pub RSS MB", "pub_rss_mb", ".1f"),
             bl.Column("sub RSS MB (max)", "sub_rss_mb", ".1f"),
         ],
