@@ -154,6 +154,14 @@ fn coordinate(cli: &Cli) -> Result<()> {
             );
             let o = coord::run_one(&plan, r.peer, r.mode, run)
                 .map_err(|e| e.context(format!("{} {}", r.peer.label(), r.mode.name())))?;
+            match (o.rate, &o.latency) {
+                (Some(rate), _) => eprintln!("    {:.0} msg/s", rate),
+                (None, Some(l)) => eprintln!(
+                    "    p50 {} ns, p99 {} ns, p99.9 {} ns",
+                    l.p50, l.p99, l.p999
+                ),
+                _ => {}
+            }
             r.runs.push(o);
         }
     }
