@@ -1,0 +1,83 @@
+//! `event-engine ls`: every bus on this machine with its size, age and attached processes.
+
+use crate::format;
+use anyhow::Result;
+use std::io::Write;
+
+/// Arguments of `ls`.
+#[derive(clap::Args, Debug)]
+#[command(
+    long_about = "List every bus on this machine (files /dev/shm/event_engine.<name>): \
+name, file size, age (time since the file last changed), process-table rows in use and how \
+many of those processes are alive. A file that cannot be read as a bus is listed with the reason.
+
+With --json, prints one object: {\"buses\": [{\"name\": str, \"size\": int (bytes), \
+\"age_secs\": int, \"attached\": int|null, \"alive\": int|null, \"error\": str|null}, ...]} \
+sorted by name; attached/alive are null and error says why when the file could not be read."
+)]
+pub struct Args {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One bus as `ls --json` prints it (field names are part of the command-line API).
+#[derive(serde::Serialize, Debug)]
+pub struct BusEntry {
+    /// Bus name.
+    pub name: String,
+    /// File size in bytes.
+    pub size: u64,
+    /// Seconds since the file last changed.
+    pub age_secs: u64,
+    /// Process-table rows in use, when the file could be read.
+    pub attached: Option<u32>,
+    /// Of those, rows whose process is alive.
+    pub alive: Option<u32>,
+    /// Why the file could not be read as a bus.
+    pub error: Option<String>,
+}
+
+/// Lists the buses.
+pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
+    let buses: Vec<BusEntry> = shm_ring::list_buses()?
+        .into_iter()
+        .map(|b| BusEntry {
+            name: b.name,
+            size: b.size,
+            age_secs: b.age_secs,
+            attached: b.attached,
+            alive: b.alive,
+            error: b.error,
+        })
+        .collect();
+    if args.json {
+        serde_json::to_writer_pretty(&mut *out, &serde_json::json!({ "buses": buses }))?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    if buses.is_empty() {
+        writeln!(out, "no buses in /dev/shm")?;
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = buses
+        .iter()
+        .map(|b| {
+            vec![
+                b.name.clone(),
+                format::bytes(b.size),
+                format::age_secs(b.age_secs),
+                format::opt(b.attached),
+                format::opt(b.alive),
+                b.error.clone().unwrap_or_else(|| "ok".into()),
+            ]
+        })
+        .collect();
+    crate::table::write(
+        out,
+        "",
+        &["NAME", "SIZE", "AGE", "ATTACHED", "ALIVE", "STATUS"],
+        &rows,
+    )?;
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! One module per subcommand; each has its `Args` (clap derive) and a `run` that writes to the
+//! given output and returns an error for [`crate::run`] to report.
+
+pub mod inspect;
+pub mod ls;

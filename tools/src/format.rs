@@ -1,0 +1,82 @@
+//! Number formatting shared by the readable (non-JSON) outputs: sizes, ages, percentages.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Nanoseconds since the Unix epoch, now.
+pub fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// A byte count in binary units: `512 B`, `4.0 KiB`, `1.5 MiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// A duration in seconds, coarsely: `42s`, `7m`, `3h`, `2d`.
+pub fn age_secs(secs: u64) -> String {
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+/// How long ago the instant `then_ns` (nanoseconds since the epoch) was, from `now_ns`;
+/// `-` for 0 (never set).
+pub fn ago(then_ns: u64, now_ns: u64) -> String {
+    if then_ns == 0 {
+        return "-".into();
+    }
+    let d = now_ns.saturating_sub(then_ns);
+    if d < 10_000_000_000 {
+        format!("{:.1}s ago", d as f64 / 1e9)
+    } else {
+        format!("{} ago", age_secs(d / 1_000_000_000))
+    }
+}
+
+/// `part` as a percentage of `whole` with one decimal (`0.0%` when `whole` is 0).
+pub fn percent(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        return "0.0%".into();
+    }
+    format!("{:.1}%", part as f64 * 100.0 / whole as f64)
+}
+
+/// An optional number, `-` when absent.
+pub fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(4096), "4.0 KiB");
+        assert_eq!(bytes(3 << 20), "3.0 MiB");
+        assert_eq!(age_secs(59), "59s");
+        assert_eq!(age_secs(600), "10m");
+        assert_eq!(age_secs(3 * 86_400), "3d");
+        assert_eq!(ago(0, 5), "-");
+        assert_eq!(ago(1_000_000_000, 2_500_000_000), "1.5s ago");
+        assert_eq!(percent(1, 4), "25.0%");
+        assert_eq!(percent(1, 0), "0.0%");
+        assert_eq!(opt(None::<u64>), "-");
+    }
+}

@@ -1,0 +1,186 @@
+//! `event-engine inspect`, `ls` and the error cases every subcommand shares, run as a user would
+//! against live buses made by this test process and its children.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use shm_ring::Codec;
+use std::time::Duration;
+
+#[test]
+fn child_process() {
+    child_main();
+}
+
+fn find_process<'a>(report: &'a Value, pid: u32, role: &str) -> &'a Value {
+    report["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pid"] == pid && p["role"] == role)
+        .unwrap_or_else(|| panic!("no {role} row for pid {pid} in {report:#}"))
+}
+
+#[test]
+fn inspect_json_reports_known_counts() {
+    let name = BusName::new("inspect");
+    let bus = create(&name);
+    let mut p1 = bus.publisher().unwrap();
+    let _p2 = bus.publisher().unwrap();
+    let mut fanout = bus.subscribe().unwrap();
+    let mut worker = bus.subscribe_group("workers").unwrap();
+    let child = ChildProcess::spawn("group:workers", &name);
+
+    let payload = vec![7u8; 1000];
+    for _ in 0..5 {
+        p1.publish("md.tick", Codec::Raw, &payload, None).unwrap();
+    }
+    let t = Some(Duration::from_secs(5));
+    assert_eq!(fanout.recv_batch(2, t, |_| {}).unwrap(), 2);
+    assert_eq!(worker.recv_batch(1, t, |_| {}).unwrap(), 1);
+
+    let r = inspect_json(&name);
+    let me = std::process::id();
+    assert_eq!(r["schema"], 1);
+    assert_eq!(r["name"], name.0.as_str());
+    assert_eq!(r["geometry"]["ring_capacity"], 64);
+    assert_eq!(r["geometry"]["max_message"], 4096);
+    assert_eq!(r["ring"]["head"], 5);
+    assert_eq!(r["ring"]["capacity"], 64);
+    assert_eq!(r["counters"]["published"], 5);
+    let s = &r["summary"];
+    assert_eq!(s["publishers"], 2);
+    assert_eq!(s["subscribers"], 1);
+    assert_eq!(s["group_members"], 2);
+    assert_eq!(s["groups"], 1);
+    assert_eq!(s["alive"], s["processes"]);
+
+    let sub = find_process(&r, me, "subscriber");
+    assert_eq!(sub["lag"], 3);
+    assert_eq!(sub["delivered"], 2);
+    assert_eq!(sub["alive"], true);
+    let pubrow = find_process(&r, me, "publisher");
+    assert!(pubrow["cursor"].is_null() && pubrow["lag"].is_null());
+    let theirs = find_process(&r, child.pid(), "group_member");
+    assert_eq!(theirs["group"], "workers");
+    assert_eq!(theirs["alive"], true);
+
+    let groups = r["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0]["name"], "workers");
+    assert_eq!(groups[0]["members"], 2);
+    assert_eq!(groups[0]["lag"], 4);
+    // The first message reached both consumers and was released; the other four are still
+    // pending for someone, so each holds a slab block.
+    let used: u64 = r["slab"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["used"].as_u64().unwrap())
+        .sum();
+    assert_eq!(used, 4);
+    assert_eq!(r["ring"]["occupancy"], 4);
+
+    // The readable view shows the same things.
+    let o = run(&["inspect", &name.0]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    for needle in [
+        "PROCESSES",
+        "GROUPS",
+        "SLAB",
+        "COUNTERS",
+        "workers",
+        "group_member",
+        &child.pid().to_string(),
+        "occupancy 4/64",
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+    }
+}
+
+#[test]
+fn ls_lists_a_bus() {
+    let name = BusName::new("ls");
+    let bus = create(&name);
+    let _sub = bus.subscribe().unwrap();
+
+    let o = run(&["ls", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let entry = v["buses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == name.0.as_str())
+        .unwrap_or_else(|| panic!("{} not listed in {v:#}", name.0));
+    // The bus handle and the subscriber.
+    assert_eq!(entry["attached"], 2);
+    assert_eq!(entry["alive"], 2);
+    assert!(entry["error"].is_null());
+    assert!(entry["size"].as_u64().unwrap() > 0);
+
+    let o = run(&["ls"]);
+    assert!(o.status.success());
+    let text = stdout(&o);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{} ", name.0)))
+        .unwrap_or_else(|| panic!("no line for {} in:\n{text}", name.0));
+    assert!(line.ends_with("ok"), "{line}");
+}
+
+#[test]
+fn unknown_bus() {
+    let name = BusName::new("missing");
+    assert_error(&run(&["inspect", &name.0]), 3, "does not exist");
+}
+
+#[test]
+fn bad_name() {
+    assert_error(&run(&["inspect", "../x"]), 4, "invalid bus name");
+}
+
+#[test]
+fn garbage_file_is_reported_as_corrupt() {
+    let name = BusName::new("garbage");
+    std::fs::write(name.path(), vec![0xabu8; 64 * 1024]).unwrap();
+    let o = run(&["inspect", &name.0]);
+    assert_error(&o, 5, "corrupt");
+    assert!(stderr(&o).contains("magic"), "{}", stderr(&o));
+    // A file too short for a header.
+    std::fs::write(name.path(), b"hello").unwrap();
+    assert_error(&run(&["inspect", &name.0, "--json"]), 5, "corrupt");
+    // ls still lists it, with the reason.
+    let v: Value = serde_json::from_slice(&run(&["ls", "--json"]).stdout).unwrap();
+    let entry = v["buses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == name.0.as_str())
+        .expect("garbage file listed");
+    assert!(entry["error"].as_str().unwrap().contains("corrupt"));
+}
+
+#[test]
+fn wrong_layout_version_is_named() {
+    let name = BusName::new("version");
+    drop(create(&name));
+    let mut bytes = std::fs::read(name.path()).unwrap();
+    // The header starts with the 8-byte magic, then the little-endian u32 layout version.
+    bytes[8] = 99;
+    std::fs::write(name.path(), &bytes).unwrap();
+    let o = run(&["inspect", &name.0]);
+    assert_error(&o, 5, "layout version");
+    assert!(stderr(&o).contains("99"), "{}", stderr(&o));
+}
+
+#[test]
+fn usage_errors() {
+    assert_error(&run(&["inspect"]), 2, "NAME");
+    assert_error(&run(&["frobnicate"]), 2, "frobnicate");
+    let o = run(&["--help"]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("Exit status"));
+}
