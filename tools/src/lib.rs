@@ -9,6 +9,9 @@
 pub mod cmd;
 pub mod error;
 pub mod format;
+pub mod jsonargs;
+pub mod payload;
+pub mod signals;
 pub mod table;
 
 use clap::{Parser, Subcommand};
@@ -40,6 +43,14 @@ pub enum Command {
     Ls(cmd::ls::Args),
     /// Show one bus in detail: geometry, ring, processes, groups, slab, counters.
     Inspect(cmd::inspect::Args),
+    /// Print messages as they pass, without holding publishers back.
+    Tail(cmd::tail::Args),
+    /// Publish messages from the shell.
+    Publish(cmd::publish::Args),
+    /// Reclaim what dead processes left on a bus, now.
+    Reap(cmd::reap::Args),
+    /// Remove a bus.
+    Rm(cmd::rm::Args),
 }
 
 /// Parses `args` (including the program name), runs the subcommand, prints any error as one line
@@ -69,6 +80,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let result = match &cli.command {
         Command::Ls(a) => cmd::ls::run(a, &mut out),
         Command::Inspect(a) => cmd::inspect::run(a, &mut out),
+        Command::Tail(a) => cmd::tail::run(a, &mut out),
+        Command::Publish(a) => cmd::publish::run(a, &mut out),
+        Command::Reap(a) => cmd::reap::run(a, &mut out),
+        Command::Rm(a) => cmd::rm::run(a, &mut out),
     };
     result.and_then(|()| out.flush().map_err(Into::into))
 }

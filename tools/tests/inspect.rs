@@ -134,12 +134,18 @@ fn ls_lists_a_bus() {
 #[test]
 fn unknown_bus() {
     let name = BusName::new("missing");
-    assert_error(&run(&["inspect", &name.0]), 3, "does not exist");
+    for cmd in ["inspect", "reap", "rm", "tail"] {
+        assert_error(&run(&[cmd, &name.0]), 3, "does not exist");
+    }
+    assert_error(&run(&["publish", &name.0, "a.b"]), 3, "does not exist");
 }
 
 #[test]
 fn bad_name() {
-    assert_error(&run(&["inspect", "../x"]), 4, "invalid bus name");
+    for cmd in ["inspect", "reap", "rm", "tail"] {
+        assert_error(&run(&[cmd, "../x"]), 4, "invalid bus name");
+    }
+    assert_error(&run(&["publish", "a/b", "t"]), 4, "invalid bus name");
 }
 
 #[test]

@@ -3,3 +3,7 @@
 
 pub mod inspect;
 pub mod ls;
+pub mod publish;
+pub mod reap;
+pub mod rm;
+pub mod tail;

@@ -1,0 +1,122 @@
+//! `event-engine tail NAME`: print messages as they pass through a bus.
+//!
+//! Reads through a lossy observer: it copies messages while they sit in the ring and never holds
+//! a publisher back, so a fast bus may move on before it looks; such messages are counted as
+//! skipped and reported, never waited for.
+
+use crate::error::UsageError;
+use crate::payload;
+use crate::signals::StopFlag;
+use anyhow::Result;
+use engine_core::Topic;
+use shm_ring::Bus;
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::Duration;
+
+/// How long one wait for a message lasts before the stop flag is looked at again.
+const POLL: Duration = Duration::from_millis(100);
+/// Topics whose match result is remembered (a bus rarely has more; past it the cache restarts).
+const TOPIC_CACHE: usize = 4096;
+
+/// Arguments of `tail`.
+#[derive(clap::Args, Debug)]
+#[command(
+    long_about = "Print messages as they pass through the bus, one line each: \
+sequence number, topic, publisher pid, payload size and the payload (a pickled call's \
+arguments as Python would write them, raw payloads as a bytes literal, anything else in hex).
+
+tail reads as a lossy observer: it never holds publishers back, so when it falls behind a fast \
+bus it skips messages and says how many. It starts with the next message published and runs \
+until Ctrl-C, or until -n messages were shown."
+)]
+pub struct Args {
+    /// Bus name.
+    pub name: String,
+    /// Only messages whose topic matches this pattern (topic grammar, e.g. 'md.{symbol}' or 'md.+').
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Stop after this many messages.
+    #[arg(short = 'n', long = "count", value_name = "N")]
+    pub count: Option<u64>,
+    /// Show whole payloads instead of cutting them at 200 characters.
+    #[arg(long)]
+    pub full: bool,
+}
+
+/// Matches topics against the `--topic` pattern, remembering the answer per topic.
+struct TopicFilter {
+    pattern: Topic,
+    seen: HashMap<String, bool>,
+}
+
+impl TopicFilter {
+    fn accepts(&mut self, topic: &str) -> bool {
+        if let Some(&hit) = self.seen.get(topic) {
+            return hit;
+        }
+        let hit = Topic::parse(topic).is_ok_and(|t| self.pattern.matches(&t));
+        if self.seen.len() >= TOPIC_CACHE {
+            self.seen.clear();
+        }
+        self.seen.insert(topic.to_string(), hit);
+        hit
+    }
+}
+
+/// Tails the bus.
+pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
+    let mut filter = match &args.topic {
+        Some(p) => Some(TopicFilter {
+            pattern: Topic::parse(p)
+                .map_err(|e| UsageError(format!("--topic {p:?} is not a valid topic: {e}")))?,
+            seen: HashMap::new(),
+        }),
+        None => None,
+    };
+    let stop = StopFlag::install()?;
+    let bus = Bus::open(&args.name)?;
+    let mut observer = bus.observe()?;
+    let max_chars = if args.full { usize::MAX } else { 200 };
+    eprintln!(
+        "tailing bus {} (Ctrl-C to stop; skipped messages are reported)",
+        args.name
+    );
+
+    let mut shown = 0u64;
+    let mut skipped_reported = 0u64;
+    while !stop.is_set() && args.count.is_none_or(|n| shown < n) {
+        let line = match observer.recv(Some(POLL))? {
+            None => None,
+            Some(m) if filter.as_mut().is_some_and(|f| !f.accepts(m.topic)) => None,
+            Some(m) => Some(format!(
+                "#{} {} pid {} {} B {}",
+                m.seq,
+                m.topic,
+                m.publisher_pid,
+                m.payload.len(),
+                payload::describe(m.codec, m.payload, max_chars)
+            )),
+        };
+        let skipped = observer.skipped();
+        if skipped > skipped_reported {
+            writeln!(
+                out,
+                "-- skipped {} messages (the bus moved on before tail read them)",
+                skipped - skipped_reported
+            )?;
+            skipped_reported = skipped;
+        }
+        if let Some(line) = line {
+            writeln!(out, "{line}")?;
+            out.flush()?;
+            shown += 1;
+        }
+    }
+    out.flush()?;
+    eprintln!(
+        "tail: {shown} messages shown, {} skipped",
+        observer.skipped()
+    );
+    Ok(())
+}
