@@ -24,6 +24,17 @@ pub fn bytes(n: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
+/// A block size: in the largest binary unit that divides it exactly (`256 B`, `4 KiB`,
+/// `1 MiB`), else in bytes, so that neighbouring size classes never read the same.
+pub fn block_size(n: u64) -> String {
+    match n {
+        0 => "0 B".into(),
+        n if n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
+        n if n % 1024 == 0 => format!("{} KiB", n >> 10),
+        n => format!("{n} B"),
+    }
+}
+
 /// A duration in seconds, coarsely: `42s`, `7m`, `3h`, `2d`.
 pub fn age_secs(secs: u64) -> String {
     match secs {
@@ -70,6 +81,10 @@ mod tests {
         assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(4096), "4.0 KiB");
         assert_eq!(bytes(3 << 20), "3.0 MiB");
+        assert_eq!(block_size(256), "256 B");
+        assert_eq!(block_size(16384), "16 KiB");
+        assert_eq!(block_size(1 << 20), "1 MiB");
+        assert_eq!(block_size((1 << 20) + 512), "1049088 B");
         assert_eq!(age_secs(59), "59s");
         assert_eq!(age_secs(600), "10m");
         assert_eq!(age_secs(3 * 86_400), "3d");

@@ -43,6 +43,8 @@ pub enum Command {
     Ls(cmd::ls::Args),
     /// Show one bus in detail: geometry, ring, processes, groups, slab, counters.
     Inspect(cmd::inspect::Args),
+    /// Watch a bus live: rates, lag per subscriber, ring and slab fill.
+    Watch(cmd::watch::Args),
     /// Print messages as they pass, without holding publishers back.
     Tail(cmd::tail::Args),
     /// Publish messages from the shell.
@@ -80,6 +82,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let result = match &cli.command {
         Command::Ls(a) => cmd::ls::run(a, &mut out),
         Command::Inspect(a) => cmd::inspect::run(a, &mut out),
+        Command::Watch(a) => cmd::watch::run(a, &mut out),
         Command::Tail(a) => cmd::tail::run(a, &mut out),
         Command::Publish(a) => cmd::publish::run(a, &mut out),
         Command::Reap(a) => cmd::reap::run(a, &mut out),

@@ -134,7 +134,7 @@ fn ls_lists_a_bus() {
 #[test]
 fn unknown_bus() {
     let name = BusName::new("missing");
-    for cmd in ["inspect", "reap", "rm", "tail"] {
+    for cmd in ["inspect", "reap", "rm", "tail", "watch"] {
         assert_error(&run(&[cmd, &name.0]), 3, "does not exist");
     }
     assert_error(&run(&["publish", &name.0, "a.b"]), 3, "does not exist");
@@ -142,7 +142,7 @@ fn unknown_bus() {
 
 #[test]
 fn bad_name() {
-    for cmd in ["inspect", "reap", "rm", "tail"] {
+    for cmd in ["inspect", "reap", "rm", "tail", "watch"] {
         assert_error(&run(&[cmd, "../x"]), 4, "invalid bus name");
     }
     assert_error(&run(&["publish", "a/b", "t"]), 4, "invalid bus name");

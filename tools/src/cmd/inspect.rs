@@ -420,7 +420,7 @@ pub fn write_text(r: &Report, now_ns: u64, out: &mut dyn Write) -> std::io::Resu
         .iter()
         .map(|c| {
             vec![
-                format::bytes(c.block_size.into()),
+                format::block_size(c.block_size.into()),
                 c.total.to_string(),
                 c.used.to_string(),
                 c.free.to_string(),

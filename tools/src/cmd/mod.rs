@@ -7,3 +7,4 @@ pub mod publish;
 pub mod reap;
 pub mod rm;
 pub mod tail;
+pub mod watch;
