@@ -40,18 +40,25 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// List every bus on this machine.
+    #[command(long_about = cmd::ls::LONG_ABOUT)]
     Ls(cmd::ls::Args),
     /// Show one bus in detail: geometry, ring, processes, groups, slab, counters.
+    #[command(long_about = cmd::inspect::LONG_ABOUT)]
     Inspect(cmd::inspect::Args),
     /// Watch a bus live: rates, lag per subscriber, ring and slab fill.
+    #[command(long_about = cmd::watch::LONG_ABOUT)]
     Watch(cmd::watch::Args),
     /// Print messages as they pass, without holding publishers back.
+    #[command(long_about = cmd::tail::LONG_ABOUT)]
     Tail(cmd::tail::Args),
     /// Publish messages from the shell.
+    #[command(long_about = cmd::publish::LONG_ABOUT)]
     Publish(cmd::publish::Args),
     /// Reclaim what dead processes left on a bus, now.
+    #[command(long_about = cmd::reap::LONG_ABOUT)]
     Reap(cmd::reap::Args),
     /// Remove a bus.
+    #[command(long_about = cmd::rm::LONG_ABOUT)]
     Rm(cmd::rm::Args),
 }
 

@@ -190,3 +190,26 @@ fn usage_errors() {
     assert!(o.status.success());
     assert!(stdout(&o).contains("Exit status"));
 }
+
+#[test]
+fn inspect_help_documents_every_json_field() {
+    let name = BusName::new("schema");
+    let bus = create(&name);
+    let _sub = bus.subscribe_group("g").unwrap();
+    let _publisher = bus.publisher().unwrap();
+    let r = inspect_json(&name);
+    let help = stdout(&run(&["inspect", "--help"]));
+    let mut fields: Vec<String> = r.as_object().unwrap().keys().cloned().collect();
+    for section in ["geometry", "ring", "summary", "counters"] {
+        fields.extend(r[section].as_object().unwrap().keys().cloned());
+    }
+    for list in ["processes", "groups", "slab"] {
+        fields.extend(r[list][0].as_object().unwrap().keys().cloned());
+    }
+    for field in fields {
+        assert!(
+            help.contains(&field),
+            "{field} is not documented in:\n{help}"
+        );
+    }
+}

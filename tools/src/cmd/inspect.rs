@@ -13,10 +13,8 @@ use std::io::Write;
 /// Version of the JSON shape below; bumped only for changes that break readers.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// Arguments of `inspect`.
-#[derive(clap::Args, Debug)]
-#[command(
-    long_about = "Show one bus: geometry and layout version, ring occupancy, a row per \
+/// The long help of the subcommand (`event-engine inspect --help`).
+pub const LONG_ABOUT: &str = "Show one bus: geometry and layout version, ring occupancy, a row per \
 attached process (pid, alive, role, group, cursor, lag, delivered, last heartbeat), groups, \
 slab use per size class and the bus counters. The bus is read without being joined.
 
@@ -38,8 +36,10 @@ With --json, prints one object whose field names are a stable API (schema 1):
   slab            [{block_size, total, used, free}], one per size class, smallest first
   counters        {published, full_waits, redeliveries, reaped, sleeping_subscribers,
                   sleeping_publishers}: int
-New fields may be added; existing ones keep their name, type and meaning."
-)]
+New fields may be added; existing ones keep their name, type and meaning.";
+
+/// Arguments of `inspect`.
+#[derive(clap::Args, Debug)]
 pub struct Args {
     /// Bus name.
     pub name: String,

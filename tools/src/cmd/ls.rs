@@ -4,17 +4,18 @@ use crate::format;
 use anyhow::Result;
 use std::io::Write;
 
-/// Arguments of `ls`.
-#[derive(clap::Args, Debug)]
-#[command(
-    long_about = "List every bus on this machine (files /dev/shm/event_engine.<name>): \
+/// The long help of the subcommand (`event-engine ls --help`).
+pub const LONG_ABOUT: &str =
+    "List every bus on this machine (files /dev/shm/event_engine.<name>): \
 name, file size, age (time since the file last changed), process-table rows in use and how \
 many of those processes are alive. A file that cannot be read as a bus is listed with the reason.
 
 With --json, prints one object: {\"buses\": [{\"name\": str, \"size\": int (bytes), \
 \"age_secs\": int, \"attached\": int|null, \"alive\": int|null, \"error\": str|null}, ...]} \
-sorted by name; attached/alive are null and error says why when the file could not be read."
-)]
+sorted by name; attached/alive are null and error says why when the file could not be read.";
+
+/// Arguments of `ls`.
+#[derive(clap::Args, Debug)]
 pub struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]

@@ -13,10 +13,9 @@ use std::time::{Duration, Instant};
 /// How long one attempt to publish into a full bus lasts before the stop flag is looked at again.
 const ATTEMPT: Duration = Duration::from_millis(200);
 
-/// Arguments of `publish`.
-#[derive(clap::Args, Debug)]
-#[command(
-    long_about = "Publish messages on an exact topic (no wildcards, ranges or patterns).
+/// The long help of the subcommand (`event-engine publish --help`).
+pub const LONG_ABOUT: &str =
+    "Publish messages on an exact topic (no wildcards, ranges or patterns).
 
 ARGS_JSON gives the positional arguments Python handlers receive: a JSON array is the argument \
 list ('[1, \"a\"]' calls handler(1, 'a')), any other JSON value is one argument. --kwargs gives \
@@ -25,8 +24,10 @@ None/True/False/int or float/str/list/dict. --raw sends the text as a raw-bytes 
 (handlers receive one bytes argument).
 
 Waits while the bus is full (Ctrl-C stops). --count publishes that many copies, --rate spaces \
-them at that many messages per second."
-)]
+them at that many messages per second.";
+
+/// Arguments of `publish`.
+#[derive(clap::Args, Debug)]
 pub struct Args {
     /// Bus name.
     pub name: String,

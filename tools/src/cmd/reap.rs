@@ -5,17 +5,17 @@ use anyhow::Result;
 use shm_ring::Bus;
 use std::io::Write;
 
-/// Arguments of `reap`.
-#[derive(clap::Args, Debug)]
-#[command(
-    long_about = "Reclaim now what dead processes left on the bus: their process-table \
+/// The long help of the subcommand (`event-engine reap --help`).
+pub const LONG_ABOUT: &str = "Reclaim now what dead processes left on the bus: their process-table \
 rows, their subscriptions (releasing messages only they still held), messages they had in flight \
 in a group (handed to another member) and slots they claimed but never published. Live processes \
 do this on their own after a while; reap does it at once and says what it found.
 
 With --json, prints {\"reaped\": [{\"pid\": int, \"row\": int}], \"blocks_freed\": int, \
-\"slots_recovered\": int, \"redelivered\": int, \"slab_used_before\": int, \"slab_used_after\": int}."
-)]
+\"slots_recovered\": int, \"redelivered\": int, \"slab_used_before\": int, \"slab_used_after\": int}.";
+
+/// Arguments of `reap`.
+#[derive(clap::Args, Debug)]
 pub struct Args {
     /// Bus name.
     pub name: String,

@@ -5,14 +5,15 @@ use anyhow::{Context, Result};
 use shm_ring::{Bus, BusError};
 use std::io::Write;
 
-/// Arguments of `rm`.
-#[derive(clap::Args, Debug)]
-#[command(
-    long_about = "Remove the bus file /dev/shm/event_engine.<name>. Refuses while live \
+/// The long help of the subcommand (`event-engine rm --help`).
+pub const LONG_ABOUT: &str =
+    "Remove the bus file /dev/shm/event_engine.<name>. Refuses while live \
 processes are attached, and refuses a file it cannot read as a bus (corrupt, foreign, another \
 layout version); --force removes it anyway. Processes still attached keep their mapping until \
-they exit; new attachers no longer find the bus."
-)]
+they exit; new attachers no longer find the bus.";
+
+/// Arguments of `rm`.
+#[derive(clap::Args, Debug)]
 pub struct Args {
     /// Bus name.
     pub name: String,

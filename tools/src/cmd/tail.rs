@@ -19,21 +19,21 @@ const POLL: Duration = Duration::from_millis(100);
 /// Topics whose match result is remembered (a bus rarely has more; past it the cache restarts).
 const TOPIC_CACHE: usize = 4096;
 
-/// Arguments of `tail`.
-#[derive(clap::Args, Debug)]
-#[command(
-    long_about = "Print messages as they pass through the bus, one line each: \
+/// The long help of the subcommand (`event-engine tail --help`).
+pub const LONG_ABOUT: &str = "Print messages as they pass through the bus, one line each: \
 sequence number, topic, publisher pid, payload size and the payload (a pickled call's \
 arguments as Python would write them, raw payloads as a bytes literal, anything else in hex).
 
 tail reads as a lossy observer: it never holds publishers back, so when it falls behind a fast \
 bus it skips messages and says how many. It starts with the next message published and runs \
-until Ctrl-C, or until -n messages were shown."
-)]
+until Ctrl-C, or until -n messages were shown.";
+
+/// Arguments of `tail`.
+#[derive(clap::Args, Debug)]
 pub struct Args {
     /// Bus name.
     pub name: String,
-    /// Only messages whose topic matches this pattern (topic grammar, e.g. 'md.{symbol}' or 'md.+').
+    /// Only messages whose topic matches this pattern (topic grammar, e.g. 'md.{symbol}' or 'md.+symbol').
     #[arg(long)]
     pub topic: Option<String>,
     /// Stop after this many messages.

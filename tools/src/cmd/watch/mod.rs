@@ -17,16 +17,16 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 use view::Dashboard;
 
-/// Arguments of `watch`.
-#[derive(clap::Args, Debug)]
-#[command(
-    long_about = "A live view of the bus, refreshed in place until q, Esc or Ctrl-C: \
+/// The long help of the subcommand (`event-engine watch --help`).
+pub const LONG_ABOUT: &str = "A live view of the bus, refreshed in place until q, Esc or Ctrl-C: \
 publish and delivery rates, ring and slab fill bars, and a lag bar per subscriber and group \
 (the share of the ring it is behind; a full bar means publishers wait for it).
 
 Needs a terminal on stdout; --once instead prints one frame as plain text (rates measured over \
-one interval) and exits, which works anywhere."
-)]
+one interval) and exits, which works anywhere.";
+
+/// Arguments of `watch`.
+#[derive(clap::Args, Debug)]
 pub struct Args {
     /// Bus name.
     pub name: String,
