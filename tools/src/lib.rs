@@ -6,6 +6,8 @@
 //! one module each; they return `anyhow` errors carrying typed causes, and only [`run`] turns
 //! those into the one-line message and the exit status (see [`error`]).
 
+#![warn(missing_docs)]
+
 pub mod cmd;
 pub mod error;
 pub mod format;

@@ -98,6 +98,15 @@ fn publish_raw_count_and_rate() {
     assert!(got.iter().all(|(_, p)| p == b"hello"));
     assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "in order: {got:?}");
     assert!(sub.recv(Some(Duration::ZERO)).unwrap().is_none());
+    assert!(!stderr(&o).contains("no subscriber"), "{}", stderr(&o));
+    drop(sub);
+    let o = run(&["publish", &name.0, "log.line", "1"]);
+    assert!(o.status.success());
+    assert!(
+        stderr(&o).contains("no subscriber is attached"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

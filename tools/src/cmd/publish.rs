@@ -114,6 +114,13 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
     let stop = StopFlag::install()?;
     let bus = Bus::open(&args.name)?;
     let mut publisher = bus.publisher()?;
+    if bus.snapshot().ring.active_mask == 0 {
+        // Not an error (publishing to an idle bus is allowed), but rarely what was meant.
+        eprintln!(
+            "note: no subscriber is attached to bus {}, so nobody will receive these messages",
+            args.name
+        );
+    }
     let kwargs: Vec<(&str, PyValue)> = match &body {
         Body::Call(_, kw) => kw.iter().map(|(k, v)| (k.as_str(), v.clone())).collect(),
         Body::Raw(_) => Vec::new(),
