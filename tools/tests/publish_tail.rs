@@ -332,3 +332,36 @@ fn tail_never_holds_back_a_full_speed_publisher() {
         "{summary}"
     );
 }
+
+#[test]
+fn tail_json_prints_one_object_per_message() {
+    let name = BusName::new("tailjson");
+    let bus = create(&name);
+    let _sub = bus.subscribe().unwrap();
+    let mut tail = Tail::start(&[&name.0, "--json", "-n", "2"]);
+    let mut publisher = bus.publisher().unwrap();
+    let seq = publisher
+        .publish_pickled(
+            "md.A",
+            &[PyValue::Int(7)],
+            &[("side", PyValue::Str("buy".into()))],
+            None,
+        )
+        .unwrap();
+    publisher
+        .publish("md.raw", Codec::Raw, b"hi", None)
+        .unwrap();
+    let first: serde_json::Value = serde_json::from_str(&tail.line()).unwrap();
+    let second: serde_json::Value = serde_json::from_str(&tail.line()).unwrap();
+    let (ok, err) = tail.finish();
+    assert!(ok, "{err}");
+    assert_eq!(first["seq"], seq);
+    assert_eq!(first["topic"], "md.A");
+    assert_eq!(first["codec"], "pickle");
+    assert_eq!(first["payload"], "(7, side='buy')");
+    assert_eq!(first["publisher_pid"], std::process::id());
+    assert!(first["timestamp_ns"].as_u64().unwrap() > 0);
+    assert_eq!(second["codec"], "raw");
+    assert_eq!(second["payload"], "b'hi'");
+    assert_eq!(second["size"], 2);
+}

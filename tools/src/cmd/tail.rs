@@ -9,7 +9,7 @@ use crate::payload;
 use crate::signals::StopFlag;
 use anyhow::Result;
 use engine_core::Topic;
-use shm_ring::Bus;
+use shm_ring::{Bus, Codec, Message};
 use std::collections::HashMap;
 use std::io::Write;
 use std::time::Duration;
@@ -26,7 +26,12 @@ arguments as Python would write them, raw payloads as a bytes literal, anything 
 
 tail reads as a lossy observer: it never holds publishers back, so when it falls behind a fast \
 bus it skips messages and says how many. It starts with the next message published and runs \
-until Ctrl-C, or until -n messages were shown.";
+until Ctrl-C, or until -n messages were shown.
+
+With --json, prints one JSON object per line: for a message {\"seq\": int, \"topic\": str, \
+\"publisher_pid\": int, \"publisher_row\": int, \"timestamp_ns\": int, \"size\": int, \
+\"codec\": \"raw\"|\"pickle\"|\"codec-<n>\", \"payload\": str (the text described above)}, and \
+{\"skipped\": int} each time messages were skipped since the previous line.";
 
 /// Arguments of `tail`.
 #[derive(clap::Args, Debug)]
@@ -42,6 +47,61 @@ pub struct Args {
     /// Show whole payloads instead of cutting them at 200 characters.
     #[arg(long)]
     pub full: bool,
+    /// Print one JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One message as `tail --json` prints it (field names are part of the command-line API).
+#[derive(serde::Serialize, Debug)]
+pub struct JsonMessage<'a> {
+    /// Ring position.
+    pub seq: u64,
+    /// Topic.
+    pub topic: &'a str,
+    /// Pid of the publishing process.
+    pub publisher_pid: u32,
+    /// Process-table row of the publisher.
+    pub publisher_row: u32,
+    /// When it was published, ns since the Unix epoch.
+    pub timestamp_ns: u64,
+    /// Payload size in bytes.
+    pub size: usize,
+    /// `raw`, `pickle` or `codec-<n>`.
+    pub codec: String,
+    /// The payload as text.
+    pub payload: String,
+}
+
+fn codec_name(codec: u8) -> String {
+    match codec {
+        c if c == Codec::Raw as u8 => "raw".into(),
+        c if c == Codec::Pickle as u8 => "pickle".into(),
+        c => format!("codec-{c}"),
+    }
+}
+
+fn message_line(m: &Message<'_>, json: bool, max_chars: usize) -> Result<String> {
+    let text = payload::describe(m.codec, m.payload, max_chars);
+    if json {
+        return Ok(serde_json::to_string(&JsonMessage {
+            seq: m.seq,
+            topic: m.topic,
+            publisher_pid: m.publisher_pid,
+            publisher_row: m.publisher,
+            timestamp_ns: m.timestamp_ns,
+            size: m.payload.len(),
+            codec: codec_name(m.codec),
+            payload: text,
+        })?);
+    }
+    Ok(format!(
+        "#{} {} pid {} {} B {text}",
+        m.seq,
+        m.topic,
+        m.publisher_pid,
+        m.payload.len()
+    ))
 }
 
 /// Matches topics against the `--topic` pattern, remembering the answer per topic.
@@ -89,22 +149,19 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
         let line = match observer.recv(Some(POLL))? {
             None => None,
             Some(m) if filter.as_mut().is_some_and(|f| !f.accepts(m.topic)) => None,
-            Some(m) => Some(format!(
-                "#{} {} pid {} {} B {}",
-                m.seq,
-                m.topic,
-                m.publisher_pid,
-                m.payload.len(),
-                payload::describe(m.codec, m.payload, max_chars)
-            )),
+            Some(m) => Some(message_line(&m, args.json, max_chars)?),
         };
         let skipped = observer.skipped();
         if skipped > skipped_reported {
-            writeln!(
-                out,
-                "-- skipped {} messages (the bus moved on before tail read them)",
-                skipped - skipped_reported
-            )?;
+            let n = skipped - skipped_reported;
+            if args.json {
+                writeln!(out, "{}", serde_json::json!({ "skipped": n }))?;
+            } else {
+                writeln!(
+                    out,
+                    "-- skipped {n} messages (the bus moved on before tail read them)"
+                )?;
+            }
             skipped_reported = skipped;
         }
         if let Some(line) = line {
