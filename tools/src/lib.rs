@@ -68,7 +68,15 @@ pub enum Command {
 /// on stderr and returns the exit status (see [`error`] for the codes). Never panics outward: a
 /// panic is reported as one line and gives status 1.
 pub fn run(args: Vec<OsString>) -> i32 {
+    // The host process (a Python interpreter, for the console script) gets its own hook back.
+    let host_hook = std::panic::take_hook();
     install_panic_hook();
+    let status = run_inner(args);
+    std::panic::set_hook(host_hook);
+    status
+}
+
+fn run_inner(args: Vec<OsString>) -> i32 {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => return report_parse_error(&e),
