@@ -1,0 +1,198 @@
+//! `event-engine inspect NAME`: everything about one bus, as aligned tables or as JSON.
+//!
+//! The bus is opened read-only and not joined, so inspecting never shows up in (or changes) what
+//! it reports.
+
+pub mod report;
+
+use crate::format;
+use anyhow::Result;
+pub use report::{role_name, summary, Report, SCHEMA_VERSION};
+use std::io::Write;
+
+/// The long help of the subcommand (`event-engine inspect --help`).
+pub const LONG_ABOUT: &str = "Show one bus: geometry and layout version, ring occupancy, a row per \
+attached process (pid, alive, role, group, cursor, lag, delivered, last heartbeat), groups, \
+slab use per size class and the bus counters. The bus is read without being joined.
+
+With --json, prints one object whose field names are a stable API (schema 1):
+  schema          int, 1
+  name            str
+  layout_version  int, the region layout version
+  file_size       int, bytes
+  created_ns      int, creation time, ns since the Unix epoch
+  geometry        {ring_capacity, max_message, slab_blocks, max_processes, max_subscribers}: int
+  ring            {head, tail, occupancy, capacity}: int; head = messages ever published,
+                  tail = lowest consumer cursor, occupancy = head - tail
+  summary         {processes, alive, publishers, subscribers, group_members, handles, groups}: int
+                  (subscribers = fan-out subscribers; handles = attached bus handles)
+  processes       [{row, pid, alive: bool, role: \"bus\"|\"publisher\"|\"subscriber\"|\"group_member\"|
+                  \"unknown\", group: str|null, cursor: int|null, lag: int|null, delivered, published,
+                  redelivered, last_heartbeat_ns}]; cursor and lag are null for non-subscribers
+  groups          [{name: str, members, cursor, lag, redelivered}]
+  slab            [{block_size, total, used, free}], one per size class, smallest first
+  counters        {published, full_waits, redeliveries, reaped, sleeping_subscribers,
+                  sleeping_publishers}: int
+New fields may be added; existing ones keep their name, type and meaning.";
+
+/// Arguments of `inspect`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Bus name.
+    pub name: String,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Inspects the bus.
+pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
+    let snap = shm_ring::inspect(&args.name)?;
+    let report = Report::from(&snap);
+    if args.json {
+        serde_json::to_writer_pretty(&mut *out, &report)?;
+        writeln!(out)?;
+    } else {
+        write_text(&report, format::now_ns(), out)?;
+    }
+    Ok(())
+}
+
+/// The readable view of `r`, with ages computed against `now_ns`.
+pub fn write_text(r: &Report, now_ns: u64, out: &mut dyn Write) -> std::io::Result<()> {
+    let g = &r.geometry;
+    let s = &r.summary;
+    writeln!(
+        out,
+        "bus {}  (layout version {}, {}, created {})",
+        r.name,
+        r.layout_version,
+        format::bytes(r.file_size),
+        format::ago(r.created_ns, now_ns)
+    )?;
+    writeln!(
+        out,
+        "geometry: ring {} slots, max message {}, {} slab blocks, {} process rows, {} subscribers max",
+        g.ring_capacity,
+        format::bytes(g.max_message.into()),
+        g.slab_blocks,
+        g.max_processes,
+        g.max_subscribers
+    )?;
+    writeln!(
+        out,
+        "ring: head {}, tail {}, occupancy {}/{} ({})",
+        r.ring.head,
+        r.ring.tail,
+        r.ring.occupancy,
+        r.ring.capacity,
+        format::percent(r.ring.occupancy, r.ring.capacity)
+    )?;
+    writeln!(
+        out,
+        "attached: {} processes ({} alive): {} publishers, {} subscribers, {} group members, {} bus handles",
+        s.processes, s.alive, s.publishers, s.subscribers, s.group_members, s.handles
+    )?;
+
+    writeln!(out, "\nPROCESSES")?;
+    if r.processes.is_empty() {
+        writeln!(out, "  (none)")?;
+    } else {
+        let rows: Vec<Vec<String>> = r
+            .processes
+            .iter()
+            .map(|p| {
+                vec![
+                    p.row.to_string(),
+                    p.pid.to_string(),
+                    if p.alive { "yes" } else { "DEAD" }.into(),
+                    p.role.into(),
+                    p.group.clone().unwrap_or_else(|| "-".into()),
+                    format::opt(p.cursor),
+                    format::opt(p.lag),
+                    p.delivered.to_string(),
+                    p.published.to_string(),
+                    format::ago(p.last_heartbeat_ns, now_ns),
+                ]
+            })
+            .collect();
+        crate::table::write(
+            out,
+            "  ",
+            &[
+                "ROW",
+                "PID",
+                "ALIVE",
+                "ROLE",
+                "GROUP",
+                "CURSOR",
+                "LAG",
+                "DELIVERED",
+                "PUBLISHED",
+                "HEARTBEAT",
+            ],
+            &rows,
+        )?;
+    }
+
+    writeln!(out, "\nGROUPS")?;
+    if r.groups.is_empty() {
+        writeln!(out, "  (none)")?;
+    } else {
+        let rows: Vec<Vec<String>> = r
+            .groups
+            .iter()
+            .map(|g| {
+                vec![
+                    g.name.clone(),
+                    g.members.to_string(),
+                    g.cursor.to_string(),
+                    g.lag.to_string(),
+                    g.redelivered.to_string(),
+                ]
+            })
+            .collect();
+        crate::table::write(
+            out,
+            "  ",
+            &["NAME", "MEMBERS", "CURSOR", "LAG", "REDELIVERED"],
+            &rows,
+        )?;
+    }
+
+    writeln!(out, "\nSLAB")?;
+    let rows: Vec<Vec<String>> = r
+        .slab
+        .iter()
+        .map(|c| {
+            vec![
+                format::block_size(c.block_size.into()),
+                c.total.to_string(),
+                c.used.to_string(),
+                c.free.to_string(),
+                format::percent(c.used.into(), c.total.into()),
+            ]
+        })
+        .collect();
+    crate::table::write(
+        out,
+        "  ",
+        &["BLOCK", "TOTAL", "USED", "FREE", "FILL"],
+        &rows,
+    )?;
+
+    let c = &r.counters;
+    writeln!(out, "\nCOUNTERS")?;
+    crate::table::write(
+        out,
+        "  ",
+        &["PUBLISHED", "FULL WAITS", "REDELIVERIES", "REAPED"],
+        &[vec![
+            c.published.to_string(),
+            c.full_waits.to_string(),
+            c.redeliveries.to_string(),
+            c.reaped.to_string(),
+        ]],
+    )?;
+    Ok(())
+}
