@@ -91,6 +91,7 @@ pub enum BusError {
     },
 }
 
+#[cfg_attr(loom, allow(dead_code))]
 impl BusError {
     pub(crate) fn corrupt(name: &str, what: impl Into<String>) -> Self {
         BusError::Corrupt {

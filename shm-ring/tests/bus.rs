@@ -424,3 +424,14 @@ fn subscriber_table_and_process_table_limits() {
     drop((a, b, c));
     assert!(bus.subscribe().is_ok());
 }
+
+#[test]
+fn handles_can_move_between_threads() {
+    fn send<T: Send>() {}
+    fn sync<T: Sync>() {}
+    send::<Bus>();
+    sync::<Bus>();
+    send::<shm_ring::Publisher>();
+    send::<shm_ring::Subscriber>();
+    send::<shm_ring::Observer>();
+}
