@@ -394,7 +394,7 @@ impl Subscriber {
                 saturating_dec(&c.redeliver_count);
             }
         }
-        row.delivered.fetch_add(1, Ordering::Relaxed);
+        crate::publisher::bump_own(&row.delivered);
     }
 }
 
