@@ -8,6 +8,21 @@
 //! may be killed at any point: survivors (or [`Bus::reap`]) reclaim what it held, and when the last
 //! process leaves every block is free again.
 //!
+//! Design choices, in brief (each module says more):
+//!
+//! * The ring follows Vyukov's bounded queue with a `pending` mask of consumer bits per slot: a
+//!   full ring is "the slot's previous occupant is not yet released by every consumer", so neither
+//!   side ever scans cursors, and the last consumer to clear its bit frees the slot.
+//! * Topic plus payload up to 72 bytes travel inside the slot; larger ones take a slab block of
+//!   the smallest class that fits (falling back to larger classes before waiting). Topic literals
+//!   are stored with each message rather than interned in a region table.
+//! * Joining, leaving and reaping run under one table lock held for microseconds and taken over
+//!   from a dead owner; publish and receive never take it.
+//! * Every slot, row and consumer entry is addressed by index; every value read from the mapping
+//!   is range-checked, and the process keeps its own validated copy of the layout.
+//! * [`Observer`]s read only messages that some consumer still holds: with no subscriber attached,
+//!   a message is dropped at once and an observer counts it as skipped.
+//!
 //! ```
 //! # let name = format!("doc-lib-{}", std::process::id());
 //! use shm_ring::{Bus, BusConfig, Codec, PyValue};

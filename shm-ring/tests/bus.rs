@@ -435,3 +435,33 @@ fn handles_can_move_between_threads() {
     send::<shm_ring::Subscriber>();
     send::<shm_ring::Observer>();
 }
+
+#[test]
+fn list_and_inspect_show_an_attached_bus() {
+    let g = BusGuard::new("list");
+    let bus = Bus::create(&g.name, &small()).unwrap();
+    let _sub = bus.subscribe_group("readers").unwrap();
+    let info = shm_ring::list_buses()
+        .unwrap()
+        .into_iter()
+        .find(|b| b.name == g.name)
+        .expect("listed");
+    assert_eq!(
+        (info.attached, info.alive, info.error),
+        (Some(2), Some(2), None)
+    );
+    assert_eq!(
+        info.size,
+        std::fs::metadata(shm_path(&g.name)).unwrap().len()
+    );
+    let snap = inspect(&g.name).unwrap();
+    let member = snap
+        .processes
+        .iter()
+        .find(|p| p.role == Role::GroupMember)
+        .unwrap();
+    assert_eq!(member.group.as_deref(), Some("readers"));
+    assert_eq!(member.lag, Some(0));
+    assert_eq!(snap.geometry, bus.config());
+    assert!(snap.slab.iter().all(|c| c.free == c.total));
+}
