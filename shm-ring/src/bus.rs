@@ -63,7 +63,10 @@ impl Drop for Inner {
 /// publisher and subscriber made from it) is dropped.
 ///
 /// ```
+/// # struct Unlink(String);
+/// # impl Drop for Unlink { fn drop(&mut self) { let _ = shm_ring::Bus::unlink(&self.0); } }
 /// # let name = format!("doc-bus-{}", std::process::id());
+/// # let _unlink = Unlink(name.clone());
 /// use shm_ring::{Bus, BusConfig, Codec};
 /// use std::time::Duration;
 /// let cfg = BusConfig { ring_capacity: 64, max_message: 4096, slab_blocks: 16, ..BusConfig::default() };

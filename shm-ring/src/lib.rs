@@ -24,7 +24,10 @@
 //!   a message is dropped at once and an observer counts it as skipped.
 //!
 //! ```
+//! # struct Unlink(String);
+//! # impl Drop for Unlink { fn drop(&mut self) { let _ = shm_ring::Bus::unlink(&self.0); } }
 //! # let name = format!("doc-lib-{}", std::process::id());
+//! # let _unlink = Unlink(name.clone());
 //! use shm_ring::{Bus, BusConfig, Codec, PyValue};
 //! let bus = Bus::open_or_create(&name, &BusConfig { max_message: 4096, slab_blocks: 32, ring_capacity: 64, ..BusConfig::default() })?;
 //! let mut sub = bus.subscribe()?;
@@ -33,7 +36,6 @@
 //! assert_eq!(msg.codec, Codec::Pickle as u8);
 //! assert_eq!(shm_ring::pickle::decode(msg.payload).unwrap().to_string(), "((1.5,), {'venue': 'X'})");
 //! # drop(sub); drop(bus);
-//! # Bus::unlink(&name)?;
 //! # Ok::<(), shm_ring::BusError>(())
 //! ```
 

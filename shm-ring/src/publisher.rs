@@ -32,7 +32,10 @@ pub fn topic_hash(topic: &str) -> u64 {
 /// Publishes messages on a bus. One publisher's messages reach every subscriber in publish order.
 ///
 /// ```
+/// # struct Unlink(String);
+/// # impl Drop for Unlink { fn drop(&mut self) { let _ = shm_ring::Bus::unlink(&self.0); } }
 /// # let name = format!("doc-pub-{}", std::process::id());
+/// # let _unlink = Unlink(name.clone());
 /// use shm_ring::{Bus, BusConfig, Codec};
 /// use std::time::Duration;
 /// let cfg = BusConfig { ring_capacity: 64, max_message: 4096, slab_blocks: 16, ..BusConfig::default() };
@@ -43,7 +46,6 @@ pub fn topic_hash(topic: &str) -> u64 {
 /// let msg = sub.recv(Some(Duration::from_secs(1)))?.expect("a message");
 /// assert_eq!((msg.topic, msg.payload), ("ticks.AAPL", &b"123.5"[..]));
 /// # drop(msg); drop(sub); drop(publisher); drop(bus);
-/// # Bus::unlink(&name)?;
 /// # Ok::<(), shm_ring::BusError>(())
 /// ```
 pub struct Publisher {

@@ -122,7 +122,10 @@ enum Held {
 /// Receives messages from a bus: every message (fan-out) or a share of its group's.
 ///
 /// ```
+/// # struct Unlink(String);
+/// # impl Drop for Unlink { fn drop(&mut self) { let _ = shm_ring::Bus::unlink(&self.0); } }
 /// # let name = format!("doc-sub-{}", std::process::id());
+/// # let _unlink = Unlink(name.clone());
 /// use shm_ring::{Bus, BusConfig, Codec};
 /// use std::time::Duration;
 /// let cfg = BusConfig { ring_capacity: 64, max_message: 4096, slab_blocks: 16, ..BusConfig::default() };
@@ -137,7 +140,6 @@ enum Held {
 /// assert_eq!(got, [0, 1, 2]);
 /// assert!(sub.recv(Some(Duration::ZERO))?.is_none());
 /// # drop(sub); drop(publisher); drop(bus);
-/// # Bus::unlink(&name)?;
 /// # Ok::<(), shm_ring::BusError>(())
 /// ```
 pub struct Subscriber {

@@ -378,3 +378,29 @@ fn subscribers_killed_at_random_points_while_several_publishers_run() {
     drop((fan, member, bus));
     assert_idle(&g.name);
 }
+
+#[test]
+fn table_lock_held_by_a_dead_process_is_taken_over() {
+    let g = BusGuard::new("crash-lock");
+    let bus = Bus::create(&g.name, &cfg(8)).unwrap();
+    let mut dead = std::process::Command::new("true").spawn().unwrap();
+    let pid = dead.id() as u64;
+    dead.wait().unwrap();
+    // The lock word (offset 128) names the dead process as owner, as if it died holding it.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(shm_path(&g.name))
+        .unwrap();
+    file.write_at(&(pid << 32 | 12345).to_le_bytes(), 128)
+        .unwrap();
+    // Joining needs the lock: it must be taken over, not waited for forever.
+    let mut sub = bus.subscribe().unwrap();
+    bus.publisher()
+        .unwrap()
+        .publish("t", Codec::Raw, b"ok", WAIT)
+        .unwrap();
+    assert_eq!(sub.recv(WAIT).unwrap().unwrap().payload, b"ok");
+    drop((sub, bus));
+    assert_idle(&g.name);
+}
