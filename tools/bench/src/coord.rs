@@ -381,16 +381,20 @@ pub fn table(plan: &Plan, results: &[RowResult]) -> String {
     out
 }
 
+fn met(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "NOT met"
+    }
+}
+
 /// The team's targets and whether this run met them.
 fn targets(results: &[RowResult]) -> String {
     let find = |peer: Peer, mode: Mode| results.iter().find(|r| r.peer == peer && r.mode == mode);
     let mut out = String::from("\nTargets:\n");
-    let mut line = |what: &str, got: Option<String>, ok: Option<bool>| {
-        let verdict = match ok {
-            Some(true) => "met",
-            Some(false) => "NOT met",
-            None => "not measured",
-        };
+    let mut line = |what: &str, got: Option<String>, ok: Option<&str>| {
+        let verdict = ok.unwrap_or("not measured");
         let _ = writeln!(
             out,
             "  {what:<42} {:>14}  {verdict}",
@@ -401,26 +405,32 @@ fn targets(results: &[RowResult]) -> String {
     line(
         ">= 20M msg/s one-to-one",
         thr.map(|s| fmt_rate(s.median)),
-        thr.map(|s| s.median >= 20e6),
+        thr.map(|s| met(s.median >= 20e6)),
     );
     let busy = find(Peer::ShmRing, Mode::BusyPoll).and_then(|r| r.p50());
     line(
         "p50 < 1 µs busy-polling",
         busy.map(|v| fmt_ns(Some(v))),
-        busy.map(|v| v < 1000.0),
+        busy.map(|v| met(v < 1000.0)),
     );
     let parked = find(Peer::ShmRing, Mode::Parked).and_then(|r| r.p50());
     line(
         "parked wake-up p50 < 30 µs",
         parked.map(|v| fmt_ns(Some(v))),
-        parked.map(|v| v < 30_000.0),
+        parked.map(|v| met(v < 30_000.0)),
     );
     let ice = find(Peer::Iceoryx2, Mode::Throughput).and_then(|r| r.rate());
     let ratio = thr.zip(ice).map(|(a, b)| a.median / b.median);
     line(
         "ahead of iceoryx2 on throughput",
         ratio.map(|x| format!("{x:.2}x")),
-        ratio.map(|x| x > 1.0),
+        ratio.map(|x| {
+            if (0.95..=1.05).contains(&x) {
+                "tie (within 5%)"
+            } else {
+                met(x > 1.05)
+            }
+        }),
     );
     out
 }
