@@ -51,11 +51,17 @@ pub fn topic_hash(topic: &str) -> u64 {
 pub struct Publisher {
     inner: Arc<Inner>,
     row: u32,
+    /// This process's pid, read once (getpid is a system call on every use).
+    pid: u32,
 }
 
 impl Publisher {
     pub(crate) fn new(inner: Arc<Inner>, row: u32) -> Publisher {
-        Publisher { inner, row }
+        Publisher {
+            inner,
+            row,
+            pid: std::process::id(),
+        }
     }
 
     /// Publishes `payload` on `topic` (a literal) with the codec tag. Blocks while the ring or the
@@ -179,8 +185,7 @@ impl Publisher {
         slot.topic_hash.store(topic_hash(topic), Ordering::Relaxed);
         slot.timestamp_ns.store(now_ns(), Ordering::Relaxed);
         slot.publisher.store(self.row, Ordering::Relaxed);
-        slot.publisher_pid
-            .store(std::process::id(), Ordering::Relaxed);
+        slot.publisher_pid.store(self.pid, Ordering::Relaxed);
         slot.block.store(block, Ordering::Relaxed);
         slot.payload_len.store(len as u32, Ordering::Relaxed);
         slot.meta
