@@ -249,6 +249,19 @@ impl RowResult {
     }
 }
 
+/// Median over runs of `a`'s rate divided by `b`'s rate in the same run: runs are interleaved,
+/// so each pair saw the same machine state (this host has fast and slow phases that move every
+/// peer alike).
+fn paired_ratio(a: &RowResult, b: &RowResult) -> Option<f64> {
+    let v: Vec<f64> = a
+        .runs
+        .iter()
+        .zip(&b.runs)
+        .filter_map(|(x, y)| Some(x.rate? / y.rate?))
+        .collect();
+    Spread::of(&v).map(|s| s.median)
+}
+
 fn fmt_rate(r: f64) -> String {
     if r >= 1e6 {
         format!("{:.2}M", r / 1e6)
@@ -316,9 +329,7 @@ pub fn table(plan: &Plan, results: &[RowResult]) -> String {
                 None
             } else {
                 find(peer, r.mode).and_then(|o| match r.mode {
-                    Mode::Throughput => {
-                        Some(format!("{:.2}x", r.rate()?.median / o.rate()?.median))
-                    }
+                    Mode::Throughput => Some(format!("{:.2}x", paired_ratio(r, o)?)),
                     _ => Some(format!("{:.2}x p50", r.p50()? / o.p50()?)),
                 })
             };
@@ -345,7 +356,7 @@ pub fn table(plan: &Plan, results: &[RowResult]) -> String {
     let _ = writeln!(
         out,
         "Latency: one-way, CLOCK_MONOTONIC in the payload; median over runs of each percentile; best p50 = lowest p50 of any run. \
-         Ratios: throughput = shm-ring / peer (>1 is faster); latency = shm-ring p50 / peer p50 (<1 is faster)."
+         Ratios: throughput = median over runs of shm-ring / peer in the same run (>1 is faster); latency = shm-ring p50 / peer p50 (<1 is faster)."
     );
     let _ = writeln!(
         out,
@@ -419,8 +430,9 @@ fn targets(results: &[RowResult]) -> String {
         parked.map(|v| fmt_ns(Some(v))),
         parked.map(|v| met(v < 30_000.0)),
     );
-    let ice = find(Peer::Iceoryx2, Mode::Throughput).and_then(|r| r.rate());
-    let ratio = thr.zip(ice).map(|(a, b)| a.median / b.median);
+    let ratio = find(Peer::ShmRing, Mode::Throughput)
+        .zip(find(Peer::Iceoryx2, Mode::Throughput))
+        .and_then(|(a, b)| paired_ratio(a, b));
     line(
         "ahead of iceoryx2 on throughput",
         ratio.map(|x| format!("{x:.2}x")),
