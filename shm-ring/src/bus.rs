@@ -25,10 +25,11 @@ pub enum Codec {
     Compact = 2,
 }
 
-/// The attached region plus this handle's process-table row; shared by every handle made from it.
+/// The attached region plus this handle's process-table row (none for a read-only observer);
+/// shared by every handle made from it.
 pub(crate) struct Inner {
     pub(crate) region: Region,
-    row: u32,
+    row: Option<u32>,
 }
 
 impl Inner {
@@ -54,7 +55,9 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.leave(self.row, None);
+        if let Some(row) = self.row {
+            self.leave(row, None);
+        }
     }
 }
 
@@ -89,7 +92,10 @@ impl Bus {
     fn attach(region: Region) -> Result<Bus, BusError> {
         let row = TableGuard::lock(&region).claim_row(Role::Bus, u32::MAX)?;
         Ok(Bus {
-            inner: Arc::new(Inner { region, row }),
+            inner: Arc::new(Inner {
+                region,
+                row: Some(row),
+            }),
         })
     }
 
@@ -195,7 +201,9 @@ impl Bus {
         Ok(Subscriber::new(self.inner.clone(), row, idx, true))
     }
 
-    /// A lossy observer that sees messages while they are in the ring and never holds publishers back.
+    /// A lossy observer that sees messages while they are in the ring and never holds publishers
+    /// back (see [`Observer`] for what it misses). Tools that only watch should prefer [`observe`],
+    /// which does not need a joined bus.
     pub fn observe(&self) -> Result<Observer, BusError> {
         Ok(Observer::new(self.inner.clone()))
     }
@@ -235,4 +243,17 @@ pub fn inspect(name: &str) -> Result<Snapshot, BusError> {
 pub fn inspect_with(name: &str, allow_foreign_owner: bool) -> Result<Snapshot, BusError> {
     let region = Region::open(name, allow_foreign_owner, true)?;
     Ok(Snapshot::read(&region))
+}
+
+/// A lossy [`Observer`] of bus `name` that maps the region read-only and never joins its process
+/// table: it takes no row, cannot fail because the table is full, and leaves nothing behind if it
+/// is killed. It sees what [`Bus::observe`] sees.
+pub fn observe(name: &str) -> Result<Observer, BusError> {
+    observe_with(name, false)
+}
+
+/// [`observe`], optionally of a bus owned by another user.
+pub fn observe_with(name: &str, allow_foreign_owner: bool) -> Result<Observer, BusError> {
+    let region = Region::open(name, allow_foreign_owner, true)?;
+    Ok(Observer::new(Arc::new(Inner { region, row: None })))
 }

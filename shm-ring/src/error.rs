@@ -89,6 +89,15 @@ pub enum BusError {
         #[source]
         source: std::io::Error,
     },
+    /// The shared-memory directory itself could not be read (e.g. while listing buses).
+    #[error("cannot read the shared-memory directory {path}: {source}")]
+    ShmDir {
+        /// The directory.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 #[cfg_attr(loom, allow(dead_code))]

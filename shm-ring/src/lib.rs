@@ -73,7 +73,7 @@ mod table;
 mod wait;
 
 #[cfg(not(loom))]
-pub use bus::{inspect, inspect_with, Bus, Codec};
+pub use bus::{inspect, inspect_with, observe, observe_with, Bus, Codec};
 pub use config::{shm_path, validate_name, BusConfig};
 pub use error::BusError;
 #[cfg(not(loom))]

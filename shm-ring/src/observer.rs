@@ -10,7 +10,22 @@ use crate::BusError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// See the module documentation.
+/// A lossy, read-only reader of a bus: it copies messages out of the ring while some consumer
+/// still holds them, and never makes a publisher wait or pay for a wake-up.
+///
+/// Made by [`crate::observe`] (no process-table row; the usual choice for tools) or
+/// [`crate::Bus::observe`]. What it sees and what it misses:
+///
+/// * **Only messages some subscriber holds.** A message lives in the ring only until every
+///   attached subscriber (fan-out or group) has acknowledged it. **On a bus with no subscriber
+///   attached, a publisher drops each message at once and an observer sees nothing**: every such
+///   message is counted in [`Observer::skipped`]. Attach a subscriber (e.g. `event-engine tail`
+///   on a bus that has one) to watch traffic.
+/// * Messages acknowledged by every subscriber before the observer reached them are skipped
+///   (counted), as are messages whose slot was reused while being copied (the copy is dropped,
+///   never returned torn).
+/// * It starts at the ring's head when made: earlier messages are not shown.
+/// * It polls (about every millisecond while idle) rather than sleeping on the bus's futex.
 pub struct Observer {
     inner: Arc<Inner>,
     cursor: u64,

@@ -251,7 +251,10 @@ pub struct BusInfo {
 
 /// Every bus file in `/dev/shm` this user may read.
 pub fn list_buses() -> Result<Vec<BusInfo>, BusError> {
-    let dir = std::fs::read_dir(crate::config::SHM_DIR).map_err(|e| BusError::io("", e))?;
+    let dir = std::fs::read_dir(crate::config::SHM_DIR).map_err(|source| BusError::ShmDir {
+        path: crate::config::SHM_DIR.to_string(),
+        source,
+    })?;
     let mut out = Vec::new();
     for entry in dir.flatten() {
         let file_name = entry.file_name();

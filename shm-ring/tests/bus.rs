@@ -398,6 +398,51 @@ fn observer_sees_messages_without_holding_publishers_back() {
 }
 
 #[test]
+fn read_only_observer_takes_no_row_and_works_on_a_full_table() {
+    let g = BusGuard::new("observe-ro");
+    let bus = Bus::create(
+        &g.name,
+        &BusConfig {
+            max_processes: 3,
+            ..small()
+        },
+    )
+    .unwrap();
+    let mut sub = bus.subscribe().unwrap();
+    let mut p = bus.publisher().unwrap();
+    // The bus handle, the subscriber and the publisher fill the table.
+    assert!(matches!(bus.publisher(), Err(BusError::TableFull { .. })));
+    let mut obs = shm_ring::observe(&g.name).unwrap();
+    assert_eq!(inspect(&g.name).unwrap().processes.len(), 3);
+    p.publish("md.x", Codec::Raw, b"abc", NOW).unwrap();
+    let m = obs.recv(NOW).unwrap().unwrap();
+    assert_eq!((m.topic, m.payload), ("md.x", &b"abc"[..]));
+    sub.recv(NOW).unwrap().unwrap();
+    drop((sub, p, bus));
+    // The observer outlives every handle without holding anything.
+    assert_idle(&g.name);
+    assert!(obs.recv(NOW).unwrap().is_none());
+    drop(obs);
+    assert!(matches!(
+        shm_ring::observe("no/such"),
+        Err(BusError::BadName { .. })
+    ));
+}
+
+#[test]
+fn observer_on_a_bus_without_subscribers_counts_everything_as_skipped() {
+    let g = BusGuard::new("observe-nosub");
+    let bus = Bus::create(&g.name, &small()).unwrap();
+    let mut obs = shm_ring::observe(&g.name).unwrap();
+    let mut p = bus.publisher().unwrap();
+    for _ in 0..3 {
+        p.publish("t", Codec::Raw, b"x", NOW).unwrap();
+    }
+    assert!(obs.recv(NOW).unwrap().is_none());
+    assert_eq!(obs.skipped(), 3);
+}
+
+#[test]
 fn subscriber_table_and_process_table_limits() {
     let g = BusGuard::new("limits");
     let bus = Bus::create(

@@ -9,7 +9,7 @@ use crate::payload;
 use crate::signals::StopFlag;
 use anyhow::Result;
 use engine_core::Topic;
-use shm_ring::{Bus, Codec, Message};
+use shm_ring::{Codec, Message};
 use std::collections::HashMap;
 use std::io::Write;
 use std::time::Duration;
@@ -135,8 +135,9 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
         None => None,
     };
     let stop = StopFlag::install()?;
-    let bus = Bus::open(&args.name)?;
-    let mut observer = bus.observe()?;
+    // A read-only observer: tail takes no process-table row, so it works on a bus whose table is
+    // full and leaves nothing behind if it is killed.
+    let mut observer = shm_ring::observe(&args.name)?;
     let max_chars = if args.full { usize::MAX } else { 200 };
     eprintln!(
         "tailing bus {} (Ctrl-C to stop; skipped messages are reported)",
