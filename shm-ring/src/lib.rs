@@ -84,7 +84,7 @@ pub use pickle::{DecodeError, PyValue};
 #[cfg(not(loom))]
 pub use publisher::{topic_hash, Publisher};
 #[cfg(not(loom))]
-pub use recovery::ReapReport;
+pub use recovery::{ReapReport, ReapedProcess};
 #[cfg(not(loom))]
 pub use snapshot::{
     list_buses, BusInfo, Counters, GroupRow, ProcessRow, RingRow, SlabClassRow, Snapshot,

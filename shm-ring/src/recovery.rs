@@ -26,14 +26,47 @@ use std::time::Duration;
 /// What a reap found and put right.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ReapReport {
-    /// `(pid, row)` of every dead process-table row reclaimed.
-    pub processes: Vec<(u32, u32)>,
-    /// Slab blocks returned to their free lists by a sweep.
+    /// Every dead process whose rows were reclaimed, once per process (a process holds one row
+    /// per handle: its bus, each publisher, each subscriber), in row order of first appearance.
+    pub processes: Vec<ReapedProcess>,
+    /// Slab blocks given back to their free lists by this reap, by every path: messages only a
+    /// dead subscriber still held, blocks a dead publisher had taken, and the final sweep (blocks
+    /// missing from the free lists when nobody is left).
     pub blocks_freed: u64,
     /// Claimed-but-never-published slots tombstoned.
     pub slots_recovered: u64,
     /// Messages a dead group member held that were handed back to its group.
     pub redelivered: u64,
+}
+
+/// One dead process reclaimed by a reap.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReapedProcess {
+    /// Its process id.
+    pub pid: u32,
+    /// Its start time (clock ticks since boot), which tells it from a later process with the
+    /// same pid.
+    pub start_time: u64,
+    /// The process-table rows it held, in ascending order.
+    pub rows: Vec<u32>,
+}
+
+impl ReapReport {
+    /// Records row `row` of process `(pid, start_time)`.
+    fn add_row(&mut self, pid: u32, start_time: u64, row: u32) {
+        match self
+            .processes
+            .iter_mut()
+            .find(|p| p.pid == pid && p.start_time == start_time)
+        {
+            Some(p) => p.rows.push(row),
+            None => self.processes.push(ReapedProcess {
+                pid,
+                start_time,
+                rows: vec![row],
+            }),
+        }
+    }
 }
 
 /// Wakes publishers sleeping on a full ring or slab, if any.
@@ -56,17 +89,20 @@ pub(crate) fn wake_subscribers(region: &Region) {
     }
 }
 
-/// Returns a block (slot `block` field: index + 1, 0 for inline) to its free list. Out-of-range
-/// values from a corrupt slot are ignored (the sweep restores the slab).
-pub(crate) fn free_block(region: &Region, block: u32) {
+/// Returns a block (slot `block` field: index + 1, 0 for inline) to its free list; true if a
+/// block went back. Out-of-range values from a corrupt slot are ignored (the sweep restores the
+/// slab).
+pub(crate) fn free_block(region: &Region, block: u32) -> bool {
     if block == 0 {
-        return;
+        return false;
     }
     if let Some((class, _, _)) = region.block(block - 1) {
         if region.free_list(class).push(block - 1).is_ok() {
             saturating_dec(&region.class(class).used);
+            return true;
         }
     }
+    false
 }
 
 pub(crate) fn saturating_dec(w: &AtomicU32) {
@@ -74,11 +110,14 @@ pub(crate) fn saturating_dec(w: &AtomicU32) {
 }
 
 /// Clears `bits` from published position `pos`; frees the slot and block if that was the last.
-pub(crate) fn release_slot(region: &Region, pos: u64, bits: u64) {
+/// True if a slab block went back to its free list.
+pub(crate) fn release_slot(region: &Region, pos: u64, bits: u64) -> bool {
     if let Some(block) = region.ring().release(pos, bits) {
-        free_block(region, block);
+        let freed = free_block(region, block);
         wake_publishers(region);
+        return freed;
     }
+    false
 }
 
 /// True when some live row announces it is publishing position `pos`.
@@ -148,8 +187,9 @@ pub(crate) fn remove_consumer(g: &TableGuard<'_>, idx: u32, report: &mut ReapRep
             region.ring().slot(pos).seq.load(Ordering::Acquire),
             pos.wrapping_add(1),
         ) == 0
+            && release_slot(region, pos, bit)
         {
-            release_slot(region, pos, bit);
+            report.blocks_freed += 1;
         }
     }
     for e in &c.redeliver {
@@ -267,9 +307,11 @@ pub(crate) fn reap_locked(g: &TableGuard<'_>) -> ReapReport {
             2 => saturating_dec(&h.pub_sleepers),
             _ => {}
         }
-        report
-            .processes
-            .push((r.pid.load(Ordering::Relaxed), i as u32));
+        report.add_row(
+            r.pid.load(Ordering::Relaxed),
+            r.start_time.load(Ordering::Relaxed),
+            i as u32,
+        );
         h.reaped.fetch_add(1, Ordering::Relaxed);
         g.free_row(i as u32);
     }
@@ -311,7 +353,7 @@ pub(crate) fn reap_locked(g: &TableGuard<'_>) -> ReapReport {
             && Role::from_code(r.role.load(Ordering::Relaxed)) != Role::Bus
     });
     if !busy {
-        report.blocks_freed = sweep(g);
+        report.blocks_freed += sweep(g);
     }
     report
 }

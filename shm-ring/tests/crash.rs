@@ -153,6 +153,40 @@ fn killed_fanout_subscriber_stops_holding_publishers_back() {
 }
 
 #[test]
+fn reap_report_lists_each_process_once_and_counts_every_freed_block() {
+    let g = BusGuard::new("crash-report");
+    let bus = Bus::create(&g.name, &cfg(8)).unwrap();
+    let mut child = spawn(ENTRY, "hold-fanout", &[("BUS", g.name.clone())]);
+    let pid = child.0.id();
+    let mut lines = Lines::of(&mut child);
+    assert_eq!(lines.next().as_deref(), Some("ready"));
+    let mut p = bus.publisher().unwrap();
+    // Large enough to need a slab block, so releasing it frees one.
+    let mut body = vec![0u8; 900];
+    body[..12].copy_from_slice(&payload(0, 0));
+    p.publish("data", Codec::Raw, &body, WAIT).unwrap();
+    assert_eq!(lines.next().as_deref(), Some("held 0"));
+    assert_eq!(bus.snapshot().slab.iter().map(|c| c.used).sum::<u32>(), 1);
+    kill(&mut child.0);
+    // Our bus handle and publisher stay live, so this is a live reap, not the final sweep.
+    let report = bus.reap();
+    assert_eq!(report.processes.len(), 1, "{report:?}");
+    assert_eq!(report.processes[0].pid, pid);
+    assert_eq!(
+        report.processes[0].rows.len(),
+        2,
+        "its bus row and its subscriber row"
+    );
+    assert_eq!(
+        report.blocks_freed, 1,
+        "the block only the dead subscriber held"
+    );
+    assert_eq!(bus.snapshot().slab.iter().map(|c| c.used).sum::<u32>(), 0);
+    drop((p, bus));
+    assert_idle(&g.name);
+}
+
+#[test]
 fn killed_group_member_message_goes_to_a_live_member() {
     let g = BusGuard::new("crash-member");
     let bus = Bus::create(&g.name, &cfg(64)).unwrap();

@@ -38,7 +38,8 @@ pub struct Reaped {
 pub struct Report {
     /// Dead processes whose rows were reclaimed.
     pub reaped: Vec<Reaped>,
-    /// Slab blocks returned by the sweep that runs when nobody is left.
+    /// Slab blocks returned to the slab by the reap (messages only dead subscribers held, blocks
+    /// dead publishers had taken, and the sweep that runs when nobody is left).
     pub blocks_freed: u64,
     /// Claimed-but-never-published slots recovered.
     pub slots_recovered: u64,
@@ -63,7 +64,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
         reaped: r
             .processes
             .iter()
-            .map(|&(pid, row)| Reaped { pid, row })
+            .flat_map(|p| p.rows.iter().map(|&row| Reaped { pid: p.pid, row }))
             .collect(),
         blocks_freed: r.blocks_freed,
         slots_recovered: r.slots_recovered,
@@ -83,34 +84,28 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
             args.name
         )?;
     } else {
-        // A process holds a row per handle (bus, publisher, subscriber): report it once.
-        let mut by_pid: Vec<(u32, Vec<u32>)> = Vec::new();
-        for p in &report.reaped {
-            match by_pid.iter_mut().find(|(pid, _)| *pid == p.pid) {
-                Some((_, rows)) => rows.push(p.row),
-                None => by_pid.push((p.pid, vec![p.row])),
-            }
-        }
-        let pids: Vec<String> = by_pid
+        // A process holds a row per handle (bus, publisher, subscriber): the report lists it once.
+        let pids: Vec<String> = r
+            .processes
             .iter()
-            .map(|(pid, rows)| {
-                let rows: Vec<String> = rows.iter().map(u32::to_string).collect();
+            .map(|p| {
+                let rows: Vec<String> = p.rows.iter().map(u32::to_string).collect();
                 let s = if rows.len() == 1 { "" } else { "s" };
-                format!("pid {pid} (row{s} {})", rows.join(", "))
+                format!("pid {} (row{s} {})", p.pid, rows.join(", "))
             })
             .collect();
         writeln!(
             out,
             "reaped {} dead process{} on bus {}: {}",
-            by_pid.len(),
-            if by_pid.len() == 1 { "" } else { "es" },
+            r.processes.len(),
+            if r.processes.len() == 1 { "" } else { "es" },
             args.name,
             pids.join(", ")
         )?;
     }
     writeln!(
         out,
-        "slab blocks in use: {} -> {}; {} freed by sweep, {} slots recovered, {} messages redelivered",
+        "slab blocks in use: {} -> {}; {} freed, {} slots recovered, {} messages redelivered",
         report.slab_used_before,
         report.slab_used_after,
         report.blocks_freed,
