@@ -11,6 +11,16 @@
 //! * a sleeper count it incremented: decremented from its row's `sleeping` word;
 //! * a block popped but never referenced, or a push cut short: recovered by [`sweep`] when no
 //!   live publisher or subscriber is left, which rebuilds every free list and zeroes every count.
+//!
+//! The bound on that last case: a publisher holds at most one block at a time (from its pop until
+//! its slot is published), so a publisher killed before publishing strands at most one block, and
+//! a push cut short at most the one block being pushed. Those blocks stay out of use while anyone
+//! is attached (the slab keeps working with the rest; a class with every block stranded makes its
+//! publishers fall back to larger classes, then wait) and come back at the final sweep, which
+//! counts them in [`ReapReport::blocks_freed`]. A live reap does not take them back: a free list
+//! is a lock-free stack, so nothing in the region says which popped block a dead publisher had
+//! not yet referenced from a slot, and guessing wrong would hand one block to two messages.
+//! Messages that fit inline (the common case) take no block and strand nothing.
 
 use crate::atomics::{fence, AtomicU32, Ordering};
 use crate::layout::{
