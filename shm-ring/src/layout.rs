@@ -14,12 +14,13 @@ use crate::{BusConfig, BusError};
 
 /// "EVENTBUS" in ASCII; the first eight bytes of every region.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"EVENTBUS");
-/// Version of this layout; bumped whenever any structure below changes.
-pub const LAYOUT_VERSION: u32 = 1;
+/// Version of this layout; bumped whenever any structure below changes (2: 192-byte slots with
+/// 136 inline bytes).
+pub const LAYOUT_VERSION: u32 = 2;
 /// Longest topic accepted, in bytes.
 pub const MAX_TOPIC_LEN: usize = 512;
 /// Topic plus payload up to this many bytes travel inside the ring slot, needing no slab block.
-pub const INLINE_CAP: usize = 72;
+pub(crate) use crate::ring::INLINE_CAP;
 /// Smallest slab size class; each next class is four times larger, the last fits a full message.
 pub const MIN_BLOCK: usize = 256;
 /// At most this many size classes.
@@ -32,7 +33,7 @@ pub const MAX_GROUP_NAME: usize = 64;
 const HEADER_SIZE: usize = 1024;
 const ROW_SIZE: usize = 128;
 const CONSUMER_SIZE: usize = 256;
-const SLOT_SIZE: usize = 128;
+const SLOT_SIZE: usize = 192;
 const CLASS_SIZE: usize = 64;
 
 /// The fixed header at offset 0. Fields written once at creation are atomics too, so that reading
@@ -262,6 +263,7 @@ impl Layout {
         let rows_off = HEADER_SIZE as u64;
         let consumers_off = rows_off + cfg.max_processes as u64 * ROW_SIZE as u64;
         let slots_off = align(consumers_off + 64 * CONSUMER_SIZE as u64, 128);
+        // Slots are three cache lines each, so every slot starts on a line of its own.
         let classes_off = slots_off + cap as u64 * SLOT_SIZE as u64;
         let links_off = classes_off + MAX_CLASSES as u64 * CLASS_SIZE as u64;
         let blocks_off = align(links_off + cfg.slab_blocks as u64 * 4, 4096);

@@ -13,7 +13,7 @@
 //! * The ring follows Vyukov's bounded queue with a `pending` mask of consumer bits per slot: a
 //!   full ring is "the slot's previous occupant is not yet released by every consumer", so neither
 //!   side ever scans cursors, and the last consumer to clear its bit frees the slot.
-//! * Topic plus payload up to 72 bytes travel inside the slot; larger ones take a slab block of
+//! * Topic plus payload up to 136 bytes travel inside the slot; larger ones take a slab block of
 //!   the smallest class that fits (falling back to larger classes before waiting). Topic literals
 //!   are stored with each message rather than interned in a region table.
 //! * Joining, leaving and reaping run under one table lock held for microseconds and taken over

@@ -7,7 +7,7 @@
 use crate::atomics::{AtomicU64, Ordering};
 use crate::bus::Inner;
 use crate::layout::{INLINE_CAP, MAX_TOPIC_LEN};
-use crate::liveness::now_ns;
+use crate::liveness::coarse_now_ns;
 use crate::pickle::{encode_call, PyValue};
 use crate::recovery::{free_block, wake_publishers, wake_subscribers};
 use crate::wait::{wait_for, Side};
@@ -183,7 +183,7 @@ impl Publisher {
         }
         let slot = ring.slot(pos);
         slot.topic_hash.store(topic_hash(topic), Ordering::Relaxed);
-        slot.timestamp_ns.store(now_ns(), Ordering::Relaxed);
+        slot.timestamp_ns.store(coarse_now_ns(), Ordering::Relaxed);
         slot.publisher.store(self.row, Ordering::Relaxed);
         slot.publisher_pid.store(self.pid, Ordering::Relaxed);
         slot.block.store(block, Ordering::Relaxed);

@@ -122,12 +122,21 @@ pub(crate) fn saturating_dec(w: &AtomicU32) {
 /// Clears `bits` from published position `pos`; frees the slot and block if that was the last.
 /// True if a slab block went back to its free list.
 pub(crate) fn release_slot(region: &Region, pos: u64, bits: u64) -> bool {
-    if let Some(block) = region.ring().release(pos, bits) {
-        let freed = free_block(region, block);
-        wake_publishers(region);
-        return freed;
+    match release_slot_quiet(region, pos, bits) {
+        Some(freed) => {
+            wake_publishers(region);
+            freed
+        }
+        None => false,
     }
-    false
+}
+
+/// [`release_slot`] without the wake-up check: `None` if other consumers still hold the slot,
+/// `Some(block freed)` if this call released it, in which case the caller must call
+/// [`wake_publishers`] (once for a whole run of releases is enough).
+pub(crate) fn release_slot_quiet(region: &Region, pos: u64, bits: u64) -> Option<bool> {
+    let block = region.ring().release(pos, bits)?;
+    Some(free_block(region, block))
 }
 
 /// True when some live row announces it is publishing position `pos`.

@@ -270,13 +270,34 @@ fn full_ring_blocks_then_times_out_and_never_overwrites() {
 }
 
 #[test]
+fn a_market_data_topic_with_a_64_byte_payload_travels_inline() {
+    let g = BusGuard::new("inline");
+    let bus = Bus::create(&g.name, &small()).unwrap();
+    let mut sub = bus.subscribe().unwrap();
+    let mut p = bus.publisher().unwrap();
+    p.publish("Market.Data.AAPL", Codec::Raw, &[7; 64], NOW)
+        .unwrap();
+    assert_eq!(bus.snapshot().slab.iter().map(|c| c.used).sum::<u32>(), 0);
+    let m = sub.recv(NOW).unwrap().unwrap();
+    assert_eq!((m.topic, m.payload), ("Market.Data.AAPL", &[7u8; 64][..]));
+    // 136 bytes of topic and payload are the most a slot carries; one more takes a block.
+    p.publish("t", Codec::Raw, &[1; 135], NOW).unwrap();
+    assert_eq!(bus.snapshot().slab.iter().map(|c| c.used).sum::<u32>(), 0);
+    p.publish("t", Codec::Raw, &[1; 136], NOW).unwrap();
+    assert_eq!(bus.snapshot().slab.iter().map(|c| c.used).sum::<u32>(), 1);
+    drop((sub, p, bus));
+    assert_idle(&g.name);
+}
+
+#[test]
 fn exhausted_slab_class_blocks_like_a_full_ring() {
     let g = BusGuard::new("slab");
-    // max_message 100: classes of 256 and 640 bytes, one block each.
+    // max_message 200: classes of 256 and 768 bytes, one block each; a 200-byte payload is too
+    // large to travel inline.
     let bus = Bus::create(
         &g.name,
         &BusConfig {
-            max_message: 100,
+            max_message: 200,
             slab_blocks: 2,
             ..small()
         },
@@ -284,7 +305,7 @@ fn exhausted_slab_class_blocks_like_a_full_ring() {
     .unwrap();
     let mut sub = bus.subscribe().unwrap();
     let mut p = bus.publisher().unwrap();
-    let big = [5u8; 100];
+    let big = [5u8; 200];
     p.publish("t", Codec::Raw, &big, NOW).unwrap();
     p.publish("t", Codec::Raw, &big, NOW).unwrap(); // falls back to the larger class
     assert!(matches!(
@@ -296,10 +317,10 @@ fn exhausted_slab_class_blocks_like_a_full_ring() {
     let used: u32 = bus.snapshot().slab.iter().map(|c| c.used).sum();
     assert_eq!(used, 2);
     assert!(matches!(
-        p.publish("t", Codec::Raw, &[0; 101], NOW),
+        p.publish("t", Codec::Raw, &[0; 201], NOW),
         Err(BusError::TooLarge {
-            size: 101,
-            max: 100
+            size: 201,
+            max: 200
         })
     ));
     std::thread::scope(|s| {
