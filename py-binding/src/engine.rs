@@ -39,6 +39,10 @@ use crate::topic::{not_exact, topic_arg, PyTopic};
 const BATCH: usize = 1024;
 /// How long an idle loop parks before re-checking `active` (a stop wakes it sooner).
 const IDLE_WAIT: Duration = Duration::from_millis(500);
+/// How long a bus loop waits in one call (stop and local ticks interrupt it). Longer than the
+/// idle time after which a waiting subscriber reaps dead processes, so that an idle engine
+/// does that reaping (and a dead group member's message is redelivered).
+const BUS_IDLE_WAIT: Duration = Duration::from_secs(5);
 
 /// `None` for "wait forever" (the reference's `timeout=0.0`), else the duration.
 fn wait_limit(timeout: f64) -> Option<Duration> {
@@ -183,7 +187,7 @@ impl PyEventEngine {
                 break;
             };
             let first = py.detach(|| {
-                sub.recv_interruptible_where(Some(IDLE_WAIT), &intr, |m| {
+                sub.recv_interruptible_where(Some(BUS_IDLE_WAIT), &intr, |m| {
                     lock(table).has_route(m.topic_hash, m.topic)
                 })
             });

@@ -32,10 +32,10 @@ from ._native import (
     get_internal_map,
     get_internal_topic,
     init_allocator,
-    inspect_bus,
-    unlink_bus,
     init_internal_map,
+    inspect_bus,
     set_logger,
+    unlink_bus,
 )
 
 __version__: str = _native.__version__
@@ -108,8 +108,8 @@ __all__ = [
     "get_internal_map",
     "get_internal_topic",
     "init_allocator",
-    "inspect_bus",
-    "unlink_bus",
     "init_internal_map",
+    "inspect_bus",
     "set_logger",
+    "unlink_bus",
 ]

@@ -59,14 +59,18 @@ from ._native import (
 )
 from ._native import (
     init_allocator as init_allocator,
-    inspect_bus as inspect_bus,
-    unlink_bus as unlink_bus,
 )
 from ._native import (
     init_internal_map as init_internal_map,
 )
 from ._native import (
+    inspect_bus as inspect_bus,
+)
+from ._native import (
     set_logger as set_logger,
+)
+from ._native import (
+    unlink_bus as unlink_bus,
 )
 
 __version__: str
@@ -128,8 +132,8 @@ __all__ = [
     "get_internal_map",
     "get_internal_topic",
     "init_allocator",
-    "inspect_bus",
-    "unlink_bus",
     "init_internal_map",
+    "inspect_bus",
     "set_logger",
+    "unlink_bus",
 ]

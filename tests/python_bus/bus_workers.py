@@ -1,0 +1,108 @@
+"""Worker processes of the bus tests (started with the "spawn" context, so they import this
+module afresh). Each attaches its own engine, tells the parent it is ready through an event,
+reports what it handled through a queue and leaves when told to."""
+
+from __future__ import annotations
+
+import threading
+
+from event_engine import EventEngine, EventEngineEx, Topic
+
+#: A guard against a hung test, never a synchronisation: every wait below ends on an event.
+GUARD = 120.0
+END = "Test.End"
+
+
+def collector(bus, patterns, expected, ready, results, leave, group=None):
+    """Handles `patterns` and reports `(topic, args, kwargs)` of everything it handled once
+    `expected` messages arrived (None: once a message on `Test.End` arrived)."""
+    engine = EventEngine(bus=bus, group=group)
+    got = []
+    done = threading.Event()
+
+    def handler(*args, topic, **kwargs):
+        got.append((topic.value, args, kwargs))
+        if expected is not None and len(got) == expected:
+            done.set()
+
+    for p in patterns:
+        engine.register_handler(Topic(p), handler)
+    engine.register_handler(Topic(END), done.set)
+    engine.start()
+    ready.set()
+    done.wait(GUARD)
+    engine.stop()
+    results.put(got)
+    leave.wait(GUARD)
+    engine.close()
+
+
+def group_member(bus, group, ready, ids, leave, victim=None):
+    """A member of `group` reporting each `Jobs.Work` id it handled. A victim reports the first
+    id it gets on `victim` and then never returns from its handler (the test kills it)."""
+    engine = EventEngine(bus=bus, group=group)
+
+    def handler(i, **_kwargs):
+        if victim is not None:
+            victim.put(i)
+            threading.Event().wait()
+        ids.put(i)
+
+    engine.register_handler(Topic("Jobs.Work"), handler)
+    engine.start()
+    ready.set()
+    leave.wait(GUARD)
+    engine.close()
+
+
+def timer_owner(bus, ticks, ready, results, leave):
+    """An EventEngineEx on the bus counting its own timer's ticks; reports once it saw `ticks`."""
+    engine = EventEngineEx(bus=bus)
+    seen = []
+    done = threading.Event()
+    engine.start()
+    topic = engine.get_timer(0.01)
+
+    def on_tick(**kwargs):
+        seen.append(kwargs["interval"])
+        if len(seen) == ticks:
+            done.set()
+
+    engine.register_handler(topic, on_tick)
+    ready.set()
+    done.wait(GUARD)
+    engine.stop()
+    results.put((topic.value, len(seen)))
+    leave.wait(GUARD)
+    engine.close()
+
+
+def two_engines(bus, n, ready, results, leave):
+    """Two engines of one process on one bus: each handles every message, its own included."""
+    a = EventEngine(bus=bus)
+    b = EventEngine(bus=bus)
+    seen = {"a": [], "b": []}
+    done = {"a": threading.Event(), "b": threading.Event()}
+
+    def recorder(key):
+        def handler(i, src):
+            seen[key].append((src, i))
+            if len(seen[key]) == 2 * n:
+                done[key].set()
+
+        return handler
+
+    a.register_handler(Topic("Two.Engines"), recorder("a"))
+    b.register_handler(Topic("Two.Engines"), recorder("b"))
+    a.start()
+    b.start()
+    ready.set()
+    for i in range(n):
+        a.put(Topic("Two.Engines"), i, "a")
+        b.put(Topic("Two.Engines"), i, "b")
+    done["a"].wait(GUARD)
+    done["b"].wait(GUARD)
+    a.close()
+    b.close()
+    results.put(seen)
+    leave.wait(GUARD)
