@@ -103,8 +103,9 @@ pub(crate) struct Row {
     pub heartbeat_ns: AtomicU64,
     pub delivered: AtomicU64,
     pub published: AtomicU64,
-    /// Ring position + 1 this publisher is claiming or writing, 0 when idle; lets a survivor tell
-    /// whether a claimed-but-unpublished slot belongs to a live process.
+    /// The run of ring positions this publisher is claiming or writing (a `ring::Intent` word),
+    /// 0 when idle; lets a survivor tell whether a claimed-but-unpublished slot belongs to a live
+    /// process.
     pub publishing: AtomicU64,
     /// Group members: position + 1 being claimed (intent) or, with `IN_FLIGHT_CONFIRMED`, held.
     pub in_flight: AtomicU64,

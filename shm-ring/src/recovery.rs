@@ -28,7 +28,7 @@ use crate::layout::{
     ROW_LIVE,
 };
 use crate::region::Region;
-use crate::ring::dist;
+use crate::ring::{dist, Intent};
 use crate::subscriber::{pack_cursor, pack_redeliver, unpack_redeliver};
 use crate::table::{row_alive, Role, TableGuard};
 use std::time::Duration;
@@ -143,7 +143,7 @@ pub(crate) fn release_slot_quiet(region: &Region, pos: u64, bits: u64) -> Option
 fn claimant_alive(region: &Region, pos: u64) -> bool {
     region.rows().iter().any(|r| {
         r.state.load(Ordering::Acquire) == ROW_LIVE
-            && r.publishing.load(Ordering::SeqCst) == pos.wrapping_add(1)
+            && Intent::covers(r.publishing.load(Ordering::SeqCst), pos)
             && row_alive(r)
     })
 }

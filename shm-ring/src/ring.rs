@@ -20,9 +20,15 @@
 //! `seq = pos + capacity`.
 //!
 //! A publisher that dies between claim and publish leaves `seq == pos`; a survivor that finds no
-//! live process announcing that position (each publisher writes `pos + 1` to its row's
-//! `publishing` word before the claim) tombstones the slot by CAS `pos -> pos + capacity`, which
-//! every consumer skips.
+//! live process announcing that position (each publisher writes an [`Intent`] naming the
+//! positions it claims to its row's `publishing` word before the claim) tombstones the slot by
+//! CAS `pos -> pos + capacity`, which every consumer skips.
+//!
+//! A batch claim ([`RingView::claim_many`]) takes up to `n` consecutive positions with one CAS
+//! on `head`, after checking that each of their slots is free. No other publisher can claim any
+//! of them in between: claiming position `h + i` needs `head == h + i`, and `head` leaves `h`
+//! only by a CAS from `h`, which is the one that succeeded. A free slot stays free until its
+//! claimant writes it, so the checks still hold after the CAS.
 
 use crate::atomics::{AtomicU32, AtomicU64, Ordering};
 use std::cell::UnsafeCell;
@@ -52,6 +58,38 @@ pub(crate) struct Slot {
     pub meta: AtomicU64,
     /// Topic bytes then payload bytes, when they fit ([`INLINE_CAP`]).
     pub inline: UnsafeCell<[u8; INLINE_CAP]>,
+}
+
+/// What a publisher announces in its row's `publishing` word while it claims and writes a run of
+/// positions: the first position and how many, packed into one word so that a reaper reads both
+/// at once. Positions are taken modulo 2^48 here (group cursors pack them the same way); a run is
+/// at most 65535 positions, far below that.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Intent {
+    /// First claimed position.
+    pub first: u64,
+    /// Positions claimed, 1..=[`Intent::MAX_RUN`].
+    pub count: u64,
+}
+
+impl Intent {
+    const POS_BITS: u32 = 48;
+    const POS_MASK: u64 = (1 << Self::POS_BITS) - 1;
+    /// Most positions one claim takes.
+    pub const MAX_RUN: u64 = (1 << (64 - Self::POS_BITS)) - 1;
+
+    /// The word: `first mod 2^48 | count << 48`. Never 0 (which means idle), since `count >= 1`.
+    pub fn word(self) -> u64 {
+        (self.first & Self::POS_MASK) | (self.count << Self::POS_BITS)
+    }
+
+    /// True when word `w` announces position `pos`.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub fn covers(w: u64, pos: u64) -> bool {
+        let first = w & Self::POS_MASK;
+        let count = w >> Self::POS_BITS;
+        ((pos & Self::POS_MASK).wrapping_sub(first) & Self::POS_MASK) < count
+    }
 }
 
 /// What a consumer finds at its cursor.
@@ -95,22 +133,38 @@ impl<'a> RingView<'a> {
         &self.slots[(pos & (self.capacity() - 1)) as usize]
     }
 
-    /// Claims the next position. `intent` (the caller's row `publishing` word) is set to `pos + 1`
-    /// before the CAS so that survivors can tell a live claimant from a dead one.
+    /// Claims the next position. `intent` (the caller's row `publishing` word) is set to
+    /// [`Intent::word`] of the position before the CAS so that survivors can tell a live claimant
+    /// from a dead one.
     pub fn claim(&self, intent: &AtomicU64) -> Result<u64, RingFull> {
+        self.claim_many(1, intent).map(|(pos, _)| pos)
+    }
+
+    /// Claims up to `max` (1..=[`Intent::MAX_RUN`]) consecutive positions with one CAS: as many
+    /// as have free slots, at least one. Returns the first position and how many were claimed.
+    /// `intent` announces the whole run before the CAS.
+    pub fn claim_many(&self, max: u64, intent: &AtomicU64) -> Result<(u64, u64), RingFull> {
+        debug_assert!((1..=Intent::MAX_RUN).contains(&max));
+        let max = max.clamp(1, Intent::MAX_RUN.min(self.capacity()));
         let mut h = self.head.load(Ordering::SeqCst);
         loop {
             let s = self.slot(h).seq.load(Ordering::Acquire);
             let d = dist(s, h);
             if d == 0 {
-                intent.store(h.wrapping_add(1), Ordering::SeqCst);
+                let mut n = 1;
+                while n < max
+                    && self.slot(h.wrapping_add(n)).seq.load(Ordering::Acquire) == h.wrapping_add(n)
+                {
+                    n += 1;
+                }
+                intent.store(Intent { first: h, count: n }.word(), Ordering::SeqCst);
                 match self.head.compare_exchange_weak(
                     h,
-                    h.wrapping_add(1),
+                    h.wrapping_add(n),
                     Ordering::SeqCst,
                     Ordering::SeqCst,
                 ) {
-                    Ok(_) => return Ok(h),
+                    Ok(_) => return Ok((h, n)),
                     Err(now) => {
                         intent.store(0, Ordering::Relaxed);
                         h = now;
@@ -139,18 +193,26 @@ impl<'a> RingView<'a> {
 
     /// Publishes claimed position `pos` for `consumers` (non-zero); the slot fields must be written.
     pub fn commit(&self, pos: u64, consumers: u64, intent: &AtomicU64) {
-        let slot = self.slot(pos);
-        slot.pending.store(consumers, Ordering::Relaxed);
-        slot.seq.store(pos.wrapping_add(1), Ordering::Release);
+        self.commit_one(pos, consumers);
         intent.store(0, Ordering::Release);
     }
 
-    /// Gives claimed position `pos` back unpublished (nobody to deliver to).
+    /// Publishes one position of a claimed run, leaving the intent in place for the rest; the
+    /// caller clears it (Release) once the whole run is published or discarded.
+    pub fn commit_one(&self, pos: u64, consumers: u64) {
+        let slot = self.slot(pos);
+        slot.pending.store(consumers, Ordering::Relaxed);
+        slot.seq.store(pos.wrapping_add(1), Ordering::Release);
+    }
+
+    /// Gives claimed positions `pos..pos + count` back unpublished (nobody to deliver to).
     #[cfg_attr(loom, allow(dead_code))]
-    pub fn discard(&self, pos: u64, intent: &AtomicU64) {
-        self.slot(pos)
-            .seq
-            .store(pos.wrapping_add(self.capacity()), Ordering::Release);
+    pub fn discard(&self, pos: u64, count: u64, intent: &AtomicU64) {
+        for p in pos..pos.wrapping_add(count) {
+            self.slot(p)
+                .seq
+                .store(p.wrapping_add(self.capacity()), Ordering::Release);
+        }
         intent.store(0, Ordering::Release);
     }
 
@@ -235,7 +297,7 @@ mod tests {
         };
         for pos in 0..2 {
             assert_eq!(r.claim(&intent), Ok(pos));
-            assert_eq!(intent.load(Ordering::Relaxed), pos.wrapping_add(1));
+            assert_eq!(intent.load(Ordering::Relaxed), pos | 1 << 48);
             r.commit(pos, r.consumers(), &intent);
         }
         assert_eq!(r.claim(&intent), Err(RingFull));
@@ -250,6 +312,38 @@ mod tests {
         assert!(r.tombstone(2));
         assert_eq!(r.poll(2, 1), Poll::Skip);
         assert_eq!(r.poll(3, 4), Poll::Empty);
+    }
+
+    #[test]
+    fn claim_many_takes_only_free_slots_and_announces_the_run() {
+        let (head, active, intent) = (AtomicU64::new(0), AtomicU64::new(1), AtomicU64::new(0));
+        let s = slots(4);
+        let r = RingView {
+            head: &head,
+            active: &active,
+            slots: &s,
+        };
+        assert_eq!(r.claim_many(3, &intent), Ok((0, 3)));
+        let w = intent.load(Ordering::Relaxed);
+        assert!((0..3).all(|p| Intent::covers(w, p)));
+        assert!(!Intent::covers(w, 3) && !Intent::covers(0, 0));
+        for p in 0..3 {
+            r.commit_one(p, 1);
+        }
+        // Only slot 3 is free: a run of 4 gets one position.
+        assert_eq!(r.claim_many(4, &intent), Ok((3, 1)));
+        r.commit(3, 1, &intent);
+        assert_eq!(r.claim_many(2, &intent), Err(RingFull));
+        assert_eq!(r.release(0, 1), Some(0));
+        assert_eq!(r.release(1, 1), Some(0));
+        assert_eq!(r.claim_many(4, &intent), Ok((4, 2)));
+        let w = Intent {
+            first: (1 << 48) - 1,
+            count: 2,
+        }
+        .word();
+        assert!(Intent::covers(w, (1 << 48) - 1) && Intent::covers(w, 1 << 48));
+        assert!(!Intent::covers(w, (1 << 48) + 1));
     }
 }
 
@@ -332,6 +426,27 @@ mod loom_tests {
             self.wake();
         }
 
+        /// Publishes `values` in order, claiming runs of free slots with one CAS each.
+        fn publish_run(&self, values: &[u64]) {
+            let r = self.view();
+            let intent = AtomicU64::new(0);
+            let mut done = 0;
+            while done < values.len() {
+                let want = (values.len() - done) as u64;
+                let (pos, n) = self.wait(|| r.claim_many(want, &intent).ok());
+                let consumers = r.consumers();
+                for j in 0..n {
+                    let slot = r.slot(pos + j);
+                    slot.topic_hash
+                        .store(values[done + j as usize], Ordering::Relaxed);
+                    r.commit_one(pos + j, consumers);
+                }
+                intent.store(0, Ordering::Release);
+                done += n as usize;
+                self.wake();
+            }
+        }
+
         /// Receives `n` messages as consumer `bit`, returning their values in order.
         fn consume(&self, bit: u64, n: usize) -> Vec<u64> {
             let r = self.view();
@@ -377,6 +492,26 @@ mod loom_tests {
             q.join().unwrap();
             let mine: Vec<_> = got.iter().copied().filter(|v| *v < 20).collect();
             assert_eq!(mine, vec![11, 12]);
+            assert_eq!(got.iter().filter(|v| **v == 21).count(), 1);
+        });
+    }
+
+    /// A batch publisher (runs of up to three, capacity 2, so a run is cut short by the full
+    /// ring) and a single publisher, one consumer: every message arrives exactly once, the batch
+    /// publisher's in order, and no slot is claimed twice.
+    #[test]
+    fn loom_ring_batch_claim_with_a_single_publisher() {
+        model(|| {
+            let s = shared(2, 1);
+            let s2 = s.clone();
+            let p = loom::thread::spawn(move || s2.publish_run(&[11, 12, 13]));
+            let s3 = s.clone();
+            let q = loom::thread::spawn(move || s3.publish(21));
+            let got = s.consume(1, 4);
+            p.join().unwrap();
+            q.join().unwrap();
+            let mine: Vec<_> = got.iter().copied().filter(|v| *v < 20).collect();
+            assert_eq!(mine, vec![11, 12, 13]);
             assert_eq!(got.iter().filter(|v| **v == 21).count(), 1);
         });
     }

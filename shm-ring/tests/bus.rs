@@ -290,6 +290,98 @@ fn a_market_data_topic_with_a_64_byte_payload_travels_inline() {
 }
 
 #[test]
+fn batch_publish_keeps_order_across_runs_blocks_and_a_full_ring() {
+    let g = BusGuard::new("pubmany");
+    let bus = Bus::create(&g.name, &small()).unwrap(); // ring of 16
+    let mut sub = bus.subscribe().unwrap();
+    let mut p = bus.publisher().unwrap();
+    // Without waiting, a batch larger than the ring publishes what fits and says how many.
+    assert_eq!(
+        p.publish_many("t", Codec::Raw, 8, 40, NOW, |i, b| b
+            .copy_from_slice(&(i as u64).to_le_bytes()))
+            .unwrap(),
+        16
+    );
+    assert!(matches!(
+        p.publish_many("t", Codec::Raw, 8, 1, NOW, |_, _| ()),
+        Err(BusError::Full)
+    ));
+    let mut got = Vec::new();
+    sub.recv_batch(100, NOW, |m| {
+        got.push(u64::from_le_bytes(m.payload.try_into().unwrap()))
+    })
+    .unwrap();
+    assert_eq!(got, (0..16).collect::<Vec<_>>());
+    // Mixed sizes (some need a slab block), more than the ring holds, with a reader running.
+    let bodies: Vec<Vec<u8>> = (0..100u32)
+        .map(|i| {
+            let mut b = vec![i as u8; if i % 7 == 3 { 600 } else { 20 }];
+            b[..4].copy_from_slice(&i.to_le_bytes());
+            b
+        })
+        .collect();
+    let refs: Vec<&[u8]> = bodies.iter().map(|b| &b[..]).collect();
+    let got = std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let mut got = Vec::new();
+            while got.len() < 100 {
+                sub.recv_batch(100, SEC, |m| got.push(m.payload.to_vec()))
+                    .unwrap();
+            }
+            got
+        });
+        assert_eq!(
+            p.publish_batch("mixed", Codec::Raw, &refs, SEC).unwrap(),
+            100
+        );
+        reader.join().unwrap()
+    });
+    assert_eq!(got, bodies);
+    assert_eq!(
+        bus.snapshot()
+            .processes
+            .iter()
+            .map(|r| r.published)
+            .sum::<u64>(),
+        116
+    );
+    // A too-large payload refuses the whole batch.
+    assert!(matches!(
+        p.publish_batch("t", Codec::Raw, &[b"ok", &[0; 5000]], NOW),
+        Err(BusError::TooLarge { size: 5000, .. })
+    ));
+    assert!(sub.recv(NOW).unwrap().is_none());
+    drop((sub, p, bus));
+    assert_idle(&g.name);
+}
+
+#[test]
+fn a_panicking_fill_in_a_batch_does_not_wedge_the_ring() {
+    let g = BusGuard::new("pubpanic");
+    let bus = Bus::create(&g.name, &small()).unwrap();
+    let mut sub = bus.subscribe().unwrap();
+    let mut p = bus.publisher().unwrap();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        p.publish_many("t", Codec::Raw, 1, 5, NOW, |i, b| {
+            assert!(i < 2, "fill fails at message {i}");
+            b[0] = i as u8;
+        })
+    }));
+    assert!(r.is_err());
+    p.publish("t", Codec::Raw, &[9], NOW).unwrap();
+    let mut got = Vec::new();
+    sub.recv_batch(100, NOW, |m| got.push(m.payload[0]))
+        .unwrap();
+    assert_eq!(
+        got,
+        [0, 1, 9],
+        "the rest of the run is skipped, not waited for"
+    );
+    drop((sub, p, bus));
+    assert_idle(&g.name);
+}
+
+#[test]
 fn exhausted_slab_class_blocks_like_a_full_ring() {
     let g = BusGuard::new("slab");
     // max_message 200: classes of 256 and 768 bytes, one block each; a 200-byte payload is too

@@ -234,15 +234,16 @@ fn slot_claimed_by_a_dead_publisher_is_tombstoned() {
         .unwrap();
     kill(&mut child.0);
     // Make the region look as if the child died right after claiming position 0: head moved to
-    // 1, the child's row announces position 0, slot 0 never published. (Offsets: the head word
-    // is at 256, rows start at 1024 and are 128 bytes, `publishing` is at 48 within a row.)
+    // 1, the child's row announces position 0 (a run of one: `0 | 1 << 48`), slot 0 never
+    // published. (Offsets: the head word is at 256, rows start at 1024 and are 128 bytes,
+    // `publishing` is at 48 within a row.)
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(shm_path(&g.name))
         .unwrap();
     file.write_at(&1u64.to_le_bytes(), 256).unwrap();
-    file.write_at(&1u64.to_le_bytes(), 1024 + row * 128 + 48)
+    file.write_at(&(1u64 << 48).to_le_bytes(), 1024 + row * 128 + 48)
         .unwrap();
     let mut p = bus.publisher().unwrap();
     p.publish("after", Codec::Raw, b"x", WAIT).unwrap();
