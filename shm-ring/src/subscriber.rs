@@ -17,7 +17,7 @@ use crate::layout::{Consumer, INLINE_CAP, IN_FLIGHT_CONFIRMED, MAX_TOPIC_LEN};
 use crate::recovery::{release_slot_quiet, saturating_dec, wake_publishers};
 use crate::region::Region;
 use crate::ring::Poll;
-use crate::wait::{wait_for, Side};
+use crate::wait::{wait_for_hot, Side, HOT_WAIT};
 use crate::BusError;
 use std::sync::Arc;
 use std::time::Duration;
@@ -158,6 +158,9 @@ pub struct Subscriber {
     cursor: u64,
     held: Held,
     redelivered: u64,
+    /// The last receive got a message: the next one polls for a while before it sleeps (see
+    /// `wait.rs`), so a steady stream costs no futex calls. Cleared when a receive times out.
+    hot: bool,
 }
 
 impl Subscriber {
@@ -173,6 +176,7 @@ impl Subscriber {
             cursor,
             held: Held::Nothing,
             redelivered: 0,
+            hot: false,
         }
     }
 
@@ -187,10 +191,15 @@ impl Subscriber {
         let inner = self.inner.clone();
         let region = &inner.region;
         let row = region.row(self.row).expect("own row is in range");
-        let Some(pos) = wait_for(region, row, Side::Subscriber, timeout, || Ok(self.next()))?
+        let hot = self.hot_wait();
+        let Some(pos) = wait_for_hot(region, row, Side::Subscriber, timeout, hot, || {
+            Ok(self.next())
+        })?
         else {
+            self.hot = false;
             return Ok(None);
         };
+        self.hot = true;
         // On a corrupt slot the position stays held and is released by the next call.
         read_message(&self.inner.region, pos).map(Some)
     }
@@ -214,10 +223,15 @@ impl Subscriber {
         let inner = self.inner.clone();
         let region = &inner.region;
         let row = region.row(self.row).expect("own row is in range");
-        let Some(mut pos) = wait_for(region, row, Side::Subscriber, timeout, || Ok(self.next()))?
+        let hot = self.hot_wait();
+        let Some(mut pos) = wait_for_hot(region, row, Side::Subscriber, timeout, hot, || {
+            Ok(self.next())
+        })?
         else {
+            self.hot = false;
             return Ok(0);
         };
+        self.hot = true;
         let mut n = 0;
         let mut unwoken = 0usize;
         let result = loop {
@@ -249,6 +263,15 @@ impl Subscriber {
             wake_publishers(region);
         }
         result
+    }
+
+    /// How long the next wait polls before it may sleep.
+    fn hot_wait(&self) -> Duration {
+        if self.hot {
+            HOT_WAIT
+        } else {
+            Duration::ZERO
+        }
     }
 
     /// Messages published but not yet received by this subscriber (its group, for a member).

@@ -5,6 +5,12 @@
 //! after making its change visible, with a SeqCst fence on both sides: either the sleeper sees the
 //! change, or the waker sees the sleeper. While blocked, a waiter keeps its heartbeat fresh and,
 //! after [`PUBLISHER_REAP_AFTER`] or [`SUBSCRIBER_REAP_AFTER`], reaps dead processes that may be what it is waiting for.
+//!
+//! A waiter may ask to stay hot for a while first ([`wait_for_hot`]): it polls, yielding the CPU
+//! every few spins so that on a machine with few cores the process it waits for still runs, and
+//! only then goes the usual way to sleep. A subscriber does this after it has just received
+//! messages: in a steady stream, a sleeping subscriber costs the publisher a FUTEX_WAKE per
+//! message and itself a FUTEX_WAIT, while a hot one costs neither.
 
 use crate::atomics::{fence, AtomicU32, Ordering};
 use crate::layout::Row;
@@ -33,6 +39,11 @@ const SLICE: Duration = Duration::from_millis(50);
 const SPINS: u32 = 128;
 const YIELDS: u32 = 16;
 
+/// How long a subscriber that has just received messages polls before it may sleep.
+pub(crate) const HOT_WAIT: Duration = Duration::from_micros(50);
+/// Spins between two clock reads (and yields) of a hot poll.
+const HOT_SPINS: u32 = 32;
+
 /// Calls `attempt` until it yields a value or `timeout` runs out (`Ok(None)`). `Some(ZERO)` tries
 /// once; `None` waits forever.
 pub(crate) fn wait_for<T>(
@@ -40,6 +51,19 @@ pub(crate) fn wait_for<T>(
     row: &Row,
     side: Side,
     timeout: Option<Duration>,
+    attempt: impl FnMut() -> Result<Option<T>, BusError>,
+) -> Result<Option<T>, BusError> {
+    wait_for_hot(region, row, side, timeout, Duration::ZERO, attempt)
+}
+
+/// [`wait_for`] that first polls for up to `hot` (spinning, yielding every [`HOT_SPINS`] tries)
+/// before the usual short spin and sleep.
+pub(crate) fn wait_for_hot<T>(
+    region: &Region,
+    row: &Row,
+    side: Side,
+    timeout: Option<Duration>,
+    hot: Duration,
     mut attempt: impl FnMut() -> Result<Option<T>, BusError>,
 ) -> Result<Option<T>, BusError> {
     if let Some(v) = attempt()? {
@@ -50,6 +74,24 @@ pub(crate) fn wait_for<T>(
     }
     let start = Instant::now();
     let deadline = timeout.map(|t| start + t);
+    if !hot.is_zero() {
+        let until = start + timeout.map_or(hot, |t| t.min(hot));
+        let mut i = 0u32;
+        loop {
+            if let Some(v) = attempt()? {
+                return Ok(Some(v));
+            }
+            i = i.wrapping_add(1);
+            if i.is_multiple_of(HOT_SPINS) {
+                if Instant::now() >= until {
+                    break;
+                }
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
     for i in 0..SPINS + YIELDS {
         if i < SPINS {
             std::hint::spin_loop();
