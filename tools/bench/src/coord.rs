@@ -12,8 +12,11 @@ use std::fmt::Write as _;
 /// Who carries the messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Peer {
-    /// This project's shared-memory bus, two processes.
+    /// This project's shared-memory bus, two processes, one message per publish.
     ShmRing,
+    /// The bus with the publisher handing it runs of this many messages per `publish_many` call
+    /// (throughput only: paced latency runs have one message to send at a time).
+    ShmRingBatch(usize),
     /// `crossbeam_queue::ArrayQueue`, two threads of one process.
     Crossbeam,
     /// iceoryx2 publish-subscribe, two processes.
@@ -22,12 +25,18 @@ pub enum Peer {
 
 impl Peer {
     /// Label in the table.
-    pub fn label(self) -> &'static str {
+    pub fn label(self) -> String {
         match self {
-            Peer::ShmRing => "shm-ring (2 procs)",
-            Peer::Crossbeam => "crossbeam ArrayQueue (2 threads)",
-            Peer::Iceoryx2 => "iceoryx2 pub-sub (2 procs)",
+            Peer::ShmRing => "shm-ring (2 procs, 1 msg/publish)".into(),
+            Peer::ShmRingBatch(n) => format!("shm-ring (2 procs, publish_many runs of {n})"),
+            Peer::Crossbeam => "crossbeam ArrayQueue (2 threads)".into(),
+            Peer::Iceoryx2 => "iceoryx2 pub-sub (2 procs)".into(),
         }
+    }
+
+    /// This project's bus, in either way of publishing (the rows that get ratios to the peers).
+    fn is_bus(self) -> bool {
+        matches!(self, Peer::ShmRing | Peer::ShmRingBatch(_))
     }
 }
 
@@ -50,6 +59,8 @@ pub struct Plan {
     pub topic: String,
     /// Peers measured besides the bus.
     pub peers: Vec<Peer>,
+    /// Messages per `publish_many` call in the bus's batch throughput row; 0 leaves the row out.
+    pub batch: usize,
 }
 
 /// One run's figures.
@@ -185,10 +196,15 @@ pub fn run_one(plan: &Plan, peer: Peer, mode: Mode, run: usize) -> Result<Outcom
         } else {
             0
         },
+        publish_run: match peer {
+            Peer::ShmRingBatch(n) => n,
+            _ => 0,
+        },
     };
     let tag = format!("{run}-{}", mode.name());
     match peer {
         Peer::ShmRing => run_shm(plan, &p, &tag),
+        Peer::ShmRingBatch(n) => run_shm(plan, &p, &format!("{tag}-run{n}")),
         Peer::Crossbeam => run_crossbeam(&p),
         Peer::Iceoryx2 => run_iceoryx2(&p, &tag),
     }
@@ -198,11 +214,20 @@ pub fn run_one(plan: &Plan, peer: Peer, mode: Mode, run: usize) -> Result<Outcom
 pub fn rows(plan: &Plan) -> Vec<(Peer, Mode)> {
     let mut v = Vec::new();
     let mut all = vec![Peer::ShmRing];
+    if plan.batch > 0 {
+        all.push(Peer::ShmRingBatch(plan.batch));
+    }
     all.extend(plan.peers.iter().copied());
     for mode in [Mode::Throughput, Mode::BusyPoll, Mode::Parked] {
         for &peer in &all {
-            let parked_ok = peer != Peer::Crossbeam && plan.parked_messages > 0;
-            if mode != Mode::Parked || parked_ok {
+            let ok = match (peer, mode) {
+                (Peer::ShmRingBatch(_), Mode::Throughput) => true,
+                (Peer::ShmRingBatch(_), _) => false,
+                (Peer::Crossbeam, Mode::Parked) => false,
+                (_, Mode::Parked) => plan.parked_messages > 0,
+                _ => true,
+            };
+            if ok {
                 v.push((peer, mode));
             }
         }
@@ -283,14 +308,14 @@ pub fn table(plan: &Plan, results: &[RowResult]) -> String {
     let mut out = String::new();
     let peers: Vec<Peer> = plan.peers.clone();
     let mut header = format!(
-        "{:<46} {:>26} {:>9} {:>9} {:>9} {:>9}",
+        "{:<60} {:>26} {:>9} {:>9} {:>9} {:>9}",
         "workload", "msg/s median (min–max)", "p50", "p99", "p99.9", "best p50"
     );
     for p in &peers {
         let short = match p {
             Peer::Crossbeam => "vs crossbeam",
             Peer::Iceoryx2 => "vs iceoryx2",
-            Peer::ShmRing => "vs shm-ring",
+            Peer::ShmRing | Peer::ShmRingBatch(_) => "vs shm-ring",
         };
         let _ = write!(header, " {short:>15}");
     }
@@ -316,7 +341,7 @@ pub fn table(plan: &Plan, results: &[RowResult]) -> String {
             })
             .unwrap_or_else(|| "paced".into());
         let mut line = format!(
-            "{:<46} {:>26} {:>9} {:>9} {:>9} {:>9}",
+            "{:<60} {:>26} {:>9} {:>9} {:>9} {:>9}",
             format!("W4 {what}: {}", r.peer.label()),
             rate,
             fmt_ns(r.p50()),
@@ -325,7 +350,7 @@ pub fn table(plan: &Plan, results: &[RowResult]) -> String {
             fmt_ns(r.best_p50()),
         );
         for &peer in &peers {
-            let ratio = if r.peer != Peer::ShmRing {
+            let ratio = if !r.peer.is_bus() {
                 None
             } else {
                 find(peer, r.mode).and_then(|o| match r.mode {
@@ -362,7 +387,10 @@ pub fn table(plan: &Plan, results: &[RowResult]) -> String {
         out,
         "checked: runs x messages, each run received exactly that many, in order, intact, nothing extra."
     );
-    if let Some(r) = find(Peer::ShmRing, Mode::Throughput) {
+    for r in results
+        .iter()
+        .filter(|r| r.peer.is_bus() && r.mode == Mode::Throughput)
+    {
         let waits: Vec<String> = r
             .runs
             .iter()
@@ -370,8 +398,20 @@ pub fn table(plan: &Plan, results: &[RowResult]) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "shm-ring throughput runs: publishes that found the ring full, per run: {}.",
+            "{} throughput runs: claims that found the ring full, per run: {}.",
+            r.peer.label(),
             waits.join(", ")
+        );
+    }
+    if plan.batch > 0 {
+        let _ = writeln!(
+            out,
+            "publish_many runs of {n}: the publisher claims up to {n} free slots with one CAS and checks once per run whether a subscriber needs waking; \
+             the subscriber receives and checks every message one by one as in the 1 msg/publish row. \
+             The peers have no comparable call, so their rows stay one message per send: crossbeam's ArrayQueue has no batch push, \
+             and an iceoryx2 sample is one message (a slice sample would be one message holding many payloads, not {n} messages). \
+             Ratios of this row are to those one-per-send peers.",
+            n = plan.batch
         );
     }
     if find(Peer::Iceoryx2, Mode::Parked).is_some() {
@@ -408,16 +448,26 @@ fn targets(results: &[RowResult]) -> String {
         let verdict = ok.unwrap_or("not measured");
         let _ = writeln!(
             out,
-            "  {what:<42} {:>14}  {verdict}",
+            "  {what:<50} {:>14}  {verdict}",
             got.unwrap_or_else(|| "-".into())
         );
     };
     let thr = find(Peer::ShmRing, Mode::Throughput).and_then(|r| r.rate());
     line(
-        ">= 20M msg/s one-to-one",
+        ">= 20M msg/s one-to-one, 1 msg/publish",
         thr.map(|s| fmt_rate(s.median)),
         thr.map(|s| met(s.median >= 20e6)),
     );
+    for r in results.iter().filter(|r| r.mode == Mode::Throughput) {
+        if let Peer::ShmRingBatch(n) = r.peer {
+            let thr = r.rate();
+            line(
+                &format!(">= 20M msg/s one-to-one, publish_many runs of {n}"),
+                thr.map(|s| fmt_rate(s.median)),
+                thr.map(|s| met(s.median >= 20e6)),
+            );
+        }
+    }
     let busy = find(Peer::ShmRing, Mode::BusyPoll).and_then(|r| r.p50());
     line(
         "p50 < 1 µs busy-polling",

@@ -48,6 +48,9 @@ pub struct RunParams {
     /// Leading messages whose latency is not recorded (cold caches, first page touches).
     #[arg(long = "warmup", default_value_t = 0, hide = true)]
     pub warmup: u64,
+    /// Bus throughput runs: messages per `publish_many` call; 0 publishes one message per call.
+    #[arg(long = "publish-run", default_value_t = 0, hide = true)]
+    pub publish_run: usize,
 }
 
 impl RunParams {
@@ -64,6 +67,8 @@ impl RunParams {
             self.pause_ns.to_string(),
             "--warmup".into(),
             self.warmup.to_string(),
+            "--publish-run".into(),
+            self.publish_run.to_string(),
         ]
     }
 }
