@@ -93,3 +93,8 @@ pub use snapshot::{
 pub use subscriber::{Message, Subscriber};
 #[cfg(not(loom))]
 pub use table::Role;
+
+/// The README's Rust example, compiled and run as a doctest so that it stays true.
+#[cfg(all(doctest, not(loom)))]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExample;
