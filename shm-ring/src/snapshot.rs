@@ -241,9 +241,9 @@ pub struct BusInfo {
     pub size: u64,
     /// Seconds since the file was last modified (about its age).
     pub age_secs: u64,
-    /// Process-table rows in use, if the region could be read.
+    /// Distinct processes (pid and start time) attached, if the region could be read.
     pub attached: Option<u32>,
-    /// Of those, rows whose process is alive.
+    /// Of those, processes that are alive.
     pub alive: Option<u32>,
     /// Why the region could not be read, if it could not.
     pub error: Option<String>,
@@ -274,11 +274,18 @@ pub fn list_buses() -> Result<Vec<BusInfo>, BusError> {
             .and_then(|m| m.elapsed().ok())
             .map_or(0, |d| d.as_secs());
         let (attached, alive, error) = match crate::inspect_with(name, true) {
-            Ok(s) => (
-                Some(s.processes.len() as u32),
-                Some(s.processes.iter().filter(|p| p.alive).count() as u32),
-                None,
-            ),
+            Ok(s) => {
+                // A process holds several rows (bus handle, publisher, subscriber): count it once.
+                let mut procs: Vec<(u32, u64, bool)> = s
+                    .processes
+                    .iter()
+                    .map(|p| (p.pid, p.start_time, p.alive))
+                    .collect();
+                procs.sort_unstable();
+                procs.dedup_by_key(|p| (p.0, p.1));
+                let alive = procs.iter().filter(|p| p.2).count() as u32;
+                (Some(procs.len() as u32), Some(alive), None)
+            }
             Err(e) => (None, None, Some(e.to_string())),
         };
         out.push(BusInfo {

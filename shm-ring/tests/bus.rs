@@ -604,9 +604,10 @@ fn list_and_inspect_show_an_attached_bus() {
         .into_iter()
         .find(|b| b.name == g.name)
         .expect("listed");
+    // Two rows (the handle and the member), one process.
     assert_eq!(
         (info.attached, info.alive, info.error),
-        (Some(2), Some(2), None)
+        (Some(1), Some(1), None)
     );
     assert_eq!(
         info.size,

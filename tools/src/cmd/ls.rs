@@ -7,7 +7,7 @@ use std::io::Write;
 /// The long help of the subcommand (`event-engine ls --help`).
 pub const LONG_ABOUT: &str =
     "List every bus on this machine (files /dev/shm/event_engine.<name>): \
-name, file size, age (time since the file last changed), process-table rows in use and how \
+name, file size, age (time since the file last changed), processes attached and how \
 many of those processes are alive. A file that cannot be read as a bus is listed with the reason.
 
 With --json, prints one object: {\"buses\": [{\"name\": str, \"size\": int (bytes), \
@@ -31,9 +31,9 @@ pub struct BusEntry {
     pub size: u64,
     /// Seconds since the file last changed.
     pub age_secs: u64,
-    /// Process-table rows in use, when the file could be read.
+    /// Distinct processes attached, when the file could be read.
     pub attached: Option<u32>,
-    /// Of those, rows whose process is alive.
+    /// Of those, processes that are alive.
     pub alive: Option<u32>,
     /// Why the file could not be read as a bus.
     pub error: Option<String>,

@@ -24,7 +24,7 @@ With --json, prints one object whose field names are a stable API (schema 1):
   geometry        {ring_capacity, max_message, slab_blocks, max_processes, max_subscribers}: int
   ring            {head, tail, occupancy, capacity}: int; head = messages ever published,
                   tail = lowest consumer cursor, occupancy = head - tail
-  summary         {processes, alive, publishers, subscribers, group_members, handles, groups}: int
+  summary         {processes, alive, rows, publishers, subscribers, group_members, handles, groups}: int
                   (subscribers = fan-out subscribers; handles = attached bus handles)
   processes       [{row, pid, alive: bool, role: \"bus\"|\"publisher\"|\"subscriber\"|\"group_member\"|
                   \"unknown\", group: str|null, cursor: int|null, lag: int|null, delivered, published,
@@ -90,8 +90,8 @@ pub fn write_text(r: &Report, now_ns: u64, out: &mut dyn Write) -> std::io::Resu
     )?;
     writeln!(
         out,
-        "attached: {} processes ({} alive): {} publishers, {} subscribers, {} group members, {} bus handles",
-        s.processes, s.alive, s.publishers, s.subscribers, s.group_members, s.handles
+        "attached: {} processes ({} alive) in {} rows: {} publishers, {} subscribers, {} group members, {} bus handles",
+        s.processes, s.alive, s.rows, s.publishers, s.subscribers, s.group_members, s.handles
     )?;
 
     writeln!(out, "\nPROCESSES")?;

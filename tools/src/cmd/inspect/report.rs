@@ -68,10 +68,12 @@ pub struct Ring {
 /// Counts by kind of attachment.
 #[derive(Serialize, Debug, Default, PartialEq, Eq)]
 pub struct Summary {
-    /// Process-table rows in use.
+    /// Distinct processes (pid and start time) holding rows.
     pub processes: u32,
-    /// Of those, rows whose process is alive.
+    /// Of those, processes that are alive.
     pub alive: u32,
+    /// Process-table rows in use (a process holds one per bus handle, publisher and subscriber).
+    pub rows: u32,
     /// Publisher rows.
     pub publishers: u32,
     /// Fan-out subscriber rows.
@@ -173,9 +175,13 @@ pub fn summary(snap: &Snapshot) -> Summary {
         groups: snap.groups.len() as u32,
         ..Summary::default()
     };
+    let mut seen = std::collections::HashSet::new();
     for p in &snap.processes {
-        s.processes += 1;
-        s.alive += u32::from(p.alive);
+        s.rows += 1;
+        if seen.insert((p.pid, p.start_time)) {
+            s.processes += 1;
+            s.alive += u32::from(p.alive);
+        }
         match p.role {
             Role::Publisher => s.publishers += 1,
             Role::Subscriber => s.subscribers += 1,
