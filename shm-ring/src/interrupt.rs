@@ -14,7 +14,7 @@ use crate::wait::{wait_for, Side};
 use crate::BusError;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A handle that makes a subscriber's [`Subscriber::recv_interruptible`] return early. Cheap to
 /// clone; send it to the thread that must do the interrupting.
@@ -70,6 +70,20 @@ impl Subscriber {
         &mut self,
         timeout: Option<Duration>,
         interrupter: &Interrupter,
+        wanted: impl FnMut(&Message<'_>) -> bool,
+    ) -> Result<Option<Message<'_>>, BusError> {
+        self.recv_hot_where(timeout, Duration::ZERO, interrupter, wanted)
+    }
+
+    /// [`Subscriber::recv_interruptible_where`] that first polls for up to `hot` (spinning, and
+    /// yielding the CPU now and then) before it may go to sleep. A subscriber that stays awake
+    /// through a stream of messages spares every publisher the futex wake-up a sleeper costs;
+    /// after `hot` without a message it sleeps as usual.
+    pub fn recv_hot_where(
+        &mut self,
+        timeout: Option<Duration>,
+        hot: Duration,
+        interrupter: &Interrupter,
         mut wanted: impl FnMut(&Message<'_>) -> bool,
     ) -> Result<Option<Message<'_>>, BusError> {
         self.ack();
@@ -77,7 +91,7 @@ impl Subscriber {
         let region = &inner.region;
         let row = region.row(self.row).expect("own row is in range");
         let flag = &interrupter.flag;
-        let got = wait_for(region, row, Side::Subscriber, timeout, || {
+        let mut attempt = || {
             if flag.swap(false, Ordering::SeqCst) {
                 return Ok(Some(None));
             }
@@ -93,7 +107,32 @@ impl Subscriber {
                 self.ack();
             }
             Ok(None)
-        })?;
+        };
+        let mut got = None;
+        if !hot.is_zero() && timeout != Some(Duration::ZERO) {
+            let until = Instant::now() + hot.min(timeout.unwrap_or(hot));
+            let mut i = 0u32;
+            loop {
+                if let Some(v) = attempt()? {
+                    got = Some(v);
+                    break;
+                }
+                i += 1;
+                if i == HOT_SPINS {
+                    i = 0;
+                    if Instant::now() >= until {
+                        break;
+                    }
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+        }
+        let got = match got {
+            Some(v) => Some(v),
+            None => wait_for(region, row, Side::Subscriber, timeout, &mut attempt)?,
+        };
         match got {
             Some(Some(pos)) => read_message(&self.inner.region, pos).map(Some),
             _ => Ok(None),
@@ -101,10 +140,13 @@ impl Subscriber {
     }
 }
 
+/// Spins between two yields (and clock reads) of a hot poll.
+const HOT_SPINS: u32 = 32;
+
 #[cfg(test)]
 mod tests {
     use crate::{Bus, BusConfig, Codec};
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     fn cfg() -> BusConfig {
         BusConfig {
