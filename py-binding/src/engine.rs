@@ -43,6 +43,9 @@ const IDLE_WAIT: Duration = Duration::from_millis(500);
 /// idle time after which a waiting subscriber reaps dead processes, so that an idle engine
 /// does that reaping (and a dead group member's message is redelivered).
 const BUS_IDLE_WAIT: Duration = Duration::from_secs(5);
+/// How long a bus loop polls for the next message before it may sleep: awake through a
+/// stream, it spares the publishers a futex wake-up per message.
+const HOT_POLL: Duration = Duration::from_micros(200);
 
 /// `None` for "wait forever" (the reference's `timeout=0.0`), else the duration.
 fn wait_limit(timeout: f64) -> Option<Duration> {
@@ -187,7 +190,7 @@ impl PyEventEngine {
                 break;
             };
             let first = py.detach(|| {
-                sub.recv_interruptible_where(Some(BUS_IDLE_WAIT), &intr, |m| {
+                sub.recv_hot_where(Some(BUS_IDLE_WAIT), HOT_POLL, &intr, |m| {
                     lock(table).has_route(m.topic_hash, m.topic)
                 })
             });
