@@ -146,7 +146,7 @@ const HOT_SPINS: u32 = 32;
 #[cfg(test)]
 mod tests {
     use crate::{Bus, BusConfig, Codec};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     fn cfg() -> BusConfig {
         BusConfig {
