@@ -402,3 +402,18 @@ def test_a_bus_of_another_layout_version_is_refused(bus):
         EventEngine(bus=bus)
     with pytest.raises(ValueError, match="version"):
         EventEngineEx(bus=bus)
+
+
+def test_init_allocator_attaches_the_engines_made_afterwards(bus_name):
+    event_engine.init_allocator(capacity=64, with_shm=True, name=bus_name)
+    a = EventEngine()
+    b = EventEngineEx(group="g")
+    assert (a.bus, b.bus, b.group) == (bus_name, bus_name, "g")
+    assert event_engine.inspect_bus(bus_name)["geometry"]["slab_blocks"] == 64
+    a.put(Topic("Via.Allocator"), 1)
+    assert b.get(block=False).args == (1,)
+    event_engine.init_allocator(with_shm=False)
+    assert EventEngine().bus is None
+    a.close()
+    b.close()
+    assert_idle(bus_name)
