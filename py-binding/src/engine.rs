@@ -17,7 +17,7 @@
 //! GIL once per batch of ready messages.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, TryLockError};
 use std::time::{Duration, UNIX_EPOCH};
 
 use engine_core::{BoundedQueue, HookTable, Timer, Topic};
@@ -184,8 +184,16 @@ impl PyEventEngine {
                 break;
             };
             let table = &self.hooks;
-            // Only `get()` and `close()` contend for it, and neither needs the GIL meanwhile.
-            let mut guard = lock(&bs.subscriber);
+            // Only `get()` (possibly blocked for a long time) and `close()` contend for it:
+            // wait for it without the GIL, so that the rest of the process keeps running.
+            let mut guard = match bs.subscriber.try_lock() {
+                Ok(g) => g,
+                Err(TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(TryLockError::WouldBlock) => {
+                    py.detach(|| drop(lock(&bs.subscriber)));
+                    continue;
+                }
+            };
             let Some(sub) = guard.as_mut() else {
                 break;
             };
