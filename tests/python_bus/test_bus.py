@@ -417,3 +417,16 @@ def test_init_allocator_attaches_the_engines_made_afterwards(bus_name):
     a.close()
     b.close()
     assert_idle(bus_name)
+
+
+def test_a_stopped_engine_detaches_when_garbage_collected(bus):
+    import gc
+
+    engine = EventEngineEx(bus=bus)
+    engine.start()
+    engine.get_timer(0.01)
+    engine.stop()
+    assert event_engine.inspect_bus(bus)["processes"] != []
+    del engine
+    gc.collect()
+    assert_idle(bus)

@@ -174,8 +174,10 @@ class EventEngine:
     the engines of one group share the messages (each is handled by exactly one member).
     Arguments travel in a compact form when they are None, bool, int (64-bit), float, str,
     bytes or flat tuples/lists of those, pickled otherwise. The engine detaches on
-    ``close()`` (also the end of a ``with`` block) or when it is garbage-collected; while
-    attached, even a stopped engine holds publishers back once the ring is full.
+    ``close()`` (also the end of a ``with`` block) or when it is garbage-collected once
+    stopped (a running engine's thread keeps it alive); while attached, even a stopped engine
+    holds publishers back once the ring is full. Each message is acknowledged only after this
+    engine's handlers ran, so a group member killed mid-handler has its message redelivered.
     """
 
     logger: logging.Logger
