@@ -7,7 +7,7 @@ source "$ROOT/scripts/setup.sh"
 cd "$ROOT"
 echo "== cargo fmt"; cargo fmt --all -- --check
 echo "== cargo clippy"; cargo clippy -q --workspace --all-targets -- -D warnings
-echo "== ruff"; ruff check py-binding/python tests
+echo "== ruff"; ruff check py-binding/python tests tools
 echo "== cargo test"; cargo test -q --workspace --exclude event-engine-py
 echo "== loom models (shm-ring ring and free lists)"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$ROOT/target/loom" cargo test -q -p shm-ring --release --lib loom

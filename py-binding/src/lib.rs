@@ -4,6 +4,7 @@
 //! The Python package `event_engine` re-exports everything defined here.
 
 mod bus;
+mod cli;
 mod engine;
 mod engine_ex;
 mod errors;
@@ -53,5 +54,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(bus::inspect_bus, m)?)?;
     m.add_function(wrap_pyfunction!(bus::unlink_bus, m)?)?;
     m.add_function(wrap_pyfunction!(logger::set_logger, m)?)?;
+    m.add_function(wrap_pyfunction!(cli::cli_main, m)?)?;
     Ok(())
 }

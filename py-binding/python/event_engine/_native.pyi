@@ -272,3 +272,5 @@ def inspect_bus(name: str) -> dict[str, Any]:
 def unlink_bus(name: str) -> None:
     """Removes the file of bus ``name``; processes still attached keep working."""
 def set_logger(logger: logging.Logger) -> None: ...
+def _cli_main(argv: list[str]) -> int:
+    """Runs the `event-engine` command line with `argv` (program name first); returns its exit status."""

@@ -1,0 +1,93 @@
+"""The `event-engine` console script that the wheel installs, run as a user would against a
+bus with Python engines attached."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import assert_idle
+from event_engine import EventEngine, Topic
+
+
+def cli() -> str:
+    """The console script next to this interpreter (the wheel puts it there)."""
+    path = Path(sys.executable).parent / "event-engine"
+    assert path.exists(), f"the wheel did not install the console script at {path}"
+    return str(path)
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([cli(), *args], check=False, capture_output=True, text=True, timeout=60)
+
+
+def test_console_script_is_installed_and_on_path() -> None:
+    done = run("--help")
+    assert done.returncode == 0, done.stderr
+    for sub in ("ls", "inspect", "watch", "tail", "publish", "reap", "rm"):
+        assert sub in done.stdout
+    assert shutil.which("event-engine", path=str(Path(sys.executable).parent)) is not None
+
+
+def test_publish_reaches_a_python_handler_with_its_arguments(bus: str) -> None:
+    got: list[tuple[tuple, dict]] = []
+    arrived = threading.Event()
+
+    def handler(*args, **kwargs) -> None:
+        # A handler taking **kwargs is also given the published topic.
+        assert isinstance(kwargs.pop("topic"), Topic)
+        got.append((args, kwargs))
+        if len(got) == 3:
+            arrived.set()
+
+    with EventEngine(bus=bus) as engine:
+        engine.register_handler(Topic("Market.Data.{symbol}"), handler)
+        engine.start()
+        done = run("publish", bus, "Market.Data.AAPL", '[1, 189.5, "AAPL", null, true]',
+                   "--kwargs", '{"size": 100, "venue": "X"}', "--count", "2")
+        assert done.returncode == 0, done.stderr
+        done = run("publish", bus, "Market.Data.MSFT", "--raw", "hello")
+        assert done.returncode == 0, done.stderr
+        assert arrived.wait(10), got
+        engine.stop()
+    assert got[:2] == [((1, 189.5, "AAPL", None, True), {"size": 100, "venue": "X"})] * 2
+    assert got[2] == ((b"hello",), {})
+    assert_idle(bus)
+
+
+def test_inspect_json_sees_the_python_engines(bus: str) -> None:
+    with EventEngine(bus=bus) as one, EventEngine(bus=bus, group="workers") as two:
+        one.put(Topic("Jobs.New"), 1)
+        report = json.loads(run("inspect", bus, "--json").stdout)
+        me = [p for p in report["processes"] if p["pid"] == os.getpid()]
+        roles = sorted(p["role"] for p in me)
+        assert roles.count("subscriber") == 1 and roles.count("group_member") == 1, roles
+        assert report["counters"]["published"] == 1
+        assert [g["name"] for g in report["groups"]] == ["workers"]
+        del two
+    assert_idle(bus)
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "words"),
+    [
+        (("inspect", "no-such-bus-for-sure"), 3, "no-such-bus-for-sure"),
+        (("inspect", "../etc"), 4, "name"),
+        (("publish", "x", "Market.{symbol}", "[1]"), None, "exact"),
+    ],
+)
+def test_errors_are_one_line_with_a_status(args: tuple[str, ...], status: int | None, words: str) -> None:
+    done = run(*args)
+    assert done.returncode != 0
+    if status is not None:
+        assert done.returncode == status
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("event-engine: error:"), done.stderr
+    assert words in lines[0]
+    assert "panicked" not in done.stderr and "Traceback" not in done.stderr
