@@ -365,9 +365,23 @@ impl BusSource {
         py: Python<'_>,
         timeout: Option<Duration>,
     ) -> PyResult<Option<OwnedMessage>> {
+        // The dispatch loop holds the subscriber while it runs: waiting for it would deadlock a
+        // handler calling get(), and take messages from under the loop otherwise.
+        let mut g = match self.subscriber.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                return Err(PyRuntimeError::new_err(format!(
+                    "get() cannot run while another thread receives for this engine on bus \
+                     \"{}\" (its running dispatch loop, or another get()); call stop() first",
+                    self.name
+                )))
+            }
+        };
+        let Some(sub) = g.as_mut() else {
+            return Err(closed());
+        };
         let res = py.detach(|| {
-            let mut g = lock(&self.subscriber);
-            let sub = g.as_mut().ok_or(BusError::Closed)?;
             let mut out = None;
             sub.recv_batch(1, timeout, |m| {
                 out = Some(OwnedMessage {

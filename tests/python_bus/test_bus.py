@@ -430,3 +430,27 @@ def test_a_stopped_engine_detaches_when_garbage_collected(bus):
     del engine
     gc.collect()
     assert_idle(bus)
+
+
+def test_get_from_a_handler_of_a_running_bus_engine_is_refused(bus):
+    """The running loop receives for the engine: get() from its handler says so instead of
+    waiting for itself for ever."""
+    outcome = []
+    done = threading.Event()
+
+    def handler(i):
+        try:
+            engine.get(block=False)
+        except RuntimeError as e:
+            outcome.append(str(e))
+        done.set()
+
+    engine = EventEngine(bus=bus)
+    engine.register_handler(Topic("Self.Get"), handler)
+    engine.start()
+    engine.put(Topic("Self.Get"), 1)
+    assert done.wait(GUARD)
+    engine.stop()
+    engine.close()
+    assert len(outcome) == 1 and "call stop() first" in outcome[0], outcome
+    assert_idle(bus)
