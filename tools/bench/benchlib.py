@@ -11,12 +11,16 @@ What every workload needs and nothing workload-specific:
   collects one result per role; processes are always reaped, even on error;
 * the handler every consumer calls (`Tally`), which is how a run proves it delivered exactly
   the N messages it was given, in order;
-* medians, ratios, peak RSS and the table printer;
+* the loops every peer shares: a consumer dispatching (topic, args, kwargs) messages until
+  the end marker, a producer's timed burst, zmq sockets that are always closed;
+* the command line, medians, ratios, peak RSS, the table printer and the whole of a
+  workload's main();
 * unique bus names whose files in /dev/shm are removed whatever happens.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import hashlib
@@ -409,6 +413,65 @@ def run_trial(roles: Sequence[Role], timeout: float) -> dict[str, dict]:
             conn.close()
 
 
+# --------------------------------------------------------------------------- message loops
+
+
+def dispatch_until_end(recv: Callable[[], Any], routes: dict[str, Callable[..., Any]], loads: Any = None) -> None:
+    """Hands each ``(topic, args, kwargs)`` message to ``routes[topic]`` until the end marker (None).
+
+    `recv` returns one message (with `loads`, the bytes `loads` turns into one). The topic is
+    looked up for every message, which stands for a router's dispatch.
+    """
+    if loads is None:
+        while (m := recv()) is not None:
+            topic, args, kwargs = m
+            routes[topic](*args, **kwargs)
+    else:
+        while (m := loads(recv())) is not None:
+            topic, args, kwargs = m
+            routes[topic](*args, **kwargs)
+
+
+@contextlib.contextmanager
+def timed_burst(ctl: Control) -> Iterator[None]:
+    """A producer's part of a trial around its sending loop, which is the body of the `with`.
+
+    Before the body: ready, then wait for the start. After it: report `t_start` (taken just
+    before the body) and `t_sent` (just after), then wait for the end. A body that raises
+    reports nothing: the error is the role's report.
+    """
+    ctl.ready()
+    ctl.wait_go()
+    t0 = now_ns()
+    yield
+    ctl.report({"t_start": t0, "t_sent": now_ns()})
+    ctl.wait_finish()
+
+
+@contextlib.contextmanager
+def zmq_socket(kind: str, endpoint: str, *, bind: bool, options: dict[str, int] | None = None) -> Iterator[Any]:
+    """A pyzmq socket of type `kind` ("PUSH", "PULL", "XPUB", "SUB") in its own context.
+
+    `options` (name -> value) are set before it binds or connects to `endpoint`. On the way out
+    the socket is closed without lingering and the context terminated, even on error.
+    """
+    import zmq
+
+    zctx = zmq.Context()
+    sock = zctx.socket(getattr(zmq, kind))
+    try:
+        for name, value in (options or {}).items():
+            sock.setsockopt(getattr(zmq, name), value)
+        if bind:
+            sock.bind(endpoint)
+        else:
+            sock.connect(endpoint)
+        yield sock
+    finally:
+        sock.close(linger=0)
+        zctx.term()
+
+
 # --------------------------------------------------------------------------- runs and tables
 
 
@@ -560,6 +623,50 @@ def add_common_args(ap: Any, messages: int, runs: int = 5) -> None:
         action="store_true",
         help="run with this interpreter as it is instead of target/bench/peers-venv",
     )
+
+
+def parse_args(
+    doc: str | None, messages: int, extra: Callable[[argparse.ArgumentParser], None] | None = None
+) -> argparse.Namespace:
+    """A workload's command line (the common options, then any `extra` ones), parsed; then `bootstrap`.
+
+    On return the process runs in the peers venv (or the current interpreter with --current-python).
+    """
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(ap, messages=messages)
+    if extra is not None:
+        extra(ap)
+    args = ap.parse_args()
+    bootstrap(args.setup, args.current_python)
+    return args
+
+
+def run_and_report(
+    args: argparse.Namespace,
+    peers: list[Peer],
+    title: str,
+    columns: Sequence[Column],
+    notes: Sequence[str] = (),
+    ratio_key: str | None = "msg_per_s",
+    ratio_header: str = "ours/peer",
+) -> None:
+    """The body of a workload's main(): runs the chosen peers, prints the table, exits 1 if one failed.
+
+    The table's notes are the machine's, then `notes`, then anything the run left in /dev/shm.
+    With --json every run's figures follow the table. A peer that is not available is no failure.
+    """
+    load = os.getloadavg()
+    shm_before = shm_entries()
+    chosen = select(peers, args.peers)
+    outcomes = run_all(chosen, args.runs, args.timeout)
+    all_notes = [machine_note(load), *notes]
+    if left := check_shm_clean(shm_before):
+        all_notes.append(left)
+    print_table(title, outcomes, columns, all_notes, ratio_key=ratio_key, ratio_header=ratio_header)
+    if args.json:
+        dump_json(outcomes)
+    if any(o.failure and not o.peer.unavailable for o in outcomes):
+        sys.exit(1)
 
 
 def select(peers: list[Peer], wanted: str | None) -> list[Peer]:

@@ -25,11 +25,8 @@ to the same handler:
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import os
 import pickle
-import sys
 import threading
 from collections.abc import Iterator
 
@@ -82,14 +79,10 @@ def ours_producer(ctl: bl.Control, bus: str, n: int) -> dict:
     topic, done = Topic(TOPIC), Topic(DONE_TOPIC)
     put = engine.put
     try:
-        ctl.ready()
-        ctl.wait_go()
-        t0 = now_ns()
-        for i in range(n):
-            put(topic, i, PRICE, SYMBOL, size=SIZE)
-        put(done)
-        ctl.report({"t_start": t0, "t_sent": now_ns()})
-        ctl.wait_finish()
+        with bl.timed_burst(ctl):
+            for i in range(n):
+                put(topic, i, PRICE, SYMBOL, size=SIZE)
+            put(done)
     finally:
         engine.stop()
     return {}
@@ -100,26 +93,18 @@ def ours_producer(ctl: bl.Control, bus: str, n: int) -> dict:
 
 def queue_producer(ctl: bl.Control, q, n: int, consumers: int = 1) -> dict:
     put = q.put
-    ctl.ready()
-    ctl.wait_go()
-    t0 = now_ns()
-    for i in range(n):
-        put((TOPIC, (i, PRICE, SYMBOL), {"size": SIZE}))
-    for _ in range(consumers):  # one end marker for each consumer sharing the queue
-        put(None)
-    ctl.report({"t_start": t0, "t_sent": now_ns()})
-    ctl.wait_finish()
+    with bl.timed_burst(ctl):
+        for i in range(n):
+            put((TOPIC, (i, PRICE, SYMBOL), {"size": SIZE}))
+        for _ in range(consumers):  # one end marker for each consumer sharing the queue
+            put(None)
     return {}
 
 
 def queue_consumer(ctl: bl.Control, q) -> dict:
     tally = bl.Tally()
-    routes = {TOPIC: tally}
-    get = q.get
     ctl.ready()
-    while (m := get()) is not None:
-        topic, args, kwargs = m
-        routes[topic](*args, **kwargs)
+    bl.dispatch_until_end(q.get, {TOPIC: tally})
     ctl.report(_consumed(tally, now_ns()))
     ctl.wait_finish()
     return {}
@@ -127,25 +112,17 @@ def queue_consumer(ctl: bl.Control, q) -> dict:
 
 def pipe_producer(ctl: bl.Control, conn, n: int) -> dict:
     send = conn.send
-    ctl.ready()
-    ctl.wait_go()
-    t0 = now_ns()
-    for i in range(n):
-        send((TOPIC, (i, PRICE, SYMBOL), {"size": SIZE}))
-    send(None)
-    ctl.report({"t_start": t0, "t_sent": now_ns()})
-    ctl.wait_finish()
+    with bl.timed_burst(ctl):
+        for i in range(n):
+            send((TOPIC, (i, PRICE, SYMBOL), {"size": SIZE}))
+        send(None)
     return {}
 
 
 def pipe_consumer(ctl: bl.Control, conn) -> dict:
     tally = bl.Tally()
-    routes = {TOPIC: tally}
-    recv = conn.recv
     ctl.ready()
-    while (m := recv()) is not None:
-        topic, args, kwargs = m
-        routes[topic](*args, **kwargs)
+    bl.dispatch_until_end(conn.recv, {TOPIC: tally})
     ctl.report(_consumed(tally, now_ns()))
     ctl.wait_finish()
     return {}
@@ -153,15 +130,11 @@ def pipe_consumer(ctl: bl.Control, conn) -> dict:
 
 def fifo_producer(ctl: bl.Control, q, n: int, consumers: int = 1) -> dict:
     put = q.put
-    ctl.ready()
-    ctl.wait_go()
-    t0 = now_ns()
-    for i in range(n):
-        put((TOPIC, (i, PRICE, SYMBOL), {"size": SIZE}), timeout=WAIT)
-    for _ in range(consumers):
-        put(None, timeout=WAIT)
-    ctl.report({"t_start": t0, "t_sent": now_ns()})
-    ctl.wait_finish()
+    with bl.timed_burst(ctl):
+        for i in range(n):
+            put((TOPIC, (i, PRICE, SYMBOL), {"size": SIZE}), timeout=WAIT)
+        for _ in range(consumers):
+            put(None, timeout=WAIT)
     return {}
 
 
@@ -192,46 +165,22 @@ def fifo_consumer(ctl: bl.Control, q) -> dict:
 
 
 def zmq_producer(ctl: bl.Control, endpoint: str, n: int) -> dict:
-    import zmq
-
-    zctx = zmq.Context()
-    sock = zctx.socket(zmq.PUSH)
-    sock.connect(endpoint)
-    send, dumps = sock.send, pickle.dumps
-    try:
-        ctl.ready()
-        ctl.wait_go()
-        t0 = now_ns()
-        for i in range(n):
-            send(dumps((TOPIC, (i, PRICE, SYMBOL), {"size": SIZE}), PROTO))
-        send(dumps(None, PROTO))
-        ctl.report({"t_start": t0, "t_sent": now_ns()})
-        ctl.wait_finish()
-    finally:
-        sock.close(linger=0)
-        zctx.term()
+    with bl.zmq_socket("PUSH", endpoint, bind=False) as sock:
+        send, dumps = sock.send, pickle.dumps
+        with bl.timed_burst(ctl):
+            for i in range(n):
+                send(dumps((TOPIC, (i, PRICE, SYMBOL), {"size": SIZE}), PROTO))
+            send(dumps(None, PROTO))
     return {}
 
 
 def zmq_consumer(ctl: bl.Control, endpoint: str) -> dict:
-    import zmq
-
-    zctx = zmq.Context()
-    sock = zctx.socket(zmq.PULL)
-    sock.bind(endpoint)
-    tally = bl.Tally()
-    routes = {TOPIC: tally}
-    recv, loads = sock.recv, pickle.loads
-    try:
+    with bl.zmq_socket("PULL", endpoint, bind=True) as sock:
+        tally = bl.Tally()
         ctl.ready()
-        while (m := loads(recv())) is not None:
-            topic, args, kwargs = m
-            routes[topic](*args, **kwargs)
+        bl.dispatch_until_end(sock.recv, {TOPIC: tally}, pickle.loads)
         ctl.report(_consumed(tally, now_ns()))
         ctl.wait_finish()
-    finally:
-        sock.close(linger=0)
-        zctx.term()
     return {}
 
 
@@ -412,33 +361,18 @@ def peers(n: int) -> list[bl.Peer]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    bl.add_common_args(ap, messages=500_000)
-    args = ap.parse_args()
-    bl.bootstrap(args.setup, args.current_python)
-
-    load = os.getloadavg()
-    shm_before = bl.shm_entries()
-    chosen = bl.select(peers(args.messages), args.peers)
-    outcomes = bl.run_all(chosen, args.runs, args.timeout)
-    notes = [bl.machine_note(load)]
-    if left := bl.check_shm_clean(shm_before):
-        notes.append(left)
-    bl.print_table(
+    args = bl.parse_args(__doc__, messages=500_000)
+    bl.run_and_report(
+        args,
+        peers(args.messages),
         f"W2 Python to Python: {args.messages:,} messages per run, median of {args.runs} runs (min..max)",
-        outcomes,
         [
             bl.Column("msg/s", "msg_per_s", spread=True),
             bl.Column("producer msg/s", "producer_msg_per_s"),
             bl.Column("pub RSS MB", "pub_rss_mb", ".1f"),
             bl.Column("sub RSS MB", "sub_rss_mb", ".1f"),
         ],
-        notes,
     )
-    if args.json:
-        bl.dump_json(outcomes)
-    if any(o.failure and not o.peer.unavailable for o in outcomes):
-        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -24,10 +24,8 @@ when it is missing or with ``--build``.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
-import os
 import resource
 import struct
 import subprocess
@@ -158,15 +156,10 @@ def rust_producer(ctl: bl.Control, bus: str, n: int, pickled: bool) -> dict:
 
 
 def zmq_consumer(ctl: bl.Control, endpoint: str, n: int) -> dict:
-    import zmq
-
-    zctx = zmq.Context()
-    sock = zctx.socket(zmq.PULL)
-    sock.bind(endpoint)
-    tally = RawTally(n)
-    routes = {TOPIC: tally}
-    recv = sock.recv
-    try:
+    with bl.zmq_socket("PULL", endpoint, bind=True) as sock:
+        tally = RawTally(n)
+        routes = {TOPIC: tally}
+        recv = sock.recv
         ctl.ready()
         for _ in range(n):
             routes[TOPIC](recv())  # one stream, one topic: the lookup stands for dispatch
@@ -176,21 +169,13 @@ def zmq_consumer(ctl: bl.Control, endpoint: str, n: int) -> dict:
         while sock.poll(0):
             sock.recv()
             unread += 1
-    finally:
-        sock.close(linger=0)
-        zctx.term()
     return {"final_count": tally.count + unread, "unread": unread}
 
 
 def zmq_producer(ctl: bl.Control, endpoint: str, n: int) -> dict:
-    import zmq
-
-    zctx = zmq.Context()
-    sock = zctx.socket(zmq.PUSH)
-    sock.connect(endpoint)
-    send, pack = sock.send, RAW.pack
-    symbol = bl.SYMBOL.encode()
-    try:
+    with bl.zmq_socket("PUSH", endpoint, bind=False) as sock:
+        send, pack = sock.send, RAW.pack
+        symbol = bl.SYMBOL.encode()
         ctl.ready()
         ctl.wait_go()
         t0 = now_ns()
@@ -199,9 +184,6 @@ def zmq_producer(ctl: bl.Control, endpoint: str, n: int) -> dict:
         elapsed = (now_ns() - t0) / 1e9
         ctl.report({"t_start": t0, "producer_msg_per_s": n / elapsed})
         ctl.wait_finish()
-    finally:
-        sock.close(linger=0)
-        zctx.term()
     return {}
 
 
@@ -289,27 +271,22 @@ def peers(n: int) -> list[bl.Peer]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    bl.add_common_args(ap, messages=2_000_000)
-    ap.add_argument("--build", action="store_true", help="(re)build tick-producer (release) first")
-    args = ap.parse_args()
-    bl.bootstrap(args.setup, args.current_python)
+    args = bl.parse_args(
+        __doc__,
+        messages=2_000_000,
+        extra=lambda ap: ap.add_argument("--build", action="store_true", help="(re)build tick-producer (release) first"),
+    )
     if args.build or args.setup or not PRODUCER.exists():
         build_producer()
 
-    load = os.getloadavg()
-    shm_before = bl.shm_entries()
-    chosen = bl.select(peers(args.messages), args.peers)
-    outcomes = bl.run_all(chosen, args.runs, args.timeout)
-    notes = [bl.machine_note(load), "msg/s: consumer side, first to last message handled"]
+    notes = ["msg/s: consumer side, first to last message handled"]
     if PRODUCER.exists():
         built = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(PRODUCER.stat().st_mtime))
         notes.append(f"tick-producer: {PRODUCER.relative_to(bl.ROOT)} built {built}")
-    if left := bl.check_shm_clean(shm_before):
-        notes.append(left)
-    bl.print_table(
+    bl.run_and_report(
+        args,
+        peers(args.messages),
         f"W3 Rust to Python: {args.messages:,} messages per run, median of {args.runs} runs (min..max)",
-        outcomes,
         [
             bl.Column("msg/s", "msg_per_s", spread=True),
             bl.Column("producer msg/s", "producer_msg_per_s"),
@@ -318,10 +295,6 @@ def main() -> None:
         ],
         notes,
     )
-    if args.json:
-        bl.dump_json(outcomes)
-    if any(o.failure and not o.peer.unavailable for o in outcomes):
-        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -22,11 +22,8 @@ Peers that can fan out:
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import os
 import pickle
-import sys
 from collections.abc import Iterator
 
 import benchlib as bl
@@ -38,15 +35,8 @@ PROTO = pickle.HIGHEST_PROTOCOL
 
 
 def zmq_pub_producer(ctl: bl.Control, endpoint: str, n: int, subscribers: int) -> dict:
-    import zmq
-
-    zctx = zmq.Context()
-    sock = zctx.socket(zmq.XPUB)
-    sock.setsockopt(zmq.SNDHWM, 0)
-    sock.setsockopt(zmq.XPUB_VERBOSE, 1)
-    sock.bind(endpoint)
-    send, dumps = sock.send, pickle.dumps
-    try:
+    with bl.zmq_socket("XPUB", endpoint, bind=True, options={"SNDHWM": 0, "XPUB_VERBOSE": 1}) as sock:
+        send, dumps = sock.send, pickle.dumps
         ctl.ready()
         ctl.wait_go()
         # A subscription reaches the XPUB socket once it is in effect: after one from each
@@ -61,48 +51,25 @@ def zmq_pub_producer(ctl: bl.Control, endpoint: str, n: int, subscribers: int) -
         send(dumps(None, PROTO))
         ctl.report({"t_start": t0, "t_sent": now_ns()})
         ctl.wait_finish()
-    finally:
-        sock.close(linger=0)
-        zctx.term()
     return {}
 
 
 def zmq_sub_consumer(ctl: bl.Control, endpoint: str) -> dict:
-    import zmq
-
-    zctx = zmq.Context()
-    sock = zctx.socket(zmq.SUB)
-    sock.setsockopt(zmq.RCVHWM, 0)
-    sock.connect(endpoint)
-    sock.setsockopt(zmq.SUBSCRIBE, b"")
-    tally = bl.Tally()
-    routes = {TOPIC: tally}
-    recv, loads = sock.recv, pickle.loads
-    try:
+    with bl.zmq_socket("SUB", endpoint, bind=False, options={"RCVHWM": 0}) as sock:
+        sock.subscribe(b"")
+        tally = bl.Tally()
         ctl.ready()
-        while (m := loads(recv())) is not None:
-            topic, args, kwargs = m
-            routes[topic](*args, **kwargs)
+        bl.dispatch_until_end(sock.recv, {TOPIC: tally}, pickle.loads)
         ctl.report({**tally.result(), "t_end": now_ns()})
         ctl.wait_finish()
-    finally:
-        sock.close(linger=0)
-        zctx.term()
     return {}
 
 
-def zmq_push_producer(ctl: bl.Control, endpoints: list[str], n: int) -> dict:
-    import zmq
-
-    zctx = zmq.Context()
-    socks = [zctx.socket(zmq.PUSH) for _ in endpoints]
-    for sock, ep in zip(socks, endpoints, strict=True):
-        sock.connect(ep)
-    sends, dumps = [s.send for s in socks], pickle.dumps
-    try:
-        ctl.ready()
-        ctl.wait_go()
-        t0 = now_ns()
+def _send_to_each(ctl: bl.Control, sends: list, n: int) -> None:
+    """The timed burst of a producer with one connection per subscriber: each message is
+    pickled once and the same bytes are sent on every connection, then one end marker on each."""
+    dumps = pickle.dumps
+    with bl.timed_burst(ctl):
         for i in range(n):
             data = dumps((TOPIC, (i, PRICE, SYMBOL), {"size": SIZE}), PROTO)
             for send in sends:
@@ -110,8 +77,17 @@ def zmq_push_producer(ctl: bl.Control, endpoints: list[str], n: int) -> dict:
         data = dumps(None, PROTO)
         for send in sends:
             send(data)
-        ctl.report({"t_start": t0, "t_sent": now_ns()})
-        ctl.wait_finish()
+
+
+def zmq_push_producer(ctl: bl.Control, endpoints: list[str], n: int) -> dict:
+    import zmq
+
+    zctx = zmq.Context()  # one context (one I/O thread) for all three sockets
+    socks = [zctx.socket(zmq.PUSH) for _ in endpoints]
+    try:
+        for sock, ep in zip(socks, endpoints, strict=True):
+            sock.connect(ep)
+        _send_to_each(ctl, [s.send for s in socks], n)
     finally:
         for sock in socks:
             sock.close(linger=0)
@@ -121,34 +97,18 @@ def zmq_push_producer(ctl: bl.Control, endpoints: list[str], n: int) -> dict:
 
 def queues_producer(ctl: bl.Control, queues: list, n: int) -> dict:
     puts = [q.put for q in queues]
-    ctl.ready()
-    ctl.wait_go()
-    t0 = now_ns()
-    for i in range(n):
-        msg = (TOPIC, (i, PRICE, SYMBOL), {"size": SIZE})
+    with bl.timed_burst(ctl):
+        for i in range(n):
+            msg = (TOPIC, (i, PRICE, SYMBOL), {"size": SIZE})
+            for put in puts:
+                put(msg)
         for put in puts:
-            put(msg)
-    for put in puts:
-        put(None)
-    ctl.report({"t_start": t0, "t_sent": now_ns()})
-    ctl.wait_finish()
+            put(None)
     return {}
 
 
 def pipes_producer(ctl: bl.Control, conns: list, n: int) -> dict:
-    sends, dumps = [c.send_bytes for c in conns], pickle.dumps
-    ctl.ready()
-    ctl.wait_go()
-    t0 = now_ns()
-    for i in range(n):
-        data = dumps((TOPIC, (i, PRICE, SYMBOL), {"size": SIZE}), PROTO)
-        for send in sends:
-            send(data)
-    data = dumps(None, PROTO)
-    for send in sends:
-        send(data)
-    ctl.report({"t_start": t0, "t_sent": now_ns()})
-    ctl.wait_finish()
+    _send_to_each(ctl, [c.send_bytes for c in conns], n)
     return {}
 
 
@@ -244,22 +204,12 @@ def peers(n: int) -> list[bl.Peer]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    bl.add_common_args(ap, messages=200_000)
-    args = ap.parse_args()
-    bl.bootstrap(args.setup, args.current_python)
-
-    load = os.getloadavg()
-    shm_before = bl.shm_entries()
-    chosen = bl.select(peers(args.messages), args.peers)
-    outcomes = bl.run_all(chosen, args.runs, args.timeout)
-    notes = [bl.machine_note(load)]
-    if left := bl.check_shm_clean(shm_before):
-        notes.append(left)
-    bl.print_table(
+    args = bl.parse_args(__doc__, messages=200_000)
+    bl.run_and_report(
+        args,
+        peers(args.messages),
         f"W5 fan-out: 1 publisher, {SUBSCRIBERS} subscribers, {args.messages:,} messages each per run,"
         f" median of {args.runs} runs (min..max)",
-        outcomes,
         [
             bl.Column("msg/s", "msg_per_s", spread=True),
             bl.Column("deliveries/s", "deliveries_per_s"),
@@ -267,12 +217,7 @@ def main() -> None:
             bl.Column("pub RSS MB", "pub_rss_mb", ".1f"),
             bl.Column("sub RSS MB (max)", "sub_rss_mb", ".1f"),
         ],
-        notes,
     )
-    if args.json:
-        bl.dump_json(outcomes)
-    if any(o.failure and not o.peer.unavailable for o in outcomes):
-        sys.exit(1)
 
 
 if __name__ == "__main__":

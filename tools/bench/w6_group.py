@@ -18,10 +18,7 @@ a worker handles its messages in the order it gets them).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import os
-import sys
 import threading
 from collections.abc import Iterator
 
@@ -164,22 +161,12 @@ def peers(n: int) -> list[bl.Peer]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    bl.add_common_args(ap, messages=200_000)
-    args = ap.parse_args()
-    bl.bootstrap(args.setup, args.current_python)
-
-    load = os.getloadavg()
-    shm_before = bl.shm_entries()
-    chosen = bl.select(peers(args.messages), args.peers)
-    outcomes = bl.run_all(chosen, args.runs, args.timeout)
-    notes = [bl.machine_note(load), "share: the smallest and largest part of the messages one worker handled"]
-    if left := bl.check_shm_clean(shm_before):
-        notes.append(left)
-    bl.print_table(
+    args = bl.parse_args(__doc__, messages=200_000)
+    bl.run_and_report(
+        args,
+        peers(args.messages),
         f"W6 group: 1 publisher, {WORKERS} workers sharing {args.messages:,} messages per run,"
         f" median of {args.runs} runs (min..max)",
-        outcomes,
         [
             bl.Column("msg/s", "msg_per_s", spread=True),
             bl.Column("producer msg/s", "producer_msg_per_s"),
@@ -189,12 +176,8 @@ def main() -> None:
             bl.Column("pub RSS MB", "pub_rss_mb", ".1f"),
             bl.Column("worker RSS MB (max)", "sub_rss_mb", ".1f"),
         ],
-        notes,
+        ["share: the smallest and largest part of the messages one worker handled"],
     )
-    if args.json:
-        bl.dump_json(outcomes)
-    if any(o.failure and not o.peer.unavailable for o in outcomes):
-        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -18,12 +18,9 @@ order.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import os
 import pickle
 import random
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -133,53 +130,31 @@ def ours_producer(ctl: bl.Control, bus: str, total: int) -> dict:
 
 
 def zmq_consumer(ctl: bl.Control, endpoint: str) -> dict:
-    import zmq
-
-    zctx = zmq.Context()
-    sock = zctx.socket(zmq.PULL)
-    sock.bind(endpoint)
-    lat = Latencies()
-    routes = {TOPIC: lat}
-    try:
+    with bl.zmq_socket("PULL", endpoint, bind=True) as sock:
+        lat = Latencies()
         ctl.ready()
-        while (m := pickle.loads(sock.recv())) is not None:
-            topic, args, kwargs = m
-            routes[topic](*args, **kwargs)
+        bl.dispatch_until_end(sock.recv, {TOPIC: lat}, pickle.loads)
         ctl.report(lat.result())
         ctl.wait_finish()
-    finally:
-        sock.close(linger=0)
-        zctx.term()
     return {}
 
 
 def zmq_producer(ctl: bl.Control, endpoint: str, total: int) -> dict:
-    import zmq
-
-    zctx = zmq.Context()
-    sock = zctx.socket(zmq.PUSH)
-    sock.connect(endpoint)
-    send, dumps = sock.send, pickle.dumps
-    try:
+    with bl.zmq_socket("PUSH", endpoint, bind=False) as sock:
+        send, dumps = sock.send, pickle.dumps
         ctl.ready()
         ctl.wait_go()
         _paced(total, lambda i, t: send(dumps((TOPIC, (i, t, SYMBOL), {"size": SIZE}), PROTO)))
         send(dumps(None, PROTO))
         ctl.report({})
         ctl.wait_finish()
-    finally:
-        sock.close(linger=0)
-        zctx.term()
     return {}
 
 
 def pipe_consumer(ctl: bl.Control, conn) -> dict:
     lat = Latencies()
-    routes = {TOPIC: lat}
     ctl.ready()
-    while (m := conn.recv()) is not None:
-        topic, args, kwargs = m
-        routes[topic](*args, **kwargs)
+    bl.dispatch_until_end(conn.recv, {TOPIC: lat})
     ctl.report(lat.result())
     ctl.wait_finish()
     return {}
@@ -237,25 +212,12 @@ def peers(n: int) -> list[bl.Peer]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    bl.add_common_args(ap, messages=2_000)
-    args = ap.parse_args()
-    bl.bootstrap(args.setup, args.current_python)
-
-    load = os.getloadavg()
-    shm_before = bl.shm_entries()
-    chosen = bl.select(peers(args.messages), args.peers)
-    outcomes = bl.run_all(chosen, args.runs, args.timeout)
-    notes = [
-        bl.machine_note(load),
-        "ours/peer p50: our median latency over the peer's (below 1 is faster)",
-    ]
-    if left := bl.check_shm_clean(shm_before):
-        notes.append(left)
-    bl.print_table(
+    args = bl.parse_args(__doc__, messages=2_000)
+    bl.run_and_report(
+        args,
+        peers(args.messages),
         f"W7 idle wake-up: {args.messages:,} messages per run, {PAUSE_S[0] * 1e3:.0f}-{PAUSE_S[1] * 1e3:.0f} ms apart,"
         f" one-way latency in microseconds, median of {args.runs} runs",
-        outcomes,
         [
             bl.Column("p50 us", "p50_us", ".1f", spread=True),
             bl.Column("p90 us", "p90_us", ".1f"),
@@ -264,14 +226,10 @@ def main() -> None:
             bl.Column("max us", "max_us", ".0f"),
             bl.Column("sub RSS MB", "sub_rss_mb", ".1f"),
         ],
-        notes,
+        ["ours/peer p50: our median latency over the peer's (below 1 is faster)"],
         ratio_key="p50_us",
         ratio_header="ours/peer p50",
     )
-    if args.json:
-        bl.dump_json(outcomes)
-    if any(o.failure and not o.peer.unavailable for o in outcomes):
-        sys.exit(1)
 
 
 if __name__ == "__main__":
