@@ -12,10 +12,10 @@ use std::sync::{Mutex, TryLockError};
 use std::time::Duration;
 
 use engine_core::BoundedQueue;
-use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyAttributeError, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
 use shm_ring::compact::{CompactReader, CompactWriter, Item};
 use shm_ring::{Bus, BusConfig, BusError, Codec, Interrupter, Publisher, Subscriber};
 
@@ -288,7 +288,7 @@ impl BusSource {
         } else {
             match encode_pickle(py, args, kwargs) {
                 Ok(p) => self.publish(py, topic, Codec::Pickle, p.as_bytes(), block, timeout),
-                Err(e) => Err(e),
+                Err(e) => Err(unpicklable(py, e, topic, &self.name)),
             }
         };
         BUF.with(|b| b.replace(buf));
@@ -510,6 +510,42 @@ fn encode_pickle<'py>(
     let dumps = DUMPS.import(py, "pickle", "dumps")?;
     let out = dumps.call1(((args, kw), -1))?;
     Ok(out.cast_into::<PyBytes>()?)
+}
+
+/// The error of a put whose arguments cannot be pickled, naming the topic and the bus. Python's
+/// pickle reports some objects (a lambda or a function defined inside another) with an
+/// `AttributeError`; the contract is `TypeError` or `pickle.PicklingError`, so the error becomes
+/// one of those, with the original as its cause. Other errors (raised by a `__reduce__`, say)
+/// pass through unchanged.
+fn unpicklable(py: Python<'_>, err: PyErr, topic: &str, bus: &str) -> PyErr {
+    let pickling_error = py
+        .import("pickle")
+        .and_then(|m| m.getattr("PicklingError"))
+        .ok()
+        .and_then(|t| t.cast_into::<PyType>().ok());
+    let is_pickling = pickling_error
+        .as_ref()
+        .is_some_and(|t| err.is_instance(py, t));
+    if !(is_pickling
+        || err.is_instance_of::<PyTypeError>(py)
+        || err.is_instance_of::<PyAttributeError>(py))
+    {
+        return err;
+    }
+    let msg = format!(
+        "cannot publish on \"{topic}\" over bus \"{bus}\": the arguments must be picklable \
+         ({}: {})",
+        err.get_type(py)
+            .name()
+            .map_or_else(|_| "Exception".to_owned(), |n| n.to_string()),
+        err.value(py)
+    );
+    let new = match pickling_error {
+        Some(t) if is_pickling => PyErr::from_type(t, msg),
+        _ => PyTypeError::new_err(msg),
+    };
+    new.set_cause(py, Some(err));
+    new
 }
 
 /// Decodes a received payload into handler arguments: Raw is one `bytes` argument, Pickle and

@@ -364,7 +364,7 @@ def test_bad_input(bus):
     watcher = EventEngine(bus=bus)
     pub = EventEngine(bus=bus)
     published = event_engine.inspect_bus(bus)["counters"]["published"]
-    with pytest.raises((TypeError, pickle.PicklingError, AttributeError)):
+    with pytest.raises((TypeError, pickle.PicklingError)):
         pub.put(Topic("Bad.Input"), lambda: None)
     with pytest.raises((TypeError, pickle.PicklingError)):
         pub.put(Topic("Bad.Input"), 1, lock=threading.Lock())
@@ -387,6 +387,27 @@ def test_bad_input(bus):
     with pytest.raises(ValueError, match="slab_blocks"):
         event_engine.init_allocator(capacity=512, with_shm=True, name=bus)
     assert watcher.occupied == 0
+    watcher.close()
+    pub.close()
+    assert_idle(bus)
+
+
+def test_unpicklable_arguments_are_a_type_error_naming_topic_and_bus(bus):
+    # pickle reports a local function with AttributeError; the user sees the documented TypeError.
+    def local():
+        return None
+
+    watcher = EventEngine(bus=bus)
+    pub = EventEngine(bus=bus)
+    cases = [((local,), {}), ((lambda: None,), {}), ((1,), {"lock": threading.Lock()})]
+    for args, kwargs in cases:
+        with pytest.raises(TypeError, match=rf'"Bad.Pickle" over bus "{bus}".*picklable') as info:
+            pub.put(Topic("Bad.Pickle"), *args, **kwargs)
+        assert isinstance(info.value.__cause__, (TypeError, AttributeError))
+        with pytest.raises(TypeError, match="picklable"):
+            pub.publish(Topic("Bad.Pickle"), args, kwargs)
+    with pytest.raises(Empty):
+        watcher.get(block=False)
     watcher.close()
     pub.close()
     assert_idle(bus)
