@@ -51,6 +51,27 @@ pub(crate) fn bus_err(e: BusError) -> PyErr {
     }
 }
 
+/// Checks a group name before the bus is opened, so a bad one neither creates a bus file as a
+/// side effect nor is reported as a bad bus name (the rule is `shm-ring`'s: 1..=64 characters of
+/// `[A-Za-z0-9_.-]`).
+fn check_group(group: &str) -> PyResult<()> {
+    let reason = if group.is_empty() {
+        "the name is empty"
+    } else if group.len() > 64 {
+        "the name is longer than 64 characters"
+    } else if !group
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    {
+        "only letters, digits, '_', '.' and '-' are allowed"
+    } else {
+        return Ok(());
+    };
+    Err(PyValueError::new_err(format!(
+        "invalid group name {group:?}: {reason}"
+    )))
+}
+
 fn closed() -> PyErr {
     PyRuntimeError::new_err("the engine is closed (detached from its bus)")
 }
@@ -149,6 +170,9 @@ impl BusSource {
         group: Option<&str>,
         local_capacity: usize,
     ) -> PyResult<Option<BusSource>> {
+        if let Some(g) = group {
+            check_group(g)?;
+        }
         let chosen = lock(&DEFAULT_BUS).clone();
         let opened = match (bus, chosen) {
             (Some(name), chosen) => {

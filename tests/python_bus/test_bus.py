@@ -413,6 +413,14 @@ def test_unpicklable_arguments_are_a_type_error_naming_topic_and_bus(bus):
     assert_idle(bus)
 
 
+@pytest.mark.parametrize("group", ["", "sp ace", "a/b", "g" * 65])
+def test_a_bad_group_name_is_refused_before_the_bus_is_touched(bus_name, group):
+    with pytest.raises(ValueError, match=r"invalid group name .*: (the name|only)"):
+        EventEngine(bus=bus_name, group=group)
+    # The check comes before the bus is opened: no bus file was created as a side effect.
+    assert not os.path.exists(shm_file(bus_name))
+
+
 def test_a_bus_of_another_layout_version_is_refused(bus):
     with open(shm_file(bus), "r+b") as f:
         f.seek(8)
