@@ -91,7 +91,7 @@ fn default_config(slab_blocks: Option<u32>) -> BusConfig {
 #[pyo3(signature = (capacity = 4096, with_shm = false, name = None))]
 pub(crate) fn init_allocator(
     py: Python<'_>,
-    capacity: usize,
+    capacity: i64,
     with_shm: bool,
     name: Option<&str>,
 ) -> PyResult<()> {

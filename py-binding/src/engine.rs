@@ -81,16 +81,20 @@ static DATETIME: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 impl PyEventEngine {
     pub(crate) fn create(
         py: Python<'_>,
-        capacity: usize,
+        capacity: i64,
         logger: Option<Py<PyAny>>,
         bus: Option<&str>,
         group: Option<&str>,
     ) -> PyResult<Self> {
-        if capacity == 0 {
-            return Err(pyo3::exceptions::PyValueError::new_err(
-                "EventEngine capacity must be at least 1",
-            ));
-        }
+        // Taken as a signed int so a negative capacity gets this message, not an OverflowError.
+        let capacity = usize::try_from(capacity)
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| {
+                pyo3::exceptions::PyValueError::new_err(format!(
+                    "EventEngine capacity must be at least 1, got {capacity}"
+                ))
+            })?;
         let source = match BusSource::attach(py, bus, group, capacity)? {
             Some(b) => MessageSource::Bus(Box::new(b)),
             None => MessageSource::InProcess(BoundedQueue::new(capacity)),
@@ -469,7 +473,7 @@ impl PyEventEngine {
     #[pyo3(signature = (capacity = 4095, logger = None, *, bus = None, group = None))]
     fn new(
         py: Python<'_>,
-        capacity: usize,
+        capacity: i64,
         logger: Option<Py<PyAny>>,
         bus: Option<&str>,
         group: Option<&str>,

@@ -104,7 +104,7 @@ impl PyEventEngineEx {
     #[pyo3(signature = (capacity = 4095, logger = None, *, bus = None, group = None))]
     fn new(
         py: Python<'_>,
-        capacity: usize,
+        capacity: i64,
         logger: Option<Py<PyAny>>,
         bus: Option<&str>,
         group: Option<&str>,

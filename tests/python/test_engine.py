@@ -4,7 +4,15 @@ import logging
 import threading
 
 import pytest
-from event_engine import Empty, EventEngine, EventHook, Full, MessagePayload, Topic
+from event_engine import (
+    Empty,
+    EventEngine,
+    EventEngineEx,
+    EventHook,
+    Full,
+    MessagePayload,
+    Topic,
+)
 
 WAIT = 10.0  # generous: only reached when something is broken
 
@@ -44,6 +52,14 @@ def test_defaults_and_attributes():
     assert "idle" in repr(eng)
     with pytest.raises(ValueError):
         EventEngine(capacity=0)
+
+
+@pytest.mark.parametrize("capacity", [0, -1, -4095])
+def test_a_capacity_below_one_is_a_value_error_naming_it(capacity):
+    # A negative capacity used to surface as "can't convert negative int to unsigned".
+    for cls in (EventEngine, EventEngineEx):
+        with pytest.raises(ValueError, match=rf"capacity must be at least 1, got {capacity}"):
+            cls(capacity=capacity)
 
 
 def test_start_put_dispatch_stop(engine):

@@ -413,6 +413,13 @@ def test_unpicklable_arguments_are_a_type_error_naming_topic_and_bus(bus):
     assert_idle(bus)
 
 
+@pytest.mark.parametrize("capacity", [0, -1])
+def test_init_allocator_refuses_a_capacity_below_one(bus_name, capacity):
+    with pytest.raises(ValueError, match=rf"capacity must be between 1 and .*got {capacity}"):
+        event_engine.init_allocator(capacity=capacity, with_shm=True, name=bus_name)
+    assert not os.path.exists(shm_file(bus_name))
+
+
 @pytest.mark.parametrize("group", ["", "sp ace", "a/b", "g" * 65])
 def test_a_bad_group_name_is_refused_before_the_bus_is_touched(bus_name, group):
     with pytest.raises(ValueError, match=r"invalid group name .*: (the name|only)"):
