@@ -47,6 +47,23 @@ pub(crate) fn bus_err(e: BusError) -> PyErr {
         BusError::Full | BusError::Timeout => Full::new_err(format!("bus full: {e}")),
         BusError::Io { .. } => PyOSError::new_err(e.to_string()),
         BusError::TableFull { .. } | BusError::Closed => PyRuntimeError::new_err(e.to_string()),
+        // The bare mismatch says what differs; the user also needs to know the ways out.
+        BusError::Mismatch {
+            ref name,
+            field,
+            found,
+            ..
+        } => {
+            let keep = if field == "slab_blocks" {
+                format!("init_allocator(capacity={found}) uses the bus as it is; otherwise ")
+            } else {
+                String::new()
+            };
+            PyValueError::new_err(format!(
+                "{e}: {keep}pick another bus name, or remove this one with \
+                 unlink_bus({name:?}) once no process uses it"
+            ))
+        }
         other => PyValueError::new_err(other.to_string()),
     }
 }

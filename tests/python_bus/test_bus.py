@@ -13,7 +13,7 @@ import threading
 import event_engine
 import pytest
 from bus_workers import END, GUARD, collector, group_member, timer_owner, two_engines
-from conftest import assert_idle, shm_file
+from conftest import SLAB_BLOCKS, assert_idle, shm_file
 from event_engine import Empty, EventEngine, EventEngineEx, Full, Topic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -436,8 +436,19 @@ def test_a_bus_of_another_layout_version_is_refused(bus):
         f.write((version + 1).to_bytes(4, "little"))
     with pytest.raises(ValueError, match="version"):
         EventEngine(bus=bus)
-    with pytest.raises(ValueError, match="version"):
+    with pytest.raises(ValueError, match=rf'version.*unlink_bus\("{bus}"\)'):
         EventEngineEx(bus=bus)
+
+
+def test_a_bus_of_another_slab_size_is_refused_with_both_sizes_and_the_ways_out(bus):
+    with pytest.raises(ValueError) as info:
+        event_engine.init_allocator(capacity=512, with_shm=True, name=bus)
+    message = str(info.value)
+    assert f"expected 512, found {SLAB_BLOCKS}" in message
+    assert f"init_allocator(capacity={SLAB_BLOCKS})" in message
+    assert f'unlink_bus("{bus}")' in message
+    # The same call with the bus's own size attaches.
+    event_engine.init_allocator(capacity=SLAB_BLOCKS, with_shm=True, name=bus)
 
 
 def test_init_allocator_attaches_the_engines_made_afterwards(bus_name):
