@@ -90,7 +90,9 @@ fn check_group(group: &str) -> PyResult<()> {
 }
 
 fn closed() -> PyErr {
-    PyRuntimeError::new_err("the engine is closed (detached from its bus)")
+    PyRuntimeError::new_err(
+        "the engine is closed (detached from its bus): create a new engine to re-attach",
+    )
 }
 
 fn default_config(slab_blocks: Option<u32>) -> BusConfig {

@@ -320,8 +320,14 @@ def test_stop_start_and_reattach(bus):
     assert "closed" in repr(sub)
     with pytest.raises(RuntimeError, match="closed"):
         sub.start()
-    with pytest.raises(RuntimeError, match="closed"):
-        sub.put(Topic("Re.Attach"), 9)
+    # Every call that needs the bus says so, and what to do instead.
+    for call in (
+        lambda: sub.put(Topic("Re.Attach"), 9),
+        lambda: sub.publish(Topic("Re.Attach"), (9,)),
+        lambda: sub.get(block=False),
+    ):
+        with pytest.raises(RuntimeError, match="closed .*create a new engine"):
+            call()
     pub.put(Topic("Re.Attach"), 3)  # nobody but pub listens to this one
     again = EventEngine(bus=bus)
     again.register_handler(Topic("Re.Attach"), handler)
