@@ -89,7 +89,8 @@ fn check_group(group: &str) -> PyResult<()> {
     )))
 }
 
-fn closed() -> PyErr {
+/// The error of any call that needs the bus once `close()` detached the engine.
+pub(crate) fn closed() -> PyErr {
     PyRuntimeError::new_err(
         "the engine is closed (detached from its bus): create a new engine to re-attach",
     )

@@ -579,6 +579,10 @@ impl PyEventEngine {
         let py = slf.py();
         let this = slf.get();
         let shared = this.shared.clone();
+        // Like `start()`: a closed engine has nothing to run on (the loop would return at once).
+        if shared.source.bus().is_some_and(BusSource::is_closed) {
+            return Err(bus::closed());
+        }
         shared.loops.fetch_add(1, Ordering::AcqRel);
         let _guard = LoopGuard(&shared);
         if let Some(bs) = shared.source.bus() {
@@ -606,9 +610,7 @@ impl PyEventEngine {
         let py = slf.py();
         let this = slf.get();
         if this.shared.source.bus().is_some_and(BusSource::is_closed) {
-            return Err(PyRuntimeError::new_err(
-                "the engine is closed (detached from its bus): create a new engine to re-attach",
-            ));
+            return Err(bus::closed());
         }
         if this.shared.active.load(Ordering::Acquire) {
             this.log(py)?

@@ -325,9 +325,11 @@ def test_stop_start_and_reattach(bus):
         lambda: sub.put(Topic("Re.Attach"), 9),
         lambda: sub.publish(Topic("Re.Attach"), (9,)),
         lambda: sub.get(block=False),
+        lambda: (sub.activate(), sub.run()),
     ):
         with pytest.raises(RuntimeError, match="closed .*create a new engine"):
             call()
+    sub.deactivate()
     pub.put(Topic("Re.Attach"), 3)  # nobody but pub listens to this one
     again = EventEngine(bus=bus)
     again.register_handler(Topic("Re.Attach"), handler)
