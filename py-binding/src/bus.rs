@@ -368,7 +368,7 @@ impl BusSource {
         match first {
             Some(Ok(_)) => return Ok(()),
             Some(Err(BusError::Full)) | None => {}
-            Some(Err(e)) => return Err(bus_err(e)),
+            Some(Err(e)) => return Err(self.publish_err(topic, e)),
         }
         let wait = if block { timeout } else { Some(Duration::ZERO) };
         if !block && first.is_some() {
@@ -398,7 +398,25 @@ impl BusSource {
                 payload.len(),
                 wait.unwrap_or_default().as_secs_f64()
             ))),
-            Ok(Err(e)) => Err(bus_err(e)),
+            Ok(Err(e)) => Err(self.publish_err(topic, e)),
+        }
+    }
+
+    /// The error of a publish the bus refused. The arguments were checked against the largest
+    /// message already, so a `TooLarge` of the topic's length is about the topic; `shm-ring`
+    /// only says "payload", which would send the user looking at the arguments.
+    fn publish_err(&self, topic: &str, e: BusError) -> PyErr {
+        match e {
+            BusError::TooLarge { size, max } if size == topic.len() => {
+                let shown: String = topic.chars().take(40).collect();
+                let more = if shown.len() < topic.len() { "..." } else { "" };
+                PyValueError::new_err(format!(
+                    "topic \"{shown}{more}\" is {size} bytes, longer than bus \"{}\" allows \
+                     ({max} bytes)",
+                    self.name
+                ))
+            }
+            other => bus_err(other),
         }
     }
 

@@ -421,6 +421,21 @@ def test_unpicklable_arguments_are_a_type_error_naming_topic_and_bus(bus):
     assert_idle(bus)
 
 
+def test_a_topic_longer_than_the_bus_allows_is_named_as_the_topic(bus):
+    watcher = EventEngine(bus=bus)
+    pub = EventEngine(bus=bus)
+    topic = Topic("Long." + "x" * 4000)
+    # The arguments are tiny: the message must blame the topic, not the payload.
+    with pytest.raises(ValueError, match=r'topic "Long\.x+\.\.\." is 4005 bytes, longer than bus') as info:
+        pub.put(topic, 1)
+    assert "payload" not in str(info.value)
+    with pytest.raises(Empty):
+        watcher.get(block=False)
+    watcher.close()
+    pub.close()
+    assert_idle(bus)
+
+
 @pytest.mark.parametrize("capacity", [0, -1])
 def test_init_allocator_refuses_a_capacity_below_one(bus_name, capacity):
     with pytest.raises(ValueError, match=rf"capacity must be between 1 and .*got {capacity}"):
