@@ -714,11 +714,20 @@ impl PyEventEngine {
         timeout: f64,
         max_spin: u32,
     ) -> PyResult<()> {
+        // A tuple or a list: any other iterable would be split silently (a str into its
+        // characters), where the reference refuses everything but a tuple.
         let args = match args {
             None => PyTuple::empty(py),
-            Some(a) => match a.cast::<PyTuple>() {
-                Ok(t) => t.clone(),
-                Err(_) => PyTuple::new(py, a.try_iter()?.collect::<PyResult<Vec<_>>>()?)?,
+            Some(a) => match (a.cast::<PyTuple>(), a.cast::<PyList>()) {
+                (Ok(t), _) => t.clone(),
+                (_, Ok(l)) => l.to_tuple(),
+                _ => {
+                    return Err(PyTypeError::new_err(format!(
+                        "publish() args must be a tuple (or a list) of the handler's positional \
+                         arguments, got {}; for one argument write (value,)",
+                        a.get_type().name()?
+                    )))
+                }
             },
         };
         self.enqueue(

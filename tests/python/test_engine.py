@@ -77,6 +77,14 @@ def test_start_put_dispatch_stop(engine):
     assert got.calls == [((1, 2.5, "x"), {"size": 100}), ((2,), {"size": 200}), ((3,), {})]
 
 
+@pytest.mark.parametrize("args", ["ab", b"ab", 5, {"a": 1}, iter((1, 2))])
+def test_publish_args_other_than_a_tuple_or_list_are_refused(engine, args):
+    # A str used to be split into its characters: handler("a", "b") for publish(t, "ab").
+    with pytest.raises(TypeError, match=r"args must be a tuple \(or a list\).*\(value,\)"):
+        engine.publish(Topic("a.b"), args, None)
+    assert engine.occupied == 0
+
+
 def test_generic_routing_and_topic_keyword(engine):
     seen = []
     done = threading.Event()

@@ -227,7 +227,7 @@ class EventEngine:
     def publish(
         self,
         topic: Topic,
-        args: tuple[Any, ...] | None = None,
+        args: tuple[Any, ...] | list[Any] | None = None,
         kwargs: dict[str, Any] | None = None,
         block: bool = True,
         timeout: float = 0.0,
