@@ -223,7 +223,10 @@ class EventEngine:
     def clear(self) -> None: ...
     def put(
         self, topic: Topic, *args: Any, block: bool = True, max_spin: int = 65535, timeout: float = 0.0, **kwargs: Any
-    ) -> None: ...
+    ) -> None:
+        """Publishes ``handler(*args, **kwargs)`` on the exact ``topic``. With ``block`` it waits
+        for room, ``timeout`` seconds at most (0 or less: for ever, as in the reference), then
+        raises ``Full``; without ``block`` it raises ``Full`` at once."""
     def publish(
         self,
         topic: Topic,
@@ -235,7 +238,8 @@ class EventEngine:
         max_spin: int = 65535,
     ) -> None: ...
     def get(self, block: bool = True, max_spin: int = 65535, timeout: float = 0.0) -> MessagePayload:
-        """Takes the next message for this engine (``Empty`` when none comes in time). On a bus
+        """Takes the next message for this engine (``Empty`` when none comes in time; a
+        ``timeout`` of 0 or less waits for ever, as in the reference). On a bus
         engine whose dispatch loop is running it is a ``RuntimeError``: the loop receives every
         message, so call ``stop()`` first."""
     def register_hook(self, hook: EventHook) -> None: ...
@@ -253,9 +257,13 @@ class EventEngineEx(EventEngine):
     @property
     def timer(self) -> dict[float, Topic]: ...
     def get_timer(self, interval: float, activate_time: datetime | None = None) -> Topic: ...
-    def run_timer(self, interval: float, topic: Topic, activate_time: datetime | None = None) -> None: ...
-    def second_timer(self, topic: Topic) -> None: ...
-    def minute_timer(self, topic: Topic) -> None: ...
+    def run_timer(self, interval: float, topic: Topic, activate_time: datetime | None = None) -> None:
+        """Runs a timer loop in the calling thread, publishing ``topic`` every ``interval``
+        seconds until the engine stops (it blocks; ``get_timer`` runs one in a background thread)."""
+    def second_timer(self, topic: Topic) -> None:
+        """``run_timer`` aligned to the wall-clock second (blocks until the engine stops)."""
+    def minute_timer(self, topic: Topic) -> None:
+        """``run_timer`` aligned to the wall-clock minute (blocks until the engine stops)."""
 
 def init_internal_map(capacity: int = 1024) -> dict[str, Topic]: ...
 def clear_internal_map() -> None: ...
