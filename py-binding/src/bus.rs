@@ -69,24 +69,9 @@ pub(crate) fn bus_err(e: BusError) -> PyErr {
 }
 
 /// Checks a group name before the bus is opened, so a bad one neither creates a bus file as a
-/// side effect nor is reported as a bad bus name (the rule is `shm-ring`'s: 1..=64 characters of
-/// `[A-Za-z0-9_.-]`).
+/// side effect nor is reported as a bad bus name.
 fn check_group(group: &str) -> PyResult<()> {
-    let reason = if group.is_empty() {
-        "the name is empty"
-    } else if group.len() > 64 {
-        "the name is longer than 64 characters"
-    } else if !group
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-    {
-        "only letters, digits, '_', '.' and '-' are allowed"
-    } else {
-        return Ok(());
-    };
-    Err(PyValueError::new_err(format!(
-        "invalid group name {group:?}: {reason}"
-    )))
+    shm_ring::validate_group(group).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
 /// The error of any call that needs the bus once `close()` detached the engine.

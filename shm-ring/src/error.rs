@@ -11,6 +11,14 @@ pub enum BusError {
         /// Why it was rejected.
         reason: &'static str,
     },
+    /// A group name is not acceptable (1..=64 characters of `[A-Za-z0-9_.-]`).
+    #[error("invalid group name {name:?}: {reason}")]
+    BadGroup {
+        /// The rejected name.
+        name: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
     /// No bus of that name exists.
     #[error("bus {name:?} does not exist")]
     NotFound {

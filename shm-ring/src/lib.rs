@@ -92,7 +92,7 @@ pub use snapshot::{
 #[cfg(not(loom))]
 pub use subscriber::{Message, Subscriber};
 #[cfg(not(loom))]
-pub use table::Role;
+pub use table::{validate_group, Role};
 
 /// The README's Rust example, compiled and run as a doctest so that it stays true.
 #[cfg(all(doctest, not(loom)))]

@@ -239,17 +239,21 @@ pub(crate) fn row_alive(row: &Row) -> bool {
 }
 
 /// Checks a group name: 1..=64 bytes of `[A-Za-z0-9_.-]`.
-pub(crate) fn validate_group(group: &str) -> Result<(), BusError> {
-    if group.is_empty()
-        || group.len() > MAX_GROUP_NAME
-        || !group
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+pub fn validate_group(group: &str) -> Result<(), BusError> {
+    let reason = if group.is_empty() {
+        "the name is empty"
+    } else if group.len() > MAX_GROUP_NAME {
+        "the name is longer than 64 characters"
+    } else if !group
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
     {
-        return Err(BusError::BadName {
-            name: group.to_string(),
-            reason: "a group name is 1..=64 characters from [A-Za-z0-9_.-]",
-        });
-    }
-    Ok(())
+        "only letters, digits, '_', '.' and '-' are allowed"
+    } else {
+        return Ok(());
+    };
+    Err(BusError::BadGroup {
+        name: group.to_string(),
+        reason,
+    })
 }

@@ -574,7 +574,7 @@ fn subscriber_table_and_process_table_limits() {
     assert!(matches!(bus.publisher(), Err(BusError::TableFull { .. })));
     assert!(matches!(
         bus.subscribe_group("bad name"),
-        Err(BusError::BadName { .. })
+        Err(BusError::BadGroup { .. })
     ));
     let s = bus.snapshot();
     assert_eq!(s.groups.len(), 1);

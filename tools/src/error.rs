@@ -35,7 +35,7 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
         if let Some(bus) = cause.downcast_ref::<BusError>() {
             return match bus {
                 BusError::NotFound { .. } => EXIT_UNKNOWN_BUS,
-                BusError::BadName { .. } => EXIT_BAD_NAME,
+                BusError::BadName { .. } | BusError::BadGroup { .. } => EXIT_BAD_NAME,
                 BusError::Corrupt { .. }
                 | BusError::Mismatch { .. }
                 | BusError::ForeignOwner { .. } => EXIT_BAD_REGION,
