@@ -13,7 +13,8 @@ pub struct BusConfig {
     pub max_message: u32,
     /// Total payload blocks across all size classes (default 4096).
     pub slab_blocks: u32,
-    /// Rows in the process table; every publisher, subscriber and attached bus handle takes one (default 64).
+    /// Rows in the process table; every publisher, subscriber and attached bus handle takes one
+    /// (default 256: a Python engine holds three, so 85 engines fit; 128 bytes a row).
     pub max_processes: u32,
     /// Fan-out subscribers plus groups, at most 64 (one bit each in a slot's pending mask).
     pub max_subscribers: u32,
@@ -29,7 +30,7 @@ impl Default for BusConfig {
             ring_capacity: 4096,
             max_message: 1 << 20,
             slab_blocks: 4096,
-            max_processes: 64,
+            max_processes: 256,
             max_subscribers: 64,
             mode: 0o600,
             allow_foreign_owner: false,
