@@ -18,7 +18,7 @@ use pyo3::types::{PyDict, PyFloat};
 use crate::engine::{PyEventEngine, RunningTimer};
 use crate::lock;
 use crate::source::Shared;
-use crate::topic::{topic_arg, PyTopic};
+use crate::topic::{not_exact, topic_arg, PyTopic};
 
 /// Polling period of the blocking timer calls (to notice Ctrl-C).
 const SIGNAL_CHECK: Duration = Duration::from_millis(100);
@@ -53,6 +53,10 @@ fn spawn(
     alignment: Alignment,
 ) -> PyResult<Timer> {
     let period = check_interval(interval)?;
+    // Ticks are published on the topic, so it must be exact like any published topic.
+    if !topic.is_exact() {
+        return Err(not_exact(&topic));
+    }
     let aligned = !(alignment == Alignment::None);
     let shared = shared.clone();
     Ok(Timer::spawn(

@@ -95,6 +95,17 @@ def test_bad_interval(engine):
         engine.get_timer(-1.5)
 
 
+def test_a_timer_on_a_topic_that_is_not_exact_is_refused(engine):
+    engine.start()
+    for run in (
+        lambda: engine.run_timer(0.5, Topic("Ticks.{kind}")),
+        lambda: engine.second_timer(Topic("Ticks.(a|b)")),
+        lambda: engine.minute_timer(Topic("Ticks./x/")),
+    ):
+        with pytest.raises(ValueError, match="must be exact"):
+            run()
+
+
 def test_timers_end_when_the_engine_stops(engine):
     engine.start()
     topic = engine.get_timer(0.02)
