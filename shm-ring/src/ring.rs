@@ -265,25 +265,31 @@ impl<'a> RingView<'a> {
     }
 }
 
+/// A test ring's slot, free for the publisher of position `pos` (as a new region's are).
+#[cfg(test)]
+impl Slot {
+    pub(crate) fn free_at(pos: u64) -> Slot {
+        Slot {
+            seq: AtomicU64::new(pos),
+            pending: AtomicU64::new(0),
+            topic_hash: AtomicU64::new(0),
+            timestamp_ns: AtomicU64::new(0),
+            publisher: AtomicU32::new(0),
+            publisher_pid: AtomicU32::new(0),
+            block: AtomicU32::new(0),
+            payload_len: AtomicU32::new(0),
+            meta: AtomicU64::new(0),
+            inline: UnsafeCell::new([0; INLINE_CAP]),
+        }
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
     pub(crate) fn slots(n: usize) -> Vec<Slot> {
-        (0..n)
-            .map(|i| Slot {
-                seq: AtomicU64::new(i as u64),
-                pending: AtomicU64::new(0),
-                topic_hash: AtomicU64::new(0),
-                timestamp_ns: AtomicU64::new(0),
-                publisher: AtomicU32::new(0),
-                publisher_pid: AtomicU32::new(0),
-                block: AtomicU32::new(0),
-                payload_len: AtomicU32::new(0),
-                meta: AtomicU64::new(0),
-                inline: UnsafeCell::new([0; INLINE_CAP]),
-            })
-            .collect()
+        (0..n).map(|i| Slot::free_at(i as u64)).collect()
     }
 
     #[test]
@@ -368,20 +374,7 @@ mod loom_tests {
         Arc::new(Shared {
             head: AtomicU64::new(0),
             active: AtomicU64::new(active),
-            slots: (0..cap)
-                .map(|i| Slot {
-                    seq: AtomicU64::new(i as u64),
-                    pending: AtomicU64::new(0),
-                    topic_hash: AtomicU64::new(0),
-                    timestamp_ns: AtomicU64::new(0),
-                    publisher: AtomicU32::new(0),
-                    publisher_pid: AtomicU32::new(0),
-                    block: AtomicU32::new(0),
-                    payload_len: AtomicU32::new(0),
-                    meta: AtomicU64::new(0),
-                    inline: UnsafeCell::new([0; INLINE_CAP]),
-                })
-                .collect(),
+            slots: (0..cap).map(|i| Slot::free_at(i as u64)).collect(),
             lock: Mutex::new(()),
             changed: Condvar::new(),
         })
