@@ -16,7 +16,7 @@ use pyo3::exceptions::{PyAttributeError, PyOSError, PyRuntimeError, PyTypeError,
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
-use shm_ring::compact::{CompactReader, CompactWriter, Item};
+use shm_ring::wire::compact::{CompactReader, CompactWriter, Item};
 use shm_ring::{Bus, BusConfig, BusError, Codec, Interrupter, Publisher, Subscriber};
 
 use crate::errors::Full;
@@ -387,12 +387,10 @@ impl BusSource {
         }
     }
 
-    /// The error of a publish the bus refused. The arguments were checked against the largest
-    /// message already, so a `TooLarge` of the topic's length is about the topic; `shm-ring`
-    /// only says "payload", which would send the user looking at the arguments.
+    /// The error of a publish the bus refused, naming the topic when the topic is the problem.
     fn publish_err(&self, topic: &str, e: BusError) -> PyErr {
         match e {
-            BusError::TooLarge { size, max } if size == topic.len() => {
+            BusError::TopicTooLong { size, max } => {
                 let shown: String = topic.chars().take(40).collect();
                 let more = if shown.len() < topic.len() { "..." } else { "" };
                 PyValueError::new_err(format!(
@@ -642,7 +640,7 @@ fn split_call<'py>(
     Ok((PyTuple::new(py, [obj])?, None))
 }
 
-fn compact_err(e: shm_ring::compact::CompactError) -> PyErr {
+fn compact_err(e: shm_ring::wire::compact::CompactError) -> PyErr {
     PyValueError::new_err(e.to_string())
 }
 

@@ -202,8 +202,13 @@ impl PyEventEngine {
                 break;
             };
             let first = py.detach(|| {
-                sub.recv_hot_where(Some(BUS_IDLE_WAIT), HOT_POLL, &intr, |m| {
-                    lock(table).has_route(m.topic_hash, m.topic)
+                let mut routed =
+                    |m: &shm_ring::Message<'_>| lock(table).has_route(m.topic_hash, m.topic);
+                sub.recv_with(shm_ring::RecvOptions {
+                    timeout: Some(BUS_IDLE_WAIT),
+                    hot: Some(HOT_POLL),
+                    interrupter: Some(&intr),
+                    wanted: Some(&mut routed),
                 })
             });
             match first {

@@ -1,65 +1,19 @@
 //! The bus handle: attaching to a region, handing out publishers and subscribers, leaving.
 
-use crate::atomics::Ordering;
-use crate::layout::{KIND_FANOUT, KIND_GROUP};
+use crate::blocks::atomics::Ordering;
+use crate::handle::Inner;
 use crate::observer::Observer;
 use crate::publisher::Publisher;
+use crate::recovery::lock_table;
+use crate::recovery::snapshot::Snapshot;
 use crate::recovery::{reap_locked, remove_consumer, ReapReport};
+use crate::region::layout::{KIND_FANOUT, KIND_GROUP};
+use crate::region::table::{validate_group, Role};
 use crate::region::{check_geometry, Region};
-use crate::snapshot::Snapshot;
 use crate::subscriber::Subscriber;
-use crate::table::{validate_group, Role, TableGuard};
 use crate::{shm_path, validate_name, BusConfig, BusError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Codec tag stored with each message (the Python side may use further values).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Codec {
-    /// Raw bytes: a Python handler receives one `bytes` argument.
-    Raw = 0,
-    /// A pickle of `(args, kwargs)`.
-    Pickle = 1,
-    /// The compact encoding of primitive call arguments (see [`crate::compact`]).
-    Compact = 2,
-}
-
-/// The attached region plus this handle's process-table row (none for a read-only observer);
-/// shared by every handle made from it.
-pub(crate) struct Inner {
-    pub(crate) region: Region,
-    row: Option<u32>,
-}
-
-impl Inner {
-    /// Gives up row `row` (and consumer `consumer`, for a subscriber), then reaps; when nobody is
-    /// left, the reap sweeps the region back to its idle state.
-    pub(crate) fn leave(&self, row: u32, consumer: Option<u32>) {
-        let g = TableGuard::lock(&self.region);
-        let mut report = ReapReport::default();
-        if let Some(idx) = consumer {
-            if let Some(c) = self.region.consumers().get(idx as usize) {
-                let members = c.members.load(Ordering::Relaxed);
-                if c.kind.load(Ordering::Relaxed) == KIND_GROUP && members > 1 {
-                    c.members.store(members - 1, Ordering::Relaxed);
-                } else {
-                    remove_consumer(&g, idx, &mut report);
-                }
-            }
-        }
-        g.free_row(row);
-        let _ = reap_locked(&g);
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        if let Some(row) = self.row {
-            self.leave(row, None);
-        }
-    }
-}
 
 /// An attached bus: a shared-memory region at `/dev/shm/event_engine.<name>` and this handle's row
 /// in its process table. Cheap to clone; the row is given up when the last clone (and every
@@ -90,7 +44,7 @@ pub struct Bus {
 
 impl Bus {
     fn attach(region: Region) -> Result<Bus, BusError> {
-        let row = TableGuard::lock(&region).claim_row(Role::Bus, u32::MAX)?;
+        let row = lock_table(&region).claim_row(Role::Bus, u32::MAX)?;
         Ok(Bus {
             inner: Arc::new(Inner {
                 region,
@@ -155,13 +109,13 @@ impl Bus {
 
     /// A new publisher (takes a process-table row).
     pub fn publisher(&self) -> Result<Publisher, BusError> {
-        let row = TableGuard::lock(&self.inner.region).claim_row(Role::Publisher, u32::MAX)?;
+        let row = lock_table(&self.inner.region).claim_row(Role::Publisher, u32::MAX)?;
         Ok(Publisher::new(self.inner.clone(), row))
     }
 
     /// A fan-out subscriber: receives every message published from now on.
     pub fn subscribe(&self) -> Result<Subscriber, BusError> {
-        let g = TableGuard::lock(&self.inner.region);
+        let g = lock_table(&self.inner.region);
         let idx = g.add_consumer(KIND_FANOUT, "")?;
         let row = match g.claim_row(Role::Subscriber, idx) {
             Ok(row) => row,
@@ -178,7 +132,7 @@ impl Bus {
     /// from the group's creation on goes to exactly one member.
     pub fn subscribe_group(&self, group: &str) -> Result<Subscriber, BusError> {
         validate_group(group)?;
-        let g = TableGuard::lock(&self.inner.region);
+        let g = lock_table(&self.inner.region);
         let (idx, new) = match g.find_group(group) {
             Some(idx) => (idx, false),
             None => (g.add_consumer(KIND_GROUP, group)?, true),
@@ -215,7 +169,7 @@ impl Bus {
 
     /// Reclaims dead processes now (and sweeps the region if no live publisher or subscriber is left).
     pub fn reap(&self) -> ReapReport {
-        let g = TableGuard::lock(&self.inner.region);
+        let g = lock_table(&self.inner.region);
         reap_locked(&g)
     }
 

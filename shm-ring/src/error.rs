@@ -59,12 +59,22 @@ pub enum BusError {
         /// The owner of the region file.
         uid: u32,
     },
-    /// The payload (or topic) is larger than the bus allows.
-    #[error("payload of {size} bytes is larger than the bus allows ({max} bytes)")]
-    TooLarge {
-        /// The size that was asked for.
+    /// The payload is larger than the bus allows.
+    #[error("payload of {size} bytes is larger than the bus allows ({max} bytes of payload per message); send less per message, or create the bus with a larger max_message")]
+    PayloadTooLarge {
+        /// The payload's size in bytes.
         size: usize,
-        /// The largest size allowed.
+        /// The largest payload allowed, in bytes.
+        max: usize,
+    },
+    /// The topic is longer than any bus allows.
+    #[error(
+        "topic of {size} bytes is longer than a bus allows ({max} bytes); use a shorter topic"
+    )]
+    TopicTooLong {
+        /// The topic's length in bytes.
+        size: usize,
+        /// The longest topic allowed, in bytes.
         max: usize,
     },
     /// The ring or the slab class is full and the call was non-blocking.

@@ -34,65 +34,68 @@
 //! bus.publisher()?.publish_pickled("md.tick", &[PyValue::Float(1.5)], &[("venue", PyValue::Str("X".into()))], None)?;
 //! let msg = sub.recv(None)?.unwrap();
 //! assert_eq!(msg.codec, Codec::Pickle as u8);
-//! assert_eq!(shm_ring::pickle::decode(msg.payload).unwrap().to_string(), "((1.5,), {'venue': 'X'})");
+//! assert_eq!(shm_ring::wire::pickle::decode(msg.payload).unwrap().to_string(), "((1.5,), {'venue': 'X'})");
 //! # drop(sub); drop(bus);
 //! # Ok::<(), shm_ring::BusError>(())
 //! ```
 
-pub(crate) mod atomics;
-#[cfg(not(loom))]
-mod bus;
-pub mod compact;
+// Layers, each importing only from those above it in this list (see `docs/design.md`):
+// errors and configuration; the wire format; lock-free building blocks; the region; recovery;
+// waiting; the API (handle, message, publisher, subscriber, observer, bus).
 mod config;
 mod error;
-#[cfg(not(loom))]
-mod futex;
-#[cfg(not(loom))]
-mod interrupt;
-#[cfg(not(loom))]
-mod layout;
-pub mod liveness;
-#[cfg(not(loom))]
-mod observer;
-pub mod pickle;
-#[cfg(not(loom))]
-mod publisher;
-#[cfg(not(loom))]
-mod recovery;
+pub mod wire;
+
+mod blocks;
 #[cfg(not(loom))]
 mod region;
-mod ring;
-mod slab;
+
 #[cfg(not(loom))]
-mod snapshot;
-#[cfg(not(loom))]
-mod subscriber;
-#[cfg(not(loom))]
-mod table;
+mod recovery;
 #[cfg(not(loom))]
 mod wait;
 
 #[cfg(not(loom))]
-pub use bus::{inspect, inspect_with, observe, observe_with, Bus, Codec};
+mod bus;
+#[cfg(not(loom))]
+mod handle;
+#[cfg(not(loom))]
+mod interrupt;
+#[cfg(not(loom))]
+mod message;
+#[cfg(not(loom))]
+mod observer;
+#[cfg(not(loom))]
+mod publisher;
+#[cfg(not(loom))]
+mod subscriber;
+
+#[cfg(not(loom))]
+pub use bus::{inspect, inspect_with, observe, observe_with, Bus};
 pub use config::{shm_path, validate_name, BusConfig};
 pub use error::BusError;
 #[cfg(not(loom))]
 pub use interrupt::Interrupter;
 #[cfg(not(loom))]
+pub use message::Message;
+#[cfg(not(loom))]
 pub use observer::Observer;
-pub use pickle::{DecodeError, PyValue};
 #[cfg(not(loom))]
-pub use publisher::{topic_hash, Publisher};
+pub use publisher::Publisher;
 #[cfg(not(loom))]
-pub use recovery::{ReapReport, ReapedProcess};
-#[cfg(not(loom))]
-pub use snapshot::{
+pub use recovery::snapshot::{
     list_buses, BusInfo, Counters, GroupRow, ProcessRow, RingRow, SlabClassRow, Snapshot,
 };
 #[cfg(not(loom))]
-pub use subscriber::{Message, Subscriber};
+pub use recovery::{ReapReport, ReapedProcess};
 #[cfg(not(loom))]
-pub use table::{validate_group, Role};
+pub use region::liveness;
+#[cfg(not(loom))]
+pub use region::table::{validate_group, Role};
+#[cfg(not(loom))]
+pub use subscriber::{RecvOptions, Subscriber};
+pub use wire::pickle::{DecodeError, PyValue};
+pub use wire::{topic_hash, Codec};
 
 /// The README's Rust example, compiled and run as a doctest so that it stays true.
 #[cfg(all(doctest, not(loom)))]

@@ -2,10 +2,12 @@
 //! consumer bit, so it never holds publishers back. A message released by every consumer before
 //! the observer got to it (or published while no consumer was attached) is counted as skipped.
 
-use crate::atomics::Ordering;
-use crate::bus::Inner;
-use crate::ring::dist;
-use crate::subscriber::Message;
+use crate::blocks::atomics::{fence, Ordering};
+use crate::blocks::ring::{dist, INLINE_CAP};
+use crate::handle::Inner;
+use crate::message::Message;
+use crate::region::layout::MAX_TOPIC_LEN;
+use crate::region::words::SlotMeta;
 use crate::BusError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,11 +32,14 @@ pub struct Observer {
     inner: Arc<Inner>,
     cursor: u64,
     skipped: u64,
-    topic: String,
-    payload: Vec<u8>,
+    /// The last message copied: topic bytes, then payload bytes.
+    bytes: Vec<u8>,
 }
 
-/// Copies `len` bytes from shared memory another process may be rewriting.
+/// Copies `len` bytes from shared memory another process may be rewriting, with volatile reads
+/// through a raw pointer: no reference to those bytes is ever made, so a concurrent writer makes
+/// the copy stale (which the caller detects with the slot's sequence word, as in a seqlock), never
+/// undefined behaviour in this process.
 ///
 /// # Safety
 /// `src..src + len` must lie inside the mapping.
@@ -47,6 +52,18 @@ unsafe fn copy_volatile(src: *const u8, len: usize, out: &mut Vec<u8>) {
     }
 }
 
+/// What [`Observer::copy_slot`] took from a slot besides the bytes.
+struct Copied {
+    /// The message's ring position.
+    seq: u64,
+    topic_hash: u64,
+    topic_len: usize,
+    codec: u8,
+    publisher: u32,
+    publisher_pid: u32,
+    timestamp_ns: u64,
+}
+
 impl Observer {
     pub(crate) fn new(inner: Arc<Inner>) -> Observer {
         let cursor = inner.region.header().head.load(Ordering::SeqCst);
@@ -54,8 +71,7 @@ impl Observer {
             inner,
             cursor,
             skipped: 0,
-            topic: String::new(),
-            payload: Vec::new(),
+            bytes: Vec::new(),
         }
     }
 
@@ -68,17 +84,18 @@ impl Observer {
     pub fn recv(&mut self, timeout: Option<Duration>) -> Result<Option<Message<'_>>, BusError> {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
-            if let Some(m) = self.try_copy()? {
-                let (seq, topic_hash, codec, publisher, publisher_pid, timestamp_ns) = m;
+            if let Some(c) = self.next_copy() {
+                let (topic, payload) = self.bytes.split_at(c.topic_len);
                 return Ok(Some(Message {
-                    seq,
-                    topic_hash,
-                    topic: &self.topic,
-                    codec,
-                    payload: &self.payload,
-                    publisher,
-                    publisher_pid,
-                    timestamp_ns,
+                    seq: c.seq,
+                    topic_hash: c.topic_hash,
+                    // Checked by `next_copy`.
+                    topic: std::str::from_utf8(topic).unwrap_or_default(),
+                    codec: c.codec,
+                    payload,
+                    publisher: c.publisher,
+                    publisher_pid: c.publisher_pid,
+                    timestamp_ns: c.timestamp_ns,
                 }));
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -90,9 +107,11 @@ impl Observer {
         }
     }
 
-    #[allow(clippy::type_complexity)]
-    fn try_copy(&mut self) -> Result<Option<(u64, u64, u8, u32, u32, u64)>, BusError> {
-        let region = &self.inner.region;
+    /// Copies the next readable message into `self.bytes`; skips (and counts) what left the ring,
+    /// was torn while being copied, or is not a well-formed message.
+    fn next_copy(&mut self) -> Option<Copied> {
+        let inner = self.inner.clone();
+        let region = &inner.region;
         let ring = region.ring();
         let cap = ring.capacity();
         for _ in 0..=cap {
@@ -102,13 +121,13 @@ impl Observer {
                 self.cursor = head.wrapping_sub(cap);
             }
             if dist(head, self.cursor) <= 0 {
-                return Ok(None);
+                return None;
             }
             let pos = self.cursor;
             let slot = ring.slot(pos);
             let seq = slot.seq.load(Ordering::Acquire);
             match dist(seq, pos.wrapping_add(1)) {
-                d if d < 0 => return Ok(None),
+                d if d < 0 => return None,
                 d if d > 0 => {
                     self.skipped += 1;
                     self.cursor = self.cursor.wrapping_add(1);
@@ -116,34 +135,59 @@ impl Observer {
                 }
                 _ => {}
             }
-            let out = match crate::subscriber::read_message(region, pos) {
-                Ok(m) => {
-                    // SAFETY: both ranges were range-checked by `read_message`.
-                    unsafe {
-                        let mut topic = std::mem::take(&mut self.topic).into_bytes();
-                        copy_volatile(m.topic.as_ptr(), m.topic.len(), &mut topic);
-                        copy_volatile(m.payload.as_ptr(), m.payload.len(), &mut self.payload);
-                        self.topic = String::from_utf8(topic).unwrap_or_default();
-                    }
-                    Some((
-                        m.seq,
-                        m.topic_hash,
-                        m.codec,
-                        m.publisher,
-                        m.publisher_pid,
-                        m.timestamp_ns,
-                    ))
-                }
-                Err(_) => None,
-            };
             self.cursor = self.cursor.wrapping_add(1);
-            // The slot may have been released and reused while we copied: then the copy is torn.
-            if slot.seq.load(Ordering::Acquire) != seq || out.is_none() {
-                self.skipped += 1;
-                continue;
+            let copied = self.copy_slot(pos);
+            // The slot may have been released and reused while we copied (a seqlock read): the
+            // copy is then torn and dropped. The fence orders the copy before the re-check.
+            fence(Ordering::Acquire);
+            let torn = slot.seq.load(Ordering::Relaxed) != seq;
+            match copied {
+                Some(c) if !torn && std::str::from_utf8(&self.bytes[..c.topic_len]).is_ok() => {
+                    return Some(c)
+                }
+                _ => self.skipped += 1,
             }
-            return Ok(out);
         }
-        Ok(None)
+        None
+    }
+
+    /// Copies slot `pos` and its topic and payload bytes into
+    /// `self.bytes`, checking every length and index against the layout before reading through
+    /// it. The result may be torn: the caller re-checks the sequence word before using it.
+    fn copy_slot(&mut self, pos: u64) -> Option<Copied> {
+        let region = &self.inner.region;
+        let slot = region.ring().slot(pos);
+        let SlotMeta { topic_len, codec } = SlotMeta::from(slot.meta.load(Ordering::Relaxed));
+        let topic_len = topic_len as usize;
+        let len = slot.payload_len.load(Ordering::Relaxed) as usize;
+        let block = slot.block.load(Ordering::Relaxed);
+        if topic_len > MAX_TOPIC_LEN {
+            return None;
+        }
+        let total = topic_len.checked_add(len)?;
+        let src: *const u8 = if block == 0 {
+            if total > INLINE_CAP {
+                return None;
+            }
+            slot.inline.get().cast::<u8>()
+        } else {
+            let (_, ptr, size) = region.block(block - 1)?;
+            if total > size {
+                return None;
+            }
+            ptr
+        };
+        // SAFETY: `src..src + total` lies inside the slot's inline bytes or inside block
+        // `block - 1`, both within the mapping (checked just above against the layout).
+        unsafe { copy_volatile(src, total, &mut self.bytes) };
+        Some(Copied {
+            seq: pos,
+            topic_hash: slot.topic_hash.load(Ordering::Relaxed),
+            topic_len,
+            codec,
+            publisher: slot.publisher.load(Ordering::Relaxed),
+            publisher_pid: slot.publisher_pid.load(Ordering::Relaxed),
+            timestamp_ns: slot.timestamp_ns.load(Ordering::Relaxed),
+        })
     }
 }

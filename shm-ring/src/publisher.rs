@@ -4,41 +4,24 @@
 //! The block is taken before the ring position is claimed, so a publisher never holds a claimed
 //! slot (which every consumer behind it must wait for) while it waits for slab space.
 
-use crate::atomics::{AtomicU64, Ordering};
-use crate::bus::Inner;
-use crate::layout::{INLINE_CAP, MAX_TOPIC_LEN};
-use crate::liveness::coarse_now_ns;
-use crate::pickle::{encode_call, PyValue};
-use crate::recovery::{free_block, wake_publishers, wake_subscribers};
-use crate::ring::Intent;
+use crate::blocks::atomics::{AtomicU64, Ordering};
+use crate::blocks::ring::Intent;
+use crate::handle::Inner;
+use crate::region::layout::{INLINE_CAP, MAX_TOPIC_LEN};
+use crate::region::liveness::coarse_now_ns;
+use crate::region::table::{add_own, bump_own};
+use crate::region::words::SlotMeta;
 use crate::wait::{wait_for, Side};
+use crate::wire::pickle::{encode_call, PyValue};
+use crate::wire::topic_hash;
 use crate::{BusError, Codec};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Adds one to a counter only this row's owner writes: a plain load and store, no locked
-/// read-modify-write on the hot path.
-pub(crate) fn bump_own(counter: &AtomicU64) {
-    add_own(counter, 1);
-}
-
-/// Adds `n` to a counter only this row's owner writes (see [`bump_own`]).
-pub(crate) fn add_own(counter: &AtomicU64, n: u64) {
-    counter.store(
-        counter.load(Ordering::Relaxed).wrapping_add(n),
-        Ordering::Relaxed,
-    );
-}
-
-/// The xxh3-64 hash of a topic literal (the same hash the engine's hook tables use).
-pub fn topic_hash(topic: &str) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(topic.as_bytes())
-}
-
 /// Claimed positions `next..end` of a run not yet published; dropping it gives them back
 /// unpublished (consumers skip them) and clears the publisher's intent.
 struct ClaimedRun<'a, 'r> {
-    ring: &'a crate::ring::RingView<'r>,
+    ring: &'a crate::blocks::ring::RingView<'r>,
     next: u64,
     end: u64,
     intent: &'a AtomicU64,
@@ -137,10 +120,10 @@ impl Publisher {
         let region = &self.inner.region;
         let max = region.layout().max_message as usize;
         if len > max {
-            return Err(BusError::TooLarge { size: len, max });
+            return Err(BusError::PayloadTooLarge { size: len, max });
         }
         if topic.len() > MAX_TOPIC_LEN {
-            return Err(BusError::TooLarge {
+            return Err(BusError::TopicTooLong {
                 size: topic.len(),
                 max: MAX_TOPIC_LEN,
             });
@@ -189,8 +172,8 @@ impl Publisher {
         let pos = match claimed {
             Ok(Some(pos)) => pos,
             Ok(None) | Err(_) => {
-                free_block(region, block);
-                wake_publishers(region);
+                region.free_block(block);
+                region.wake_publishers();
                 return Err(claimed.err().unwrap_or_else(out_of_time));
             }
         };
@@ -198,8 +181,8 @@ impl Publisher {
         if consumers == 0 {
             // Nobody listens: nothing to deliver, nothing to keep.
             ring.discard(pos, 1, &row.publishing);
-            free_block(region, block);
-            wake_publishers(region);
+            region.free_block(block);
+            region.wake_publishers();
             bump_own(&row.published);
             return Ok(pos);
         }
@@ -210,8 +193,11 @@ impl Publisher {
         slot.publisher_pid.store(self.pid, Ordering::Relaxed);
         slot.block.store(block, Ordering::Relaxed);
         slot.payload_len.store(len as u32, Ordering::Relaxed);
-        slot.meta
-            .store(topic.len() as u64 | (codec as u64) << 16, Ordering::Relaxed);
+        let meta = SlotMeta {
+            topic_len: topic.len() as u16,
+            codec: codec as u8,
+        };
+        slot.meta.store(meta.value(), Ordering::Relaxed);
         if block == 0 {
             // SAFETY: we claimed `pos`, so no one else writes this slot and no consumer reads it
             // until `commit` publishes it with a Release store.
@@ -225,7 +211,7 @@ impl Publisher {
         }
         ring.commit(pos, consumers, &row.publishing);
         bump_own(&row.published);
-        wake_subscribers(region);
+        region.wake_subscribers();
         Ok(pos)
     }
 
@@ -304,14 +290,14 @@ impl Publisher {
         let region = &inner.region;
         let max = region.layout().max_message as usize;
         if topic.len() > MAX_TOPIC_LEN {
-            return Err(BusError::TooLarge {
+            return Err(BusError::TopicTooLong {
                 size: topic.len(),
                 max: MAX_TOPIC_LEN,
             });
         }
         // Refuse the whole batch up front rather than publish part of it.
         if let Some(size) = (0..count).map(&len_of).find(|&l| l > max) {
-            return Err(BusError::TooLarge { size, max });
+            return Err(BusError::PayloadTooLarge { size, max });
         }
         let row = region.row(self.row).expect("own row is in range");
         let ring = region.ring();
@@ -319,7 +305,11 @@ impl Publisher {
         let remaining = || timeout.map(|t| t.saturating_sub(start.elapsed()));
         let fits = |i: usize| topic.len() + len_of(i) <= INLINE_CAP;
         let hash = topic_hash(topic);
-        let meta = topic.len() as u64 | (codec as u64) << 16;
+        let meta = SlotMeta {
+            topic_len: topic.len() as u16,
+            codec: codec as u8,
+        }
+        .value();
         let mut done = 0;
         while done < count {
             let partial = |e: BusError, done: usize| match e {
@@ -358,7 +348,7 @@ impl Publisher {
             let consumers = ring.consumers();
             if consumers == 0 {
                 ring.discard(pos, n, &row.publishing);
-                wake_publishers(region);
+                region.wake_publishers();
             } else {
                 let now = coarse_now_ns();
                 // `fill` runs after the claim: if it panics, the guard gives the unpublished rest
@@ -395,7 +385,7 @@ impl Publisher {
                     run.next = pos.wrapping_add(j + 1);
                 }
                 drop(run);
-                wake_subscribers(region);
+                region.wake_subscribers();
             }
             add_own(&row.published, n);
             done += n as usize;

@@ -11,110 +11,39 @@
 //! Acknowledging clears the consumer's bit in the slot first and forgets the claim second, so a
 //! member killed in between leaves a claim a reaper finds already released (and drops).
 
-use crate::atomics::Ordering;
-use crate::bus::Inner;
-use crate::layout::{Consumer, INLINE_CAP, IN_FLIGHT_CONFIRMED, MAX_TOPIC_LEN};
-use crate::recovery::{release_slot_quiet, saturating_dec, wake_publishers};
-use crate::region::Region;
-use crate::ring::Poll;
+use crate::blocks::atomics::Ordering;
+use crate::blocks::ring::Poll;
+use crate::handle::Inner;
+use crate::interrupt::Interrupter;
+use crate::message::{read_message, Message};
+use crate::region::layout::{Consumer, IN_FLIGHT_CONFIRMED};
+use crate::region::saturating_dec;
+use crate::region::words::{Cursor, Redelivery};
 use crate::wait::{wait_for_hot, Side, HOT_WAIT};
 use crate::BusError;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Packs a cursor: position and the row (+1) that claimed the position before it (0: none).
-pub(crate) fn pack_cursor(pos: u64, claimer: u32) -> u64 {
-    pos << 16 | (claimer as u64 & 0xffff)
-}
-
-/// Unpacks a cursor into position and claimer.
-pub(crate) fn unpack_cursor(v: u64) -> (u64, u32) {
-    (v >> 16, (v & 0xffff) as u32)
-}
-
-/// Packs a redelivery entry: position and owner row (+1, 0 = waiting for a member).
-pub(crate) fn pack_redeliver(pos: u64, owner: u32) -> u64 {
-    pos.wrapping_add(1) << 16 | (owner as u64 & 0xffff)
-}
-
-/// Unpacks a redelivery entry.
-pub(crate) fn unpack_redeliver(v: u64) -> (u64, u32) {
-    ((v >> 16).wrapping_sub(1), (v & 0xffff) as u32)
-}
-
-/// A message on the bus: a borrowed view of a slot and its block, valid until the next receive
-/// call on (or drop of) the subscriber that returned it.
-#[derive(Debug, Clone, Copy)]
-pub struct Message<'a> {
-    /// Ring position (sequence number) of the message.
-    pub seq: u64,
-    /// xxh3-64 hash of the topic.
-    pub topic_hash: u64,
-    /// The topic literal.
-    pub topic: &'a str,
-    /// Codec tag ([`crate::Codec`] as u8; other values may be used by other languages).
-    pub codec: u8,
-    /// The payload bytes.
-    pub payload: &'a [u8],
-    /// Process-table row of the publisher.
-    pub publisher: u32,
-    /// Pid of the publisher.
-    pub publisher_pid: u32,
-    /// When it was published, nanoseconds since the Unix epoch, read from the kernel's coarse
-    /// clock (`CLOCK_REALTIME_COARSE`): good to a kernel tick (1 to 4 ms), not for latency
-    /// measurements, which should carry their own timestamp in the payload.
-    pub timestamp_ns: u64,
-}
-
-/// Reads position `pos` as a message, range-checking everything taken from the slot.
-pub(crate) fn read_message(region: &Region, pos: u64) -> Result<Message<'_>, BusError> {
-    let slot = region.ring().slot(pos);
-    let meta = slot.meta.load(Ordering::Relaxed);
-    let topic_len = (meta & 0xffff) as usize;
-    let codec = (meta >> 16) as u8;
-    let len = slot.payload_len.load(Ordering::Relaxed) as usize;
-    let block = slot.block.load(Ordering::Relaxed);
-    let bad =
-        |what: String| BusError::corrupt(region.name(), format!("slot of position {pos}: {what}"));
-    if topic_len > MAX_TOPIC_LEN {
-        return Err(bad(format!("topic length {topic_len}")));
-    }
-    let total = topic_len + len;
-    let bytes: &[u8] = if block == 0 {
-        if total > INLINE_CAP {
-            return Err(bad(format!("inline length {total}")));
-        }
-        // SAFETY: the slot is published and our pending bit keeps it from being reused; its
-        // inline bytes are no longer written (see `Slot`'s Sync note).
-        unsafe { std::slice::from_raw_parts(slot.inline.get().cast::<u8>(), total) }
-    } else {
-        let (_, ptr, size) = region
-            .block(block - 1)
-            .ok_or_else(|| bad(format!("block {}", block - 1)))?;
-        if total > size {
-            return Err(bad(format!("length {total} exceeds block size {size}")));
-        }
-        // SAFETY: block `block - 1` is in range (checked), `total <= size`, and the block belongs
-        // to this published slot, which our pending bit keeps alive and unwritten.
-        unsafe { std::slice::from_raw_parts(ptr, total) }
-    };
-    let topic =
-        std::str::from_utf8(&bytes[..topic_len]).map_err(|_| bad("topic is not UTF-8".into()))?;
-    Ok(Message {
-        seq: pos,
-        topic_hash: slot.topic_hash.load(Ordering::Relaxed),
-        topic,
-        codec,
-        payload: &bytes[topic_len..],
-        publisher: slot.publisher.load(Ordering::Relaxed),
-        publisher_pid: slot.publisher_pid.load(Ordering::Relaxed),
-        timestamp_ns: slot.timestamp_ns.load(Ordering::Relaxed),
-    })
-}
-
 /// In [`Subscriber::recv_batch`], publishers waiting for space are woken after this many freed
 /// slots even if the run goes on, so a slow handler never keeps them asleep for a whole batch.
 const WAKE_EVERY: usize = 32;
+
+/// How [`Subscriber::recv_with`] waits, and what it skips.
+#[derive(Default)]
+pub struct RecvOptions<'a> {
+    /// `None` waits for ever, `Some(ZERO)` does not wait, `Some(t)` gives up after `t`.
+    pub timeout: Option<Duration>,
+    /// Poll this long (spinning, yielding now and then) before going to sleep. `None`: 50 µs
+    /// right after a receive that got a message, so a steady stream costs no futex calls, and no
+    /// polling otherwise.
+    pub hot: Option<Duration>,
+    /// Return `Ok(None)` as soon as this interrupter (made by [`Subscriber::interrupter`]) fires.
+    pub interrupter: Option<&'a Interrupter>,
+    /// Messages this refuses are acknowledged and skipped without being returned (for example
+    /// those no local handler would receive). It runs inside the wait: keep it short and free of
+    /// locks the interrupting side may hold.
+    pub wanted: Option<&'a mut dyn FnMut(&Message<'_>) -> bool>,
+}
 
 /// The message a subscriber holds until its next receive call.
 #[derive(Clone, Copy, Debug)]
@@ -166,7 +95,7 @@ pub struct Subscriber {
 impl Subscriber {
     pub(crate) fn new(inner: Arc<Inner>, row: u32, consumer: u32, group: bool) -> Subscriber {
         let c = &inner.region.consumers()[consumer as usize];
-        let cursor = unpack_cursor(c.cursor.load(Ordering::SeqCst)).0;
+        let cursor = Cursor::from(c.cursor.load(Ordering::SeqCst)).pos;
         Subscriber {
             inner,
             row,
@@ -186,22 +115,71 @@ impl Subscriber {
 
     /// Waits for the next message: `None` waits forever (spinning briefly, then sleeping on a
     /// futex in the shared mapping), `Some(ZERO)` does not wait. `Ok(None)` when the time ran out.
+    /// Shorthand for [`Subscriber::recv_with`] with only a timeout.
     pub fn recv(&mut self, timeout: Option<Duration>) -> Result<Option<Message<'_>>, BusError> {
+        self.recv_with(RecvOptions {
+            timeout,
+            ..RecvOptions::default()
+        })
+    }
+
+    /// Waits for the next message as `opts` says. First acknowledges the message the previous
+    /// receive returned (which stays held until then, so a caller can handle it before it is
+    /// released). `Ok(None)` when the time ran out or the interrupter fired (the interrupt is
+    /// consumed).
+    ///
+    /// On a corrupt slot the error is returned and the position stays held; the next receive
+    /// releases it and goes on.
+    pub fn recv_with(&mut self, opts: RecvOptions<'_>) -> Result<Option<Message<'_>>, BusError> {
         self.ack();
         let inner = self.inner.clone();
         let region = &inner.region;
         let row = region.row(self.row).expect("own row is in range");
-        let hot = self.hot_wait();
-        let Some(pos) = wait_for_hot(region, row, Side::Subscriber, timeout, hot, || {
-            Ok(self.next())
-        })?
-        else {
-            self.hot = false;
-            return Ok(None);
-        };
-        self.hot = true;
-        // On a corrupt slot the position stays held and is released by the next call.
-        read_message(&self.inner.region, pos).map(Some)
+        let hot = opts
+            .hot
+            .unwrap_or(if self.hot { HOT_WAIT } else { Duration::ZERO });
+        let RecvOptions {
+            timeout,
+            interrupter,
+            mut wanted,
+            ..
+        } = opts;
+        let got = wait_for_hot(region, row, Side::Subscriber, timeout, hot, || {
+            if interrupter.is_some_and(Interrupter::take) {
+                return Ok(Some(None));
+            }
+            // Bounded by the ring: a live consumer is never more than a ring behind.
+            for _ in 0..=region.ring().capacity() {
+                let Some(pos) = self.next() else {
+                    return Ok(None);
+                };
+                let keep = match wanted.as_mut() {
+                    None => true,
+                    Some(wanted) => wanted(&read_message(region, pos)?),
+                };
+                if keep {
+                    return Ok(Some(Some(pos)));
+                }
+                self.ack();
+            }
+            Ok(None)
+        })?;
+        match got {
+            Some(Some(pos)) => {
+                self.hot = true;
+                read_message(&self.inner.region, pos).map(Some)
+            }
+            Some(None) => Ok(None),
+            None => {
+                self.hot = false;
+                Ok(None)
+            }
+        }
+    }
+
+    /// A new interrupter for this subscriber's receives (see [`RecvOptions::interrupter`]).
+    pub fn interrupter(&self) -> Interrupter {
+        Interrupter::new(self.inner.clone())
     }
 
     /// Handles up to `max` ready messages with `f`, acknowledging each after `f` returns; waits
@@ -223,7 +201,7 @@ impl Subscriber {
         let inner = self.inner.clone();
         let region = &inner.region;
         let row = region.row(self.row).expect("own row is in range");
-        let hot = self.hot_wait();
+        let hot = if self.hot { HOT_WAIT } else { Duration::ZERO };
         let Some(mut pos) = wait_for_hot(region, row, Side::Subscriber, timeout, hot, || {
             Ok(self.next())
         })?
@@ -243,7 +221,7 @@ impl Subscriber {
             if self.ack_quiet() {
                 unwoken += 1;
                 if unwoken == WAKE_EVERY {
-                    wake_publishers(region);
+                    region.wake_publishers();
                     unwoken = 0;
                 }
             }
@@ -260,25 +238,16 @@ impl Subscriber {
             unwoken += 1;
         }
         if unwoken > 0 {
-            wake_publishers(region);
+            region.wake_publishers();
         }
         result
-    }
-
-    /// How long the next wait polls before it may sleep.
-    fn hot_wait(&self) -> Duration {
-        if self.hot {
-            HOT_WAIT
-        } else {
-            Duration::ZERO
-        }
     }
 
     /// Messages published but not yet received by this subscriber (its group, for a member).
     pub fn pending(&self) -> u64 {
         let head = self.inner.region.header().head.load(Ordering::Relaxed);
         let cursor = if self.group {
-            unpack_cursor(self.entry().cursor.load(Ordering::Relaxed)).0
+            Cursor::from(self.entry().cursor.load(Ordering::Relaxed)).pos
         } else {
             self.cursor
         };
@@ -316,9 +285,14 @@ impl Subscriber {
                 }
                 Poll::Skip => {
                     self.cursor = self.cursor.wrapping_add(1);
-                    self.entry()
-                        .cursor
-                        .store(pack_cursor(self.cursor, 0), Ordering::Relaxed);
+                    self.entry().cursor.store(
+                        Cursor {
+                            pos: self.cursor,
+                            claimer: 0,
+                        }
+                        .value(),
+                        Ordering::Relaxed,
+                    );
                 }
                 Poll::Empty => return None,
             }
@@ -335,13 +309,13 @@ impl Subscriber {
         if c.redeliver_count.load(Ordering::Acquire) > 0 {
             for (k, e) in c.redeliver.iter().enumerate() {
                 let v = e.load(Ordering::Acquire);
-                let (pos, owner) = unpack_redeliver(v);
+                let Redelivery { pos, owner } = Redelivery::from(v);
                 if v == 0 || owner != 0 {
                     continue;
                 }
                 if e.compare_exchange(
                     v,
-                    pack_redeliver(pos, me),
+                    Redelivery { pos, owner: me }.value(),
                     Ordering::AcqRel,
                     Ordering::Relaxed,
                 )
@@ -350,7 +324,7 @@ impl Subscriber {
                     continue;
                 }
                 if ring.poll(pos, self.bit) == Poll::Ready
-                    && dist_ok(pos, ring.slot(pos).seq.load(Ordering::Acquire))
+                    && seq_matches(pos, ring.slot(pos).seq.load(Ordering::Acquire))
                 {
                     self.held = Held::Redelivery(k, pos);
                     self.redelivered += 1;
@@ -365,7 +339,7 @@ impl Subscriber {
         // running out just means "try again later".
         for _ in 0..=2 * ring.capacity() {
             let cur = c.cursor.load(Ordering::SeqCst);
-            let (pos, last) = unpack_cursor(cur);
+            let Cursor { pos, claimer: last } = Cursor::from(cur);
             if last != 0 {
                 // Confirm the previous claimer's claim before the cursor moves past it.
                 if let Some(r) = region.row(last - 1) {
@@ -382,7 +356,11 @@ impl Subscriber {
                 Poll::Skip => {
                     let _ = c.cursor.compare_exchange(
                         cur,
-                        pack_cursor(pos.wrapping_add(1), 0),
+                        Cursor {
+                            pos: pos.wrapping_add(1),
+                            claimer: 0,
+                        }
+                        .value(),
                         Ordering::SeqCst,
                         Ordering::Relaxed,
                     );
@@ -392,7 +370,11 @@ impl Subscriber {
                     if c.cursor
                         .compare_exchange(
                             cur,
-                            pack_cursor(pos.wrapping_add(1), me),
+                            Cursor {
+                                pos: pos.wrapping_add(1),
+                                claimer: me,
+                            }
+                            .value(),
                             Ordering::SeqCst,
                             Ordering::Relaxed,
                         )
@@ -410,7 +392,7 @@ impl Subscriber {
                     row.in_flight.store(0, Ordering::SeqCst);
                 }
             }
-            crate::atomics::spin_hint();
+            crate::blocks::atomics::spin_hint();
         }
         None
     }
@@ -419,7 +401,7 @@ impl Subscriber {
     /// forgets the claim.
     pub(crate) fn ack(&mut self) {
         if self.ack_quiet() {
-            wake_publishers(&self.inner.region);
+            self.inner.region.wake_publishers();
         }
     }
 
@@ -433,30 +415,36 @@ impl Subscriber {
         let freed = match held {
             Held::Nothing => return false,
             Held::Fanout(pos) => {
-                let freed = release_slot_quiet(region, pos, self.bit).is_some();
+                let freed = region.release_slot_quiet(pos, self.bit).is_some();
                 self.cursor = pos.wrapping_add(1);
-                c.cursor
-                    .store(pack_cursor(self.cursor, 0), Ordering::Relaxed);
+                c.cursor.store(
+                    Cursor {
+                        pos: self.cursor,
+                        claimer: 0,
+                    }
+                    .value(),
+                    Ordering::Relaxed,
+                );
                 freed
             }
             Held::Group(pos) => {
-                let freed = release_slot_quiet(region, pos, self.bit).is_some();
+                let freed = region.release_slot_quiet(pos, self.bit).is_some();
                 row.in_flight.store(0, Ordering::Release);
                 freed
             }
             Held::Redelivery(k, pos) => {
-                let freed = release_slot_quiet(region, pos, self.bit).is_some();
+                let freed = region.release_slot_quiet(pos, self.bit).is_some();
                 c.redeliver[k].store(0, Ordering::Release);
                 saturating_dec(&c.redeliver_count);
                 freed
             }
         };
-        crate::publisher::bump_own(&row.delivered);
+        crate::region::table::bump_own(&row.delivered);
         freed
     }
 }
 
-fn dist_ok(pos: u64, seq: u64) -> bool {
+fn seq_matches(pos: u64, seq: u64) -> bool {
     seq == pos.wrapping_add(1)
 }
 

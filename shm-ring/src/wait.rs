@@ -12,12 +12,12 @@
 //! messages: in a steady stream, a sleeping subscriber costs the publisher a FUTEX_WAKE per
 //! message and itself a FUTEX_WAIT, while a hot one costs neither.
 
-use crate::atomics::{fence, AtomicU32, Ordering};
-use crate::layout::Row;
-use crate::liveness::now_ns;
-use crate::recovery::saturating_dec;
+use crate::blocks::atomics::{fence, AtomicU32, Ordering};
+use crate::recovery::lock_table;
+use crate::region::layout::Row;
+use crate::region::liveness::now_ns;
+use crate::region::saturating_dec;
 use crate::region::Region;
-use crate::table::TableGuard;
 use crate::BusError;
 use std::time::{Duration, Instant};
 
@@ -124,7 +124,7 @@ pub(crate) fn wait_for_hot<T>(
             unsleep(sleepers, row);
             return got;
         }
-        crate::futex::wait(futex_word(futex), seen, left.min(SLICE));
+        crate::blocks::futex::wait(futex_word(futex), seen, left.min(SLICE));
         unsleep(sleepers, row);
         row.heartbeat_ns.store(now_ns(), Ordering::Relaxed);
         if let Some(v) = attempt()? {
@@ -136,7 +136,7 @@ pub(crate) fn wait_for_hot<T>(
         };
         if start.elapsed() >= reap_after && last_reap.elapsed() >= reap_after {
             last_reap = Instant::now();
-            let g = TableGuard::lock(region);
+            let g = lock_table(region);
             let _ = crate::recovery::reap_locked(&g);
         }
     }

@@ -348,7 +348,7 @@ fn batch_publish_keeps_order_across_runs_blocks_and_a_full_ring() {
     // A too-large payload refuses the whole batch.
     assert!(matches!(
         p.publish_batch("t", Codec::Raw, &[b"ok", &[0; 5000]], NOW),
-        Err(BusError::TooLarge { size: 5000, .. })
+        Err(BusError::PayloadTooLarge { size: 5000, .. })
     ));
     assert!(sub.recv(NOW).unwrap().is_none());
     drop((sub, p, bus));
@@ -410,7 +410,7 @@ fn exhausted_slab_class_blocks_like_a_full_ring() {
     assert_eq!(used, 2);
     assert!(matches!(
         p.publish("t", Codec::Raw, &[0; 201], NOW),
-        Err(BusError::TooLarge {
+        Err(BusError::PayloadTooLarge {
             size: 201,
             max: 200
         })
@@ -495,7 +495,9 @@ fn observer_sees_messages_without_holding_publishers_back() {
     let m = obs.recv(NOW).unwrap().unwrap();
     assert_eq!((m.topic, m.codec), ("px", Codec::Pickle as u8));
     assert_eq!(
-        shm_ring::pickle::decode(m.payload).unwrap().to_string(),
+        shm_ring::wire::pickle::decode(m.payload)
+            .unwrap()
+            .to_string(),
         "((3,), {})"
     );
     assert!(obs.recv(NOW).unwrap().is_none());

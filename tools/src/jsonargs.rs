@@ -194,9 +194,9 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.as_str(), v.clone()))
             .collect();
-        let bytes = shm_ring::pickle::encode_call(&args, &kw);
+        let bytes = shm_ring::wire::pickle::encode_call(&args, &kw);
         assert_eq!(
-            shm_ring::pickle::decode(&bytes).unwrap().to_string(),
+            shm_ring::wire::pickle::decode(&bytes).unwrap().to_string(),
             "((1, 'a', [True, None], {'k': 2.5}), {'venue': 'X'})"
         );
     }

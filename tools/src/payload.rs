@@ -1,36 +1,26 @@
-//! Showing a message payload as text for `tail`: pickled calls as Python would write the call's
-//! arguments, raw payloads as a Python `bytes` literal, anything else in hex.
+//! Showing a message payload as text for `tail`: the arguments a Python handler would receive,
+//! as Python would write the call's argument list, whatever the codec (decoded by
+//! `shm_ring::wire::render`, which bounds its work on hostile input).
 
-use shm_ring::{pickle, Codec, PyValue};
+use shm_ring::wire::render::{decode_args, Undecodable};
+use shm_ring::Codec;
 use std::fmt::Write;
 
-/// `payload` (tagged `codec`) as one line of at most about `max_chars` characters.
-pub fn describe(codec: u8, payload: &[u8], max_chars: usize) -> String {
-    let text = if codec == Codec::Pickle as u8 {
-        match pickle::decode(payload) {
-            Ok(value) => call_text(&value),
-            Err(e) => format!("undecodable pickle ({e}): {}", hex(payload, max_chars)),
-        }
-    } else if codec == Codec::Raw as u8 {
-        PyValue::Bytes(payload.to_vec()).to_string()
-    } else {
-        format!("codec {codec}: {}", hex(payload, max_chars))
-    };
-    truncate(text, max_chars)
-}
-
-/// An `(args, kwargs)` pair as the argument list of a call, `(1, 'a', venue='X')`; any other
-/// value as itself.
-fn call_text(value: &PyValue) -> String {
-    let PyValue::Tuple(pair) = value else {
-        return value.to_string();
-    };
-    let [PyValue::Tuple(args), PyValue::Dict(kwargs)] = pair.as_slice() else {
-        return value.to_string();
-    };
-    let mut parts: Vec<String> = args.iter().map(ToString::to_string).collect();
-    parts.extend(kwargs.iter().map(|(k, v)| format!("{k}={v}")));
-    format!("({})", parts.join(", "))
+/// `payload` (tagged `codec`) as one line of at most about `max_chars` characters, or the reason
+/// it cannot be decoded (the caller counts those) with the start of its bytes in hex. A raw
+/// payload shows as its `bytes` literal, any other as the call's argument list.
+pub fn describe(codec: u8, payload: &[u8], max_chars: usize) -> Result<String, String> {
+    match decode_args(codec, payload) {
+        Ok(call) if codec == Codec::Raw as u8 => Ok(truncate(call.args[0].to_string(), max_chars)),
+        Ok(call) => Ok(truncate(call.to_string(), max_chars)),
+        Err(Undecodable { codec, reason }) => Err(truncate(
+            format!(
+                "undecodable {codec} payload ({reason}): {}",
+                hex(payload, max_chars)
+            ),
+            max_chars,
+        )),
+    }
 }
 
 fn hex(bytes: &[u8], max_chars: usize) -> String {
@@ -51,35 +41,44 @@ fn truncate(text: String, max_chars: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shm_ring::wire::{compact, pickle};
+    use shm_ring::PyValue;
 
     #[test]
-    fn pickled_call_reads_like_python() {
-        let bytes = pickle::encode_call(
-            &[PyValue::Int(1), PyValue::Str("a".into())],
-            &[("venue", PyValue::Str("X".into()))],
-        );
-        assert_eq!(describe(1, &bytes, 200), "(1, 'a', venue='X')");
-        let one = pickle::encode_call(&[PyValue::Float(1.5)], &[]);
-        assert_eq!(describe(1, &one, 200), "(1.5)");
+    fn a_python_put_reads_as_its_arguments_for_every_codec() {
+        let args = [
+            PyValue::Int(4242),
+            PyValue::Float(123.5),
+            PyValue::Str("ZQXW".into()),
+        ];
+        let kwargs = [("size", PyValue::Int(100))];
+        let compact = compact::encode_call(&args, &kwargs).unwrap();
+        let pickled = pickle::encode_call(&args, &kwargs);
+        for (codec, bytes) in [(Codec::Compact, compact), (Codec::Pickle, pickled)] {
+            assert_eq!(
+                describe(codec as u8, &bytes, 200).unwrap(),
+                "(4242, 123.5, 'ZQXW', size=100)"
+            );
+        }
     }
 
     #[test]
     fn raw_is_a_bytes_literal() {
-        assert_eq!(describe(0, b"hi\x00", 200), "b'hi\\x00'");
+        assert_eq!(describe(0, b"a'\x00", 80).unwrap(), "b'a\\'\\x00'");
     }
 
     #[test]
-    fn undecodable_and_unknown_codecs_are_hex() {
-        let d = describe(1, &[0xde, 0xad], 200);
-        assert!(d.starts_with("undecodable pickle"), "{d}");
-        assert!(d.ends_with("dead"), "{d}");
-        assert_eq!(describe(7, &[1, 2], 200), "codec 7: 0102");
+    fn undecodable_and_unknown_codecs_are_errors_with_hex() {
+        let e = describe(1, b"\x80\x02\xff", 80).unwrap_err();
+        assert!(e.starts_with("undecodable pickle payload"), "{e}");
+        assert!(e.ends_with("8002ff"), "{e}");
+        let e = describe(7, b"\x01", 80).unwrap_err();
+        assert!(e.contains("codec 7") && e.ends_with("01"), "{e}");
     }
 
     #[test]
     fn long_payloads_are_cut() {
-        let d = describe(0, &[b'x'; 1000], 20);
-        assert_eq!(d.chars().count(), 23);
-        assert!(d.ends_with("..."));
+        let text = describe(0, &[b'x'; 500], 40).unwrap();
+        assert!(text.len() <= 43 && text.ends_with("..."), "{text}");
     }
 }

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use shm_ring::pickle::decode;
+use shm_ring::wire::pickle::decode;
 use shm_ring::{Codec, PyValue};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
@@ -364,4 +364,48 @@ fn tail_json_prints_one_object_per_message() {
     assert_eq!(second["codec"], "raw");
     assert_eq!(second["payload"], "b'hi'");
     assert_eq!(second["size"], 2);
+}
+
+#[test]
+fn tail_shows_compact_puts_as_arguments_and_survives_hostile_payloads() {
+    let name = BusName::new("tailhostile");
+    let bus = create(&name);
+    let _sub = bus.subscribe().unwrap();
+    let mut tail = Tail::start(&[&name.0, "-n", "3"]);
+    let mut publisher = bus.publisher().unwrap();
+    // What a Python `put(topic, 4242, 123.5, "ZQXW", size=100)` sends.
+    let args = [
+        PyValue::Int(4242),
+        PyValue::Float(123.5),
+        PyValue::Str("ZQXW".into()),
+    ];
+    let body = shm_ring::wire::compact::encode_call(&args, &[("size", PyValue::Int(100))]).unwrap();
+    publisher
+        .publish("md.put", Codec::Compact, &body, None)
+        .unwrap();
+    // A pickle nesting a tuple 3,000 deep: decoding it fully would overflow the stack on drop.
+    let mut deep = vec![0x80, 2, b')'];
+    deep.extend(std::iter::repeat_n(0x85u8, 3000));
+    deep.push(b'.');
+    publisher
+        .publish("md.deep", Codec::Pickle, &deep, None)
+        .unwrap();
+    publisher
+        .publish("md.after", Codec::Raw, b"ok", None)
+        .unwrap();
+    let lines = [tail.line(), tail.line(), tail.line()];
+    let (ok, err) = tail.finish();
+    assert!(ok, "{err}");
+    assert!(lines[0].contains(" md.put pid "), "{lines:?}");
+    assert!(
+        lines[0].ends_with("(4242, 123.5, 'ZQXW', size=100)"),
+        "{lines:?}"
+    );
+    assert!(lines[1].contains("md.deep"), "{lines:?}");
+    assert!(
+        lines[1].contains("undecodable pickle payload") && lines[1].contains("nested too deeply"),
+        "{lines:?}"
+    );
+    assert!(lines[2].ends_with("b'ok'"), "{lines:?}");
+    assert!(err.contains("3 messages shown (1 undecodable)"), "{err}");
 }

@@ -155,8 +155,8 @@ mod tests {
     #[test]
     fn pickled_call_decodes() {
         let (args, kwargs) = pickled_call(7, "MSFT");
-        let body = shm_ring::pickle::encode_call(&args, &kwargs);
-        let v = shm_ring::pickle::decode(&body).unwrap();
+        let body = shm_ring::wire::pickle::encode_call(&args, &kwargs);
+        let v = shm_ring::wire::pickle::decode(&body).unwrap();
         let want = PyValue::Tuple(vec![
             PyValue::Tuple(vec![
                 PyValue::Int(7),

@@ -112,7 +112,7 @@ fn pickled_ticks_round_robin_over_symbols() {
                 PyValue::Int(ticks::size(*seq as u64) as i64),
             )]),
         ]);
-        assert_eq!(shm_ring::pickle::decode(body).unwrap(), want);
+        assert_eq!(shm_ring::wire::pickle::decode(body).unwrap(), want);
         *seq += 1;
     }
     assert_eq!(next["Market.Data.AAPL"], 1001);

@@ -21,8 +21,11 @@ const TOPIC_CACHE: usize = 4096;
 
 /// The long help of the subcommand (`event-engine tail --help`).
 pub const LONG_ABOUT: &str = "Print messages as they pass through the bus, one line each: \
-sequence number, topic, publisher pid, payload size and the payload (a pickled call's \
-arguments as Python would write them, raw payloads as a bytes literal, anything else in hex).
+sequence number, topic, publisher pid, payload size and the arguments a Python handler would \
+receive, as Python would write them: `(4242, 123.5, 'ZQXW', size=100)` for a compact or pickled \
+call, `(b'...')` for a raw payload. A payload that cannot be decoded (an unknown codec, corrupt \
+or hostile bytes, a pickle beyond the decoder's depth and size limits) is shown as the reason \
+and the start of its bytes in hex, counted, and tail goes on.
 
 tail reads as a lossy observer: it never holds publishers back, so when it falls behind a fast \
 bus it skips messages and says how many. It starts with the next message published and runs \
@@ -30,7 +33,8 @@ until Ctrl-C, or until -n messages were shown.
 
 With --json, prints one JSON object per line: for a message {\"seq\": int, \"topic\": str, \
 \"publisher_pid\": int, \"publisher_row\": int, \"timestamp_ns\": int, \"size\": int, \
-\"codec\": \"raw\"|\"pickle\"|\"codec-<n>\", \"payload\": str (the text described above)}, and \
+\"codec\": \"raw\"|\"pickle\"|\"compact\"|\"codec-<n>\", \"payload\": str (the text described \
+above), \"undecodable\": bool}, and \
 {\"skipped\": int} each time messages were skipped since the previous line.";
 
 /// Arguments of `tail`.
@@ -67,24 +71,31 @@ pub struct JsonMessage<'a> {
     pub timestamp_ns: u64,
     /// Payload size in bytes.
     pub size: usize,
-    /// `raw`, `pickle` or `codec-<n>`.
+    /// `raw`, `pickle`, `compact` or `codec-<n>`.
     pub codec: String,
-    /// The payload as text.
+    /// The payload as text: its arguments, or why it could not be decoded.
     pub payload: String,
+    /// Whether the payload could not be decoded.
+    pub undecodable: bool,
 }
 
 fn codec_name(codec: u8) -> String {
     match codec {
         c if c == Codec::Raw as u8 => "raw".into(),
         c if c == Codec::Pickle as u8 => "pickle".into(),
+        c if c == Codec::Compact as u8 => "compact".into(),
         c => format!("codec-{c}"),
     }
 }
 
-fn message_line(m: &Message<'_>, json: bool, max_chars: usize) -> Result<String> {
-    let text = payload::describe(m.codec, m.payload, max_chars);
+/// The line for message `m`, and whether its payload was undecodable.
+fn message_line(m: &Message<'_>, json: bool, max_chars: usize) -> Result<(String, bool)> {
+    let (text, undecodable) = match payload::describe(m.codec, m.payload, max_chars) {
+        Ok(text) => (text, false),
+        Err(why) => (why, true),
+    };
     if json {
-        return Ok(serde_json::to_string(&JsonMessage {
+        let line = serde_json::to_string(&JsonMessage {
             seq: m.seq,
             topic: m.topic,
             publisher_pid: m.publisher_pid,
@@ -93,15 +104,18 @@ fn message_line(m: &Message<'_>, json: bool, max_chars: usize) -> Result<String>
             size: m.payload.len(),
             codec: codec_name(m.codec),
             payload: text,
-        })?);
+            undecodable,
+        })?;
+        return Ok((line, undecodable));
     }
-    Ok(format!(
+    let line = format!(
         "#{} {} pid {} {} B {text}",
         m.seq,
         m.topic,
         m.publisher_pid,
         m.payload.len()
-    ))
+    );
+    Ok((line, undecodable))
 }
 
 /// Matches topics against the `--topic` pattern, remembering the answer per topic.
@@ -146,6 +160,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
 
     let mut shown = 0u64;
     let mut skipped_reported = 0u64;
+    let mut undecodable = 0u64;
     while !stop.is_set() && args.count.is_none_or(|n| shown < n) {
         let line = match observer.recv(Some(POLL))? {
             None => None,
@@ -165,7 +180,8 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
             }
             skipped_reported = skipped;
         }
-        if let Some(line) = line {
+        if let Some((line, bad)) = line {
+            undecodable += u64::from(bad);
             writeln!(out, "{line}")?;
             out.flush()?;
             shown += 1;
@@ -173,7 +189,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
     }
     out.flush()?;
     eprintln!(
-        "tail: {shown} messages shown, {} skipped",
+        "tail: {shown} messages shown ({undecodable} undecodable), {} skipped",
         observer.skipped()
     );
     Ok(())

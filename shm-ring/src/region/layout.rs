@@ -9,7 +9,7 @@
 //! header | process rows | consumer entries | ring slots | slab class heads | free-list links | blocks
 //! ```
 
-use crate::atomics::{AtomicU32, AtomicU64};
+use crate::blocks::atomics::{AtomicU32, AtomicU64};
 use crate::{BusConfig, BusError};
 
 /// "EVENTBUS" in ASCII; the first eight bytes of every region.
@@ -20,7 +20,7 @@ pub const LAYOUT_VERSION: u32 = 2;
 /// Longest topic accepted, in bytes.
 pub const MAX_TOPIC_LEN: usize = 512;
 /// Topic plus payload up to this many bytes travel inside the ring slot, needing no slab block.
-pub(crate) use crate::ring::INLINE_CAP;
+pub(crate) use crate::blocks::ring::INLINE_CAP;
 /// Smallest slab size class; each next class is four times larger, the last fits a full message.
 pub const MIN_BLOCK: usize = 256;
 /// At most this many size classes.
@@ -128,14 +128,15 @@ pub(crate) struct Consumer {
     pub kind: AtomicU32,
     pub members: AtomicU32,
     pub name_len: AtomicU32,
-    /// Next position to read, packed with the row (+1) that claimed the previous one (groups).
+    /// Next position to read and, for groups, the row (+1) that claimed the previous one: a
+    /// `Cursor` word.
     pub cursor: AtomicU64,
     pub redelivered: AtomicU64,
     /// Number of non-zero `redeliver` entries, so members skip the scan when it is zero.
     pub redeliver_count: AtomicU32,
     _pad0: u32,
     pub name: [AtomicU64; MAX_GROUP_NAME / 8],
-    /// Positions a dead member held: `(pos + 1) << 16 | owner_row + 1` (owner 0 = up for grabs).
+    /// Positions a dead member held, as `Redelivery` words (owner 0 = up for grabs; 0 = empty).
     pub redeliver: [AtomicU64; REDELIVER_SLOTS],
     _pad1: [u64; 3],
 }
@@ -162,7 +163,7 @@ const _: () = {
     assert!(std::mem::size_of::<Header>() <= HEADER_SIZE);
     assert!(std::mem::size_of::<Row>() == ROW_SIZE);
     assert!(std::mem::size_of::<Consumer>() == CONSUMER_SIZE);
-    assert!(std::mem::size_of::<crate::ring::Slot>() == SLOT_SIZE);
+    assert!(std::mem::size_of::<crate::blocks::ring::Slot>() == SLOT_SIZE);
     assert!(std::mem::size_of::<ClassHead>() == CLASS_SIZE);
 };
 

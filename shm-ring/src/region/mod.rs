@@ -10,11 +10,19 @@
 //! against what this build derives from that geometry and against the file size. After that the
 //! process uses its own validated [`Layout`] for every bound and never re-reads one from the mapping.
 
-use crate::atomics::{AtomicU32, Ordering};
-use crate::layout::{ClassHead, Consumer, Header, Layout, Row, LAYOUT_VERSION, MAGIC};
-use crate::ring::{RingView, Slot};
-use crate::slab::FreeList;
+pub(crate) mod layout;
+pub mod liveness;
+mod release;
+pub(crate) mod table;
+pub(crate) mod words;
+
+pub(crate) use release::saturating_dec;
+
+use crate::blocks::atomics::{AtomicU32, Ordering};
+use crate::blocks::ring::{RingView, Slot};
+use crate::blocks::slab::FreeList;
 use crate::{shm_path, validate_name, BusConfig, BusError};
+use layout::{ClassHead, Consumer, Header, Layout, Row, LAYOUT_VERSION, MAGIC};
 use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd};
@@ -190,7 +198,7 @@ impl Region {
         h.version.store(LAYOUT_VERSION, Ordering::Relaxed);
         h.total_size.store(l.total_size, Ordering::Relaxed);
         h.created_ns
-            .store(crate::liveness::now_ns(), Ordering::Relaxed);
+            .store(crate::region::liveness::now_ns(), Ordering::Relaxed);
         h.ring_capacity.store(l.ring_capacity, Ordering::Relaxed);
         h.max_message.store(l.max_message, Ordering::Relaxed);
         h.slab_blocks.store(l.slab_blocks, Ordering::Relaxed);

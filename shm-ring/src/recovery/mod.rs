@@ -22,15 +22,18 @@
 //! not yet referenced from a slot, and guessing wrong would hand one block to two messages.
 //! Messages that fit inline (the common case) take no block and strand nothing.
 
-use crate::atomics::{fence, AtomicU32, Ordering};
-use crate::layout::{
+pub(crate) mod snapshot;
+
+use crate::blocks::atomics::Ordering;
+use crate::blocks::ring::{dist, Intent};
+use crate::region::layout::{
     Consumer, CONSUMER_FREE, CONSUMER_LIVE, CONSUMER_REMOVING, IN_FLIGHT_CONFIRMED, KIND_GROUP,
     ROW_LIVE,
 };
+use crate::region::saturating_dec;
+use crate::region::table::{row_alive, Role, TableGuard};
+use crate::region::words::{Cursor, Redelivery};
 use crate::region::Region;
-use crate::ring::{dist, Intent};
-use crate::subscriber::{pack_cursor, pack_redeliver, unpack_redeliver};
-use crate::table::{row_alive, Role, TableGuard};
 use std::time::Duration;
 
 /// What a reap found and put right.
@@ -79,64 +82,14 @@ impl ReapReport {
     }
 }
 
-/// Wakes publishers sleeping on a full ring or slab, if any.
-pub(crate) fn wake_publishers(region: &Region) {
-    let h = region.header();
-    fence(Ordering::SeqCst);
-    if h.pub_sleepers.load(Ordering::Relaxed) > 0 {
-        h.space_futex.fetch_add(1, Ordering::SeqCst);
-        crate::futex::wake_all(&h.space_futex);
+/// Takes the table lock. When it was taken over from a dead owner, which may have been cut short
+/// mid-change, reaps first so the tables are whole again before the caller uses them.
+pub(crate) fn lock_table(region: &Region) -> TableGuard<'_> {
+    let (g, took_over) = TableGuard::acquire(region);
+    if took_over {
+        reap_locked(&g);
     }
-}
-
-/// Wakes subscribers sleeping for data, if any.
-pub(crate) fn wake_subscribers(region: &Region) {
-    let h = region.header();
-    fence(Ordering::SeqCst);
-    if h.sub_sleepers.load(Ordering::Relaxed) > 0 {
-        h.data_futex.fetch_add(1, Ordering::SeqCst);
-        crate::futex::wake_all(&h.data_futex);
-    }
-}
-
-/// Returns a block (slot `block` field: index + 1, 0 for inline) to its free list; true if a
-/// block went back. Out-of-range values from a corrupt slot are ignored (the sweep restores the
-/// slab).
-pub(crate) fn free_block(region: &Region, block: u32) -> bool {
-    if block == 0 {
-        return false;
-    }
-    if let Some((class, _, _)) = region.block(block - 1) {
-        if region.free_list(class).push(block - 1).is_ok() {
-            saturating_dec(&region.class(class).used);
-            return true;
-        }
-    }
-    false
-}
-
-pub(crate) fn saturating_dec(w: &AtomicU32) {
-    let _ = w.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |v| v.checked_sub(1));
-}
-
-/// Clears `bits` from published position `pos`; frees the slot and block if that was the last.
-/// True if a slab block went back to its free list.
-pub(crate) fn release_slot(region: &Region, pos: u64, bits: u64) -> bool {
-    match release_slot_quiet(region, pos, bits) {
-        Some(freed) => {
-            wake_publishers(region);
-            freed
-        }
-        None => false,
-    }
-}
-
-/// [`release_slot`] without the wake-up check: `None` if other consumers still hold the slot,
-/// `Some(block freed)` if this call released it, in which case the caller must call
-/// [`wake_publishers`] (once for a whole run of releases is enough).
-pub(crate) fn release_slot_quiet(region: &Region, pos: u64, bits: u64) -> Option<bool> {
-    let block = region.ring().release(pos, bits)?;
-    Some(free_block(region, block))
+    g
 }
 
 /// True when some live row announces it is publishing position `pos`.
@@ -165,8 +118,8 @@ fn settle(region: &Region, pos: u64) -> bool {
             // Consumers skip tombstones; the dead claimant's block (if any) is recovered by the sweep.
             slot.block.store(0, Ordering::Relaxed);
             if ring.tombstone(pos) {
-                wake_subscribers(region);
-                wake_publishers(region);
+                region.wake_subscribers();
+                region.wake_publishers();
                 return true;
             }
             continue;
@@ -206,7 +159,7 @@ pub(crate) fn remove_consumer(g: &TableGuard<'_>, idx: u32, report: &mut ReapRep
             region.ring().slot(pos).seq.load(Ordering::Acquire),
             pos.wrapping_add(1),
         ) == 0
-            && release_slot(region, pos, bit)
+            && region.release_slot(pos, bit)
         {
             report.blocks_freed += 1;
         }
@@ -231,7 +184,7 @@ fn push_redeliver(c: &Consumer, pos: u64) -> bool {
     for e in &c.redeliver {
         if e.compare_exchange(
             0,
-            pack_redeliver(pos, 0),
+            Redelivery { pos, owner: 0 }.value(),
             Ordering::AcqRel,
             Ordering::Relaxed,
         )
@@ -262,7 +215,14 @@ fn reap_member(g: &TableGuard<'_>, row: u32, idx: u32, report: &mut ReapReport) 
     let claim = r.in_flight.load(Ordering::SeqCst);
     let held = if claim & IN_FLIGHT_CONFIRMED != 0 {
         Some((claim & !IN_FLIGHT_CONFIRMED).wrapping_sub(1))
-    } else if claim != 0 && cursor == pack_cursor(claim, row + 1) {
+    } else if claim != 0
+        && cursor
+            == (Cursor {
+                pos: claim,
+                claimer: row + 1,
+            })
+            .value()
+    {
         Some(claim - 1)
     } else {
         None
@@ -280,12 +240,12 @@ fn reap_member(g: &TableGuard<'_>, row: u32, idx: u32, report: &mut ReapReport) 
     // Redeliveries the dead member had taken go back up for grabs.
     for e in &c.redeliver {
         let v = e.load(Ordering::Acquire);
-        let (pos, owner) = unpack_redeliver(v);
+        let Redelivery { pos, owner } = Redelivery::from(v);
         if v != 0 && owner == row + 1 {
             if others && holds(region, pos, bit) {
                 if e.compare_exchange(
                     v,
-                    pack_redeliver(pos, 0),
+                    Redelivery { pos, owner: 0 }.value(),
                     Ordering::AcqRel,
                     Ordering::Relaxed,
                 )

@@ -30,7 +30,7 @@
 //! only by a CAS from `h`, which is the one that succeeded. A free slot stays free until its
 //! claimant writes it, so the checks still hold after the CAS.
 
-use crate::atomics::{AtomicU32, AtomicU64, Ordering};
+use crate::blocks::atomics::{AtomicU32, AtomicU64, Ordering};
 use std::cell::UnsafeCell;
 
 /// Bytes of topic plus payload a slot carries itself, with no slab block: 136, so that a topic
@@ -181,7 +181,7 @@ impl<'a> RingView<'a> {
                 }
                 h = now;
             }
-            crate::atomics::spin_hint();
+            crate::blocks::atomics::spin_hint();
         }
     }
 

@@ -6,11 +6,12 @@
 //! (SIGKILL while holding it) takes the lock over; every operation under it is written so that
 //! re-running it after an interruption is harmless.
 
-use crate::atomics::Ordering;
-use crate::layout::{
+use crate::blocks::atomics::{AtomicU64, Ordering};
+use crate::region::layout::{
     Row, CONSUMER_FREE, CONSUMER_LIVE, KIND_GROUP, MAX_GROUP_NAME, ROW_FREE, ROW_LIVE,
 };
-use crate::liveness::{is_alive, now_ns, own_start_time};
+use crate::region::liveness::{is_alive, now_ns, own_start_time};
+use crate::region::words::{Cursor, LockWord};
 use crate::region::Region;
 use crate::BusError;
 use std::time::{Duration, Instant};
@@ -53,13 +54,17 @@ impl Role {
 }
 
 fn own_lock_word() -> u64 {
-    (std::process::id() as u64) << 32 | (own_start_time() & 0xffff_ffff)
+    LockWord {
+        pid: std::process::id(),
+        start_time: own_start_time() as u32,
+    }
+    .value()
 }
 
 fn lock_owner_alive(word: u64) -> bool {
-    let pid = (word >> 32) as u32;
-    match crate::liveness::start_time(pid) {
-        Some(st) => is_alive(pid, st) && st & 0xffff_ffff == word & 0xffff_ffff,
+    let owner = LockWord::from(word);
+    match crate::region::liveness::start_time(owner.pid) {
+        Some(st) => is_alive(owner.pid, st) && st as u32 == owner.start_time,
         None => false,
     }
 }
@@ -70,8 +75,11 @@ pub(crate) struct TableGuard<'a> {
 }
 
 impl<'a> TableGuard<'a> {
-    /// Takes the table lock, taking it over from a dead owner.
-    pub(crate) fn lock(region: &'a Region) -> TableGuard<'a> {
+    /// Takes the table lock, taking it over from a dead owner; true in the second place when it
+    /// was taken over, in which case the dead owner may have been cut short mid-change and the
+    /// tables must be repaired before use. Callers go through `recovery::lock_table`, which does
+    /// that.
+    pub(crate) fn acquire(region: &'a Region) -> (TableGuard<'a>, bool) {
         let word = &region.header().lock;
         let me = own_lock_word();
         let mut spins = 0u32;
@@ -83,7 +91,7 @@ impl<'a> TableGuard<'a> {
                     .compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
                 {
-                    return TableGuard { region };
+                    return (TableGuard { region }, false);
                 }
             } else if last_check.elapsed() > Duration::from_millis(5) {
                 last_check = Instant::now();
@@ -92,10 +100,7 @@ impl<'a> TableGuard<'a> {
                         .compare_exchange(cur, me, Ordering::AcqRel, Ordering::Relaxed)
                         .is_ok()
                 {
-                    // The dead owner may have been cut short mid-change: repair before use.
-                    let g = TableGuard { region };
-                    crate::recovery::reap_locked(&g);
-                    return g;
+                    return (TableGuard { region }, true);
                 }
             }
             spins += 1;
@@ -162,7 +167,11 @@ impl<'a> TableGuard<'a> {
             // Head first, bit second: every position at or after the cursor that carries our bit
             // will be visited, and no position before it can carry it (see ring.rs).
             c.cursor.store(
-                crate::subscriber::pack_cursor(h.head.load(Ordering::SeqCst), 0),
+                Cursor {
+                    pos: h.head.load(Ordering::SeqCst),
+                    claimer: 0,
+                }
+                .value(),
                 Ordering::SeqCst,
             );
             c.state.store(CONSUMER_LIVE, Ordering::Release);
@@ -215,7 +224,7 @@ fn reset_row(row: &Row) {
 }
 
 /// The group name stored in a consumer entry (`None` if it is not valid UTF-8 or too long).
-pub(crate) fn consumer_name(c: &crate::layout::Consumer) -> Option<String> {
+pub(crate) fn consumer_name(c: &crate::region::layout::Consumer) -> Option<String> {
     let len = c.name_len.load(Ordering::Relaxed) as usize;
     if len > MAX_GROUP_NAME {
         return None;
@@ -256,4 +265,18 @@ pub fn validate_group(group: &str) -> Result<(), BusError> {
         name: group.to_string(),
         reason,
     })
+}
+
+/// Adds one to a counter only this row's owner writes: a plain load and store, no locked
+/// read-modify-write on the hot path.
+pub(crate) fn bump_own(counter: &AtomicU64) {
+    add_own(counter, 1);
+}
+
+/// Adds `n` to a counter only this row's owner writes (see [`bump_own`]).
+pub(crate) fn add_own(counter: &AtomicU64, n: u64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(n),
+        Ordering::Relaxed,
+    );
 }

@@ -13,7 +13,7 @@
 //!
 //! Every index read from the mapping is range-checked before use (invariant 4).
 
-use crate::atomics::{AtomicU32, AtomicU64, Ordering};
+use crate::blocks::atomics::{AtomicU32, AtomicU64, Ordering};
 
 /// "No block": the end of a free list.
 pub(crate) const NIL: u32 = u32::MAX;
@@ -86,7 +86,7 @@ impl FreeList<'_> {
                 Ok(_) => return Ok(Some(top.index)),
                 Err(v) => {
                     cur = v;
-                    crate::atomics::spin_hint();
+                    crate::blocks::atomics::spin_hint();
                 }
             }
         }
@@ -112,7 +112,7 @@ impl FreeList<'_> {
                 Ok(_) => return Ok(()),
                 Err(v) => {
                     cur = v;
-                    crate::atomics::spin_hint();
+                    crate::blocks::atomics::spin_hint();
                 }
             }
         }

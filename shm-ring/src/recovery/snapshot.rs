@@ -2,11 +2,11 @@
 //! occupancy, process and group tables, slab usage and counters. Reading it never changes the bus,
 //! and every value is read with range checks, so a corrupt region gives odd numbers, never a fault.
 
-use crate::atomics::Ordering;
-use crate::layout::{CONSUMER_LIVE, KIND_GROUP, ROW_LIVE};
+use crate::blocks::atomics::Ordering;
+use crate::region::layout::{CONSUMER_LIVE, KIND_GROUP, ROW_LIVE};
+use crate::region::table::{consumer_name, Role};
+use crate::region::words::Cursor;
 use crate::region::Region;
-use crate::subscriber::unpack_cursor;
-use crate::table::{consumer_name, Role};
 use crate::{BusConfig, BusError};
 
 /// Everything the command line shows about a bus.
@@ -130,7 +130,7 @@ impl Snapshot {
         let cursor_of = |idx: u32| -> Option<u64> {
             let c = consumers.get(idx as usize)?;
             (c.state.load(Ordering::Acquire) == CONSUMER_LIVE)
-                .then(|| unpack_cursor(c.cursor.load(Ordering::Relaxed)).0)
+                .then(|| Cursor::from(c.cursor.load(Ordering::Relaxed)).pos)
         };
         let mut processes = Vec::new();
         for (i, r) in region.rows().iter().enumerate() {
@@ -149,7 +149,7 @@ impl Snapshot {
                 row: i as u32,
                 pid: r.pid.load(Ordering::Relaxed),
                 start_time: r.start_time.load(Ordering::Relaxed),
-                alive: crate::table::row_alive(r),
+                alive: crate::region::table::row_alive(r),
                 group,
                 role,
                 cursor,
@@ -273,7 +273,7 @@ pub fn list_buses() -> Result<Vec<BusInfo>, BusError> {
             .ok()
             .and_then(|m| m.elapsed().ok())
             .map_or(0, |d| d.as_secs());
-        let (attached, alive, error) = match crate::inspect_with(name, true) {
+        let (attached, alive, error) = match Region::open(name, true, true).map(|r| Snapshot::read(&r)) {
             Ok(s) => {
                 // A process holds several rows (bus handle, publisher, subscriber): count it once.
                 let mut procs: Vec<(u32, u64, bool)> = s

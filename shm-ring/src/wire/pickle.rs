@@ -44,6 +44,9 @@ pub enum DecodeError {
     /// The stack or memo did not hold what an opcode needs.
     #[error("malformed pickle at offset {0}: {1}")]
     Malformed(usize, &'static str),
+    /// Decoding would nest deeper than [`MAX_DEPTH`] or cost more than [`MAX_UNITS`].
+    #[error("pickle exceeds the decoder's limits at offset {0}: {1}")]
+    TooLarge(usize, &'static str),
 }
 
 /// Pickles the call arguments `(args, kwargs)`.
@@ -180,7 +183,31 @@ fn encode(out: &mut Vec<u8>, v: &PyValue) {
 
 enum Item {
     Mark,
-    Value(PyValue),
+    /// A value and its nesting depth (1 for a scalar or an empty container).
+    Value(PyValue, u32),
+}
+
+/// Deepest nesting [`decode`] builds: deeper pickles are refused (Python's own calls are a few
+/// levels deep; a crafted one could nest until dropping or printing the value overflows the stack).
+pub const MAX_DEPTH: u32 = 32;
+/// Most work [`decode`] does: one unit per value built plus one per byte of text, including the
+/// copies a memo read makes (a crafted pickle can otherwise double its size with every memo read).
+pub const MAX_UNITS: u64 = 1 << 20;
+
+/// Units a value costs (see [`MAX_UNITS`]); bounded by [`MAX_DEPTH`] in recursion.
+fn units(v: &PyValue) -> u64 {
+    match v {
+        PyValue::Str(s) => 1 + s.len() as u64,
+        PyValue::Bytes(b) => 1 + b.len() as u64,
+        PyValue::List(xs) | PyValue::Tuple(xs) => 1 + xs.iter().map(units).sum::<u64>(),
+        PyValue::Dict(kv) => {
+            1 + kv
+                .iter()
+                .map(|(k, v)| k.len() as u64 + units(v))
+                .sum::<u64>()
+        }
+        _ => 1,
+    }
 }
 
 struct Reader<'a> {
@@ -228,36 +255,64 @@ pub fn decode(bytes: &[u8]) -> Result<PyValue, DecodeError> {
         pos: 0,
     };
     let mut stack: Vec<Item> = Vec::new();
-    let mut memo: Vec<Option<PyValue>> = Vec::new();
+    let mut memo: Vec<Option<(PyValue, u32)>> = Vec::new();
     let malformed = |at: usize, what: &'static str| DecodeError::Malformed(at, what);
-    fn pop_mark(stack: &mut Vec<Item>, at: usize) -> Result<Vec<PyValue>, DecodeError> {
+    fn pop_mark(stack: &mut Vec<Item>, at: usize) -> Result<(Vec<PyValue>, u32), DecodeError> {
         let mark = stack
             .iter()
             .rposition(|i| matches!(i, Item::Mark))
             .ok_or(DecodeError::Malformed(at, "no MARK"))?;
         let items = stack.split_off(mark + 1);
         stack.pop();
-        Ok(items
+        let mut depth = 0;
+        let values = items
             .into_iter()
             .filter_map(|i| {
-                if let Item::Value(v) = i {
+                if let Item::Value(v, d) = i {
+                    depth = depth.max(d);
                     Some(v)
                 } else {
                     None
                 }
             })
-            .collect())
+            .collect();
+        Ok((values, depth))
     }
-    fn pop_value(stack: &mut Vec<Item>, at: usize) -> Result<PyValue, DecodeError> {
+    fn pop_value(stack: &mut Vec<Item>, at: usize) -> Result<(PyValue, u32), DecodeError> {
         match stack.pop() {
-            Some(Item::Value(v)) => Ok(v),
+            Some(Item::Value(v, d)) => Ok((v, d)),
             _ => Err(DecodeError::Malformed(at, "stack empty")),
         }
     }
-    fn memo_put(
-        memo: &mut Vec<Option<PyValue>>,
-        idx: usize,
+    let mut spent: u64 = 0;
+    // Charges `cost` units, within the limit.
+    fn charge(spent: &mut u64, cost: u64, at: usize) -> Result<(), DecodeError> {
+        *spent += cost;
+        if *spent > MAX_UNITS {
+            return Err(DecodeError::TooLarge(at, "too many values"));
+        }
+        Ok(())
+    }
+    // Pushes a value of depth `d` costing `cost` units, within the limits.
+    fn push(
+        stack: &mut Vec<Item>,
+        spent: &mut u64,
         v: PyValue,
+        d: u32,
+        cost: u64,
+        at: usize,
+    ) -> Result<(), DecodeError> {
+        charge(spent, cost, at)?;
+        if d > MAX_DEPTH {
+            return Err(DecodeError::TooLarge(at, "nested too deeply"));
+        }
+        stack.push(Item::Value(v, d));
+        Ok(())
+    }
+    fn memo_put(
+        memo: &mut Vec<Option<(PyValue, u32)>>,
+        idx: usize,
+        v: (PyValue, u32),
         at: usize,
     ) -> Result<(), DecodeError> {
         if idx > 1 << 20 {
@@ -279,19 +334,32 @@ pub fn decode(bytes: &[u8]) -> Result<PyValue, DecodeError> {
             0x95 => {
                 r.u64()?;
             }
-            b'.' => return pop_value(&mut stack, at),
+            b'.' => return pop_value(&mut stack, at).map(|(v, _)| v),
             b'(' => stack.push(Item::Mark),
-            b'N' => stack.push(Item::Value(PyValue::None)),
-            0x88 => stack.push(Item::Value(PyValue::Bool(true))),
-            0x89 => stack.push(Item::Value(PyValue::Bool(false))),
-            b'K' => stack.push(Item::Value(PyValue::Int(r.u8()? as i64))),
+            b'N' => push(&mut stack, &mut spent, PyValue::None, 1, 1, at)?,
+            0x88 => push(&mut stack, &mut spent, PyValue::Bool(true), 1, 1, at)?,
+            0x89 => push(&mut stack, &mut spent, PyValue::Bool(false), 1, 1, at)?,
+            b'K' => push(
+                &mut stack,
+                &mut spent,
+                PyValue::Int(r.u8()? as i64),
+                1,
+                1,
+                at,
+            )?,
             b'M' => {
                 let b = r.take(2)?;
-                stack.push(Item::Value(PyValue::Int(
-                    u16::from_le_bytes([b[0], b[1]]) as i64
-                )));
+                let v = PyValue::Int(u16::from_le_bytes([b[0], b[1]]) as i64);
+                push(&mut stack, &mut spent, v, 1, 1, at)?;
             }
-            b'J' => stack.push(Item::Value(PyValue::Int(r.u32()? as i32 as i64))),
+            b'J' => push(
+                &mut stack,
+                &mut spent,
+                PyValue::Int(r.u32()? as i32 as i64),
+                1,
+                1,
+                at,
+            )?,
             0x8a => {
                 let n = r.u8()? as usize;
                 let b = r.take(n)?;
@@ -305,13 +373,19 @@ pub fn decode(bytes: &[u8]) -> Result<PyValue, DecodeError> {
                 };
                 let mut full = [fill; 8];
                 full[..n].copy_from_slice(b);
-                stack.push(Item::Value(PyValue::Int(i64::from_le_bytes(full))));
+                push(
+                    &mut stack,
+                    &mut spent,
+                    PyValue::Int(i64::from_le_bytes(full)),
+                    1,
+                    1,
+                    at,
+                )?;
             }
             b'G' => {
                 let b = r.take(8)?;
-                stack.push(Item::Value(PyValue::Float(f64::from_be_bytes(
-                    b.try_into().expect("8 bytes"),
-                ))));
+                let v = PyValue::Float(f64::from_be_bytes(b.try_into().expect("8 bytes")));
+                push(&mut stack, &mut spent, v, 1, 1, at)?;
             }
             b'X' | 0x8c | 0x8d => {
                 let n = match op {
@@ -321,7 +395,14 @@ pub fn decode(bytes: &[u8]) -> Result<PyValue, DecodeError> {
                 };
                 let s = std::str::from_utf8(r.take(n)?)
                     .map_err(|_| malformed(at, "string is not UTF-8"))?;
-                stack.push(Item::Value(PyValue::Str(s.to_string())));
+                push(
+                    &mut stack,
+                    &mut spent,
+                    PyValue::Str(s.to_string()),
+                    1,
+                    1 + n as u64,
+                    at,
+                )?;
             }
             b'C' | b'B' | 0x8e => {
                 let n = match op {
@@ -329,49 +410,70 @@ pub fn decode(bytes: &[u8]) -> Result<PyValue, DecodeError> {
                     b'B' => r.u32()? as usize,
                     _ => r.len64()?,
                 };
-                stack.push(Item::Value(PyValue::Bytes(r.take(n)?.to_vec())));
+                push(
+                    &mut stack,
+                    &mut spent,
+                    PyValue::Bytes(r.take(n)?.to_vec()),
+                    1,
+                    1 + n as u64,
+                    at,
+                )?;
             }
-            b']' => stack.push(Item::Value(PyValue::List(Vec::new()))),
-            b')' => stack.push(Item::Value(PyValue::Tuple(Vec::new()))),
-            b'}' => stack.push(Item::Value(PyValue::Dict(Vec::new()))),
+            b']' => push(&mut stack, &mut spent, PyValue::List(Vec::new()), 1, 1, at)?,
+            b')' => push(&mut stack, &mut spent, PyValue::Tuple(Vec::new()), 1, 1, at)?,
+            b'}' => push(&mut stack, &mut spent, PyValue::Dict(Vec::new()), 1, 1, at)?,
             b't' => {
-                let items = pop_mark(&mut stack, at)?;
-                stack.push(Item::Value(PyValue::Tuple(items)));
+                let (items, d) = pop_mark(&mut stack, at)?;
+                push(&mut stack, &mut spent, PyValue::Tuple(items), d + 1, 1, at)?;
             }
             0x85..=0x87 => {
                 let n = (op - 0x84) as usize;
                 let mut items = Vec::with_capacity(n);
+                let mut d = 0;
                 for _ in 0..n {
-                    items.push(pop_value(&mut stack, at)?);
+                    let (v, vd) = pop_value(&mut stack, at)?;
+                    d = d.max(vd);
+                    items.push(v);
                 }
                 items.reverse();
-                stack.push(Item::Value(PyValue::Tuple(items)));
+                push(&mut stack, &mut spent, PyValue::Tuple(items), d + 1, 1, at)?;
             }
             b'a' | b'e' => {
-                let items = if op == b'a' {
-                    vec![pop_value(&mut stack, at)?]
+                let (items, d) = if op == b'a' {
+                    let (v, d) = pop_value(&mut stack, at)?;
+                    (vec![v], d)
                 } else {
                     pop_mark(&mut stack, at)?
                 };
                 match stack.last_mut() {
-                    Some(Item::Value(PyValue::List(xs))) => xs.extend(items),
+                    Some(Item::Value(PyValue::List(xs), depth)) => {
+                        *depth = (*depth).max(d + 1);
+                        if *depth > MAX_DEPTH {
+                            return Err(DecodeError::TooLarge(at, "nested too deeply"));
+                        }
+                        xs.extend(items)
+                    }
                     _ => return Err(malformed(at, "append to a non-list")),
                 }
             }
             b's' | b'u' => {
-                let items = if op == b's' {
-                    let v = pop_value(&mut stack, at)?;
-                    let k = pop_value(&mut stack, at)?;
-                    vec![k, v]
+                let (items, d) = if op == b's' {
+                    let (v, vd) = pop_value(&mut stack, at)?;
+                    let (k, kd) = pop_value(&mut stack, at)?;
+                    (vec![k, v], vd.max(kd))
                 } else {
                     pop_mark(&mut stack, at)?
                 };
                 if items.len() % 2 != 0 {
                     return Err(malformed(at, "odd number of dict items"));
                 }
-                let Some(Item::Value(PyValue::Dict(kv))) = stack.last_mut() else {
+                let Some(Item::Value(PyValue::Dict(kv), depth)) = stack.last_mut() else {
                     return Err(malformed(at, "set item on a non-dict"));
                 };
+                *depth = (*depth).max(d + 1);
+                if *depth > MAX_DEPTH {
+                    return Err(DecodeError::TooLarge(at, "nested too deeply"));
+                }
                 let mut it = items.into_iter();
                 while let (Some(k), Some(v)) = (it.next(), it.next()) {
                     kv.push((key_text(k), v));
@@ -384,9 +486,10 @@ pub fn decode(bytes: &[u8]) -> Result<PyValue, DecodeError> {
                     _ => r.u32()? as usize,
                 };
                 let top = match stack.last() {
-                    Some(Item::Value(v)) => v.clone(),
+                    Some(Item::Value(v, d)) => (v.clone(), *d),
                     _ => return Err(malformed(at, "memoize with an empty stack")),
                 };
+                charge(&mut spent, units(&top.0), at)?;
                 memo_put(&mut memo, idx, top, at)?;
             }
             b'h' | b'j' => {
@@ -395,12 +498,13 @@ pub fn decode(bytes: &[u8]) -> Result<PyValue, DecodeError> {
                 } else {
                     r.u32()? as usize
                 };
-                let v = memo
+                let (v, d) = memo
                     .get(idx)
                     .cloned()
                     .flatten()
                     .ok_or(malformed(at, "memo get of an unset index"))?;
-                stack.push(Item::Value(v));
+                let cost = units(&v);
+                push(&mut stack, &mut spent, v, d, cost, at)?;
             }
             _ => return Err(DecodeError::Unsupported(op, at)),
         }

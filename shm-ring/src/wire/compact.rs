@@ -9,7 +9,7 @@
 //! are never themselves tuples or lists). The writer and the reader here are the only code that
 //! knows this layout; the Python binding drives them.
 
-use crate::pickle::PyValue;
+use crate::wire::pickle::PyValue;
 
 const T_NONE: u8 = 0;
 const T_FALSE: u8 = 1;
@@ -245,7 +245,7 @@ fn write_value(w: &mut CompactWriter<'_>, v: &PyValue) -> bool {
 }
 
 /// Encodes a call from Rust values; `None` when a value has no compact form (a dict, or a
-/// tuple or list holding a tuple, list or dict): use [`crate::pickle::encode_call`] then.
+/// tuple or list holding a tuple, list or dict): use [`crate::wire::pickle::encode_call`] then.
 pub fn encode_call(args: &[PyValue], kwargs: &[(&str, PyValue)]) -> Option<Vec<u8>> {
     let mut buf = Vec::new();
     let mut w = CompactWriter::begin(&mut buf, args.len(), kwargs.len())?;

@@ -1,0 +1,69 @@
+//! Giving back what a message held (its ring slot and slab block) and waking whoever waits for
+//! space or data. The publish and receive paths call these on every message; recovery calls
+//! them too, on a dead process's behalf.
+
+use super::Region;
+use crate::blocks::atomics::{fence, AtomicU32, Ordering};
+
+impl Region {
+    /// Wakes publishers sleeping on a full ring or slab, if any.
+    pub(crate) fn wake_publishers(&self) {
+        let h = self.header();
+        fence(Ordering::SeqCst);
+        if h.pub_sleepers.load(Ordering::Relaxed) > 0 {
+            h.space_futex.fetch_add(1, Ordering::SeqCst);
+            crate::blocks::futex::wake_all(&h.space_futex);
+        }
+    }
+
+    /// Wakes subscribers sleeping for data, if any.
+    pub(crate) fn wake_subscribers(&self) {
+        let h = self.header();
+        fence(Ordering::SeqCst);
+        if h.sub_sleepers.load(Ordering::Relaxed) > 0 {
+            h.data_futex.fetch_add(1, Ordering::SeqCst);
+            crate::blocks::futex::wake_all(&h.data_futex);
+        }
+    }
+
+    /// Returns a block (slot `block` field: index + 1, 0 for inline) to its free list; true if a
+    /// block went back. Out-of-range values from a corrupt slot are ignored (the sweep restores
+    /// the slab).
+    pub(crate) fn free_block(&self, block: u32) -> bool {
+        if block == 0 {
+            return false;
+        }
+        if let Some((class, _, _)) = self.block(block - 1) {
+            if self.free_list(class).push(block - 1).is_ok() {
+                saturating_dec(&self.class(class).used);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Clears `bits` from published position `pos`; frees the slot and block if that was the
+    /// last. True if a slab block went back to its free list.
+    pub(crate) fn release_slot(&self, pos: u64, bits: u64) -> bool {
+        match self.release_slot_quiet(pos, bits) {
+            Some(freed) => {
+                self.wake_publishers();
+                freed
+            }
+            None => false,
+        }
+    }
+
+    /// [`Region::release_slot`] without the wake-up check: `None` if other consumers still hold
+    /// the slot, `Some(block freed)` if this call released it, in which case the caller must
+    /// call [`Region::wake_publishers`] (once for a whole run of releases is enough).
+    pub(crate) fn release_slot_quiet(&self, pos: u64, bits: u64) -> Option<bool> {
+        let block = self.ring().release(pos, bits)?;
+        Some(self.free_block(block))
+    }
+}
+
+/// Decrements a count, never below zero (a count a dead process left half-updated must not wrap).
+pub(crate) fn saturating_dec(w: &AtomicU32) {
+    let _ = w.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |v| v.checked_sub(1));
+}

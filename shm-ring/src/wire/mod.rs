@@ -1,0 +1,38 @@
+//! The wire format: what a message's bytes mean, in one place for every reader and writer (the
+//! publisher and subscriber here, the Python binding, the command line). See `docs/wire-format.md`.
+//!
+//! * [`Codec`]: the codec id stored with each message;
+//! * [`topic_hash`]: the hash stored with each message and used by every hook table;
+//! * [`compact`]: the compact encoding of primitive call arguments;
+//! * [`pickle`]: the subset of pickle written from Rust and read back for display;
+//! * [`render`]: decoding any payload into a [`pickle::PyValue`] for display, within limits.
+
+pub mod compact;
+pub mod pickle;
+pub mod render;
+
+pub use engine_core::topic_hash;
+
+/// Codec tag stored with each message (the Python side may use further values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Codec {
+    /// Raw bytes: a Python handler receives one `bytes` argument.
+    Raw = 0,
+    /// A pickle of `(args, kwargs)`.
+    Pickle = 1,
+    /// The compact encoding of primitive call arguments (see [`compact`]).
+    Compact = 2,
+}
+
+impl Codec {
+    /// The codec with id `id`, if it is one of ours.
+    pub fn from_id(id: u8) -> Option<Codec> {
+        match id {
+            0 => Some(Codec::Raw),
+            1 => Some(Codec::Pickle),
+            2 => Some(Codec::Compact),
+            _ => None,
+        }
+    }
+}
