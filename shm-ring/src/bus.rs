@@ -46,10 +46,7 @@ impl Bus {
     fn attach(region: Region) -> Result<Bus, BusError> {
         let row = lock_table(&region).claim_row(Role::Bus, u32::MAX)?;
         Ok(Bus {
-            inner: Arc::new(Inner {
-                region,
-                row: Some(row),
-            }),
+            inner: Arc::new(Inner::new(region, Some(row))),
         })
     }
 
@@ -209,5 +206,5 @@ pub fn observe(name: &str) -> Result<Observer, BusError> {
 /// [`observe`], optionally of a bus owned by another user.
 pub fn observe_with(name: &str, allow_foreign_owner: bool) -> Result<Observer, BusError> {
     let region = Region::open(name, allow_foreign_owner, true)?;
-    Ok(Observer::new(Arc::new(Inner { region, row: None })))
+    Ok(Observer::new(Arc::new(Inner::new(region, None))))
 }

@@ -3,7 +3,8 @@
 
 use crate::blocks::atomics::Ordering;
 use crate::recovery::{lock_table, reap_locked, remove_consumer, ReapReport};
-use crate::region::layout::KIND_GROUP;
+use crate::region::layout::{KIND_GROUP, ROW_LIVE};
+use crate::region::liveness::own_start_time;
 use crate::region::Region;
 
 /// The attached region plus this handle's process-table row (none for a read-only observer);
@@ -11,13 +12,44 @@ use crate::region::Region;
 pub(crate) struct Inner {
     pub(crate) region: Region,
     pub(crate) row: Option<u32>,
+    /// The process that attached. A child made by `fork` inherits the handles but not the rows:
+    /// dropping or closing them there gives nothing up.
+    pub(crate) pid: u32,
 }
 
 impl Inner {
+    pub(crate) fn new(region: Region, row: Option<u32>) -> Inner {
+        Inner {
+            region,
+            row,
+            pid: std::process::id(),
+        }
+    }
+
+    /// Whether this process is the one that attached (not a child forked since).
+    pub(crate) fn is_owner(&self) -> bool {
+        std::process::id() == self.pid
+    }
+
     /// Gives up row `row` (and consumer `consumer`, for a subscriber), then reaps; when nobody is
-    /// left, the reap sweeps the region back to its idle state.
+    /// left, the reap sweeps the region back to its idle state. Does nothing in a forked child,
+    /// and frees only what is still ours: a row reaped by mistake and taken since by another
+    /// process is left alone.
     pub(crate) fn leave(&self, row: u32, consumer: Option<u32>) {
+        if !self.is_owner() {
+            return;
+        }
         let g = lock_table(&self.region);
+        let ours = self.region.row(row).is_some_and(|r| {
+            r.state.load(Ordering::Acquire) == ROW_LIVE
+                && r.pid.load(Ordering::Relaxed) == self.pid
+                && r.start_time.load(Ordering::Relaxed) == own_start_time()
+                && consumer.is_none_or(|c| r.consumer.load(Ordering::Relaxed) == c)
+        });
+        if !ours {
+            let _ = reap_locked(&g);
+            return;
+        }
         let mut report = ReapReport::default();
         if let Some(idx) = consumer {
             if let Some(c) = self.region.consumers().get(idx as usize) {

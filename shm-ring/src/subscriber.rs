@@ -450,6 +450,10 @@ fn seq_matches(pos: u64, seq: u64) -> bool {
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
+        // In a forked child the held message and the consumer are the parent's.
+        if !self.inner.is_owner() {
+            return;
+        }
         self.ack();
         self.inner.leave(self.row, Some(self.consumer));
     }

@@ -626,3 +626,39 @@ fn list_and_inspect_show_an_attached_bus() {
     assert_eq!(snap.geometry, bus.config());
     assert!(snap.slab.iter().all(|c| c.free == c.total));
 }
+
+#[test]
+fn a_forked_child_dropping_inherited_handles_leaves_the_parent_attached() {
+    let g = BusGuard::new("forkdrop");
+    let bus = Bus::create(&g.name, &small()).unwrap();
+    let mut sub = bus.subscribe().unwrap();
+    let mut publisher = bus.publisher().unwrap();
+    let rows_before = bus.snapshot().processes.len();
+    // SAFETY: the child only drops handles (no allocation-heavy or locking work the parent's
+    // other threads could hold) and ends with `_exit`.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            // What a `multiprocessing` worker leaving a `with` block does to an inherited engine.
+            drop(sub);
+            drop(publisher);
+            drop(bus);
+            // SAFETY: ends the child at once.
+            unsafe { libc::_exit(0) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            nix::sys::wait::waitpid(child, None).unwrap();
+        }
+    }
+    assert_eq!(bus.snapshot().processes.len(), rows_before);
+    for i in 0..10u8 {
+        publisher.publish("t", Codec::Raw, &[i], SEC).unwrap();
+    }
+    let mut got = Vec::new();
+    while got.len() < 10 {
+        let m = sub.recv(SEC).unwrap().expect("the parent still receives");
+        got.push(m.payload[0]);
+    }
+    assert_eq!(got, (0..10).collect::<Vec<u8>>());
+    drop((sub, publisher, bus));
+    assert_idle(&g.name);
+}

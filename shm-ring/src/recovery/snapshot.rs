@@ -273,21 +273,22 @@ pub fn list_buses() -> Result<Vec<BusInfo>, BusError> {
             .ok()
             .and_then(|m| m.elapsed().ok())
             .map_or(0, |d| d.as_secs());
-        let (attached, alive, error) = match Region::open(name, true, true).map(|r| Snapshot::read(&r)) {
-            Ok(s) => {
-                // A process holds several rows (bus handle, publisher, subscriber): count it once.
-                let mut procs: Vec<(u32, u64, bool)> = s
-                    .processes
-                    .iter()
-                    .map(|p| (p.pid, p.start_time, p.alive))
-                    .collect();
-                procs.sort_unstable();
-                procs.dedup_by_key(|p| (p.0, p.1));
-                let alive = procs.iter().filter(|p| p.2).count() as u32;
-                (Some(procs.len() as u32), Some(alive), None)
-            }
-            Err(e) => (None, None, Some(e.to_string())),
-        };
+        let (attached, alive, error) =
+            match Region::open(name, true, true).map(|r| Snapshot::read(&r)) {
+                Ok(s) => {
+                    // A process holds several rows (bus handle, publisher, subscriber): count it once.
+                    let mut procs: Vec<(u32, u64, bool)> = s
+                        .processes
+                        .iter()
+                        .map(|p| (p.pid, p.start_time, p.alive))
+                        .collect();
+                    procs.sort_unstable();
+                    procs.dedup_by_key(|p| (p.0, p.1));
+                    let alive = procs.iter().filter(|p| p.2).count() as u32;
+                    (Some(procs.len() as u32), Some(alive), None)
+                }
+                Err(e) => (None, None, Some(e.to_string())),
+            };
         out.push(BusInfo {
             name: name.to_string(),
             size: meta.len(),
