@@ -20,6 +20,7 @@ use shm_ring::wire::compact::{CompactReader, CompactWriter, Item};
 use shm_ring::{Bus, BusConfig, BusError, Codec, Interrupter, Publisher, Subscriber};
 
 use crate::errors::Full;
+use crate::exit;
 use crate::lock;
 use crate::source::Message;
 use crate::topic::PyTopic;
@@ -116,9 +117,7 @@ pub(crate) fn init_allocator(
         })?;
     let cfg = default_config(Some(blocks));
     // Attach once now so that a bad name or another geometry is reported here.
-    let bus = py
-        .detach(|| Bus::open_or_create(name, &cfg))
-        .map_err(bus_err)?;
+    let bus = exit::detach(py, || Bus::open_or_create(name, &cfg)).map_err(bus_err)?;
     drop(bus);
     *lock(&DEFAULT_BUS) = Some((name.to_owned(), cfg));
     Ok(())
@@ -128,7 +127,7 @@ pub(crate) fn init_allocator(
 /// taken without joining the bus.
 #[pyfunction]
 pub(crate) fn inspect_bus<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
-    let snap = py.detach(|| shm_ring::inspect(name)).map_err(bus_err)?;
+    let snap = exit::detach(py, || shm_ring::inspect(name)).map_err(bus_err)?;
     let text = serde_json::to_string(&snap)
         .map_err(|e| PyRuntimeError::new_err(format!("cannot serialise the snapshot: {e}")))?;
     JSON_LOADS.import(py, "json", "loads")?.call1((text,))
@@ -184,12 +183,12 @@ impl BusSource {
                 // An explicit bus is taken with whatever geometry it has; created if absent.
                 let blocks = chosen.map(|(_, c)| c.slab_blocks);
                 let cfg = default_config(blocks);
-                py.detach(|| match Bus::open(name) {
+                exit::detach(py, || match Bus::open(name) {
                     Err(BusError::NotFound { .. }) => Bus::open_or_create(name, &cfg),
                     other => other,
                 })
             }
-            (None, Some((name, cfg))) => py.detach(|| Bus::open_or_create(&name, &cfg)),
+            (None, Some((name, cfg))) => exit::detach(py, || Bus::open_or_create(&name, &cfg)),
             (None, None) => {
                 if let Some(g) = group {
                     return Err(PyValueError::new_err(format!(
@@ -365,7 +364,7 @@ impl BusSource {
         }
         // Waiting for room (or for the publisher, taken by another thread) without the GIL, so
         // that this process's own engines can drain the ring meanwhile.
-        let res = py.detach(|| match lock(&self.publisher).as_mut() {
+        let res = exit::detach(py, || match lock(&self.publisher).as_mut() {
             Some(p) => Ok(p.publish(topic, codec, payload, wait)),
             None => Err(()),
         });
@@ -426,7 +425,7 @@ impl BusSource {
         let Some(sub) = g.as_mut() else {
             return Err(closed());
         };
-        let res = py.detach(|| {
+        let res = exit::detach(py, || {
             let mut out = None;
             sub.recv_batch(1, timeout, |m| {
                 out = Some(OwnedMessage {

@@ -28,6 +28,7 @@ use pyo3::types::{PyDict, PyList, PyTuple};
 
 use crate::bus::{self, BusSource};
 use crate::errors::{Empty, Full};
+use crate::exit;
 use crate::hook::PyEventHook;
 use crate::lock;
 use crate::logger;
@@ -99,7 +100,7 @@ impl PyEventEngine {
             Some(b) => MessageSource::Bus(Box::new(b)),
             None => MessageSource::InProcess(BoundedQueue::new(capacity)),
         };
-        Ok(PyEventEngine {
+        let engine = PyEventEngine {
             shared: Arc::new(Shared {
                 source,
                 active: AtomicBool::new(false),
@@ -112,7 +113,9 @@ impl PyEventEngine {
             logger: Mutex::new(logger),
             thread: Mutex::new(None),
             timers: Mutex::new(Vec::new()),
-        })
+        };
+        exit::watch(&engine.shared);
+        Ok(engine)
     }
 
     pub(crate) fn log<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
@@ -194,14 +197,14 @@ impl PyEventEngine {
                 Ok(g) => g,
                 Err(TryLockError::Poisoned(p)) => p.into_inner(),
                 Err(TryLockError::WouldBlock) => {
-                    py.detach(|| drop(lock(&bs.subscriber)));
+                    exit::detach(py, || drop(lock(&bs.subscriber)));
                     continue;
                 }
             };
             let Some(sub) = guard.as_mut() else {
                 break;
             };
-            let first = py.detach(|| {
+            let first = exit::detach(py, || {
                 let mut routed =
                     |m: &shm_ring::Message<'_>| lock(table).has_route(m.topic_hash, m.topic);
                 sub.recv_with(shm_ring::RecvOptions {
@@ -343,7 +346,7 @@ impl PyEventEngine {
         }
         let limit = wait_limit(timeout);
         let shared = &self.shared;
-        match py.detach(|| shared.source.push_wait(msg, max_spin, limit)) {
+        match exit::detach(py, || shared.source.push_wait(msg, max_spin, limit)) {
             Ok(()) => Ok(()),
             Err(msg) => {
                 drop(msg);
@@ -407,7 +410,7 @@ impl PyEventEngine {
             stoppable.push(t.timer);
             topics.push(t.topic);
         }
-        py.detach(move || {
+        exit::detach(py, move || {
             for mut t in stoppable {
                 t.stop();
             }
@@ -599,7 +602,7 @@ impl PyEventEngine {
             let source = &shared.source;
             // Messages only move between the queue and `batch` here; no Python
             // object is touched until the GIL is back.
-            let n = py.detach(|| source.pop_batch(&mut batch, BATCH, Some(IDLE_WAIT)));
+            let n = exit::detach(py, || source.pop_batch(&mut batch, BATCH, Some(IDLE_WAIT)));
             for msg in batch.drain(..) {
                 this.dispatch_message(py, msg, &mut hooks);
             }
@@ -773,7 +776,7 @@ impl PyEventEngine {
                         None
                     } else {
                         let source = &self.shared.source;
-                        py.detach(|| source.pop_wait(max_spin, remaining))
+                        exit::detach(py, || source.pop_wait(max_spin, remaining))
                     }
                 }
             };

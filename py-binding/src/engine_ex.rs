@@ -16,6 +16,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFloat};
 
 use crate::engine::{PyEventEngine, RunningTimer};
+use crate::exit;
 use crate::lock;
 use crate::source::Shared;
 use crate::topic::{not_exact, topic_arg, PyTopic};
@@ -87,14 +88,14 @@ fn require_active(engine: &PyEventEngine) -> PyResult<()> {
 fn block_with_timer(py: Python<'_>, engine: &PyEventEngine, mut timer: Timer) -> PyResult<()> {
     let shared = engine.shared.clone();
     let result = loop {
-        if py.detach(|| shared.wait_inactive(SIGNAL_CHECK)) {
+        if exit::detach(py, || shared.wait_inactive(SIGNAL_CHECK)) {
             break Ok(());
         }
         if let Err(e) = py.check_signals() {
             break Err(e);
         }
     };
-    py.detach(move || timer.stop());
+    exit::detach(py, move || timer.stop());
     result
 }
 
@@ -156,7 +157,7 @@ impl PyEventEngineEx {
             let existing = t.topic.clone_ref(py);
             drop(timers);
             let mut timer = timer;
-            py.detach(move || timer.stop());
+            exit::detach(py, move || timer.stop());
             return Ok(existing);
         }
         timers.push(RunningTimer {

@@ -8,6 +8,7 @@ mod cli;
 mod engine;
 mod engine_ex;
 mod errors;
+mod exit;
 mod hook;
 mod intern;
 mod logger;
@@ -55,5 +56,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(bus::unlink_bus, m)?)?;
     m.add_function(wrap_pyfunction!(logger::set_logger, m)?)?;
     m.add_function(wrap_pyfunction!(cli::cli_main, m)?)?;
+    // Engines still running when the script ends are stopped before the interpreter
+    // finalizes (see exit.rs).
+    let stop_all = wrap_pyfunction!(exit::stop_all, m)?;
+    py.import("atexit")?.call_method1("register", (stop_all,))?;
     Ok(())
 }

@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use engine_core::{BoundedQueue, Topic};
 use pyo3::prelude::*;
@@ -162,7 +162,8 @@ pub(crate) struct Shared {
     pub(crate) pending_wakes: AtomicUsize,
     /// Loops currently running (`run()` calls), each needing a `Wake` on stop.
     pub(crate) loops: AtomicUsize,
-    /// Signalled on every activate/deactivate, for the blocking timer calls.
+    /// Signalled on every activate/deactivate (for the blocking timer calls) and whenever a
+    /// loop ends (for the exit).
     pub(crate) state: (Mutex<()>, Condvar),
 }
 
@@ -198,6 +199,23 @@ impl Shared {
         }
         let _ = self.state.1.wait_timeout(guard, timeout);
         !self.active.load(Ordering::Acquire)
+    }
+
+    /// Parks until no loop runs or `timeout` passes; true when no loop runs.
+    pub(crate) fn wait_loops_done(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut guard = lock(&self.state.0);
+        while self.loops.load(Ordering::Acquire) > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            guard = match self.state.1.wait_timeout(guard, left) {
+                Ok((g, _)) => g,
+                Err(e) => e.into_inner().0,
+            };
+        }
+        true
     }
 
     /// Queues a timer tick (called on the timer thread, without the GIL).
@@ -239,5 +257,7 @@ pub(crate) struct LoopGuard<'a>(pub(crate) &'a Shared);
 impl Drop for LoopGuard<'_> {
     fn drop(&mut self) {
         self.0.loops.fetch_sub(1, Ordering::AcqRel);
+        let _guard = lock(&self.0.state.0);
+        self.0.state.1.notify_all();
     }
 }
