@@ -21,7 +21,7 @@ use std::sync::{Arc, Condvar, Mutex, TryLockError};
 use std::time::{Duration, UNIX_EPOCH};
 
 use engine_core::{BoundedQueue, HookTable, Timer, Topic};
-use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyTypeError};
+use pyo3::exceptions::{PyKeyError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyTuple};
@@ -342,6 +342,7 @@ impl PyEventEngine {
         };
         if !block {
             drop(msg);
+            self.shared.unnumber();
             return Err(self.full_error(None));
         }
         let limit = wait_limit(timeout);
@@ -350,6 +351,7 @@ impl PyEventEngine {
             Ok(()) => Ok(()),
             Err(msg) => {
                 drop(msg);
+                self.shared.unnumber();
                 Err(self.full_error(limit))
             }
         }
@@ -565,7 +567,7 @@ impl PyEventEngine {
         self.shared.source.len().saturating_sub(wakes)
     }
 
-    /// Sequence number of the last message put (0 before the first).
+    /// Number of messages put so far: the `seq_id` the next one gets (the first gets 0).
     #[getter]
     fn seq_id(&self) -> u64 {
         self.shared.seq.load(Ordering::Relaxed)
@@ -666,12 +668,18 @@ impl PyEventEngine {
         Ok(())
     }
 
-    /// Removes every hook (and timer); refused while the engine is running.
+    /// Removes every hook (and timer). On a running engine it logs an error and leaves
+    /// everything in place, as the reference does (it is often called in `finally` blocks).
     fn clear(&self, py: Python<'_>) -> PyResult<()> {
         if self.shared.active.load(Ordering::Acquire) {
-            return Err(PyRuntimeError::new_err(
-                "EventEngine must be stopped before clear(): call stop() (or deactivate()) first",
-            ));
+            self.log(py)?.call_method1(
+                "error",
+                (
+                    "EventEngine must be stopped before clear(): call stop() (or deactivate()) \
+                  first; nothing was cleared",
+                ),
+            )?;
+            return Ok(());
         }
         self.stop_timers(py);
         let hooks = self.all_hooks(py);
@@ -814,6 +822,31 @@ impl PyEventEngine {
         Ok(())
     }
 
+    /// The hook registered on exactly `topic` (KeyError when there is none).
+    fn get_hook(&self, py: Python<'_>, topic: &Bound<'_, PyAny>) -> PyResult<Py<PyEventHook>> {
+        let topic = topic_arg(topic, "get_hook()")?;
+        let hook = lock(&self.hooks).get(&topic).map(|h| h.clone_ref(py));
+        hook.ok_or_else(|| {
+            PyKeyError::new_err(format!(
+                "no EventHook registered for topic \"{}\"",
+                topic.literal()
+            ))
+        })
+    }
+
+    /// The hooks a message on `topic` reaches: the hook of that exact topic, then every
+    /// generic hook whose topic matches it (an empty list when none does).
+    fn __getitem__(
+        &self,
+        py: Python<'_>,
+        topic: &Bound<'_, PyAny>,
+    ) -> PyResult<Vec<Py<PyEventHook>>> {
+        let topic = topic_arg(topic, "EventEngine[topic]")?;
+        let mut hooks = Vec::new();
+        self.route_into(py, &topic, &mut hooks);
+        Ok(hooks)
+    }
+
     /// Unregisters and returns the hook of `topic` (KeyError when there is none).
     fn unregister_hook(&self, topic: &Bound<'_, PyAny>) -> PyResult<Py<PyEventHook>> {
         let topic = topic_arg(topic, "unregister_hook()")?;
@@ -856,7 +889,8 @@ impl PyEventEngine {
                 }
             }
         };
-        hook.get().add_handler_checked(py, handler, deduplicate)
+        hook.get()
+            .add_handler_checked(py, handler, deduplicate, None)
     }
 
     /// Removes `handler` from the hook of `topic`; an emptied hook is dropped.

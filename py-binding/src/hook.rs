@@ -15,19 +15,21 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyInt, PyList, PyTuple};
 
 use crate::lock;
 use crate::logger;
-use crate::payload::PyMessagePayload;
+use crate::payload::{self, PyMessagePayload};
 use crate::topic::PyTopic;
 
 /// End of CPython's message for a call with a keyword the callee does not take.
 const UNEXPECTED_TOPIC: &str = "unexpected keyword argument 'topic'";
 
-/// One registered handler and its statistics.
+/// One registered handler, the logger its errors go to (the hook's when `None`) and its
+/// statistics.
 pub(crate) struct Handler {
     callable: Py<PyAny>,
+    logger: Option<Py<PyAny>>,
     calls: AtomicU64,
     total_ns: AtomicU64,
 }
@@ -126,33 +128,16 @@ impl PyEventHook {
         if list.with_topic.is_empty() {
             return;
         }
-        let with_topic = match self.kwargs_with_topic(py, topic, kwargs) {
+        let with_topic = match payload::kwargs_with_topic(py, Some(topic), kwargs) {
             Ok(kw) => kw,
             Err(e) => {
-                self.report(py, topic.as_any(), e);
+                self.report(py, topic.as_any(), None, e);
                 return;
             }
         };
         for h in &list.with_topic {
             self.call(py, h, args, Some(&with_topic), Some(kwargs));
         }
-    }
-
-    fn kwargs_with_topic<'py>(
-        &self,
-        py: Python<'py>,
-        topic: &Bound<'py, PyAny>,
-        kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Bound<'py, PyDict>> {
-        let kw = match kwargs {
-            Some(k) => k.copy()?,
-            None => PyDict::new(py),
-        };
-        // A caller-supplied `topic` keyword wins, as in the reference.
-        if !kw.contains(intern!(py, "topic"))? {
-            kw.set_item(intern!(py, "topic"), topic)?;
-        }
-        Ok(kw)
     }
 
     /// One handler call. `plain_kwargs` is `Some` for a handler called with an
@@ -194,14 +179,24 @@ impl PyEventHook {
                 .fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
         }
         if let Err(e) = result {
-            self.report(py, f, e);
+            self.report(py, f, h.logger.as_ref(), e);
         }
     }
 
-    /// Logs a handler's exception, with its traceback, through the hook's logger.
-    fn report(&self, py: Python<'_>, handler: &Bound<'_, PyAny>, err: PyErr) {
+    /// Logs a handler's exception, with its traceback, through the handler's own logger if
+    /// it was added with one, else the hook's.
+    fn report(
+        &self,
+        py: Python<'_>,
+        handler: &Bound<'_, PyAny>,
+        own_logger: Option<&Py<PyAny>>,
+        err: PyErr,
+    ) {
         let logged = (|| -> PyResult<()> {
-            let log = logger::resolve(py, &self.logger)?;
+            let log = match own_logger {
+                Some(l) => l.bind(py).clone(),
+                None => logger::resolve(py, &self.logger)?,
+            };
             let exc_info = PyTuple::new(
                 py,
                 [
@@ -234,12 +229,14 @@ impl PyEventHook {
         }
     }
 
-    /// Adds a handler (TypeError when it is not callable).
+    /// Adds a handler (TypeError when it is not callable); its errors go to `logger` when
+    /// given, else to the hook's logger.
     pub(crate) fn add_handler_checked(
         &self,
         py: Python<'_>,
         handler: &Bound<'_, PyAny>,
         deduplicate: bool,
+        logger: Option<Py<PyAny>>,
     ) -> PyResult<()> {
         if !handler.is_callable() {
             return Err(PyTypeError::new_err(format!(
@@ -271,6 +268,7 @@ impl PyEventHook {
         }
         let entry = Arc::new(Handler {
             callable: handler.clone().unbind(),
+            logger,
             calls: AtomicU64::new(0),
             total_ns: AtomicU64::new(0),
         });
@@ -324,6 +322,23 @@ impl PyEventHook {
     pub(crate) fn remove_handler_checked(&self, py: Python<'_>, handler: &Bound<'_, PyAny>) {
         let old = self.remove(py, handler);
         drop(old);
+    }
+
+    /// `remove_handler`: removes the first registration of a handler; one that is not there
+    /// is a warning (through the hook's logger), as in the reference.
+    fn remove_or_warn(&self, py: Python<'_>, handler: &Bound<'_, PyAny>) -> PyResult<()> {
+        if self.remove(py, handler).is_some() {
+            return Ok(());
+        }
+        logger::resolve(py, &self.logger)?.call_method1(
+            "warning",
+            (
+                "Handler %r does not exist in the handlers of topic \"%s\": nothing was removed",
+                handler,
+                self.topic.borrow(py).inner.literal().to_owned(),
+            ),
+        )?;
+        Ok(())
     }
 
     /// Number of handlers.
@@ -414,28 +429,47 @@ impl PyEventHook {
     }
 
     /// Adds a handler; with `deduplicate=True` a handler already there is not added again.
-    #[pyo3(signature = (handler, deduplicate = false))]
+    /// The handler's errors go to `logger` when given, else to the hook's logger. For code
+    /// written for PyEventEngine 0.6.2 (`add_handler(handler, logger, deduplicate)`), a
+    /// logger passed second is taken as the logger.
+    #[pyo3(signature = (handler, deduplicate = None, logger = None))]
     fn add_handler(
         &self,
         py: Python<'_>,
         handler: &Bound<'_, PyAny>,
-        deduplicate: bool,
+        deduplicate: Option<&Bound<'_, PyAny>>,
+        logger: Option<Py<PyAny>>,
     ) -> PyResult<()> {
-        self.add_handler_checked(py, handler, deduplicate)
+        let (deduplicate, logger) = match deduplicate {
+            None => (false, logger),
+            Some(d) if d.is_instance_of::<PyBool>() || d.is_instance_of::<PyInt>() => {
+                (d.is_truthy()?, logger)
+            }
+            Some(d) if logger.is_none() && logger::is_logger(d)? => {
+                (false, Some(d.clone().unbind()))
+            }
+            Some(d) => {
+                return Err(PyTypeError::new_err(format!(
+                    "add_handler() deduplicate must be a bool, got {}",
+                    d.get_type().name()?
+                )))
+            }
+        };
+        self.add_handler_checked(py, handler, deduplicate, logger)
     }
 
-    /// Removes a handler (its first registration); returns the hook.
+    /// Removes a handler (its first registration; one that is not there is logged as a
+    /// warning); returns the hook.
     fn remove_handler<'py>(
         slf: &Bound<'py, Self>,
         handler: &Bound<'py, PyAny>,
-    ) -> Bound<'py, Self> {
-        let old = slf.get().remove(slf.py(), handler);
-        drop(old);
-        slf.clone()
+    ) -> PyResult<Bound<'py, Self>> {
+        slf.get().remove_or_warn(slf.py(), handler)?;
+        Ok(slf.clone())
     }
 
     fn __iadd__(&self, py: Python<'_>, handler: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.add_handler_checked(py, handler, true)
+        self.add_handler_checked(py, handler, true, None)
     }
 
     fn __isub__(&self, py: Python<'_>, handler: &Bound<'_, PyAny>) {

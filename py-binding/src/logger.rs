@@ -47,11 +47,24 @@ pub(crate) fn replace(own: &Mutex<Option<Py<PyAny>>>, logger: Option<Py<PyAny>>)
     drop(old);
 }
 
+/// Whether `obj` can serve as a logger (it has the methods this package calls).
+pub(crate) fn is_logger(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
+    for method in LOGGER_METHODS {
+        if !obj.hasattr(method)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The methods a logger must have.
+const LOGGER_METHODS: [&str; 4] = ["debug", "info", "warning", "error"];
+
 /// Sets the logger of the package: every engine and hook created without an
 /// explicit logger logs through it from now on.
 #[pyfunction]
 pub(crate) fn set_logger(logger: Bound<'_, PyAny>) -> PyResult<()> {
-    for method in ["debug", "info", "warning", "error"] {
+    for method in LOGGER_METHODS {
         if !logger.hasattr(method)? {
             return Err(pyo3::exceptions::PyTypeError::new_err(format!(
                 "set_logger() needs a logging.Logger-like object; {} has no {method}()",

@@ -84,11 +84,18 @@ impl PyTopicMatchResult {
             .map(Bound::into_any)
     }
 
-    /// `{wildcard name: TopicPartExact it matched}` for every wildcard that matched.
+    /// `{literal: part of the target}` per node, as the reference keys it: the text each node
+    /// matched (`""` for a node that failed) mapped to the other topic's part there, so
+    /// `Topic("a.+x").match(Topic("a.test")).to_dict()` has the keys `a` and `test`.
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
-        for (name, text) in self.result.captures() {
-            d.set_item(name, part_to_py(py, &engine_core::TopicPart::Exact(text))?)?;
+        for node in &self.result.nodes {
+            let part = node
+                .part_b
+                .as_ref()
+                .map(|p| part_to_py(py, p))
+                .transpose()?;
+            d.set_item(node.literal.as_deref().unwrap_or(""), part)?;
         }
         Ok(d)
     }

@@ -156,7 +156,7 @@ pub(crate) struct Shared {
     pub(crate) source: MessageSource,
     /// Whether the engine runs; loops and timers end when it turns false.
     pub(crate) active: AtomicBool,
-    /// Last sequence number given out.
+    /// Messages numbered so far: the next message's sequence number.
     pub(crate) seq: AtomicU64,
     /// `Wake` items sitting in the source (not counted as `occupied`).
     pub(crate) pending_wakes: AtomicUsize,
@@ -168,9 +168,15 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// The next message sequence number (the first is 1).
+    /// The next message sequence number (the first is 0, as in the reference).
     pub(crate) fn next_seq(&self) -> u64 {
-        self.seq.fetch_add(1, Ordering::Relaxed) + 1
+        self.seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Gives back the number of a message that was not queued after all (`Full`), so that
+    /// `seq` keeps counting the messages put, as in the reference.
+    pub(crate) fn unnumber(&self) {
+        self.seq.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Activates or deactivates; deactivating wakes every parked loop.
@@ -245,7 +251,7 @@ impl Shared {
             {
                 Ok(()) => return,
                 Err(back) if self.active.load(Ordering::Acquire) => msg = back,
-                Err(_) => return,
+                Err(_) => return self.unnumber(),
             }
         }
     }

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use engine_core::{Topic, TopicPart};
+use engine_core::{Topic, TopicError, TopicPart};
 use pyo3::exceptions::{PyIndexError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyType};
@@ -30,6 +30,31 @@ impl PyTopic {
         PyTopic { inner }
     }
 
+    /// `format`/`format_map`: wildcards whose name `mapping` holds become exact parts (the
+    /// value's `str()`); the others stay, or are a KeyError with `strict`. Range and pattern
+    /// parts cannot be filled in: a ValueError.
+    fn formatted(&self, mapping: Option<&Bound<'_, PyAny>>, strict: bool) -> PyResult<PyTopic> {
+        let mut parts = Vec::with_capacity(self.inner.len());
+        for part in self.inner.parts() {
+            match part {
+                TopicPart::Exact(_) => parts.push(part.clone()),
+                TopicPart::Any(name) => match lookup(mapping, name)? {
+                    Some(value) => parts.push(TopicPart::Exact(value)),
+                    None if strict => {
+                        return Err(topic_err(TopicError::MissingKey { name: name.clone() }))
+                    }
+                    None => parts.push(part.clone()),
+                },
+                TopicPart::Range(_) | TopicPart::Pattern(_) => {
+                    return Err(topic_err(TopicError::NotFormattable {
+                        topic: self.inner.literal().to_owned(),
+                    }))
+                }
+            }
+        }
+        Ok(PyTopic::wrap(Arc::new(Topic::from_parts(parts))))
+    }
+
     /// Parses `literal`, reusing the interned topic when there is one.
     pub(crate) fn parse_interned(literal: &str) -> PyResult<Arc<Topic>> {
         if let Some(t) = intern::lookup(literal) {
@@ -38,6 +63,17 @@ impl PyTopic {
         let topic = Arc::new(Topic::parse(literal).map_err(topic_err)?);
         Ok(intern::insert_if_absent(topic))
     }
+}
+
+/// The `str()` of `mapping[name]`, `None` when `mapping` has no such key.
+fn lookup(mapping: Option<&Bound<'_, PyAny>>, name: &str) -> PyResult<Option<String>> {
+    let Some(mapping) = mapping else {
+        return Ok(None);
+    };
+    if !mapping.contains(name)? {
+        return Ok(None);
+    }
+    Ok(Some(mapping.get_item(name)?.str()?.to_string()))
 }
 
 fn extract_part(obj: &Bound<'_, PyAny>) -> PyResult<TopicPart> {
@@ -164,24 +200,25 @@ impl PyTopic {
         PyTopicMatchResult::new(self.inner.match_detail(&other.inner))
     }
 
-    /// A new topic with every wildcard replaced by the value given for its name.
+    /// A new topic with each wildcard named in `kwargs` replaced by the value's `str()`;
+    /// wildcards not named stay as they are (`Topic("r.{a}.{b}").format(a="x")` is
+    /// `r.x.{b}`).
     #[pyo3(signature = (**kwargs))]
     fn format(&self, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<PyTopic> {
-        let mut failure: Option<PyErr> = None;
-        let formatted = self.inner.format_with(|name| {
-            let value = kwargs.and_then(|k| k.get_item(name).ok().flatten())?;
-            match value.str() {
-                Ok(s) => Some(s.to_string()),
-                Err(e) => {
-                    failure.get_or_insert(e);
-                    None
-                }
-            }
-        });
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        Ok(PyTopic::wrap(Arc::new(formatted.map_err(topic_err)?)))
+        self.formatted(kwargs.map(|k| k.as_any()), false)
+    }
+
+    /// `format(**mapping)` with any mapping; with `strict`, a wildcard missing from `mapping`
+    /// is a KeyError naming it. `internalized` is accepted for the reference's signature.
+    #[pyo3(signature = (mapping, internalized = true, strict = false))]
+    fn format_map(
+        &self,
+        mapping: &Bound<'_, PyAny>,
+        internalized: bool,
+        strict: bool,
+    ) -> PyResult<PyTopic> {
+        let _ = internalized;
+        self.formatted(Some(mapping), strict)
     }
 
     /// Same as `format(**kwargs)`.

@@ -30,6 +30,82 @@ def test_message_payload_fields_are_read_write():
     assert "My.Topic" in repr(msg) and "seq_id=42" in repr(msg)
 
 
+def test_message_payload_built_from_topic_args_kwargs():
+    t = Topic("My.Topic")
+    for msg in (
+        MessagePayload(t, (1, 2), {"k": "v"}),
+        MessagePayload(topic=t, args=(1, 2), kwargs={"k": "v"}),
+    ):
+        assert msg.topic is t and msg.args == (1, 2) and msg.kwargs == {"k": "v"}
+        assert msg.seq_id == 0
+    assert MessagePayload(t).args is None
+    with pytest.raises(TypeError, match="topic must be a Topic"):
+        MessagePayload("My.Topic", (), {})
+    with pytest.raises(TypeError, match="args must be a tuple"):
+        MessagePayload(t, [1], {})
+    with pytest.raises(TypeError, match="kwargs must be a dict"):
+        MessagePayload(t, (), [("k", 1)])
+
+
+def test_kwargs_with_topic_is_a_copy_with_the_topic_added():
+    t = Topic("My.Topic")
+    kwargs = {"x": 1}
+    msg = MessagePayload(t, (), kwargs)
+    aggregated = msg.kwargs_with_topic
+    assert aggregated == {"x": 1, "topic": t} and aggregated["topic"] is t
+    aggregated["y"] = 2
+    assert kwargs == {"x": 1} and msg.kwargs == {"x": 1}
+    assert MessagePayload(t).kwargs_with_topic == {"topic": t}
+    # A caller's own `topic` keyword wins, as it does for the handlers.
+    assert MessagePayload(t, (), {"topic": "mine"}).kwargs_with_topic == {"topic": "mine"}
+    assert MessagePayload().kwargs_with_topic == {}
+
+
+def test_add_handler_takes_a_logger_for_that_handlers_errors(caplog):
+    hook = EventHook(Topic("A.B"))
+    own = logging.getLogger("test.hook.own")
+
+    def fails():
+        raise ValueError("boom")
+
+    def also_fails():
+        raise KeyError("bang")
+
+    hook.add_handler(fails, logger=own)
+    hook.add_handler(also_fails)
+    with caplog.at_level(logging.ERROR):
+        hook.trigger(message(Topic("A.B")))
+    by_logger = {r.name: r.getMessage() for r in caplog.records}
+    assert "boom" in by_logger["test.hook.own"] and "bang" in by_logger["event_engine"]
+
+
+def test_add_handler_in_the_reference_argument_order():
+    # PyEventEngine 0.6.2: add_handler(handler, logger=None, deduplicate=False).
+    hook = EventHook(Topic("A.B"))
+    own = logging.getLogger("test.hook.positional")
+
+    def h():
+        pass
+
+    hook.add_handler(h, own)
+    hook.add_handler(h, True)
+    hook.add_handler(h, deduplicate=True, logger=own)
+    assert len(hook) == 1
+    with pytest.raises(TypeError, match="deduplicate must be a bool"):
+        hook.add_handler(h, "yes")
+
+
+def test_remove_handler_of_a_missing_handler_logs_a_warning(caplog):
+    hook = EventHook(Topic("A.B"))
+    with caplog.at_level(logging.WARNING, logger="event_engine"):
+        assert hook.remove_handler(print) is hook
+    assert "does not exist" in caplog.text and "A.B" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="event_engine"):
+        hook -= print  # the operator stays silent
+    assert caplog.text == ""
+
+
 def test_handlers_called_in_order_no_topic_first():
     topic = Topic("App.Events")
     hook = EventHook(topic)

@@ -137,10 +137,35 @@ def test_match_result_nodes_and_to_dict():
     with pytest.raises(IndexError):
         result[3]
     d = result.to_dict()
-    assert set(d) == {"kind", "symbol"}
-    assert isinstance(d["kind"], TopicPartExact) and d["kind"].part == "Trade"
-    assert d["symbol"].part == "AAPL"
+    # Keyed by the literal each node matched, as PyEventEngine keys it.
+    assert list(d) == ["Market", "Trade", "AAPL"]
+    assert isinstance(d["Trade"], TopicPartExact) and d["Trade"].part == "Trade"
+    assert d["AAPL"].part == "AAPL"
     assert "success" in repr(result)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "target", "expected"),
+    [
+        # The example: keys are the target's literal at each node.
+        ("a.+x", "a.test", {"a": ("Exact", "a"), "test": ("Exact", "test")}),
+        # Identical topics: one node, keyed by the whole literal, mapped to the first part.
+        ("a.b", "a.b", {"a.b": ("Exact", "a")}),
+        # The value is the target's part, whichever side is generic.
+        ("a.test", "a.+x", {"a": ("Exact", "a"), "test": ("Any", "x")}),
+        # A failed node is keyed "" and still maps the target's part.
+        ("a.+x", "a.b.c", {"a": ("Exact", "a"), "b": ("Exact", "b"), "": ("Exact", "c")}),
+        ("a.+x", "b.y", {"": ("Exact", "b")}),
+    ],
+)
+def test_to_dict_is_keyed_by_each_nodes_literal(pattern, target, expected):
+    def shape(part):
+        if isinstance(part, TopicPartExact):
+            return ("Exact", part.part)
+        return ("Any", part.name)
+
+    d = Topic(pattern).match(Topic(target)).to_dict()
+    assert {k: shape(v) for k, v in d.items()} == expected
 
 
 def test_failed_match_records_the_failing_node():
@@ -184,10 +209,46 @@ def test_format_and_call():
     assert f.value == "Market.Trade.AAPL" and f.is_exact
     assert t(kind="Quote", symbol=600010).value == "Market.Quote.600010"
     assert t.value == "Market.{kind}.+symbol"
-    with pytest.raises(KeyError, match="symbol"):
-        t.format(kind="Trade")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="cannot be formatted"):
         Topic("a.(x|y).{z}").format(z="1")
+
+
+def test_format_leaves_the_wildcards_it_is_not_given():
+    t = Topic("r.{a}.{b}")
+    partial = t.format(a="x")
+    assert partial.value == "r.x.{b}" and not partial.is_exact
+    assert isinstance(partial[2], TopicPartAny) and partial[2].name == "b"
+    assert t(a="x").value == "r.x.{b}"
+    assert t.format().value == "r.{a}.{b}"
+    assert partial.format(b="y").value == "r.x.y" and partial.format(b="y").is_exact
+
+
+def test_format_map():
+    t = Topic("realtime.{ticker}.{dtype}")
+    full = t.format_map({"ticker": "600010.SH", "dtype": "TickData"}, strict=True)
+    assert full.value == "realtime.600010.SH.TickData" and full.is_exact and len(full) == 3
+    assert t.format_map({"ticker": "X"}).value == "realtime.X.{dtype}"
+    assert t.format_map({"ticker": "X"}, internalized=False).value == "realtime.X.{dtype}"
+    with pytest.raises(KeyError, match="dtype"):
+        t.format_map({"ticker": "X"}, strict=True)
+    with pytest.raises(ValueError, match="cannot be formatted"):
+        Topic("a./x/.{z}").format_map({"z": "1"})
+
+
+@pytest.mark.parametrize("text", ["A..B", "A.(B", "A.{x", "A.{}", "A.+", "A.()", ""])
+def test_degenerate_topics_are_exact_topics_not_errors(text):
+    # The README names the only topic strings that are errors; these are not among them.
+    assert Topic(text).is_exact and Topic(text).value == text
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [("Log./open", "unclosed pattern"), ("./x/y", "unclosed pattern"), ("A./[/", "invalid regex")],
+)
+def test_the_only_malformed_topics_are_value_errors_naming_them(text, reason):
+    with pytest.raises(ValueError, match=reason) as err:
+        Topic(text)
+    assert text in str(err.value)
 
 
 def test_join_from_parts_append_add_update_literal():

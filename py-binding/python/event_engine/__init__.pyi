@@ -1,7 +1,10 @@
 """Type stubs of the ``event_engine`` package (everything comes from ``_native``)."""
 
 from collections.abc import Callable
-from typing import Any, TypeAlias, TypedDict
+from typing import Any, TypedDict
+
+# typing.TypeAlias is Python 3.10+: these stubs serve 3.9 and later.
+from typing_extensions import TypeAlias  # noqa: UP035
 
 from ._native import (
     Empty as Empty,
