@@ -211,6 +211,10 @@ class EventEngine:
     stopped (a running engine's thread keeps it alive); while attached, even a stopped engine
     holds publishers back once the ring is full. Each message is acknowledged only after this
     engine's handlers ran, so a group member killed mid-handler has its message redelivered.
+
+    A script may end while engines still run: before the interpreter finalizes, every engine
+    is deactivated, each running loop finishes the handlers of the messages it already took
+    (none taken from a bus is lost; the rest stays on the bus) and bus engines detach.
     """
 
     logger: logging.Logger
