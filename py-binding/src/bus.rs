@@ -8,7 +8,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::{Mutex, TryLockError};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
 use engine_core::BoundedQueue;
@@ -73,6 +73,15 @@ pub(crate) fn bus_err(e: BusError) -> PyErr {
 /// side effect nor is reported as a bad bus name.
 fn check_group(group: &str) -> PyResult<()> {
     shm_ring::validate_group(group).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+/// Locks `m` if nobody holds it (a poisoned lock is usable, see `crate::lock`).
+fn try_now<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match m.try_lock() {
+        Ok(g) => Some(g),
+        Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
 }
 
 /// The error of any call that needs the bus once `close()` detached the engine.
@@ -290,11 +299,31 @@ impl BusSource {
         drop(sub);
         let publisher = lock(&self.publisher).take();
         drop(publisher);
+        self.release_bus();
+        Ok(())
+    }
+
+    /// Detaches like `close()`, but only if no other thread uses the subscriber or the
+    /// publisher at this moment (waiting for one, blocked on a full bus, could hold the
+    /// interpreter's exit for ever); true when detached.
+    pub(crate) fn close_if_idle(&self) -> bool {
+        let (Some(mut sub), Some(mut publisher)) =
+            (try_now(&self.subscriber), try_now(&self.publisher))
+        else {
+            return false;
+        };
+        let (sub, publisher) = (sub.take(), publisher.take());
+        drop((sub, publisher));
+        self.release_bus();
+        true
+    }
+
+    /// The last step of detaching: the interrupter and the bus handle.
+    fn release_bus(&self) {
         let interrupter = lock(&self.interrupter).take();
         drop(interrupter);
         let bus = lock(&self.bus).take();
         drop(bus);
-        Ok(())
     }
 
     /// Publishes `(args, kwargs)` on `topic`: encoded once (compact codec when every argument is

@@ -12,12 +12,13 @@
 //!   every engine, waits for each running loop to return (a loop finishes the batch in
 //!   progress: every message it took from a bus is handled and acknowledged; messages not yet
 //!   taken stay on the bus, for the other members of the engine's group if it has one), then
-//!   detaches every bus engine, so that no publisher waits for a process that is gone.
+//!   detaches every bus engine no other thread is using, so that no publisher waits for a
+//!   process that is gone.
 //! - [`detach`] is the only way this crate releases the GIL. Once exit has begun, a thread
 //!   other than the exiting one that comes back from a wait parks for ever instead of asking
 //!   for the GIL (the process is ending: it never wakes), like Python 3.14 does itself.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::thread::ThreadId;
 use std::time::Duration;
@@ -32,6 +33,8 @@ use crate::source::Shared;
 static ENGINES: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
 /// Set by [`stop_all`] once every loop has returned.
 static EXITING: AtomicBool = AtomicBool::new(false);
+/// Threads between the end of a wait and taking the GIL back (see [`detach`]).
+static RETURNING: AtomicUsize = AtomicUsize::new(0);
 /// The thread that runs the exit (it must never park: it finalizes the interpreter).
 static EXIT_THREAD: OnceLock<ThreadId> = OnceLock::new();
 
@@ -57,17 +60,23 @@ where
     F: Send + FnOnce() -> T,
     T: Send,
 {
-    py.detach(|| {
+    let out = py.detach(|| {
         let out = f();
-        if EXITING.load(Ordering::Acquire)
-            && EXIT_THREAD.get() != Some(&std::thread::current().id())
+        // Counted before EXITING is read, and EXITING is set before the count is read: either
+        // this thread sees the exit and parks, or the exit sees it and waits for it to have
+        // taken the GIL back (finalization must not find it waiting for the GIL).
+        RETURNING.fetch_add(1, Ordering::SeqCst);
+        if EXITING.load(Ordering::SeqCst) && EXIT_THREAD.get() != Some(&std::thread::current().id())
         {
+            RETURNING.fetch_sub(1, Ordering::SeqCst);
             loop {
                 std::thread::park();
             }
         }
         out
-    })
+    });
+    RETURNING.fetch_sub(1, Ordering::SeqCst);
+    out
 }
 
 /// Stops every running engine before the interpreter finalizes (registered with `atexit`).
@@ -88,13 +97,20 @@ pub(crate) fn stop_all(py: Python<'_>) {
             warn_slow(py, shared);
             py.detach(|| while !shared.wait_loops_done(SLOW_HANDLER) {});
         }
+    }
+    EXITING.store(true, Ordering::SeqCst);
+    for shared in &live {
         if let Some(bs) = shared.source.bus() {
-            // Refused only while another thread uses the subscriber (a get() in progress):
-            // the process table row is then reclaimed as a dead process's.
-            let _ = bs.close();
+            // Skipped while another thread is in a get() or a blocked put() on this engine:
+            // its process table row is then reclaimed as a dead process's.
+            bs.close_if_idle();
         }
     }
-    EXITING.store(true, Ordering::Release);
+    // Threads a wait released just before EXITING was set (a put that detaching another
+    // engine made room for, say) take the GIL back now, not during finalization.
+    while RETURNING.load(Ordering::SeqCst) > 0 {
+        py.detach(|| std::thread::sleep(Duration::from_millis(1)));
+    }
 }
 
 fn warn_slow(py: Python<'_>, shared: &Shared) {

@@ -42,6 +42,21 @@ for i in range(int(sys.argv[2])):
 time.sleep(0.05)
 """
 
+# A daemon thread blocked for ever in put() on a full bus when the script ends; detaching the
+# idle engine at exit makes room, which releases that put while the interpreter exits.
+BLOCKED_PUBLISHER = """
+import sys, threading, time
+from event_engine import EventEngine, Topic
+idle = EventEngine(bus=sys.argv[1])  # attached, never reads: the bus fills up
+pub = EventEngine(bus=sys.argv[1])
+def flood():
+    while True:
+        pub.put(Topic("Full.X"), b"x" * 100)
+threading.Thread(target=flood, daemon=True).start()
+time.sleep(0.2)
+print("end of script", flush=True)
+"""
+
 
 def run_child(source: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -81,3 +96,9 @@ def test_every_message_a_member_took_is_handled_and_the_rest_stay_for_its_group(
     assert handled == sorted(handled)
     assert_idle(bus)
 
+
+def test_a_thread_blocked_on_a_full_bus_does_not_crash_the_exit(bus):
+    for _ in range(RUNS):
+        done = run_child(BLOCKED_PUBLISHER, bus)
+        assert done.returncode == 0, (done.returncode, done.stderr)
+        assert done.stdout == "end of script\n"
