@@ -101,16 +101,18 @@ def test_a_running_engine_handles_the_message_in_hand_before_exit():
     # The loop finishes the batch it took; the exit waits for it rather than cutting a
     # handler short (which crashed) or dropping it.
     source = """
-        import time
+        import threading, time
         from event_engine import EventEngine, Topic
         e = EventEngine()
+        started = threading.Event()
         def slow(i):
+            started.set()
             time.sleep(0.2)
             print("handled", i, flush=True)
         e.register_handler(Topic("A.B"), slow)
         e.start()
         e.put(Topic("A.B"), 1)
-        time.sleep(0.05)  # the handler is mid-sleep when the script ends
+        started.wait(10)  # the script ends while the handler runs
     """
     done = run_child(source)
     assert done.returncode == 0, done.stderr
