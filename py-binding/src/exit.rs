@@ -29,8 +29,10 @@ use crate::lock;
 use crate::logger;
 use crate::source::Shared;
 
-/// Every engine created (dead entries pruned on insert).
-static ENGINES: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
+/// Every engine created, with the id of the process that created it (dead entries pruned on
+/// insert). A child made by `fork()` inherits the list but not the engines' threads, nor the
+/// right to detach their bus rows: its exit leaves them alone.
+static ENGINES: Mutex<Vec<(u32, Weak<Shared>)>> = Mutex::new(Vec::new());
 /// Set by [`stop_all`] once every loop has returned.
 static EXITING: AtomicBool = AtomicBool::new(false);
 /// Threads between the end of a wait and taking the GIL back (see [`detach`]).
@@ -44,13 +46,8 @@ const SLOW_HANDLER: Duration = Duration::from_secs(2);
 /// Records a new engine, so that exit stops it (and detaches it from its bus).
 pub(crate) fn watch(shared: &Arc<Shared>) {
     let mut live = lock(&ENGINES);
-    live.retain(|w| w.strong_count() > 0);
-    if !live
-        .iter()
-        .any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(shared)))
-    {
-        live.push(Arc::downgrade(shared));
-    }
+    live.retain(|(_, w)| w.strong_count() > 0);
+    live.push((std::process::id(), Arc::downgrade(shared)));
 }
 
 /// `py.detach(f)`, except that once exit has begun a thread other than the exiting one never
@@ -84,9 +81,11 @@ where
 #[pyo3(name = "_stop_all_at_exit")]
 pub(crate) fn stop_all(py: Python<'_>) {
     let _ = EXIT_THREAD.set(std::thread::current().id());
+    let pid = std::process::id();
     let live: Vec<Arc<Shared>> = lock(&ENGINES)
         .drain(..)
-        .filter_map(|w| w.upgrade())
+        .filter(|(created_by, _)| *created_by == pid)
+        .filter_map(|(_, w)| w.upgrade())
         .collect();
     for shared in &live {
         shared.set_active(false);

@@ -137,3 +137,26 @@ def test_a_stopped_engine_is_not_disturbed_by_exit():
     done = run_child(source)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "(7,)"
+
+
+def test_a_forked_child_exits_without_touching_its_parents_running_engine():
+    # The child inherits the engine but not its dispatch thread: its exit neither waits for
+    # that loop nor stops it, and the parent's engine keeps dispatching.
+    source = """
+        import os, sys, threading, warnings
+        from event_engine import EventEngine, Topic
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads running
+        e = EventEngine()
+        got = threading.Event()
+        e.register_handler(Topic("A.B"), got.set)
+        e.start()
+        pid = os.fork()
+        if pid == 0:
+            sys.exit(0)
+        _, status = os.waitpid(pid, 0)
+        e.put(Topic("A.B"))
+        print(os.waitstatus_to_exitcode(status), got.wait(10), flush=True)
+    """
+    done = run_child(source)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "True"]

@@ -102,3 +102,26 @@ def test_a_thread_blocked_on_a_full_bus_does_not_crash_the_exit(bus):
         done = run_child(BLOCKED_PUBLISHER, bus)
         assert done.returncode == 0, (done.returncode, done.stderr)
         assert done.stdout == "end of script\n"
+
+
+def test_a_forked_child_exits_without_detaching_its_parents_bus_engine(bus):
+    # Detaching at the child's exit would remove the parent's rows from the bus.
+    source = """
+        import os, sys, threading, warnings
+        from event_engine import EventEngine, Topic
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads running
+        e = EventEngine(bus=sys.argv[1])
+        got = threading.Event()
+        e.register_handler(Topic("A.B"), got.set)
+        e.start()
+        pid = os.fork()
+        if pid == 0:
+            sys.exit(0)
+        _, status = os.waitpid(pid, 0)
+        e.put(Topic("A.B"))
+        print(os.waitstatus_to_exitcode(status), got.wait(10), flush=True)
+    """
+    done = run_child(source, bus)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "True"]
+    assert_idle(bus)
