@@ -7,6 +7,7 @@ use crate::publisher::Publisher;
 use crate::recovery::lock_table;
 use crate::recovery::snapshot::Snapshot;
 use crate::recovery::{reap_locked, remove_consumer, ReapReport};
+use crate::region::interest::Wanted;
 use crate::region::layout::{KIND_FANOUT, KIND_GROUP};
 use crate::region::table::{validate_group, Role};
 use crate::region::{check_geometry, Region};
@@ -110,31 +111,63 @@ impl Bus {
         Ok(Publisher::new(self.inner.clone(), row))
     }
 
-    /// A fan-out subscriber: receives every message published from now on.
+    /// A fan-out subscriber of every topic: receives every message published from now on.
     pub fn subscribe(&self) -> Result<Subscriber, BusError> {
-        let g = lock_table(&self.inner.region);
-        let idx = g.add_consumer(KIND_FANOUT, "")?;
-        let row = match g.claim_row(Role::Subscriber, idx) {
-            Ok(row) => row,
-            Err(e) => {
-                remove_consumer(&g, idx, &mut ReapReport::default());
-                return Err(e);
-            }
-        };
-        drop(g);
-        Ok(Subscriber::new(self.inner.clone(), row, idx, false))
+        self.subscribe_with(&SubscribeOptions::default())
     }
 
-    /// A member of group `group` (1..=64 characters of `[A-Za-z0-9_.-]`): each message published
-    /// from the group's creation on goes to exactly one member.
+    /// A member of group `group` (1..=64 characters of `[A-Za-z0-9_.-]`) wanting every topic:
+    /// each message published from the group's creation on goes to exactly one member.
     pub fn subscribe_group(&self, group: &str) -> Result<Subscriber, BusError> {
-        validate_group(group)?;
+        self.subscribe_with(&SubscribeOptions {
+            group: Some(group.to_string()),
+            ..SubscribeOptions::default()
+        })
+    }
+
+    /// A subscriber as `opts` says: fan-out or a group member, wanting every topic or only
+    /// those matching some patterns (`docs/delivery.md`). A bad group name or pattern is an
+    /// error naming it, and nothing is attached.
+    ///
+    /// ```
+    /// # struct Unlink(String);
+    /// # impl Drop for Unlink { fn drop(&mut self) { let _ = shm_ring::Bus::unlink(&self.0); } }
+    /// # let name = format!("doc-interest-{}", std::process::id());
+    /// # let _unlink = Unlink(name.clone());
+    /// use shm_ring::{Bus, BusConfig, Codec, SubscribeOptions};
+    /// use std::time::Duration;
+    /// let cfg = BusConfig { ring_capacity: 64, max_message: 4096, slab_blocks: 16, ..BusConfig::default() };
+    /// let bus = Bus::create(&name, &cfg)?;
+    /// let mut trades = bus.subscribe_with(&SubscribeOptions {
+    ///     topics: Some(vec!["Market.Trade.{symbol}".into()]),
+    ///     ..SubscribeOptions::default()
+    /// })?;
+    /// let mut publisher = bus.publisher()?;
+    /// // Nobody wants quotes: the message takes no ring position and is counted as unrouted.
+    /// assert_eq!(publisher.publish("Market.Quote.AAPL", Codec::Raw, b"q", None)?, None);
+    /// assert!(publisher.publish("Market.Trade.AAPL", Codec::Raw, b"t", None)?.is_some());
+    /// assert_eq!(trades.recv(Some(Duration::from_secs(1)))?.unwrap().topic, "Market.Trade.AAPL");
+    /// # drop(trades); drop(publisher); drop(bus);
+    /// # Ok::<(), shm_ring::BusError>(())
+    /// ```
+    pub fn subscribe_with(&self, opts: &SubscribeOptions) -> Result<Subscriber, BusError> {
+        if let Some(group) = &opts.group {
+            validate_group(group)?;
+        }
+        let wanted = wanted_from(opts.topics.as_deref())?;
         let g = lock_table(&self.inner.region);
-        let (idx, new) = match g.find_group(group) {
-            Some(idx) => (idx, false),
-            None => (g.add_consumer(KIND_GROUP, group)?, true),
+        let existing = opts.group.as_deref().and_then(|name| g.find_group(name));
+        let (idx, new) = match (&opts.group, existing) {
+            (Some(_), Some(idx)) => (idx, false),
+            (Some(name), None) => (g.add_consumer(KIND_GROUP, name, &wanted)?, true),
+            (None, _) => (g.add_consumer(KIND_FANOUT, "", &wanted)?, true),
         };
-        let row = match g.claim_row(Role::GroupMember, idx) {
+        let role = if opts.group.is_some() {
+            Role::GroupMember
+        } else {
+            Role::Subscriber
+        };
+        let row = match g.claim_row(role, idx) {
             Ok(row) => row,
             Err(e) => {
                 if new {
@@ -144,12 +177,21 @@ impl Bus {
             }
         };
         if !new {
-            self.inner.region.consumers()[idx as usize]
-                .members
-                .fetch_add(1, Ordering::Relaxed);
+            let c = &self.inner.region.consumers()[idx as usize];
+            c.members.fetch_add(1, Ordering::Relaxed);
+            let (_, had) = self.inner.region.read_interest(idx as usize);
+            let union = had.union(&wanted);
+            if union != had {
+                g.write_interest(idx as usize, &union);
+            }
         }
         drop(g);
-        Ok(Subscriber::new(self.inner.clone(), row, idx, true))
+        Ok(Subscriber::new(
+            self.inner.clone(),
+            row,
+            idx,
+            opts.group.is_some(),
+        ))
     }
 
     /// A lossy observer that sees messages while they are in the ring and never holds publishers
@@ -183,6 +225,31 @@ impl Bus {
             }
         })
     }
+}
+
+/// How [`Bus::subscribe_with`] subscribes.
+#[derive(Clone, Debug, Default)]
+pub struct SubscribeOptions {
+    /// Join this work-sharing group (each message goes to one member) instead of receiving
+    /// every message as a fan-out subscriber.
+    pub group: Option<String>,
+    /// Only topics matching one of these patterns (topic grammar); `None`: every topic. A group
+    /// wants what any of its members asked for since it was created.
+    pub topics: Option<Vec<String>>,
+}
+
+/// What a subscriber asking for `topics` wants; a pattern that does not parse is an error.
+pub(crate) fn wanted_from(topics: Option<&[String]>) -> Result<Wanted, BusError> {
+    let Some(topics) = topics else {
+        return Ok(Wanted::All);
+    };
+    for t in topics {
+        engine_core::Topic::parse(t).map_err(|e| BusError::BadTopic {
+            topic: t.clone(),
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(Wanted::Patterns(topics.to_vec()))
 }
 
 /// Opens bus `name` read-only and takes a snapshot, without joining its process table.

@@ -77,6 +77,21 @@ pub enum BusError {
         /// The longest topic allowed, in bytes.
         max: usize,
     },
+    /// This process was taken for dead while it wrote a message, and a survivor recovered the
+    /// ring position it had claimed: that message was not published.
+    #[error("the message at ring position {pos} was not published: another process took this one for dead while it wrote it and recovered the position; publish it again")]
+    ClaimLost {
+        /// The ring position that was recovered.
+        pos: u64,
+    },
+    /// A topic pattern that does not parse.
+    #[error("topic pattern {topic:?} is not valid: {reason}")]
+    BadTopic {
+        /// The pattern as given.
+        topic: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The ring or the slab class is full and the call was non-blocking.
     #[error("the bus is full")]
     Full,

@@ -18,13 +18,16 @@ use std::sync::Arc;
 pub struct Interrupter {
     flag: Arc<AtomicBool>,
     inner: Arc<Inner>,
+    /// The subscriber's consumer entry, whose futex it sleeps on.
+    consumer: u32,
 }
 
 impl Interrupter {
-    pub(crate) fn new(inner: Arc<Inner>) -> Interrupter {
+    pub(crate) fn new(inner: Arc<Inner>, consumer: u32) -> Interrupter {
         Interrupter {
             flag: Arc::new(AtomicBool::new(false)),
             inner,
+            consumer,
         }
     }
 
@@ -33,8 +36,8 @@ impl Interrupter {
     pub fn interrupt(&self) {
         self.flag.store(true, Ordering::SeqCst);
         // The waiter announces itself as a sleeper before its last check of the flag, and
-        // `wake_subscribers` fences before reading the sleeper count: one of them sees the other.
-        self.inner.region.wake_subscribers();
+        // `wake_consumers` fences before reading the sleeper count: one of them sees the other.
+        self.inner.region.wake_consumers(1 << self.consumer);
     }
 
     /// Whether an interrupt is pending (not yet consumed by a receive).

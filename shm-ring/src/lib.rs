@@ -56,6 +56,8 @@ mod recovery;
 mod wait;
 
 #[cfg(not(loom))]
+mod addressing;
+#[cfg(not(loom))]
 mod bus;
 #[cfg(not(loom))]
 mod handle;
@@ -71,7 +73,7 @@ mod publisher;
 mod subscriber;
 
 #[cfg(not(loom))]
-pub use bus::{inspect, inspect_with, observe, observe_with, Bus};
+pub use bus::{inspect, inspect_with, observe, observe_with, Bus, SubscribeOptions};
 pub use config::{shm_path, validate_name, BusConfig};
 pub use error::BusError;
 #[cfg(not(loom))]

@@ -4,13 +4,17 @@
 //! The block is taken before the ring position is claimed, so a publisher never holds a claimed
 //! slot (which every consumer behind it must wait for) while it waits for slab space.
 
+use crate::addressing::Addressing;
 use crate::blocks::atomics::{AtomicU64, Ordering};
 use crate::blocks::ring::Intent;
 use crate::handle::Inner;
+use crate::region::layout::Row;
 use crate::region::layout::{INLINE_CAP, MAX_TOPIC_LEN};
 use crate::region::liveness::coarse_now_ns;
+use crate::region::liveness::now_ns;
 use crate::region::table::{add_own, bump_own};
 use crate::region::words::SlotMeta;
+use crate::region::Region;
 use crate::wait::{wait_for, Side};
 use crate::wire::pickle::{encode_call, PyValue};
 use crate::wire::topic_hash;
@@ -58,6 +62,8 @@ pub struct Publisher {
     row: u32,
     /// This process's pid, read once (getpid is a system call on every use).
     pid: u32,
+    /// Who wants which topic, cached per topic.
+    addressing: Addressing,
 }
 
 impl Publisher {
@@ -66,20 +72,23 @@ impl Publisher {
             inner,
             row,
             pid: std::process::id(),
+            addressing: Addressing::default(),
         }
     }
 
-    /// Publishes `payload` on `topic` (a literal) with the codec tag. Blocks while the ring or the
-    /// slab class is full: `None` waits forever, `Some(ZERO)` fails at once with
-    /// [`BusError::Full`], `Some(t)` fails with [`BusError::Timeout`] after `t`. Returns the
-    /// message's ring position (its sequence number).
+    /// Publishes `payload` on `topic` (a literal) with the codec tag to every consumer that wants
+    /// the topic. Blocks while the ring or the slab class is full: `None` waits forever,
+    /// `Some(ZERO)` fails at once with [`BusError::Full`], `Some(t)` fails with
+    /// [`BusError::Timeout`] after `t`. Returns the message's ring position (its sequence
+    /// number), or `None` when no consumer wants the topic: then it takes no ring position,
+    /// never waits, and is counted as unrouted.
     pub fn publish(
         &mut self,
         topic: &str,
         codec: Codec,
         payload: &[u8],
         timeout: Option<Duration>,
-    ) -> Result<u64, BusError> {
+    ) -> Result<Option<u64>, BusError> {
         self.publish_with(topic, codec, payload.len(), timeout, |buf| {
             buf.copy_from_slice(payload)
         })
@@ -91,7 +100,7 @@ impl Publisher {
         topic: &str,
         codec: Codec,
         payload: &[u8],
-    ) -> Result<u64, BusError> {
+    ) -> Result<Option<u64>, BusError> {
         self.publish(topic, codec, payload, Some(Duration::ZERO))
     }
 
@@ -102,7 +111,7 @@ impl Publisher {
         args: &[PyValue],
         kwargs: &[(&str, PyValue)],
         timeout: Option<Duration>,
-    ) -> Result<u64, BusError> {
+    ) -> Result<Option<u64>, BusError> {
         let body = encode_call(args, kwargs);
         self.publish(topic, Codec::Pickle, &body, timeout)
     }
@@ -116,7 +125,7 @@ impl Publisher {
         len: usize,
         timeout: Option<Duration>,
         fill: impl FnOnce(&mut [u8]),
-    ) -> Result<u64, BusError> {
+    ) -> Result<Option<u64>, BusError> {
         let region = &self.inner.region;
         let max = region.layout().max_message as usize;
         if len > max {
@@ -129,6 +138,12 @@ impl Publisher {
             });
         }
         let row = region.row(self.row).expect("own row is in range");
+        let hash = topic_hash(topic);
+        let wanting = self.addressing.wanting(region, topic, hash);
+        if wanting & ring_active(region) == 0 {
+            add_own(&row.unrouted, 1);
+            return Ok(None);
+        }
         let start = Instant::now();
         let out_of_time = || {
             if timeout == Some(Duration::ZERO) {
@@ -160,15 +175,15 @@ impl Publisher {
         };
         let ring = region.ring();
         let remaining = timeout.map(|t| t.saturating_sub(start.elapsed()));
-        let mut waited = false;
+        let mut waiting = Waiting::new(region, row);
         let claimed = wait_for(region, row, Side::Publisher, remaining, || {
             let r = ring.claim(&row.publishing).ok();
-            if r.is_none() && !waited {
-                waited = true;
-                region.header().full_waits.fetch_add(1, Ordering::Relaxed);
+            if r.is_none() {
+                waiting.blocked();
             }
             Ok(r)
         });
+        drop(waiting);
         let pos = match claimed {
             Ok(Some(pos)) => pos,
             Ok(None) | Err(_) => {
@@ -177,17 +192,17 @@ impl Publisher {
                 return Err(claimed.err().unwrap_or_else(out_of_time));
             }
         };
-        let consumers = ring.consumers();
+        let consumers = ring.addressees(pos, wanting);
         if consumers == 0 {
-            // Nobody listens: nothing to deliver, nothing to keep.
+            // The consumers that wanted it left meanwhile: nothing to deliver, nothing to keep.
             ring.discard(pos, 1, &row.publishing);
             region.free_block(block);
             region.wake_publishers();
-            bump_own(&row.published);
-            return Ok(pos);
+            add_own(&row.unrouted, 1);
+            return Ok(None);
         }
         let slot = ring.slot(pos);
-        slot.topic_hash.store(topic_hash(topic), Ordering::Relaxed);
+        slot.topic_hash.store(hash, Ordering::Relaxed);
         slot.timestamp_ns.store(coarse_now_ns(), Ordering::Relaxed);
         slot.publisher.store(self.row, Ordering::Relaxed);
         slot.publisher_pid.store(self.pid, Ordering::Relaxed);
@@ -209,10 +224,16 @@ impl Publisher {
                 )
             };
         }
-        ring.commit(pos, consumers, &row.publishing);
+        if !ring.commit(pos, consumers, &row.publishing) {
+            // A survivor took this process for dead and tombstoned the position meanwhile: the
+            // message is not published, and the block is still ours.
+            region.free_block(block);
+            region.wake_publishers();
+            return Err(BusError::ClaimLost { pos });
+        }
         bump_own(&row.published);
-        region.wake_subscribers();
-        Ok(pos)
+        region.wake_consumers(consumers);
+        Ok(Some(pos))
     }
 
     /// Publishes `count` messages of `len` bytes each on `topic`, message `i` built in place by
@@ -305,6 +326,11 @@ impl Publisher {
         let remaining = || timeout.map(|t| t.saturating_sub(start.elapsed()));
         let fits = |i: usize| topic.len() + len_of(i) <= INLINE_CAP;
         let hash = topic_hash(topic);
+        let wanting = self.addressing.wanting(region, topic, hash);
+        if wanting & ring_active(region) == 0 {
+            add_own(&row.unrouted, count as u64);
+            return Ok(count);
+        }
         let meta = SlotMeta {
             topic_len: topic.len() as u16,
             codec: codec as u8,
@@ -328,15 +354,15 @@ impl Publisher {
                 .take_while(|&i| fits(i))
                 .count()
                 .min(Intent::MAX_RUN as usize) as u64;
-            let mut waited = false;
+            let mut waiting = Waiting::new(region, row);
             let claimed = wait_for(region, row, Side::Publisher, remaining(), || {
                 let r = ring.claim_many(want, &row.publishing).ok();
-                if r.is_none() && !waited {
-                    waited = true;
-                    region.header().full_waits.fetch_add(1, Ordering::Relaxed);
+                if r.is_none() {
+                    waiting.blocked();
                 }
                 Ok(r)
             });
+            drop(waiting);
             let (pos, n) = match claimed {
                 Ok(Some(run)) => run,
                 Ok(None) if timeout == Some(Duration::ZERO) => {
@@ -345,10 +371,15 @@ impl Publisher {
                 Ok(None) => return partial(BusError::Timeout, done),
                 Err(e) => return partial(e, done),
             };
-            let consumers = ring.consumers();
+            // One look at the addressees serves the whole run: a joiner's start is a head value,
+            // and head went from `pos` to `pos + n` in one step, so no start falls inside the run.
+            let consumers = ring.addressees(pos, wanting);
             if consumers == 0 {
                 ring.discard(pos, n, &row.publishing);
                 region.wake_publishers();
+                add_own(&row.unrouted, n);
+                done += n as usize;
+                continue;
             } else {
                 let now = coarse_now_ns();
                 // `fill` runs after the claim: if it panics, the guard gives the unpublished rest
@@ -381,11 +412,17 @@ impl Publisher {
                     slot.block.store(0, Ordering::Relaxed);
                     slot.payload_len.store(len as u32, Ordering::Relaxed);
                     slot.meta.store(meta, Ordering::Relaxed);
-                    ring.commit_one(pos.wrapping_add(j), consumers);
+                    if !ring.commit_one(pos.wrapping_add(j), consumers) {
+                        // Taken for dead (see `publish_with`): the rest of the run goes back.
+                        drop(run);
+                        region.wake_consumers(consumers);
+                        add_own(&row.published, j);
+                        return partial(BusError::ClaimLost { pos: pos + j }, done + j as usize);
+                    }
                     run.next = pos.wrapping_add(j + 1);
                 }
                 drop(run);
-                region.wake_subscribers();
+                region.wake_consumers(consumers);
             }
             add_own(&row.published, n);
             done += n as usize;
@@ -420,6 +457,54 @@ impl Publisher {
     /// This publisher's process-table row.
     pub fn row(&self) -> u32 {
         self.row
+    }
+}
+
+/// The consumers that are active now.
+fn ring_active(region: &Region) -> u64 {
+    region.header().active_mask.load(Ordering::SeqCst)
+}
+
+/// While a publisher waits for ring space: counts the wait once, and says in its row whom it
+/// waits for (the consumers still holding the slot it needs) and since when, for `inspect`.
+struct Waiting<'a> {
+    region: &'a Region,
+    row: &'a Row,
+    since: bool,
+}
+
+impl<'a> Waiting<'a> {
+    fn new(region: &'a Region, row: &'a Row) -> Waiting<'a> {
+        Waiting {
+            region,
+            row,
+            since: false,
+        }
+    }
+
+    /// The claim failed: the ring is full.
+    fn blocked(&mut self) {
+        if !self.since {
+            self.since = true;
+            self.region
+                .header()
+                .full_waits
+                .fetch_add(1, Ordering::Relaxed);
+            self.row.waiting_since_ns.store(now_ns(), Ordering::Relaxed);
+        }
+        let ring = self.region.ring();
+        let head = self.region.header().head.load(Ordering::Relaxed);
+        let holders = ring.slot(head).pending.load(Ordering::Relaxed);
+        self.row.waiting_for.store(holders, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if self.since {
+            self.row.waiting_for.store(0, Ordering::Relaxed);
+            self.row.waiting_since_ns.store(0, Ordering::Relaxed);
+        }
     }
 }
 

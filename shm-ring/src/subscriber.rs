@@ -95,7 +95,8 @@ pub struct Subscriber {
 impl Subscriber {
     pub(crate) fn new(inner: Arc<Inner>, row: u32, consumer: u32, group: bool) -> Subscriber {
         let c = &inner.region.consumers()[consumer as usize];
-        let cursor = Cursor::from(c.cursor.load(Ordering::SeqCst)).pos;
+        let head = inner.region.header().head.load(Ordering::SeqCst);
+        let cursor = Cursor::read(c.cursor.load(Ordering::SeqCst), head).pos;
         Subscriber {
             inner,
             row,
@@ -144,26 +145,33 @@ impl Subscriber {
             mut wanted,
             ..
         } = opts;
-        let got = wait_for_hot(region, row, Side::Subscriber, timeout, hot, || {
-            if interrupter.is_some_and(Interrupter::take) {
-                return Ok(Some(None));
-            }
-            // Bounded by the ring: a live consumer is never more than a ring behind.
-            for _ in 0..=region.ring().capacity() {
-                let Some(pos) = self.next() else {
-                    return Ok(None);
-                };
-                let keep = match wanted.as_mut() {
-                    None => true,
-                    Some(wanted) => wanted(&read_message(region, pos)?),
-                };
-                if keep {
-                    return Ok(Some(Some(pos)));
+        let got = wait_for_hot(
+            region,
+            row,
+            Side::Subscriber(self.consumer),
+            timeout,
+            hot,
+            || {
+                if interrupter.is_some_and(Interrupter::take) {
+                    return Ok(Some(None));
                 }
-                self.ack();
-            }
-            Ok(None)
-        })?;
+                // Bounded by the ring: a live consumer is never more than a ring behind.
+                for _ in 0..=region.ring().capacity() {
+                    let Some(pos) = self.next() else {
+                        return Ok(None);
+                    };
+                    let keep = match wanted.as_mut() {
+                        None => true,
+                        Some(wanted) => wanted(&read_message(region, pos)?),
+                    };
+                    if keep {
+                        return Ok(Some(Some(pos)));
+                    }
+                    self.ack();
+                }
+                Ok(None)
+            },
+        )?;
         match got {
             Some(Some(pos)) => {
                 self.hot = true;
@@ -179,7 +187,7 @@ impl Subscriber {
 
     /// A new interrupter for this subscriber's receives (see [`RecvOptions::interrupter`]).
     pub fn interrupter(&self) -> Interrupter {
-        Interrupter::new(self.inner.clone())
+        Interrupter::new(self.inner.clone(), self.consumer)
     }
 
     /// Handles up to `max` ready messages with `f`, acknowledging each after `f` returns; waits
@@ -202,9 +210,14 @@ impl Subscriber {
         let region = &inner.region;
         let row = region.row(self.row).expect("own row is in range");
         let hot = if self.hot { HOT_WAIT } else { Duration::ZERO };
-        let Some(mut pos) = wait_for_hot(region, row, Side::Subscriber, timeout, hot, || {
-            Ok(self.next())
-        })?
+        let Some(mut pos) = wait_for_hot(
+            region,
+            row,
+            Side::Subscriber(self.consumer),
+            timeout,
+            hot,
+            || Ok(self.next()),
+        )?
         else {
             self.hot = false;
             return Ok(0);
@@ -247,7 +260,7 @@ impl Subscriber {
     pub fn pending(&self) -> u64 {
         let head = self.inner.region.header().head.load(Ordering::Relaxed);
         let cursor = if self.group {
-            Cursor::from(self.entry().cursor.load(Ordering::Relaxed)).pos
+            Cursor::read(self.entry().cursor.load(Ordering::Relaxed), head).pos
         } else {
             self.cursor
         };
@@ -309,7 +322,8 @@ impl Subscriber {
         if c.redeliver_count.load(Ordering::Acquire) > 0 {
             for (k, e) in c.redeliver.iter().enumerate() {
                 let v = e.load(Ordering::Acquire);
-                let Redelivery { pos, owner } = Redelivery::from(v);
+                let head = region.header().head.load(Ordering::Acquire);
+                let Redelivery { pos, owner } = Redelivery::read(v, head);
                 if v == 0 || owner != 0 {
                     continue;
                 }
@@ -339,7 +353,8 @@ impl Subscriber {
         // running out just means "try again later".
         for _ in 0..=2 * ring.capacity() {
             let cur = c.cursor.load(Ordering::SeqCst);
-            let Cursor { pos, claimer: last } = Cursor::from(cur);
+            let head = region.header().head.load(Ordering::Acquire);
+            let Cursor { pos, claimer: last } = Cursor::read(cur, head);
             if last != 0 {
                 // Confirm the previous claimer's claim before the cursor moves past it.
                 if let Some(r) = region.row(last - 1) {

@@ -14,7 +14,7 @@
 
 use crate::blocks::atomics::{fence, AtomicU32, Ordering};
 use crate::recovery::lock_table;
-use crate::region::layout::Row;
+use crate::region::layout::{Row, SLEEPING_COUNTED, SLEEPING_PUBLISHER, SLEEPING_SUBSCRIBER};
 use crate::region::liveness::now_ns;
 use crate::region::saturating_dec;
 use crate::region::Region;
@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 /// Which side is waiting.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Side {
-    /// A subscriber waiting for data.
-    Subscriber,
+    /// A subscriber of this consumer entry waiting for data.
+    Subscriber(u32),
     /// A publisher waiting for ring or slab space.
     Publisher,
 }
@@ -104,8 +104,14 @@ pub(crate) fn wait_for_hot<T>(
     }
     let h = region.header();
     let (futex, sleepers, tag) = match side {
-        Side::Subscriber => (&h.data_futex, &h.sub_sleepers, 1),
-        Side::Publisher => (&h.space_futex, &h.pub_sleepers, 2),
+        Side::Subscriber(idx) => {
+            let c = region
+                .consumers()
+                .get(idx as usize)
+                .expect("own consumer is in range");
+            (&c.futex, &c.sleepers, SLEEPING_SUBSCRIBER)
+        }
+        Side::Publisher => (&h.space_futex, &h.pub_sleepers, SLEEPING_PUBLISHER),
     };
     let mut last_reap = start;
     loop {
@@ -115,8 +121,13 @@ pub(crate) fn wait_for_hot<T>(
             Some(d) => d - now,
             None => SLICE,
         };
+        // The row says "counted" only once the count includes us, so a reaper of a process killed
+        // in between never takes back a count it did not add (a count may stay one too high,
+        // which costs a spare wake-up until the bus is idle, never a lost one).
         row.sleeping.store(tag, Ordering::Relaxed);
         sleepers.fetch_add(1, Ordering::SeqCst);
+        row.sleeping
+            .store(tag | SLEEPING_COUNTED, Ordering::Relaxed);
         let seen = futex.load(Ordering::SeqCst);
         fence(Ordering::SeqCst);
         let got = attempt();
@@ -131,7 +142,7 @@ pub(crate) fn wait_for_hot<T>(
             return Ok(Some(v));
         }
         let reap_after = match side {
-            Side::Subscriber => SUBSCRIBER_REAP_AFTER,
+            Side::Subscriber(_) => SUBSCRIBER_REAP_AFTER,
             Side::Publisher => PUBLISHER_REAP_AFTER,
         };
         if start.elapsed() >= reap_after && last_reap.elapsed() >= reap_after {
@@ -143,8 +154,10 @@ pub(crate) fn wait_for_hot<T>(
 }
 
 fn unsleep(sleepers: &AtomicU32, row: &Row) {
-    row.sleeping.store(0, Ordering::Relaxed);
+    let tag = row.sleeping.load(Ordering::Relaxed) & !SLEEPING_COUNTED;
+    row.sleeping.store(tag, Ordering::Relaxed);
     saturating_dec(sleepers);
+    row.sleeping.store(0, Ordering::Relaxed);
 }
 
 #[cfg(not(loom))]

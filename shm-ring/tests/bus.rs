@@ -545,16 +545,50 @@ fn read_only_observer_takes_no_row_and_works_on_a_full_table() {
 }
 
 #[test]
-fn observer_on_a_bus_without_subscribers_counts_everything_as_skipped() {
-    let g = BusGuard::new("observe-nosub");
+fn messages_nobody_wants_take_no_ring_position_and_are_counted() {
+    let g = BusGuard::new("unrouted");
     let bus = Bus::create(&g.name, &small()).unwrap();
     let mut obs = shm_ring::observe(&g.name).unwrap();
     let mut p = bus.publisher().unwrap();
-    for _ in 0..3 {
-        p.publish("t", Codec::Raw, b"x", NOW).unwrap();
+    // Twenty rings' worth with nobody listening: never full, never waiting.
+    for _ in 0..20 * 16 {
+        assert_eq!(p.publish("t", Codec::Raw, b"x", NOW).unwrap(), None);
     }
     assert!(obs.recv(NOW).unwrap().is_none());
-    assert_eq!(obs.skipped(), 3);
+    assert_eq!(obs.skipped(), 0);
+    let s = bus.snapshot();
+    assert_eq!(s.counters.unrouted, 320);
+    assert_eq!((s.ring.head, s.counters.full_waits), (0, 0));
+}
+
+#[test]
+fn a_subscriber_receives_only_the_topics_it_wants_and_others_do_not_hold_it_back() {
+    let g = BusGuard::new("interest");
+    let bus = Bus::create(&g.name, &small()).unwrap();
+    let wants = |t: &[&str]| shm_ring::SubscribeOptions {
+        topics: Some(t.iter().map(|s| s.to_string()).collect()),
+        ..Default::default()
+    };
+    let mut trades = bus.subscribe_with(&wants(&["md.trade.{sym}"])).unwrap();
+    // Wants quotes, never receives: it must not hold back trades.
+    let _idle = bus.subscribe_with(&wants(&["md.quote.+sym"])).unwrap();
+    let mut p = bus.publisher().unwrap();
+    for i in 0..5 * 16u32 {
+        let pos = p
+            .publish("md.trade.AAPL", Codec::Raw, &i.to_le_bytes(), NOW)
+            .unwrap();
+        assert!(
+            pos.is_some(),
+            "message {i} was refused: the idle subscriber held it back"
+        );
+        let m = trades.recv(NOW).unwrap().expect("a trade");
+        assert_eq!(m.payload, i.to_le_bytes());
+    }
+    assert_eq!(p.publish("md.other", Codec::Raw, b"x", NOW).unwrap(), None);
+    assert!(matches!(
+        bus.subscribe_with(&wants(&["md./unclosed"])),
+        Err(BusError::BadTopic { .. })
+    ));
 }
 
 #[test]
@@ -660,5 +694,65 @@ fn a_forked_child_dropping_inherited_handles_leaves_the_parent_attached() {
     }
     assert_eq!(got, (0..10).collect::<Vec<u8>>());
     drop((sub, publisher, bus));
+    assert_idle(&g.name);
+}
+
+/// Moves a new, idle bus's ring positions on to `head`, as if that many messages had passed
+/// through it (the header's `head` word, and each slot's sequence word for its next position).
+fn advance_positions(name: &str, head: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(shm_path(name))
+        .unwrap();
+    let read_u64 = |off: u64| {
+        let mut b = [0u8; 8];
+        f.read_exact_at(&mut b, off).unwrap();
+        u64::from_ne_bytes(b)
+    };
+    let cap = inspect(name).unwrap().geometry.ring_capacity as u64;
+    let slots_off = read_u64(72);
+    let len = f.metadata().unwrap().len();
+    for pos in head..head + cap {
+        let off = slots_off + (pos % cap) * 192;
+        assert!(
+            off + 8 <= len,
+            "slot offset {off} outside the {len}-byte file"
+        );
+        f.write_all_at(&pos.to_ne_bytes(), off).unwrap();
+    }
+    f.write_all_at(&head.to_ne_bytes(), 256).unwrap();
+}
+
+#[test]
+fn positions_past_two_to_the_48_keep_working() {
+    let g = BusGuard::new("pos48");
+    let bus = Bus::create(&g.name, &small()).unwrap();
+    // 2^48 positions are about 163 days at 20M messages per second.
+    advance_positions(&g.name, (1 << 48) - 20);
+    let mut fanout = bus.subscribe().unwrap();
+    let mut member = bus.subscribe_group("g").unwrap();
+    let mut publisher = bus.publisher().unwrap();
+    let mut late = None;
+    let (mut got_fanout, mut got_group, mut got_late) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..60u8 {
+        if i == 30 {
+            late = Some(bus.subscribe().unwrap());
+        }
+        let pos = publisher.publish("t", Codec::Raw, &[i], SEC).unwrap();
+        assert_eq!(pos, Some((1 << 48) - 20 + i as u64));
+        got_fanout.push(fanout.recv(SEC).unwrap().expect("fan-out").payload[0]);
+        got_group.push(member.recv(SEC).unwrap().expect("group").payload[0]);
+        if let Some(late) = late.as_mut() {
+            got_late.push(late.recv(SEC).unwrap().expect("late joiner").payload[0]);
+        }
+    }
+    let all: Vec<u8> = (0..60).collect();
+    assert_eq!(got_fanout, all);
+    assert_eq!(got_group, all);
+    assert_eq!(got_late, (30..60).collect::<Vec<u8>>());
+    assert_eq!(member.pending(), 0);
+    drop((fanout, member, late, publisher, bus));
     assert_idle(&g.name);
 }

@@ -18,3 +18,15 @@ pub(crate) fn spin_hint() {
     #[cfg(not(loom))]
     std::hint::spin_loop();
 }
+
+/// Marks a store-then-load on two different words that relies on both being `SeqCst` (the
+/// store-buffering pattern: "either I see your store or you see mine"). The C11 model gives that
+/// to `SeqCst` accesses on their own, and so do the processors we run on, so this is nothing in
+/// a real build. Loom models `SeqCst` accesses as `AcqRel`, under which both sides may miss each
+/// other (tokio-rs/loom#180), but it does model `fence(SeqCst)`: the fence makes the models
+/// check the guarantee the real build has.
+#[inline(always)]
+pub(crate) fn sc_store_load() {
+    #[cfg(loom)]
+    fence(Ordering::SeqCst);
+}

@@ -10,9 +10,27 @@
 //!
 //! A publisher claims `head` only when `slot[head].seq == head`, by CAS on `head`: a full ring is
 //! exactly "the previous occupant is not released by every consumer yet", so no cursor scanning
-//! is needed and a publisher never overwrites. After the claim it reads the active-consumer mask
-//! (SeqCst, so a consumer that joined before the claim is included and one that left is not),
-//! writes the slot, stores `pending` and finally `seq = pos + 1` (Release).
+//! is needed and a publisher never overwrites. After the claim it works out the message's
+//! addressees ([`RingView::addressees`], below), writes the slot, stores `pending` and finally
+//! commits by CAS of `seq` from `pos` to `pos + 1` (Release): a commit never moves `seq` back,
+//! even if a survivor wrongly took the claimant for dead and tombstoned the position.
+//!
+//! Joining and leaving (`docs/design.md`, invariant 8). Consumer `b` owns bit `b` of `active` and
+//! a `start` word: the first position it receives. A joiner sets its bit (SeqCst) and then
+//! resolves `start`, once, by CAS from [`UNSET`] to the head it reads; a publisher that finds the
+//! bit set and `start` still unset resolves it the same way. A publisher includes `b` in position
+//! `p` exactly when, after claiming `p`, it sees the bit and `p >= start`. Why that is enough:
+//!
+//! * a publisher that does not see the bit loaded `active` before the joiner set it, and claimed
+//!   `p` before that; whoever resolves `start` reads head after seeing the bit, so `start > p`;
+//! * a publisher that sees the bit uses the one resolved `start`, and the joiner's cursor starts
+//!   there: every position `>= start` that carries the bit is visited, no position below does.
+//!
+//! Leaving clears the bit (SeqCst) and reads head: `end`. A publisher that saw the bit claimed
+//! its position before that read, so every position carrying the bit is below `end`. Those that
+//! are published are released at once ([`RingView::drain`]); those still being written are
+//! released by a later drain once committed, never waited for. The bit (the consumer entry) is
+//! reused only when a drain finds nothing of it left in `end - capacity .. end`.
 //!
 //! A consumer at `pos` reads `seq`: `pos + 1` with its bit set is a message for it; `pos + 1`
 //! without its bit, or anything beyond, is a slot it was not counted in and skips; below that it
@@ -30,7 +48,7 @@
 //! only by a CAS from `h`, which is the one that succeeded. A free slot stays free until its
 //! claimant writes it, so the checks still hold after the CAS.
 
-use crate::blocks::atomics::{AtomicU32, AtomicU64, Ordering};
+use crate::blocks::atomics::{sc_store_load, AtomicU32, AtomicU64, Ordering};
 use std::cell::UnsafeCell;
 
 /// Bytes of topic plus payload a slot carries itself, with no slab block: 136, so that a topic
@@ -107,11 +125,26 @@ pub(crate) enum Poll {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct RingFull;
 
-/// The ring as seen by one process: the shared head, the active mask and the slots.
+/// A consumer's `start` before it is resolved (see the module doc).
+pub(crate) const UNSET: u64 = u64::MAX;
+
+/// The ring as seen by one process: the shared head, the active mask, each consumer's first
+/// position, and the slots.
 pub(crate) struct RingView<'a> {
     pub head: &'a AtomicU64,
     pub active: &'a AtomicU64,
+    /// `starts[b]`: the first position consumer `b` receives, or [`UNSET`] while it joins.
+    pub starts: &'a [AtomicU64],
     pub slots: &'a [Slot],
+}
+
+/// What a [`RingView::drain`] of a departed consumer found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Drained {
+    /// Published positions whose bit it released.
+    pub released: u64,
+    /// Positions still being written (their publisher may yet commit them with the bit).
+    pub in_flight: u64,
 }
 
 /// Signed distance `a - b` between two positions.
@@ -185,33 +218,119 @@ impl<'a> RingView<'a> {
         }
     }
 
-    /// After the claim: the consumers this message is for. Zero means nobody listens; the caller
-    /// then calls [`RingView::discard`].
-    pub fn consumers(&self) -> u64 {
-        self.active.load(Ordering::SeqCst)
+    /// After the claim of `pos`: the consumers among `candidates` the message is for (the
+    /// active ones that joined at or before `pos`, see the module doc). Zero means nobody
+    /// listens; the caller then calls [`RingView::discard`].
+    pub fn addressees(&self, pos: u64, candidates: u64) -> u64 {
+        // Our claim (a SeqCst CAS of head) before this load; a joiner's bit before its head read.
+        sc_store_load();
+        let mut mask = self.active.load(Ordering::SeqCst) & candidates;
+        let mut bits = mask;
+        while bits != 0 {
+            let b = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            if dist(pos, self.start(b)) < 0 {
+                mask &= !(1 << b);
+            }
+        }
+        mask
     }
 
-    /// Publishes claimed position `pos` for `consumers` (non-zero); the slot fields must be written.
-    pub fn commit(&self, pos: u64, consumers: u64, intent: &AtomicU64) {
-        self.commit_one(pos, consumers);
+    /// Consumer `b`'s first position, resolving it (head now) if its joiner has not yet.
+    pub fn start(&self, b: usize) -> u64 {
+        let Some(w) = self.starts.get(b) else {
+            return UNSET;
+        };
+        let s = w.load(Ordering::SeqCst);
+        if s != UNSET {
+            return s;
+        }
+        let h = self.head.load(Ordering::SeqCst);
+        match w.compare_exchange(UNSET, h, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => h,
+            Err(s) => s,
+        }
+    }
+
+    /// Makes consumer `b` (whose `start` is [`UNSET`]) active; returns its first position.
+    pub fn join(&self, b: usize) -> u64 {
+        self.active.fetch_or(1 << b, Ordering::SeqCst);
+        sc_store_load();
+        self.start(b)
+    }
+
+    /// Makes consumer `b` inactive; returns `end`: no position at or past it carries its bit.
+    /// Then [`RingView::drain`] until nothing of it is left.
+    pub fn leave(&self, b: usize) -> u64 {
+        self.active.fetch_and(!(1 << b), Ordering::SeqCst);
+        sc_store_load();
+        self.head.load(Ordering::SeqCst)
+    }
+
+    /// Releases departed consumer `b`'s bit from every published position below `end` (from
+    /// [`RingView::leave`]) that still holds it, calling `freed(block field)` for each slot that
+    /// this frees. Positions still being written are counted, not waited for: drain again later.
+    /// Only one party may drain a consumer at a time (the table lock's holder), and nobody else
+    /// clears a departed consumer's bit, so a slot that shows the bit stays that message's until
+    /// the drain clears it.
+    pub fn drain(&self, b: usize, end: u64, mut freed: impl FnMut(u32)) -> Drained {
+        let bit = 1u64 << b;
+        let mut out = Drained::default();
+        let from = end.saturating_sub(self.capacity());
+        for pos in from..end {
+            let slot = self.slot(pos);
+            match dist(slot.seq.load(Ordering::Acquire), pos) {
+                0 => out.in_flight += 1,
+                1 if slot.pending.load(Ordering::Acquire) & bit != 0 => {
+                    out.released += 1;
+                    if let Some(block) = self.release(pos, bit) {
+                        freed(block);
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Publishes claimed position `pos` for `consumers` (non-zero); the slot fields must be
+    /// written. False if the position is no longer ours (a survivor tombstoned it, taking this
+    /// process for dead): the message is then not published.
+    #[must_use]
+    pub fn commit(&self, pos: u64, consumers: u64, intent: &AtomicU64) -> bool {
+        let ok = self.commit_one(pos, consumers);
         intent.store(0, Ordering::Release);
+        ok
     }
 
     /// Publishes one position of a claimed run, leaving the intent in place for the rest; the
-    /// caller clears it (Release) once the whole run is published or discarded.
-    pub fn commit_one(&self, pos: u64, consumers: u64) {
+    /// caller clears it (Release) once the whole run is published or discarded. False as for
+    /// [`RingView::commit`].
+    #[must_use]
+    pub fn commit_one(&self, pos: u64, consumers: u64) -> bool {
         let slot = self.slot(pos);
         slot.pending.store(consumers, Ordering::Relaxed);
-        slot.seq.store(pos.wrapping_add(1), Ordering::Release);
+        slot.seq
+            .compare_exchange(
+                pos,
+                pos.wrapping_add(1),
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_ok()
     }
 
     /// Gives claimed positions `pos..pos + count` back unpublished (nobody to deliver to).
     #[cfg_attr(loom, allow(dead_code))]
     pub fn discard(&self, pos: u64, count: u64, intent: &AtomicU64) {
         for p in pos..pos.wrapping_add(count) {
-            self.slot(p)
-                .seq
-                .store(p.wrapping_add(self.capacity()), Ordering::Release);
+            // From the claimed state only, like a commit (a survivor may have tombstoned it).
+            let _ = self.slot(p).seq.compare_exchange(
+                p,
+                p.wrapping_add(self.capacity()),
+                Ordering::Release,
+                Ordering::Relaxed,
+            );
         }
         intent.store(0, Ordering::Release);
     }
@@ -292,19 +411,27 @@ mod tests {
         (0..n).map(|i| Slot::free_at(i as u64)).collect()
     }
 
+    pub(crate) fn starts(resolved: &[u64]) -> Vec<AtomicU64> {
+        (0..64)
+            .map(|i| AtomicU64::new(resolved.get(i).copied().unwrap_or(UNSET)))
+            .collect()
+    }
+
     #[test]
     fn full_ring_waits_for_every_consumer() {
         let (head, active, intent) = (AtomicU64::new(0), AtomicU64::new(0b11), AtomicU64::new(0));
         let s = slots(2);
+        let st = starts(&[0, 0]);
         let r = RingView {
             head: &head,
             active: &active,
+            starts: &st,
             slots: &s,
         };
         for pos in 0..2 {
             assert_eq!(r.claim(&intent), Ok(pos));
             assert_eq!(intent.load(Ordering::Relaxed), pos | 1 << 48);
-            r.commit(pos, r.consumers(), &intent);
+            assert!(r.commit(pos, r.addressees(pos, !0), &intent));
         }
         assert_eq!(r.claim(&intent), Err(RingFull));
         assert_eq!(r.poll(0, 1), Poll::Ready);
@@ -318,15 +445,59 @@ mod tests {
         assert!(r.tombstone(2));
         assert_eq!(r.poll(2, 1), Poll::Skip);
         assert_eq!(r.poll(3, 4), Poll::Empty);
+        // The claimant, taken for dead, cannot publish over the tombstone.
+        assert!(!r.commit(2, 1, &intent));
+        assert_eq!(r.poll(2, 1), Poll::Skip);
+    }
+
+    #[test]
+    fn a_joiner_is_addressed_from_its_start_and_a_leaver_is_drained() {
+        let (head, active, intent) = (AtomicU64::new(0), AtomicU64::new(0b01), AtomicU64::new(0));
+        let s = slots(4);
+        let st = starts(&[0]);
+        let r = RingView {
+            head: &head,
+            active: &active,
+            starts: &st,
+            slots: &s,
+        };
+        // Position 0 is claimed before consumer 1 joins; its publisher looks after the join.
+        assert_eq!(r.claim(&intent), Ok(0));
+        assert_eq!(r.join(1), 1);
+        assert_eq!(
+            r.addressees(0, !0),
+            0b01,
+            "claimed before the join: not for the joiner"
+        );
+        assert!(r.commit(0, 0b01, &intent));
+        assert_eq!(r.claim(&intent), Ok(1));
+        assert_eq!(r.addressees(1, !0), 0b11);
+        assert!(r.commit(1, 0b11, &intent));
+        // A publisher may resolve a joiner's start before the joiner does.
+        assert_eq!(r.claim(&intent), Ok(2));
+        active.fetch_or(0b100, Ordering::SeqCst);
+        assert_eq!(r.addressees(2, !0), 0b011);
+        assert_eq!(r.start(2), 3);
+        // Consumer 1 leaves while position 2 is still being written for it.
+        assert_eq!(r.leave(1), 3);
+        let d = r.drain(1, 3, |_| ());
+        assert_eq!((d.released, d.in_flight), (1, 1));
+        assert!(r.commit(2, 0b011, &intent));
+        assert_eq!(r.drain(1, 3, |_| ()).released, 1);
+        assert_eq!(r.drain(1, 3, |_| ()), Drained::default());
+        assert_eq!(r.poll(1, 0b10), Poll::Skip);
+        assert_eq!(r.poll(2, 0b10), Poll::Skip);
     }
 
     #[test]
     fn claim_many_takes_only_free_slots_and_announces_the_run() {
         let (head, active, intent) = (AtomicU64::new(0), AtomicU64::new(1), AtomicU64::new(0));
         let s = slots(4);
+        let st = starts(&[0]);
         let r = RingView {
             head: &head,
             active: &active,
+            starts: &st,
             slots: &s,
         };
         assert_eq!(r.claim_many(3, &intent), Ok((0, 3)));
@@ -334,11 +505,11 @@ mod tests {
         assert!((0..3).all(|p| Intent::covers(w, p)));
         assert!(!Intent::covers(w, 3) && !Intent::covers(0, 0));
         for p in 0..3 {
-            r.commit_one(p, 1);
+            assert!(r.commit_one(p, 1));
         }
         // Only slot 3 is free: a run of 4 gets one position.
         assert_eq!(r.claim_many(4, &intent), Ok((3, 1)));
-        r.commit(3, 1, &intent);
+        assert!(r.commit(3, 1, &intent));
         assert_eq!(r.claim_many(2, &intent), Err(RingFull));
         assert_eq!(r.release(0, 1), Some(0));
         assert_eq!(r.release(1, 1), Some(0));
@@ -365,16 +536,25 @@ mod loom_tests {
     struct Shared {
         head: AtomicU64,
         active: AtomicU64,
+        starts: Vec<AtomicU64>,
         slots: Vec<Slot>,
+        /// Consumers that left and the `end` of each, drained by whoever holds this lock (the
+        /// table lock in the real code) when a publisher finds the ring full.
+        departed: Mutex<Vec<(usize, u64)>>,
         lock: Mutex<()>,
         changed: Condvar,
     }
 
+    /// A ring of `cap` slots whose consumers `active` have joined at position 0.
     fn shared(cap: usize, active: u64) -> Arc<Shared> {
         Arc::new(Shared {
             head: AtomicU64::new(0),
             active: AtomicU64::new(active),
+            starts: (0..4)
+                .map(|b| AtomicU64::new(if active & 1 << b != 0 { 0 } else { UNSET }))
+                .collect(),
             slots: (0..cap).map(|i| Slot::free_at(i as u64)).collect(),
+            departed: Mutex::new(Vec::new()),
             lock: Mutex::new(()),
             changed: Condvar::new(),
         })
@@ -385,6 +565,7 @@ mod loom_tests {
             RingView {
                 head: &self.head,
                 active: &self.active,
+                starts: &self.starts,
                 slots: &self.slots,
             }
         }
@@ -409,13 +590,37 @@ mod loom_tests {
             self.changed.notify_all();
         }
 
-        /// Publishes `value` (in `topic_hash`), waiting while the ring is full.
+        /// What a blocked publisher's reap does: drains every departed consumer once more.
+        fn drain_departed(&self) {
+            let r = self.view();
+            let mut departed = self.departed.lock().unwrap();
+            departed.retain(|&(b, end)| r.drain(b, end, |_| ()).in_flight > 0);
+        }
+
+        /// Claims a position, draining departed consumers while the ring is full.
+        fn claim(&self, intent: &AtomicU64) -> u64 {
+            let r = self.view();
+            self.wait(|| match r.claim(intent) {
+                Ok(pos) => Some(pos),
+                Err(RingFull) => {
+                    self.drain_departed();
+                    r.claim(intent).ok()
+                }
+            })
+        }
+
+        /// Publishes `value` (in `topic_hash`) to every consumer, waiting while the ring is full.
         fn publish(&self, value: u64) {
             let r = self.view();
             let intent = AtomicU64::new(0);
-            let pos = self.wait(|| r.claim(&intent).ok());
+            let pos = self.claim(&intent);
             r.slot(pos).topic_hash.store(value, Ordering::Relaxed);
-            r.commit(pos, r.consumers(), &intent);
+            let to = r.addressees(pos, !0);
+            if to == 0 {
+                r.discard(pos, 1, &intent);
+            } else {
+                assert!(r.commit(pos, to, &intent));
+            }
             self.wake();
         }
 
@@ -427,12 +632,12 @@ mod loom_tests {
             while done < values.len() {
                 let want = (values.len() - done) as u64;
                 let (pos, n) = self.wait(|| r.claim_many(want, &intent).ok());
-                let consumers = r.consumers();
                 for j in 0..n {
                     let slot = r.slot(pos + j);
                     slot.topic_hash
                         .store(values[done + j as usize], Ordering::Relaxed);
-                    r.commit_one(pos + j, consumers);
+                    let to = r.addressees(pos + j, !0);
+                    assert!(r.commit_one(pos + j, to));
                 }
                 intent.store(0, Ordering::Release);
                 done += n as usize;
@@ -440,7 +645,26 @@ mod loom_tests {
             }
         }
 
-        /// Receives `n` messages as consumer `bit`, returning their values in order.
+        /// Consumer `b` reads positions `from..to`, releasing what is for it; returns the values.
+        fn consume_range(&self, b: usize, from: u64, to: u64) -> Vec<u64> {
+            let r = self.view();
+            let bit = 1 << b;
+            let mut got = Vec::new();
+            for pos in from..to {
+                let ready = self.wait(|| match r.poll(pos, bit) {
+                    Poll::Empty => None,
+                    p => Some(p),
+                });
+                if ready == Poll::Ready {
+                    got.push(r.slot(pos).topic_hash.load(Ordering::Relaxed));
+                    r.release(pos, bit);
+                    self.wake();
+                }
+            }
+            got
+        }
+
+        /// Receives `n` messages as consumer `bit` (joined at 0), returning their values in order.
         fn consume(&self, bit: u64, n: usize) -> Vec<u64> {
             let r = self.view();
             let mut pos = 0;
@@ -458,6 +682,17 @@ mod loom_tests {
                 pos += 1;
             }
             got
+        }
+
+        /// True when every position below `end` has been released by everyone.
+        fn all_released(&self, end: u64) -> bool {
+            let cap = self.slots.len() as u64;
+            (end.saturating_sub(cap)..end).all(|p| {
+                dist(
+                    self.slots[(p % cap) as usize].seq.load(Ordering::Acquire),
+                    p,
+                ) >= cap as i64
+            })
         }
     }
 
@@ -547,6 +782,62 @@ mod loom_tests {
             let r = s.view();
             assert_eq!(r.poll(0, 2), Poll::Skip);
             assert_eq!(r.poll(2, 2), Poll::Skip);
+        });
+    }
+
+    /// A consumer joins while a publisher is between its claim and its commit (issue: the
+    /// joiner's bit was committed on a position before its cursor, which nobody then released,
+    /// and one lap later every publisher blocked). Every role on its own thread: the publisher
+    /// sends two messages, consumer 0 takes them, consumer 1 joins and reads from its start.
+    /// The joiner gets every message at or after its start, and every slot is released in the
+    /// end: no bit is left where nobody will clear it.
+    #[test]
+    fn loom_join_during_a_claim_strands_no_bit() {
+        model(|| {
+            let s = shared(2, 0b01);
+            let (s1, s2, s3) = (s.clone(), s.clone(), s.clone());
+            let p = loom::thread::spawn(move || (1..=2).for_each(|v| s1.publish(v)));
+            let c = loom::thread::spawn(move || s2.consume(1, 2));
+            let j = loom::thread::spawn(move || {
+                let start = s3.view().join(1);
+                let got = s3.consume_range(1, start, 2);
+                (start, got)
+            });
+            p.join().unwrap();
+            assert_eq!(c.join().unwrap(), vec![1, 2]);
+            let (start, got) = j.join().unwrap();
+            assert_eq!(got, (start + 1..=2).collect::<Vec<_>>());
+            assert!(s.all_released(2));
+        });
+    }
+
+    /// A consumer leaves while a publisher may be between its claim and its commit (issue: the
+    /// leave gave up on a stalled claimant, which then committed the departed consumer's bit).
+    /// The leaver drains once and never waits; whoever drains later (a publisher that finds the
+    /// ring full, here the last drain) finishes. Both messages reach consumer 0 and every slot
+    /// is released in the end.
+    #[test]
+    fn loom_leave_during_a_claim_strands_no_bit() {
+        model(|| {
+            let s = shared(2, 0b11);
+            let (s1, s2, s3) = (s.clone(), s.clone(), s.clone());
+            let p = loom::thread::spawn(move || (1..=2).for_each(|v| s1.publish(v)));
+            let c = loom::thread::spawn(move || s2.consume(1, 2));
+            let l = loom::thread::spawn(move || {
+                let r = s3.view();
+                let end = r.leave(1);
+                let mut departed = s3.departed.lock().unwrap();
+                if r.drain(1, end, |_| ()).in_flight > 0 {
+                    departed.push((1, end));
+                }
+                drop(departed);
+                s3.wake();
+            });
+            p.join().unwrap();
+            assert_eq!(c.join().unwrap(), vec![1, 2]);
+            l.join().unwrap();
+            s.drain_departed();
+            assert!(s.all_released(2));
         });
     }
 }

@@ -25,16 +25,16 @@
 pub(crate) mod snapshot;
 
 use crate::blocks::atomics::Ordering;
-use crate::blocks::ring::{dist, Intent};
+use crate::blocks::ring::{dist, Intent, UNSET};
 use crate::region::layout::{
-    Consumer, CONSUMER_FREE, CONSUMER_LIVE, CONSUMER_REMOVING, IN_FLIGHT_CONFIRMED, KIND_GROUP,
+    Consumer, CONSUMER_DRAINING, CONSUMER_FREE, CONSUMER_LIVE, IN_FLIGHT_CONFIRMED, KIND_GROUP,
     ROW_LIVE,
 };
+use crate::region::layout::{SLEEPING_COUNTED, SLEEPING_PUBLISHER, SLEEPING_SUBSCRIBER};
 use crate::region::saturating_dec;
 use crate::region::table::{row_alive, Role, TableGuard};
 use crate::region::words::{Cursor, Redelivery};
 use crate::region::Region;
-use std::time::Duration;
 
 /// What a reap found and put right.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -101,75 +101,74 @@ fn claimant_alive(region: &Region, pos: u64) -> bool {
     })
 }
 
-/// How long [`settle`] waits for a live claimant to publish before giving up.
-const SETTLE_LIMIT: Duration = Duration::from_secs(2);
-
-/// Waits until position `pos` is not claimed-unpublished, tombstoning it if its claimant is
-/// dead. Returns true if it tombstoned.
-fn settle(region: &Region, pos: u64) -> bool {
+/// If position `pos` is claimed but unpublished and no live process announces it, tombstones it
+/// (consumers skip tombstones). Never waits for a live claimant: it is a few stores from its
+/// commit, or stopped, and either way not ours to wait for under the table lock. True if it
+/// tombstoned.
+fn tombstone_if_abandoned(region: &Region, pos: u64) -> bool {
     let ring = region.ring();
-    let mut waited = Duration::ZERO;
-    loop {
-        if dist(ring.slot(pos).seq.load(Ordering::Acquire), pos) != 0 {
-            return false;
-        }
-        if !claimant_alive(region, pos) {
-            let slot = ring.slot(pos);
-            // Consumers skip tombstones; the dead claimant's block (if any) is recovered by the sweep.
-            slot.block.store(0, Ordering::Relaxed);
-            if ring.tombstone(pos) {
-                region.wake_subscribers();
-                region.wake_publishers();
-                return true;
-            }
-            continue;
-        }
-        // A live publisher is between its claim and its commit: a few stores away. Only a corrupt
-        // region (a row naming a live process that is not publishing) makes this last; give up
-        // then rather than hang.
-        if waited > SETTLE_LIMIT {
-            return false;
-        }
-        std::thread::sleep(Duration::from_micros(20));
-        waited += Duration::from_micros(20);
+    if dist(ring.slot(pos).seq.load(Ordering::Acquire), pos) != 0 || claimant_alive(region, pos) {
+        return false;
     }
+    // The dead claimant's block (if any) is recovered by the sweep.
+    ring.slot(pos).block.store(0, Ordering::Relaxed);
+    if ring.tombstone(pos) {
+        region.wake_consumers(u64::MAX);
+        region.wake_publishers();
+        return true;
+    }
+    false
 }
 
-/// Removes consumer `idx`: clears its active bit, then its bit from every slot that holds it.
+/// Removes consumer `idx`: clears its active bit, then drains it (see [`drain_consumer`]).
 pub(crate) fn remove_consumer(g: &TableGuard<'_>, idx: u32, report: &mut ReapReport) {
     let region = g.region();
     let Some(c) = region.consumers().get(idx as usize) else {
         return;
     };
-    c.state.store(CONSUMER_REMOVING, Ordering::SeqCst);
-    let bit = 1u64 << idx;
-    region
-        .header()
-        .active_mask
-        .fetch_and(!bit, Ordering::SeqCst);
-    // Claims after this load read the mask without our bit (SeqCst, see ring.rs); claims before
-    // it are all below `head`.
-    let head = region.header().head.load(Ordering::SeqCst);
-    let cap = region.layout().ring_capacity as u64;
-    for pos in head.saturating_sub(cap)..head {
-        if settle(region, pos) {
+    if c.state.load(Ordering::Acquire) == CONSUMER_LIVE {
+        let end = region.ring().leave(idx as usize);
+        c.end.store(end, Ordering::Relaxed);
+        c.state.store(CONSUMER_DRAINING, Ordering::SeqCst);
+        for e in &c.redeliver {
+            e.store(0, Ordering::Relaxed);
+        }
+        c.redeliver_count.store(0, Ordering::Relaxed);
+        c.members.store(0, Ordering::Relaxed);
+    }
+    drain_consumer(g, idx, report);
+}
+
+/// Releases departed consumer `idx`'s bit from every published slot below its `end`; once none
+/// is left and no position below `end` is still being written, frees the entry for reuse.
+/// Positions still being written are left to a later drain (every reap drains), never waited for.
+fn drain_consumer(g: &TableGuard<'_>, idx: u32, report: &mut ReapReport) {
+    let region = g.region();
+    let Some(c) = region.consumers().get(idx as usize) else {
+        return;
+    };
+    if c.state.load(Ordering::Acquire) != CONSUMER_DRAINING {
+        return;
+    }
+    let end = c.end.load(Ordering::Relaxed);
+    let from = end.saturating_sub(region.layout().ring_capacity as u64);
+    for pos in from..end {
+        if tombstone_if_abandoned(region, pos) {
             report.slots_recovered += 1;
         }
-        if dist(
-            region.ring().slot(pos).seq.load(Ordering::Acquire),
-            pos.wrapping_add(1),
-        ) == 0
-            && region.release_slot(pos, bit)
-        {
+    }
+    let drained = region.ring().drain(idx as usize, end, |block| {
+        if region.free_block(block) {
             report.blocks_freed += 1;
         }
+    });
+    if drained.released > 0 {
+        region.wake_publishers();
     }
-    for e in &c.redeliver {
-        e.store(0, Ordering::Relaxed);
+    if drained.in_flight == 0 {
+        region.header().starts[idx as usize].store(UNSET, Ordering::SeqCst);
+        c.state.store(CONSUMER_FREE, Ordering::Release);
     }
-    c.redeliver_count.store(0, Ordering::Relaxed);
-    c.members.store(0, Ordering::Relaxed);
-    c.state.store(CONSUMER_FREE, Ordering::Release);
 }
 
 /// True when position `pos` is published and still holds `bit`.
@@ -240,7 +239,8 @@ fn reap_member(g: &TableGuard<'_>, row: u32, idx: u32, report: &mut ReapReport) 
     // Redeliveries the dead member had taken go back up for grabs.
     for e in &c.redeliver {
         let v = e.load(Ordering::Acquire);
-        let Redelivery { pos, owner } = Redelivery::from(v);
+        let head = region.header().head.load(Ordering::Acquire);
+        let Redelivery { pos, owner } = Redelivery::read(v, head);
         if v != 0 && owner == row + 1 {
             if others && holds(region, pos, bit) {
                 if e.compare_exchange(
@@ -281,10 +281,17 @@ pub(crate) fn reap_locked(g: &TableGuard<'_>) -> ReapReport {
         if role == Role::GroupMember && !reap_member(g, i as u32, consumer, &mut report) {
             continue;
         }
-        match r.sleeping.swap(0, Ordering::AcqRel) {
-            1 => saturating_dec(&h.sub_sleepers),
-            2 => saturating_dec(&h.pub_sleepers),
-            _ => {}
+        let sleeping = r.sleeping.swap(0, Ordering::AcqRel);
+        if sleeping & SLEEPING_COUNTED != 0 {
+            match sleeping & !SLEEPING_COUNTED {
+                SLEEPING_SUBSCRIBER => {
+                    if let Some(c) = region.consumers().get(consumer as usize) {
+                        saturating_dec(&c.sleepers);
+                    }
+                }
+                SLEEPING_PUBLISHER => saturating_dec(&h.pub_sleepers),
+                _ => {}
+            }
         }
         report.add_row(
             r.pid.load(Ordering::Relaxed),
@@ -313,7 +320,8 @@ pub(crate) fn reap_locked(g: &TableGuard<'_>) -> ReapReport {
                     )
             })
             .count() as u32;
-        if state == CONSUMER_REMOVING || holders == 0 {
+        if state == CONSUMER_DRAINING || holders == 0 {
+            // A departure still draining, or a consumer whose last holder died.
             remove_consumer(g, idx as u32, &mut report);
         } else if state == CONSUMER_LIVE && c.kind.load(Ordering::Relaxed) == KIND_GROUP {
             c.members.store(holders, Ordering::Relaxed);
@@ -323,7 +331,7 @@ pub(crate) fn reap_locked(g: &TableGuard<'_>) -> ReapReport {
     let head = h.head.load(Ordering::SeqCst);
     let cap = region.layout().ring_capacity as u64;
     for pos in head.saturating_sub(cap)..head {
-        if settle(region, pos) {
+        if tombstone_if_abandoned(region, pos) {
             report.slots_recovered += 1;
         }
     }
@@ -361,6 +369,9 @@ pub(crate) fn sweep(g: &TableGuard<'_>) -> u64 {
         }
     }
     h.active_mask.store(0, Ordering::SeqCst);
+    for start in &h.starts {
+        start.store(UNSET, Ordering::SeqCst);
+    }
     let mut freed = 0u64;
     for (i, class) in region.layout().classes.iter().enumerate() {
         let list = region.free_list(i);
@@ -369,7 +380,9 @@ pub(crate) fn sweep(g: &TableGuard<'_>) -> u64 {
         list.reset();
         region.class(i).used.store(0, Ordering::Release);
     }
-    h.sub_sleepers.store(0, Ordering::Relaxed);
+    for c in region.consumers() {
+        c.sleepers.store(0, Ordering::Relaxed);
+    }
     h.pub_sleepers.store(0, Ordering::Relaxed);
     freed
 }

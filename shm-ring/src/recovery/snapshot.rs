@@ -64,6 +64,8 @@ pub struct ProcessRow {
     pub group: Option<String>,
     /// What the row is used for.
     pub role: Role,
+    /// Its consumer entry (subscribers and group members): what `waiting_for` names.
+    pub consumer: Option<u32>,
     /// Cursor of its consumer (subscribers).
     pub cursor: Option<u64>,
     /// Messages published but not yet received (subscribers).
@@ -72,6 +74,12 @@ pub struct ProcessRow {
     pub delivered: u64,
     /// Messages published.
     pub published: u64,
+    /// Messages published that no consumer wanted (they took no ring position).
+    pub unrouted: u64,
+    /// A publisher waiting for ring space: the consumer entries holding the slot it needs.
+    pub waiting_for: Vec<u32>,
+    /// Since when it waits, nanoseconds since the Unix epoch (0 when it does not).
+    pub waiting_since_ns: u64,
     /// Messages received that a dead member had in flight.
     pub redelivered: u64,
     /// Last heartbeat, nanoseconds since the Unix epoch.
@@ -83,6 +91,8 @@ pub struct ProcessRow {
 pub struct GroupRow {
     /// Group name.
     pub name: String,
+    /// Its consumer entry (what `ProcessRow::waiting_for` names).
+    pub consumer: u32,
     /// The group's next position.
     pub cursor: u64,
     /// Live members.
@@ -109,6 +119,8 @@ pub struct SlabClassRow {
 pub struct Counters {
     /// Messages published (ring positions claimed).
     pub published: u64,
+    /// Messages published that no consumer wanted, by the processes attached now.
+    pub unrouted: u64,
     /// Publishes that found the ring full and had to wait.
     pub full_waits: u64,
     /// Messages handed to another group member after a member died.
@@ -121,6 +133,11 @@ pub struct Counters {
     pub pub_sleepers: u32,
 }
 
+/// The indices of the set bits of `mask`.
+fn bits(mask: u64) -> Vec<u32> {
+    (0..64).filter(|b| mask & 1 << b != 0).collect()
+}
+
 impl Snapshot {
     pub(crate) fn read(region: &Region) -> Snapshot {
         let l = region.layout();
@@ -130,7 +147,7 @@ impl Snapshot {
         let cursor_of = |idx: u32| -> Option<u64> {
             let c = consumers.get(idx as usize)?;
             (c.state.load(Ordering::Acquire) == CONSUMER_LIVE)
-                .then(|| Cursor::from(c.cursor.load(Ordering::Relaxed)).pos)
+                .then(|| Cursor::read(c.cursor.load(Ordering::Relaxed), head).pos)
         };
         let mut processes = Vec::new();
         for (i, r) in region.rows().iter().enumerate() {
@@ -152,10 +169,14 @@ impl Snapshot {
                 alive: crate::region::table::row_alive(r),
                 group,
                 role,
+                consumer: matches!(role, Role::Subscriber | Role::GroupMember).then_some(consumer),
                 cursor,
                 lag: cursor.map(|c| head.saturating_sub(c)),
                 delivered: r.delivered.load(Ordering::Relaxed),
                 published: r.published.load(Ordering::Relaxed),
+                unrouted: r.unrouted.load(Ordering::Relaxed),
+                waiting_for: bits(r.waiting_for.load(Ordering::Relaxed)),
+                waiting_since_ns: r.waiting_since_ns.load(Ordering::Relaxed),
                 redelivered: r.redelivered.load(Ordering::Relaxed),
                 last_heartbeat_ns: r.heartbeat_ns.load(Ordering::Relaxed),
             });
@@ -174,6 +195,7 @@ impl Snapshot {
             if c.kind.load(Ordering::Relaxed) == KIND_GROUP {
                 groups.push(GroupRow {
                     name: consumer_name(c).unwrap_or_else(|| "<corrupt name>".into()),
+                    consumer: i as u32,
                     cursor,
                     members: c.members.load(Ordering::Relaxed),
                     redelivered: c.redelivered.load(Ordering::Relaxed),
@@ -194,6 +216,7 @@ impl Snapshot {
                 }
             })
             .collect();
+        let unrouted = processes.iter().map(|p| p.unrouted).sum();
         Snapshot {
             name: region.name().to_string(),
             version: h.version.load(Ordering::Relaxed),
@@ -212,10 +235,15 @@ impl Snapshot {
             slab,
             counters: Counters {
                 published: head,
+                unrouted,
                 full_waits: h.full_waits.load(Ordering::Relaxed),
                 redeliveries: h.redeliveries.load(Ordering::Relaxed),
                 reaped: h.reaped.load(Ordering::Relaxed),
-                sub_sleepers: h.sub_sleepers.load(Ordering::Relaxed),
+                sub_sleepers: region
+                    .consumers()
+                    .iter()
+                    .map(|c| c.sleepers.load(Ordering::Relaxed))
+                    .sum(),
                 pub_sleepers: h.pub_sleepers.load(Ordering::Relaxed),
             },
         }

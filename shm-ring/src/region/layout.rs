@@ -15,8 +15,8 @@ use crate::{BusConfig, BusError};
 /// "EVENTBUS" in ASCII; the first eight bytes of every region.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"EVENTBUS");
 /// Version of this layout; bumped whenever any structure below changes (2: 192-byte slots with
-/// 136 inline bytes).
-pub const LAYOUT_VERSION: u32 = 2;
+/// 136 inline bytes; 3: consumers' start and end positions, 2 KiB header).
+pub const LAYOUT_VERSION: u32 = 3;
 /// Longest topic accepted, in bytes.
 pub const MAX_TOPIC_LEN: usize = 512;
 /// Topic plus payload up to this many bytes travel inside the ring slot, needing no slab block.
@@ -30,9 +30,9 @@ pub const REDELIVER_SLOTS: usize = 16;
 /// Longest group name, in bytes.
 pub const MAX_GROUP_NAME: usize = 64;
 
-const HEADER_SIZE: usize = 1024;
+const HEADER_SIZE: usize = 2048;
 const ROW_SIZE: usize = 128;
-const CONSUMER_SIZE: usize = 256;
+const CONSUMER_SIZE: usize = 256 + 4096;
 const SLOT_SIZE: usize = 192;
 const CLASS_SIZE: usize = 64;
 
@@ -74,18 +74,22 @@ pub(crate) struct Header {
     /// Next position a publisher claims.
     pub head: AtomicU64,
     _pad2: [u64; 15],
-    // --- subscriber wake-ups (line pair 3) ---
-    /// Futex word subscribers sleep on; bumped by a publisher when `sub_sleepers` > 0.
-    pub data_futex: AtomicU32,
-    /// How many subscribers are asleep (or about to be) on `data_futex`.
-    pub sub_sleepers: AtomicU32,
-    _pad3: [u64; 15],
+    // --- unused since version 3 (subscribers sleep on their consumer's futex) (line pair 3) ---
+    _pad3: [u64; 16],
     // --- publisher wake-ups (line pair 4) ---
     /// Futex word publishers blocked on a full ring or slab sleep on; bumped when space is freed.
     pub space_futex: AtomicU32,
     /// How many publishers are asleep on `space_futex`.
     pub pub_sleepers: AtomicU32,
     _pad4: [u64; 15],
+    // --- consumers' first positions (lines 10..17), read by publishers on every message ---
+    /// Bumped after every change of who wants what (a consumer joining, leaving, or rewriting
+    /// its interest), so that publishers know when to look at the consumers again.
+    pub interest_epoch: AtomicU64,
+    _pad5: [u64; 15],
+    /// `starts[b]`: the first position consumer `b` receives, `ring::UNSET` while it joins or
+    /// while entry `b` is free (see `blocks/ring.rs`, joining and leaving).
+    pub starts: [AtomicU64; 64],
 }
 
 /// One row of the process table: one per attached handle (bus, publisher, subscriber).
@@ -110,10 +114,23 @@ pub(crate) struct Row {
     /// Group members: position + 1 being claimed (intent) or, with `IN_FLIGHT_CONFIRMED`, held.
     pub in_flight: AtomicU64,
     pub redelivered: AtomicU64,
-    /// 0 awake, 1 asleep as a subscriber, 2 asleep as a publisher: lets a reaper fix sleeper counts.
+    /// 0 awake, else [`SLEEPING_SUBSCRIBER`] (its consumer's `sleepers`) or
+    /// [`SLEEPING_PUBLISHER`] (the header's `pub_sleepers`), with [`SLEEPING_COUNTED`] once that
+    /// count includes it: lets a reaper take back exactly what a dead sleeper added.
     pub sleeping: AtomicU32,
-    _pad: [u32; 13],
+    _pad0: u32,
+    /// Publishers: messages no consumer wanted (not put on the ring).
+    pub unrouted: AtomicU64,
+    /// Publishers: the consumers (bits) holding the slot it waits for, 0 when not waiting.
+    pub waiting_for: AtomicU64,
+    /// Publishers: since when it waits (ns since the Unix epoch), 0 when not waiting.
+    pub waiting_since_ns: AtomicU64,
+    _pad: [u32; 6],
 }
+
+pub(crate) const SLEEPING_SUBSCRIBER: u32 = 1;
+pub(crate) const SLEEPING_PUBLISHER: u32 = 2;
+pub(crate) const SLEEPING_COUNTED: u32 = 4;
 
 pub(crate) const ROW_FREE: u32 = 0;
 pub(crate) const ROW_LIVE: u32 = 1;
@@ -122,7 +139,8 @@ pub(crate) const IN_FLIGHT_CONFIRMED: u64 = 1 << 63;
 /// A consumer: a fan-out subscriber or a group, owning one bit of the pending masks.
 #[repr(C)]
 pub(crate) struct Consumer {
-    /// [`CONSUMER_FREE`], [`CONSUMER_LIVE`] or [`CONSUMER_REMOVING`].
+    /// [`CONSUMER_FREE`], [`CONSUMER_LIVE`] or [`CONSUMER_DRAINING`] (departed; its bit may still
+    /// be in slots below `end`, and the entry is not reused until a drain finds none).
     pub state: AtomicU32,
     /// [`KIND_FANOUT`] or [`KIND_GROUP`].
     pub kind: AtomicU32,
@@ -132,18 +150,47 @@ pub(crate) struct Consumer {
     /// `Cursor` word.
     pub cursor: AtomicU64,
     pub redelivered: AtomicU64,
+    /// While [`CONSUMER_DRAINING`]: the position its departure ended at (`RingView::leave`),
+    /// below which slots may still hold its bit until a drain finds none.
+    pub end: AtomicU64,
     /// Number of non-zero `redeliver` entries, so members skip the scan when it is zero.
     pub redeliver_count: AtomicU32,
     _pad0: u32,
+    /// Futex word this consumer's receivers sleep on; bumped by a publisher that addressed a
+    /// message to it while `sleepers` > 0.
+    pub futex: AtomicU32,
+    /// How many of its receivers are asleep (or about to be) on `futex`.
+    pub sleepers: AtomicU32,
+    _pad1: u64,
     pub name: [AtomicU64; MAX_GROUP_NAME / 8],
     /// Positions a dead member held, as `Redelivery` words (owner 0 = up for grabs; 0 = empty).
     pub redeliver: [AtomicU64; REDELIVER_SLOTS],
-    _pad1: [u64; 3],
+    /// The topics it wants (see [`Interest`]).
+    pub interest: Interest,
+}
+
+/// Words of pattern text in an [`Interest`].
+pub(crate) const INTEREST_WORDS: usize = 510;
+
+/// The topics a consumer wants: the patterns of its hooks (a group: of its members' hooks, as
+/// they registered them). Rewritten under the table lock, read by publishers without it, so it is
+/// a seqlock: `version` is odd while a rewrite is under way, and a reader that sees it change
+/// copies again (after a few tries it takes the consumer to want everything, never to want
+/// nothing). Publishers notice a rewrite through the header's `interest_epoch`.
+#[repr(C)]
+pub(crate) struct Interest {
+    pub version: AtomicU64,
+    /// 1: every topic (a Rust subscriber's default, and what a full table falls back to).
+    pub all: AtomicU32,
+    /// Bytes of `data` in use.
+    pub len: AtomicU32,
+    /// The patterns, each a little-endian `u16` length and then its UTF-8 bytes.
+    pub data: [AtomicU64; INTEREST_WORDS],
 }
 
 pub(crate) const CONSUMER_FREE: u32 = 0;
 pub(crate) const CONSUMER_LIVE: u32 = 1;
-pub(crate) const CONSUMER_REMOVING: u32 = 2;
+pub(crate) const CONSUMER_DRAINING: u32 = 2;
 pub(crate) const KIND_FANOUT: u32 = 1;
 pub(crate) const KIND_GROUP: u32 = 2;
 

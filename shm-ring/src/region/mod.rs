@@ -10,6 +10,7 @@
 //! against what this build derives from that geometry and against the file size. After that the
 //! process uses its own validated [`Layout`] for every bound and never re-reads one from the mapping.
 
+pub(crate) mod interest;
 pub(crate) mod layout;
 pub mod liveness;
 mod release;
@@ -216,6 +217,9 @@ impl Region {
         for (i, slot) in self.slots().iter().enumerate() {
             slot.seq.store(i as u64, Ordering::Relaxed);
         }
+        for start in &h.starts {
+            start.store(crate::blocks::ring::UNSET, Ordering::Relaxed);
+        }
         for (i, c) in l.classes.iter().enumerate() {
             let head = self.class(i);
             head.block_size.store(c.block_size, Ordering::Relaxed);
@@ -290,6 +294,7 @@ impl Region {
         RingView {
             head: &h.head,
             active: &h.active_mask,
+            starts: &h.starts,
             slots: self.slots(),
         }
     }

@@ -16,13 +16,21 @@ impl Region {
         }
     }
 
-    /// Wakes subscribers sleeping for data, if any.
-    pub(crate) fn wake_subscribers(&self) {
-        let h = self.header();
+    /// Wakes the receivers of consumers `mask` that sleep for data, if any: a consumer a
+    /// message was not addressed to is not woken.
+    pub(crate) fn wake_consumers(&self, mask: u64) {
         fence(Ordering::SeqCst);
-        if h.sub_sleepers.load(Ordering::Relaxed) > 0 {
-            h.data_futex.fetch_add(1, Ordering::SeqCst);
-            crate::blocks::futex::wake_all(&h.data_futex);
+        let mut bits = mask;
+        while bits != 0 {
+            let b = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let Some(c) = self.consumers().get(b) else {
+                break;
+            };
+            if c.sleepers.load(Ordering::Relaxed) > 0 {
+                c.futex.fetch_add(1, Ordering::SeqCst);
+                crate::blocks::futex::wake_all(&c.futex);
+            }
         }
     }
 
@@ -42,21 +50,9 @@ impl Region {
         false
     }
 
-    /// Clears `bits` from published position `pos`; frees the slot and block if that was the
-    /// last. True if a slab block went back to its free list.
-    pub(crate) fn release_slot(&self, pos: u64, bits: u64) -> bool {
-        match self.release_slot_quiet(pos, bits) {
-            Some(freed) => {
-                self.wake_publishers();
-                freed
-            }
-            None => false,
-        }
-    }
-
-    /// [`Region::release_slot`] without the wake-up check: `None` if other consumers still hold
-    /// the slot, `Some(block freed)` if this call released it, in which case the caller must
-    /// call [`Region::wake_publishers`] (once for a whole run of releases is enough).
+    /// Clears `bits` from published position `pos`: `None` if other consumers still hold the
+    /// slot, `Some(block freed)` if this call released it (and its block), in which case the
+    /// caller must call [`Region::wake_publishers`] (once for a whole run of releases is enough).
     pub(crate) fn release_slot_quiet(&self, pos: u64, bits: u64) -> Option<bool> {
         let block = self.ring().release(pos, bits)?;
         Some(self.free_block(block))

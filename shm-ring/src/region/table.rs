@@ -7,6 +7,7 @@
 //! re-running it after an interruption is harmless.
 
 use crate::blocks::atomics::{AtomicU64, Ordering};
+use crate::region::interest::Wanted;
 use crate::region::layout::{
     Row, CONSUMER_FREE, CONSUMER_LIVE, KIND_GROUP, MAX_GROUP_NAME, ROW_FREE, ROW_LIVE,
 };
@@ -140,14 +141,20 @@ impl<'a> TableGuard<'a> {
         }
     }
 
-    /// Takes a free consumer entry and makes it live with cursor `head`; sets its active bit.
-    pub(crate) fn add_consumer(&self, kind: u32, group: &str) -> Result<u32, BusError> {
+    /// Takes a free consumer entry wanting `wanted`, and joins the ring with it (its cursor is
+    /// its start position).
+    pub(crate) fn add_consumer(
+        &self,
+        kind: u32,
+        group: &str,
+        wanted: &Wanted,
+    ) -> Result<u32, BusError> {
         let max = self.region.layout().max_subscribers as usize;
-        let h = self.region.header();
         for (i, c) in self.region.consumers().iter().enumerate().take(max) {
             if c.state.load(Ordering::Acquire) != CONSUMER_FREE {
                 continue;
             }
+            c.sleepers.store(0, Ordering::Relaxed);
             c.kind.store(kind, Ordering::Relaxed);
             c.members.store(1, Ordering::Relaxed);
             c.redelivered.store(0, Ordering::Relaxed);
@@ -164,22 +171,28 @@ impl<'a> TableGuard<'a> {
                 );
             }
             c.name_len.store(group.len() as u32, Ordering::Relaxed);
-            // Head first, bit second: every position at or after the cursor that carries our bit
-            // will be visited, and no position before it can carry it (see ring.rs).
+            c.end.store(0, Ordering::Relaxed);
+            c.state.store(CONSUMER_LIVE, Ordering::Release);
+            // Interest before the bit: a publisher that sees the bit finds what we want.
+            self.write_interest(i, wanted);
+            // Bit first, start second (resolved once, by us or by a publisher that sees the bit):
+            // every position at or after the start that carries our bit will be visited, and no
+            // position before it carries it (blocks/ring.rs, joining and leaving).
+            let start = self.region.ring().join(i);
             c.cursor.store(
                 Cursor {
-                    pos: h.head.load(Ordering::SeqCst),
+                    pos: start,
                     claimer: 0,
                 }
                 .value(),
                 Ordering::SeqCst,
             );
-            c.state.store(CONSUMER_LIVE, Ordering::Release);
-            h.active_mask.fetch_or(1 << i, Ordering::SeqCst);
             return Ok(i as u32);
         }
         Err(BusError::TableFull {
-            what: "subscriber slot (at most max_subscribers fan-out subscribers and groups)",
+            what: "consumer entry: a bus has at most max_subscribers (at most 64) fan-out \
+                   subscribers and groups together; put engines that share work in a group \
+                   (one entry however many members), or close engines that no longer listen",
         })
     }
 

@@ -114,13 +114,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
     let stop = StopFlag::install()?;
     let bus = Bus::open(&args.name)?;
     let mut publisher = bus.publisher()?;
-    if bus.snapshot().ring.active_mask == 0 {
-        // Not an error (publishing to an idle bus is allowed), but rarely what was meant.
-        eprintln!(
-            "note: no subscriber is attached to bus {}, so nobody will receive these messages",
-            args.name
-        );
-    }
+    let mut unrouted = 0u64;
     let kwargs: Vec<(&str, PyValue)> = match &body {
         Body::Call(_, kw) => kw.iter().map(|(k, v)| (k.as_str(), v.clone())).collect(),
         Body::Raw(_) => Vec::new(),
@@ -155,7 +149,10 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
                 Err(e) => return Err(e.into()),
             }
         };
-        first_last = Some((first_last.map_or(seq, |(f, _)| f), seq));
+        match seq {
+            Some(seq) => first_last = Some((first_last.map_or(seq, |(f, _)| f), seq)),
+            None => unrouted += 1,
+        }
         sent += 1;
     }
 
@@ -171,7 +168,19 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
             "published {sent} {what} on {} to bus {} (seq {f}..={l})",
             args.topic, args.name
         )?,
+        None if sent > 0 => writeln!(
+            out,
+            "published {sent} {what} on {} to bus {}; no subscriber wanted them",
+            args.topic, args.name
+        )?,
         None => writeln!(out, "published nothing")?,
+    }
+    if unrouted > 0 {
+        // Not an error (publishing what nobody listens to is allowed), but rarely what was meant.
+        eprintln!(
+            "note: no subscriber on bus {} wants {}: {unrouted} of these messages reached nobody",
+            args.name, args.topic
+        );
     }
     if sent < args.count {
         writeln!(out, "stopped before publishing all {} messages", args.count)?;

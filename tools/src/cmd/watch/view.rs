@@ -310,10 +310,14 @@ mod tests {
             alive: true,
             group: group.map(Into::into),
             role,
+            consumer: subscribes.then_some(0),
             cursor: subscribes.then_some(1000 - lag),
             lag: subscribes.then_some(lag),
             delivered,
             published: 0,
+            unrouted: 0,
+            waiting_for: Vec::new(),
+            waiting_since_ns: 0,
             redelivered: 0,
             last_heartbeat_ns: 1,
         }
@@ -339,6 +343,7 @@ mod tests {
             processes,
             groups: vec![GroupRow {
                 name: "workers".into(),
+                consumer: 1,
                 cursor: published - 8,
                 members: 1,
                 redelivered: 0,
@@ -359,6 +364,7 @@ mod tests {
             ],
             counters: Counters {
                 published,
+                unrouted: 0,
                 full_waits: 3,
                 redeliveries: 0,
                 reaped: 0,

@@ -1,0 +1,101 @@
+//! Which consumers want a topic: a publisher's cache of the answer per topic, rebuilt when the
+//! bus's interest epoch moves (a consumer joined, left, or rewrote its interest). On a hit, a
+//! publish costs one load of the epoch and one hash lookup; on a miss it reads the live
+//! consumers' interest tables (re-parsing only those whose version changed) and matches the
+//! topic against their patterns with the topic grammar (`docs/topic-grammar.md`).
+
+use crate::blocks::atomics::Ordering;
+use crate::region::interest::Wanted;
+use crate::region::layout::CONSUMER_LIVE;
+use crate::region::Region;
+use engine_core::Topic;
+use std::collections::HashMap;
+
+/// Topics remembered per publisher; past this the cache starts over (a publisher that uses a
+/// new topic per message must not grow without bound).
+const MAX_TOPICS: usize = 4096;
+
+/// A consumer's interest, parsed.
+enum Parsed {
+    All,
+    Patterns(Vec<Topic>),
+}
+
+impl Parsed {
+    fn from(w: Wanted) -> Parsed {
+        match w {
+            Wanted::All => Parsed::All,
+            // A pattern that does not parse (the table was written by a buggy or hostile
+            // process) cannot be matched: take the consumer to want everything.
+            Wanted::Patterns(p) => match p.iter().map(|s| Topic::parse(s)).collect() {
+                Ok(topics) => Parsed::Patterns(topics),
+                Err(_) => Parsed::All,
+            },
+        }
+    }
+
+    fn wants(&self, topic: Option<&Topic>) -> bool {
+        match (self, topic) {
+            (Parsed::All, _) => true,
+            (Parsed::Patterns(p), Some(t)) => p.iter().any(|p| p.matches(t)),
+            (Parsed::Patterns(_), None) => false,
+        }
+    }
+}
+
+/// A publisher's view of who wants what.
+#[derive(Default)]
+pub(crate) struct Addressing {
+    /// The interest epoch `by_topic` is valid for.
+    epoch: u64,
+    /// Topic hash -> (topic, consumers that want it).
+    by_topic: HashMap<u64, (Box<str>, u64)>,
+    /// Per consumer entry: the interest version parsed, and what it says.
+    parsed: HashMap<usize, (u64, Parsed)>,
+}
+
+impl Addressing {
+    /// The consumers (bits) whose interest matches `topic` (whose hash is `hash`), as of now.
+    pub(crate) fn wanting(&mut self, region: &Region, topic: &str, hash: u64) -> u64 {
+        let epoch = region.header().interest_epoch.load(Ordering::SeqCst);
+        if epoch != self.epoch || self.by_topic.is_empty() {
+            self.by_topic.clear();
+            self.epoch = epoch;
+        }
+        if let Some((t, mask)) = self.by_topic.get(&hash) {
+            if **t == *topic {
+                return *mask;
+            }
+        }
+        let mask = self.compute(region, topic);
+        if self.by_topic.len() >= MAX_TOPICS {
+            self.by_topic.clear();
+        }
+        self.by_topic.insert(hash, (topic.into(), mask));
+        mask
+    }
+
+    fn compute(&mut self, region: &Region, topic: &str) -> u64 {
+        // Routing is by the literal (docs/topic-grammar.md); a literal that does not parse
+        // reaches only consumers that want everything.
+        let parsed_topic = Topic::parse(topic).ok();
+        let max = region.layout().max_subscribers as usize;
+        let mut mask = 0u64;
+        for (i, c) in region.consumers().iter().enumerate().take(max) {
+            if c.state.load(Ordering::Acquire) != CONSUMER_LIVE {
+                self.parsed.remove(&i);
+                continue;
+            }
+            let version = c.interest.version.load(Ordering::Acquire);
+            let fresh = self.parsed.get(&i).is_some_and(|(v, _)| *v == version);
+            if !fresh {
+                let (v, wanted) = region.read_interest(i);
+                self.parsed.insert(i, (v, Parsed::from(wanted)));
+            }
+            if self.parsed[&i].1.wants(parsed_topic.as_ref()) {
+                mask |= 1 << i;
+            }
+        }
+        mask
+    }
+}
