@@ -8,6 +8,15 @@ PY="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
+# The bridge's tests and benchmark run a real NATS server on loopback.
+if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get install -y -q nats-server >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null && apt-get install -y -q nats-server >/dev/null; }
+  else
+    echo "setup: nats-server is missing; install it (Debian: apt-get install nats-server)" >&2
+  fi
+fi
 export VIRTUAL_ENV="$ROOT/.venv"
 export PATH="$VIRTUAL_ENV/bin:$PATH"
 python -m pip install -q --disable-pip-version-check -r scripts/requirements-dev.txt

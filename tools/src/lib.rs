@@ -1,5 +1,6 @@
 //! The `event-engine` command line: inspect a shared-memory bus, watch it live, tail its
-//! messages, publish to it from the shell, reap dead processes and remove it.
+//! messages, publish to it from the shell, reap dead processes, remove it, and bridge it to
+//! other machines' buses over NATS.
 //!
 //! All of it is this library so that any launcher (the `event-engine` binary, the Python
 //! package's console script) runs the same code through [`run`]. Subcommands live in [`cmd`],
@@ -15,6 +16,7 @@ pub mod jsonargs;
 pub mod payload;
 pub mod signals;
 pub mod table;
+pub mod topic_filter;
 
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
@@ -62,6 +64,9 @@ pub enum Command {
     /// Remove a bus.
     #[command(long_about = cmd::rm::LONG_ABOUT)]
     Rm(cmd::rm::Args),
+    /// Carry chosen topics between the bus and a NATS server.
+    #[command(long_about = cmd::bridge::LONG_ABOUT)]
+    Bridge(cmd::bridge::Args),
 }
 
 /// Parses `args` (including the program name), runs the subcommand, prints any error as one line
@@ -104,6 +109,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Publish(a) => cmd::publish::run(a, &mut out),
         Command::Reap(a) => cmd::reap::run(a, &mut out),
         Command::Rm(a) => cmd::rm::run(a, &mut out),
+        Command::Bridge(a) => cmd::bridge::run(a, &mut out),
     };
     result.and_then(|()| out.flush().map_err(Into::into))
 }

@@ -36,3 +36,13 @@ impl Codec {
         }
     }
 }
+
+impl TryFrom<u8> for Codec {
+    /// The id, when no codec has it.
+    type Error = u8;
+
+    /// The codec whose id is `id` (as read from a message or from the wire).
+    fn try_from(id: u8) -> Result<Codec, u8> {
+        Codec::from_id(id).ok_or(id)
+    }
+}

@@ -1,6 +1,7 @@
 //! One module per subcommand; each has its `Args` (clap derive) and a `run` that writes to the
 //! given output and returns an error for [`crate::run`] to report.
 
+pub mod bridge;
 pub mod inspect;
 pub mod ls;
 pub mod publish;

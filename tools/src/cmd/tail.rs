@@ -7,17 +7,15 @@
 use crate::error::UsageError;
 use crate::payload;
 use crate::signals::StopFlag;
+use crate::topic_filter::TopicFilter;
 use anyhow::Result;
 use engine_core::Topic;
 use shm_ring::{Codec, Message};
-use std::collections::HashMap;
 use std::io::Write;
 use std::time::Duration;
 
 /// How long one wait for a message lasts before the stop flag is looked at again.
 const POLL: Duration = Duration::from_millis(100);
-/// Topics whose match result is remembered (a bus rarely has more; past it the cache restarts).
-const TOPIC_CACHE: usize = 4096;
 
 /// The long help of the subcommand (`event-engine tail --help`).
 pub const LONG_ABOUT: &str = "Print messages as they pass through the bus, one line each: \
@@ -118,34 +116,12 @@ fn message_line(m: &Message<'_>, json: bool, max_chars: usize) -> Result<(String
     Ok((line, undecodable))
 }
 
-/// Matches topics against the `--topic` pattern, remembering the answer per topic.
-struct TopicFilter {
-    pattern: Topic,
-    seen: HashMap<String, bool>,
-}
-
-impl TopicFilter {
-    fn accepts(&mut self, topic: &str) -> bool {
-        if let Some(&hit) = self.seen.get(topic) {
-            return hit;
-        }
-        let hit = Topic::parse(topic).is_ok_and(|t| self.pattern.matches(&t));
-        if self.seen.len() >= TOPIC_CACHE {
-            self.seen.clear();
-        }
-        self.seen.insert(topic.to_string(), hit);
-        hit
-    }
-}
-
 /// Tails the bus.
 pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
     let mut filter = match &args.topic {
-        Some(p) => Some(TopicFilter {
-            pattern: Topic::parse(p)
-                .map_err(|e| UsageError(format!("--topic {p:?} is not a valid topic: {e}")))?,
-            seen: HashMap::new(),
-        }),
+        Some(p) => Some(TopicFilter::new(vec![Topic::parse(p).map_err(|e| {
+            UsageError(format!("--topic {p:?} is not a valid topic: {e}"))
+        })?])),
         None => None,
     };
     let stop = StopFlag::install()?;
