@@ -27,9 +27,9 @@ use std::io::Write;
 #[command(
     name = "event-engine",
     version,
-    about = "Inspect, watch, tail, publish to and clean up event-engine shared-memory buses.",
-    long_about = "Inspect, watch, tail, publish to and clean up event-engine shared-memory buses \
-(files /dev/shm/event_engine.<name>).
+    about = "Inspect, watch, tail, publish to, clean up and bridge event-engine shared-memory buses.",
+    long_about = "Inspect, watch, tail, publish to, clean up and bridge (over NATS) event-engine \
+shared-memory buses (files /dev/shm/event_engine.<name>).
 
 Exit status: 0 success, 1 other failure, 2 usage error, 3 unknown bus, 4 bad bus name, \
 5 corrupt or foreign bus file or a layout version this build does not read."

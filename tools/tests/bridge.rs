@@ -484,6 +484,10 @@ fn a_server_restart_is_survived_and_what_it_lost_is_counted() {
 
     let stats_a = bridge_a.stop();
     let stats_b = bridge_b.stop();
+    eprintln!(
+        "restart: sent {sent}, received {}, exporter {stats_a:?}, importer {stats_b:?}",
+        received.len()
+    );
     assert!(
         received.windows(2).all(|w| w[0] < w[1]),
         "out of order or repeated"
