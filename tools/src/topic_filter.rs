@@ -28,12 +28,14 @@ impl TopicFilter {
         self.patterns.is_empty()
     }
 
-    /// Whether a pattern matches the literal `topic`. A topic that does not parse matches none.
+    /// Whether a pattern matches the literal `topic`. A topic that does not parse, or is not
+    /// exact (messages are published on exact topics), matches none.
     pub fn accepts(&mut self, topic: &str) -> bool {
         if let Some(&hit) = self.seen.get(topic) {
             return hit;
         }
-        let hit = Topic::parse(topic).is_ok_and(|t| self.patterns.iter().any(|p| p.matches(&t)));
+        let hit = Topic::parse(topic)
+            .is_ok_and(|t| t.is_exact() && self.patterns.iter().any(|p| p.matches(&t)));
         if self.seen.len() >= TOPIC_CACHE {
             self.seen.clear();
         }
@@ -55,6 +57,8 @@ mod tests {
             assert!(f.accepts("news.EU"));
             assert!(!f.accepts("news.JP"));
             assert!(!f.accepts("md.AAPL.L2"));
+            // A pattern's own literal is no message topic.
+            assert!(!f.accepts("news.(EU|US)"));
         }
         assert!(!TopicFilter::new(vec![]).accepts("md.AAPL"));
     }

@@ -575,3 +575,51 @@ fn bad_arguments_are_one_line_usage_errors() {
     let o = run(&["bridge", "no-such-bus-here", "--nats", url, "--export", "a"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
 }
+
+#[test]
+fn import_patterns_keep_only_what_they_match_and_plain_nats_messages_arrive_raw() {
+    let server = NatsServer::start();
+    let name = BusName::new("bridge-filter");
+    let bus = create(&name);
+    let mut sub = bus.subscribe().unwrap();
+    let bridge = Bridge::start(
+        &name,
+        &server,
+        "filter",
+        &[],
+        &["Md.(AAPL|MSFT)", "Md./^S/"],
+    );
+    // Any NATS client may publish: without headers, the body arrives as raw bytes.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = async_nats::connect(server.url()).await.unwrap();
+        for subject in [
+            "Md.AAPL",
+            "Md.IBM",
+            "Md.SPY",
+            "Md.(AAPL|MSFT)",
+            "Md.MSFT",
+            "Md.AAPL.L2",
+        ] {
+            client
+                .publish(subject, subject.as_bytes().to_vec().into())
+                .await
+                .unwrap();
+        }
+        client.flush().await.unwrap();
+    });
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let m = sub.recv(Some(PATIENCE)).unwrap().expect("a message");
+        assert_eq!(m.codec, Codec::Raw as u8);
+        assert_eq!(m.payload, m.topic.as_bytes());
+        got.push(m.topic.to_string());
+    }
+    assert_eq!(got, ["Md.AAPL", "Md.SPY", "Md.MSFT"]);
+    let stats = bridge.stop();
+    assert_eq!((stats.inn, stats.dropped), (3, 0));
+    assert!(sub.recv(Some(Duration::ZERO)).unwrap().is_none());
+}

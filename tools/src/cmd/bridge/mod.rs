@@ -15,6 +15,7 @@ mod subject;
 
 use crate::error::UsageError;
 use crate::signals::StopFlag;
+use crate::topic_filter::TopicFilter;
 use anyhow::{Context, Result};
 use async_nats::HeaderValue;
 use bus_side::{ExportReader, ImportWriter, Refused};
@@ -319,6 +320,9 @@ impl Bridge {
         let origin = HeaderValue::from(id.as_str());
         let mut numbering = Numbering::default();
         let mut gaps = GapCounter::default();
+        // The subscriptions may be broader than the patterns (ranges, regular expressions,
+        // merged overlaps): this keeps exactly what the patterns match.
+        let mut accepted = TopicFilter::new(import);
         let mut bad_once = false;
         let max_payload = client.server_info().max_payload;
         let mut tick = tokio::time::interval(TICK);
@@ -353,7 +357,7 @@ impl Bridge {
                 },
                 m = subscriptions.next(), if importing => match m {
                     Some(m) => {
-                        if let Err(why) = receive(&id, &mut gaps, &counters, &in_tx, m).await {
+                        if let Err(why) = receive(&id, &mut accepted, &mut gaps, &counters, &in_tx, m).await {
                             Counters::add(&counters.dropped, 1);
                             if !bad_once {
                                 bad_once = true;
@@ -377,7 +381,7 @@ impl Bridge {
                 // the flush returns, every message left is already queued here.
                 let _ = client.flush().await;
                 while let Some(Some(m)) = subscriptions.next().now_or_never() {
-                    let _ = receive(&id, &mut gaps, &counters, &in_tx, m).await;
+                    let _ = receive(&id, &mut accepted, &mut gaps, &counters, &in_tx, m).await;
                 }
             }
             while let Some(m) = out_rx.recv().await {
@@ -455,10 +459,12 @@ async fn publish(
     }
 }
 
-/// Checks one NATS message and queues it for the bus. Messages this bridge exported itself
-/// are ignored; an error says why the message cannot be imported.
+/// Checks one NATS message and queues it for the bus. Messages this bridge exported itself,
+/// and those no import pattern matches, are ignored; an error says why the message cannot be
+/// imported.
 async fn receive(
     id: &str,
+    accepted: &mut TopicFilter,
     gaps: &mut GapCounter,
     counters: &Counters,
     queue: &mpsc::Sender<Incoming>,
@@ -466,7 +472,7 @@ async fn receive(
 ) -> Result<(), String> {
     let envelope = nats_side::envelope(m.headers.as_ref())
         .map_err(|why| format!("a message on {} has a bad envelope: {why}", m.subject))?;
-    if envelope.origin == Some(id) {
+    if envelope.origin == Some(id) || !accepted.accepts(&m.subject) {
         return Ok(());
     }
     if let (Some(origin), Some(seq)) = (envelope.origin, envelope.seq) {
