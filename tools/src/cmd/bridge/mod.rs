@@ -332,7 +332,11 @@ impl Bridge {
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    if stop.is_set() {
+                    // A bus thread ends early only on an error, reported once it is joined.
+                    let failed = |t: &Option<std::thread::JoinHandle<Result<()>>>| {
+                        t.as_ref().is_some_and(|t| t.is_finished())
+                    };
+                    if stop.is_set() || failed(&import_thread) || failed(&export_thread) {
                         break;
                     }
                     if !stats_every.is_zero() && tokio::time::Instant::now() >= next_stats {
@@ -494,7 +498,7 @@ fn warn_refused(topic: &str, why: &Refused) {
     let what = match why {
         Refused::Codec(c) => format!("its codec tag {c} is unknown to this bus"),
         Refused::TooLarge { size, max } => {
-            format!("it has {size} bytes and the bus takes at most {max}")
+            format!("its topic or payload has {size} bytes, more than the bus takes ({max})")
         }
         Refused::Stopping => "the bridge is stopping and the bus stayed full".into(),
     };
