@@ -144,12 +144,12 @@ def nats_consumer(ctl: bl.Control, url: str, n: int, pickled: bool) -> dict:
         if pickled:
             loads = pickle.loads
 
-            async def on_message(msg) -> None:  # noqa: ANN001 - nats-py's Msg
+            async def on_message(msg) -> None:
                 args, kwargs = loads(msg.data)
                 tally(*args, **kwargs)
         else:
 
-            async def on_message(msg) -> None:  # noqa: ANN001 - nats-py's Msg
+            async def on_message(msg) -> None:
                 tally(msg.data)
 
         await nc.subscribe("Market.Data.*", cb=on_message, pending_msgs_limit=n + 1, pending_bytes_limit=-1)
