@@ -103,18 +103,29 @@ class Bridge:
             stderr=subprocess.PIPE,
             text=True,
         )
-        assert self.proc.stdout is not None
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        # Read both pipes as they fill, so the bridge never blocks writing to them.
+        self.out: list[str] = []
+        self.err: list[str] = []
         line = self.proc.stdout.readline()
+        self.readers = [
+            threading.Thread(target=lambda: self.out.extend(self.proc.stdout), daemon=True),
+            threading.Thread(target=lambda: self.err.extend(self.proc.stderr), daemon=True),
+        ]
+        for t in self.readers:
+            t.start()
         if "ready" not in line:
-            self.proc.kill()
-            raise OSError(f"bridge on {bus} did not start: {line.strip()} {self.proc.stderr.read().strip()}")
+            self.kill()
+            raise OSError(f"bridge on {bus} did not start: {line.strip()} {''.join(self.err).strip()}")
 
     def stop(self) -> dict[str, int]:
         self.proc.send_signal(signal.SIGTERM)
-        out, err = self.proc.communicate(timeout=30)
+        self.proc.wait(timeout=30)
+        for t in self.readers:  # they end when the pipes close
+            t.join(timeout=30)
         if self.proc.returncode != 0:
-            raise AssertionError(f"bridge exited {self.proc.returncode}: {err.strip()}")
-        words = out.split("stopped;")[-1].split()
+            raise AssertionError(f"bridge exited {self.proc.returncode}: {''.join(self.err).strip()}")
+        words = "".join(self.out).split("stopped;")[-1].split()
         return {words[i]: int(words[i + 1]) for i in range(0, len(words) - 1, 2)}
 
     def kill(self) -> None:

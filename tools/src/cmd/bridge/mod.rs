@@ -50,6 +50,10 @@ message exactly once. Delivery is core NATS: in order per publisher and nothing 
 buses, the bridges and the server are up; what the server loses (a restart) is found from \
 sequence numbers and counted as dropped. The bridge reconnects by itself.
 
+Core NATS has no backpressure from a subscriber to a publisher: when the bus takes imported \
+messages more slowly than they arrive, up to --import-buffer of them wait in this bridge; past \
+that, NATS messages are lost and counted as dropped.
+
 Prints a ready line once connected and subscribed, then a stats line (out, in, dropped, \
 reconnects) every --stats-every seconds and at exit. Runs until SIGINT or SIGTERM, then \
 flushes what it holds and exits 0 (1 if the server could not take it within 5 s).";
@@ -71,6 +75,9 @@ pub struct Args {
     /// Give up connecting after this many seconds.
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     pub connect_timeout: f64,
+    /// Imported messages held while the bus is full, before NATS messages are lost.
+    #[arg(long, default_value_t = 262_144, value_name = "MESSAGES")]
+    pub import_buffer: usize,
     /// Seconds between stats lines (0: only at exit).
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
     pub stats_every: f64,
@@ -161,6 +168,9 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
     let connect_timeout = seconds("--connect-timeout", args.connect_timeout, false)?;
     let stats_every = seconds("--stats-every", args.stats_every, true)?;
     let id = bridge_id(args.id.as_deref())?;
+    if args.import_buffer == 0 {
+        return Err(UsageError("--import-buffer must be at least 1".into()).into());
+    }
     let stop = StopFlag::install()?;
     let bus = shm_ring::Bus::open(&args.name)?;
     let counters = Arc::new(Counters::default());
@@ -173,6 +183,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
         servers,
         &format!("event-engine bridge {id}"),
         connect_timeout,
+        args.import_buffer,
         counters.clone(),
     ))?;
 

@@ -47,6 +47,7 @@ pub async fn connect(
     servers: Vec<ServerAddr>,
     name: &str,
     timeout: Duration,
+    import_buffer: usize,
     counters: Arc<Counters>,
 ) -> anyhow::Result<async_nats::Client> {
     let shown = servers
@@ -55,16 +56,19 @@ pub async fn connect(
         .collect::<Vec<_>>()
         .join(",");
     let connected_once = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let slow_warned = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let options = ConnectOptions::new()
         .name(name)
         .no_echo()
         .connection_timeout(timeout)
+        .subscription_capacity(import_buffer)
         .max_reconnects(None)
         // Back off to at most one attempt per 500 ms: a restarted server is found quickly.
         .reconnect_delay_callback(|attempts| Duration::from_millis((attempts as u64 * 50).min(500)))
         .event_callback(move |event| {
             let counters = counters.clone();
             let connected_once = connected_once.clone();
+            let slow_warned = slow_warned.clone();
             async move {
                 match event {
                     Event::Connected => {
@@ -76,10 +80,16 @@ pub async fn connect(
                     Event::Disconnected => {
                         eprintln!("event-engine bridge: lost the NATS connection; reconnecting")
                     }
-                    Event::SlowConsumer(_) => eprintln!(
-                        "event-engine bridge: NATS dropped messages for this bridge (it fell \
-                         behind); gaps are counted as dropped"
-                    ),
+                    // Once per message dropped: said once, counted by the sequence gaps.
+                    Event::SlowConsumer(_) => {
+                        if !slow_warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                            eprintln!(
+                                "event-engine bridge: the bus takes imported messages more \
+                                 slowly than they arrive and --import-buffer is full: messages \
+                                 are being lost (counted as dropped)"
+                            )
+                        }
+                    }
                     other => eprintln!("event-engine bridge: NATS: {other}"),
                 }
             }
