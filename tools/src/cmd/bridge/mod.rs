@@ -141,7 +141,7 @@ struct Outgoing {
 
 /// A NATS message on its way to the bus.
 struct Incoming {
-    topic: String,
+    topic: async_nats::Subject,
     codec: u8,
     payload: Bytes,
 }
@@ -495,7 +495,7 @@ async fn receive(
     }
     let codec = envelope.codec;
     let incoming = Incoming {
-        topic: m.subject.to_string(),
+        topic: m.subject,
         codec,
         payload: m.payload,
     };

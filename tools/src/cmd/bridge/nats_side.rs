@@ -214,23 +214,31 @@ impl Numbering {
 /// Remembers the last sequence number seen per (origin, subject) and counts the gaps.
 #[derive(Default)]
 pub struct GapCounter {
-    last: HashMap<(String, String), u64>,
+    /// origin -> subject -> last sequence number (nested so that a lookup allocates nothing).
+    last: HashMap<String, HashMap<String, u64>>,
+    /// Pairs held in `last`.
+    pairs: usize,
 }
 
 impl GapCounter {
     /// How many messages from `origin` on `subject` were skipped before `seq`. A number at or
     /// below the last one means the exporter started again: nothing is counted.
     pub fn missed(&mut self, origin: &str, subject: &str, seq: u64) -> u64 {
-        let key = (origin.to_string(), subject.to_string());
-        let missed = match self.last.get(&key) {
-            Some(&last) if seq > last => seq - last - 1,
-            _ => 0,
-        };
-        if self.last.len() >= SEQ_TABLE && !self.last.contains_key(&key) {
-            self.last.clear();
+        if let Some(last) = self.last.get_mut(origin).and_then(|m| m.get_mut(subject)) {
+            let missed = seq.saturating_sub(*last).saturating_sub(1);
+            *last = seq;
+            return missed;
         }
-        self.last.insert(key, seq);
-        missed
+        if self.pairs >= SEQ_TABLE {
+            self.last.clear();
+            self.pairs = 0;
+        }
+        self.last
+            .entry(origin.to_string())
+            .or_default()
+            .insert(subject.to_string(), seq);
+        self.pairs += 1;
+        0
     }
 }
 
