@@ -198,7 +198,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
     } else {
         Some(ExportReader::new(
             &bus,
-            export.clone(),
+            export,
             writer.as_ref().map(ImportWriter::id),
         )?)
     };
