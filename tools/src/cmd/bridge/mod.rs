@@ -187,6 +187,12 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
         counters.clone(),
     ))?;
 
+    // Subscribed before the bridge shows on the bus as a subscriber or publisher, so that
+    // whoever sees it there can count on it receiving from NATS already.
+    let subjects =
+        nats_side::disjoint_subjects(import.iter().map(subject::subscription_subject).collect());
+    let subscriptions = runtime.block_on(nats_side::subscribe(&client, &subjects))?;
+
     // The bus ends are made once connected, so the bus is not held back while connecting.
     let writer = if import.is_empty() {
         None
@@ -216,7 +222,8 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
             args.export.join(", ")
         ),
     };
-    let summary = runtime.block_on(bridge.run(reader, writer, import, out));
+    let summary =
+        runtime.block_on(bridge.run(reader, writer, subscriptions, subjects, import, out));
     drop(runtime);
     drop(bus);
     summary
@@ -237,6 +244,8 @@ impl Bridge {
         self,
         reader: Option<ExportReader>,
         writer: Option<ImportWriter>,
+        mut subscriptions: SelectAll<async_nats::Subscriber>,
+        subjects: Vec<String>,
         import: Vec<engine_core::Topic>,
         out: &mut dyn Write,
     ) -> Result<()> {
@@ -248,20 +257,6 @@ impl Bridge {
             stats_every,
             route,
         } = self;
-
-        // Import: subscriptions first, so the ready line means messages are being received.
-        let subjects = nats_side::disjoint_subjects(
-            import.iter().map(subject::subscription_subject).collect(),
-        );
-        let mut subscriptions = SelectAll::new();
-        for s in &subjects {
-            let sub = client
-                .subscribe(s.clone())
-                .await
-                .with_context(|| format!("subscribing to NATS subject {s}"))?;
-            subscriptions.push(sub);
-        }
-        client.flush().await.context("reaching the NATS server")?;
 
         let (in_tx, mut in_rx) = mpsc::channel::<Incoming>(QUEUE);
         let import_thread = writer.map(|mut writer| {

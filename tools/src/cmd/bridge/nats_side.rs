@@ -9,7 +9,9 @@
 //! importing and exporting the same pattern, carry every message across exactly once.
 
 use crate::cmd::bridge::stats::Counters;
+use anyhow::Context;
 use async_nats::{ConnectOptions, Event, HeaderMap, HeaderValue, ServerAddr};
+use futures_util::stream::SelectAll;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,6 +107,23 @@ pub async fn connect(
             timeout.as_secs_f64()
         )),
     }
+}
+
+/// Subscribes to `subjects` (see [`disjoint_subjects`]) and waits until the server has them.
+pub async fn subscribe(
+    client: &async_nats::Client,
+    subjects: &[String],
+) -> anyhow::Result<SelectAll<async_nats::Subscriber>> {
+    let mut subscriptions = SelectAll::new();
+    for s in subjects {
+        let sub = client
+            .subscribe(s.clone())
+            .await
+            .with_context(|| format!("subscribing to NATS subject {s}"))?;
+        subscriptions.push(sub);
+    }
+    client.flush().await.context("reaching the NATS server")?;
+    Ok(subscriptions)
 }
 
 /// The subjects to subscribe to for the import patterns' subjects (`*` for every non-exact
