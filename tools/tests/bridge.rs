@@ -532,6 +532,11 @@ fn an_unreachable_server_is_a_one_line_error_within_the_connect_timeout() {
         "2",
     ]);
     assert_error(&o, 1, "cannot connect to NATS at 127.0.0.1");
+    // A bus that does not exist is not created when the bridge cannot start.
+    let absent = BusName::new("bridge-never");
+    let o = run(&["bridge", &absent.0, "--nats", &url, "--export", "a.b"]);
+    assert_error(&o, 1, "cannot connect to NATS");
+    assert!(!absent.path().exists());
     // Something listens but never answers: the connect timeout bounds the wait.
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("nats://{}", silent.local_addr().unwrap());
@@ -585,8 +590,8 @@ fn bad_arguments_are_one_line_usage_errors() {
         args.extend_from_slice(extra);
         assert_error(&run(&args), 2, needle);
     }
-    let o = run(&["bridge", "no-such-bus-here", "--nats", url, "--export", "a"]);
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let o = run(&["bridge", "../bad", "--nats", url, "--export", "a"]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
 }
 
 #[test]
@@ -697,4 +702,28 @@ fn what_a_full_far_bus_makes_nats_drop_is_counted_and_order_is_kept() {
         "nothing was lost: the buffer never filled"
     );
     assert_eq!(received.len() as u64 + stats_b.dropped, sent, "{stats_b:?}");
+}
+
+#[test]
+fn a_bridge_creates_its_bus_when_it_does_not_exist_yet() {
+    let server = NatsServer::start();
+    let name = BusName::new("bridge-creates");
+    let bridge = Bridge::start(&name, &server, "creator", &["Md.+x"], &["Md.+x"]);
+    wait_line(&bridge.stderr, "did not exist; created it");
+    let bus = Bus::open(&name.0).expect("the bridge created the bus");
+    let default = shm_ring::BusConfig::default();
+    assert_eq!(
+        (bus.config().ring_capacity, bus.config().max_message),
+        (default.ring_capacity, default.max_message)
+    );
+    drop(bus);
+    assert_eq!(
+        bridge.stop(),
+        Stats {
+            out: 0,
+            inn: 0,
+            dropped: 0,
+            reconnects: 0
+        }
+    );
 }

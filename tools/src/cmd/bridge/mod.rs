@@ -172,7 +172,13 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
         return Err(UsageError("--import-buffer must be at least 1".into()).into());
     }
     let stop = StopFlag::install()?;
-    let bus = shm_ring::Bus::open(&args.name)?;
+    // A bus that does not exist yet is created once the server is reached (not before, so a
+    // failed start leaves nothing behind), with the geometry Python engines create by default.
+    let existing = match shm_ring::Bus::open(&args.name) {
+        Ok(bus) => Some(bus),
+        Err(shm_ring::BusError::NotFound { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
     let counters = Arc::new(Counters::default());
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -186,6 +192,18 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
         args.import_buffer,
         counters.clone(),
     ))?;
+
+    let bus = match existing {
+        Some(bus) => bus,
+        None => {
+            let bus = shm_ring::Bus::open_or_create(&args.name, &shm_ring::BusConfig::default())?;
+            eprintln!(
+                "event-engine bridge: bus {} did not exist; created it with the default geometry",
+                args.name
+            );
+            bus
+        }
+    };
 
     // Subscribed before the bridge shows on the bus as a subscriber or publisher, so that
     // whoever sees it there can count on it receiving from NATS already.
