@@ -318,7 +318,7 @@ fn check_intact(i: u64, topic: &str, m: &Received) {
         );
     } else {
         assert_eq!(m.1, Codec::Pickle as u8, "message {i}");
-        let expected = shm_ring::pickle::encode_call(
+        let expected = shm_ring::wire::pickle::encode_call(
             &[
                 PyValue::Int(i as i64),
                 PyValue::Float(123.45),

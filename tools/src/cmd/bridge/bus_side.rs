@@ -1,7 +1,7 @@
 //! Everything the bridge does on the bus, and nothing else: read the messages to export, and
-//! publish the imported ones. The bus has no per-consumer topic interests yet, so the export
-//! side is a fan-out subscriber that filters by pattern here; when interests exist, only
-//! [`ExportReader`] changes.
+//! publish the imported ones. The export side is a fan-out subscriber whose interest is the
+//! export patterns, so the bus addresses it only what it exports (and a bridge never holds back
+//! publishers of other topics); the local filter stays as a second check.
 //!
 //! Loop prevention on this side: every slot names the process-table row and pid of its
 //! publisher, so the reader skips what the bridge's own [`ImportWriter`] published. That holds
@@ -10,7 +10,7 @@
 use crate::signals::StopFlag;
 use crate::topic_filter::TopicFilter;
 use engine_core::Topic;
-use shm_ring::{Bus, BusError, Codec, Publisher, Subscriber};
+use shm_ring::{Bus, BusError, Codec, Publisher, SubscribeOptions, Subscriber};
 use std::time::Duration;
 
 /// How long one wait for bus messages (or for room on the bus) lasts before the stop flag is
@@ -41,8 +41,12 @@ impl ExportReader {
         patterns: Vec<Topic>,
         skip: Option<PublisherId>,
     ) -> Result<ExportReader, BusError> {
+        let topics = patterns.iter().map(|p| p.literal().to_string()).collect();
         Ok(ExportReader {
-            subscriber: bus.subscribe()?,
+            subscriber: bus.subscribe_with(&SubscribeOptions {
+                topics: Some(topics),
+                ..SubscribeOptions::default()
+            })?,
             filter: TopicFilter::new(patterns),
             skip,
         })
@@ -81,6 +85,8 @@ pub enum Refused {
     Codec(u8),
     /// Larger than the bus takes.
     TooLarge { size: usize, max: usize },
+    /// A topic longer than any bus takes.
+    TopicTooLong { size: usize, max: usize },
     /// The bridge is stopping and the bus stayed full.
     Stopping,
 }
@@ -124,8 +130,11 @@ impl ImportWriter {
                 Ok(_) => return Ok(Ok(())),
                 Err(BusError::Timeout) if stopping => return Ok(Err(Refused::Stopping)),
                 Err(BusError::Timeout) => continue,
-                Err(BusError::TooLarge { size, max }) => {
+                Err(BusError::PayloadTooLarge { size, max }) => {
                     return Ok(Err(Refused::TooLarge { size, max }))
+                }
+                Err(BusError::TopicTooLong { size, max }) => {
+                    return Ok(Err(Refused::TopicTooLong { size, max }))
                 }
                 Err(e) => return Err(e),
             }

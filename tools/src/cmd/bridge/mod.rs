@@ -522,7 +522,10 @@ fn warn_refused(topic: &str, why: &Refused) {
     let what = match why {
         Refused::Codec(c) => format!("its codec tag {c} is unknown to this bus"),
         Refused::TooLarge { size, max } => {
-            format!("its topic or payload has {size} bytes, more than the bus takes ({max})")
+            format!("its payload has {size} bytes, more than the bus takes ({max})")
+        }
+        Refused::TopicTooLong { size, max } => {
+            format!("its topic has {size} bytes, more than a bus takes ({max})")
         }
         Refused::Stopping => "the bridge is stopping and the bus stayed full".into(),
     };
