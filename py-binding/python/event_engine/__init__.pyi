@@ -3,8 +3,7 @@
 from collections.abc import Callable
 from typing import Any, TypedDict
 
-# typing.TypeAlias is Python 3.10+: these stubs serve 3.9 and later.
-from typing_extensions import TypeAlias  # noqa: UP035
+from typing_extensions import TypeAlias
 
 from ._native import (
     Empty as Empty,

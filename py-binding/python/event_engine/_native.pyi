@@ -3,12 +3,11 @@
 import enum
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any, TypedDict, final
 
-# typing.Self is Python 3.11+: these stubs serve 3.9 and later.
-from typing_extensions import Self  # noqa: UP035
+from typing_extensions import Self
 
 __version__: str
 
@@ -82,10 +81,7 @@ class TopicMatchResult:
     def __bool__(self) -> bool: ...
     def __getitem__(self, index: int) -> _TopicMatchNode: ...
     def __iter__(self) -> Iterator[_TopicMatchNode]: ...
-    def to_dict(self) -> dict[str, TopicPart | None]:
-        """``{literal: part of the target}`` per node, as PyEventEngine keys it: the text each
-        node matched (``""`` for a failed node) mapped to the other topic's part there
-        (``Topic("a.+x").match(Topic("a.test")).to_dict()`` has the keys ``a`` and ``test``)."""
+    def to_dict(self) -> dict[str, TopicPart]: ...
 
 class Topic:
     """A parsed topic (see the topic grammar)."""
@@ -110,13 +106,7 @@ class Topic:
     def __iadd__(self, other: Topic | TopicPart) -> Self: ...
     def __call__(self, **kwargs: Any) -> Topic: ...
     def match(self, other: Topic) -> TopicMatchResult: ...
-    def format(self, **kwargs: Any) -> Topic:
-        """A new topic with each wildcard named in ``kwargs`` replaced by ``str(value)``;
-        wildcards not named stay (``Topic("r.{a}.{b}").format(a="x")`` is ``r.x.{b}``). A
-        topic with range or pattern parts is a ``ValueError``."""
-    def format_map(self, mapping: Mapping[str, Any], internalized: bool = True, strict: bool = False) -> Topic:
-        """``format(**mapping)``; with ``strict`` a wildcard missing from ``mapping`` is a
-        ``KeyError`` naming it. ``internalized`` is accepted for PyEventEngine's signature."""
+    def format(self, **kwargs: Any) -> Topic: ...
     def append(self, part: TopicPart) -> Topic: ...
     def update_literal(self) -> Topic: ...
     @classmethod
@@ -131,20 +121,7 @@ class MessagePayload:
     args: tuple[Any, ...] | None
     kwargs: dict[str, Any] | None
     seq_id: int
-    def __init__(
-        self,
-        topic: Topic | None = None,
-        args: tuple[Any, ...] | None = None,
-        kwargs: dict[str, Any] | None = None,
-        *,
-        alloc: bool = False,
-    ) -> None:
-        """``MessagePayload(topic, args, kwargs)``, positionally or by keyword; each may be
-        left out and set later (``alloc`` is accepted for the reference's signature)."""
-    @property
-    def kwargs_with_topic(self) -> dict[str, Any]:
-        """A copy of ``kwargs`` with ``topic`` added (a ``topic`` already in ``kwargs`` is
-        kept): what a handler that takes ``topic=`` is called with."""
+    def __init__(self, alloc: bool = False) -> None: ...
     @property
     def owner(self) -> bool: ...
     @property
@@ -166,16 +143,8 @@ class EventHook:
     def handlers(self) -> list[Callable[..., Any]]: ...
     def trigger(self, msg: MessagePayload) -> None: ...
     def __call__(self, msg: MessagePayload) -> None: ...
-    def add_handler(
-        self, handler: Callable[..., Any], deduplicate: bool = False, logger: logging.Logger | None = None
-    ) -> None:
-        """Adds ``handler``; with ``deduplicate`` one already there is not added again. Its
-        errors go to ``logger`` when given, else to the hook's logger. For code written for
-        PyEventEngine 0.6.2 (``add_handler(handler, logger, deduplicate)``), a logger passed
-        second is taken as the logger."""
-    def remove_handler(self, handler: Callable[..., Any]) -> EventHook:
-        """Removes the first registration of ``handler``; one that is not there is logged as
-        a warning (nothing is raised)."""
+    def add_handler(self, handler: Callable[..., Any], deduplicate: bool = False) -> None: ...
+    def remove_handler(self, handler: Callable[..., Any]) -> EventHook: ...
     def __iadd__(self, handler: Callable[..., Any]) -> Self: ...
     def __isub__(self, handler: Callable[..., Any]) -> Self: ...
     def __len__(self) -> int: ...
@@ -211,10 +180,6 @@ class EventEngine:
     stopped (a running engine's thread keeps it alive); while attached, even a stopped engine
     holds publishers back once the ring is full. Each message is acknowledged only after this
     engine's handlers ran, so a group member killed mid-handler has its message redelivered.
-
-    A script may end while engines still run: before the interpreter finalizes, every engine
-    is deactivated, each running loop finishes the handlers of the messages it already took
-    (none taken from a bus is lost; the rest stays on the bus) and bus engines detach.
     """
 
     logger: logging.Logger
@@ -247,8 +212,7 @@ class EventEngine:
     @property
     def occupied(self) -> int: ...
     @property
-    def seq_id(self) -> int:
-        """Messages put so far: the ``seq_id`` the next one gets (the first gets 0)."""
+    def seq_id(self) -> int: ...
     @property
     def exact_topic_hook_map(self) -> dict[Topic, EventHook]: ...
     @property
@@ -258,9 +222,7 @@ class EventEngine:
     def run(self) -> None: ...
     def start(self) -> None: ...
     def stop(self) -> None: ...
-    def clear(self) -> None:
-        """Removes every hook and timer. On a running engine it logs an error and changes
-        nothing (it does not raise: code often calls it in ``finally`` blocks)."""
+    def clear(self) -> None: ...
     def put(
         self, topic: Topic, *args: Any, block: bool = True, max_spin: int = 65535, timeout: float = 0.0, **kwargs: Any
     ) -> None:
@@ -282,11 +244,6 @@ class EventEngine:
         ``timeout`` of 0 or less waits for ever, as in the reference). On a bus
         engine whose dispatch loop is running it is a ``RuntimeError``: the loop receives every
         message, so call ``stop()`` first."""
-    def get_hook(self, topic: Topic) -> EventHook:
-        """The hook registered on exactly ``topic``; ``KeyError`` when there is none."""
-    def __getitem__(self, topic: Topic) -> list[EventHook]:
-        """The hooks a message on ``topic`` reaches: the hook of that exact topic, then every
-        generic hook whose topic matches it."""
     def register_hook(self, hook: EventHook) -> None: ...
     def unregister_hook(self, topic: Topic) -> EventHook: ...
     def register_handler(self, topic: Topic, handler: Callable[..., Any], deduplicate: bool = False) -> None: ...

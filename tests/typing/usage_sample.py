@@ -1,0 +1,51 @@
+"""Typed use of the package, checked by mypy (``--python-version 3.9``) against the stubs.
+
+Never run: `assert_type` fails the type check if a stub types a value as `Any` or wrongly.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from event_engine import (
+    EventEngine,
+    EventEngineEx,
+    EventHook,
+    Handler,
+    MessagePayload,
+    Topic,
+    TopicMatchResult,
+    inspect_bus,
+    set_logger,
+)
+from typing_extensions import assert_type
+
+
+def on_trade(price: float, size: int = 0) -> None:
+    print(price, size)
+
+
+def bus_engine() -> None:
+    with EventEngine(bus="typing-sample", group="workers") as engine:
+        assert_type(engine, EventEngine)
+        assert_type(engine.bus, "str | None")
+        engine.register_handler(Topic("Market.Trade.{symbol}"), on_trade)
+        engine.put(Topic("Market.Trade.AAPL"), 189.5, size=100, timeout=1.0)
+    assert_type(inspect_bus("typing-sample"), "dict[str, Any]")
+
+
+def timers_and_hooks() -> None:
+    with EventEngineEx() as engine:
+        assert_type(engine, EventEngineEx)
+        assert_type(engine.get_timer(1), Topic)
+    hook = EventHook(Topic("Log.Topic"))
+    hook += on_trade
+    assert_type(hook, EventHook)
+    handler: Handler = on_trade
+    hook.add_handler(handler)
+    topic = Topic("A.B")
+    topic += Topic("C")
+    assert_type(topic, Topic)
+    assert_type(topic.match(Topic("A.B.C")), TopicMatchResult)
+    assert_type(MessagePayload().seq_id, int)
+    set_logger(logging.getLogger("app"))
