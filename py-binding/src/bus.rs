@@ -129,6 +129,12 @@ pub(crate) fn init_allocator(
     let bus = exit::detach(py, || Bus::open_or_create(name, &cfg)).map_err(bus_err)?;
     drop(bus);
     *lock(&DEFAULT_BUS) = Some((name.to_owned(), cfg));
+    crate::logger::emit(
+        py,
+        crate::logger::package_logger(py),
+        "debug",
+        format!("engines created from now on attach to bus \"{name}\" ({blocks} slab blocks)"),
+    );
     Ok(())
 }
 

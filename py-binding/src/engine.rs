@@ -115,11 +115,38 @@ impl PyEventEngine {
             timers: Mutex::new(Vec::new()),
         };
         exit::watch(&engine.shared);
+        if let Some(bs) = engine.shared.source.bus() {
+            let group = bs
+                .group()
+                .map(|g| format!(" in group \"{g}\""))
+                .unwrap_or_default();
+            engine.log_at(
+                py,
+                "info",
+                format!(
+                    "attached to bus \"{}\"{group} (pid {}, ring of {} slots)",
+                    bs.name(),
+                    std::process::id(),
+                    bs.capacity()
+                ),
+            );
+            engine.log_reaps(py);
+        }
         Ok(engine)
     }
 
     pub(crate) fn log<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         logger::resolve(py, &self.logger)
+    }
+
+    /// Logs `text` at `level` through this engine's logger; never fails (see `logger::emit`).
+    pub(crate) fn log_at(&self, py: Python<'_>, level: &str, text: String) {
+        logger::emit(py, self.log(py), level, text);
+    }
+
+    /// Logs the reaps this process did since they were last logged (see `logger::log_reaps`).
+    fn log_reaps(&self, py: Python<'_>) {
+        logger::log_reaps(py, || self.log(py));
     }
 
     /// Copies the hooks routed to `topic` into `out` (no lock held afterwards).
@@ -179,6 +206,8 @@ impl PyEventEngine {
     fn run_bus(&self, py: Python<'_>, bs: &BusSource) -> PyResult<()> {
         let shared = &self.shared;
         let mut hooks = Vec::new();
+        // Redelivered messages received so far (logged as their count grows).
+        let mut redelivered = 0;
         while shared.active.load(Ordering::Acquire) {
             // Local items first: timer ticks, and the wake-ups of a stop.
             while let Some(msg) = bs.local.try_pop() {
@@ -217,6 +246,7 @@ impl PyEventEngine {
             match first {
                 Err(e) => return Err(bus::bus_err(e)),
                 Ok(None) => {
+                    self.log_bus_news(py, bs, sub, &mut redelivered);
                     drop(guard);
                     py.check_signals()?;
                     continue;
@@ -229,8 +259,38 @@ impl PyEventEngine {
                 self.dispatch_bus(py, m, &mut hooks)
             })
             .map_err(bus::bus_err)?;
+            self.log_bus_news(py, bs, sub, &mut redelivered);
         }
         Ok(())
+    }
+
+    /// Logs at INFO what the dispatch loop's waits did besides receiving: reaps (a wait reaps
+    /// dead processes now and then) and the messages of a dead group member redelivered to
+    /// us; `seen` keeps the count of redelivered messages already logged.
+    fn log_bus_news(
+        &self,
+        py: Python<'_>,
+        bs: &BusSource,
+        sub: &shm_ring::Subscriber,
+        seen: &mut u64,
+    ) {
+        self.log_reaps(py);
+        let now = sub.redelivered();
+        let before = *seen;
+        if now > before {
+            let group = bs.group().unwrap_or_default();
+            self.log_at(
+                py,
+                "info",
+                format!(
+                    "received {} redelivered message(s) on bus \"{}\": a dead member of group \
+                     \"{group}\" had taken them before it could handle them",
+                    now - before,
+                    bs.name()
+                ),
+            );
+            *seen = now;
+        }
     }
 
     fn dispatch_message(&self, py: Python<'_>, msg: Message, hooks: &mut Vec<Py<PyEventHook>>) {
@@ -521,10 +581,25 @@ impl PyEventEngine {
             PyEventEngine::stop(slf)?;
         }
         this.stop_timers(py);
-        match this.shared.source.bus() {
-            Some(bs) => bs.close(),
-            None => Ok(()),
+        let Some(bs) = this.shared.source.bus() else {
+            return Ok(());
+        };
+        if bs.is_closed() {
+            return Ok(());
         }
+        bs.close()?;
+        this.log_at(
+            py,
+            "info",
+            format!(
+                "detached from bus \"{}\" (pid {})",
+                bs.name(),
+                std::process::id()
+            ),
+        );
+        // Leaving reaps what dead processes left, if any.
+        this.log_reaps(py);
+        Ok(())
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
@@ -642,6 +717,11 @@ impl PyEventEngine {
         }
         let old = lock(&this.thread).replace(thread.unbind());
         drop(old);
+        this.log_at(
+            py,
+            "debug",
+            format!("{} started its dispatch thread", slf.repr()?),
+        );
         Ok(())
     }
 
@@ -664,6 +744,8 @@ impl PyEventEngine {
         if !was_active {
             this.log(py)?
                 .call_method1("warning", ("EventEngine already stopped!",))?;
+        } else {
+            this.log_at(py, "debug", format!("{} stopped", slf.repr()?));
         }
         Ok(())
     }
@@ -884,6 +966,12 @@ impl PyEventEngine {
                     Some(h) => h.clone_ref(py),
                     None => {
                         table.insert((*parsed).clone(), created.clone_ref(py));
+                        drop(table);
+                        self.log_at(
+                            py,
+                            "debug",
+                            format!("new EventHook for \"{}\"", parsed.literal()),
+                        );
                         created
                     }
                 }

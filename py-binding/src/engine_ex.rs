@@ -150,6 +150,7 @@ impl PyEventEngineEx {
             _ => None,
         };
         let timer = spawn(&engine.shared, topic.clone(), interval, start, alignment)?;
+        let literal = topic.literal().to_string();
         let topic_obj = Py::new(py, PyTopic::wrap(topic))?;
         let mut timers = lock(&engine.timers);
         if let Some(t) = timers.iter().find(|t| t.interval == interval) {
@@ -165,6 +166,12 @@ impl PyEventEngineEx {
             topic: topic_obj.clone_ref(py),
             timer,
         });
+        drop(timers);
+        engine.log_at(
+            py,
+            "debug",
+            format!("timer every {interval}s started on \"{literal}\""),
+        );
         Ok(topic_obj)
     }
 

@@ -75,3 +75,59 @@ pub(crate) fn set_logger(logger: Bound<'_, PyAny>) -> PyResult<()> {
     replace(&PACKAGE_LOGGER, Some(logger.unbind()));
     Ok(())
 }
+
+/// Logs `text` at `level` (`"debug"`, `"info"`, ...) through `log`. Logging never fails the
+/// caller: a logger that cannot be found or that raises is reported as unraisable.
+pub(crate) fn emit(py: Python<'_>, log: PyResult<Bound<'_, PyAny>>, level: &str, text: String) {
+    if let Err(e) = log.and_then(|l| l.call_method1(level, (text,))) {
+        e.write_unraisable(py, None);
+    }
+}
+
+/// One line for a reap: what it reclaimed on which bus.
+pub(crate) fn describe_reap(bus: &str, r: &shm_ring::ReapReport) -> String {
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let mut parts = Vec::new();
+    if !r.processes.is_empty() {
+        let pids: Vec<String> = r.processes.iter().map(|p| p.pid.to_string()).collect();
+        parts.push(format!(
+            "{} (pid {})",
+            plural(
+                r.processes.len(),
+                "dead process reclaimed",
+                "dead processes reclaimed"
+            ),
+            pids.join(", ")
+        ));
+    }
+    if r.redelivered > 0 {
+        parts.push(format!(
+            "{} handed back to its group for redelivery",
+            plural(r.redelivered as usize, "message", "messages")
+        ));
+    }
+    if r.blocks_freed > 0 {
+        parts.push(plural(
+            r.blocks_freed as usize,
+            "slab block freed",
+            "slab blocks freed",
+        ));
+    }
+    if r.slots_recovered > 0 {
+        parts.push(plural(
+            r.slots_recovered as usize,
+            "unpublished ring slot recovered",
+            "unpublished ring slots recovered",
+        ));
+    }
+    format!("reaped bus \"{bus}\": {}", parts.join("; "))
+}
+
+/// Logs at INFO, through `log`, the reaps this process did since the last call (reaps run
+/// inside the bus, under its lock, where no Python code may run; they are logged from here).
+pub(crate) fn log_reaps<'py>(py: Python<'py>, log: impl Fn() -> PyResult<Bound<'py, PyAny>>) {
+    for (bus, report) in shm_ring::take_reaps() {
+        emit(py, log(), "info", describe_reap(&bus, &report));
+    }
+}

@@ -89,7 +89,7 @@ pub use recovery::snapshot::{
     list_buses, BusInfo, Counters, GroupRow, ProcessRow, RingRow, SlabClassRow, Snapshot,
 };
 #[cfg(not(loom))]
-pub use recovery::{ReapReport, ReapedProcess};
+pub use recovery::{take_reaps, ReapReport, ReapedProcess};
 #[cfg(not(loom))]
 pub use region::liveness;
 #[cfg(not(loom))]

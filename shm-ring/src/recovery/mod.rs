@@ -35,6 +35,30 @@ use crate::region::saturating_dec;
 use crate::region::table::{row_alive, Role, TableGuard};
 use crate::region::words::{Cursor, Redelivery};
 use crate::region::Region;
+use std::collections::VecDeque;
+use std::sync::{Mutex, PoisonError};
+
+/// Reaps done by this process that put something right, with the bus name, oldest first, not
+/// yet taken by [`take_reaps`]. Reaps run under the table lock, where a binding must not call
+/// into its host language (to log, say); it takes them from here afterwards. Bounded: past
+/// [`JOURNAL_MAX`] the oldest are dropped, so a program that never takes them loses nothing else.
+static JOURNAL: Mutex<VecDeque<(String, ReapReport)>> = Mutex::new(VecDeque::new());
+const JOURNAL_MAX: usize = 64;
+
+/// Takes the reaps this process did since the last call (bus name and report, oldest first;
+/// at most the last 64), each of which reclaimed a dead process or repaired something.
+pub fn take_reaps() -> Vec<(String, ReapReport)> {
+    let mut journal = JOURNAL.lock().unwrap_or_else(PoisonError::into_inner);
+    journal.drain(..).collect()
+}
+
+fn journal(bus: &str, report: &ReapReport) {
+    let mut journal = JOURNAL.lock().unwrap_or_else(PoisonError::into_inner);
+    if journal.len() == JOURNAL_MAX {
+        journal.pop_front();
+    }
+    journal.push_back((bus.to_owned(), report.clone()));
+}
 
 /// What a reap found and put right.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -65,6 +89,14 @@ pub struct ReapedProcess {
 }
 
 impl ReapReport {
+    /// Whether the reap found nothing to reclaim or repair.
+    pub fn is_empty(&self) -> bool {
+        self.processes.is_empty()
+            && self.blocks_freed == 0
+            && self.slots_recovered == 0
+            && self.redelivered == 0
+    }
+
     /// Records row `row` of process `(pid, start_time)`.
     fn add_row(&mut self, pid: u32, start_time: u64, row: u32) {
         match self
@@ -341,6 +373,9 @@ pub(crate) fn reap_locked(g: &TableGuard<'_>) -> ReapReport {
     });
     if !busy {
         report.blocks_freed += sweep(g);
+    }
+    if !report.is_empty() {
+        journal(region.name(), &report);
     }
     report
 }
