@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sets everything up and runs every check and test: formatting, lints, Rust
-# tests (unit, property, loom models), the Python suites.
+# Sets everything up and runs every check and test: formatting, lints, the stubs' type check,
+# Rust tests (unit, property, loom models), the Python suites on the venv's CPython, then on
+# CPython 3.9 (when pyenv has it) and PyPy 3.11 (scripts/other-pythons.sh).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/setup.sh"
@@ -8,7 +9,10 @@ cd "$ROOT"
 echo "== cargo fmt"; cargo fmt --all -- --check
 echo "== cargo clippy"; cargo clippy -q --workspace --all-targets -- -D warnings
 echo "== ruff"; ruff check py-binding/python tests tools
+echo "== mypy (the stubs and a typed usage sample, for Python 3.9)"
+MYPYPATH=py-binding/python mypy --python-version 3.9 --strict py-binding/python/event_engine tests/typing
 echo "== cargo test"; cargo test -q --workspace --exclude event-engine-py
 echo "== loom models (shm-ring ring and free lists)"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$ROOT/target/loom" cargo test -q -p shm-ring --release --lib loom
-echo "== pytest"; python -m pytest -q tests
+echo "== pytest ($(python -V))"; python -m pytest -q tests/python tests/python_bus
+bash scripts/other-pythons.sh

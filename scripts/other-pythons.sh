@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs the Python suites (tests/python, tests/python_bus) on the other interpreters we support:
+# CPython 3.9, the oldest (pyenv's, when it has one), and PyPy 3.11 (in the Debian trixie root
+# of scripts/pypy-root.sh, made once under target/). Each gets a venv under target/ with pytest
+# and a wheel built now. Run by test.sh after setup.sh (maturin on PATH).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+SUITES=(tests/python tests/python_bus)
+WHEELS=target/wheels-test
+rm -rf "$WHEELS"
+
+py39=""
+for p in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.9.*/bin/python; do
+  [ -x "$p" ] && py39="$p"
+done
+if [ -n "$py39" ]; then
+  echo "== pytest (CPython $("$py39" -c 'import platform; print(platform.python_version())'))"
+  # The abi3 wheel: the same build as setup.sh's `maturin develop`, so cargo has it already.
+  maturin build -q --release -m py-binding/Cargo.toml -i python -o "$WHEELS/abi3"
+  [ -x target/venv-py39/bin/python ] || "$py39" -m venv target/venv-py39
+  target/venv-py39/bin/python -m pip install -q --disable-pip-version-check pytest
+  target/venv-py39/bin/python -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$WHEELS"/abi3/*.whl
+  target/venv-py39/bin/python -m pytest -q -p no:cacheprovider "${SUITES[@]}"
+else
+  echo "== no CPython 3.9 under pyenv: the suites do not run on it here"
+fi
+
+echo "== pytest (PyPy 3.11, in a Debian trixie root)"
+# The root has no Rust: the suites' Rust producer is built here (the CPython run built it already).
+cargo build -q --release -p event-engine-bench --bin tick-producer
+bash scripts/pypy-root.sh wheel "$WHEELS/pypy" -q
+in_root() { bash scripts/pypy-root.sh run "$@"; }
+[ -x target/venv-pypy/bin/python ] || in_root pypy3 -m venv target/venv-pypy
+in_root target/venv-pypy/bin/python -m pip install -q pytest
+in_root target/venv-pypy/bin/python -m pip install -q --force-reinstall --no-deps "$WHEELS"/pypy/*.whl
+in_root target/venv-pypy/bin/python -m pytest -q -p no:cacheprovider "${SUITES[@]}"
