@@ -9,6 +9,11 @@ pub fn now_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
+/// `n` with the noun that agrees: `1 process`, `3 processes`.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// A byte count in binary units: `512 B`, `4.0 KiB`, `1.5 MiB`.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
@@ -43,6 +48,15 @@ pub fn age_secs(secs: u64) -> String {
         s if s < 172_800 => format!("{}h", s / 3600),
         s => format!("{}d", s / 86_400),
     }
+}
+
+/// The time from `then_ns` to `now_ns` (nanoseconds since the epoch), coarsely as
+/// [`age_secs`]; `-` for 0 (never set).
+pub fn age_ns(then_ns: u64, now_ns: u64) -> String {
+    if then_ns == 0 {
+        return "-".into();
+    }
+    age_secs(now_ns.saturating_sub(then_ns) / 1_000_000_000)
 }
 
 /// How long ago the instant `then_ns` (nanoseconds since the epoch) was, from `now_ns`;

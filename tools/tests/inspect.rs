@@ -58,6 +58,10 @@ fn inspect_json_reports_known_counts() {
     assert_eq!(s["processes"], 2);
     assert_eq!(s["alive"], 2);
     assert!(s["rows"].as_u64().unwrap() >= 5, "{s}");
+    // Counted in processes: this one holds two publisher rows, both hold a group member row.
+    assert_eq!(s["publishing_processes"], 1);
+    assert_eq!(s["subscribing_processes"], 1);
+    assert_eq!(s["member_processes"], 2);
 
     let sub = find_process(&r, me, "subscriber");
     assert_eq!(sub["lag"], 3);
@@ -68,6 +72,15 @@ fn inspect_json_reports_known_counts() {
     let theirs = find_process(&r, child.pid(), "group_member");
     assert_eq!(theirs["group"], "workers");
     assert_eq!(theirs["alive"], true);
+    // Live processes come with their command line (the test binary, for both).
+    let exe = std::env::current_exe().unwrap();
+    let exe_name = exe.file_name().unwrap().to_str().unwrap();
+    for row in [sub, theirs] {
+        let command = row["command"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no command in {row}"));
+        assert!(command.contains(exe_name), "{command}");
+    }
 
     let groups = r["groups"].as_array().unwrap();
     assert_eq!(groups.len(), 1);
@@ -95,12 +108,33 @@ fn inspect_json_reports_known_counts() {
         "SLAB",
         "COUNTERS",
         "workers",
-        "group_member",
         &child.pid().to_string(),
         "occupancy 4/64",
+        "attached: 2 processes (2 alive): 1 publishing, 1 subscribing, 2 in groups",
+        "publishes, subscribes, member of workers",
+        exe_name,
     ] {
         assert!(text.contains(needle), "{needle:?} not in:\n{text}");
     }
+    // One line per process; the rows only with --verbose.
+    let my_lines = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with(&format!("{me} ")))
+        .count();
+    assert_eq!(my_lines, 1, "{text}");
+    assert!(!text.contains("HEARTBEAT"), "{text}");
+    let o = run(&["inspect", "--verbose", &name.0]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let verbose = stdout(&o);
+    assert!(
+        verbose.contains("ROWS") && verbose.contains("HEARTBEAT"),
+        "{verbose}"
+    );
+    let my_rows = verbose
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some(me.to_string().as_str()))
+        .count();
+    assert!(my_rows >= 4, "{verbose}");
 }
 
 #[test]
@@ -123,6 +157,9 @@ fn ls_lists_a_bus() {
     assert_eq!(entry["alive"], 1);
     assert!(entry["error"].is_null());
     assert!(entry["size"].as_u64().unwrap() > 0);
+    // AGE is the bus's age, as inspect has it.
+    let created = entry["created_ns"].as_u64().unwrap();
+    assert_eq!(inspect_json(&name)["created_ns"], created);
 
     let o = run(&["ls"]);
     assert!(o.status.success());

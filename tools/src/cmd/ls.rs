@@ -7,12 +7,15 @@ use std::io::Write;
 /// The long help of the subcommand (`event-engine ls --help`).
 pub const LONG_ABOUT: &str =
     "List every bus on this machine (files /dev/shm/event_engine.<name>): \
-name, file size, age (time since the file last changed), processes attached and how \
-many of those processes are alive. A file that cannot be read as a bus is listed with the reason.
+name, file size, age (time since the bus was created, as inspect shows it), processes attached \
+and how many of those processes are alive. A file that cannot be read as a bus is listed with the \
+reason.
 
 With --json, prints one object: {\"buses\": [{\"name\": str, \"size\": int (bytes), \
-\"age_secs\": int, \"attached\": int|null, \"alive\": int|null, \"error\": str|null}, ...]} \
-sorted by name; attached/alive are null and error says why when the file could not be read.";
+\"age_secs\": int, \"created_ns\": int|null, \"attached\": int|null, \"alive\": int|null, \
+\"error\": str|null}, ...]} sorted by name; age_secs is the time since the file last changed, \
+created_ns the bus's creation time (ns since the Unix epoch); created_ns, attached and alive \
+are null and error says why when the file could not be read.";
 
 /// Arguments of `ls`.
 #[derive(clap::Args, Debug)]
@@ -31,6 +34,8 @@ pub struct BusEntry {
     pub size: u64,
     /// Seconds since the file last changed.
     pub age_secs: u64,
+    /// When the bus was created (ns since the Unix epoch), from its header.
+    pub created_ns: Option<u64>,
     /// Distinct processes attached, when the file could be read.
     pub attached: Option<u32>,
     /// Of those, processes that are alive.
@@ -44,6 +49,12 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
     let buses: Vec<BusEntry> = shm_ring::list_buses()?
         .into_iter()
         .map(|b| BusEntry {
+            // Read now, as inspect does; a bus removed meanwhile just has no creation time.
+            created_ns: b
+                .error
+                .is_none()
+                .then(|| shm_ring::inspect(&b.name).ok().map(|s| s.created_ns))
+                .flatten(),
             name: b.name,
             size: b.size,
             age_secs: b.age_secs,
@@ -61,13 +72,15 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
         writeln!(out, "no buses in /dev/shm")?;
         return Ok(());
     }
+    let now = format::now_ns();
     let rows: Vec<Vec<String>> = buses
         .iter()
         .map(|b| {
             vec![
                 b.name.clone(),
                 format::bytes(b.size),
-                format::age_secs(b.age_secs),
+                b.created_ns
+                    .map_or_else(|| "-".into(), |c| format::age_ns(c, now)),
                 format::opt(b.attached),
                 format::opt(b.alive),
                 b.error.clone().unwrap_or_else(|| "ok".into()),

@@ -7,13 +7,15 @@ pub mod report;
 
 use crate::format;
 use anyhow::Result;
-pub use report::{role_name, summary, Report, SCHEMA_VERSION};
+pub use report::{per_process, role_name, summary, Report, SCHEMA_VERSION};
 use std::io::Write;
 
 /// The long help of the subcommand (`event-engine inspect --help`).
-pub const LONG_ABOUT: &str = "Show one bus: geometry and layout version, ring occupancy, a row per \
-attached process (pid, alive, role, group, cursor, lag, delivered, last heartbeat), groups, \
-slab use per size class and the bus counters. The bus is read without being joined.
+pub const LONG_ABOUT: &str = "Show one bus: geometry and layout version, ring occupancy, a line per \
+attached process (pid, alive, what it does, groups, messages published and delivered, its largest \
+lag, command line), groups, slab use per size class and the bus counters. A process holds a \
+process-table row per handle (its bus, each publisher, each subscriber); --verbose also lists the \
+rows (role, group, cursor, lag, delivered, last heartbeat). The bus is read without being joined.
 
 With --json, prints one object whose field names are a stable API (schema 1):
   schema          int, 1
@@ -24,15 +26,20 @@ With --json, prints one object whose field names are a stable API (schema 1):
   geometry        {ring_capacity, max_message, slab_blocks, max_processes, max_subscribers}: int
   ring            {head, tail, occupancy, capacity}: int; head = messages ever published,
                   tail = lowest consumer cursor, occupancy = head - tail
-  summary         {processes, alive, rows, publishers, subscribers, group_members, handles, groups}: int
-                  (subscribers = fan-out subscribers; handles = attached bus handles)
+  summary         {processes, alive, rows, publishers, subscribers, group_members, handles, groups,
+                  publishing_processes, subscribing_processes, member_processes}: int
+                  (publishers, subscribers, group_members, handles count rows; subscribers =
+                  fan-out subscribers; handles = attached bus handles; *_processes count
+                  distinct processes holding such a row)
   processes       [{row, pid, alive: bool, role: \"bus\"|\"publisher\"|\"subscriber\"|\"group_member\"|
                   \"unknown\", group: str|null, cursor: int|null, lag: int|null, delivered, published,
-                  redelivered, last_heartbeat_ns}]; cursor and lag are null for non-subscribers
+                  redelivered, last_heartbeat_ns, command: str|null}], one per process-table row;
+                  cursor and lag are null for non-subscribers, command is the command line of a
+                  live process (null when dead or unreadable)
   groups          [{name: str, members, cursor, lag, redelivered}]
   slab            [{block_size, total, used, free}], one per size class, smallest first
   counters        {published, full_waits, redeliveries, reaped, sleeping_subscribers,
-                  sleeping_publishers}: int
+                  sleeping_publishers}: int; reaped counts process-table rows
 New fields may be added; existing ones keep their name, type and meaning.";
 
 /// Arguments of `inspect`.
@@ -43,6 +50,9 @@ pub struct Args {
     /// Print JSON instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// Also list the process-table rows (a process holds one per handle).
+    #[arg(long, short)]
+    pub verbose: bool,
 }
 
 /// Inspects the bus.
@@ -53,13 +63,18 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
         serde_json::to_writer_pretty(&mut *out, &report)?;
         writeln!(out)?;
     } else {
-        write_text(&report, format::now_ns(), out)?;
+        write_text(&report, format::now_ns(), args.verbose, out)?;
     }
     Ok(())
 }
 
 /// The readable view of `r`, with ages computed against `now_ns`.
-pub fn write_text(r: &Report, now_ns: u64, out: &mut dyn Write) -> std::io::Result<()> {
+pub fn write_text(
+    r: &Report,
+    now_ns: u64,
+    verbose: bool,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
     let g = &r.geometry;
     let s = &r.summary;
     writeln!(
@@ -90,14 +105,64 @@ pub fn write_text(r: &Report, now_ns: u64, out: &mut dyn Write) -> std::io::Resu
     )?;
     writeln!(
         out,
-        "attached: {} processes ({} alive) in {} rows: {} publishers, {} subscribers, {} group members, {} bus handles",
-        s.processes, s.alive, s.rows, s.publishers, s.subscribers, s.group_members, s.handles
+        "attached: {} ({} alive): {} publishing, {} subscribing, {} in groups; {}",
+        format::count(s.processes.into(), "process", "processes"),
+        s.alive,
+        s.publishing_processes,
+        s.subscribing_processes,
+        s.member_processes,
+        format::count(s.rows.into(), "process-table row", "process-table rows"),
     )?;
 
     writeln!(out, "\nPROCESSES")?;
     if r.processes.is_empty() {
         writeln!(out, "  (none)")?;
     } else {
+        let rows: Vec<Vec<String>> = per_process(r)
+            .into_iter()
+            .map(|p| {
+                let mut does = Vec::new();
+                if p.publishers > 0 {
+                    does.push("publishes".to_string());
+                }
+                if p.subscribers > 0 {
+                    does.push("subscribes".to_string());
+                }
+                if !p.groups.is_empty() {
+                    does.push(format!("member of {}", p.groups.join(", ")));
+                }
+                if does.is_empty() {
+                    does.push("attached".into());
+                }
+                vec![
+                    p.pid.to_string(),
+                    if p.alive { "yes" } else { "DEAD" }.into(),
+                    does.join(", "),
+                    p.published.to_string(),
+                    p.delivered.to_string(),
+                    format::opt(p.lag),
+                    p.command.unwrap_or_else(|| "-".into()),
+                ]
+            })
+            .collect();
+        crate::table::write(
+            out,
+            "  ",
+            &[
+                "PID",
+                "ALIVE",
+                "DOES",
+                "PUBLISHED",
+                "DELIVERED",
+                "LAG",
+                "COMMAND",
+            ],
+            &rows,
+        )?;
+    }
+
+    if verbose && !r.processes.is_empty() {
+        writeln!(out, "\nROWS (one per handle: bus, publisher, subscriber)")?;
         let rows: Vec<Vec<String>> = r
             .processes
             .iter()
@@ -186,7 +251,7 @@ pub fn write_text(r: &Report, now_ns: u64, out: &mut dyn Write) -> std::io::Resu
     crate::table::write(
         out,
         "  ",
-        &["PUBLISHED", "FULL WAITS", "REDELIVERIES", "REAPED"],
+        &["PUBLISHED", "FULL WAITS", "REDELIVERIES", "ROWS REAPED"],
         &[vec![
             c.published.to_string(),
             c.full_waits.to_string(),

@@ -84,6 +84,12 @@ pub struct Summary {
     pub handles: u32,
     /// Groups.
     pub groups: u32,
+    /// Distinct processes holding at least one publisher row.
+    pub publishing_processes: u32,
+    /// Distinct processes holding at least one fan-out subscriber row.
+    pub subscribing_processes: u32,
+    /// Distinct processes holding at least one group member row.
+    pub member_processes: u32,
 }
 
 /// One process-table row.
@@ -111,6 +117,21 @@ pub struct Process {
     pub redelivered: u64,
     /// Last heartbeat, ns since the Unix epoch.
     pub last_heartbeat_ns: u64,
+    /// The process's command line (`/proc/PID/cmdline`, arguments joined by spaces) while it
+    /// is alive and readable; null otherwise.
+    pub command: Option<String>,
+}
+
+/// The command line of live process `pid`, arguments joined by spaces (`None` when it cannot
+/// be read: gone, or another user's process on a hardened /proc).
+pub fn command_of(pid: u32) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let words: Vec<String> = raw
+        .split(|&b| b == 0)
+        .filter(|w| !w.is_empty())
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .collect();
+    (!words.is_empty()).then(|| words.join(" "))
 }
 
 /// One group.
@@ -176,21 +197,106 @@ pub fn summary(snap: &Snapshot) -> Summary {
         ..Summary::default()
     };
     let mut seen = std::collections::HashSet::new();
+    let mut seen_in_role = std::collections::HashSet::new();
     for p in &snap.processes {
         s.rows += 1;
         if seen.insert((p.pid, p.start_time)) {
             s.processes += 1;
             s.alive += u32::from(p.alive);
         }
+        let first_of_role = seen_in_role.insert((p.pid, p.start_time, role_name(p.role)));
         match p.role {
-            Role::Publisher => s.publishers += 1,
-            Role::Subscriber => s.subscribers += 1,
-            Role::GroupMember => s.group_members += 1,
+            Role::Publisher => {
+                s.publishers += 1;
+                s.publishing_processes += u32::from(first_of_role);
+            }
+            Role::Subscriber => {
+                s.subscribers += 1;
+                s.subscribing_processes += u32::from(first_of_role);
+            }
+            Role::GroupMember => {
+                s.group_members += 1;
+                s.member_processes += u32::from(first_of_role);
+            }
             Role::Bus => s.handles += 1,
             _ => {}
         }
     }
     s
+}
+
+/// One attached process with its rows folded together (what the readable view lists).
+#[derive(Debug, PartialEq, Eq)]
+pub struct ProcessSummary {
+    /// Process id.
+    pub pid: u32,
+    /// Whether it runs.
+    pub alive: bool,
+    /// Its rows.
+    pub rows: u32,
+    /// Publisher rows.
+    pub publishers: u32,
+    /// Fan-out subscriber rows.
+    pub subscribers: u32,
+    /// Groups it is a member of, in row order, each once.
+    pub groups: Vec<String>,
+    /// Messages it published.
+    pub published: u64,
+    /// Messages it received and acknowledged.
+    pub delivered: u64,
+    /// Largest lag of its subscriber rows (`None` when it does not subscribe).
+    pub lag: Option<u64>,
+    /// Its command line (see [`Process::command`]).
+    pub command: Option<String>,
+}
+
+/// The rows of `r` folded per process, in order of first row.
+pub fn per_process(r: &Report) -> Vec<ProcessSummary> {
+    let mut out: Vec<ProcessSummary> = Vec::new();
+    for p in &r.processes {
+        let idx = match out
+            .iter()
+            .position(|q| q.pid == p.pid && q.alive == p.alive)
+        {
+            Some(i) => i,
+            None => {
+                out.push(ProcessSummary {
+                    pid: p.pid,
+                    alive: p.alive,
+                    rows: 0,
+                    publishers: 0,
+                    subscribers: 0,
+                    groups: Vec::new(),
+                    published: 0,
+                    delivered: 0,
+                    lag: None,
+                    command: p.command.clone(),
+                });
+                out.len() - 1
+            }
+        };
+        let q = &mut out[idx];
+        q.rows += 1;
+        q.published += p.published;
+        q.delivered += p.delivered;
+        if let Some(lag) = p.lag {
+            q.lag = Some(q.lag.map_or(lag, |l| l.max(lag)));
+        }
+        match p.role {
+            "publisher" => q.publishers += 1,
+            "subscriber" => q.subscribers += 1,
+            _ => {}
+        }
+        if let Some(g) = &p.group {
+            if !q.groups.contains(g) {
+                q.groups.push(g.clone());
+            }
+        }
+        if q.command.is_none() {
+            q.command.clone_from(&p.command);
+        }
+    }
+    out
 }
 
 impl From<&Snapshot> for Report {
@@ -230,6 +336,7 @@ impl From<&Snapshot> for Report {
                     published: p.published,
                     redelivered: p.redelivered,
                     last_heartbeat_ns: p.last_heartbeat_ns,
+                    command: p.alive.then(|| command_of(p.pid)).flatten(),
                 })
                 .collect(),
             groups: s

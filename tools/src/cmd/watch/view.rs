@@ -15,8 +15,8 @@ use std::time::Duration;
 
 /// Width of the text column left of each bar.
 const LABEL_WIDTH: u16 = 34;
-/// Lines of the header above the bars.
-const HEADER_LINES: u16 = 3;
+/// Lines of the header above the bars (each fits 80 columns).
+const HEADER_LINES: u16 = 4;
 /// Width of the percentage right of each bar.
 const PERCENT_WIDTH: u16 = 8;
 
@@ -85,17 +85,23 @@ impl Dashboard<'_> {
         vec![
             Line::styled(title, Style::default().add_modifier(Modifier::BOLD)),
             Line::raw(format!(
-                "{} processes ({} alive): {} publishers, {} subscribers, {} group members in {} groups",
-                s.processes, s.alive, s.publishers, s.subscribers, s.group_members, s.groups
+                "{} ({} alive): {} publishing, {} subscribing, {} in {}",
+                format::count(s.processes.into(), "process", "processes"),
+                s.alive,
+                s.publishing_processes,
+                s.subscribing_processes,
+                s.member_processes,
+                format::count(s.groups.into(), "group", "groups"),
             )),
             Line::raw(format!(
-                "publish {}  deliver {}  published {}  full waits {}  redeliveries {}  reaped {}",
+                "publish {}  deliver {}  published {}",
                 self.rate(self.published_delta()),
                 self.rate(delivered),
                 c.counters.published,
-                c.counters.full_waits,
-                c.counters.redeliveries,
-                c.counters.reaped
+            )),
+            Line::raw(format!(
+                "full waits {}  redeliveries {}  rows reaped {}",
+                c.counters.full_waits, c.counters.redeliveries, c.counters.reaped
             )),
         ]
     }
@@ -478,6 +484,41 @@ mod tests {
         };
         let text = buffer_text(&draw(&d, 120));
         assert!(text.contains("deliver 5/s"), "{text}");
+    }
+
+    #[test]
+    fn the_header_fits_80_columns() {
+        let procs = vec![
+            process(1, 4_000_000, Role::Publisher, None, 0, 0),
+            process(2, 4_000_000, Role::Publisher, None, 0, 0),
+            process(
+                3,
+                4_000_001,
+                Role::GroupMember,
+                Some("workers"),
+                10,
+                99_999_999,
+            ),
+        ];
+        let prev = snapshot(10_000_000_000, procs.clone(), 0);
+        let mut cur = snapshot(10_000_900_000, procs, 0);
+        cur.counters.full_waits = 123_456_789;
+        cur.counters.redeliveries = 123_456;
+        cur.counters.reaped = 12_345;
+        let d = Dashboard {
+            prev: &prev,
+            cur: &cur,
+            elapsed: Duration::from_secs(1),
+            live: true,
+        };
+        let text = buffer_text(&draw(&d, 80));
+        for whole in [
+            "2 processes (2 alive): 1 publishing, 0 subscribing, 1 in 1 group",
+            "publish 900000/s  deliver 0/s  published 10000900000",
+            "full waits 123456789  redeliveries 123456  rows reaped 12345",
+        ] {
+            assert!(text.contains(whole), "{whole:?} cut or missing in\n{text}");
+        }
     }
 
     #[test]
