@@ -122,14 +122,13 @@ fn inspect_json_reports_known_counts() {
         .filter(|l| l.trim_start().starts_with(&format!("{me} ")))
         .count();
     assert_eq!(my_lines, 1, "{text}");
-    assert!(!text.contains("HEARTBEAT"), "{text}");
+    assert!(!text.contains("LAST WAIT"), "{text}");
     let o = run(&["inspect", "--verbose", &name.0]);
     assert!(o.status.success(), "{}", stderr(&o));
     let verbose = stdout(&o);
-    assert!(
-        verbose.contains("ROWS") && verbose.contains("HEARTBEAT"),
-        "{verbose}"
-    );
+    for needle in ["ROWS", "LAST WAIT", "group_member", "publisher"] {
+        assert!(verbose.contains(needle), "{needle:?} not in:\n{verbose}");
+    }
     let my_rows = verbose
         .lines()
         .filter(|l| l.split_whitespace().nth(1) == Some(me.to_string().as_str()))

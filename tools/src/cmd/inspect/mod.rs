@@ -15,7 +15,10 @@ pub const LONG_ABOUT: &str = "Show one bus: geometry and layout version, ring oc
 attached process (pid, alive, what it does, groups, messages published and delivered, its largest \
 lag, command line), groups, slab use per size class and the bus counters. A process holds a \
 process-table row per handle (its bus, each publisher, each subscriber); --verbose also lists the \
-rows (role, group, cursor, lag, delivered, last heartbeat). The bus is read without being joined.
+rows (role, group, cursor, lag, delivered, last wait). ALIVE is checked now from the pid and its \
+start time; LAST WAIT is when the row last woke from waiting (for messages, or for room) or \
+attached: a busy subscriber or a publisher that never waits keeps an old one while alive. The \
+bus is read without being joined.
 
 With --json, prints one object whose field names are a stable API (schema 1):
   schema          int, 1
@@ -33,7 +36,8 @@ With --json, prints one object whose field names are a stable API (schema 1):
                   distinct processes holding such a row)
   processes       [{row, pid, alive: bool, role: \"bus\"|\"publisher\"|\"subscriber\"|\"group_member\"|
                   \"unknown\", group: str|null, cursor: int|null, lag: int|null, delivered, published,
-                  redelivered, last_heartbeat_ns, command: str|null}], one per process-table row;
+                  redelivered, last_heartbeat_ns (LAST WAIT), command: str|null}], one per
+                  process-table row;
                   cursor and lag are null for non-subscribers, command is the command line of a
                   live process (null when dead or unreadable)
   groups          [{name: str, members, cursor, lag, redelivered}]
@@ -194,7 +198,7 @@ pub fn write_text(
                 "LAG",
                 "DELIVERED",
                 "PUBLISHED",
-                "HEARTBEAT",
+                "LAST WAIT",
             ],
             &rows,
         )?;
