@@ -25,9 +25,14 @@ call, `(b'...')` for a raw payload. A payload that cannot be decoded (an unknown
 or hostile bytes, a pickle beyond the decoder's depth and size limits) is shown as the reason \
 and the start of its bytes in hex, counted, and tail goes on.
 
-tail reads as a lossy observer: it never holds publishers back, so when it falls behind a fast \
-bus it skips messages and says how many. It starts with the next message published and runs \
-until Ctrl-C, or until -n messages were shown.
+tail reads as a lossy observer: it never holds publishers back, and it sees a message only \
+while some subscriber still holds it in the ring. What it misses, counted and reported as \
+skipped: every message of a bus with no subscriber attached (publishers then drop each message \
+at once, so tail shows nothing); messages every subscriber acknowledged before tail reached them \
+(most of the traffic on a busy bus whose subscribers keep up); messages whose slot was reused \
+while being copied. It starts with the next message published and runs until Ctrl-C, or until \
+-n messages were shown. To see every message, subscribe (a Python engine on the bus, or a \
+shm_ring subscriber), which may then hold publishers back.
 
 With --json, prints one JSON object per line: for a message {\"seq\": int, \"topic\": str, \
 \"publisher_pid\": int, \"publisher_row\": int, \"timestamp_ns\": int, \"size\": int, \
