@@ -1,7 +1,7 @@
 """Checks the distributions that scripts/wheels.sh built; exits non-zero naming each problem.
 
-For each wheel: `auditwheel show` must find it consistent with the manylinux tag its file name
-claims; it must hold LICENSE, the README as its long description (Markdown), the project URLs,
+For each wheel: its name must claim manylinux_2_17 (manylinux2014) and `auditwheel show` must
+find it consistent with a platform tag its name claims; it must hold LICENSE, the README as its long description (Markdown), the project URLs,
 and an extension without a symbol table or debug sections. For the sdist: LICENSE, README and
 the same metadata.
 
@@ -20,6 +20,8 @@ from email.parser import Parser
 from pathlib import Path
 
 COPYRIGHT = "Copyright (c) 2026 The event_engine authors"
+#: What every wheel must run on: manylinux2014, glibc 2.17.
+PLATFORM = "manylinux_2_17_x86_64"
 EXPECTED_TAGS = {
     # python tag, abi tag of each wheel that wheels.sh builds
     "cp39-abi3": "the abi3 wheel for CPython 3.9+",
@@ -64,7 +66,7 @@ def check_metadata(meta_text: str, where: str) -> list[str]:
 
 
 def auditwheel_tag(wheel: Path) -> str | None:
-    out = subprocess.run(["auditwheel", "show", str(wheel)], capture_output=True, text=True)
+    out = subprocess.run(["auditwheel", "show", str(wheel)], check=False, capture_output=True, text=True)
     text = " ".join((out.stdout + out.stderr).split())
     m = re.search(r'consistent with the following platform tag: "([^"]+)"', text)
     return m.group(1) if m else None
@@ -78,8 +80,8 @@ def check_wheel(wheel: Path) -> list[str]:
     if kind is None:
         problems.append(f"{wheel.name}: unexpected python/abi tag {py_tag}-{abi_tag}")
     claimed = platforms.split(".")
-    if not any(t.startswith("manylinux") for t in claimed):
-        problems.append(f"{wheel.name}: not tagged manylinux ({platforms})")
+    if PLATFORM not in claimed:
+        problems.append(f"{wheel.name}: not tagged {PLATFORM} (glibc 2.17), but {platforms}")
     audited = auditwheel_tag(wheel)
     if audited is None or audited not in claimed:
         problems.append(f"{wheel.name}: auditwheel says {audited!r}, the file name claims {platforms}")
@@ -99,7 +101,8 @@ def check_wheel(wheel: Path) -> list[str]:
             unstripped = sorted(s for s in sections if s == ".symtab" or s.startswith(".debug"))
             if unstripped:
                 problems.append(f"{wheel.name}: {ext} is not stripped (has {', '.join(unstripped)})")
-    print(f"ok  {wheel.name}: {kind}, auditwheel: {audited}")
+    if not problems:
+        print(f"ok  {wheel.name}: {kind}, auditwheel: {audited}")
     return problems
 
 
@@ -116,7 +119,8 @@ def check_sdist(sdist: Path) -> list[str]:
             problems.append(f"{sdist.name}: no PKG-INFO")
         else:
             problems += check_metadata(pkg_info.read().decode(), sdist.name)
-    print(f"ok  {sdist.name}: sdist")
+    if not problems:
+        print(f"ok  {sdist.name}: sdist")
     return problems
 
 

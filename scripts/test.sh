@@ -8,7 +8,7 @@ source "$ROOT/scripts/setup.sh"
 cd "$ROOT"
 echo "== cargo fmt"; cargo fmt --all -- --check
 echo "== cargo clippy"; cargo clippy -q --workspace --all-targets -- -D warnings
-echo "== ruff"; ruff check py-binding/python tests tools
+echo "== ruff"; ruff check py-binding/python tests tools scripts
 echo "== mypy (the stubs and a typed usage sample, for Python 3.9)"
 MYPYPATH=py-binding/python mypy --python-version 3.9 --strict py-binding/python/event_engine tests/typing
 echo "== cargo test"; cargo test -q --workspace --exclude event-engine-py
