@@ -6,6 +6,7 @@ Never run: `assert_type` fails the type check if a stub types a value as `Any` o
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from event_engine import (
     EventEngine,
@@ -31,7 +32,7 @@ def bus_engine() -> None:
         assert_type(engine.bus, "str | None")
         engine.register_handler(Topic("Market.Trade.{symbol}"), on_trade)
         engine.put(Topic("Market.Trade.AAPL"), 189.5, size=100, timeout=1.0)
-    assert_type(inspect_bus("typing-sample"), "dict[str, Any]")
+    assert_type(inspect_bus("typing-sample"), dict[str, Any])
 
 
 def timers_and_hooks() -> None:
