@@ -52,7 +52,8 @@ pub enum BusError {
         what: String,
     },
     /// The region file belongs to another user and attaching to it was not allowed.
-    #[error("bus {name:?} is owned by uid {uid}, not by this user (set allow_foreign_owner to attach anyway)")]
+    /// (Rust callers may opt in with `BusConfig::allow_foreign_owner` or [`crate::Bus::open_with`].)
+    #[error("bus {name:?} belongs to uid {uid}, not to this user: attach to it as that user, or use another bus name")]
     ForeignOwner {
         /// The bus name.
         name: String,
@@ -112,6 +113,41 @@ pub enum BusError {
     BadConfig {
         /// What is wrong with it.
         what: String,
+    },
+    /// The path of the bus is not a regular file (a symbolic link, a FIFO, a device, a
+    /// directory...): it is never followed or opened for reading or writing.
+    #[error("{path} is {kind}, not a bus file: refusing to use it (remove it with `event-engine rm --force {name}` or `rm {path}` if it should not be there)")]
+    NotABusFile {
+        /// The bus name.
+        name: String,
+        /// The path of the bus file.
+        path: String,
+        /// What is there instead ("a symbolic link", "a FIFO", ...).
+        kind: &'static str,
+    },
+    /// The shared-memory file system has too little free space for the region.
+    #[error("bus {name:?} needs {needed} bytes ({needed_mib:.1} MiB) in {dir} but only {free} bytes ({free_mib:.1} MiB) are free: remove unused buses (`event-engine ls`, `event-engine rm`), enlarge {dir} (e.g. `docker run --shm-size=256m`, or `mount -o remount,size=256M {dir}`), or choose a smaller geometry (slab_blocks, max_message, ring_capacity)", needed_mib = *needed as f64 / 1048576.0, free_mib = *free as f64 / 1048576.0)]
+    NoSpace {
+        /// The bus name.
+        name: String,
+        /// Bytes the region needs.
+        needed: u64,
+        /// Bytes free in the shared-memory file system when it was checked.
+        free: u64,
+        /// The shared-memory directory.
+        dir: String,
+    },
+    /// The table lock (joining, leaving, reaping) stayed held by a live process for too long.
+    #[error("bus {name:?}: the process table is locked by pid {pid}{state} and was not released within {waited_ms} ms: if that process is stopped (SIGSTOP, a debugger), resume it (`kill -CONT {pid}`) or end it, then retry")]
+    LockHeld {
+        /// The bus name.
+        name: String,
+        /// The pid named by the lock word.
+        pid: u32,
+        /// ", which is stopped" when the holder is known to be stopped, else empty.
+        state: &'static str,
+        /// How long this call waited.
+        waited_ms: u64,
     },
     /// An operating-system error on the region file.
     #[error("bus {name:?}: {source}")]

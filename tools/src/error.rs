@@ -38,7 +38,8 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
                 BusError::BadName { .. } | BusError::BadGroup { .. } => EXIT_BAD_NAME,
                 BusError::Corrupt { .. }
                 | BusError::Mismatch { .. }
-                | BusError::ForeignOwner { .. } => EXIT_BAD_REGION,
+                | BusError::ForeignOwner { .. }
+                | BusError::NotABusFile { .. } => EXIT_BAD_REGION,
                 _ => EXIT_OTHER,
             };
         }

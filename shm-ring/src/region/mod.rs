@@ -10,6 +10,7 @@
 //! against what this build derives from that geometry and against the file size. After that the
 //! process uses its own validated [`Layout`] for every bound and never re-reads one from the mapping.
 
+pub(crate) mod bus_file;
 pub(crate) mod interest;
 pub(crate) mod layout;
 pub mod liveness;
@@ -70,7 +71,9 @@ impl Region {
         // The umask may have narrowed the mode; an explicit mode is what the caller asked for.
         file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(cfg.mode))
             .map_err(io)?;
-        file.set_len(layout.total_size).map_err(io)?;
+        // Reserve every page now: a sparse region on a full /dev/shm faults with SIGBUS at the
+        // first write to a page that cannot be allocated, long after creation.
+        bus_file::reserve(name, &file, layout.total_size)?;
         let map = memmap2::MmapOptions::new()
             .len(layout.total_size as usize)
             .map_raw(&file)
@@ -119,21 +122,7 @@ impl Region {
         read_only: bool,
     ) -> Result<Region, BusError> {
         validate_name(name)?;
-        let path = shm_path(name);
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(!read_only)
-            .open(&path)
-            .map_err(|e| {
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    BusError::NotFound {
-                        name: name.to_string(),
-                    }
-                } else {
-                    BusError::io(name, e)
-                }
-            })?;
-        let meta = file.metadata().map_err(|e| BusError::io(name, e))?;
+        let (file, meta) = bus_file::open_regular(name, !read_only)?;
         let me = nix::unistd::geteuid().as_raw();
         if meta.uid() != me && !allow_foreign_owner {
             return Err(BusError::ForeignOwner {
@@ -149,6 +138,11 @@ impl Region {
             ));
         }
         let io = |e| BusError::io(name, e);
+        if !read_only {
+            // A sparse file (made by an older build, or extended by hand) would fault with SIGBUS
+            // on a full /dev/shm at the first write to a hole: reserve its pages now or say why not.
+            bus_file::reserve(name, &file, size)?;
+        }
         let map = if read_only {
             memmap2::MmapOptions::new()
                 .len(Layout::HEADER_SIZE)
