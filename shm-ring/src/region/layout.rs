@@ -15,8 +15,13 @@ use crate::{BusConfig, BusError};
 /// "EVENTBUS" in ASCII; the first eight bytes of every region.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"EVENTBUS");
 /// Version of this layout; bumped whenever any structure below changes (2: 192-byte slots with
-/// 136 inline bytes; 3: consumers' start and end positions, 2 KiB header).
+/// 136 inline bytes; 3: consumers' start and end positions and interests, 2 KiB header, class
+/// sizes capped by [`CLASS_BYTES_PER_BLOCK`], free-list `TAKEN` marks).
 pub const LAYOUT_VERSION: u32 = 3;
+/// Each slab class holds at most `slab_blocks` times this many bytes (at least one block), so the
+/// large classes do not dominate the region: the default bus (4096 blocks, 1 MiB messages) is
+/// about 23 MiB and fits a 64 MiB `/dev/shm` (Docker's default) with room for two more.
+pub const CLASS_BYTES_PER_BLOCK: u64 = 1024;
 /// Longest topic accepted, in bytes.
 pub const MAX_TOPIC_LEN: usize = 512;
 /// Topic plus payload up to this many bytes travel inside the ring slot, needing no slab block.
@@ -296,10 +301,15 @@ impl Layout {
                 cfg.slab_blocks
             ));
         }
-        // Smaller classes get more blocks: class i gets slab_blocks / 2^(i+1), at least one, and
-        // the first class takes what is left over.
+        // Smaller classes get more blocks: class i gets slab_blocks / 2^(i+1), at most
+        // slab_blocks * CLASS_BYTES_PER_BLOCK bytes' worth, at least one; the first class takes
+        // what is left over.
+        let budget = cfg.slab_blocks as u64 * CLASS_BYTES_PER_BLOCK;
         let mut counts: Vec<u32> = (0..n)
-            .map(|i| (cfg.slab_blocks >> (i + 1)).max(1))
+            .map(|i| {
+                let by_bytes = (budget / sizes[i as usize] as u64).min(u32::MAX as u64) as u32;
+                (cfg.slab_blocks >> (i + 1)).min(by_bytes).max(1)
+            })
             .collect();
         let sum: u32 = counts.iter().sum();
         if sum > cfg.slab_blocks {
@@ -386,6 +396,16 @@ mod tests {
             );
         }
         assert!(l.total_size >= l.classes.last().unwrap().data_off);
+    }
+
+    #[test]
+    fn default_region_fits_a_small_dev_shm() {
+        let l = Layout::compute("t", &BusConfig::default()).unwrap();
+        // Docker's default /dev/shm is 64 MiB: the default bus must leave most of it free.
+        assert!(l.total_size < 24 << 20, "{} bytes", l.total_size);
+        let last = l.classes.last().unwrap();
+        assert!(last.block_size as usize >= (1 << 20) + MAX_TOPIC_LEN);
+        assert!(last.count >= 2, "at least two full-size messages in flight");
     }
 
     #[test]
