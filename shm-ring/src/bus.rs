@@ -4,7 +4,7 @@ use crate::blocks::atomics::Ordering;
 use crate::handle::Inner;
 use crate::observer::Observer;
 use crate::publisher::Publisher;
-use crate::recovery::lock_table;
+use crate::recovery::{lock_table, lock_table_to_join};
 use crate::recovery::snapshot::Snapshot;
 use crate::recovery::{reap_locked, remove_consumer, ReapReport};
 use crate::region::interest::Wanted;
@@ -45,7 +45,7 @@ pub struct Bus {
 
 impl Bus {
     fn attach(region: Region) -> Result<Bus, BusError> {
-        let row = lock_table(&region).claim_row(Role::Bus, u32::MAX)?;
+        let row = lock_table_to_join(&region)?.claim_row(Role::Bus, u32::MAX)?;
         Ok(Bus {
             inner: Arc::new(Inner::new(region, Some(row))),
         })
@@ -57,6 +57,10 @@ impl Bus {
     }
 
     /// Attaches to existing bus `name`, taking the geometry from its header.
+    ///
+    /// Joining takes the bus's table lock; if a live process holds it for more than a few
+    /// seconds (a process stopped with SIGSTOP or in a debugger while joining or leaving), this
+    /// fails with [`BusError::LockHeld`] naming that process instead of waiting for it.
     pub fn open(name: &str) -> Result<Bus, BusError> {
         Bus::open_with(name, false)
     }
@@ -107,7 +111,7 @@ impl Bus {
 
     /// A new publisher (takes a process-table row).
     pub fn publisher(&self) -> Result<Publisher, BusError> {
-        let row = lock_table(&self.inner.region).claim_row(Role::Publisher, u32::MAX)?;
+        let row = lock_table_to_join(&self.inner.region)?.claim_row(Role::Publisher, u32::MAX)?;
         Ok(Publisher::new(self.inner.clone(), row))
     }
 
@@ -155,7 +159,7 @@ impl Bus {
             validate_group(group)?;
         }
         let wanted = wanted_from(opts.topics.as_deref())?;
-        let g = lock_table(&self.inner.region);
+        let g = lock_table_to_join(&self.inner.region)?;
         let existing = opts.group.as_deref().and_then(|name| g.find_group(name));
         let (idx, new) = match (&opts.group, existing) {
             (Some(_), Some(idx)) => (idx, false),
@@ -206,10 +210,11 @@ impl Bus {
         Snapshot::read(&self.inner.region)
     }
 
-    /// Reclaims dead processes now (and sweeps the region if no live publisher or subscriber is left).
-    pub fn reap(&self) -> ReapReport {
-        let g = lock_table(&self.inner.region);
-        reap_locked(&g)
+    /// Reclaims dead processes now (and sweeps the region if no live publisher or subscriber is
+    /// left); [`BusError::LockHeld`] if a live process keeps the table lock (see [`Bus::open`]).
+    pub fn reap(&self) -> Result<ReapReport, BusError> {
+        let g = lock_table(&self.inner.region)?;
+        Ok(reap_locked(&g))
     }
 
     /// Removes the bus file. Attached processes keep their mapping; new attachers get `NotFound`.

@@ -39,7 +39,11 @@ impl Inner {
         if !self.is_owner() {
             return;
         }
-        let g = lock_table(&self.region);
+        // A holder that keeps the lock past the bound (stopped) leaves this row live until this
+        // process exits; then any reap reclaims it. Better than hanging in a destructor.
+        let Ok(g) = lock_table(&self.region) else {
+            return;
+        };
         let ours = self.region.row(row).is_some_and(|r| {
             r.state.load(Ordering::Acquire) == ROW_LIVE
                 && r.pid.load(Ordering::Relaxed) == self.pid

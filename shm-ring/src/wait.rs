@@ -13,7 +13,7 @@
 //! message and itself a FUTEX_WAIT, while a hot one costs neither.
 
 use crate::blocks::atomics::{fence, AtomicU32, Ordering};
-use crate::recovery::lock_table;
+use crate::recovery::lock_table_within;
 use crate::region::layout::{Row, SLEEPING_COUNTED, SLEEPING_PUBLISHER, SLEEPING_SUBSCRIBER};
 use crate::region::liveness::now_ns;
 use crate::region::saturating_dec;
@@ -147,8 +147,10 @@ pub(crate) fn wait_for_hot<T>(
         };
         if start.elapsed() >= reap_after && last_reap.elapsed() >= reap_after {
             last_reap = Instant::now();
-            let g = lock_table(region);
-            let _ = crate::recovery::reap_locked(&g);
+            // Opportunistic: a holder that keeps the lock (stopped) must not stretch this wait.
+            if let Ok(g) = lock_table_within(region, Duration::from_millis(20)) {
+                let _ = crate::recovery::reap_locked(&g);
+            }
         }
     }
 }

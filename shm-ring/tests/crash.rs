@@ -185,7 +185,7 @@ fn reap_report_lists_each_process_once_and_counts_every_freed_block() {
     assert_eq!(bus.snapshot().slab.iter().map(|c| c.used).sum::<u32>(), 1);
     kill(&mut child.0);
     // Our bus handle and publisher stay live, so this is a live reap, not the final sweep.
-    let report = bus.reap();
+    let report = bus.reap().unwrap();
     assert_eq!(report.processes.len(), 1, "{report:?}");
     assert_eq!(report.processes[0].pid, pid);
     assert_eq!(
@@ -266,7 +266,7 @@ fn slot_claimed_by_a_dead_publisher_is_tombstoned() {
     // The subscriber waits at position 0, reaps, finds the claimant dead and moves on.
     let m = sub.recv(WAIT).unwrap().expect("message");
     assert_eq!((m.seq, m.topic), (1, "after"));
-    let report = bus.reap();
+    let report = bus.reap().unwrap();
     assert_eq!(
         report.slots_recovered, 0,
         "already recovered by the waiting subscriber"
@@ -318,7 +318,7 @@ fn publishers_killed_at_random_points_as(role: &str) {
                         next += 1;
                     }
                     None if !marker_sent && child_gone(&bus) => {
-                        bus.reap();
+                        bus.reap().unwrap();
                         p.publish("marker", Codec::Raw, b"", WAIT).unwrap();
                         marker_sent = true;
                     }
@@ -328,7 +328,7 @@ fn publishers_killed_at_random_points_as(role: &str) {
         });
     }
     drop((sub, p));
-    let leftover = bus.reap();
+    let leftover = bus.reap().unwrap();
     assert!(leftover.processes.is_empty());
     drop(bus);
     assert_idle(&g.name);
@@ -405,7 +405,7 @@ fn subscribers_killed_at_random_points_while_several_publishers_run() {
         for mut p in pubs {
             assert!(p.wait().unwrap().success());
         }
-        bus.reap();
+        bus.reap().unwrap();
         bus.publisher()
             .unwrap()
             .publish("stop", Codec::Raw, b"", WAIT)

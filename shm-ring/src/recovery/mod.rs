@@ -32,7 +32,9 @@ use crate::region::layout::{
 };
 use crate::region::layout::{SLEEPING_COUNTED, SLEEPING_PUBLISHER, SLEEPING_SUBSCRIBER};
 use crate::region::saturating_dec;
-use crate::region::table::{row_alive, Role, TableGuard};
+use crate::region::table::{row_alive, Role, TableGuard, LOCK_WAIT};
+use crate::BusError;
+use std::time::Duration;
 use crate::region::words::{Cursor, Redelivery};
 use crate::region::Region;
 use std::collections::VecDeque;
@@ -114,14 +116,44 @@ impl ReapReport {
     }
 }
 
-/// Takes the table lock. When it was taken over from a dead owner, which may have been cut short
+/// Takes the table lock, waiting at most `LOCK_WAIT` for a live holder ([`BusError::LockHeld`]
+/// naming it after that). When it was taken over from a dead owner, which may have been cut short
 /// mid-change, reaps first so the tables are whole again before the caller uses them.
-pub(crate) fn lock_table(region: &Region) -> TableGuard<'_> {
-    let (g, took_over) = TableGuard::acquire(region);
+pub(crate) fn lock_table(region: &Region) -> Result<TableGuard<'_>, BusError> {
+    lock_table_within(region, LOCK_WAIT)
+}
+
+/// [`lock_table`], waiting at most `limit` for a live holder.
+pub(crate) fn lock_table_within(
+    region: &Region,
+    limit: Duration,
+) -> Result<TableGuard<'_>, BusError> {
+    let (g, took_over) = TableGuard::acquire(region, limit)?;
     if took_over {
         reap_locked(&g);
     }
-    g
+    Ok(g)
+}
+
+/// Takes the table lock for a join: as [`lock_table`], and when no process-table row or no
+/// consumer entry is free, reaps first, so that a join after a mass crash (every row dead)
+/// succeeds instead of finding the table full.
+pub(crate) fn lock_table_to_join(region: &Region) -> Result<TableGuard<'_>, BusError> {
+    let g = lock_table(region)?;
+    let max = region.layout().max_subscribers as usize;
+    let row_free = region
+        .rows()
+        .iter()
+        .any(|row| row.state.load(Ordering::Acquire) != ROW_LIVE);
+    let consumer_free = region
+        .consumers()
+        .iter()
+        .take(max)
+        .any(|c| c.state.load(Ordering::Acquire) == CONSUMER_FREE);
+    if !row_free || !consumer_free {
+        reap_locked(&g);
+    }
+    Ok(g)
 }
 
 /// True when some live row announces it is publishing position `pos`.

@@ -92,6 +92,12 @@ pub fn is_alive(pid: u32, start: u64) -> bool {
     liveness(pid, start) != Liveness::Dead
 }
 
+/// True when `pid` exists and is stopped (SIGSTOP, job control or a tracer): it will not make
+/// progress until someone resumes it.
+pub fn is_stopped(pid: u32) -> bool {
+    matches!(stat(pid), Ok((_, 'T' | 't')))
+}
+
 /// Nanoseconds since the Unix epoch.
 pub fn now_ns() -> u64 {
     std::time::SystemTime::now()

@@ -70,6 +70,28 @@ fn lock_owner_alive(word: u64) -> bool {
     }
 }
 
+/// Longest wait for the table lock held by a live process. Holders keep it for microseconds
+/// (a reap of a large table: milliseconds), so a longer wait means a stopped or stuck holder,
+/// or a lock word naming a live process that never took it (a damaged or hostile file).
+pub(crate) const LOCK_WAIT: Duration = Duration::from_secs(3);
+/// Longest wait when the holder is seen stopped (SIGSTOP, a debugger): it cannot release the lock.
+pub(crate) const LOCK_WAIT_STOPPED: Duration = Duration::from_millis(200);
+
+/// The error for a lock word `word` still held after waiting since `start`.
+fn lock_held(region: &Region, word: u64, start: Instant) -> BusError {
+    let pid = LockWord::from(word).pid;
+    BusError::LockHeld {
+        name: region.name().to_string(),
+        pid,
+        state: if crate::region::liveness::is_stopped(pid) {
+            ", which is stopped,"
+        } else {
+            ""
+        },
+        waited_ms: start.elapsed().as_millis() as u64,
+    }
+}
+
 /// Holds the table lock until dropped.
 pub(crate) struct TableGuard<'a> {
     region: &'a Region,
@@ -79,12 +101,17 @@ impl<'a> TableGuard<'a> {
     /// Takes the table lock, taking it over from a dead owner; true in the second place when it
     /// was taken over, in which case the dead owner may have been cut short mid-change and the
     /// tables must be repaired before use. Callers go through `recovery::lock_table`, which does
-    /// that.
-    pub(crate) fn acquire(region: &'a Region) -> (TableGuard<'a>, bool) {
+    /// that. [`BusError::LockHeld`] naming the holder when a live one keeps it longer than
+    /// `limit` (or [`LOCK_WAIT_STOPPED`] when it is stopped).
+    pub(crate) fn acquire(
+        region: &'a Region,
+        limit: Duration,
+    ) -> Result<(TableGuard<'a>, bool), BusError> {
         let word = &region.header().lock;
         let me = own_lock_word();
         let mut spins = 0u32;
-        let mut last_check = Instant::now();
+        let start = Instant::now();
+        let mut last_check = start;
         loop {
             let cur = word.load(Ordering::Relaxed);
             if cur == 0 {
@@ -92,7 +119,7 @@ impl<'a> TableGuard<'a> {
                     .compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
                 {
-                    return (TableGuard { region }, false);
+                    return Ok((TableGuard { region }, false));
                 }
             } else if last_check.elapsed() > Duration::from_millis(5) {
                 last_check = Instant::now();
@@ -101,7 +128,14 @@ impl<'a> TableGuard<'a> {
                         .compare_exchange(cur, me, Ordering::AcqRel, Ordering::Relaxed)
                         .is_ok()
                 {
-                    return (TableGuard { region }, true);
+                    return Ok((TableGuard { region }, true));
+                }
+                let waited = start.elapsed();
+                if waited > limit
+                    || (waited > LOCK_WAIT_STOPPED.min(limit)
+                        && crate::region::liveness::is_stopped(LockWord::from(cur).pid))
+                {
+                    return Err(lock_held(region, cur, start));
                 }
             }
             spins += 1;

@@ -59,7 +59,7 @@ fn slab_used(bus: &Bus) -> u64 {
 pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
     let bus = Bus::open(&args.name)?;
     let before = slab_used(&bus);
-    let r = bus.reap();
+    let r = bus.reap()?;
     let report = Report {
         reaped: r
             .processes
