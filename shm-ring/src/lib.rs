@@ -41,7 +41,7 @@
 
 // Layers, each importing only from those above it in this list (see `docs/design.md`):
 // errors and configuration; the wire format; lock-free building blocks; the region; recovery;
-// waiting; the API (handle, message, publisher, subscriber, observer, bus).
+// waiting; the API (handle, publisher, subscriber, observer, bus).
 mod config;
 mod error;
 pub mod wire;
@@ -64,8 +64,6 @@ mod handle;
 #[cfg(not(loom))]
 mod interrupt;
 #[cfg(not(loom))]
-mod message;
-#[cfg(not(loom))]
 mod observer;
 #[cfg(not(loom))]
 mod publisher;
@@ -79,7 +77,7 @@ pub use error::BusError;
 #[cfg(not(loom))]
 pub use interrupt::Interrupter;
 #[cfg(not(loom))]
-pub use message::Message;
+pub use region::message::Message;
 #[cfg(not(loom))]
 pub use observer::Observer;
 #[cfg(not(loom))]

@@ -5,7 +5,7 @@
 use crate::blocks::atomics::{fence, Ordering};
 use crate::blocks::ring::{dist, INLINE_CAP};
 use crate::handle::Inner;
-use crate::message::Message;
+use crate::region::message::Message;
 use crate::region::layout::MAX_TOPIC_LEN;
 use crate::region::words::SlotMeta;
 use crate::BusError;

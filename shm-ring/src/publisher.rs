@@ -6,7 +6,7 @@
 
 use crate::addressing::Addressing;
 use crate::blocks::atomics::{AtomicU64, Ordering};
-use crate::blocks::ring::Intent;
+use crate::blocks::ring::{Intent, RingView};
 use crate::handle::Inner;
 use crate::region::layout::Row;
 use crate::region::layout::{INLINE_CAP, MAX_TOPIC_LEN};
@@ -179,6 +179,7 @@ impl Publisher {
         let claimed = wait_for(region, row, Side::Publisher, remaining, || {
             let r = ring.claim(&row.publishing).ok();
             if r.is_none() {
+                check_head(region, &ring)?;
                 waiting.blocked();
             }
             Ok(r)
@@ -358,6 +359,7 @@ impl Publisher {
             let claimed = wait_for(region, row, Side::Publisher, remaining(), || {
                 let r = ring.claim_many(want, &row.publishing).ok();
                 if r.is_none() {
+                    check_head(region, &ring)?;
                     waiting.blocked();
                 }
                 Ok(r)
@@ -446,7 +448,11 @@ impl Publisher {
                 Err(bad) => {
                     return Err(BusError::corrupt(
                         region.name(),
-                        format!("free list of class {i} links to block {}", bad.0),
+                        format!(
+                            "the free list of slab class {i} is damaged at block {} (a link out \
+                             of range, a cycle, or a block in use)",
+                            bad.0
+                        ),
                     ))
                 }
             }
@@ -505,6 +511,21 @@ impl Drop for Waiting<'_> {
             self.row.waiting_for.store(0, Ordering::Relaxed);
             self.row.waiting_since_ns.store(0, Ordering::Relaxed);
         }
+    }
+}
+
+/// After a claim found the ring full: [`BusError::Corrupt`] if the ring head cannot be right
+/// (see [`RingView::head_overrun`]), so that publishers report it instead of waiting for ever.
+fn check_head(region: &crate::region::Region, ring: &RingView<'_>) -> Result<(), BusError> {
+    match ring.head_overrun() {
+        Some((head, seq)) => Err(BusError::corrupt(
+            region.name(),
+            format!(
+                "the ring head is at position {head} but its slot's sequence is {seq}, ahead of \
+                 it (the head was moved back or the slot overwritten)"
+            ),
+        )),
+        None => Ok(()),
     }
 }
 

@@ -15,7 +15,7 @@ use crate::blocks::atomics::Ordering;
 use crate::blocks::ring::Poll;
 use crate::handle::Inner;
 use crate::interrupt::Interrupter;
-use crate::message::{read_message, Message};
+use crate::region::message::{read_message, Message};
 use crate::region::layout::{Consumer, IN_FLIGHT_CONFIRMED};
 use crate::region::saturating_dec;
 use crate::region::words::{Cursor, Redelivery};

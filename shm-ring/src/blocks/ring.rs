@@ -236,6 +236,17 @@ impl<'a> RingView<'a> {
         mask
     }
 
+    /// After a claim found the ring full: `Some((head, seq))` when the slot at the head holds a
+    /// later position than the head itself while the head stays put, which no run of the
+    /// protocol produces (a publisher advances the head before it writes the slot). The head was
+    /// moved back, or the slot overwritten: the ring would look full for ever.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub fn head_overrun(&self) -> Option<(u64, u64)> {
+        let h = self.head.load(Ordering::SeqCst);
+        let s = self.slot(h).seq.load(Ordering::Acquire);
+        (dist(s, h) > 0 && self.head.load(Ordering::SeqCst) == h).then_some((h, s))
+    }
+
     /// Consumer `b`'s first position, resolving it (head now) if its joiner has not yet.
     pub fn start(&self, b: usize) -> u64 {
         let Some(w) = self.starts.get(b) else {

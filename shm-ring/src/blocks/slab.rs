@@ -17,6 +17,10 @@ use crate::blocks::atomics::{AtomicU32, AtomicU64, Ordering};
 
 /// "No block": the end of a free list.
 pub(crate) const NIL: u32 = u32::MAX;
+/// The link of a block that was popped and not pushed back yet. A pop that finds it on the block
+/// at the top of an unchanged list knows the list is damaged (a cycle through a block in use, or
+/// a block freed twice) and refuses to hand that block out a second time.
+pub(crate) const TAKEN: u32 = u32::MAX - 1;
 
 /// A free-list head: the top block index and a tag bumped by every successful CAS, packed into one
 /// `u64` so a pop/push that raced with a pop+push of the same block (ABA) fails its CAS.
@@ -40,7 +44,8 @@ impl TaggedIndex {
     }
 }
 
-/// A free list found to be malformed (an index out of its class range).
+/// A free list found to be malformed (an index out of its class range, a cycle, or a block on it
+/// that is in use).
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct BadLink(pub u32);
 
@@ -73,6 +78,15 @@ impl FreeList<'_> {
             self.check(top.index)?;
             // May be stale if another process popped `top` meanwhile; the tag makes the CAS fail then.
             let next = self.links[top.index as usize].load(Ordering::Acquire);
+            if next == TAKEN {
+                let now = self.head.load(Ordering::Acquire);
+                if now == cur {
+                    // `top` is on the list and handed out: a cycle or a double free.
+                    return Err(BadLink(top.index));
+                }
+                cur = now;
+                continue;
+            }
             let new = TaggedIndex {
                 index: next,
                 tag: top.tag.wrapping_add(1),
@@ -83,7 +97,10 @@ impl FreeList<'_> {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return Ok(Some(top.index)),
+                Ok(_) => {
+                    self.links[top.index as usize].store(TAKEN, Ordering::Release);
+                    return Ok(Some(top.index));
+                }
                 Err(v) => {
                     cur = v;
                     crate::blocks::atomics::spin_hint();
@@ -138,8 +155,14 @@ impl FreeList<'_> {
     pub fn len(&self) -> Result<u32, BadLink> {
         let mut n = 0;
         let mut idx = TaggedIndex::from(self.head.load(Ordering::Acquire)).index;
+        let mut prev = idx;
         while idx != NIL {
+            if idx == TAKEN {
+                // `prev` is on the list yet marked handed out.
+                return Err(BadLink(prev));
+            }
             self.check(idx)?;
+            prev = idx;
             n += 1;
             if n > self.count {
                 return Err(BadLink(idx));
@@ -207,6 +230,26 @@ mod tests {
         head.store(TaggedIndex { index: 1, tag: 0 }.value(), Ordering::Relaxed);
         links[1].store(1, Ordering::Relaxed); // a cycle
         assert!(fl.len().is_err());
+    }
+
+    #[test]
+    fn a_cycle_never_hands_a_block_out_twice() {
+        let (head, links) = list(4);
+        let fl = FreeList {
+            head: &head,
+            links: &links,
+            first: 0,
+            count: 4,
+        };
+        fl.reset();
+        // One 4-byte write: 0 -> 1 -> 0 -> 1 ...
+        links[1].store(0, Ordering::Relaxed);
+        assert_eq!(fl.pop(), Ok(Some(0)));
+        assert_eq!(fl.pop(), Ok(Some(1)));
+        assert_eq!(fl.pop(), Err(BadLink(0)));
+        // After a push the block is free again and pops normally.
+        fl.push(1).unwrap();
+        assert_eq!(fl.pop(), Ok(Some(1)));
     }
 
     #[test]

@@ -22,6 +22,7 @@
 //! not yet referenced from a slot, and guessing wrong would hand one block to two messages.
 //! Messages that fit inline (the common case) take no block and strand nothing.
 
+pub(crate) mod check;
 pub(crate) mod snapshot;
 
 use crate::blocks::atomics::Ordering;

@@ -32,6 +32,10 @@ pub struct Snapshot {
     pub slab: Vec<SlabClassRow>,
     /// Bus-wide counters.
     pub counters: Counters,
+    /// What is found to be corrupt in the region (state no run of the protocol produces: a ring
+    /// head moved back, a damaged slot or free list, a cursor outside the ring), one sentence
+    /// each; empty for a sound region.
+    pub corruption: Vec<String>,
 }
 
 /// Ring state.
@@ -246,6 +250,7 @@ impl Snapshot {
                     .sum(),
                 pub_sleepers: h.pub_sleepers.load(Ordering::Relaxed),
             },
+            corruption: crate::recovery::check::problems(region),
         }
     }
 

@@ -13,6 +13,7 @@
 pub(crate) mod bus_file;
 pub(crate) mod interest;
 pub(crate) mod layout;
+pub(crate) mod message;
 pub mod liveness;
 mod release;
 pub(crate) mod table;

@@ -44,6 +44,10 @@ With --json, prints one object whose field names are a stable API (schema 1):
   slab            [{block_size, total, used, free}], one per size class, smallest first
   counters        {published, full_waits, redeliveries, reaped, sleeping_subscribers,
                   sleeping_publishers}: int; reaped counts process-table rows
+  corruption      [str], what is found corrupt in the region (a ring head moved back, a damaged
+                  slot or free list, a cursor outside the ring); empty for a sound bus
+
+A corrupt bus is shown, then reported on stderr with exit status 5.
 New fields may be added; existing ones keep their name, type and meaning.";
 
 /// Arguments of `inspect`.
@@ -68,6 +72,24 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
         writeln!(out)?;
     } else {
         write_text(&report, format::now_ns(), args.verbose, out)?;
+    }
+    if let Some(first) = report.corruption.first() {
+        let more = match report.corruption.len() - 1 {
+            0 => String::new(),
+            n => format!(
+                " (and {n} more problem{}, listed above)",
+                if n == 1 { "" } else { "s" }
+            ),
+        };
+        return Err(shm_ring::BusError::Corrupt {
+            name: args.name.clone(),
+            what: format!(
+                "{first}{more}; processes using it may fail or wait: stop them, then remove \
+                 the bus (`event-engine rm --force {}`)",
+                args.name
+            ),
+        }
+        .into());
     }
     Ok(())
 }
@@ -117,6 +139,10 @@ pub fn write_text(
         s.member_processes,
         format::count(s.rows.into(), "process-table row", "process-table rows"),
     )?;
+
+    for problem in &r.corruption {
+        writeln!(out, "CORRUPT: {problem}")?;
+    }
 
     writeln!(out, "\nPROCESSES")?;
     if r.processes.is_empty() {

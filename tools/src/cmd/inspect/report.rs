@@ -35,6 +35,8 @@ pub struct Report {
     pub slab: Vec<SlabClass>,
     /// Bus-wide counters.
     pub counters: Counters,
+    /// What is corrupt in the region, one sentence each; empty for a sound bus.
+    pub corruption: Vec<String>,
 }
 
 /// Geometry stored in the header.
@@ -368,6 +370,7 @@ impl From<&Snapshot> for Report {
                 sleeping_subscribers: s.counters.sub_sleepers,
                 sleeping_publishers: s.counters.pub_sleepers,
             },
+            corruption: s.corruption.clone(),
         }
     }
 }

@@ -377,6 +377,7 @@ mod tests {
                 sub_sleepers: 0,
                 pub_sleepers: 0,
             },
+            corruption: Vec::new(),
         }
     }
 
