@@ -109,6 +109,21 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
         if !(rate.is_finite() && rate > 0.0) {
             return Err(UsageError(format!("--rate must be a positive number, not {rate}")).into());
         }
+        // The last message is due (count - 1) / rate seconds after the start: that must be a
+        // time this system can wait for.
+        let span = args.count.saturating_sub(1).max(1) as f64 / rate;
+        let representable = Duration::try_from_secs_f64(span)
+            .ok()
+            .and_then(|d| Instant::now().checked_add(d))
+            .is_some();
+        if !representable {
+            return Err(UsageError(format!(
+                "--rate {rate:e} is too low: one message every {:.3e} s is longer than this \
+                 system can wait; use a rate of at least 1e-9 per second",
+                1.0 / rate
+            ))
+            .into());
+        }
     }
     let body = body(args)?;
     let stop = StopFlag::install()?;
