@@ -25,10 +25,18 @@ pub(crate) fn lookup(literal: &str) -> Option<Arc<Topic>> {
     map().as_ref()?.get(literal).cloned()
 }
 
-/// Interns `topic` unless its string is interned already; returns the interned one.
+/// Most topics interned; past it, new topics work as usual but are not interned, so a program
+/// that builds a topic per order id cannot grow the map without bound.
+pub(crate) const MAX_INTERNED: usize = 1 << 17;
+
+/// Interns `topic` unless its string is interned already (or the map holds [`MAX_INTERNED`]
+/// topics); returns the interned one, or `topic` itself when it was not interned.
 pub(crate) fn insert_if_absent(topic: Arc<Topic>) -> Arc<Topic> {
     let mut guard = map();
     let m = guard.get_or_insert_with(HashMap::new);
+    if m.len() >= MAX_INTERNED && !m.contains_key(topic.literal()) {
+        return topic;
+    }
     m.entry(topic.literal().to_owned()).or_insert(topic).clone()
 }
 

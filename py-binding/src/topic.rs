@@ -63,6 +63,15 @@ impl PyTopic {
         let topic = Arc::new(Topic::parse(literal).map_err(topic_err)?);
         Ok(intern::insert_if_absent(topic))
     }
+
+    /// Parses `literal`, reusing the interned topic when there is one but interning nothing:
+    /// for topics that arrive from other processes, which must not grow this process's map.
+    pub(crate) fn parse_received(literal: &str) -> PyResult<Arc<Topic>> {
+        if let Some(t) = intern::lookup(literal) {
+            return Ok(t);
+        }
+        Ok(Arc::new(Topic::parse(literal).map_err(topic_err)?))
+    }
 }
 
 /// The `str()` of `mapping[name]`, `None` when `mapping` has no such key.
