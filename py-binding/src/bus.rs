@@ -12,7 +12,9 @@ use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
 use engine_core::BoundedQueue;
-use pyo3::exceptions::{PyAttributeError, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{
+    PyAttributeError, PyOSError, PyRuntimeError, PyTimeoutError, PyTypeError, PyValueError,
+};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
@@ -46,7 +48,8 @@ thread_local! {
 pub(crate) fn bus_err(e: BusError) -> PyErr {
     match e {
         BusError::Full | BusError::Timeout => Full::new_err(format!("bus full: {e}")),
-        BusError::Io { .. } => PyOSError::new_err(e.to_string()),
+        BusError::Io { .. } | BusError::NoSpace { .. } => PyOSError::new_err(e.to_string()),
+        BusError::LockHeld { .. } => PyTimeoutError::new_err(e.to_string()),
         BusError::TableFull { .. } | BusError::Closed => PyRuntimeError::new_err(e.to_string()),
         // The bare mismatch says what differs; the user also needs to know the ways out.
         BusError::Mismatch {
@@ -369,8 +372,9 @@ impl BusSource {
     ) -> PyResult<()> {
         if payload.len() > self.max_payload {
             return Err(PyValueError::new_err(format!(
-                "message on \"{topic}\" encodes to {} bytes, larger than bus \"{}\" allows \
-                 ({} bytes)",
+                "the arguments of a message on \"{topic}\" encode to {} bytes, more than bus \
+                 \"{}\" carries in one message ({} bytes of encoded arguments, which include \
+                 a few bytes of encoding per argument); nothing was published",
                 payload.len(),
                 self.name,
                 self.max_payload
@@ -490,7 +494,9 @@ pub(crate) fn topic_for(py: Python<'_>, hash: u64, literal: &str) -> PyResult<Py
             return Ok(t.clone_ref(py));
         }
     }
-    let parsed = PyTopic::parse_interned(literal)?;
+    // Publishers choose the topics (one per order id, say): receiving them must not intern them
+    // for the life of the process; the cache above is the bounded memory of received topics.
+    let parsed = PyTopic::parse_received(literal)?;
     let obj = Py::new(py, PyTopic::wrap(parsed))?;
     if map.len() >= TOPIC_CACHE_LIMIT {
         map.clear();

@@ -244,7 +244,11 @@ impl PyEventEngine {
                 })
             });
             match first {
-                Err(e) => return Err(bus::bus_err(e)),
+                Err(e) => {
+                    drop(guard.take());
+                    drop(guard);
+                    return self.dispatch_failed(py, bs, e);
+                }
                 Ok(None) => {
                     self.log_bus_news(py, bs, sub, &mut redelivered);
                     drop(guard);
@@ -255,10 +259,14 @@ impl PyEventEngine {
             }
             // The rest of the batch with the GIL kept; each message (the first one included)
             // is acknowledged only after its handlers ran.
-            sub.recv_batch(BATCH - 1, Some(Duration::ZERO), |m| {
+            let rest = sub.recv_batch(BATCH - 1, Some(Duration::ZERO), |m| {
                 self.dispatch_bus(py, m, &mut hooks)
-            })
-            .map_err(bus::bus_err)?;
+            });
+            if let Err(e) = rest {
+                drop(guard.take());
+                drop(guard);
+                return self.dispatch_failed(py, bs, e);
+            }
             self.log_bus_news(py, bs, sub, &mut redelivered);
         }
         Ok(())
@@ -291,6 +299,28 @@ impl PyEventEngine {
             );
             *seen = now;
         }
+    }
+
+    /// The bus refused a receive (a corrupt region): an engine that stays attached without
+    /// dispatching would keep its consumer bit and fill the ring for every publisher. It
+    /// detaches (the subscriber was dropped already), becomes inactive and logs why; the loop
+    /// then ends like a stopped one.
+    fn dispatch_failed(
+        &self,
+        py: Python<'_>,
+        bs: &BusSource,
+        e: shm_ring::BusError,
+    ) -> PyResult<()> {
+        self.shared.set_active(false);
+        let closed = bs.close();
+        let text = format!(
+            "EventEngine on bus \"{}\" stopped dispatching and detached from the bus: {e}. \
+             Its handlers receive nothing more and `active` is False; once the bus is repaired \
+             or replaced, create a new engine to attach again",
+            bs.name()
+        );
+        self.log(py)?.call_method1("error", (text,))?;
+        closed
     }
 
     fn dispatch_message(&self, py: Python<'_>, msg: Message, hooks: &mut Vec<Py<PyEventHook>>) {
@@ -524,6 +554,22 @@ fn tick_objects<'py>(
         kwargs.set_item("trigger_time", dt.call_method1("fromtimestamp", (secs,))?)?;
     }
     Ok((topic, kwargs))
+}
+
+/// `publish(kwargs=...)` keys become keyword-argument names of every handler call: a key that
+/// is not a `str` would fail in every receiver, so it is refused in the caller.
+fn check_keyword_names(kwargs: &Bound<'_, PyDict>) -> PyResult<()> {
+    for key in kwargs.keys() {
+        if !key.is_instance_of::<pyo3::types::PyString>() {
+            return Err(PyTypeError::new_err(format!(
+                "publish() kwargs keys must be strings (they become the handlers' keyword \
+                 argument names), got the key {} of type {}; nothing was published",
+                key.repr()?,
+                key.get_type().name()?
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn check_callable(handler: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -828,6 +874,9 @@ impl PyEventEngine {
                 }
             },
         };
+        if let Some(kw) = &kwargs {
+            check_keyword_names(kw)?;
+        }
         self.enqueue(
             py,
             topic,

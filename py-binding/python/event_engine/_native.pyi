@@ -180,6 +180,13 @@ class EventEngine:
     stopped (a running engine's thread keeps it alive); while attached, even a stopped engine
     holds publishers back once the ring is full. Each message is acknowledged only after this
     engine's handlers ran, so a group member killed mid-handler has its message redelivered.
+
+    Attaching fails with a one-line error, never a hang: ``ValueError`` for a bad name, a file
+    at the bus path that is not a bus (a symbolic link, a FIFO...; never followed or opened), a
+    corrupt or other-version bus or one owned by another user; ``OSError`` when ``/dev/shm``
+    has too little room for a new bus (it says how much is needed and free);
+    ``TimeoutError`` naming the pid when a live process holds the bus's table lock for
+    seconds (one stopped while joining or leaving).
     """
 
     logger: logging.Logger
@@ -208,7 +215,9 @@ class EventEngine:
     def __enter__(self) -> Self: ...
     def __exit__(self, *exc: object) -> bool: ...
     @property
-    def active(self) -> bool: ...
+    def active(self) -> bool:
+        """Whether the dispatch loop runs. A bus engine whose loop meets a corrupt bus logs the
+        error, detaches from the bus (``closed`` becomes True) and reads False here."""
     @property
     def occupied(self) -> int: ...
     @property
@@ -238,7 +247,9 @@ class EventEngine:
         timeout: float = 0.0,
         *,
         max_spin: int = 65535,
-    ) -> None: ...
+    ) -> None:
+        """``put`` with explicit ``args`` and ``kwargs``; a ``kwargs`` key that is not a ``str``
+        is a ``TypeError`` here (it could not name a keyword argument of any handler)."""
     def get(self, block: bool = True, max_spin: int = 65535, timeout: float = 0.0) -> MessagePayload:
         """Takes the next message for this engine (``Empty`` when none comes in time; a
         ``timeout`` of 0 or less waits for ever, as in the reference). On a bus
@@ -267,7 +278,10 @@ class EventEngineEx(EventEngine):
     def minute_timer(self, topic: Topic) -> None:
         """``run_timer`` aligned to the wall-clock minute (blocks until the engine stops)."""
 
-def init_internal_map(capacity: int = 1024) -> dict[str, Topic]: ...
+def init_internal_map(capacity: int = 1024) -> dict[str, Topic]:
+    """Topics built with ``Topic(...)`` are interned (parsed once per process), up to 131072
+    distinct ones; later ones work the same but are not interned. Topics received from a bus
+    are never interned."""
 def clear_internal_map() -> None: ...
 def get_internal_topic(key: str, owner: bool = False) -> Topic | None: ...
 def get_internal_map() -> dict[str, Topic]: ...
@@ -280,7 +294,9 @@ def init_allocator(capacity: int = 4096, with_shm: bool = False, name: str | Non
 
 def inspect_bus(name: str) -> dict[str, Any]:
     """A read-only snapshot of bus ``name`` (geometry, ring, processes, groups, slab classes,
-    counters), taken without attaching to it."""
+    counters, and ``corruption``: a list of what is found corrupt, empty for a sound bus),
+    taken without attaching to it. A file at the bus path that is not a bus (a FIFO, a
+    symbolic link...) is a ``ValueError`` at once; it is never opened or followed."""
 
 def unlink_bus(name: str) -> None:
     """Removes the file of bus ``name``; processes still attached keep working."""
