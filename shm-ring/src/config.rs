@@ -11,7 +11,9 @@ pub struct BusConfig {
     pub ring_capacity: u32,
     /// Largest payload in bytes (default 1 MiB); slab size classes go up to it.
     pub max_message: u32,
-    /// Total payload blocks across all size classes (default 4096).
+    /// Total payload blocks across all size classes (default 4096). Class `i` gets
+    /// `slab_blocks / 2^(i+1)` blocks, at most `slab_blocks` KiB worth, at least one; the
+    /// smallest class takes the rest. The default bus is about 23 MiB.
     pub slab_blocks: u32,
     /// Rows in the process table; every publisher, subscriber and attached bus handle takes one
     /// (default 256: a Python engine holds three, so 85 engines fit; 128 bytes a row).

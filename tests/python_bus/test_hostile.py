@@ -1,0 +1,219 @@
+"""A bus in a hostile environment, from Python and from the `event-engine` command line: files
+planted at bus paths by another user, corruption patched into a live bus's file, a flood of
+distinct topics, and arguments that would fail in every receiver. Each problem is a one-line
+error at the moment it can be known, never a hang, a traceback in a thread or unbounded memory."""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import event_engine
+import pytest
+from conftest import shm_file
+from event_engine import EventEngine, Topic, inspect_bus
+
+NOBODY = 65534
+#: Byte offset of the ring-slot offset in the region header (see shm-ring's layout.rs).
+SLOTS_OFF_FIELD = 72
+#: Ring slots are 192 bytes; the meta word (topic length | codec << 16) is at byte 48.
+SLOT_SIZE, META_OFF = 192, 48
+HEAD_OFF = 256
+
+
+def cli() -> str:
+    return str(Path(sys.executable).parent / "event-engine")
+
+
+def run_cli(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([cli(), *args], check=False, capture_output=True, text=True, timeout=timeout)
+
+
+def as_nobody(*argv: str) -> None:
+    """Runs a command as another user (uid 65534), as someone else on the machine would."""
+    subprocess.run(list(argv), check=True, user=NOBODY, group=NOBODY, timeout=20)
+
+
+@pytest.fixture
+def planted() -> Iterator[str]:
+    """A bus name whose path the test plants something at; removed afterwards."""
+    name = f"pytest-planted-{uuid.uuid4().hex[:12]}"
+    try:
+        yield name
+    finally:
+        try:
+            os.unlink(shm_file(name))
+        except FileNotFoundError:
+            pass
+
+
+def test_a_fifo_planted_by_another_user_hangs_no_tool_and_rm_force_removes_it(planted: str) -> None:
+    as_nobody("mkfifo", "-m", "666", shm_file(planted))
+    for args in (("ls",), ("ls", "--json"), ("inspect", planted), ("tail", planted, "-n", "1")):
+        done = run_cli(*args)
+        if args[0] == "ls":
+            assert done.returncode == 0, done.stderr
+            assert "FIFO" in done.stdout, done.stdout
+        else:
+            assert done.returncode == 5, (args, done.stderr)
+            assert "a FIFO" in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    with pytest.raises(ValueError, match="a FIFO"):
+        inspect_bus(planted)
+    with pytest.raises(ValueError, match="a FIFO"):
+        EventEngine(bus=planted)
+    done = run_cli("rm", planted)
+    assert done.returncode != 0 and "--force" in done.stderr, done.stderr
+    done = run_cli("rm", "--force", planted)
+    assert done.returncode == 0, done.stderr
+    assert not os.path.lexists(shm_file(planted))
+
+
+def test_a_symlink_planted_by_another_user_is_never_followed(bus: str, planted: str) -> None:
+    as_nobody("ln", "-s", shm_file(bus), shm_file(planted))
+    with EventEngine(bus=bus):
+        before = len(inspect_bus(bus)["processes"])
+        with pytest.raises(ValueError, match="symbolic link"):
+            EventEngine(bus=planted)
+        assert len(inspect_bus(bus)["processes"]) == before
+    done = run_cli("inspect", planted)
+    assert done.returncode == 5 and "symbolic link" in done.stderr, done.stderr
+    # A dangling link: refused at once, no bus made at its target.
+    os.unlink(shm_file(planted))
+    target = shm_file(f"pytest-target-{uuid.uuid4().hex[:8]}")
+    as_nobody("ln", "-s", target, shm_file(planted))
+    with pytest.raises(ValueError, match="symbolic link"):
+        EventEngine(bus=planted)
+    assert not os.path.exists(target)
+
+
+def test_a_foreign_bus_error_does_not_point_python_users_at_a_rust_option(bus: str) -> None:
+    os.chown(shm_file(bus), NOBODY, NOBODY)
+    with pytest.raises(ValueError, match=f"uid {NOBODY}") as err:
+        EventEngine(bus=bus)
+    assert "allow_foreign_owner" not in str(err.value)
+
+
+class ErrorLog(logging.Handler):
+    """Collects error records and signals the first one."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.seen = threading.Event()
+        self.records: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record.getMessage())
+        self.seen.set()
+
+
+def test_an_engine_whose_dispatch_meets_a_corrupt_slot_detaches_and_says_so(bus: str) -> None:
+    log = logging.getLogger(f"test-corrupt-{uuid.uuid4().hex[:6]}")
+    errors = ErrorLog()
+    log.addHandler(errors)
+    handled: list[object] = []
+    engine = EventEngine(bus=bus, logger=log)
+    engine.register_handler(Topic("Market.Data.{symbol}"), lambda *a: handled.append(a))
+    before = inspect_bus(bus)
+    assert before["ring"]["active_mask"] != 0
+    done = run_cli("publish", bus, "Market.Data.AAPL", "[1]")
+    assert done.returncode == 0, done.stderr
+    # Damage the slot of the message just published: a 600-byte topic length.
+    with open(shm_file(bus), "r+b") as f:
+        f.seek(SLOTS_OFF_FIELD)
+        (slots_off,) = struct.unpack("<Q", f.read(8))
+        f.seek(HEAD_OFF)
+        (head,) = struct.unpack("<Q", f.read(8))
+        pos = head - 1
+        f.seek(slots_off + (pos % before["ring"]["capacity"]) * SLOT_SIZE + META_OFF)
+        f.write(struct.pack("<Q", 600))
+    assert any("topic length" in p for p in inspect_bus(bus)["corruption"])
+    done = run_cli("inspect", bus)
+    assert done.returncode == 5, done.stderr
+    assert "CORRUPT" in done.stdout and "is corrupt" in done.stderr
+
+    engine.start()
+    assert errors.seen.wait(10), "the engine did not report the failure"
+    assert "detached" in errors.records[0] and "topic length" in errors.records[0], errors.records
+    assert not engine.active
+    assert engine.closed
+    assert handled == []
+    engine.stop()  # joins the dispatch thread, which has ended
+    # Its rows and its consumer bit are gone, so it holds no publisher back.
+    after = inspect_bus(bus)
+    assert after["processes"] == [] and after["ring"]["active_mask"] == 0, after
+
+
+def test_publish_refuses_keyword_names_that_are_not_strings(bus: str) -> None:
+    for engine in (EventEngine(), EventEngine(bus=bus)):
+        with engine:
+            with pytest.raises(TypeError, match="kwargs keys must be strings"):
+                engine.publish(Topic("a.b"), (1,), {1: 2})
+            assert engine.occupied == 0
+
+
+def test_the_payload_limit_says_what_it_counts(bus: str) -> None:
+    with EventEngine(bus=bus) as engine, pytest.raises(ValueError, match="encoded arguments"):
+        engine.put(Topic("a.b"), b"x" * (1 << 20))
+
+
+def test_a_tiny_publish_rate_is_a_usage_error_not_a_panic(bus: str) -> None:
+    done = run_cli("publish", bus, "a.b", "[1]", "--count", "2", "--rate", "1e-300")
+    assert done.returncode == 2, done.stderr
+    assert "--rate" in done.stderr and "panicked" not in done.stderr, done.stderr
+
+
+FLOOD_PUBLISHER = """
+import sys
+from event_engine import EventEngine, Topic
+with EventEngine(bus=sys.argv[1]) as engine:
+    engine.start()  # its own subscriber must drain the ring too (no hook: skipped unread)
+    for i in range(int(sys.argv[2])):
+        engine.put(Topic(f"Order.Fill.{i}"), i)
+"""
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_memory_stays_bounded_under_a_flood_of_distinct_topics(bus: str) -> None:
+    total, checkpoint = 300_000, 100_000
+    seen = 0
+    at_checkpoint = threading.Event()
+    finished = threading.Event()
+    rss: dict[str, int] = {}
+
+    def on_fill(i: int) -> None:
+        nonlocal seen
+        seen += 1
+        if seen == checkpoint:
+            rss["checkpoint"] = rss_bytes()
+            at_checkpoint.set()
+        if seen == total:
+            finished.set()
+
+    with EventEngine(bus=bus) as engine:
+        engine.register_handler(Topic("Order.Fill.{id}"), on_fill)
+        engine.start()
+        publisher = subprocess.Popen([sys.executable, "-c", FLOOD_PUBLISHER, bus, str(total)])
+        try:
+            assert finished.wait(300), f"{seen} of {total} messages handled"
+        finally:
+            publisher.wait(60)
+        assert publisher.returncode == 0
+        grown = rss_bytes() - rss["checkpoint"]
+        engine.stop()
+    # Unbounded, 200,000 more topics cost over 100 MiB; bounded, the caches are full already.
+    assert grown < 24 << 20, f"RSS grew by {grown / 2**20:.1f} MiB over 200,000 new topics"
+    assert len(event_engine.get_internal_map()) < 1000
