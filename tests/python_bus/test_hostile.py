@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import struct
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -217,3 +219,68 @@ def test_memory_stays_bounded_under_a_flood_of_distinct_topics(bus: str) -> None
     # Unbounded, 200,000 more topics cost over 100 MiB; bounded, the caches are full already.
     assert grown < 24 << 20, f"RSS grew by {grown / 2**20:.1f} MiB over 200,000 new topics"
     assert len(event_engine.get_internal_map()) < 1000
+
+
+#: Byte offset of the table-lock word in the region header.
+LOCK_OFF = 128
+
+
+def start_time(pid: int) -> int:
+    """Field 22 of /proc/<pid>/stat, which the lock word records with the pid."""
+    with open(f"/proc/{pid}/stat") as f:
+        text = f.read()
+    return int(text[text.rindex(")") + 1 :].split()[19])
+
+
+def test_a_stopped_process_holding_the_table_lock_is_named_not_waited_for(bus: str) -> None:
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        # The lock word of a process stopped mid-join (pid and start time).
+        word = holder.pid << 32 | (start_time(holder.pid) & 0xFFFFFFFF)
+        with open(shm_file(bus), "r+b") as f:
+            f.seek(LOCK_OFF)
+            f.write(struct.pack("<Q", word))
+        os.kill(holder.pid, signal.SIGSTOP)
+        os.waitpid(holder.pid, os.WUNTRACED)
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match=f"pid {holder.pid}.*stopped.*kill -CONT"):
+            EventEngine(bus=bus)
+        assert time.monotonic() - started < 2
+        done = run_cli("reap", bus)
+        assert done.returncode != 0 and f"pid {holder.pid}" in done.stderr, done.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder is dead: the next attach takes the lock over.
+    with EventEngine(bus=bus) as engine:
+        assert not engine.closed
+
+
+SMALL_SHM_CHILD = """
+import os, sys
+from event_engine import EventEngine, Topic
+# Someone else's files leave 8 MiB of the 64 MiB free.
+with open("/dev/shm/filler", "wb") as f:
+    f.write(b"x" * (56 << 20))
+try:
+    EventEngine(bus="small")
+except OSError as e:
+    print(e)
+    assert not os.path.exists("/dev/shm/event_engine.small")
+else:
+    sys.exit("a bus larger than the free space was created")
+"""
+
+
+def test_a_small_dev_shm_is_an_os_error_at_attach_not_a_sigbus_later() -> None:
+    script = 'mount -t tmpfs -o size=64m tmpfs /dev/shm && exec "$0" -c "$1"'
+    done = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script, sys.executable, SMALL_SHM_CHILD],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    line = done.stdout.strip()
+    assert "needs" in line and "free" in line and "--shm-size" in line, line
