@@ -373,8 +373,8 @@ impl BusSource {
         if payload.len() > self.max_payload {
             return Err(PyValueError::new_err(format!(
                 "the arguments of a message on \"{topic}\" encode to {} bytes, more than bus \
-                 \"{}\" carries in one message ({} bytes of encoded arguments, which include \
-                 a few bytes of encoding per argument); nothing was published",
+                 \"{}\" carries in one message ({} bytes); the limit counts encoded arguments, \
+                 a few bytes per argument more than their data; nothing was published",
                 payload.len(),
                 self.name,
                 self.max_payload
