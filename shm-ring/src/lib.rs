@@ -77,8 +77,6 @@ pub use error::BusError;
 #[cfg(not(loom))]
 pub use interrupt::Interrupter;
 #[cfg(not(loom))]
-pub use region::message::Message;
-#[cfg(not(loom))]
 pub use observer::Observer;
 #[cfg(not(loom))]
 pub use publisher::Publisher;
@@ -90,6 +88,8 @@ pub use recovery::snapshot::{
 pub use recovery::{take_reaps, ReapReport, ReapedProcess};
 #[cfg(not(loom))]
 pub use region::liveness;
+#[cfg(not(loom))]
+pub use region::message::Message;
 #[cfg(not(loom))]
 pub use region::table::{validate_group, Role};
 #[cfg(not(loom))]

@@ -5,8 +5,8 @@
 use crate::blocks::atomics::{fence, Ordering};
 use crate::blocks::ring::{dist, INLINE_CAP};
 use crate::handle::Inner;
-use crate::region::message::Message;
 use crate::region::layout::MAX_TOPIC_LEN;
+use crate::region::message::Message;
 use crate::region::words::SlotMeta;
 use crate::BusError;
 use std::sync::Arc;

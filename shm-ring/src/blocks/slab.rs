@@ -85,7 +85,7 @@ impl FreeList<'_> {
                     return Err(BadLink(top.index));
                 }
                 cur = now;
-                crate::atomics::spin_hint();
+                crate::blocks::atomics::spin_hint();
                 continue;
             }
             let new = TaggedIndex {

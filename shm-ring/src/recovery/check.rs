@@ -8,8 +8,8 @@
 use crate::blocks::atomics::Ordering;
 use crate::blocks::ring::dist;
 use crate::blocks::slab::TaggedIndex;
-use crate::region::message::read_message;
 use crate::region::layout::CONSUMER_LIVE;
+use crate::region::message::read_message;
 use crate::region::words::Cursor;
 use crate::region::Region;
 

@@ -34,12 +34,12 @@ use crate::region::layout::{
 use crate::region::layout::{SLEEPING_COUNTED, SLEEPING_PUBLISHER, SLEEPING_SUBSCRIBER};
 use crate::region::saturating_dec;
 use crate::region::table::{row_alive, Role, TableGuard, LOCK_WAIT};
-use crate::BusError;
-use std::time::Duration;
 use crate::region::words::{Cursor, Redelivery};
 use crate::region::Region;
+use crate::BusError;
 use std::collections::VecDeque;
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 /// Reaps done by this process that put something right, with the bus name, oldest first, not
 /// yet taken by [`take_reaps`]. Reaps run under the table lock, where a binding must not call

@@ -13,8 +13,8 @@
 pub(crate) mod bus_file;
 pub(crate) mod interest;
 pub(crate) mod layout;
-pub(crate) mod message;
 pub mod liveness;
+pub(crate) mod message;
 mod release;
 pub(crate) mod table;
 pub(crate) mod words;
