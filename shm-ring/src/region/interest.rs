@@ -4,7 +4,6 @@
 //! counts as wanting everything, which costs speed but never a message.
 
 use super::layout::{Interest, INTEREST_WORDS};
-use super::table::TableGuard;
 use super::Region;
 use crate::blocks::atomics::{fence, Ordering};
 
@@ -107,11 +106,12 @@ impl Region {
     }
 }
 
-impl TableGuard<'_> {
+impl Region {
     /// Rewrites consumer `idx`'s interest (patterns that do not fit become "everything") and
-    /// bumps the interest epoch so publishers look again.
-    pub(crate) fn write_interest(&self, idx: usize, wanted: &Wanted) {
-        let region = self.region();
+    /// bumps the interest epoch so publishers look again. Only under the table lock: callers go
+    /// through `TableGuard::write_interest`.
+    pub(crate) fn write_interest_locked(&self, idx: usize, wanted: &Wanted) {
+        let region = self;
         let Some(t) = region.interest_table(idx) else {
             return;
         };

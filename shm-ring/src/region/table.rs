@@ -230,6 +230,11 @@ impl<'a> TableGuard<'a> {
         })
     }
 
+    /// Rewrites consumer `idx`'s interest (see `interest.rs`).
+    pub(crate) fn write_interest(&self, idx: usize, wanted: &Wanted) {
+        self.region.write_interest_locked(idx, wanted);
+    }
+
     /// The live group named `group`, if any.
     pub(crate) fn find_group(&self, group: &str) -> Option<u32> {
         let max = self.region.layout().max_subscribers as usize;
