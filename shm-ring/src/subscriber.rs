@@ -12,7 +12,7 @@
 //! member killed in between leaves a claim a reaper finds already released (and drops).
 
 use crate::blocks::atomics::Ordering;
-use crate::blocks::ring::Poll;
+use crate::blocks::ring::{dist, Poll};
 use crate::handle::Inner;
 use crate::interrupt::Interrupter;
 use crate::region::layout::{Consumer, IN_FLIGHT_CONFIRMED};
@@ -288,8 +288,16 @@ impl Subscriber {
 
     fn next_fanout(&mut self) -> Option<u64> {
         let ring = self.inner.region.ring();
-        // A live consumer is never more than a ring behind; the bound only matters for a corrupt
-        // region, where it keeps a call from walking forever.
+        // A consumer nothing was addressed to for a while may be far behind the head. No
+        // position more than a ring behind can hold its bit (the head passes `p + capacity`
+        // only once slot `p` was released by everyone it was for), so it jumps there.
+        let head = self.inner.region.header().head.load(Ordering::Acquire);
+        let floor = head.saturating_sub(ring.capacity());
+        if dist(floor, self.cursor) > 0 {
+            self.cursor = floor;
+        }
+        // From there it is at most a ring behind; the bound only matters for a corrupt region,
+        // where it keeps a call from walking forever.
         for _ in 0..=ring.capacity() {
             match ring.poll(self.cursor, self.bit) {
                 Poll::Ready => {
