@@ -19,7 +19,10 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
 use shm_ring::wire::compact::{CompactReader, CompactWriter, Item};
-use shm_ring::{Bus, BusConfig, BusError, Codec, Interrupter, Publisher, Subscriber};
+use shm_ring::{
+    Bus, BusConfig, BusError, Codec, InterestHandle, Interrupter, Publisher, SubscribeOptions,
+    Subscriber,
+};
 
 use crate::errors::Full;
 use crate::exit;
@@ -169,6 +172,8 @@ pub(crate) struct BusSource {
     /// Timer ticks and stop wake-ups of this engine only.
     pub(crate) local: BoundedQueue<Message>,
     interrupter: Mutex<Option<Interrupter>>,
+    /// What this engine wants from the bus: the topics of its hooks (see `set_interest`).
+    interest: Mutex<Option<InterestHandle>>,
     publisher: Mutex<Option<Publisher>>,
     pub(crate) subscriber: Mutex<Option<Subscriber>>,
     bus: Mutex<Option<Bus>>,
@@ -219,11 +224,14 @@ impl BusSource {
         };
         let bus = opened.map_err(bus_err)?;
         let publisher = bus.publisher().map_err(bus_err)?;
-        let subscriber = match group {
-            Some(g) => bus.subscribe_group(g),
-            None => bus.subscribe(),
-        }
-        .map_err(bus_err)?;
+        // An engine wants nothing until it has hooks: a publish-only engine is never addressed,
+        // so it never holds a publisher back (docs/delivery.md).
+        let subscriber = bus
+            .subscribe_with(&SubscribeOptions {
+                group: group.map(str::to_owned),
+                topics: Some(Vec::new()),
+            })
+            .map_err(bus_err)?;
         let cfg = bus.config();
         Ok(Some(BusSource {
             name: bus.name().to_owned(),
@@ -233,6 +241,7 @@ impl BusSource {
             sub_row: subscriber.row(),
             local: BoundedQueue::new(local_capacity),
             interrupter: Mutex::new(Some(subscriber.interrupter())),
+            interest: Mutex::new(Some(subscriber.interest())),
             publisher: Mutex::new(Some(publisher)),
             subscriber: Mutex::new(Some(subscriber)),
             bus: Mutex::new(Some(bus)),
@@ -292,6 +301,17 @@ impl BusSource {
             .unwrap_or(0) as usize
     }
 
+    /// From now on this engine wants the messages whose topic matches one of `topics` (its
+    /// hooks' topics): a put that begins after this returns reaches it if it matches; topics
+    /// no hook of its has are neither delivered to it nor wait for it. A group wants what any
+    /// of its members' hooks asked for. Nothing happens once detached.
+    pub(crate) fn set_interest(&self, py: Python<'_>, topics: Vec<String>) -> PyResult<()> {
+        let Some(handle) = lock(&self.interest).clone() else {
+            return Ok(());
+        };
+        exit::detach(py, || handle.set(Some(&topics))).map_err(bus_err)
+    }
+
     /// Detaches: gives up the subscription, the publisher and the bus handle. Refused from a
     /// handler of this engine (its dispatch thread holds the subscriber).
     pub(crate) fn close(&self) -> PyResult<()> {
@@ -327,10 +347,12 @@ impl BusSource {
         true
     }
 
-    /// The last step of detaching: the interrupter and the bus handle.
+    /// The last step of detaching: the interrupter, the interest handle and the bus handle.
     fn release_bus(&self) {
         let interrupter = lock(&self.interrupter).take();
         drop(interrupter);
+        let interest = lock(&self.interest).take();
+        drop(interest);
         let bus = lock(&self.bus).take();
         drop(bus);
     }

@@ -80,6 +80,19 @@ pub struct PyEventEngine {
 static DATETIME: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 impl PyEventEngine {
+    /// Tells the bus what this engine wants now: the topics of its hooks (a bus engine with no
+    /// hook is addressed nothing). Nothing for an in-process engine.
+    pub(crate) fn hooks_changed(&self, py: Python<'_>) -> PyResult<()> {
+        let Some(bs) = self.shared.source.bus() else {
+            return Ok(());
+        };
+        let topics: Vec<String> = lock(&self.hooks)
+            .iter()
+            .map(|(t, _)| t.literal().to_owned())
+            .collect();
+        bs.set_interest(py, topics)
+    }
+
     pub(crate) fn create(
         py: Python<'_>,
         capacity: i64,
@@ -816,7 +829,7 @@ impl PyEventEngine {
             h.get().clear_handlers();
         }
         drop(old);
-        Ok(())
+        self.hooks_changed(py)
     }
 
     /// Publishes a message: `topic` (exact) with `*args` and `**kwargs`.
@@ -950,7 +963,7 @@ impl PyEventEngine {
         let old = table.insert((*topic).clone(), hook.unbind());
         drop(table);
         drop(old);
-        Ok(())
+        self.hooks_changed(py)
     }
 
     /// The hook registered on exactly `topic` (KeyError when there is none).
@@ -979,11 +992,18 @@ impl PyEventEngine {
     }
 
     /// Unregisters and returns the hook of `topic` (KeyError when there is none).
-    fn unregister_hook(&self, topic: &Bound<'_, PyAny>) -> PyResult<Py<PyEventHook>> {
+    fn unregister_hook(
+        &self,
+        py: Python<'_>,
+        topic: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyEventHook>> {
         let topic = topic_arg(topic, "unregister_hook()")?;
         let removed = lock(&self.hooks).remove(&topic);
         match removed {
-            Some((_, hook)) => Ok(hook),
+            Some((_, hook)) => {
+                self.hooks_changed(py)?;
+                Ok(hook)
+            }
             None => Err(PyKeyError::new_err(format!(
                 "no EventHook registered for topic \"{}\"",
                 topic.literal()
@@ -1016,6 +1036,7 @@ impl PyEventEngine {
                     None => {
                         table.insert((*parsed).clone(), created.clone_ref(py));
                         drop(table);
+                        self.hooks_changed(py)?;
                         self.log_at(
                             py,
                             "debug",
@@ -1053,6 +1074,7 @@ impl PyEventEngine {
         if hook.get().handler_count() == 0 {
             let removed = lock(&self.hooks).remove(&parsed);
             drop(removed);
+            self.hooks_changed(py)?;
         }
         Ok(())
     }

@@ -158,7 +158,7 @@ impl Bus {
         if let Some(group) = &opts.group {
             validate_group(group)?;
         }
-        let wanted = wanted_from(opts.topics.as_deref())?;
+        let wanted = Wanted::from_topics(opts.topics.as_deref())?;
         let g = lock_table_to_join(&self.inner.region)?;
         let existing = opts.group.as_deref().and_then(|name| g.find_group(name));
         let (idx, new) = match (&opts.group, existing) {
@@ -241,20 +241,6 @@ pub struct SubscribeOptions {
     /// Only topics matching one of these patterns (topic grammar); `None`: every topic. A group
     /// wants what any of its members asked for since it was created.
     pub topics: Option<Vec<String>>,
-}
-
-/// What a subscriber asking for `topics` wants; a pattern that does not parse is an error.
-pub(crate) fn wanted_from(topics: Option<&[String]>) -> Result<Wanted, BusError> {
-    let Some(topics) = topics else {
-        return Ok(Wanted::All);
-    };
-    for t in topics {
-        engine_core::Topic::parse(t).map_err(|e| BusError::BadTopic {
-            topic: t.clone(),
-            reason: e.to_string(),
-        })?;
-    }
-    Ok(Wanted::Patterns(topics.to_vec()))
 }
 
 /// Opens bus `name` read-only and takes a snapshot, without joining its process table.

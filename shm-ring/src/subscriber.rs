@@ -15,6 +15,9 @@ use crate::blocks::atomics::Ordering;
 use crate::blocks::ring::{dist, Poll};
 use crate::handle::Inner;
 use crate::interrupt::Interrupter;
+use crate::recovery::lock_table;
+use crate::region::interest::Wanted;
+use crate::region::layout::CONSUMER_LIVE;
 use crate::region::layout::{Consumer, IN_FLIGHT_CONFIRMED};
 use crate::region::message::{read_message, Message};
 use crate::region::saturating_dec;
@@ -27,6 +30,41 @@ use std::time::Duration;
 /// In [`Subscriber::recv_batch`], publishers waiting for space are woken after this many freed
 /// slots even if the run goes on, so a slow handler never keeps them asleep for a whole batch.
 const WAKE_EVERY: usize = 32;
+
+/// Changes what a subscriber wants (made by [`Subscriber::interest`]). Cheap to clone.
+#[derive(Clone)]
+pub struct InterestHandle {
+    inner: Arc<Inner>,
+    consumer: u32,
+    group: bool,
+}
+
+impl InterestHandle {
+    /// From now on the subscriber wants `topics` (patterns in the topic grammar; `None`: every
+    /// topic): a message whose publish begins after this returns is addressed to it if it
+    /// matches. A group wants what any of its members asked for since it was created, so for a
+    /// member this only ever adds. A pattern that does not parse is [`BusError::BadTopic`],
+    /// and nothing changes.
+    pub fn set(&self, topics: Option<&[String]>) -> Result<(), BusError> {
+        let wanted = Wanted::from_topics(topics)?;
+        let region = &self.inner.region;
+        let g = lock_table(region)?;
+        let idx = self.consumer as usize;
+        if region.consumers()[idx].state.load(Ordering::Acquire) != CONSUMER_LIVE {
+            return Ok(());
+        }
+        let (_, had) = region.read_interest(idx);
+        let new = if self.group {
+            had.union(&wanted)
+        } else {
+            wanted
+        };
+        if new != had {
+            g.write_interest(idx, &new);
+        }
+        Ok(())
+    }
+}
 
 /// How [`Subscriber::recv_with`] waits, and what it skips.
 #[derive(Default)]
@@ -182,6 +220,16 @@ impl Subscriber {
                 self.hot = false;
                 Ok(None)
             }
+        }
+    }
+
+    /// A handle that changes what this subscriber wants from any thread, while the subscriber
+    /// itself may be blocked in a receive on another.
+    pub fn interest(&self) -> InterestHandle {
+        InterestHandle {
+            inner: self.inner.clone(),
+            consumer: self.consumer,
+            group: self.group,
         }
     }
 

@@ -756,3 +756,39 @@ fn positions_past_two_to_the_48_keep_working() {
     drop((fanout, member, late, publisher, bus));
     assert_idle(&g.name);
 }
+
+#[test]
+fn interest_changes_while_the_subscriber_waits_in_another_thread() {
+    let g = BusGuard::new("interest-change");
+    let bus = Bus::create(&g.name, &small()).unwrap();
+    let mut sub = bus
+        .subscribe_with(&shm_ring::SubscribeOptions {
+            topics: Some(Vec::new()),
+            ..Default::default()
+        })
+        .unwrap();
+    let interest = sub.interest();
+    let mut p = bus.publisher().unwrap();
+    // Wanting nothing, it is addressed nothing: a publish-only peer never waits for it.
+    for _ in 0..3 * 16 {
+        assert_eq!(p.publish("a.b", Codec::Raw, b"x", NOW).unwrap(), None);
+    }
+    let waiter = std::thread::spawn(move || {
+        let m = sub.recv(SEC).unwrap().map(|m| m.topic.to_string());
+        (m, sub)
+    });
+    interest.set(Some(&["a.{x}".to_string()])).unwrap();
+    assert!(p.publish("a.b", Codec::Raw, b"y", SEC).unwrap().is_some());
+    let (got, sub) = waiter.join().unwrap();
+    assert_eq!(got.as_deref(), Some("a.b"));
+    assert!(matches!(
+        interest.set(Some(&["a./x".to_string()])),
+        Err(BusError::BadTopic { .. })
+    ));
+    assert_eq!(p.publish("z", Codec::Raw, b"x", NOW).unwrap(), None);
+    interest.set(None).unwrap();
+    assert!(p.publish("z", Codec::Raw, b"x", NOW).unwrap().is_some());
+    // The handle shares the attachment, like the subscriber: the bus row goes with the last.
+    drop((sub, p, bus, interest));
+    assert_idle(&g.name);
+}

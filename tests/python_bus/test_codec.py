@@ -35,6 +35,7 @@ CASES = [
 @pytest.mark.parametrize("args, kwargs", CASES)
 def test_round_trip_keeps_values_and_types(bus, args, kwargs):
     with EventEngine(bus=bus) as engine:
+        engine.register_handler(Topic("Codec.Case"), lambda *a, **k: None)  # wants it back
         engine.put(Topic("Codec.Case"), *args, **kwargs)
         got = engine.get(block=False)
         assert got.topic.value == "Codec.Case"
@@ -51,6 +52,7 @@ class Key(str):
 def test_publish_with_a_key_of_a_str_subclass_falls_back_to_pickle(bus):
     # A key that is not a str at all is refused by publish() (test_hostile.py).
     with EventEngine(bus=bus) as engine:
+        engine.register_handler(Topic("Codec.Keys"), lambda *a, **k: None)  # wants it back
         engine.publish(Topic("Codec.Keys"), (1,), {Key("one"): 1})
         got = engine.get(block=False)
         assert (got.args, got.kwargs) == ((1,), {"one": 1})
@@ -64,6 +66,7 @@ def test_a_list_changed_while_encoding_cannot_break_the_payload(bus):
             return (list, ())
 
     with EventEngine(bus=bus) as engine:
+        engine.register_handler(Topic("Codec.Evil"), lambda *a, **k: None)  # wants it back
         engine.put(Topic("Codec.Evil"), [1, 2, 3], Evil())
         got = engine.get(block=False)
         assert got.args == ([1, 2, 3], [])

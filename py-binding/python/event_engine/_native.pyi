@@ -3,7 +3,7 @@
 import enum
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, TypedDict, final
 
@@ -81,7 +81,10 @@ class TopicMatchResult:
     def __bool__(self) -> bool: ...
     def __getitem__(self, index: int) -> _TopicMatchNode: ...
     def __iter__(self) -> Iterator[_TopicMatchNode]: ...
-    def to_dict(self) -> dict[str, TopicPart]: ...
+    def to_dict(self) -> dict[str, TopicPart | None]:
+        """``{literal: part of the target}`` per node, as PyEventEngine keys it: the text each
+        node matched (``""`` for a failed node) mapped to the other topic's part there
+        (``Topic("a.+x").match(Topic("a.test")).to_dict()`` has the keys ``a`` and ``test``)."""
 
 class Topic:
     """A parsed topic (see the topic grammar)."""
@@ -106,7 +109,13 @@ class Topic:
     def __iadd__(self, other: Topic | TopicPart) -> Self: ...
     def __call__(self, **kwargs: Any) -> Topic: ...
     def match(self, other: Topic) -> TopicMatchResult: ...
-    def format(self, **kwargs: Any) -> Topic: ...
+    def format(self, **kwargs: Any) -> Topic:
+        """A new topic with each wildcard named in ``kwargs`` replaced by ``str(value)``;
+        wildcards not named stay (``Topic("r.{a}.{b}").format(a="x")`` is ``r.x.{b}``). A
+        topic with range or pattern parts is a ``ValueError``."""
+    def format_map(self, mapping: Mapping[str, Any], internalized: bool = True, strict: bool = False) -> Topic:
+        """``format(**mapping)``; with ``strict`` a wildcard missing from ``mapping`` is a
+        ``KeyError`` naming it. ``internalized`` is accepted for PyEventEngine's signature."""
     def append(self, part: TopicPart) -> Topic: ...
     def update_literal(self) -> Topic: ...
     @classmethod
@@ -121,7 +130,20 @@ class MessagePayload:
     args: tuple[Any, ...] | None
     kwargs: dict[str, Any] | None
     seq_id: int
-    def __init__(self, alloc: bool = False) -> None: ...
+    def __init__(
+        self,
+        topic: Topic | None = None,
+        args: tuple[Any, ...] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        *,
+        alloc: bool = False,
+    ) -> None:
+        """``MessagePayload(topic, args, kwargs)``, positionally or by keyword; each may be
+        left out and set later (``alloc`` is accepted for the reference's signature)."""
+    @property
+    def kwargs_with_topic(self) -> dict[str, Any]:
+        """A copy of ``kwargs`` with ``topic`` added (a ``topic`` already in ``kwargs`` is
+        kept): what a handler that takes ``topic=`` is called with."""
     @property
     def owner(self) -> bool: ...
     @property
@@ -143,8 +165,16 @@ class EventHook:
     def handlers(self) -> list[Callable[..., Any]]: ...
     def trigger(self, msg: MessagePayload) -> None: ...
     def __call__(self, msg: MessagePayload) -> None: ...
-    def add_handler(self, handler: Callable[..., Any], deduplicate: bool = False) -> None: ...
-    def remove_handler(self, handler: Callable[..., Any]) -> EventHook: ...
+    def add_handler(
+        self, handler: Callable[..., Any], deduplicate: bool = False, logger: logging.Logger | None = None
+    ) -> None:
+        """Adds ``handler``; with ``deduplicate`` one already there is not added again. Its
+        errors go to ``logger`` when given, else to the hook's logger. For code written for
+        PyEventEngine 0.6.2 (``add_handler(handler, logger, deduplicate)``), a logger passed
+        second is taken as the logger."""
+    def remove_handler(self, handler: Callable[..., Any]) -> EventHook:
+        """Removes the first registration of ``handler``; one that is not there is logged as
+        a warning (nothing is raised)."""
     def __iadd__(self, handler: Callable[..., Any]) -> Self: ...
     def __isub__(self, handler: Callable[..., Any]) -> Self: ...
     def __len__(self) -> int: ...
@@ -170,16 +200,23 @@ class EventEngine:
     """A queue (in-process) or a shared-memory bus, the hooks and the dispatch loop.
 
     With ``bus="name"`` (or after ``init_allocator(with_shm=True)``) the engine attaches to
-    that shared-memory bus when it is created (the bus is created if absent): it receives
-    every message published on the bus after it attached (its own included), dispatches them
-    to its own hooks, and ``put``/``publish`` go to every engine attached. With ``group``,
-    the engines of one group share the messages (each is handled by exactly one member).
+    that shared-memory bus when it is created (the bus is created if absent). It receives the
+    messages its hooks want: every message whose topic matches one of its hooks' topics and
+    whose ``put`` began after the hook was registered (its own included), and dispatches them
+    to its own hooks. An engine without hooks receives nothing and never holds a publisher
+    back, started or not; ``put``/``publish`` go to every engine whose hooks want the topic
+    (a message nobody wants is dropped at once and counted). With ``group``, the engines of
+    one group share the messages (each is handled by exactly one member).
     Arguments travel in a compact form when they are None, bool, int (64-bit), float, str,
     bytes or flat tuples/lists of those, pickled otherwise. The engine detaches on
     ``close()`` (also the end of a ``with`` block) or when it is garbage-collected once
     stopped (a running engine's thread keeps it alive); while attached, even a stopped engine
-    holds publishers back once the ring is full. Each message is acknowledged only after this
+    with hooks holds back publishers of the topics it wants once the ring is full. Each message is acknowledged only after this
     engine's handlers ran, so a group member killed mid-handler has its message redelivered.
+
+    A script may end while engines still run: before the interpreter finalizes, every engine
+    is deactivated, each running loop finishes the handlers of the messages it already took
+    (none taken from a bus is lost; the rest stays on the bus) and bus engines detach.
 
     Attaching fails with a one-line error, never a hang: ``ValueError`` for a bad name, a file
     at the bus path that is not a bus (a symbolic link, a FIFO...; never followed or opened), a
@@ -221,7 +258,8 @@ class EventEngine:
     @property
     def occupied(self) -> int: ...
     @property
-    def seq_id(self) -> int: ...
+    def seq_id(self) -> int:
+        """Messages put so far: the ``seq_id`` the next one gets (the first gets 0)."""
     @property
     def exact_topic_hook_map(self) -> dict[Topic, EventHook]: ...
     @property
@@ -231,7 +269,9 @@ class EventEngine:
     def run(self) -> None: ...
     def start(self) -> None: ...
     def stop(self) -> None: ...
-    def clear(self) -> None: ...
+    def clear(self) -> None:
+        """Removes every hook and timer. On a running engine it logs an error and changes
+        nothing (it does not raise: code often calls it in ``finally`` blocks)."""
     def put(
         self, topic: Topic, *args: Any, block: bool = True, max_spin: int = 65535, timeout: float = 0.0, **kwargs: Any
     ) -> None:
@@ -252,9 +292,15 @@ class EventEngine:
         is a ``TypeError`` here (it could not name a keyword argument of any handler)."""
     def get(self, block: bool = True, max_spin: int = 65535, timeout: float = 0.0) -> MessagePayload:
         """Takes the next message for this engine (``Empty`` when none comes in time; a
-        ``timeout`` of 0 or less waits for ever, as in the reference). On a bus
-        engine whose dispatch loop is running it is a ``RuntimeError``: the loop receives every
-        message, so call ``stop()`` first."""
+        ``timeout`` of 0 or less waits for ever, as in the reference). A bus engine receives
+        only the topics its hooks want (register one, even without starting, to ``get`` a
+        topic). On a bus engine whose dispatch loop is running it is a ``RuntimeError``: the
+        loop receives every message, so call ``stop()`` first."""
+    def get_hook(self, topic: Topic) -> EventHook:
+        """The hook registered on exactly ``topic``; ``KeyError`` when there is none."""
+    def __getitem__(self, topic: Topic) -> list[EventHook]:
+        """The hooks a message on ``topic`` reaches: the hook of that exact topic, then every
+        generic hook whose topic matches it."""
     def register_hook(self, hook: EventHook) -> None: ...
     def unregister_hook(self, topic: Topic) -> EventHook: ...
     def register_handler(self, topic: Topic, handler: Callable[..., Any], deduplicate: bool = False) -> None: ...

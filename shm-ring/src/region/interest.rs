@@ -6,6 +6,7 @@
 use super::layout::{Interest, INTEREST_WORDS};
 use super::Region;
 use crate::blocks::atomics::{fence, Ordering};
+use crate::BusError;
 
 /// Bytes of pattern text an interest table holds.
 pub(crate) const INTEREST_BYTES: usize = INTEREST_WORDS * 8;
@@ -23,6 +24,21 @@ pub(crate) enum Wanted {
 }
 
 impl Wanted {
+    /// What a subscriber asking for `topics` (`None`: every topic) wants; a pattern that does
+    /// not parse is [`BusError::BadTopic`] naming it.
+    pub(crate) fn from_topics(topics: Option<&[String]>) -> Result<Wanted, BusError> {
+        let Some(topics) = topics else {
+            return Ok(Wanted::All);
+        };
+        for t in topics {
+            engine_core::Topic::parse(t).map_err(|e| BusError::BadTopic {
+                topic: t.clone(),
+                reason: e.to_string(),
+            })?;
+        }
+        Ok(Wanted::Patterns(topics.to_vec()))
+    }
+
     /// `self` plus `other` (a group's interest grows as its members register theirs).
     pub(crate) fn union(&self, other: &Wanted) -> Wanted {
         match (self, other) {
