@@ -31,6 +31,13 @@ echo "== pytest (PyPy 3.11, in a Debian trixie root)"
 cargo build -q --release -p event-engine-bench --bin tick-producer
 bash scripts/pypy-root.sh wheel "$WHEELS/pypy" -q
 in_root() { bash scripts/pypy-root.sh run "$@"; }
+# The bridge test needs a nats-server in the root: a root made before it was in the package list
+# gets the host's (setup.sh installed it; it needs only the C library).
+pypy_root="${PYPY_ROOT:-$ROOT/target/pypy-trixie}"
+host_nats="$(command -v nats-server || true)"
+if [ -n "$host_nats" ] && [ ! -x "$pypy_root/usr/sbin/nats-server" ]; then
+  install -m 0755 "$host_nats" "$pypy_root/usr/local/bin/nats-server"
+fi
 [ -x target/venv-pypy/bin/python ] || in_root pypy3 -m venv target/venv-pypy
 in_root target/venv-pypy/bin/python -m pip install -q pytest
 in_root target/venv-pypy/bin/python -m pip install -q --force-reinstall --no-deps "$WHEELS"/pypy/*.whl

@@ -31,7 +31,7 @@ make_root() {
   fi
   echo "== making a Debian $SUITE root with PyPy 3.11 in $PYPY_ROOT (once, about 3 minutes)"
   rm -rf "$PYPY_ROOT.tmp"
-  debootstrap --variant=minbase --include=pypy3,pypy3-venv,ca-certificates \
+  debootstrap --variant=minbase --include=pypy3,pypy3-venv,ca-certificates,nats-server \
     "$SUITE" "$PYPY_ROOT.tmp" "$MIRROR" >"$ROOT/target/pypy-debootstrap.log" 2>&1 \
     || die "debootstrap failed, see $ROOT/target/pypy-debootstrap.log"
   rm -rf "$PYPY_ROOT"

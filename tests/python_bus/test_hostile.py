@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 import signal
 import struct
 import subprocess
@@ -217,7 +218,9 @@ def test_memory_stays_bounded_under_a_flood_of_distinct_topics(bus: str) -> None
         grown = rss_bytes() - rss["checkpoint"]
         engine.stop()
     # Unbounded, 200,000 more topics cost over 100 MiB; bounded, the caches are full already.
-    assert grown < 24 << 20, f"RSS grew by {grown / 2**20:.1f} MiB over 200,000 new topics"
+    # PyPy's garbage collector and JIT grow its heap in larger steps than CPython's.
+    limit = (48 if platform.python_implementation() == "PyPy" else 24) << 20
+    assert grown < limit, f"RSS grew by {grown / 2**20:.1f} MiB over 200,000 new topics"
     assert len(event_engine.get_internal_map()) < 1000
 
 
@@ -273,14 +276,20 @@ else:
 
 
 def test_a_small_dev_shm_is_an_os_error_at_attach_not_a_sigbus_later() -> None:
-    script = 'mount -t tmpfs -o size=64m tmpfs /dev/shm && exec "$0" -c "$1"'
-    done = subprocess.run(
-        ["unshare", "-m", "--propagation", "private", "sh", "-c", script, sys.executable, SMALL_SHM_CHILD],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    # A private mount namespace whose /dev/shm is a 64 MiB tmpfs. Inside a chroot (the PyPy
+    # root) "/" is no mount point and unshare cannot make it private: there /dev/shm alone is
+    # made private in the new namespace before the tmpfs goes over it.
+    script = 'mount --make-rprivate /dev/shm 2>/dev/null; mount -t tmpfs -o size=64m tmpfs /dev/shm && exec "$0" -c "$1"'
+    for propagation in ("private", "unchanged"):
+        done = subprocess.run(
+            ["unshare", "-m", "--propagation", propagation, "sh", "-c", script, sys.executable, SMALL_SHM_CHILD],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if "cannot change root filesystem propagation" not in done.stderr:
+            break
     assert done.returncode == 0, done.stderr
     line = done.stdout.strip()
     assert "needs" in line and "free" in line and "--shm-size" in line, line
