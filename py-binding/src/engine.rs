@@ -1036,7 +1036,6 @@ impl PyEventEngine {
                     None => {
                         table.insert((*parsed).clone(), created.clone_ref(py));
                         drop(table);
-                        self.hooks_changed(py)?;
                         self.log_at(
                             py,
                             "debug",
@@ -1048,7 +1047,10 @@ impl PyEventEngine {
             }
         };
         hook.get()
-            .add_handler_checked(py, handler, deduplicate, None)
+            .add_handler_checked(py, handler, deduplicate, None)?;
+        // Every time, not only for a new hook: if an earlier rewrite of the interest failed
+        // (a stopped process holding the bus's table lock), registering again repairs it.
+        self.hooks_changed(py)
     }
 
     /// Removes `handler` from the hook of `topic`; an emptied hook is dropped.
