@@ -5,6 +5,7 @@
 //! topic against their patterns with the topic grammar (`docs/topic-grammar.md`).
 
 use crate::blocks::atomics::Ordering;
+use crate::blocks::interest::TopicCache;
 use crate::region::interest::Wanted;
 use crate::region::layout::CONSUMER_LIVE;
 use crate::region::Region;
@@ -44,58 +45,52 @@ impl Parsed {
 }
 
 /// A publisher's view of who wants what.
-#[derive(Default)]
 pub(crate) struct Addressing {
-    /// The interest epoch `by_topic` is valid for.
-    epoch: u64,
-    /// Topic hash -> (topic, consumers that want it).
-    by_topic: HashMap<u64, (Box<str>, u64)>,
+    /// Topic -> consumers that want it, for the current interest epoch.
+    by_topic: TopicCache<u64>,
     /// Per consumer entry: the interest version parsed, and what it says.
     parsed: HashMap<usize, (u64, Parsed)>,
+}
+
+impl Default for Addressing {
+    fn default() -> Self {
+        Addressing {
+            by_topic: TopicCache::new(MAX_TOPICS),
+            parsed: HashMap::new(),
+        }
+    }
 }
 
 impl Addressing {
     /// The consumers (bits) whose interest matches `topic` (whose hash is `hash`), as of now.
     pub(crate) fn wanting(&mut self, region: &Region, topic: &str, hash: u64) -> u64 {
-        let epoch = region.header().interest_epoch.load(Ordering::SeqCst);
-        if epoch != self.epoch || self.by_topic.is_empty() {
-            self.by_topic.clear();
-            self.epoch = epoch;
-        }
-        if let Some((t, mask)) = self.by_topic.get(&hash) {
-            if **t == *topic {
-                return *mask;
-            }
-        }
-        let mask = self.compute(region, topic);
-        if self.by_topic.len() >= MAX_TOPICS {
-            self.by_topic.clear();
-        }
-        self.by_topic.insert(hash, (topic.into(), mask));
-        mask
+        let Addressing { by_topic, parsed } = self;
+        by_topic.get(&region.header().interest_epoch, hash, topic, || {
+            compute(parsed, region, topic)
+        })
     }
+}
 
-    fn compute(&mut self, region: &Region, topic: &str) -> u64 {
-        // Routing is by the literal (docs/topic-grammar.md); a literal that does not parse
-        // reaches only consumers that want everything.
-        let parsed_topic = Topic::parse(topic).ok();
-        let max = region.layout().max_subscribers as usize;
-        let mut mask = 0u64;
-        for (i, c) in region.consumers().iter().enumerate().take(max) {
-            if c.state.load(Ordering::Acquire) != CONSUMER_LIVE {
-                self.parsed.remove(&i);
-                continue;
-            }
-            let version = c.interest.version.load(Ordering::Acquire);
-            let fresh = self.parsed.get(&i).is_some_and(|(v, _)| *v == version);
-            if !fresh {
-                let (v, wanted) = region.read_interest(i);
-                self.parsed.insert(i, (v, Parsed::from(wanted)));
-            }
-            if self.parsed[&i].1.wants(parsed_topic.as_ref()) {
-                mask |= 1 << i;
-            }
+fn compute(parsed: &mut HashMap<usize, (u64, Parsed)>, region: &Region, topic: &str) -> u64 {
+    // Routing is by the literal (docs/topic-grammar.md); a literal that does not parse
+    // reaches only consumers that want everything.
+    let parsed_topic = Topic::parse(topic).ok();
+    let max = region.layout().max_subscribers as usize;
+    let mut mask = 0u64;
+    for (i, c) in region.consumers().iter().enumerate().take(max) {
+        if c.state.load(Ordering::Acquire) != CONSUMER_LIVE {
+            parsed.remove(&i);
+            continue;
         }
-        mask
+        let version = c.interest.version.load(Ordering::Acquire);
+        let fresh = parsed.get(&i).is_some_and(|(v, _)| *v == version);
+        if !fresh {
+            let (v, wanted) = region.read_interest(i);
+            parsed.insert(i, (v, Parsed::from(wanted)));
+        }
+        if parsed[&i].1.wants(parsed_topic.as_ref()) {
+            mask |= 1 << i;
+        }
     }
+    mask
 }

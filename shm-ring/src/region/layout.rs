@@ -135,11 +135,11 @@ pub(crate) struct Row {
 
 pub(crate) const SLEEPING_SUBSCRIBER: u32 = 1;
 pub(crate) const SLEEPING_PUBLISHER: u32 = 2;
-pub(crate) const SLEEPING_COUNTED: u32 = 4;
+use crate::blocks::interest::InterestTable;
+pub(crate) use crate::blocks::sleepers::SLEEPING_COUNTED;
 
 pub(crate) const ROW_FREE: u32 = 0;
 pub(crate) const ROW_LIVE: u32 = 1;
-pub(crate) const IN_FLIGHT_CONFIRMED: u64 = 1 << 63;
 
 /// A consumer: a fan-out subscriber or a group, owning one bit of the pending masks.
 #[repr(C)]
@@ -179,19 +179,9 @@ pub(crate) const INTEREST_WORDS: usize = 510;
 
 /// The topics a consumer wants: the patterns of its hooks (a group: of its members' hooks, as
 /// they registered them). Rewritten under the table lock, read by publishers without it, so it is
-/// a seqlock: `version` is odd while a rewrite is under way, and a reader that sees it change
-/// copies again (after a few tries it takes the consumer to want everything, never to want
-/// nothing). Publishers notice a rewrite through the header's `interest_epoch`.
-#[repr(C)]
-pub(crate) struct Interest {
-    pub version: AtomicU64,
-    /// 1: every topic (a Rust subscriber's default, and what a full table falls back to).
-    pub all: AtomicU32,
-    /// Bytes of `data` in use.
-    pub len: AtomicU32,
-    /// The patterns, each a little-endian `u16` length and then its UTF-8 bytes.
-    pub data: [AtomicU64; INTEREST_WORDS],
-}
+/// a seqlock (`blocks/interest.rs`). Publishers notice a rewrite through the header's
+/// `interest_epoch`.
+pub(crate) type Interest = InterestTable<INTEREST_WORDS>;
 
 pub(crate) const CONSUMER_FREE: u32 = 0;
 pub(crate) const CONSUMER_LIVE: u32 = 1;
