@@ -106,3 +106,13 @@ def two_engines(bus, n, ready, results, leave):
     b.close()
     results.put(seen)
     leave.wait(GUARD)
+
+
+def idle_engine(bus, patterns, ready, leave):
+    """An engine attached throughout and never started, with hooks on `patterns` (maybe none)."""
+    engine = EventEngine(bus=bus)
+    for p in patterns:
+        engine.register_handler(Topic(p), lambda *a, **k: None)
+    ready.set()
+    leave.wait(GUARD)
+    engine.close()
