@@ -374,8 +374,8 @@ mod loom_tests {
         }
     }
 
-    /// Member A claims a message and dies at `death`; member B handles messages until the
-    /// group has handled both; a reaper, once A is dead, reclaims A's claim as the real reap
+    /// Two messages are waiting for a group of two members. Member A claims one and dies at
+    /// `death`; member B handles messages until the group has handled both; a reaper, once A is dead, reclaims A's claim as the real reap
     /// does. Every message is handled exactly once (A's unreleased claim by B, through the
     /// redelivery list), the reaper redelivers exactly A's claim when A had not released it and
     /// nothing otherwise, and every slot is released in the end.
@@ -390,8 +390,9 @@ mod loom_tests {
                 a_dead: AtomicU64::new(0),
                 handled: AtomicU64::new(0),
             });
-            let g1 = g.clone();
-            let publisher = loom::thread::spawn(move || (1..=2).for_each(|v| g1.s.publish(v)));
+            // Both messages are published before the members start (the ring models cover a
+            // consumer racing its publisher; a publisher thread here makes the model too big).
+            (1..=2).for_each(|v| g.s.publish(v));
             let g2 = g.clone();
             let a = loom::thread::spawn(move || {
                 let view = g2.view();
@@ -459,7 +460,6 @@ mod loom_tests {
                 g4.s.wake();
                 redelivered
             });
-            publisher.join().unwrap();
             let (a_claimed, a_handled) = a.join().unwrap();
             let mut all = b.join().unwrap();
             let redelivered = reaper.join().unwrap();
