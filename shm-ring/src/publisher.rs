@@ -64,6 +64,8 @@ pub struct Publisher {
     pid: u32,
     /// Who wants which topic, cached per topic.
     addressing: Addressing,
+    /// Consumers (a mask of consumer bits) this publisher never waits for.
+    never_wait_for: u64,
 }
 
 impl Publisher {
@@ -73,7 +75,22 @@ impl Publisher {
             row,
             pid: std::process::id(),
             addressing: Addressing::default(),
+            never_wait_for: 0,
         }
+    }
+
+    /// From now on, a publish that would have to wait for one of `consumers` (a mask of
+    /// consumer bits, see [`crate::Subscriber::consumer_mask`]; 0: none) fails at once with
+    /// [`BusError::WouldWaitFor`] instead. A thread that publishes from inside its own
+    /// subscriber's receive loop sets its subscriber here: that subscriber cannot release
+    /// anything while the thread waits, so the wait would never end. It still waits for other
+    /// consumers.
+    ///
+    /// For the ring this is exact: a full ring waits for the consumers holding the slot the
+    /// message needs (`waiting_for`). A full slab class cannot tell which block frees first, so
+    /// it refuses as soon as any message one of `consumers` has not released holds a block.
+    pub fn set_never_wait_for(&mut self, consumers: u64) {
+        self.never_wait_for = consumers;
     }
 
     /// Publishes `payload` on `topic` (a literal) with the codec tag to every consumer that wants
@@ -160,7 +177,17 @@ impl Publisher {
             fill(&mut inline[topic.len()..total]);
             0
         } else {
-            let idx = match wait_for(region, row, Side::Publisher, timeout, || self.alloc(total))? {
+            let never = self.never_wait_for;
+            let idx = match wait_for(region, row, Side::Publisher, timeout, || {
+                let got = self.alloc(total)?;
+                if got.is_none() && never != 0 {
+                    let holders = block_holders(region) & never;
+                    if holders != 0 {
+                        return Err(BusError::WouldWaitFor { consumers: holders });
+                    }
+                }
+                Ok(got)
+            })? {
                 Some(idx) => idx,
                 None => return Err(out_of_time()),
             };
@@ -176,11 +203,15 @@ impl Publisher {
         let ring = region.ring();
         let remaining = timeout.map(|t| t.saturating_sub(start.elapsed()));
         let mut waiting = Waiting::new(region, row);
+        let never = self.never_wait_for;
         let claimed = wait_for(region, row, Side::Publisher, remaining, || {
             let r = ring.claim(&row.publishing).ok();
             if r.is_none() {
                 check_head(region, &ring)?;
-                waiting.blocked();
+                let holders = waiting.blocked() & never;
+                if holders != 0 {
+                    return Err(BusError::WouldWaitFor { consumers: holders });
+                }
             }
             Ok(r)
         });
@@ -340,7 +371,9 @@ impl Publisher {
         let mut done = 0;
         while done < count {
             let partial = |e: BusError, done: usize| match e {
-                BusError::Full | BusError::Timeout if done > 0 => Ok(done),
+                BusError::Full | BusError::Timeout | BusError::WouldWaitFor { .. } if done > 0 => {
+                    Ok(done)
+                }
                 e => Err(e),
             };
             if !fits(done) {
@@ -356,11 +389,15 @@ impl Publisher {
                 .count()
                 .min(Intent::MAX_RUN as usize) as u64;
             let mut waiting = Waiting::new(region, row);
+            let never = self.never_wait_for;
             let claimed = wait_for(region, row, Side::Publisher, remaining(), || {
                 let r = ring.claim_many(want, &row.publishing).ok();
                 if r.is_none() {
                     check_head(region, &ring)?;
-                    waiting.blocked();
+                    let holders = waiting.blocked() & never;
+                    if holders != 0 {
+                        return Err(BusError::WouldWaitFor { consumers: holders });
+                    }
                 }
                 Ok(r)
             });
@@ -488,8 +525,8 @@ impl<'a> Waiting<'a> {
         }
     }
 
-    /// The claim failed: the ring is full.
-    fn blocked(&mut self) {
+    /// The claim failed: the ring is full. Returns the consumers it waits for.
+    fn blocked(&mut self) -> u64 {
         if !self.since {
             self.since = true;
             self.region
@@ -502,7 +539,18 @@ impl<'a> Waiting<'a> {
         let head = self.region.header().head.load(Ordering::Relaxed);
         let holders = ring.slot(head).pending.load(Ordering::Relaxed);
         self.row.waiting_for.store(holders, Ordering::Relaxed);
+        holders
     }
+}
+
+/// The consumers that still hold a message stored in a slab block (a snapshot: only read when
+/// a slab class is found empty).
+fn block_holders(region: &Region) -> u64 {
+    let ring = region.ring();
+    (0..ring.capacity())
+        .map(|pos| ring.slot(pos))
+        .filter(|slot| slot.block.load(Ordering::Relaxed) != 0)
+        .fold(0, |acc, slot| acc | slot.pending.load(Ordering::Relaxed))
 }
 
 impl Drop for Waiting<'_> {

@@ -325,6 +325,12 @@ impl Subscriber {
         self.row
     }
 
+    /// The bit of this subscriber's consumer (its group's, for a member) in the masks a bus
+    /// shows (`pending`, `waiting_for`) and takes ([`crate::Publisher::set_never_wait_for`]).
+    pub fn consumer_mask(&self) -> u64 {
+        self.bit
+    }
+
     /// Finds the next message for us and holds it; `None` if nothing is ready.
     pub(crate) fn next(&mut self) -> Option<u64> {
         if self.group {
