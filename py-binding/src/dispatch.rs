@@ -56,18 +56,16 @@ impl<'a> Dispatcher<'a> {
         if self.routed.is_empty() {
             return;
         }
-        let call = match m.open(py) {
-            Ok(call) => call,
-            Err(e) => {
-                self.routed.clear();
-                self.report_unopened(py, m.topic_literal(), e);
-                return;
+        let routed = &mut self.routed;
+        let called = m.open(py, |call| {
+            let topic = call.topic.as_any();
+            for hook in routed.drain(..) {
+                hook.get().dispatch(py, topic, call.args, call.kwargs);
             }
-        };
-        let topic = call.topic.as_any();
-        for hook in self.routed.drain(..) {
-            hook.get()
-                .dispatch(py, topic, &call.args, call.kwargs.as_ref());
+        });
+        if let Err(e) = called {
+            self.routed.clear();
+            self.report_unopened(py, m.topic_literal(), e);
         }
     }
 

@@ -22,7 +22,7 @@ use crate::gil;
 use crate::hook::PyEventHook;
 use crate::lock::lock;
 use crate::logger;
-use crate::message::Published;
+use crate::message::Outgoing;
 use crate::payload::PyMessagePayload;
 use crate::shared::Shared;
 use crate::source::{BusSource, GetWait, MessageSource, PutWait, QueueSource, Source};
@@ -128,8 +128,8 @@ impl PyEventEngine {
         &self,
         py: Python<'_>,
         topic_obj: &Bound<'_, PyAny>,
-        args: Py<PyTuple>,
-        kwargs: Option<Py<PyDict>>,
+        args: Bound<'_, PyTuple>,
+        kwargs: Option<Bound<'_, PyDict>>,
         (block, max_spin, timeout): (bool, u32, f64),
     ) -> PyResult<()> {
         let topic = topic_arg(topic_obj, "put()/publish()")?;
@@ -137,9 +137,9 @@ impl PyEventEngine {
             return Err(not_exact(&topic));
         }
         let shared = &self.shared;
-        let msg = Published {
+        let msg = Outgoing {
             topic,
-            topic_obj: topic_obj.cast::<PyTopic>()?.clone().unbind(),
+            topic_obj: topic_obj.cast::<PyTopic>()?,
             args,
             kwargs,
             seq_id: shared.next_seq(),
@@ -148,7 +148,7 @@ impl PyEventEngine {
             block,
             max_spin,
             timeout: wait_limit(timeout),
-            from_own_dispatch: shared.on_dispatch_thread(),
+            engine: shared.id(),
         };
         let put = shared.source.put(py, msg, wait);
         if put.is_err() {
@@ -444,13 +444,7 @@ impl PyEventEngine {
         timeout: f64,
         kwargs: Option<Bound<'_, PyDict>>,
     ) -> PyResult<()> {
-        self.enqueue(
-            py,
-            topic,
-            args.unbind(),
-            kwargs.map(Bound::unbind),
-            (block, max_spin, timeout),
-        )
+        self.enqueue(py, topic, args, kwargs, (block, max_spin, timeout))
     }
 
     /// Publishes a message with explicit `args` (tuple) and `kwargs` (dict).
@@ -485,13 +479,7 @@ impl PyEventEngine {
         if let Some(kw) = &kwargs {
             check_keyword_names(kw)?;
         }
-        self.enqueue(
-            py,
-            topic,
-            args.unbind(),
-            kwargs.map(Bound::unbind),
-            (block, max_spin, timeout),
-        )
+        self.enqueue(py, topic, args, kwargs, (block, max_spin, timeout))
     }
 
     /// Takes one message off the queue (bypassing the hooks).

@@ -8,6 +8,7 @@ mod cli;
 mod codec;
 mod dispatch;
 mod dispatch_loop;
+mod dispatch_thread;
 mod engine;
 mod engine_ex;
 mod errors;

@@ -27,32 +27,56 @@ pub(crate) trait Envelope {
     fn topic_literal(&self) -> &str;
     /// The engine's (or the bus's) sequence number of the message.
     fn seq_id(&self) -> u64;
-    /// The topic object and arguments the handlers are called with.
-    fn open<'py>(&self, py: Python<'py>) -> PyResult<Call<'py>>;
-}
+    /// Opens the message (a bus message is decoded here) and calls `f` with the handler call.
+    fn open<'py, R>(&self, py: Python<'py>, f: impl FnOnce(Call<'_, 'py>) -> R) -> PyResult<R>;
 
-/// A handler call: the topic object (for handlers that take `topic=`), `*args` and `**kwargs`.
-pub(crate) struct Call<'py> {
-    pub(crate) topic: Bound<'py, PyTopic>,
-    pub(crate) args: Bound<'py, PyTuple>,
-    pub(crate) kwargs: Option<Bound<'py, PyDict>>,
-}
-
-impl Call<'_> {
     /// The message as `get()` returns it.
-    pub(crate) fn into_payload(self, seq_id: u64) -> PyMessagePayload {
-        PyMessagePayload {
-            topic: Some(self.topic.unbind()),
-            args: Some(self.args.unbind()),
-            kwargs: self.kwargs.map(Bound::unbind),
+    fn into_payload(self, py: Python<'_>) -> PyResult<PyMessagePayload>
+    where
+        Self: Sized,
+    {
+        let seq_id = self.seq_id();
+        self.open(py, |call| PyMessagePayload {
+            topic: Some(call.topic.clone().unbind()),
+            args: Some(call.args.clone().unbind()),
+            kwargs: call.kwargs.map(|k| k.clone().unbind()),
             seq_id,
-        }
+        })
     }
 }
 
-/// Opens `m` into what `get()` returns.
-pub(crate) fn payload_of(py: Python<'_>, m: &impl Envelope) -> PyResult<PyMessagePayload> {
-    Ok(m.open(py)?.into_payload(m.seq_id()))
+/// A handler call: the topic object (for handlers that take `topic=`), `*args` and `**kwargs`.
+#[derive(Clone, Copy)]
+pub(crate) struct Call<'a, 'py> {
+    pub(crate) topic: &'a Bound<'py, PyTopic>,
+    pub(crate) args: &'a Bound<'py, PyTuple>,
+    pub(crate) kwargs: Option<&'a Bound<'py, PyDict>>,
+}
+
+/// A message being put, as the engine hands it to its source (borrowed: a bus encodes it
+/// without keeping anything; the in-process queue keeps it as a [`Published`]).
+pub(crate) struct Outgoing<'a, 'py> {
+    /// The parsed topic (exact).
+    pub(crate) topic: Arc<Topic>,
+    /// The `Topic` object that was put.
+    pub(crate) topic_obj: &'a Bound<'py, PyTopic>,
+    pub(crate) args: Bound<'py, PyTuple>,
+    pub(crate) kwargs: Option<Bound<'py, PyDict>>,
+    /// Engine-wide sequence number.
+    pub(crate) seq_id: u64,
+}
+
+impl Outgoing<'_, '_> {
+    /// The message as a queue keeps it.
+    pub(crate) fn into_published(self) -> Published {
+        Published {
+            topic: self.topic,
+            topic_obj: self.topic_obj.clone().unbind(),
+            args: self.args.unbind(),
+            kwargs: self.kwargs.map(Bound::unbind),
+            seq_id: self.seq_id,
+        }
+    }
 }
 
 /// A message published from Python in this process, passed on by reference.
@@ -82,11 +106,21 @@ impl Envelope for Published {
         self.seq_id
     }
 
-    fn open<'py>(&self, py: Python<'py>) -> PyResult<Call<'py>> {
-        Ok(Call {
-            topic: self.topic_obj.bind(py).clone(),
-            args: self.args.bind(py).clone(),
-            kwargs: self.kwargs.as_ref().map(|k| k.bind(py).clone()),
+    fn open<'py, R>(&self, py: Python<'py>, f: impl FnOnce(Call<'_, 'py>) -> R) -> PyResult<R> {
+        Ok(f(Call {
+            topic: self.topic_obj.bind(py),
+            args: self.args.bind(py),
+            kwargs: self.kwargs.as_ref().map(|k| k.bind(py)),
+        }))
+    }
+
+    /// The objects that were put, handed over as they are.
+    fn into_payload(self, _py: Python<'_>) -> PyResult<PyMessagePayload> {
+        Ok(PyMessagePayload {
+            topic: Some(self.topic_obj),
+            args: Some(self.args),
+            kwargs: self.kwargs,
+            seq_id: self.seq_id,
         })
     }
 }
@@ -121,7 +155,7 @@ impl Envelope for TimerTick {
 
     /// No arguments; `interval` plus `timestamp` (aligned timers) or `trigger_time` (a
     /// `datetime`), as the reference names them.
-    fn open<'py>(&self, py: Python<'py>) -> PyResult<Call<'py>> {
+    fn open<'py, R>(&self, py: Python<'py>, f: impl FnOnce(Call<'_, 'py>) -> R) -> PyResult<R> {
         let topic = Bound::new(py, PyTopic::wrap(self.topic.clone()))?;
         let secs = self
             .scheduled
@@ -136,11 +170,11 @@ impl Envelope for TimerTick {
             let dt = DATETIME.import(py, "datetime", "datetime")?;
             kwargs.set_item("trigger_time", dt.call_method1("fromtimestamp", (secs,))?)?;
         }
-        Ok(Call {
-            topic,
-            args: PyTuple::empty(py),
-            kwargs: Some(kwargs),
-        })
+        Ok(f(Call {
+            topic: &topic,
+            args: &PyTuple::empty(py),
+            kwargs: Some(&kwargs),
+        }))
     }
 }
 

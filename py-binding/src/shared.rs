@@ -1,23 +1,18 @@
 //! The state an engine object shares with its loops, its timer threads and the exit.
 
-use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use engine_core::Topic;
 
+use crate::dispatch_thread::Dispatching;
 use crate::lock::lock;
 use crate::message::{Message, TimerTick};
 use crate::source::{MessageSource, Source};
 
 /// How long a timer thread waits for room for a tick before it checks `active` again.
 const TICK_WAIT: Duration = Duration::from_millis(50);
-
-thread_local! {
-    /// The engine whose loop runs on this thread (its `Shared`'s address; 0: none).
-    static DISPATCHING: Cell<usize> = const { Cell::new(0) };
-}
 
 /// State shared by the engine object, its loops and its timer threads.
 pub(crate) struct Shared {
@@ -60,9 +55,9 @@ impl Shared {
         self.seq.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Whether the calling thread is running this engine's loop (a handler is calling back).
-    pub(crate) fn on_dispatch_thread(&self) -> bool {
-        DISPATCHING.with(|d| d.get() == self as *const Shared as usize)
+    /// This engine's id for `dispatch_thread`.
+    pub(crate) fn id(&self) -> usize {
+        self as *const Shared as usize
     }
 
     /// Activates or deactivates; deactivating wakes every parked loop.
@@ -137,20 +132,21 @@ impl Shared {
 /// comes from the engine's own dispatch.
 pub(crate) struct LoopGuard<'a> {
     shared: &'a Shared,
-    outer: usize,
+    _marked: Dispatching,
 }
 
 impl<'a> LoopGuard<'a> {
     pub(crate) fn enter(shared: &'a Shared) -> Self {
         shared.loops.fetch_add(1, Ordering::AcqRel);
-        let outer = DISPATCHING.with(|d| d.replace(shared as *const Shared as usize));
-        LoopGuard { shared, outer }
+        LoopGuard {
+            shared,
+            _marked: Dispatching::enter(shared.id()),
+        }
     }
 }
 
 impl Drop for LoopGuard<'_> {
     fn drop(&mut self) {
-        DISPATCHING.with(|d| d.set(self.outer));
         self.shared.loops.fetch_sub(1, Ordering::AcqRel);
         let _guard = lock(&self.shared.state.0);
         self.shared.state.1.notify_all();

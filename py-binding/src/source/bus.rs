@@ -30,7 +30,7 @@ use crate::errors::{Empty, Full};
 use crate::gil;
 use crate::lock::{lock, try_lock};
 use crate::logger;
-use crate::message::{payload_of, Message, Published};
+use crate::message::{Envelope, Message, Outgoing};
 use crate::payload::PyMessagePayload;
 
 /// Most messages dispatched per GIL acquisition.
@@ -178,7 +178,7 @@ impl BusSource {
         } else {
             Some(Duration::ZERO)
         };
-        let never = if wait.from_own_dispatch {
+        let never = if wait.is_from_own_dispatch() {
             self.own_consumer
         } else {
             0
@@ -262,12 +262,11 @@ impl MessageSource for BusSource {
         self.local.len() + self.pending()
     }
 
-    fn put(&self, py: Python<'_>, msg: Published, wait: PutWait) -> PyResult<()> {
+    fn put(&self, py: Python<'_>, msg: Outgoing<'_, '_>, wait: PutWait) -> PyResult<()> {
         let topic = msg.topic.literal();
-        let args = msg.args.bind(py);
-        let kwargs = msg.kwargs.as_ref().map(|k| k.bind(py));
         let mut buf = BUF.with(|b| b.take());
-        let result = codec::encode(py, args, kwargs, &mut buf, topic, &self.name)
+        let kwargs = msg.kwargs.as_ref();
+        let result = codec::encode(py, &msg.args, kwargs, &mut buf, topic, &self.name)
             .and_then(|encoded| self.publish(py, topic, encoded.codec, encoded.bytes(&buf), wait));
         BUF.with(|b| b.replace(buf));
         result
@@ -389,16 +388,14 @@ impl MessageSource for BusSource {
                 _ => Empty::new_err(format!("bus \"{}\" empty", self.name)),
             });
         };
-        payload_of(
-            py,
-            &Received {
-                seq,
-                topic_hash,
-                topic: &topic,
-                codec,
-                payload: &payload,
-            },
-        )
+        Received {
+            seq,
+            topic_hash,
+            topic: &topic,
+            codec,
+            payload: &payload,
+        }
+        .into_payload(py)
     }
 
     /// From now on this engine wants the messages whose topic matches one of `topics` (its

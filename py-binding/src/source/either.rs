@@ -9,7 +9,7 @@ use super::bus::BusSource;
 use super::queue::QueueSource;
 use super::{GetWait, MessageSource, PutWait, Receipt};
 use crate::dispatch::Dispatcher;
-use crate::message::{Message, Published};
+use crate::message::{Message, Outgoing};
 use crate::payload::PyMessagePayload;
 
 /// An engine's source.
@@ -39,7 +39,7 @@ impl MessageSource for Source {
         forward!(self, s => s.len())
     }
     #[inline]
-    fn put(&self, py: Python<'_>, msg: Published, wait: PutWait) -> PyResult<()> {
+    fn put(&self, py: Python<'_>, msg: Outgoing<'_, '_>, wait: PutWait) -> PyResult<()> {
         forward!(self, s => s.put(py, msg, wait))
     }
     #[inline]

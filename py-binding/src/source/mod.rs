@@ -25,19 +25,28 @@ pub(crate) use self::bus::BusSource;
 pub(crate) use self::either::Source;
 pub(crate) use self::queue::QueueSource;
 use crate::dispatch::Dispatcher;
-use crate::message::{Message, Published};
+use crate::dispatch_thread;
+use crate::message::{Message, Outgoing};
 use crate::payload::PyMessagePayload;
 
-/// How a put waits for room: `put`'s `block`, `max_spin` and `timeout`, and whether it comes
-/// from the engine's own dispatch thread (which must never wait on its own consumption).
+/// How a put waits for room: `put`'s `block`, `max_spin` and `timeout`, and which engine puts
+/// (a put from that engine's own dispatch must never wait on its own consumption).
 #[derive(Clone, Copy)]
 pub(crate) struct PutWait {
     pub(crate) block: bool,
     pub(crate) max_spin: u32,
     /// `None`: for ever.
     pub(crate) timeout: Option<Duration>,
-    /// The put runs in a handler called by this engine's own loop (docs/delivery.md).
-    pub(crate) from_own_dispatch: bool,
+    /// The putting engine's id (see `dispatch_thread`).
+    pub(crate) engine: usize,
+}
+
+impl PutWait {
+    /// Whether the put runs in a handler called by the engine's own loop (docs/delivery.md,
+    /// "Puts from a handler"). Asked only by a put that would wait.
+    pub(crate) fn is_from_own_dispatch(&self) -> bool {
+        dispatch_thread::is_dispatching(self.engine)
+    }
 }
 
 /// How `get()` waits for a message.
@@ -68,7 +77,7 @@ pub(crate) trait MessageSource {
     fn len(&self) -> usize;
 
     /// Sends a message this engine publishes; `Full` when there is no room in time.
-    fn put(&self, py: Python<'_>, msg: Published, wait: PutWait) -> PyResult<()>;
+    fn put(&self, py: Python<'_>, msg: Outgoing<'_, '_>, wait: PutWait) -> PyResult<()>;
 
     /// Queues an item that stays in this engine (a timer tick), waiting up to `timeout` for
     /// room; gives it back if there is none. Called without the GIL.

@@ -12,7 +12,7 @@ use super::{GetWait, MessageSource, PutWait, Receipt};
 use crate::dispatch::Dispatcher;
 use crate::errors::{Empty, Full};
 use crate::gil;
-use crate::message::{payload_of, Message, Published};
+use crate::message::{Envelope, Message, Outgoing};
 use crate::payload::PyMessagePayload;
 
 /// Most messages dispatched per GIL acquisition.
@@ -67,8 +67,8 @@ impl QueueSource {
     /// `msg` as `get()` returns it; `None` for a wake-up.
     fn open(&self, py: Python<'_>, msg: Message) -> PyResult<Option<PyMessagePayload>> {
         match msg {
-            Message::Published(p) => payload_of(py, &p).map(Some),
-            Message::Tick(t) => payload_of(py, &t).map(Some),
+            Message::Published(p) => p.into_payload(py).map(Some),
+            Message::Tick(t) => t.into_payload(py).map(Some),
             Message::Wake => {
                 self.woken();
                 Ok(None)
@@ -103,15 +103,18 @@ impl MessageSource for QueueSource {
     }
 
     #[inline]
-    fn put(&self, py: Python<'_>, msg: Published, wait: PutWait) -> PyResult<()> {
-        let msg = match self.queue.try_push(Message::Published(msg)) {
+    fn put(&self, py: Python<'_>, msg: Outgoing<'_, '_>, wait: PutWait) -> PyResult<()> {
+        let msg = match self
+            .queue
+            .try_push(Message::Published(msg.into_published()))
+        {
             Ok(()) => return Ok(()),
             Err(msg) => msg,
         };
         if !wait.block {
             return Err(self.full_error(None));
         }
-        if wait.from_own_dispatch {
+        if wait.is_from_own_dispatch() {
             // Only this engine's loop empties the queue, and it is running this handler.
             return Err(Full::new_err(format!(
                 "queue full ({} messages waiting), and this put was made by a handler of the \

@@ -53,14 +53,14 @@ impl Envelope for Received<'_> {
         self.seq
     }
 
-    fn open<'py>(&self, py: Python<'py>) -> PyResult<Call<'py>> {
+    fn open<'py, R>(&self, py: Python<'py>, f: impl FnOnce(Call<'_, 'py>) -> R) -> PyResult<R> {
         let topic = topic_for(py, self.topic_hash, self.topic)?.into_bound(py);
         let (args, kwargs) = codec::decode(py, self.codec, self.payload)?;
-        Ok(Call {
-            topic,
-            args,
-            kwargs,
-        })
+        Ok(f(Call {
+            topic: &topic,
+            args: &args,
+            kwargs: kwargs.as_ref(),
+        }))
     }
 }
 
