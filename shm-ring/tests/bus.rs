@@ -792,3 +792,52 @@ fn interest_changes_while_the_subscriber_waits_in_another_thread() {
     drop((sub, p, bus, interest));
     assert_idle(&g.name);
 }
+
+#[test]
+fn a_publisher_never_waits_for_the_consumers_it_is_told_to_avoid() {
+    let g = BusGuard::new("never-wait");
+    let bus = Bus::create(&g.name, &small()).unwrap();
+    let mut mine = bus.subscribe().unwrap();
+    let mut other = bus.subscribe().unwrap();
+    assert_ne!(mine.consumer_mask(), other.consumer_mask());
+    let mut p = bus.publisher().unwrap();
+    for i in 0..u64::from(bus.config().ring_capacity) {
+        p.publish("t", Codec::Raw, &payload(0, i), NOW).unwrap();
+    }
+    // Full, and the slot the next message needs is held by both subscribers.
+    p.set_never_wait_for(mine.consumer_mask());
+    let started = std::time::Instant::now();
+    match p.publish("t", Codec::Raw, b"x", SEC) {
+        Err(BusError::WouldWaitFor { consumers }) => assert_eq!(consumers, mine.consumer_mask()),
+        other => panic!("expected WouldWaitFor, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // Once `mine` released that slot, the publish waits for `other` like any other.
+    assert_eq!(mine.recv_batch(1, NOW, |_| {}).unwrap(), 1);
+    assert!(matches!(
+        p.publish("t", Codec::Raw, b"x", Some(Duration::from_millis(50))),
+        Err(BusError::Timeout)
+    ));
+    assert_eq!(other.recv_batch(1, NOW, |_| {}).unwrap(), 1);
+    assert!(p.publish("t", Codec::Raw, b"x", NOW).unwrap().is_some());
+    // Large messages: a slab class found empty refuses while an avoided consumer holds blocks.
+    drop((mine, other, p));
+    let mut mine = bus.subscribe().unwrap();
+    let mut p = bus.publisher().unwrap();
+    let big = vec![7u8; 2000];
+    let mut sent = 0;
+    while p.publish("t", Codec::Raw, &big, NOW).is_ok() {
+        sent += 1;
+    }
+    // The blocks ran out before the ring did.
+    assert!(sent > 0 && sent < bus.config().ring_capacity, "{sent}");
+    p.set_never_wait_for(mine.consumer_mask());
+    assert!(matches!(
+        p.publish("t", Codec::Raw, &big, SEC),
+        Err(BusError::WouldWaitFor { .. })
+    ));
+    while mine.recv_batch(64, NOW, |_| {}).unwrap() > 0 {}
+    assert!(p.publish("t", Codec::Raw, &big, NOW).unwrap().is_some());
+    drop((mine, p, bus));
+    assert_idle(&g.name);
+}

@@ -277,7 +277,9 @@ class EventEngine:
     ) -> None:
         """Publishes ``handler(*args, **kwargs)`` on the exact ``topic``. With ``block`` it waits
         for room, ``timeout`` seconds at most (0 or less: for ever, as in the reference), then
-        raises ``Full``; without ``block`` it raises ``Full`` at once."""
+        raises ``Full``; without ``block`` it raises ``Full`` at once. A put from one of this
+        engine's own handlers never waits for this engine to consume: where it would, it raises
+        ``Full`` at once (docs/delivery.md, "Puts from a handler")."""
     def publish(
         self,
         topic: Topic,
