@@ -284,11 +284,9 @@ impl MessageSource for BusSource {
     }
 
     fn receive(&self, py: Python<'_>, dispatcher: &mut Dispatcher<'_>) -> PyResult<Receipt> {
-        // Local items first: timer ticks, and the wake-ups of a stop.
+        // Local items first: timer ticks, and the wake-ups of a stop (which also interrupt the
+        // wait below, so a stopped engine does not wait on the bus).
         let local = self.local.dispatch_ready(py, dispatcher);
-        if local > 0 {
-            return Ok(Receipt::Dispatched(local));
-        }
         let Some(intr) = lock(&self.interrupter).clone() else {
             return Ok(Receipt::Ended);
         };
@@ -296,7 +294,7 @@ impl MessageSource for BusSource {
         // it without the GIL, so that the rest of the process keeps running.
         let Some(mut guard) = try_lock(&self.subscriber) else {
             gil::detach(py, || drop(lock(&self.subscriber)));
-            return Ok(Receipt::Dispatched(0));
+            return Ok(Receipt::Dispatched(local));
         };
         let Some(sub) = guard.as_mut() else {
             return Ok(Receipt::Ended);
@@ -319,7 +317,7 @@ impl MessageSource for BusSource {
             }
             Ok(None) => {
                 self.redelivered.store(sub.redelivered(), Ordering::Relaxed);
-                return Ok(Receipt::Dispatched(0));
+                return Ok(Receipt::Dispatched(local));
             }
             Ok(Some(m)) => dispatcher.dispatch(py, &Received::from(&m)),
         }
@@ -330,7 +328,7 @@ impl MessageSource for BusSource {
         });
         self.redelivered.store(sub.redelivered(), Ordering::Relaxed);
         match rest {
-            Ok(n) => Ok(Receipt::Dispatched(n + 1)),
+            Ok(n) => Ok(Receipt::Dispatched(local + n + 1)),
             Err(e) => {
                 drop(guard.take());
                 drop(guard);
