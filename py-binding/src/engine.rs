@@ -239,198 +239,6 @@ impl PyEventEngine {
         PyEventEngine::create(py, capacity, logger, bus, group)
     }
 
-    /// Name of the shared-memory bus this engine is attached to (None: in-process).
-    #[getter]
-    fn bus(&self) -> Option<String> {
-        self.shared.source.bus_name().map(str::to_owned)
-    }
-
-    /// Work-sharing group this engine belongs to on its bus (None: receives everything).
-    #[getter]
-    fn group(&self) -> Option<String> {
-        self.shared.source.group().map(str::to_owned)
-    }
-
-    /// Whether `close()` detached this engine from its bus (always False in-process).
-    #[getter]
-    fn closed(&self) -> bool {
-        self.shared.source.is_closed()
-    }
-
-    /// Stops the engine if it runs, ends its timers and detaches it from its bus (a no-op
-    /// for an in-process engine beyond stopping). Idempotent.
-    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        if this.shared.is_active() {
-            PyEventEngine::stop(slf)?;
-        }
-        this.stop_timers(py);
-        let source = &this.shared.source;
-        let (Some(name), true) = (source.bus_name(), source.close()?) else {
-            return Ok(());
-        };
-        this.log_at(
-            py,
-            "info",
-            format!("detached from bus \"{name}\" (pid {})", std::process::id()),
-        );
-        // Leaving reaps what dead processes left, if any.
-        this.log_reaps(py);
-        Ok(())
-    }
-
-    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
-        slf
-    }
-
-    #[pyo3(signature = (*_exc))]
-    fn __exit__(slf: &Bound<'_, Self>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
-        PyEventEngine::close(slf)?;
-        Ok(false)
-    }
-
-    /// Maximum number of queued messages.
-    #[getter]
-    fn capacity(&self) -> usize {
-        self.shared.source.capacity()
-    }
-
-    /// The engine's logger (the package logger unless one was given).
-    #[getter]
-    fn logger<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.log(py)
-    }
-
-    #[setter]
-    fn set_logger(&self, logger: Option<Py<PyAny>>) {
-        logger::replace(&self.logger, logger);
-    }
-
-    /// Whether the engine is running (its loop dispatches).
-    #[getter]
-    fn active(&self) -> bool {
-        self.shared.is_active()
-    }
-
-    /// Number of messages waiting in the queue.
-    #[getter]
-    fn occupied(&self) -> usize {
-        self.shared.source.len()
-    }
-
-    /// Number of messages put so far: the `seq_id` the next one gets (the first gets 0).
-    #[getter]
-    fn seq_id(&self) -> u64 {
-        self.shared.seq.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Marks the engine active (start() does this).
-    fn activate(&self) {
-        self.shared.set_active(true);
-    }
-
-    /// Marks the engine inactive: a running loop returns after its current batch.
-    fn deactivate(&self) {
-        self.shared.set_active(false);
-    }
-
-    /// Dispatches messages in the calling thread while the engine is active
-    /// (call `activate()` first; returns at once otherwise).
-    fn run(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let shared = this.shared.clone();
-        // Like `start()`: a closed engine has nothing to run on (the loop would return at once).
-        if shared.source.is_closed() {
-            return Err(bus::closed());
-        }
-        dispatch_loop::run(py, &shared, &this.hooks, &this.logger)
-    }
-
-    /// Starts the loop in a background thread.
-    fn start(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        if this.shared.source.is_closed() {
-            return Err(bus::closed());
-        }
-        if this.shared.is_active() {
-            this.log(py)?
-                .call_method1("warning", (format!("{} already started!", slf.repr()?),))?;
-            return Ok(());
-        }
-        this.shared.set_active(true);
-        let kwargs = PyDict::new(py);
-        kwargs.set_item("target", slf.getattr("run")?)?;
-        kwargs.set_item("name", "EventEngine")?;
-        kwargs.set_item("daemon", true)?;
-        let thread = py
-            .import("threading")?
-            .getattr("Thread")?
-            .call((), Some(&kwargs))?;
-        if let Err(e) = thread.call_method0("start") {
-            this.shared.set_active(false);
-            return Err(e);
-        }
-        let old = lock(&this.thread).replace(thread.unbind());
-        drop(old);
-        this.log_at(
-            py,
-            "debug",
-            format!("{} started its dispatch thread", slf.repr()?),
-        );
-        Ok(())
-    }
-
-    /// Stops the loop (and the timers) and joins the background thread.
-    fn stop(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let was_active = this.shared.is_active();
-        this.shared.set_active(false);
-        this.stop_timers(py);
-        let thread = lock(&this.thread).take();
-        if let Some(thread) = thread {
-            let thread = thread.into_bound(py);
-            let current = py.import("threading")?.call_method0("current_thread")?;
-            // A handler may stop its own engine: that thread just ends after the batch.
-            if !thread.is(&current) {
-                thread.call_method0("join")?;
-            }
-        }
-        if !was_active {
-            this.log(py)?
-                .call_method1("warning", ("EventEngine already stopped!",))?;
-        } else {
-            this.log_at(py, "debug", format!("{} stopped", slf.repr()?));
-        }
-        Ok(())
-    }
-
-    /// Removes every hook (and timer). On a running engine it logs an error and leaves
-    /// everything in place, as the reference does (it is often called in `finally` blocks).
-    fn clear(&self, py: Python<'_>) -> PyResult<()> {
-        if self.shared.is_active() {
-            self.log(py)?.call_method1(
-                "error",
-                (
-                    "EventEngine must be stopped before clear(): call stop() (or deactivate()) \
-                  first; nothing was cleared",
-                ),
-            )?;
-            return Ok(());
-        }
-        self.stop_timers(py);
-        let hooks = self.all_hooks(py);
-        let old = std::mem::replace(&mut *lock(&self.hooks), HookTable::new());
-        for h in &hooks {
-            h.get().clear_handlers();
-        }
-        drop(old);
-        self.hooks_changed(py)
-    }
-
     /// Publishes a message: `topic` (exact) with `*args` and `**kwargs`.
     #[pyo3(signature = (topic, *args, block = true, max_spin = 65535, timeout = 0.0, **kwargs))]
     #[allow(clippy::too_many_arguments)]
@@ -499,74 +307,173 @@ impl PyEventEngine {
         self.shared.source.take(py, wait)
     }
 
-    /// Registers a hook; a different hook already on its topic is a KeyError.
-    fn register_hook(&self, py: Python<'_>, hook: Bound<'_, PyEventHook>) -> PyResult<()> {
-        let topic = hook.get().topic_ref().borrow(py).inner.clone();
-        let mut table = lock(&self.hooks);
-        if let Some(existing) = table.get(&topic) {
-            if !existing.bind(py).is(&hook) {
-                return Err(PyKeyError::new_err(format!(
-                    "another EventHook is already registered for topic \"{}\"",
-                    topic.literal()
-                )));
-            }
+    /// Starts the loop in a background thread.
+    fn start(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.shared.source.is_closed() {
+            return Err(bus::closed());
+        }
+        if this.shared.is_active() {
+            this.log(py)?
+                .call_method1("warning", (format!("{} already started!", slf.repr()?),))?;
             return Ok(());
         }
-        let old = table.insert((*topic).clone(), hook.unbind());
-        drop(table);
-        drop(old);
-        self.hooks_changed(py)
-    }
-
-    /// The hook registered on exactly `topic` (KeyError when there is none).
-    fn get_hook(&self, py: Python<'_>, topic: &Bound<'_, PyAny>) -> PyResult<Py<PyEventHook>> {
-        let topic = topic_arg(topic, "get_hook()")?;
-        let hook = lock(&self.hooks).get(&topic).map(|h| h.clone_ref(py));
-        hook.ok_or_else(|| {
-            PyKeyError::new_err(format!(
-                "no EventHook registered for topic \"{}\"",
-                topic.literal()
-            ))
-        })
-    }
-
-    /// The hooks a message on `topic` reaches: the hook of that exact topic, then every
-    /// generic hook whose topic matches it (an empty list when none does).
-    fn __getitem__(
-        &self,
-        py: Python<'_>,
-        topic: &Bound<'_, PyAny>,
-    ) -> PyResult<Vec<Py<PyEventHook>>> {
-        let topic = topic_arg(topic, "EventEngine[topic]")?;
-        let mut hooks = Vec::new();
-        dispatch::route_into(
-            py,
-            &self.hooks,
-            topic.hash_value(),
-            topic.literal(),
-            &mut hooks,
-        );
-        Ok(hooks)
-    }
-
-    /// Unregisters and returns the hook of `topic` (KeyError when there is none).
-    fn unregister_hook(
-        &self,
-        py: Python<'_>,
-        topic: &Bound<'_, PyAny>,
-    ) -> PyResult<Py<PyEventHook>> {
-        let topic = topic_arg(topic, "unregister_hook()")?;
-        let removed = lock(&self.hooks).remove(&topic);
-        match removed {
-            Some((_, hook)) => {
-                self.hooks_changed(py)?;
-                Ok(hook)
-            }
-            None => Err(PyKeyError::new_err(format!(
-                "no EventHook registered for topic \"{}\"",
-                topic.literal()
-            ))),
+        this.shared.set_active(true);
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("target", slf.getattr("run")?)?;
+        kwargs.set_item("name", "EventEngine")?;
+        kwargs.set_item("daemon", true)?;
+        let thread = py
+            .import("threading")?
+            .getattr("Thread")?
+            .call((), Some(&kwargs))?;
+        if let Err(e) = thread.call_method0("start") {
+            this.shared.set_active(false);
+            return Err(e);
         }
+        let old = lock(&this.thread).replace(thread.unbind());
+        drop(old);
+        this.log_at(
+            py,
+            "debug",
+            format!("{} started its dispatch thread", slf.repr()?),
+        );
+        Ok(())
+    }
+
+    /// Dispatches messages in the calling thread while the engine is active
+    /// (call `activate()` first; returns at once otherwise).
+    fn run(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let shared = this.shared.clone();
+        // Like `start()`: a closed engine has nothing to run on (the loop would return at once).
+        if shared.source.is_closed() {
+            return Err(bus::closed());
+        }
+        dispatch_loop::run(py, &shared, &this.hooks, &this.logger)
+    }
+
+    /// Stops the loop (and the timers) and joins the background thread.
+    fn stop(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let was_active = this.shared.is_active();
+        this.shared.set_active(false);
+        this.stop_timers(py);
+        let thread = lock(&this.thread).take();
+        if let Some(thread) = thread {
+            let thread = thread.into_bound(py);
+            let current = py.import("threading")?.call_method0("current_thread")?;
+            // A handler may stop its own engine: that thread just ends after the batch.
+            if !thread.is(&current) {
+                thread.call_method0("join")?;
+            }
+        }
+        if !was_active {
+            this.log(py)?
+                .call_method1("warning", ("EventEngine already stopped!",))?;
+        } else {
+            this.log_at(py, "debug", format!("{} stopped", slf.repr()?));
+        }
+        Ok(())
+    }
+
+    /// Marks the engine active (start() does this).
+    fn activate(&self) {
+        self.shared.set_active(true);
+    }
+
+    /// Marks the engine inactive: a running loop returns after its current batch.
+    fn deactivate(&self) {
+        self.shared.set_active(false);
+    }
+
+    /// Whether the engine is running (its loop dispatches).
+    #[getter]
+    fn active(&self) -> bool {
+        self.shared.is_active()
+    }
+
+    /// Stops the engine if it runs, ends its timers and detaches it from its bus (a no-op
+    /// for an in-process engine beyond stopping). Idempotent.
+    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.shared.is_active() {
+            PyEventEngine::stop(slf)?;
+        }
+        this.stop_timers(py);
+        let source = &this.shared.source;
+        let (Some(name), true) = (source.bus_name(), source.close()?) else {
+            return Ok(());
+        };
+        this.log_at(
+            py,
+            "info",
+            format!("detached from bus \"{name}\" (pid {})", std::process::id()),
+        );
+        // Leaving reaps what dead processes left, if any.
+        this.log_reaps(py);
+        Ok(())
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(slf: &Bound<'_, Self>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        PyEventEngine::close(slf)?;
+        Ok(false)
+    }
+
+    /// Whether `close()` detached this engine from its bus (always False in-process).
+    #[getter]
+    fn closed(&self) -> bool {
+        self.shared.source.is_closed()
+    }
+
+    /// Name of the shared-memory bus this engine is attached to (None: in-process).
+    #[getter]
+    fn bus(&self) -> Option<String> {
+        self.shared.source.bus_name().map(str::to_owned)
+    }
+
+    /// Work-sharing group this engine belongs to on its bus (None: receives everything).
+    #[getter]
+    fn group(&self) -> Option<String> {
+        self.shared.source.group().map(str::to_owned)
+    }
+
+    /// Maximum number of queued messages.
+    #[getter]
+    fn capacity(&self) -> usize {
+        self.shared.source.capacity()
+    }
+
+    /// Number of messages waiting in the queue.
+    #[getter]
+    fn occupied(&self) -> usize {
+        self.shared.source.len()
+    }
+
+    /// Number of messages put so far: the `seq_id` the next one gets (the first gets 0).
+    #[getter]
+    fn seq_id(&self) -> u64 {
+        self.shared.seq.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The engine's logger (the package logger unless one was given).
+    #[getter]
+    fn logger<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.log(py)
+    }
+
+    #[setter]
+    fn set_logger(&self, logger: Option<Py<PyAny>>) {
+        logger::replace(&self.logger, logger);
     }
 
     /// Adds `handler` to the hook of `topic`, creating the hook if needed.
@@ -639,6 +546,76 @@ impl PyEventEngine {
         Ok(())
     }
 
+    /// Registers a hook; a different hook already on its topic is a KeyError.
+    fn register_hook(&self, py: Python<'_>, hook: Bound<'_, PyEventHook>) -> PyResult<()> {
+        let topic = hook.get().topic_ref().borrow(py).inner.clone();
+        let mut table = lock(&self.hooks);
+        if let Some(existing) = table.get(&topic) {
+            if !existing.bind(py).is(&hook) {
+                return Err(PyKeyError::new_err(format!(
+                    "another EventHook is already registered for topic \"{}\"",
+                    topic.literal()
+                )));
+            }
+            return Ok(());
+        }
+        let old = table.insert((*topic).clone(), hook.unbind());
+        drop(table);
+        drop(old);
+        self.hooks_changed(py)
+    }
+
+    /// Unregisters and returns the hook of `topic` (KeyError when there is none).
+    fn unregister_hook(
+        &self,
+        py: Python<'_>,
+        topic: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyEventHook>> {
+        let topic = topic_arg(topic, "unregister_hook()")?;
+        let removed = lock(&self.hooks).remove(&topic);
+        match removed {
+            Some((_, hook)) => {
+                self.hooks_changed(py)?;
+                Ok(hook)
+            }
+            None => Err(PyKeyError::new_err(format!(
+                "no EventHook registered for topic \"{}\"",
+                topic.literal()
+            ))),
+        }
+    }
+
+    /// The hook registered on exactly `topic` (KeyError when there is none).
+    fn get_hook(&self, py: Python<'_>, topic: &Bound<'_, PyAny>) -> PyResult<Py<PyEventHook>> {
+        let topic = topic_arg(topic, "get_hook()")?;
+        let hook = lock(&self.hooks).get(&topic).map(|h| h.clone_ref(py));
+        hook.ok_or_else(|| {
+            PyKeyError::new_err(format!(
+                "no EventHook registered for topic \"{}\"",
+                topic.literal()
+            ))
+        })
+    }
+
+    /// The hooks a message on `topic` reaches: the hook of that exact topic, then every
+    /// generic hook whose topic matches it (an empty list when none does).
+    fn __getitem__(
+        &self,
+        py: Python<'_>,
+        topic: &Bound<'_, PyAny>,
+    ) -> PyResult<Vec<Py<PyEventHook>>> {
+        let topic = topic_arg(topic, "EventEngine[topic]")?;
+        let mut hooks = Vec::new();
+        dispatch::route_into(
+            py,
+            &self.hooks,
+            topic.hash_value(),
+            topic.literal(),
+            &mut hooks,
+        );
+        Ok(hooks)
+    }
+
     /// `{Topic: EventHook}` of the exact topics (a copy).
     #[getter]
     fn exact_topic_hook_map<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
@@ -687,6 +664,29 @@ impl PyEventEngine {
 
     fn __len__(&self) -> usize {
         lock(&self.hooks).len()
+    }
+
+    /// Removes every hook (and timer). On a running engine it logs an error and leaves
+    /// everything in place, as the reference does (it is often called in `finally` blocks).
+    fn clear(&self, py: Python<'_>) -> PyResult<()> {
+        if self.shared.is_active() {
+            self.log(py)?.call_method1(
+                "error",
+                (
+                    "EventEngine must be stopped before clear(): call stop() (or deactivate()) \
+                  first; nothing was cleared",
+                ),
+            )?;
+            return Ok(());
+        }
+        self.stop_timers(py);
+        let hooks = self.all_hooks(py);
+        let old = std::mem::replace(&mut *lock(&self.hooks), HookTable::new());
+        for h in &hooks {
+            h.get().clear_handlers();
+        }
+        drop(old);
+        self.hooks_changed(py)
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
