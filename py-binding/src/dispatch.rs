@@ -45,6 +45,7 @@ impl<'a> Dispatcher<'a> {
     }
 
     /// Calls every hook `m`'s topic routes to; a message no hook wants is not opened.
+    #[inline]
     pub(crate) fn dispatch(&mut self, py: Python<'_>, m: &impl Envelope) {
         route_into(
             py,
@@ -86,6 +87,7 @@ impl<'a> Dispatcher<'a> {
 
 /// Copies the hooks routed to a topic into `out` (no lock held afterwards). The one routing
 /// rule: by literal (docs/topic-grammar.md#routing).
+#[inline]
 pub(crate) fn route_into(
     py: Python<'_>,
     hooks: &Hooks,

@@ -4,6 +4,7 @@
 use std::sync::{Mutex, MutexGuard, TryLockError};
 
 /// Locks `m`, waiting for it.
+#[inline]
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -94,10 +94,12 @@ pub(crate) struct Published {
 }
 
 impl Envelope for Published {
+    #[inline]
     fn topic_hash(&self) -> u64 {
         self.topic.hash_value()
     }
 
+    #[inline]
     fn topic_literal(&self) -> &str {
         self.topic.literal()
     }
@@ -106,6 +108,7 @@ impl Envelope for Published {
         self.seq_id
     }
 
+    #[inline]
     fn open<'py, R>(&self, py: Python<'py>, f: impl FnOnce(Call<'_, 'py>) -> R) -> PyResult<R> {
         Ok(f(Call {
             topic: self.topic_obj.bind(py),

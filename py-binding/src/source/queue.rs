@@ -56,6 +56,7 @@ impl QueueSource {
         Ok(None)
     }
 
+    #[inline]
     fn deliver(&self, py: Python<'_>, msg: Message, dispatcher: &mut Dispatcher<'_>) {
         match msg {
             Message::Published(p) => dispatcher.dispatch(py, &p),
