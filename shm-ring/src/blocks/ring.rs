@@ -320,7 +320,9 @@ impl<'a> RingView<'a> {
     #[must_use]
     pub fn commit_one(&self, pos: u64, consumers: u64) -> bool {
         let slot = self.slot(pos);
-        slot.pending.store(consumers, Ordering::Relaxed);
+        // Release: a consumer whose poll reads this `pending` must then see the `seq` that
+        // freed the slot for `pos` (see [`RingView::poll`]).
+        slot.pending.store(consumers, Ordering::Release);
         slot.seq
             .compare_exchange(
                 pos,
@@ -347,13 +349,21 @@ impl<'a> RingView<'a> {
     }
 
     /// What consumer `bit` finds at `pos`.
+    ///
+    /// A slot whose message is not for `bit` can be released and reused for `pos + capacity`
+    /// between the two loads below, and `pending` then holds the new message's bits. So `seq` is
+    /// read again: unchanged, the `pending` read was `pos`'s (a reuse stores `seq` before it
+    /// stores the new `pending`, Release); changed, `pos` was not for `bit` (its bit would have
+    /// kept the slot), and it is skipped.
     #[inline]
     pub fn poll(&self, pos: u64, bit: u64) -> Poll {
         let slot = self.slot(pos);
         let s = slot.seq.load(Ordering::Acquire);
         match dist(s, pos.wrapping_add(1)) {
             0 => {
-                if slot.pending.load(Ordering::Acquire) & bit != 0 {
+                if slot.pending.load(Ordering::Acquire) & bit != 0
+                    && slot.seq.load(Ordering::Acquire) == s
+                {
                     Poll::Ready
                 } else {
                     Poll::Skip
@@ -635,6 +645,22 @@ mod loom_tests {
             self.wake();
         }
 
+        /// Publishes `value` to those of `candidates` that are active, waiting while the ring
+        /// is full (as a publisher does for a topic only some consumers want).
+        fn publish_to(&self, value: u64, candidates: u64) {
+            let r = self.view();
+            let intent = AtomicU64::new(0);
+            let pos = self.claim(&intent);
+            r.slot(pos).topic_hash.store(value, Ordering::Relaxed);
+            let to = r.addressees(pos, candidates);
+            if to == 0 {
+                r.discard(pos, 1, &intent);
+            } else {
+                assert!(r.commit(pos, to, &intent));
+            }
+            self.wake();
+        }
+
         /// Publishes `values` in order, claiming runs of free slots with one CAS each.
         fn publish_run(&self, values: &[u64]) {
             let r = self.view();
@@ -793,6 +819,31 @@ mod loom_tests {
             let r = s.view();
             assert_eq!(r.poll(0, 2), Poll::Skip);
             assert_eq!(r.poll(2, 2), Poll::Skip);
+        });
+    }
+
+    /// A consumer that wants few topics polls a slot that holds a message for somebody else
+    /// while that message is released and the slot reused for a message that is for it (issue:
+    /// the poll read `seq` of the old message and `pending` of the new one, took the new message
+    /// for the old position, and its release moved `seq` back). Consumer 1 wants only the third
+    /// message, which reuses the first one's slot: it gets exactly that message, at its own
+    /// position, and every slot ends released.
+    #[test]
+    fn loom_a_reused_slot_is_not_read_as_its_previous_position() {
+        model(|| {
+            let s = shared(2, 0b11);
+            let (s1, s2, s3) = (s.clone(), s.clone(), s.clone());
+            let p = loom::thread::spawn(move || {
+                s1.publish_to(1, 0b01);
+                s1.publish_to(2, 0b01);
+                s1.publish_to(3, 0b10);
+            });
+            let a = loom::thread::spawn(move || s2.consume(1, 2));
+            let b = loom::thread::spawn(move || s3.consume(2, 1));
+            p.join().unwrap();
+            assert_eq!(a.join().unwrap(), vec![1, 2]);
+            assert_eq!(b.join().unwrap(), vec![3]);
+            assert!(s.all_released(3));
         });
     }
 
