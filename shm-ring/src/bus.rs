@@ -99,9 +99,14 @@ impl Bus {
         self.inner.region.name()
     }
 
-    /// The bus geometry (mode and owner policy are not stored and read as defaults).
+    /// The bus geometry and group retention (mode and owner policy are not stored and read as
+    /// defaults).
     pub fn config(&self) -> BusConfig {
-        self.inner.region.layout().config()
+        let region = &self.inner.region;
+        BusConfig {
+            group_retention_ms: region.header().group_retention_ms.load(Ordering::Relaxed),
+            ..region.layout().config()
+        }
     }
 
     /// The largest payload a message may carry, in bytes.
@@ -160,6 +165,11 @@ impl Bus {
         }
         let wanted = Wanted::from_topics(opts.topics.as_deref())?;
         let g = lock_table_to_join(&self.inner.region)?;
+        if opts.group.is_some() {
+            // A worker restarted after a crash: its dead predecessor's claim goes back to the
+            // group now, not at some later reap.
+            reap_locked(&g);
+        }
         let existing = opts.group.as_deref().and_then(|name| g.find_group(name));
         let (idx, new) = match (&opts.group, existing) {
             (Some(_), Some(idx)) => (idx, false),
@@ -183,6 +193,8 @@ impl Bus {
         if !new {
             let c = &self.inner.region.consumers()[idx as usize];
             c.members.fetch_add(1, Ordering::Relaxed);
+            // A group kept without members (`docs/delivery.md`) has one again.
+            c.orphaned_ns.store(0, Ordering::Relaxed);
             let (_, had) = self.inner.region.read_interest(idx as usize);
             let union = had.union(&wanted);
             if union != had {

@@ -24,6 +24,10 @@ pub struct BusConfig {
     pub mode: u32,
     /// Attach to a region file owned by another uid.
     pub allow_foreign_owner: bool,
+    /// How long a work-sharing group with no live member keeps its backlog and goes on receiving,
+    /// so that a restarted worker picks up where the last one stopped (default 60,000 ms). While
+    /// it is kept, publishers that fill the ring wait for it as for a member. Set by the creator.
+    pub group_retention_ms: u64,
 }
 
 impl Default for BusConfig {
@@ -36,6 +40,7 @@ impl Default for BusConfig {
             max_subscribers: 64,
             mode: 0o600,
             allow_foreign_owner: false,
+            group_retention_ms: 60_000,
         }
     }
 }

@@ -32,6 +32,7 @@ use crate::region::layout::{
     ROW_LIVE,
 };
 use crate::region::layout::{SLEEPING_COUNTED, SLEEPING_PUBLISHER, SLEEPING_SUBSCRIBER};
+use crate::region::liveness::now_ns;
 use crate::region::saturating_dec;
 use crate::region::table::{row_alive, Role, TableGuard, LOCK_WAIT};
 use crate::region::words::{Cursor, Redelivery};
@@ -77,6 +78,10 @@ pub struct ReapReport {
     pub slots_recovered: u64,
     /// Messages a dead group member held that were handed back to its group.
     pub redelivered: u64,
+    /// Groups dropped because they had no member for longer than the bus's group retention.
+    pub groups_expired: u64,
+    /// Messages those groups still held, which nobody will now handle.
+    pub backlog_dropped: u64,
 }
 
 /// One dead process reclaimed by a reap.
@@ -98,6 +103,7 @@ impl ReapReport {
             && self.blocks_freed == 0
             && self.slots_recovered == 0
             && self.redelivered == 0
+            && self.groups_expired == 0
     }
 
     /// Records row `row` of process `(pid, start_time)`.
@@ -236,6 +242,16 @@ fn drain_consumer(g: &TableGuard<'_>, idx: u32, report: &mut ReapReport) {
     }
 }
 
+/// Messages consumer `idx` has not released: published positions in the last ring that hold its
+/// bit.
+fn backlog(region: &Region, idx: u32) -> u64 {
+    let head = region.header().head.load(Ordering::SeqCst);
+    let cap = region.layout().ring_capacity as u64;
+    (head.saturating_sub(cap)..head)
+        .filter(|&pos| holds(region, pos, 1u64 << idx))
+        .count() as u64
+}
+
 /// True when position `pos` is published and still holds `bit`.
 fn holds(region: &Region, pos: u64, bit: u64) -> bool {
     let slot = region.ring().slot(pos);
@@ -273,7 +289,6 @@ fn reap_member(g: &TableGuard<'_>, row: u32, idx: u32, report: &mut ReapReport) 
         return true;
     };
     let bit = 1u64 << idx;
-    let others = c.members.load(Ordering::Relaxed) > 1;
     // Cursor first, claim word second: a helper confirms a claim before moving the cursor past it.
     let cursor = c.cursor.load(Ordering::SeqCst);
     let claim = r.in_flight.load(Ordering::SeqCst);
@@ -292,7 +307,8 @@ fn reap_member(g: &TableGuard<'_>, row: u32, idx: u32, report: &mut ReapReport) 
         None
     };
     if let Some(pos) = held {
-        if others && holds(region, pos, bit) {
+        // Even with no member left: the group keeps its backlog for the next one.
+        if holds(region, pos, bit) {
             if !push_redeliver(c, pos) {
                 return false;
             }
@@ -307,7 +323,7 @@ fn reap_member(g: &TableGuard<'_>, row: u32, idx: u32, report: &mut ReapReport) 
         let head = region.header().head.load(Ordering::Acquire);
         let Redelivery { pos, owner } = Redelivery::read(v, head);
         if v != 0 && owner == row + 1 {
-            if others && holds(region, pos, bit) {
+            if holds(region, pos, bit) {
                 if e.compare_exchange(
                     v,
                     Redelivery { pos, owner: 0 }.value(),
@@ -368,6 +384,8 @@ pub(crate) fn reap_locked(g: &TableGuard<'_>) -> ReapReport {
     }
     // Consumers left without a live row (their owner died, or a removal was cut short).
     let max = region.layout().max_subscribers as usize;
+    let now = now_ns();
+    let retention_ms = h.group_retention_ms.load(Ordering::Relaxed);
     for (idx, c) in region.consumers().iter().enumerate().take(max) {
         let state = c.state.load(Ordering::Acquire);
         if state == CONSUMER_FREE {
@@ -385,11 +403,26 @@ pub(crate) fn reap_locked(g: &TableGuard<'_>) -> ReapReport {
                     )
             })
             .count() as u32;
-        if state == CONSUMER_DRAINING || holders == 0 {
-            // A departure still draining, or a consumer whose last holder died.
+        let group = state == CONSUMER_LIVE && c.kind.load(Ordering::Relaxed) == KIND_GROUP;
+        if group && holders == 0 {
+            // No live member: kept, with its backlog, until the retention has passed.
+            c.members.store(0, Ordering::Relaxed);
+            let since = c.orphaned_ns.load(Ordering::Relaxed);
+            if since == 0 {
+                c.orphaned_ns.store(now.max(1), Ordering::Relaxed);
+            } else if now.saturating_sub(since) / 1_000_000 >= retention_ms {
+                let backlog = backlog(region, idx as u32);
+                report.groups_expired += 1;
+                report.backlog_dropped += backlog;
+                h.backlog_dropped.fetch_add(backlog, Ordering::Relaxed);
+                remove_consumer(g, idx as u32, &mut report);
+            }
+        } else if state == CONSUMER_DRAINING || holders == 0 {
+            // A departure still draining, or a fan-out consumer whose holder died.
             remove_consumer(g, idx as u32, &mut report);
-        } else if state == CONSUMER_LIVE && c.kind.load(Ordering::Relaxed) == KIND_GROUP {
+        } else if group {
             c.members.store(holders, Ordering::Relaxed);
+            c.orphaned_ns.store(0, Ordering::Relaxed);
         }
     }
     // Slots claimed by publishers that died before publishing.
@@ -400,10 +433,14 @@ pub(crate) fn reap_locked(g: &TableGuard<'_>) -> ReapReport {
             report.slots_recovered += 1;
         }
     }
+    // A kept group's backlog holds slots and blocks: no sweep while one is kept.
     let busy = region.rows().iter().any(|r| {
         r.state.load(Ordering::Acquire) == ROW_LIVE
             && Role::from_code(r.role.load(Ordering::Relaxed)) != Role::Bus
-    });
+    }) || region
+        .consumers()
+        .iter()
+        .any(|c| c.state.load(Ordering::Acquire) != CONSUMER_FREE);
     if !busy {
         report.blocks_freed += sweep(g);
     }

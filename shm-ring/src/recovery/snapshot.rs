@@ -103,6 +103,10 @@ pub struct GroupRow {
     pub members: u32,
     /// Messages handed to another member after a member died.
     pub redelivered: u64,
+    /// A group with no live member is kept, with its backlog, for the bus's group retention:
+    /// the milliseconds it has left then (0: it goes at the next reap), `None` while it has a
+    /// member.
+    pub kept_for_ms: Option<u64>,
 }
 
 /// One slab size class.
@@ -131,6 +135,8 @@ pub struct Counters {
     pub redeliveries: u64,
     /// Dead process-table rows reclaimed.
     pub reaped: u64,
+    /// Messages dropped with groups that had no member for longer than the group retention.
+    pub backlog_dropped: u64,
     /// Subscribers currently asleep.
     pub sub_sleepers: u32,
     /// Publishers currently asleep.
@@ -185,6 +191,7 @@ impl Snapshot {
                 last_heartbeat_ns: r.heartbeat_ns.load(Ordering::Relaxed),
             });
         }
+        let retention_ms = h.group_retention_ms.load(Ordering::Relaxed);
         let mut groups = Vec::new();
         let mut tail = head;
         for (i, c) in consumers
@@ -203,6 +210,12 @@ impl Snapshot {
                     cursor,
                     members: c.members.load(Ordering::Relaxed),
                     redelivered: c.redelivered.load(Ordering::Relaxed),
+                    kept_for_ms: match c.orphaned_ns.load(Ordering::Relaxed) {
+                        0 => None,
+                        since => Some(retention_ms.saturating_sub(
+                            crate::region::liveness::now_ns().saturating_sub(since) / 1_000_000,
+                        )),
+                    },
                 });
             }
         }
@@ -224,7 +237,10 @@ impl Snapshot {
         Snapshot {
             name: region.name().to_string(),
             version: h.version.load(Ordering::Relaxed),
-            geometry: l.config(),
+            geometry: BusConfig {
+                group_retention_ms: retention_ms,
+                ..l.config()
+            },
             file_size: l.total_size,
             created_ns: h.created_ns.load(Ordering::Relaxed),
             ring: RingRow {
@@ -243,6 +259,7 @@ impl Snapshot {
                 full_waits: h.full_waits.load(Ordering::Relaxed),
                 redeliveries: h.redeliveries.load(Ordering::Relaxed),
                 reaped: h.reaped.load(Ordering::Relaxed),
+                backlog_dropped: h.backlog_dropped.load(Ordering::Relaxed),
                 sub_sleepers: region
                     .consumers()
                     .iter()
@@ -255,10 +272,15 @@ impl Snapshot {
     }
 
     /// True when nothing is attached and every resource is back to idle: no live row, no live
-    /// consumer, every block free, no sleeper (invariant 2).
+    /// consumer but groups kept without members, every block free, no sleeper (invariant 2).
     pub fn is_idle(&self) -> bool {
+        let kept = self
+            .groups
+            .iter()
+            .filter(|g| g.kept_for_ms.is_some())
+            .fold(0u64, |m, g| m | 1u64.checked_shl(g.consumer).unwrap_or(0));
         self.processes.is_empty()
-            && self.ring.active_mask == 0
+            && self.ring.active_mask & !kept == 0
             && self.slab.iter().all(|c| c.used == 0 && c.free == c.total)
             && self.counters.sub_sleepers == 0
             && self.counters.pub_sleepers == 0

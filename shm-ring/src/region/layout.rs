@@ -74,7 +74,13 @@ pub(crate) struct Header {
     pub full_waits: AtomicU64,
     pub redeliveries: AtomicU64,
     pub reaped: AtomicU64,
-    _pad1: [u64; 10],
+    /// How long a group with no live member keeps its backlog, in milliseconds (from
+    /// `BusConfig::group_retention_ms`, set at creation): after it, the next reap drops the
+    /// group and counts what it held in `backlog_dropped`.
+    pub group_retention_ms: AtomicU64,
+    /// Messages dropped with groups whose retention ran out.
+    pub backlog_dropped: AtomicU64,
+    _pad1: [u64; 8],
     // --- the ring head, alone on its lines (line pair 2) ---
     /// Next position a publisher claims.
     pub head: AtomicU64,
@@ -166,7 +172,10 @@ pub(crate) struct Consumer {
     pub futex: AtomicU32,
     /// How many of its receivers are asleep (or about to be) on `futex`.
     pub sleepers: AtomicU32,
-    _pad1: u64,
+    /// Groups: when the last member left or was found dead (`now_ns`), 0 while it has one. A
+    /// group without members stays live, so it keeps its backlog and goes on receiving, until
+    /// the header's `group_retention_ms` has passed since then (`docs/delivery.md`).
+    pub orphaned_ns: AtomicU64,
     pub name: [AtomicU64; MAX_GROUP_NAME / 8],
     /// Positions a dead member held, as `Redelivery` words (owner 0 = up for grabs; 0 = empty).
     pub redeliver: [AtomicU64; REDELIVER_SLOTS],

@@ -85,6 +85,10 @@ impl Region {
             layout,
         };
         region.initialise();
+        region
+            .header()
+            .group_retention_ms
+            .store(cfg.group_retention_ms, Ordering::Relaxed);
         let src = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).expect("no NUL");
         let dst =
             CString::new(shm_path(name).into_os_string().into_encoded_bytes()).map_err(|_| {

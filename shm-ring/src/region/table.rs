@@ -191,6 +191,7 @@ impl<'a> TableGuard<'a> {
             c.sleepers.store(0, Ordering::Relaxed);
             c.kind.store(kind, Ordering::Relaxed);
             c.members.store(1, Ordering::Relaxed);
+            c.orphaned_ns.store(0, Ordering::Relaxed);
             c.redelivered.store(0, Ordering::Relaxed);
             c.redeliver_count.store(0, Ordering::Relaxed);
             for r in &c.redeliver {

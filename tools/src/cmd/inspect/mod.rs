@@ -40,10 +40,12 @@ With --json, prints one object whose field names are a stable API (schema 1):
                   process-table row;
                   cursor and lag are null for non-subscribers, command is the command line of a
                   live process (null when dead or unreadable)
-  groups          [{name: str, members, cursor, lag, redelivered}]
+  groups          [{name: str, members, cursor, lag, redelivered, kept_for_ms: int|null}];
+                  kept_for_ms: a group with no live member keeps its backlog this much longer
   slab            [{block_size, total, used, free}], one per size class, smallest first
-  counters        {published, full_waits, redeliveries, reaped, sleeping_subscribers,
-                  sleeping_publishers}: int; reaped counts process-table rows
+  counters        {published, full_waits, redeliveries, reaped, backlog_dropped,
+                  sleeping_subscribers, sleeping_publishers}: int; reaped counts process-table
+                  rows, backlog_dropped the messages of groups dropped after their retention
   corruption      [str], what is found corrupt in the region (a ring head moved back, a damaged
                   slot or free list, a cursor outside the ring); empty for a sound bus
 
@@ -240,7 +242,10 @@ pub fn write_text(
             .map(|g| {
                 vec![
                     g.name.clone(),
-                    g.members.to_string(),
+                    match g.kept_for_ms {
+                        None => g.members.to_string(),
+                        Some(ms) => format!("0 (kept {}s)", ms.div_ceil(1000)),
+                    },
                     g.cursor.to_string(),
                     g.lag.to_string(),
                     g.redelivered.to_string(),

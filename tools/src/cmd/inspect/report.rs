@@ -149,6 +149,9 @@ pub struct Group {
     pub lag: u64,
     /// Messages handed to another member after a member died.
     pub redelivered: u64,
+    /// With no live member, the group keeps its backlog this many more milliseconds (0: until
+    /// the next reap); `null` while it has members.
+    pub kept_for_ms: Option<u64>,
 }
 
 /// One slab size class.
@@ -175,6 +178,8 @@ pub struct Counters {
     pub redeliveries: u64,
     /// Dead process-table rows reclaimed.
     pub reaped: u64,
+    /// Messages dropped with groups kept past the group retention without a member.
+    pub backlog_dropped: u64,
     /// Subscribers asleep waiting for messages.
     pub sleeping_subscribers: u32,
     /// Publishers asleep waiting for room.
@@ -350,6 +355,7 @@ impl From<&Snapshot> for Report {
                     cursor: g.cursor,
                     lag: s.ring.head.saturating_sub(g.cursor),
                     redelivered: g.redelivered,
+                    kept_for_ms: g.kept_for_ms,
                 })
                 .collect(),
             slab: s
@@ -367,6 +373,7 @@ impl From<&Snapshot> for Report {
                 full_waits: s.counters.full_waits,
                 redeliveries: s.counters.redeliveries,
                 reaped: s.counters.reaped,
+                backlog_dropped: s.counters.backlog_dropped,
                 sleeping_subscribers: s.counters.sub_sleepers,
                 sleeping_publishers: s.counters.pub_sleepers,
             },

@@ -353,6 +353,7 @@ mod tests {
                 cursor: published - 8,
                 members: 1,
                 redelivered: 0,
+                kept_for_ms: None,
             }],
             slab: vec![
                 SlabClassRow {
@@ -374,6 +375,7 @@ mod tests {
                 full_waits: 3,
                 redeliveries: 0,
                 reaped: 0,
+                backlog_dropped: 0,
                 sub_sleepers: 0,
                 pub_sleepers: 0,
             },
