@@ -230,6 +230,7 @@ impl BusSource {
             .subscribe_with(&SubscribeOptions {
                 group: group.map(str::to_owned),
                 topics: Some(Vec::new()),
+                ..SubscribeOptions::default()
             })
             .map_err(bus_err)?;
         let cfg = bus.config();

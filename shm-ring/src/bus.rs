@@ -162,6 +162,15 @@ impl Bus {
     pub fn subscribe_with(&self, opts: &SubscribeOptions) -> Result<Subscriber, BusError> {
         if let Some(group) = &opts.group {
             validate_group(group)?;
+            if opts.lossy {
+                return Err(BusError::BadConfig {
+                    what: format!(
+                        "group {group:?} cannot be lossy: a group shares its messages among its \
+                         members, so a message taken from it would be lost to every member; \
+                         subscribe lossy without a group"
+                    ),
+                });
+            }
         }
         let wanted = Wanted::from_topics(opts.topics.as_deref())?;
         let g = lock_table_to_join(&self.inner.region)?;
@@ -173,8 +182,8 @@ impl Bus {
         let existing = opts.group.as_deref().and_then(|name| g.find_group(name));
         let (idx, new) = match (&opts.group, existing) {
             (Some(_), Some(idx)) => (idx, false),
-            (Some(name), None) => (g.add_consumer(KIND_GROUP, name, &wanted)?, true),
-            (None, _) => (g.add_consumer(KIND_FANOUT, "", &wanted)?, true),
+            (Some(name), None) => (g.add_consumer(KIND_GROUP, name, &wanted, false)?, true),
+            (None, _) => (g.add_consumer(KIND_FANOUT, "", &wanted, opts.lossy)?, true),
         };
         let role = if opts.group.is_some() {
             Role::GroupMember
@@ -207,6 +216,7 @@ impl Bus {
             row,
             idx,
             opts.group.is_some(),
+            opts.lossy,
         ))
     }
 
@@ -253,6 +263,11 @@ pub struct SubscribeOptions {
     /// Only topics matching one of these patterns (topic grammar); `None`: every topic. A group
     /// wants what any of its members asked for since it was created.
     pub topics: Option<Vec<String>>,
+    /// A fan-out subscriber that never holds publishers back (a monitor, a dashboard, a
+    /// logger): when it is a full ring behind, publishers take the messages it has not read
+    /// instead of waiting for it, and count them ([`Subscriber::missed`]). Default: lossless.
+    /// A group cannot be lossy.
+    pub lossy: bool,
 }
 
 /// Opens bus `name` read-only and takes a snapshot, without joining its process table.

@@ -160,7 +160,12 @@ impl Publisher {
             fill(&mut inline[topic.len()..total]);
             0
         } else {
-            let idx = match wait_for(region, row, Side::Publisher, timeout, || self.alloc(total))? {
+            let take = || match self.alloc(total)? {
+                // Lossy consumers never hold blocks a publisher needs.
+                None if region.take_from_lossy(true) => self.alloc(total),
+                got => Ok(got),
+            };
+            let idx = match wait_for(region, row, Side::Publisher, timeout, take)? {
                 Some(idx) => idx,
                 None => return Err(out_of_time()),
             };
@@ -177,7 +182,10 @@ impl Publisher {
         let remaining = timeout.map(|t| t.saturating_sub(start.elapsed()));
         let mut waiting = Waiting::new(region, row);
         let claimed = wait_for(region, row, Side::Publisher, remaining, || {
-            let r = ring.claim(&row.publishing).ok();
+            let mut r = ring.claim(&row.publishing).ok();
+            if r.is_none() && region.take_from_lossy(false) {
+                r = ring.claim(&row.publishing).ok();
+            }
             if r.is_none() {
                 check_head(region, &ring)?;
                 waiting.blocked();
@@ -357,7 +365,10 @@ impl Publisher {
                 .min(Intent::MAX_RUN as usize) as u64;
             let mut waiting = Waiting::new(region, row);
             let claimed = wait_for(region, row, Side::Publisher, remaining(), || {
-                let r = ring.claim_many(want, &row.publishing).ok();
+                let mut r = ring.claim_many(want, &row.publishing).ok();
+                if r.is_none() && region.take_from_lossy(false) {
+                    r = ring.claim_many(want, &row.publishing).ok();
+                }
                 if r.is_none() {
                     check_head(region, &ring)?;
                     waiting.blocked();

@@ -199,6 +199,10 @@ pub(crate) fn remove_consumer(g: &TableGuard<'_>, idx: u32, report: &mut ReapRep
     };
     if c.state.load(Ordering::Acquire) == CONSUMER_LIVE {
         let end = region.ring().leave(idx as usize);
+        region
+            .header()
+            .lossy_mask
+            .fetch_and(!(1u64 << idx), Ordering::SeqCst);
         c.end.store(end, Ordering::Relaxed);
         c.state.store(CONSUMER_DRAINING, Ordering::SeqCst);
         for e in &c.redeliver {
@@ -474,6 +478,7 @@ pub(crate) fn sweep(g: &TableGuard<'_>) -> u64 {
         }
     }
     h.active_mask.store(0, Ordering::SeqCst);
+    h.lossy_mask.store(0, Ordering::SeqCst);
     for start in &h.starts {
         start.store(UNSET, Ordering::SeqCst);
     }

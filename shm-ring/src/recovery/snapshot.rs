@@ -74,6 +74,10 @@ pub struct ProcessRow {
     pub cursor: Option<u64>,
     /// Messages published but not yet received (subscribers).
     pub lag: Option<u64>,
+    /// A lossy subscriber: publishers take what it has not read instead of waiting for it.
+    pub lossy: bool,
+    /// Messages for a lossy subscriber that publishers took because it was a ring behind.
+    pub missed: u64,
     /// Messages received and acknowledged.
     pub delivered: u64,
     /// Messages published.
@@ -182,6 +186,14 @@ impl Snapshot {
                 consumer: matches!(role, Role::Subscriber | Role::GroupMember).then_some(consumer),
                 cursor,
                 lag: cursor.map(|c| head.saturating_sub(c)),
+                lossy: role == Role::Subscriber
+                    && h.lossy_mask.load(Ordering::Relaxed)
+                        & 1u64.checked_shl(consumer).unwrap_or(0)
+                        != 0,
+                missed: (role == Role::Subscriber)
+                    .then(|| consumers.get(consumer as usize))
+                    .flatten()
+                    .map_or(0, |c| c.missed.load(Ordering::Relaxed)),
                 delivered: r.delivered.load(Ordering::Relaxed),
                 published: r.published.load(Ordering::Relaxed),
                 unrouted: r.unrouted.load(Ordering::Relaxed),

@@ -17,7 +17,7 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"EVENTBUS");
 /// Version of this layout; bumped whenever any structure below changes (2: 192-byte slots with
 /// 136 inline bytes; 3: consumers' start and end positions and interests, 2 KiB header, class
 /// sizes capped by [`CLASS_BYTES_PER_BLOCK`], free-list `TAKEN` marks).
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 /// Each slab class holds at most `slab_blocks` times this many bytes (at least one block), so the
 /// large classes do not dominate the region: the default bus (4096 blocks, 1 MiB messages) is
 /// about 23 MiB: two fit a 64 MiB `/dev/shm` (Docker's default).
@@ -80,7 +80,11 @@ pub(crate) struct Header {
     pub group_retention_ms: AtomicU64,
     /// Messages dropped with groups whose retention ran out.
     pub backlog_dropped: AtomicU64,
-    _pad1: [u64; 8],
+    /// One bit per live lossy consumer (a subset of `active_mask`): a publisher that finds the
+    /// ring or slab full takes their unread messages rather than wait for them
+    /// (`RingView::evict`). Set before the consumer's active bit, cleared when it leaves.
+    pub lossy_mask: AtomicU64,
+    _pad1: [u64; 7],
     // --- the ring head, alone on its lines (line pair 2) ---
     /// Next position a publisher claims.
     pub head: AtomicU64,
@@ -179,12 +183,14 @@ pub(crate) struct Consumer {
     pub name: [AtomicU64; MAX_GROUP_NAME / 8],
     /// Positions a dead member held, as `Redelivery` words (owner 0 = up for grabs; 0 = empty).
     pub redeliver: [AtomicU64; REDELIVER_SLOTS],
+    /// Lossy consumers: messages for it that publishers took because it was a ring behind.
+    pub missed: AtomicU64,
     /// The topics it wants (see [`Interest`]).
     pub interest: Interest,
 }
 
 /// Words of pattern text in an [`Interest`].
-pub(crate) const INTEREST_WORDS: usize = 510;
+pub(crate) const INTEREST_WORDS: usize = 509;
 
 /// The topics a consumer wants: the patterns of its hooks (a group: of its members' hooks, as
 /// they registered them). Rewritten under the table lock, read by publishers without it, so it is

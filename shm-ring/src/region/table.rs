@@ -182,6 +182,7 @@ impl<'a> TableGuard<'a> {
         kind: u32,
         group: &str,
         wanted: &Wanted,
+        lossy: bool,
     ) -> Result<u32, BusError> {
         let max = self.region.layout().max_subscribers as usize;
         for (i, c) in self.region.consumers().iter().enumerate().take(max) {
@@ -192,6 +193,7 @@ impl<'a> TableGuard<'a> {
             c.kind.store(kind, Ordering::Relaxed);
             c.members.store(1, Ordering::Relaxed);
             c.orphaned_ns.store(0, Ordering::Relaxed);
+            c.missed.store(0, Ordering::Relaxed);
             c.redelivered.store(0, Ordering::Relaxed);
             c.redeliver_count.store(0, Ordering::Relaxed);
             for r in &c.redeliver {
@@ -208,20 +210,30 @@ impl<'a> TableGuard<'a> {
             c.name_len.store(group.len() as u32, Ordering::Relaxed);
             c.end.store(0, Ordering::Relaxed);
             c.state.store(CONSUMER_LIVE, Ordering::Release);
-            // Interest before the bit: a publisher that sees the bit finds what we want.
+            // Interest and lossiness before the bit: a publisher that sees the bit finds what we
+            // want, and does not wait for a lossy consumer.
             self.write_interest(i, wanted);
+            let h = self.region.header();
+            if lossy {
+                h.lossy_mask.fetch_or(1 << i, Ordering::SeqCst);
+            } else {
+                h.lossy_mask.fetch_and(!(1 << i), Ordering::SeqCst);
+            }
             // Bit first, start second (resolved once, by us or by a publisher that sees the bit):
             // every position at or after the start that carries our bit will be visited, and no
             // position before it carries it (blocks/ring.rs, joining and leaving).
             let start = self.region.ring().join(i);
-            c.cursor.store(
+            // A lossy consumer's cursor is a plain position (publishers CAS it, `RingView::evict`).
+            let cursor = if lossy {
+                start
+            } else {
                 Cursor {
                     pos: start,
                     claimer: 0,
                 }
-                .value(),
-                Ordering::SeqCst,
-            );
+                .value()
+            };
+            c.cursor.store(cursor, Ordering::SeqCst);
             return Ok(i as u32);
         }
         Err(BusError::TableFull {

@@ -35,7 +35,8 @@ With --json, prints one object whose field names are a stable API (schema 1):
                   fan-out subscribers; handles = attached bus handles; *_processes count
                   distinct processes holding such a row)
   processes       [{row, pid, alive: bool, role: \"bus\"|\"publisher\"|\"subscriber\"|\"group_member\"|
-                  \"unknown\", group: str|null, cursor: int|null, lag: int|null, delivered, published,
+                  \"unknown\", group: str|null, cursor: int|null, lag: int|null, lossy: bool,
+                  missed, delivered, published,
                   redelivered, last_heartbeat_ns (LAST WAIT), command: str|null}], one per
                   process-table row;
                   cursor and lag are null for non-subscribers, command is the command line of a
@@ -157,8 +158,11 @@ pub fn write_text(
                 if p.publishers > 0 {
                     does.push("publishes".to_string());
                 }
-                if p.subscribers > 0 {
+                if p.subscribers > p.lossy {
                     does.push("subscribes".to_string());
+                }
+                if p.lossy > 0 {
+                    does.push(format!("subscribes lossy (missed {})", p.missed));
                 }
                 if !p.groups.is_empty() {
                     does.push(format!("member of {}", p.groups.join(", ")));

@@ -111,6 +111,10 @@ pub struct Process {
     pub cursor: Option<u64>,
     /// Messages published that the subscriber has not received.
     pub lag: Option<u64>,
+    /// A lossy subscriber (publishers take what it has not read rather than wait for it).
+    pub lossy: bool,
+    /// Messages a lossy subscriber missed that way.
+    pub missed: u64,
     /// Messages received and acknowledged.
     pub delivered: u64,
     /// Messages published.
@@ -245,6 +249,10 @@ pub struct ProcessSummary {
     pub publishers: u32,
     /// Fan-out subscriber rows.
     pub subscribers: u32,
+    /// Of those, lossy ones.
+    pub lossy: u32,
+    /// Messages its lossy subscribers missed.
+    pub missed: u64,
     /// Groups it is a member of, in row order, each once.
     pub groups: Vec<String>,
     /// Messages it published.
@@ -273,6 +281,8 @@ pub fn per_process(r: &Report) -> Vec<ProcessSummary> {
                     rows: 0,
                     publishers: 0,
                     subscribers: 0,
+                    lossy: 0,
+                    missed: 0,
                     groups: Vec::new(),
                     published: 0,
                     delivered: 0,
@@ -286,6 +296,8 @@ pub fn per_process(r: &Report) -> Vec<ProcessSummary> {
         q.rows += 1;
         q.published += p.published;
         q.delivered += p.delivered;
+        q.lossy += u32::from(p.lossy);
+        q.missed += p.missed;
         if let Some(lag) = p.lag {
             q.lag = Some(q.lag.map_or(lag, |l| l.max(lag)));
         }
@@ -339,6 +351,8 @@ impl From<&Snapshot> for Report {
                     group: p.group.clone(),
                     cursor: p.cursor,
                     lag: p.lag,
+                    lossy: p.lossy,
+                    missed: p.missed,
                     delivered: p.delivered,
                     published: p.published,
                     redelivered: p.redelivered,

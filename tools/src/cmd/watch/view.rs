@@ -319,6 +319,8 @@ mod tests {
             consumer: subscribes.then_some(0),
             cursor: subscribes.then_some(1000 - lag),
             lag: subscribes.then_some(lag),
+            lossy: false,
+            missed: 0,
             delivered,
             published: 0,
             unrouted: 0,
