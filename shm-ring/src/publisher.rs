@@ -169,6 +169,8 @@ impl Publisher {
                 Some(idx) => idx,
                 None => return Err(out_of_time()),
             };
+            // From here until its slot is committed, a reaper can give it back if we die.
+            row.held_block.store(idx + 1, Ordering::Release);
             let (_, ptr, size) = region.block(idx).expect("allocated block is in range");
             debug_assert!(total <= size);
             // SAFETY: `ptr..ptr + size` is block `idx` inside the mapping, which we popped from its
@@ -196,7 +198,7 @@ impl Publisher {
         let pos = match claimed {
             Ok(Some(pos)) => pos,
             Ok(None) | Err(_) => {
-                region.free_block(block);
+                give_back(region, row, block);
                 region.wake_publishers();
                 return Err(claimed.err().unwrap_or_else(out_of_time));
             }
@@ -204,8 +206,9 @@ impl Publisher {
         let consumers = ring.addressees(pos, wanting);
         if consumers == 0 {
             // The consumers that wanted it left meanwhile: nothing to deliver, nothing to keep.
+            // The block first: with the intent cleared, a reaper would free a held block too.
+            give_back(region, row, block);
             ring.discard(pos, 1, &row.publishing);
-            region.free_block(block);
             region.wake_publishers();
             add_own(&row.unrouted, 1);
             return Ok(None);
@@ -233,10 +236,16 @@ impl Publisher {
                 )
             };
         }
-        if !ring.commit(pos, consumers, &row.publishing) {
+        let committed = ring.commit_one(pos, consumers);
+        if committed {
+            // The slot holds the block now; before the intent goes (see `Row::held_block`).
+            row.held_block.store(0, Ordering::Release);
+        }
+        row.publishing.store(0, Ordering::Release);
+        if !committed {
             // A survivor took this process for dead and tombstoned the position meanwhile: the
-            // message is not published, and the block is still ours.
-            region.free_block(block);
+            // message is not published, and the block is ours unless that survivor took it.
+            give_back(region, row, block);
             region.wake_publishers();
             return Err(BusError::ClaimLost { pos });
         }
@@ -474,6 +483,14 @@ impl Publisher {
     /// This publisher's process-table row.
     pub fn row(&self) -> u32 {
         self.row
+    }
+}
+
+/// Returns `block` (slot `block` field: index + 1, 0 for none) to the slab if this publisher
+/// still owns it (its row's `held_block`; a reaper that took it for dead may have).
+fn give_back(region: &Region, row: &Row, block: u32) {
+    if block != 0 && row.held_block.swap(0, Ordering::AcqRel) == block {
+        region.free_block(block);
     }
 }
 

@@ -124,6 +124,16 @@ fn child() {
                 say(format!("{id} {i}"));
             }
         }
+        // Pops a slab block for a large message and is killed while filling it, before the claim.
+        "die-in-fill" => {
+            let mut p = bus.publisher().unwrap();
+            let _ = p.publish_with("data", Codec::Raw, 2000, WAIT, |_| {
+                say("filling");
+                loop {
+                    std::thread::park();
+                }
+            });
+        }
         // Attaches as a publisher and waits to be killed.
         "idle-publisher" => {
             let _p = bus.publisher().unwrap();
@@ -331,6 +341,34 @@ fn group_without_members_is_kept_for_the_retention_then_dropped() {
             .unwrap();
     }
     drop((p, bus));
+    assert_idle(&g.name);
+}
+
+/// A publisher killed after popping a block, before claiming a slot for it: a reap gives the
+/// block back at once, while others are still attached (before, only the final sweep did).
+#[test]
+fn block_popped_by_a_publisher_killed_before_its_claim_comes_back_at_reap() {
+    let g = BusGuard::new("crash-popped");
+    let bus = Bus::create(&g.name, &cfg(16)).unwrap();
+    let _sub = bus.subscribe().unwrap();
+    let mut child = spawn(ENTRY, "die-in-fill", &[("BUS", g.name.clone())]);
+    let mut lines = Lines::of(&mut child);
+    assert_eq!(lines.next().as_deref(), Some("filling"));
+    let used = |bus: &Bus| bus.snapshot().slab.iter().map(|c| c.used).sum::<u32>();
+    assert_eq!(used(&bus), 1);
+    kill(&mut child.0);
+    let report = bus.reap().unwrap();
+    assert_eq!(report.blocks_freed, 1, "{report:?}");
+    assert_eq!(used(&bus), 0);
+    // The block is usable again: a ring's worth of large messages goes through.
+    let mut p = bus.publisher().unwrap();
+    let mut sub = _sub;
+    for i in 0..32u64 {
+        p.publish("data", Codec::Raw, &vec![i as u8; 2000], WAIT)
+            .unwrap();
+        assert_eq!(sub.recv(WAIT).unwrap().unwrap().payload[0], i as u8);
+    }
+    drop((sub, p, bus));
     assert_idle(&g.name);
 }
 

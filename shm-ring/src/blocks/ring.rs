@@ -308,6 +308,7 @@ impl<'a> RingView<'a> {
     /// written. False if the position is no longer ours (a survivor tombstoned it, taking this
     /// process for dead): the message is then not published.
     #[must_use]
+    #[cfg(test)]
     pub fn commit(&self, pos: u64, consumers: u64, intent: &AtomicU64) -> bool {
         let ok = self.commit_one(pos, consumers);
         intent.store(0, Ordering::Release);

@@ -8,19 +8,17 @@
 //! * a group member's claimed message: handed to the group's redelivery list, from which a live
 //!   member takes it (at-least-once; counted);
 //! * a slot claimed but never published: tombstoned once no live row announces that position;
+//! * a block popped but not yet in a published slot: its row's `held_block` names it (set after
+//!   the pop, cleared after the commit and before the intent), so a reap gives it back at once
+//!   when the dead publisher had claimed nothing, or with the tombstone of the position it had
+//!   claimed; whoever swaps `held_block` to 0 owns the block, so it goes back exactly once;
 //! * a sleeper count it incremented: decremented from its row's `sleeping` word;
-//! * a block popped but never referenced, or a push cut short: recovered by [`sweep`] when no
-//!   live publisher or subscriber is left, which rebuilds every free list and zeroes every count.
-//!
-//! The bound on that last case: a publisher holds at most one block at a time (from its pop until
-//! its slot is published), so a publisher killed before publishing strands at most one block, and
-//! a push cut short at most the one block being pushed. Those blocks stay out of use while anyone
-//! is attached (the slab keeps working with the rest; a class with every block stranded makes its
-//! publishers fall back to larger classes, then wait) and come back at the final sweep, which
-//! counts them in [`ReapReport::blocks_freed`]. A live reap does not take them back: a free list
-//! is a lock-free stack, so nothing in the region says which popped block a dead publisher had
-//! not yet referenced from a slot, and guessing wrong would hand one block to two messages.
-//! Messages that fit inline (the common case) take no block and strand nothing.
+//! * what no word can name: a block popped by a publisher killed between the pop and its store
+//!   of `held_block` (one instruction), or a push cut short. [`sweep`] recovers those when no
+//!   live publisher or subscriber is left and no group is kept, rebuilding every free list and
+//!   zeroing every count, and counts them in [`ReapReport::blocks_freed`]. Until then they stay
+//!   out of use (at most one per such death; the slab works with the rest). Messages that fit
+//!   inline (the common case) take no block at all.
 
 pub(crate) mod check;
 pub(crate) mod snapshot;
@@ -31,7 +29,7 @@ use crate::region::layout::{
     Consumer, CONSUMER_DRAINING, CONSUMER_FREE, CONSUMER_LIVE, IN_FLIGHT_CONFIRMED, KIND_GROUP,
     ROW_LIVE,
 };
-use crate::region::layout::{SLEEPING_COUNTED, SLEEPING_PUBLISHER, SLEEPING_SUBSCRIBER};
+use crate::region::layout::{Row, SLEEPING_COUNTED, SLEEPING_PUBLISHER, SLEEPING_SUBSCRIBER};
 use crate::region::liveness::now_ns;
 use crate::region::saturating_dec;
 use crate::region::table::{row_alive, Role, TableGuard, LOCK_WAIT};
@@ -173,22 +171,56 @@ fn claimant_alive(region: &Region, pos: u64) -> bool {
 }
 
 /// If position `pos` is claimed but unpublished and no live process announces it, tombstones it
-/// (consumers skip tombstones). Never waits for a live claimant: it is a few stores from its
-/// commit, or stopped, and either way not ours to wait for under the table lock. True if it
-/// tombstoned.
-fn tombstone_if_abandoned(region: &Region, pos: u64) -> bool {
+/// (consumers skip tombstones) and gives back the block its dead claimant held for it. Never
+/// waits for a live claimant: it is a few stores from its commit, or stopped, and either way not
+/// ours to wait for under the table lock. True if it tombstoned.
+fn tombstone_if_abandoned(region: &Region, pos: u64, report: &mut ReapReport) -> bool {
     let ring = region.ring();
     if dist(ring.slot(pos).seq.load(Ordering::Acquire), pos) != 0 || claimant_alive(region, pos) {
         return false;
     }
-    // The dead claimant's block (if any) is recovered by the sweep.
     ring.slot(pos).block.store(0, Ordering::Relaxed);
-    if ring.tombstone(pos) {
-        region.wake_consumers(u64::MAX);
-        region.wake_publishers();
-        return true;
+    if !ring.tombstone(pos) {
+        return false;
     }
-    false
+    // No slot references the claimant's block now (the slot that would is a tombstone).
+    for r in region.rows() {
+        if r.state.load(Ordering::Acquire) == ROW_LIVE
+            && Intent::covers(r.publishing.load(Ordering::SeqCst), pos)
+            && !row_alive(r)
+        {
+            let block = r.held_block.swap(0, Ordering::AcqRel);
+            if region.free_block(block) {
+                report.blocks_freed += 1;
+            }
+        }
+    }
+    region.wake_consumers(u64::MAX);
+    region.wake_publishers();
+    true
+}
+
+/// A dead publisher's popped block: back to the slab when no slot can reference it (it had
+/// claimed nothing), or with the tombstone of the position it had claimed; left to the message
+/// when that was committed (the block is then the slot's).
+fn reap_held_block(region: &Region, r: &Row, report: &mut ReapReport) {
+    if r.held_block.load(Ordering::Acquire) == 0 {
+        return;
+    }
+    let intent = r.publishing.load(Ordering::SeqCst);
+    if intent == 0 {
+        if region.free_block(r.held_block.swap(0, Ordering::AcqRel)) {
+            report.blocks_freed += 1;
+        }
+        return;
+    }
+    let head = region.header().head.load(Ordering::SeqCst);
+    let cap = region.layout().ring_capacity as u64;
+    for pos in head.saturating_sub(cap)..head {
+        if Intent::covers(intent, pos) && tombstone_if_abandoned(region, pos, report) {
+            report.slots_recovered += 1;
+        }
+    }
 }
 
 /// Removes consumer `idx`: clears its active bit, then drains it (see [`drain_consumer`]).
@@ -228,7 +260,7 @@ fn drain_consumer(g: &TableGuard<'_>, idx: u32, report: &mut ReapReport) {
     let end = c.end.load(Ordering::Relaxed);
     let from = end.saturating_sub(region.layout().ring_capacity as u64);
     for pos in from..end {
-        if tombstone_if_abandoned(region, pos) {
+        if tombstone_if_abandoned(region, pos, report) {
             report.slots_recovered += 1;
         }
     }
@@ -378,6 +410,7 @@ pub(crate) fn reap_locked(g: &TableGuard<'_>) -> ReapReport {
                 _ => {}
             }
         }
+        reap_held_block(region, r, &mut report);
         report.add_row(
             r.pid.load(Ordering::Relaxed),
             r.start_time.load(Ordering::Relaxed),
@@ -433,7 +466,7 @@ pub(crate) fn reap_locked(g: &TableGuard<'_>) -> ReapReport {
     let head = h.head.load(Ordering::SeqCst);
     let cap = region.layout().ring_capacity as u64;
     for pos in head.saturating_sub(cap)..head {
-        if tombstone_if_abandoned(region, pos) {
+        if tombstone_if_abandoned(region, pos, &mut report) {
             report.slots_recovered += 1;
         }
     }

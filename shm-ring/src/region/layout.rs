@@ -133,7 +133,11 @@ pub(crate) struct Row {
     /// [`SLEEPING_PUBLISHER`] (the header's `pub_sleepers`), with [`SLEEPING_COUNTED`] once that
     /// count includes it: lets a reaper take back exactly what a dead sleeper added.
     pub sleeping: AtomicU32,
-    _pad0: u32,
+    /// Publishers: the slab block (index + 1) it popped and no slot references yet, 0 when none.
+    /// Set after the pop, cleared once the slot that holds it is committed (before `publishing`
+    /// is cleared) or when the block goes back; whoever swaps it to 0 owns the block, so a reaper
+    /// returns a dead publisher's block exactly once (`recovery`).
+    pub held_block: AtomicU32,
     /// Publishers: messages no consumer wanted (not put on the ring).
     pub unrouted: AtomicU64,
     /// Publishers: the consumers (bits) holding the slot it waits for, 0 when not waiting.

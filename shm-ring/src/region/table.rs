@@ -286,6 +286,7 @@ fn reset_row(row: &Row) {
         w.store(0, Ordering::Relaxed);
     }
     row.sleeping.store(0, Ordering::Relaxed);
+    row.held_block.store(0, Ordering::Relaxed);
 }
 
 /// The group name stored in a consumer entry (`None` if it is not valid UTF-8 or too long).
