@@ -596,3 +596,19 @@ def test_get_from_a_handler_of_a_running_bus_engine_is_refused(bus):
     engine.close()
     assert len(outcome) == 1 and "call stop() first" in outcome[0], outcome
     assert_idle(bus)
+
+
+def test_the_65th_consumer_is_refused_naming_the_limit_and_groups(bus):
+    engines = [EventEngine(bus=bus) for _ in range(64)]
+    try:
+        with pytest.raises(RuntimeError, match=r"at most 64.*group") as info:
+            EventEngine(bus=bus)
+        assert "max_subscribers" in str(info.value)
+        # Members of a group share one entry: a group still fits once an engine has left.
+        engines.pop().close()
+        members = [EventEngine(bus=bus, group="workers") for _ in range(3)]
+        for m in members:
+            m.close()
+    finally:
+        for e in engines:
+            e.close()
