@@ -52,7 +52,7 @@ pub enum Command {
     /// Watch a bus live: rates, lag per subscriber, ring and slab fill.
     #[command(long_about = cmd::watch::LONG_ABOUT)]
     Watch(cmd::watch::Args),
-    /// Print messages as they pass, without holding publishers back.
+    /// Print messages as they pass (lossy by default; --lossless as a subscriber).
     #[command(long_about = cmd::tail::LONG_ABOUT)]
     Tail(cmd::tail::Args),
     /// Publish messages from the shell.
