@@ -326,6 +326,8 @@ mod tests {
             waiting_since_ns: 0,
             redelivered: 0,
             last_heartbeat_ns: 1,
+            topics: Vec::new(),
+            bridge: None,
         }
     }
 
@@ -355,6 +357,8 @@ mod tests {
                 redelivered: 0,
                 kept_for_ms: None,
             }],
+            consumers: Vec::new(),
+            departed_topics: Vec::new(),
             slab: vec![
                 SlabClassRow {
                     block_size: 64,
