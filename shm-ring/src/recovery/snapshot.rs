@@ -148,7 +148,8 @@ pub struct SlabClassRow {
 pub struct Counters {
     /// Messages published (ring positions claimed).
     pub published: u64,
-    /// Messages published that no consumer wanted, by the processes attached now.
+    /// Messages published that no consumer wanted, since the bus was created (by the publishers
+    /// attached now and those that left).
     pub unrouted: u64,
     /// Publishes that found the ring full and had to wait.
     pub full_waits: u64,
@@ -269,7 +270,14 @@ impl Snapshot {
                 }
             })
             .collect();
-        let unrouted = processes.iter().map(|p| p.unrouted).sum();
+        let departed_topics = region.departed_stats().read_topics();
+        // Every unrouted message is counted under some topic entry (named or other), so the
+        // departed rows' entries hold all of theirs.
+        let unrouted = processes
+            .iter()
+            .map(|p| p.unrouted)
+            .chain(departed_topics.iter().map(|t| t.unrouted))
+            .fold(0u64, u64::saturating_add);
         Snapshot {
             name: region.name().to_string(),
             version: h.version.load(Ordering::Relaxed),
@@ -289,7 +297,7 @@ impl Snapshot {
             processes,
             groups,
             consumers: live_consumers,
-            departed_topics: region.departed_stats().read_topics(),
+            departed_topics,
             slab,
             counters: Counters {
                 published: head,
