@@ -21,7 +21,7 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"EVENTBUS");
 pub const LAYOUT_VERSION: u32 = 4;
 /// Each slab class holds at most `slab_blocks` times this many bytes (at least one block), so the
 /// large classes do not dominate the region: the default bus (4096 blocks, 1 MiB messages) is
-/// about 23 MiB: two fit a 64 MiB `/dev/shm` (Docker's default).
+/// just under 24 MiB: two fit a 64 MiB `/dev/shm` (Docker's default).
 pub const CLASS_BYTES_PER_BLOCK: u64 = 1024;
 /// Longest topic accepted, in bytes.
 pub const MAX_TOPIC_LEN: usize = 512;

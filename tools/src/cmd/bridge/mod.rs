@@ -55,7 +55,9 @@ messages more slowly than they arrive, up to --import-buffer of them wait in thi
 that, NATS messages are lost and counted as dropped.
 
 Prints a ready line once connected and subscribed, then a stats line (out, in, dropped, \
-reconnects) every --stats-every seconds and at exit. Runs until SIGINT or SIGTERM, then \
+reconnects) every --stats-every seconds and at exit; the same counters, with the server (its \
+URL without credentials), are kept in the bus, where `event-engine inspect` and `watch` show \
+them. Runs until SIGINT or SIGTERM, then \
 flushes what it holds and exits 0 (1 if the server could not take it within 5 s).";
 
 /// Arguments of `bridge`.
