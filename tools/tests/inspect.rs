@@ -393,8 +393,29 @@ fn inspect_names_the_consumer_a_blocked_publisher_waits_for() {
         "the member's command line: {line}"
     );
 
-    // The member dies: the waiting publisher reaps it and goes on.
+    // The member dies; the group keeps its backlog for its retention, so the publisher still
+    // waits, now for a group with no member.
     drop(child);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let r = loop {
+        let r = inspect_json(&name);
+        if r["blocked"][0]["waiting_for"][0]["pids"] == serde_json::json!([]) {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "{r:#}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(r["blocked"][0]["waiting_for"][0]["group"], "workers");
+    let text = stdout(&run(&["inspect", &name.0, "--interval", "0"]));
+    assert!(text.contains("group workers (no member)"), "{text}");
+
+    // A new member takes up the backlog: the publisher goes on.
+    let mut worker = bus.subscribe_group("workers").unwrap();
+    while !waiting.is_finished() {
+        worker
+            .recv_batch(256, Some(Duration::from_millis(50)), |_| {})
+            .unwrap();
+    }
     let (_publisher, result) = waiting.join().unwrap();
     assert!(result.is_ok(), "{result:?}");
     assert_eq!(inspect_json(&name)["blocked"], serde_json::json!([]));

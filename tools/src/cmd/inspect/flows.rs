@@ -23,7 +23,8 @@ pub struct ConsumerRef {
 }
 
 impl ConsumerRef {
-    /// `pid 123`, `pids 1, 2`, `group workers (pid 123)`, or `consumer 5 (gone)`.
+    /// `pid 123`, `pids 1,2`, `group workers (pid 123)`, `group workers (no member)` (a group
+    /// kept for its retention), or `consumer 5 (gone)`.
     pub fn describe(&self) -> String {
         let pids = match self.pids.as_slice() {
             [] => String::new(),
@@ -37,7 +38,7 @@ impl ConsumerRef {
             ),
         };
         match (&self.group, pids.is_empty()) {
-            (Some(g), true) => format!("group {g}"),
+            (Some(g), true) => format!("group {g} (no member)"),
             (Some(g), false) => format!("group {g} ({pids})"),
             (None, false) => pids,
             (None, true) => format!("consumer {} (gone)", self.consumer),
@@ -331,7 +332,7 @@ mod tests {
         };
         assert_eq!(c(None, vec![7]).describe(), "pid 7");
         assert_eq!(c(Some("w"), vec![7, 8]).describe(), "group w (pids 7,8)");
-        assert_eq!(c(Some("w"), vec![]).describe(), "group w");
+        assert_eq!(c(Some("w"), vec![]).describe(), "group w (no member)");
         assert_eq!(c(None, vec![]).describe(), "consumer 3 (gone)");
     }
 }
