@@ -227,6 +227,18 @@ impl Bus {
         Ok(Observer::new(self.inner.clone()))
     }
 
+    /// Says in this handle's process-table row that this process bridges the bus to `server`
+    /// (a NATS server URL, shown by `event-engine inspect` and `watch`, cut to 80 bytes: leave
+    /// credentials out of it), and returns what the bridge stores its counters through.
+    pub fn announce_bridge(&self, server: &str) -> BridgeCounters {
+        if let Some(stats) = self.inner.row.and_then(|r| self.inner.region.row_stats(r)) {
+            stats.set_bridge(server);
+        }
+        BridgeCounters {
+            inner: self.inner.clone(),
+        }
+    }
+
     /// A read-only view of the bus for tools.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot::read(&self.inner.region)
@@ -251,6 +263,22 @@ impl Bus {
                 BusError::io(name, e)
             }
         })
+    }
+}
+
+/// A bridge's counters in its bus handle's row (made by [`Bus::announce_bridge`]), for tools
+/// to read. One thread stores them (plain stores, no read-modify-write).
+pub struct BridgeCounters {
+    inner: Arc<Inner>,
+}
+
+impl BridgeCounters {
+    /// Stores the counters: bus messages sent to NATS, NATS messages published on the bus,
+    /// messages that could not be delivered, and reconnections to the server.
+    pub fn store(&self, out: u64, in_: u64, dropped: u64, reconnects: u64) {
+        if let Some(stats) = self.inner.row.and_then(|r| self.inner.region.row_stats(r)) {
+            stats.store_bridge(out, in_, dropped, reconnects);
+        }
     }
 }
 

@@ -13,7 +13,7 @@ pub struct BusConfig {
     pub max_message: u32,
     /// Total payload blocks across all size classes (default 4096). Class `i` gets
     /// `slab_blocks / 2^(i+1)` blocks, at most `slab_blocks` KiB worth, at least one; the
-    /// smallest class takes the rest. The default bus is about 23 MiB.
+    /// smallest class takes the rest. The default bus is just under 24 MiB.
     pub slab_blocks: u32,
     /// Rows in the process table; every publisher, subscriber and attached bus handle takes one
     /// (default 256: a Python engine holds three, so 85 engines fit; 128 bytes a row).

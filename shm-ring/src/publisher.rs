@@ -139,9 +139,14 @@ impl Publisher {
         }
         let row = region.row(self.row).expect("own row is in range");
         let hash = topic_hash(topic);
-        let wanting = self.addressing.wanting(region, topic, hash);
+        let (wanting, entry) = self.addressing.wanting(region, self.row, topic, hash);
+        let tally = region
+            .row_stats(self.row)
+            .expect("own row is in range")
+            .entry(entry);
         if wanting & ring_active(region) == 0 {
             add_own(&row.unrouted, 1);
+            bump_own(&tally.unrouted);
             return Ok(None);
         }
         let start = Instant::now();
@@ -211,6 +216,7 @@ impl Publisher {
             ring.discard(pos, 1, &row.publishing);
             region.wake_publishers();
             add_own(&row.unrouted, 1);
+            bump_own(&tally.unrouted);
             return Ok(None);
         }
         let slot = ring.slot(pos);
@@ -250,6 +256,8 @@ impl Publisher {
             return Err(BusError::ClaimLost { pos });
         }
         bump_own(&row.published);
+        bump_own(&tally.messages);
+        add_own(&tally.bytes, len as u64);
         region.wake_consumers(consumers);
         Ok(Some(pos))
     }
@@ -344,9 +352,14 @@ impl Publisher {
         let remaining = || timeout.map(|t| t.saturating_sub(start.elapsed()));
         let fits = |i: usize| topic.len() + len_of(i) <= INLINE_CAP;
         let hash = topic_hash(topic);
-        let wanting = self.addressing.wanting(region, topic, hash);
+        let (wanting, entry) = self.addressing.wanting(region, self.row, topic, hash);
+        let tally = region
+            .row_stats(self.row)
+            .expect("own row is in range")
+            .entry(entry);
         if wanting & ring_active(region) == 0 {
             add_own(&row.unrouted, count as u64);
+            add_own(&tally.unrouted, count as u64);
             return Ok(count);
         }
         let meta = SlotMeta {
@@ -400,12 +413,14 @@ impl Publisher {
                 ring.discard(pos, n, &row.publishing);
                 region.wake_publishers();
                 add_own(&row.unrouted, n);
+                add_own(&tally.unrouted, n);
                 done += n as usize;
                 continue;
             } else {
                 let now = coarse_now_ns();
                 // `fill` runs after the claim: if it panics, the guard gives the unpublished rest
                 // of the run back so consumers skip it instead of waiting on a live claimant.
+                let mut run_bytes = 0u64;
                 let mut run = ClaimedRun {
                     ring: &ring,
                     next: pos,
@@ -427,6 +442,7 @@ impl Publisher {
                     };
                     bytes[..topic.len()].copy_from_slice(topic.as_bytes());
                     fill(i, &mut bytes[topic.len()..]);
+                    run_bytes += len as u64;
                     slot.topic_hash.store(hash, Ordering::Relaxed);
                     slot.timestamp_ns.store(now, Ordering::Relaxed);
                     slot.publisher.store(self.row, Ordering::Relaxed);
@@ -439,14 +455,19 @@ impl Publisher {
                         drop(run);
                         region.wake_consumers(consumers);
                         add_own(&row.published, j);
+                        add_own(&tally.messages, j);
+                        // `run_bytes` already counts message `j`, which was not published.
+                        add_own(&tally.bytes, run_bytes - len as u64);
                         return partial(BusError::ClaimLost { pos: pos + j }, done + j as usize);
                     }
                     run.next = pos.wrapping_add(j + 1);
                 }
                 drop(run);
                 region.wake_consumers(consumers);
+                add_own(&tally.bytes, run_bytes);
             }
             add_own(&row.published, n);
+            add_own(&tally.messages, n);
             done += n as usize;
         }
         Ok(done)

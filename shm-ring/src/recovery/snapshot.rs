@@ -3,7 +3,9 @@
 //! and every value is read with range checks, so a corrupt region gives odd numbers, never a fault.
 
 use crate::blocks::atomics::Ordering;
+use crate::region::interest::Wanted;
 use crate::region::layout::{CONSUMER_LIVE, KIND_GROUP, ROW_LIVE};
+pub use crate::region::stats::{BridgeRow, TopicCount};
 use crate::region::table::{consumer_name, Role};
 use crate::region::words::Cursor;
 use crate::region::Region;
@@ -28,6 +30,10 @@ pub struct Snapshot {
     pub processes: Vec<ProcessRow>,
     /// Live groups.
     pub groups: Vec<GroupRow>,
+    /// Live consumers (fan-out subscribers and groups) and what they want.
+    pub consumers: Vec<ConsumerRow>,
+    /// Topic counts of the process-table rows that have left, summed.
+    pub departed_topics: Vec<TopicCount>,
     /// Slab size classes.
     pub slab: Vec<SlabClassRow>,
     /// Bus-wide counters.
@@ -92,6 +98,21 @@ pub struct ProcessRow {
     pub redelivered: u64,
     /// Last heartbeat, nanoseconds since the Unix epoch.
     pub last_heartbeat_ns: u64,
+    /// A publisher's messages per topic (its first 16 topics by name, the rest as other).
+    pub topics: Vec<TopicCount>,
+    /// The counters of a bridge, on the row of its bus handle.
+    pub bridge: Option<BridgeRow>,
+}
+
+/// One live consumer: a fan-out subscriber or a group.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ConsumerRow {
+    /// Its consumer entry (what `ProcessRow::consumer` and `waiting_for` name).
+    pub consumer: u32,
+    /// The group's name, `None` for a fan-out subscriber.
+    pub group: Option<String>,
+    /// The patterns it wants (topic grammar); `None`: every topic.
+    pub topics: Option<Vec<String>>,
 }
 
 /// One live group.
@@ -131,7 +152,8 @@ pub struct SlabClassRow {
 pub struct Counters {
     /// Messages published (ring positions claimed).
     pub published: u64,
-    /// Messages published that no consumer wanted, by the processes attached now.
+    /// Messages published that no consumer wanted, since the bus was created (by the publishers
+    /// attached now and those that left).
     pub unrouted: u64,
     /// Publishes that found the ring full and had to wait.
     pub full_waits: u64,
@@ -201,10 +223,16 @@ impl Snapshot {
                 waiting_since_ns: r.waiting_since_ns.load(Ordering::Relaxed),
                 redelivered: r.redelivered.load(Ordering::Relaxed),
                 last_heartbeat_ns: r.heartbeat_ns.load(Ordering::Relaxed),
+                topics: region
+                    .row_stats(i as u32)
+                    .map(|s| s.read_topics())
+                    .unwrap_or_default(),
+                bridge: region.row_stats(i as u32).and_then(|s| s.read_bridge()),
             });
         }
         let retention_ms = h.group_retention_ms.load(Ordering::Relaxed);
         let mut groups = Vec::new();
+        let mut live_consumers = Vec::new();
         let mut tail = head;
         for (i, c) in consumers
             .iter()
@@ -215,7 +243,16 @@ impl Snapshot {
                 continue;
             };
             tail = tail.min(cursor);
-            if c.kind.load(Ordering::Relaxed) == KIND_GROUP {
+            let group = c.kind.load(Ordering::Relaxed) == KIND_GROUP;
+            live_consumers.push(ConsumerRow {
+                consumer: i as u32,
+                group: group.then(|| consumer_name(c).unwrap_or_else(|| "<corrupt name>".into())),
+                topics: match region.read_interest(i).1 {
+                    Wanted::All => None,
+                    Wanted::Patterns(p) => Some(p),
+                },
+            });
+            if group {
                 groups.push(GroupRow {
                     name: consumer_name(c).unwrap_or_else(|| "<corrupt name>".into()),
                     consumer: i as u32,
@@ -245,7 +282,14 @@ impl Snapshot {
                 }
             })
             .collect();
-        let unrouted = processes.iter().map(|p| p.unrouted).sum();
+        let departed_topics = region.departed_stats().read_topics();
+        // Every unrouted message is counted under some topic entry (named or other), so the
+        // departed rows' entries hold all of theirs.
+        let unrouted = processes
+            .iter()
+            .map(|p| p.unrouted)
+            .chain(departed_topics.iter().map(|t| t.unrouted))
+            .fold(0u64, u64::saturating_add);
         Snapshot {
             name: region.name().to_string(),
             version: h.version.load(Ordering::Relaxed),
@@ -264,6 +308,8 @@ impl Snapshot {
             },
             processes,
             groups,
+            consumers: live_consumers,
+            departed_topics,
             slab,
             counters: Counters {
                 published: head,

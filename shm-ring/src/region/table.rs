@@ -154,6 +154,9 @@ impl<'a> TableGuard<'a> {
         for (i, row) in self.region.rows().iter().enumerate() {
             if row.state.load(Ordering::Acquire) == ROW_FREE {
                 reset_row(row);
+                if let Some(stats) = self.region.row_stats(i as u32) {
+                    stats.reset();
+                }
                 row.role.store(role.code(), Ordering::Relaxed);
                 row.pid.store(std::process::id(), Ordering::Relaxed);
                 row.start_time.store(own_start_time(), Ordering::Relaxed);
@@ -168,9 +171,15 @@ impl<'a> TableGuard<'a> {
         })
     }
 
-    /// Frees row `i`.
+    /// Frees row `i`, adding its topic counts to the departed rows' totals first. The stats are
+    /// emptied once added, so running this again after an interruption adds nothing twice,
+    /// except the counts of a holder killed between the two steps.
     pub(crate) fn free_row(&self, i: u32) {
         if let Some(row) = self.region.row(i) {
+            if let Some(stats) = self.region.row_stats(i) {
+                stats.merge_into(self.region.departed_stats());
+                stats.reset();
+            }
             row.state.store(ROW_FREE, Ordering::Release);
         }
     }
@@ -287,6 +296,10 @@ fn reset_row(row: &Row) {
     }
     row.sleeping.store(0, Ordering::Relaxed);
     row.held_block.store(0, Ordering::Relaxed);
+    // Publishers' counters, so that a row does not show what its previous owner did.
+    for w in [&row.unrouted, &row.waiting_for, &row.waiting_since_ns] {
+        w.store(0, Ordering::Relaxed);
+    }
 }
 
 /// The group name stored in a consumer entry (`None` if it is not valid UTF-8 or too long).

@@ -2,6 +2,7 @@
 //! apart from the snapshot, because its field names are an API that scripts rely on and must not
 //! move when the bus internals do; `inspect --help` documents every field.
 
+use super::flows::{self, Blocked, Bridge, TopicFlow};
 use serde::Serialize;
 use shm_ring::{Role, Snapshot};
 
@@ -31,6 +32,16 @@ pub struct Report {
     pub processes: Vec<Process>,
     /// One entry per group.
     pub groups: Vec<Group>,
+    /// One entry per live consumer (fan-out subscriber or group).
+    pub consumers: Vec<Consumer>,
+    /// The topics published, summed over publishers (including those that left).
+    pub topics: Vec<TopicFlow>,
+    /// Milliseconds between the two snapshots the topic rates come from (null: one snapshot).
+    pub rates_over_ms: Option<u64>,
+    /// Publishers waiting for room, and whom they wait for.
+    pub blocked: Vec<Blocked>,
+    /// Bridges attached to the bus.
+    pub bridges: Vec<Bridge>,
     /// One entry per slab size class.
     pub slab: Vec<SlabClass>,
     /// Bus-wide counters.
@@ -123,6 +134,14 @@ pub struct Process {
     pub redelivered: u64,
     /// Last heartbeat, ns since the Unix epoch.
     pub last_heartbeat_ns: u64,
+    /// Consumer entry of a subscriber or group member.
+    pub consumer: Option<u32>,
+    /// Messages it published that no consumer wanted.
+    pub unrouted: u64,
+    /// A publisher waiting for room: the consumer entries holding the slot it needs.
+    pub waiting_for: Vec<u32>,
+    /// Since when it waits, ns since the Unix epoch (0: not waiting).
+    pub waiting_since_ns: u64,
     /// The process's command line (`/proc/PID/cmdline`, arguments joined by spaces) while it
     /// is alive and readable; null otherwise.
     pub command: Option<String>,
@@ -158,6 +177,19 @@ pub struct Group {
     pub kept_for_ms: Option<u64>,
 }
 
+/// One live consumer.
+#[derive(Serialize, Debug)]
+pub struct Consumer {
+    /// Consumer entry.
+    pub consumer: u32,
+    /// Group name (null: a fan-out subscriber).
+    pub group: Option<String>,
+    /// Patterns it wants (null: every topic).
+    pub topics: Option<Vec<String>>,
+    /// Pids subscribed through it.
+    pub pids: Vec<u32>,
+}
+
 /// One slab size class.
 #[derive(Serialize, Debug)]
 pub struct SlabClass {
@@ -176,6 +208,8 @@ pub struct SlabClass {
 pub struct Counters {
     /// Messages published.
     pub published: u64,
+    /// Messages no consumer wanted, since the bus was created.
+    pub unrouted: u64,
     /// Publishes that found the ring or slab full and waited.
     pub full_waits: u64,
     /// Messages handed to another group member after a member died.
@@ -318,6 +352,16 @@ pub fn per_process(r: &Report) -> Vec<ProcessSummary> {
     out
 }
 
+impl Report {
+    /// The report of `cur`, with topic rates since `prev`, taken `elapsed` earlier.
+    pub fn with_rates(prev: &Snapshot, cur: &Snapshot, elapsed: std::time::Duration) -> Report {
+        let mut r = Report::from(cur);
+        r.topics = flows::topics_with_rates(prev, cur, elapsed.as_secs_f64());
+        r.rates_over_ms = Some(elapsed.as_millis() as u64);
+        r
+    }
+}
+
 impl From<&Snapshot> for Report {
     fn from(s: &Snapshot) -> Report {
         Report {
@@ -357,6 +401,10 @@ impl From<&Snapshot> for Report {
                     published: p.published,
                     redelivered: p.redelivered,
                     last_heartbeat_ns: p.last_heartbeat_ns,
+                    consumer: p.consumer,
+                    unrouted: p.unrouted,
+                    waiting_for: p.waiting_for.clone(),
+                    waiting_since_ns: p.waiting_since_ns,
                     command: p.alive.then(|| command_of(p.pid)).flatten(),
                 })
                 .collect(),
@@ -372,6 +420,20 @@ impl From<&Snapshot> for Report {
                     kept_for_ms: g.kept_for_ms,
                 })
                 .collect(),
+            consumers: s
+                .consumers
+                .iter()
+                .map(|c| Consumer {
+                    consumer: c.consumer,
+                    group: c.group.clone(),
+                    topics: c.topics.clone(),
+                    pids: flows::consumer_ref(s, c.consumer).pids,
+                })
+                .collect(),
+            topics: flows::topics(s),
+            rates_over_ms: None,
+            blocked: flows::blocked(s),
+            bridges: flows::bridges(s),
             slab: s
                 .slab
                 .iter()
@@ -384,6 +446,7 @@ impl From<&Snapshot> for Report {
                 .collect(),
             counters: Counters {
                 published: s.counters.published,
+                unrouted: s.counters.unrouted,
                 full_waits: s.counters.full_waits,
                 redeliveries: s.counters.redeliveries,
                 reaped: s.counters.reaped,
