@@ -3,10 +3,14 @@
 //! publish costs one load of the epoch and one hash lookup; on a miss it reads the live
 //! consumers' interest tables (re-parsing only those whose version changed) and matches the
 //! topic against their patterns with the topic grammar (`docs/topic-grammar.md`).
+//!
+//! The cache also remembers each topic's entry in the publisher's topic table (its row stats,
+//! `region/stats.rs`), so that counting a message costs no lookup beyond this one.
 
 use crate::blocks::atomics::Ordering;
 use crate::region::interest::Wanted;
-use crate::region::layout::CONSUMER_LIVE;
+use crate::region::layout::{CONSUMER_LIVE, TOPIC_ENTRIES};
+use crate::region::stats::OTHER;
 use crate::region::Region;
 use engine_core::Topic;
 use std::collections::HashMap;
@@ -48,31 +52,64 @@ impl Parsed {
 pub(crate) struct Addressing {
     /// The interest epoch `by_topic` is valid for.
     epoch: u64,
-    /// Topic hash -> (topic, consumers that want it).
-    by_topic: HashMap<u64, (Box<str>, u64)>,
+    /// Topic hash -> (topic, consumers that want it, its topic-table entry).
+    by_topic: HashMap<u64, (Box<str>, u64, usize)>,
     /// Per consumer entry: the interest version parsed, and what it says.
     parsed: HashMap<usize, (u64, Parsed)>,
+    /// The topics named in this publisher's topic table, entry `i` at index `i` (this process
+    /// is the table's only writer, so this copy is the truth and the table is never re-read).
+    named: Vec<(u64, Box<str>)>,
 }
 
 impl Addressing {
-    /// The consumers (bits) whose interest matches `topic` (whose hash is `hash`), as of now.
-    pub(crate) fn wanting(&mut self, region: &Region, topic: &str, hash: u64) -> u64 {
+    /// The consumers (bits) whose interest matches `topic` (whose hash is `hash`), as of now,
+    /// and the entry of publisher row `row`'s topic table that counts the topic.
+    pub(crate) fn wanting(
+        &mut self,
+        region: &Region,
+        row: u32,
+        topic: &str,
+        hash: u64,
+    ) -> (u64, usize) {
         let epoch = region.header().interest_epoch.load(Ordering::SeqCst);
         if epoch != self.epoch || self.by_topic.is_empty() {
             self.by_topic.clear();
             self.epoch = epoch;
         }
-        if let Some((t, mask)) = self.by_topic.get(&hash) {
+        if let Some((t, mask, entry)) = self.by_topic.get(&hash) {
             if **t == *topic {
-                return *mask;
+                return (*mask, *entry);
             }
         }
         let mask = self.compute(region, topic);
+        let entry = self.entry(region, row, topic, hash);
         if self.by_topic.len() >= MAX_TOPICS {
             self.by_topic.clear();
         }
-        self.by_topic.insert(hash, (topic.into(), mask));
-        mask
+        self.by_topic.insert(hash, (topic.into(), mask, entry));
+        (mask, entry)
+    }
+
+    /// The topic-table entry of `topic`: the one naming it, a new one while the table has room,
+    /// else the other entry.
+    fn entry(&mut self, region: &Region, row: u32, topic: &str, hash: u64) -> usize {
+        if let Some(i) = self
+            .named
+            .iter()
+            .position(|(h, t)| *h == hash && **t == *topic)
+        {
+            return i;
+        }
+        let Some(stats) = region.row_stats(row) else {
+            return OTHER;
+        };
+        if self.named.len() >= TOPIC_ENTRIES {
+            return OTHER;
+        }
+        let i = self.named.len();
+        stats.name_topic(i, topic, hash);
+        self.named.push((hash, topic.into()));
+        i
     }
 
     fn compute(&mut self, region: &Region, topic: &str) -> u64 {

@@ -156,9 +156,14 @@ impl Publisher {
         }
         let row = region.row(self.row).expect("own row is in range");
         let hash = topic_hash(topic);
-        let wanting = self.addressing.wanting(region, topic, hash);
+        let (wanting, entry) = self.addressing.wanting(region, self.row, topic, hash);
+        let tally = region
+            .row_stats(self.row)
+            .expect("own row is in range")
+            .entry(entry);
         if wanting & ring_active(region) == 0 {
             add_own(&row.unrouted, 1);
+            bump_own(&tally.unrouted);
             return Ok(None);
         }
         let start = Instant::now();
@@ -178,19 +183,24 @@ impl Publisher {
             0
         } else {
             let never = self.never_wait_for;
-            let idx = match wait_for(region, row, Side::Publisher, timeout, || {
-                let got = self.alloc(total)?;
-                if got.is_none() && never != 0 {
+            let take = || match self.alloc(total)? {
+                // Lossy consumers never hold blocks a publisher needs.
+                None if region.take_from_lossy(true) => self.alloc(total),
+                None if never != 0 => {
                     let holders = block_holders(region) & never;
                     if holders != 0 {
                         return Err(BusError::WouldWaitFor { consumers: holders });
                     }
+                    Ok(None)
                 }
-                Ok(got)
-            })? {
+                got => Ok(got),
+            };
+            let idx = match wait_for(region, row, Side::Publisher, timeout, take)? {
                 Some(idx) => idx,
                 None => return Err(out_of_time()),
             };
+            // From here until its slot is committed, a reaper can give it back if we die.
+            row.held_block.store(idx + 1, Ordering::Release);
             let (_, ptr, size) = region.block(idx).expect("allocated block is in range");
             debug_assert!(total <= size);
             // SAFETY: `ptr..ptr + size` is block `idx` inside the mapping, which we popped from its
@@ -205,7 +215,10 @@ impl Publisher {
         let mut waiting = Waiting::new(region, row);
         let never = self.never_wait_for;
         let claimed = wait_for(region, row, Side::Publisher, remaining, || {
-            let r = ring.claim(&row.publishing).ok();
+            let mut r = ring.claim(&row.publishing).ok();
+            if r.is_none() && region.take_from_lossy(false) {
+                r = ring.claim(&row.publishing).ok();
+            }
             if r.is_none() {
                 check_head(region, &ring)?;
                 let holders = waiting.blocked() & never;
@@ -219,7 +232,7 @@ impl Publisher {
         let pos = match claimed {
             Ok(Some(pos)) => pos,
             Ok(None) | Err(_) => {
-                region.free_block(block);
+                give_back(region, row, block);
                 region.wake_publishers();
                 return Err(claimed.err().unwrap_or_else(out_of_time));
             }
@@ -227,10 +240,12 @@ impl Publisher {
         let consumers = ring.addressees(pos, wanting);
         if consumers == 0 {
             // The consumers that wanted it left meanwhile: nothing to deliver, nothing to keep.
+            // The block first: with the intent cleared, a reaper would free a held block too.
+            give_back(region, row, block);
             ring.discard(pos, 1, &row.publishing);
-            region.free_block(block);
             region.wake_publishers();
             add_own(&row.unrouted, 1);
+            bump_own(&tally.unrouted);
             return Ok(None);
         }
         let slot = ring.slot(pos);
@@ -256,14 +271,22 @@ impl Publisher {
                 )
             };
         }
-        if !ring.commit(pos, consumers, &row.publishing) {
+        let committed = ring.commit_one(pos, consumers);
+        if committed {
+            // The slot holds the block now; before the intent goes (see `Row::held_block`).
+            row.held_block.store(0, Ordering::Release);
+        }
+        row.publishing.store(0, Ordering::Release);
+        if !committed {
             // A survivor took this process for dead and tombstoned the position meanwhile: the
-            // message is not published, and the block is still ours.
-            region.free_block(block);
+            // message is not published, and the block is ours unless that survivor took it.
+            give_back(region, row, block);
             region.wake_publishers();
             return Err(BusError::ClaimLost { pos });
         }
         bump_own(&row.published);
+        bump_own(&tally.messages);
+        add_own(&tally.bytes, len as u64);
         region.wake_consumers(consumers);
         Ok(Some(pos))
     }
@@ -358,9 +381,14 @@ impl Publisher {
         let remaining = || timeout.map(|t| t.saturating_sub(start.elapsed()));
         let fits = |i: usize| topic.len() + len_of(i) <= INLINE_CAP;
         let hash = topic_hash(topic);
-        let wanting = self.addressing.wanting(region, topic, hash);
+        let (wanting, entry) = self.addressing.wanting(region, self.row, topic, hash);
+        let tally = region
+            .row_stats(self.row)
+            .expect("own row is in range")
+            .entry(entry);
         if wanting & ring_active(region) == 0 {
             add_own(&row.unrouted, count as u64);
+            add_own(&tally.unrouted, count as u64);
             return Ok(count);
         }
         let meta = SlotMeta {
@@ -391,7 +419,10 @@ impl Publisher {
             let mut waiting = Waiting::new(region, row);
             let never = self.never_wait_for;
             let claimed = wait_for(region, row, Side::Publisher, remaining(), || {
-                let r = ring.claim_many(want, &row.publishing).ok();
+                let mut r = ring.claim_many(want, &row.publishing).ok();
+                if r.is_none() && region.take_from_lossy(false) {
+                    r = ring.claim_many(want, &row.publishing).ok();
+                }
                 if r.is_none() {
                     check_head(region, &ring)?;
                     let holders = waiting.blocked() & never;
@@ -417,12 +448,14 @@ impl Publisher {
                 ring.discard(pos, n, &row.publishing);
                 region.wake_publishers();
                 add_own(&row.unrouted, n);
+                add_own(&tally.unrouted, n);
                 done += n as usize;
                 continue;
             } else {
                 let now = coarse_now_ns();
                 // `fill` runs after the claim: if it panics, the guard gives the unpublished rest
                 // of the run back so consumers skip it instead of waiting on a live claimant.
+                let mut run_bytes = 0u64;
                 let mut run = ClaimedRun {
                     ring: &ring,
                     next: pos,
@@ -444,6 +477,7 @@ impl Publisher {
                     };
                     bytes[..topic.len()].copy_from_slice(topic.as_bytes());
                     fill(i, &mut bytes[topic.len()..]);
+                    run_bytes += len as u64;
                     slot.topic_hash.store(hash, Ordering::Relaxed);
                     slot.timestamp_ns.store(now, Ordering::Relaxed);
                     slot.publisher.store(self.row, Ordering::Relaxed);
@@ -456,14 +490,19 @@ impl Publisher {
                         drop(run);
                         region.wake_consumers(consumers);
                         add_own(&row.published, j);
+                        add_own(&tally.messages, j);
+                        // `run_bytes` already counts message `j`, which was not published.
+                        add_own(&tally.bytes, run_bytes - len as u64);
                         return partial(BusError::ClaimLost { pos: pos + j }, done + j as usize);
                     }
                     run.next = pos.wrapping_add(j + 1);
                 }
                 drop(run);
                 region.wake_consumers(consumers);
+                add_own(&tally.bytes, run_bytes);
             }
             add_own(&row.published, n);
+            add_own(&tally.messages, n);
             done += n as usize;
         }
         Ok(done)
@@ -500,6 +539,14 @@ impl Publisher {
     /// This publisher's process-table row.
     pub fn row(&self) -> u32 {
         self.row
+    }
+}
+
+/// Returns `block` (slot `block` field: index + 1, 0 for none) to the slab if this publisher
+/// still owns it (its row's `held_block`; a reaper that took it for dead may have).
+fn give_back(region: &Region, row: &Row, block: u32) {
+    if block != 0 && row.held_block.swap(0, Ordering::AcqRel) == block {
+        region.free_block(block);
     }
 }
 

@@ -9,7 +9,9 @@ import pickle
 import shutil
 import signal
 import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import event_engine
 import pytest
@@ -106,8 +108,10 @@ def test_group_of_three_handles_each_message_exactly_once(bus, ctx, procs):
     assert handled == list(range(n))
     procs.finish()
     assert ids.empty()
+    # The group outlives its members for the retention, with nothing left to handle.
     snap_groups = event_engine.inspect_bus(bus)["groups"]
-    assert snap_groups == []
+    assert [(g["name"], g["members"]) for g in snap_groups] == [("workers", 0)]
+    assert snap_groups[0]["kept_for_ms"] is not None
     assert_idle(bus)
 
 
@@ -145,6 +149,37 @@ def test_killed_group_member_loses_nothing_and_its_message_is_redelivered(
         assert victim.exitcode == -signal.SIGKILL
     procs.finish()
     assert_idle(bus)
+
+
+def test_a_group_whose_only_worker_dies_keeps_its_backlog_for_the_next_worker(bus, ctx, procs):
+    n = 200
+    ids, victim_q = ctx.Queue(), ctx.Queue()
+    victim_ready, victim_leave = ctx.Event(), ctx.Event()
+    victim = procs.run(
+        group_member, bus, "workers", victim_ready, ids, victim_leave, victim=victim_q
+    )
+    wait_ready(victim_ready)
+    with EventEngine(bus=bus) as pub:
+        for i in range(n):
+            pub.put(Topic("Jobs.Work"), i)
+        # The worker takes message 0 and never finishes it; 199 wait behind it.
+        assert victim_q.get(timeout=GUARD) == 0
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.join(GUARD)
+        # Someone reaps before any worker is back (an idle process, the operator).
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "event-engine"), "reap", bus],
+            capture_output=True, text=True, timeout=GUARD, check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        snap = event_engine.inspect_bus(bus)
+        assert [(g["name"], g["members"]) for g in snap["groups"]] == [("workers", 0)]
+        ready = ctx.Event()
+        procs.run(group_member, bus, "workers", ready, ids, procs.leave)
+        wait_ready(ready)
+        handled = sorted(ids.get(timeout=GUARD) for _ in range(n))
+        assert handled == list(range(n))
+    procs.finish()
 
 
 def test_per_process_hook_tables_differ_with_generic_topics(bus, ctx, procs):
@@ -561,3 +596,19 @@ def test_get_from_a_handler_of_a_running_bus_engine_is_refused(bus):
     engine.close()
     assert len(outcome) == 1 and "call stop() first" in outcome[0], outcome
     assert_idle(bus)
+
+
+def test_the_65th_consumer_is_refused_naming_the_limit_and_groups(bus):
+    engines = [EventEngine(bus=bus) for _ in range(64)]
+    try:
+        with pytest.raises(RuntimeError, match=r"at most 64.*group") as info:
+            EventEngine(bus=bus)
+        assert "max_subscribers" in str(info.value)
+        # Members of a group share one entry: a group still fits once an engine has left.
+        engines.pop().close()
+        members = [EventEngine(bus=bus, group="workers") for _ in range(3)]
+        for m in members:
+            m.close()
+    finally:
+        for e in engines:
+            e.close()

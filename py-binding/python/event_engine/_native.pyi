@@ -341,9 +341,10 @@ def init_allocator(capacity: int = 4096, with_shm: bool = False, name: str | Non
     in-process engines."""
 
 def inspect_bus(name: str) -> dict[str, Any]:
-    """A read-only snapshot of bus ``name`` (geometry, ring, processes, groups, slab classes,
-    counters, and ``corruption``: a list of what is found corrupt, empty for a sound bus),
-    taken without attaching to it. A file at the bus path that is not a bus (a FIFO, a
+    """A read-only snapshot of bus ``name`` (geometry, ring, processes with each publisher's
+    ``topics`` counts and a bridge's counters, groups, ``consumers`` and their interests,
+    ``departed_topics``, slab classes, counters, and ``corruption``: a list of what is found
+    corrupt, empty for a sound bus), taken without attaching to it. A file at the bus path that is not a bus (a FIFO, a
     symbolic link...) is a ``ValueError`` at once; it is never opened or followed."""
 
 def unlink_bus(name: str) -> None:

@@ -82,6 +82,7 @@ impl BusSource {
             .subscribe_with(&SubscribeOptions {
                 group: group.map(str::to_owned),
                 topics: Some(Vec::new()),
+                ..SubscribeOptions::default()
             })
             .map_err(bus_err)?;
         Ok(BusSource {
