@@ -67,6 +67,7 @@ impl PyEventEngine {
         logger: Option<Py<PyAny>>,
         bus: Option<&str>,
         group: Option<&str>,
+        lossy: bool,
     ) -> PyResult<Self> {
         // Taken as a signed int so a negative capacity gets this message, not an OverflowError.
         let capacity = usize::try_from(capacity)
@@ -77,8 +78,21 @@ impl PyEventEngine {
                     "EventEngine capacity must be at least 1, got {capacity}"
                 ))
             })?;
+        if lossy && group.is_some() {
+            return Err(PyValueError::new_err(
+                "a group cannot be lossy: its members share each message, so a message taken \
+                 from it would be lost to all of them; use lossy=True without group",
+            ));
+        }
         let source = match bus::open(py, bus, group)? {
-            Some(b) => Source::Bus(Box::new(BusSource::attach(b, group, capacity)?)),
+            Some(b) => Source::Bus(Box::new(BusSource::attach(b, group, capacity, lossy)?)),
+            None if lossy => {
+                return Err(PyValueError::new_err(
+                    "lossy=True applies to an engine on a bus (a lossy engine never holds the \
+                     bus's publishers back); pass bus=... or call init_allocator(with_shm=True) \
+                     first",
+                ))
+            }
             None => Source::InProcess(QueueSource::new(capacity)),
         };
         let engine = PyEventEngine {
@@ -228,15 +242,16 @@ fn check_callable(handler: &Bound<'_, PyAny>) -> PyResult<()> {
 #[pymethods]
 impl PyEventEngine {
     #[new]
-    #[pyo3(signature = (capacity = 4095, logger = None, *, bus = None, group = None))]
+    #[pyo3(signature = (capacity = 4095, logger = None, *, bus = None, group = None, lossy = false))]
     fn new(
         py: Python<'_>,
         capacity: i64,
         logger: Option<Py<PyAny>>,
         bus: Option<&str>,
         group: Option<&str>,
+        lossy: bool,
     ) -> PyResult<Self> {
-        PyEventEngine::create(py, capacity, logger, bus, group)
+        PyEventEngine::create(py, capacity, logger, bus, group, lossy)
     }
 
     /// Publishes a message: `topic` (exact) with `*args` and `**kwargs`.
@@ -445,6 +460,13 @@ impl PyEventEngine {
     #[getter]
     fn group(&self) -> Option<String> {
         self.shared.source.group().map(str::to_owned)
+    }
+
+    /// A lossy engine (`lossy=True`): messages for it that publishers took because it was a
+    /// full ring behind. 0 for any other engine; it only grows, so two readings tell of a gap.
+    #[getter]
+    fn missed(&self) -> u64 {
+        self.shared.source.missed()
     }
 
     /// Maximum number of queued messages.

@@ -106,18 +106,19 @@ pub struct PyEventEngineEx;
 #[pymethods]
 impl PyEventEngineEx {
     #[new]
-    #[pyo3(signature = (capacity = 4095, logger = None, *, bus = None, group = None))]
+    #[pyo3(signature = (capacity = 4095, logger = None, *, bus = None, group = None, lossy = false))]
     fn new(
         py: Python<'_>,
         capacity: i64,
         logger: Option<Py<PyAny>>,
         bus: Option<&str>,
         group: Option<&str>,
+        lossy: bool,
     ) -> PyResult<PyClassInitializer<Self>> {
-        Ok(
-            PyClassInitializer::from(PyEventEngine::create(py, capacity, logger, bus, group)?)
-                .add_subclass(PyEventEngineEx),
-        )
+        Ok(PyClassInitializer::from(PyEventEngine::create(
+            py, capacity, logger, bus, group, lossy,
+        )?)
+        .add_subclass(PyEventEngineEx))
     }
 
     /// The topic of the timer firing every `interval` seconds, started on first

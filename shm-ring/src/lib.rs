@@ -96,7 +96,7 @@ pub use region::message::Message;
 #[cfg(not(loom))]
 pub use region::table::{validate_group, Role};
 #[cfg(not(loom))]
-pub use subscriber::{InterestHandle, RecvOptions, Subscriber};
+pub use subscriber::{InterestHandle, MissedCounter, RecvOptions, Subscriber};
 pub use wire::pickle::{DecodeError, PyValue};
 pub use wire::{topic_hash, Codec};
 

@@ -66,6 +66,23 @@ impl InterestHandle {
     }
 }
 
+/// Reads a lossy subscriber's [`Subscriber::missed`] count (made by
+/// [`Subscriber::missed_counter`]). Cheap to clone.
+#[derive(Clone)]
+pub struct MissedCounter {
+    inner: Arc<Inner>,
+    consumer: u32,
+}
+
+impl MissedCounter {
+    /// Messages taken from the subscriber so far (see [`Subscriber::missed`]).
+    pub fn get(&self) -> u64 {
+        self.inner.region.consumers()[self.consumer as usize]
+            .missed
+            .load(Ordering::Relaxed)
+    }
+}
+
 /// How [`Subscriber::recv_with`] waits, and what it skips.
 #[derive(Default)]
 pub struct RecvOptions<'a> {
@@ -179,6 +196,15 @@ impl Subscriber {
     /// of a gap.
     pub fn missed(&self) -> u64 {
         self.entry().missed.load(Ordering::Relaxed)
+    }
+
+    /// A handle that reads [`Subscriber::missed`] from any thread, while the subscriber itself
+    /// may be blocked in a receive on another.
+    pub fn missed_counter(&self) -> MissedCounter {
+        MissedCounter {
+            inner: self.inner.clone(),
+            consumer: self.consumer,
+        }
     }
 
     fn entry(&self) -> &Consumer {

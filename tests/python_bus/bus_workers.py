@@ -171,3 +171,20 @@ def steady_publisher(bus, n, per_put_timeout, pause, ready, go, results, leave):
     results.put(("steady", (sent, refused)))
     leave.wait(GUARD)
     engine.close()
+
+
+def lossy_monitor(bus, ready, results, leave):
+    """A lossy engine handling `Ticks.{symbol}`: reports the ids it handled and its `missed`
+    count once a message on `Test.End` arrived."""
+    engine = EventEngine(bus=bus, lossy=True)
+    got = []
+    done = threading.Event()
+    engine.register_handler(Topic("Ticks.{symbol}"), lambda i, **_: got.append(i))
+    engine.register_handler(Topic(END), done.set)
+    engine.start()
+    ready.set()
+    done.wait(GUARD)
+    engine.stop()
+    results.put((got, engine.missed))
+    leave.wait(GUARD)
+    engine.close()

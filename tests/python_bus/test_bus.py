@@ -15,7 +15,15 @@ from pathlib import Path
 
 import event_engine
 import pytest
-from bus_workers import END, GUARD, collector, group_member, timer_owner, two_engines
+from bus_workers import (
+    END,
+    GUARD,
+    collector,
+    group_member,
+    lossy_monitor,
+    timer_owner,
+    two_engines,
+)
 from conftest import SLAB_BLOCKS, assert_idle, shm_file
 from event_engine import Empty, EventEngine, EventEngineEx, Full, Topic
 
@@ -612,3 +620,38 @@ def test_the_65th_consumer_is_refused_naming_the_limit_and_groups(bus):
     finally:
         for e in engines:
             e.close()
+
+
+def test_a_stopped_lossy_monitor_never_holds_a_publisher_back(bus, ctx, procs):
+    results = ctx.Queue()
+    ready = ctx.Event()
+    monitor = procs.run(lossy_monitor, bus, ready, results, procs.leave)
+    wait_ready(ready)
+    with EventEngine(bus=bus) as pub:
+        capacity = pub.capacity
+        n = 20 * capacity
+        os.kill(monitor.pid, signal.SIGSTOP)
+        try:
+            # Twenty rings' worth while the monitor is stopped: never Full, never a wait.
+            for i in range(n):
+                pub.put(Topic("Ticks.AAPL"), i, block=False)
+        finally:
+            os.kill(monitor.pid, signal.SIGCONT)
+        pub.put(Topic(END))
+        got, missed = results.get(timeout=GUARD)
+        snap = event_engine.inspect_bus(bus)
+    assert missed >= n - capacity
+    assert len(got) + missed == n
+    assert got == sorted(got) and len(set(got)) == len(got)
+    assert got[-1] == n - 1
+    row = [p for p in snap["processes"] if p["pid"] == monitor.pid and p["role"] == "subscriber"]
+    assert row and row[0]["lossy"] and row[0]["missed"] == missed
+
+
+def test_lossy_is_for_a_bus_engine_without_a_group(bus):
+    with pytest.raises(ValueError, match="group cannot be lossy"):
+        EventEngine(bus=bus, group="workers", lossy=True)
+    with pytest.raises(ValueError, match="applies to an engine on a bus"):
+        EventEngine(lossy=True)
+    with EventEngine(bus=bus) as plain:
+        assert plain.missed == 0

@@ -206,7 +206,10 @@ class EventEngine:
     to its own hooks. An engine without hooks receives nothing and never holds a publisher
     back, started or not; ``put``/``publish`` go to every engine whose hooks want the topic
     (a message nobody wants is dropped at once and counted). With ``group``, the engines of
-    one group share the messages (each is handled by exactly one member).
+    one group share the messages (each is handled by exactly one member). With
+    ``lossy=True`` (a monitor, a dashboard, a logger; not with ``group``) the engine never holds
+    a publisher back: when it is a full ring behind, publishers take the messages it has not
+    handled and count them in ``missed``; what it handles stays whole and in order.
     Arguments travel in a compact form when they are None, bool, int (64-bit), float, str,
     bytes or flat tuples/lists of those, pickled otherwise. The engine detaches on
     ``close()`` (also the end of a ``with`` block) or when it is garbage-collected once
@@ -234,6 +237,7 @@ class EventEngine:
         *,
         bus: str | None = None,
         group: str | None = None,
+        lossy: bool = False,
     ) -> None: ...
     @property
     def capacity(self) -> int:
@@ -244,6 +248,10 @@ class EventEngine:
     @property
     def group(self) -> str | None:
         """The work-sharing group the engine belongs to (None: it receives everything)."""
+    @property
+    def missed(self) -> int:
+        """A lossy engine: messages publishers took from it because it was a full ring behind
+        (0 for any other engine). It only grows: two readings that differ tell of a gap."""
     @property
     def closed(self) -> bool:
         """Whether ``close()`` detached the engine from its bus."""

@@ -16,8 +16,8 @@ use std::time::Duration;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use shm_ring::{
-    Bus, BusError, Codec, InterestHandle, Interrupter, Publisher, RecvOptions, SubscribeOptions,
-    Subscriber,
+    Bus, BusError, Codec, InterestHandle, Interrupter, MissedCounter, Publisher, RecvOptions,
+    SubscribeOptions, Subscriber,
 };
 
 use super::queue::QueueSource;
@@ -58,6 +58,10 @@ pub(crate) struct BusSource {
     /// The subscriber's consumer bit: what a put from this engine's own dispatch never waits
     /// for (docs/delivery.md).
     own_consumer: u64,
+    /// What publishers took from this engine if it is lossy, while attached (it holds the
+    /// mapping); then the last count read.
+    missed: Mutex<Option<MissedCounter>>,
+    missed_at_close: AtomicU64,
     /// Timer ticks and stop wake-ups of this engine only.
     local: QueueSource,
     interrupter: Mutex<Option<Interrupter>>,
@@ -76,13 +80,18 @@ impl BusSource {
     /// Joins `bus` with a publisher and a subscriber (in `group`, if given) that wants nothing
     /// until the engine has hooks: a publish-only engine is never addressed, so it never holds
     /// a publisher back (docs/delivery.md).
-    pub(crate) fn attach(bus: Bus, group: Option<&str>, local_capacity: usize) -> PyResult<Self> {
+    pub(crate) fn attach(
+        bus: Bus,
+        group: Option<&str>,
+        local_capacity: usize,
+        lossy: bool,
+    ) -> PyResult<Self> {
         let publisher = bus.publisher().map_err(bus_err)?;
         let subscriber = bus
             .subscribe_with(&SubscribeOptions {
                 group: group.map(str::to_owned),
                 topics: Some(Vec::new()),
-                ..SubscribeOptions::default()
+                lossy,
             })
             .map_err(bus_err)?;
         Ok(BusSource {
@@ -92,6 +101,8 @@ impl BusSource {
             ring_capacity: bus.config().ring_capacity as usize,
             sub_row: subscriber.row(),
             own_consumer: subscriber.consumer_mask(),
+            missed: Mutex::new(Some(subscriber.missed_counter())),
+            missed_at_close: AtomicU64::new(0),
             local: QueueSource::new(local_capacity),
             interrupter: Mutex::new(Some(subscriber.interrupter())),
             interest: Mutex::new(Some(subscriber.interest())),
@@ -129,6 +140,9 @@ impl BusSource {
 
     /// The last step of detaching: the interrupter, the interest handle and the bus handle.
     fn release_bus(&self) {
+        if let Some(m) = lock(&self.missed).take() {
+            self.missed_at_close.store(m.get(), Ordering::Relaxed);
+        }
         let interrupter = lock(&self.interrupter).take();
         drop(interrupter);
         let interest = lock(&self.interest).take();
@@ -414,6 +428,13 @@ impl MessageSource for BusSource {
 
     fn group(&self) -> Option<&str> {
         self.group.as_deref()
+    }
+
+    fn missed(&self) -> u64 {
+        match lock(&self.missed).as_ref() {
+            Some(m) => m.get(),
+            None => self.missed_at_close.load(Ordering::Relaxed),
+        }
     }
 
     fn is_closed(&self) -> bool {

@@ -65,6 +65,9 @@ impl MessageSource for Source {
     fn group(&self) -> Option<&str> {
         forward!(self, s => s.group())
     }
+    fn missed(&self) -> u64 {
+        forward!(self, s => s.missed())
+    }
     fn is_closed(&self) -> bool {
         forward!(self, s => s.is_closed())
     }

@@ -102,6 +102,11 @@ pub(crate) trait MessageSource {
     /// The work-sharing group of this engine on its bus, if any.
     fn group(&self) -> Option<&str>;
 
+    /// Messages taken from a lossy engine because it was a full ring behind (0 otherwise).
+    fn missed(&self) -> u64 {
+        0
+    }
+
     /// Whether `close()` detached it (never, for the in-process queue).
     fn is_closed(&self) -> bool;
 
