@@ -72,12 +72,8 @@ pub struct HookTable<H> {
     exact_index: HashIndex<Vec<usize>>,
     /// Generic topics and their hooks, in registration order.
     generic: Vec<(Topic, H)>,
-    /// Routes of canonical published topics (see [`Topic::is_canonical`]) and of literals,
-    /// by topic hash. Both match by the parsed literal, so they can share entries.
+    /// Routes by topic hash: every topic is routed by its literal (docs/topic-grammar.md).
     routes: HashIndex<CachedRoute>,
-    /// Routes of non-canonical published topics, matched by their own parts; the entry also
-    /// keeps the parts to tell such topics with the same literal apart.
-    part_routes: HashIndex<(Topic, CachedRoute)>,
 }
 
 impl<H> Default for HookTable<H> {
@@ -94,7 +90,6 @@ impl<H> HookTable<H> {
             exact_index: HashIndex::default(),
             generic: Vec::new(),
             routes: HashIndex::default(),
-            part_routes: HashIndex::default(),
         }
     }
 
@@ -112,7 +107,6 @@ impl<H> HookTable<H> {
 
     fn invalidate_routes(&mut self) {
         self.routes.clear();
-        self.part_routes.clear();
     }
 
     fn rebuild_exact_index(&mut self) {
@@ -272,25 +266,16 @@ impl<H> HookTable<H> {
     /// Hooks for a published (exact) topic: the exact hook first, then every generic hook
     /// whose topic matches it, in registration order.
     ///
-    /// Generic matching results are cached per topic hash (the cache is invalidated by
-    /// insert/remove/clear), so a topic seen before costs one hash lookup.
+    /// The topic is routed by its literal, as [`route_literal`](Self::route_literal) routes it
+    /// (a part holding `.` is as many parts as the literal reads: the one rule that holds across
+    /// processes too). Generic matching results are cached per topic hash (the cache is
+    /// invalidated by insert/remove/clear), so a topic seen before costs one hash lookup.
     pub fn route(&mut self, topic: &Topic) -> Route<'_, H> {
         let hash = topic.hash_value();
-        if topic.is_canonical() {
-            self.cache_literal_route(hash, topic.literal(), Some(topic));
-            return self.make_route(&self.routes[&hash]);
-        }
-        let hit = self.part_routes.get(&hash).is_some_and(|(seen, _)| {
-            seen.literal() == topic.literal() && seen.parts() == topic.parts()
-        });
-        if !hit {
-            let route = self.compute_route(hash, topic.literal(), Some(topic));
-            if self.part_routes.len() >= ROUTE_CACHE_LIMIT {
-                self.part_routes.clear();
-            }
-            self.part_routes.insert(hash, (topic.clone(), route));
-        }
-        self.make_route(&self.part_routes[&hash].1)
+        // A canonical topic's parts are what its literal parses to: no need to parse it again.
+        let parsed = topic.is_canonical().then_some(topic);
+        self.cache_literal_route(hash, topic.literal(), parsed);
+        self.make_route(&self.routes[&hash])
     }
 
     /// Hooks for a topic known only by hash and literal (messages arriving from shared
@@ -507,33 +492,27 @@ mod tests {
     }
 
     #[test]
-    fn non_canonical_topics_match_by_their_own_parts() {
+    fn non_canonical_topics_are_routed_by_their_literal() {
         let mut table = HookTable::new();
         table.insert(t("Data.{code}"), "one part");
         table.insert(t("Data.{code}.{exchange}"), "two parts");
         table.insert(Topic::join(["Data", "600010.SH"]), "exact");
-        let joined = Topic::join(["Data", "600010.SH"]);
-        let parsed = t("Data.600010.SH");
-        // In process the joined topic has two parts; from shared memory only the literal
-        // arrives and parses to three.
-        let by_joined: Vec<_> = table.route(&joined).copied().collect();
-        assert_eq!(by_joined, ["exact", "one part"]);
-        let by_parsed: Vec<_> = table.route(&parsed).copied().collect();
-        assert_eq!(by_parsed, ["exact", "two parts"]);
+        // The joined topic has two parts, but its literal reads as three, and that is what
+        // another process receives: every split of the literal routes the same way.
+        for topic in [
+            Topic::join(["Data", "600010.SH"]),
+            t("Data.600010.SH"),
+            Topic::join(["Data.600010", "SH"]),
+            Topic::join(["Data.600010.SH"]),
+        ] {
+            let hooks: Vec<_> = table.route(&topic).copied().collect();
+            assert_eq!(hooks, ["exact", "two parts"], "{topic:?}");
+        }
         let by_literal: Vec<_> = table
-            .route_literal(parsed.hash_value(), parsed.literal())
+            .route_literal(topic_hash("Data.600010.SH"), "Data.600010.SH")
             .copied()
             .collect();
         assert_eq!(by_literal, ["exact", "two parts"]);
-        let by_joined: Vec<_> = table.route(&joined).copied().collect();
-        assert_eq!(by_joined, ["exact", "one part"]);
-        // Same literal, other split: its own cache entry.
-        let other = Topic::join(["Data.600010", "SH"]);
-        let hooks: Vec<_> = table.route(&other).copied().collect();
-        assert_eq!(hooks, ["exact"]);
-        let other = Topic::join(["Data.600010.SH"]);
-        let hooks: Vec<_> = table.route(&other).copied().collect();
-        assert_eq!(hooks, ["exact"]);
     }
 
     #[test]

@@ -16,9 +16,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFloat};
 
 use crate::engine::{PyEventEngine, RunningTimer};
-use crate::exit;
-use crate::lock;
-use crate::source::Shared;
+use crate::gil;
+use crate::lock::lock;
+use crate::shared::Shared;
 use crate::topic::{not_exact, topic_arg, PyTopic};
 
 /// Polling period of the blocking timer calls (to notice Ctrl-C).
@@ -88,14 +88,14 @@ fn require_active(engine: &PyEventEngine) -> PyResult<()> {
 fn block_with_timer(py: Python<'_>, engine: &PyEventEngine, mut timer: Timer) -> PyResult<()> {
     let shared = engine.shared.clone();
     let result = loop {
-        if exit::detach(py, || shared.wait_inactive(SIGNAL_CHECK)) {
+        if gil::detach(py, || shared.wait_inactive(SIGNAL_CHECK)) {
             break Ok(());
         }
         if let Err(e) = py.check_signals() {
             break Err(e);
         }
     };
-    exit::detach(py, move || timer.stop());
+    gil::detach(py, move || timer.stop());
     result
 }
 
@@ -106,18 +106,19 @@ pub struct PyEventEngineEx;
 #[pymethods]
 impl PyEventEngineEx {
     #[new]
-    #[pyo3(signature = (capacity = 4095, logger = None, *, bus = None, group = None))]
+    #[pyo3(signature = (capacity = 4095, logger = None, *, bus = None, group = None, lossy = false))]
     fn new(
         py: Python<'_>,
         capacity: i64,
         logger: Option<Py<PyAny>>,
         bus: Option<&str>,
         group: Option<&str>,
+        lossy: bool,
     ) -> PyResult<PyClassInitializer<Self>> {
-        Ok(
-            PyClassInitializer::from(PyEventEngine::create(py, capacity, logger, bus, group)?)
-                .add_subclass(PyEventEngineEx),
-        )
+        Ok(PyClassInitializer::from(PyEventEngine::create(
+            py, capacity, logger, bus, group, lossy,
+        )?)
+        .add_subclass(PyEventEngineEx))
     }
 
     /// The topic of the timer firing every `interval` seconds, started on first
@@ -158,7 +159,7 @@ impl PyEventEngineEx {
             let existing = t.topic.clone_ref(py);
             drop(timers);
             let mut timer = timer;
-            exit::detach(py, move || timer.stop());
+            gil::detach(py, move || timer.stop());
             return Ok(existing);
         }
         timers.push(RunningTimer {

@@ -17,7 +17,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyDict, PyInt, PyList, PyTuple};
 
-use crate::lock;
+use crate::lock::lock;
 use crate::logger;
 use crate::payload::{self, PyMessagePayload};
 use crate::topic::PyTopic;

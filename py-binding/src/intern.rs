@@ -1,16 +1,12 @@
 //! The interning map: topic string -> parsed topic, shared by every `Topic`
 //! built from that string, so a topic string is parsed once per process.
-//! Exposed as `init_internal_map`, `get_internal_topic`, `get_internal_map`
-//! and `clear_internal_map`.
+//! Python sees it through `init_internal_map`, `get_internal_topic`,
+//! `get_internal_map` and `clear_internal_map` (defined with `Topic`, in `topic.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use engine_core::Topic;
-use pyo3::prelude::*;
-use pyo3::types::PyDict;
-
-use crate::topic::PyTopic;
 
 static MAP: Mutex<Option<HashMap<String, Arc<Topic>>>> = Mutex::new(None);
 
@@ -40,45 +36,22 @@ pub(crate) fn insert_if_absent(topic: Arc<Topic>) -> Arc<Topic> {
     m.entry(topic.literal().to_owned()).or_insert(topic).clone()
 }
 
-/// Creates the internal topic map if needed and returns a snapshot of it as a dict.
-#[pyfunction]
-#[pyo3(signature = (capacity = 1024))]
-pub(crate) fn init_internal_map(py: Python<'_>, capacity: usize) -> PyResult<Bound<'_, PyDict>> {
+/// Creates the map if needed, sized for `capacity` topics.
+pub(crate) fn init(capacity: usize) {
     map().get_or_insert_with(|| HashMap::with_capacity(capacity));
-    get_internal_map(py)
 }
 
-/// Forgets every interned topic (existing `Topic` objects keep working).
-#[pyfunction]
-pub(crate) fn clear_internal_map() {
+/// Forgets every interned topic (topics already handed out keep working).
+pub(crate) fn clear() {
     if let Some(m) = map().as_mut() {
         m.clear();
     }
 }
 
-/// The interned topic for `key`, or None. With `owner=True` the result is a
-/// private copy; otherwise it shares the interned data (same `addr`).
-#[pyfunction]
-#[pyo3(signature = (key, owner = false))]
-pub(crate) fn get_internal_topic(key: &str, owner: bool) -> Option<PyTopic> {
-    let shared = lookup(key)?;
-    Some(PyTopic::wrap(if owner {
-        Arc::new((*shared).clone())
-    } else {
-        shared
-    }))
-}
-
-/// Every interned topic, as a new dict `{topic string: Topic}`.
-#[pyfunction]
-pub(crate) fn get_internal_map(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
-    let entries: Vec<(String, Arc<Topic>)> = map()
+/// A copy of every entry: `(topic string, topic)`.
+pub(crate) fn entries() -> Vec<(String, Arc<Topic>)> {
+    map()
         .as_ref()
         .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-        .unwrap_or_default();
-    let out = PyDict::new(py);
-    for (k, v) in entries {
-        out.set_item(k, PyTopic::wrap(v))?;
-    }
-    Ok(out)
+        .unwrap_or_default()
 }

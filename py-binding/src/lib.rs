@@ -5,28 +5,28 @@
 
 mod bus;
 mod cli;
+mod codec;
+mod dispatch;
+mod dispatch_loop;
+mod dispatch_thread;
 mod engine;
 mod engine_ex;
 mod errors;
 mod exit;
+mod gil;
 mod hook;
 mod intern;
+mod lock;
 mod logger;
 mod match_result;
+mod message;
 mod payload;
+mod shared;
 mod source;
 mod topic;
 mod topic_part;
 
-use std::sync::{Mutex, MutexGuard};
-
 use pyo3::prelude::*;
-
-/// Locks a mutex of this crate. Critical sections here never run Python code
-/// and leave their data consistent at every step, so a poisoned lock is still usable.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -47,10 +47,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<engine_ex::PyEventEngineEx>()?;
     m.add("Full", py.get_type::<errors::Full>())?;
     m.add("Empty", py.get_type::<errors::Empty>())?;
-    m.add_function(wrap_pyfunction!(intern::init_internal_map, m)?)?;
-    m.add_function(wrap_pyfunction!(intern::clear_internal_map, m)?)?;
-    m.add_function(wrap_pyfunction!(intern::get_internal_topic, m)?)?;
-    m.add_function(wrap_pyfunction!(intern::get_internal_map, m)?)?;
+    m.add_function(wrap_pyfunction!(topic::init_internal_map, m)?)?;
+    m.add_function(wrap_pyfunction!(topic::clear_internal_map, m)?)?;
+    m.add_function(wrap_pyfunction!(topic::get_internal_topic, m)?)?;
+    m.add_function(wrap_pyfunction!(topic::get_internal_map, m)?)?;
     m.add_function(wrap_pyfunction!(bus::init_allocator, m)?)?;
     m.add_function(wrap_pyfunction!(bus::inspect_bus, m)?)?;
     m.add_function(wrap_pyfunction!(bus::unlink_bus, m)?)?;

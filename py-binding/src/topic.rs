@@ -342,3 +342,40 @@ pub(crate) fn not_exact(topic: &Topic) -> PyErr {
         topic.literal()
     ))
 }
+
+/// Creates the internal topic map if needed and returns a snapshot of it as a dict.
+#[pyfunction]
+#[pyo3(signature = (capacity = 1024))]
+pub(crate) fn init_internal_map(py: Python<'_>, capacity: usize) -> PyResult<Bound<'_, PyDict>> {
+    intern::init(capacity);
+    get_internal_map(py)
+}
+
+/// Forgets every interned topic (existing `Topic` objects keep working).
+#[pyfunction]
+pub(crate) fn clear_internal_map() {
+    intern::clear();
+}
+
+/// The interned topic for `key`, or None. With `owner=True` the result is a
+/// private copy; otherwise it shares the interned data (same `addr`).
+#[pyfunction]
+#[pyo3(signature = (key, owner = false))]
+pub(crate) fn get_internal_topic(key: &str, owner: bool) -> Option<PyTopic> {
+    let shared = intern::lookup(key)?;
+    Some(PyTopic::wrap(if owner {
+        Arc::new((*shared).clone())
+    } else {
+        shared
+    }))
+}
+
+/// Every interned topic, as a new dict `{topic string: Topic}`.
+#[pyfunction]
+pub(crate) fn get_internal_map(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let out = PyDict::new(py);
+    for (k, v) in intern::entries() {
+        out.set_item(k, PyTopic::wrap(v))?;
+    }
+    Ok(out)
+}

@@ -3,11 +3,15 @@
 //! publish costs one load of the epoch and one hash lookup; on a miss it reads the live
 //! consumers' interest tables (re-parsing only those whose version changed) and matches the
 //! topic against their patterns with the topic grammar (`docs/topic-grammar.md`).
+//!
+//! The cache also remembers each topic's entry in the publisher's topic table (its row stats,
+//! `region/stats.rs`), so that counting a message costs no lookup beyond this one.
 
 use crate::blocks::atomics::Ordering;
 use crate::blocks::interest::TopicCache;
 use crate::region::interest::Wanted;
-use crate::region::layout::CONSUMER_LIVE;
+use crate::region::layout::{CONSUMER_LIVE, TOPIC_ENTRIES};
+use crate::region::stats::OTHER;
 use crate::region::Region;
 use engine_core::Topic;
 use std::collections::HashMap;
@@ -46,10 +50,13 @@ impl Parsed {
 
 /// A publisher's view of who wants what.
 pub(crate) struct Addressing {
-    /// Topic -> consumers that want it, for the current interest epoch.
-    by_topic: TopicCache<u64>,
+    /// Topic -> (consumers that want it, its topic-table entry), for the current interest epoch.
+    by_topic: TopicCache<(u64, usize)>,
     /// Per consumer entry: the interest version parsed, and what it says.
     parsed: HashMap<usize, (u64, Parsed)>,
+    /// The topics named in this publisher's topic table, entry `i` at index `i` (this process
+    /// is the table's only writer, so this copy is the truth and the table is never re-read).
+    named: Vec<(u64, Box<str>)>,
 }
 
 impl Default for Addressing {
@@ -57,18 +64,55 @@ impl Default for Addressing {
         Addressing {
             by_topic: TopicCache::new(MAX_TOPICS),
             parsed: HashMap::new(),
+            named: Vec::new(),
         }
     }
 }
 
 impl Addressing {
-    /// The consumers (bits) whose interest matches `topic` (whose hash is `hash`), as of now.
-    pub(crate) fn wanting(&mut self, region: &Region, topic: &str, hash: u64) -> u64 {
-        let Addressing { by_topic, parsed } = self;
+    /// The consumers (bits) whose interest matches `topic` (whose hash is `hash`), as of now,
+    /// and the entry of publisher row `row`'s topic table that counts the topic.
+    pub(crate) fn wanting(
+        &mut self,
+        region: &Region,
+        row: u32,
+        topic: &str,
+        hash: u64,
+    ) -> (u64, usize) {
+        let Addressing {
+            by_topic,
+            parsed,
+            named,
+        } = self;
         by_topic.get(&region.header().interest_epoch, hash, topic, || {
-            compute(parsed, region, topic)
+            let mask = compute(parsed, region, topic);
+            (mask, entry(named, region, row, topic, hash))
         })
     }
+}
+
+/// The topic-table entry of `topic`: the one naming it, a new one while the table has room, else
+/// the other entry.
+fn entry(
+    named: &mut Vec<(u64, Box<str>)>,
+    region: &Region,
+    row: u32,
+    topic: &str,
+    hash: u64,
+) -> usize {
+    if let Some(i) = named.iter().position(|(h, t)| *h == hash && **t == *topic) {
+        return i;
+    }
+    let Some(stats) = region.row_stats(row) else {
+        return OTHER;
+    };
+    if named.len() >= TOPIC_ENTRIES {
+        return OTHER;
+    }
+    let i = named.len();
+    stats.name_topic(i, topic, hash);
+    named.push((hash, topic.into()));
+    i
 }
 
 fn compute(parsed: &mut HashMap<usize, (u64, Parsed)>, region: &Region, topic: &str) -> u64 {

@@ -99,9 +99,14 @@ impl Bus {
         self.inner.region.name()
     }
 
-    /// The bus geometry (mode and owner policy are not stored and read as defaults).
+    /// The bus geometry and group retention (mode and owner policy are not stored and read as
+    /// defaults).
     pub fn config(&self) -> BusConfig {
-        self.inner.region.layout().config()
+        let region = &self.inner.region;
+        BusConfig {
+            group_retention_ms: region.header().group_retention_ms.load(Ordering::Relaxed),
+            ..region.layout().config()
+        }
     }
 
     /// The largest payload a message may carry, in bytes.
@@ -157,14 +162,28 @@ impl Bus {
     pub fn subscribe_with(&self, opts: &SubscribeOptions) -> Result<Subscriber, BusError> {
         if let Some(group) = &opts.group {
             validate_group(group)?;
+            if opts.lossy {
+                return Err(BusError::BadConfig {
+                    what: format!(
+                        "group {group:?} cannot be lossy: a group shares its messages among its \
+                         members, so a message taken from it would be lost to every member; \
+                         subscribe lossy without a group"
+                    ),
+                });
+            }
         }
         let wanted = Wanted::from_topics(opts.topics.as_deref())?;
         let g = lock_table_to_join(&self.inner.region)?;
+        if opts.group.is_some() {
+            // A worker restarted after a crash: its dead predecessor's claim goes back to the
+            // group now, not at some later reap.
+            reap_locked(&g);
+        }
         let existing = opts.group.as_deref().and_then(|name| g.find_group(name));
         let (idx, new) = match (&opts.group, existing) {
             (Some(_), Some(idx)) => (idx, false),
-            (Some(name), None) => (g.add_consumer(KIND_GROUP, name, &wanted)?, true),
-            (None, _) => (g.add_consumer(KIND_FANOUT, "", &wanted)?, true),
+            (Some(name), None) => (g.add_consumer(KIND_GROUP, name, &wanted, false)?, true),
+            (None, _) => (g.add_consumer(KIND_FANOUT, "", &wanted, opts.lossy)?, true),
         };
         let role = if opts.group.is_some() {
             Role::GroupMember
@@ -183,6 +202,8 @@ impl Bus {
         if !new {
             let c = &self.inner.region.consumers()[idx as usize];
             c.members.fetch_add(1, Ordering::Relaxed);
+            // A group kept without members (`docs/delivery.md`) has one again.
+            c.orphaned_ns.store(0, Ordering::Relaxed);
             let (_, had) = self.inner.region.read_interest(idx as usize);
             let union = had.union(&wanted);
             if union != had {
@@ -195,6 +216,7 @@ impl Bus {
             row,
             idx,
             opts.group.is_some(),
+            opts.lossy,
         ))
     }
 
@@ -203,6 +225,18 @@ impl Bus {
     /// which does not need a joined bus.
     pub fn observe(&self) -> Result<Observer, BusError> {
         Ok(Observer::new(self.inner.clone()))
+    }
+
+    /// Says in this handle's process-table row that this process bridges the bus to `server`
+    /// (a NATS server URL, shown by `event-engine inspect` and `watch`, cut to 80 bytes: leave
+    /// credentials out of it), and returns what the bridge stores its counters through.
+    pub fn announce_bridge(&self, server: &str) -> BridgeCounters {
+        if let Some(stats) = self.inner.row.and_then(|r| self.inner.region.row_stats(r)) {
+            stats.set_bridge(server);
+        }
+        BridgeCounters {
+            inner: self.inner.clone(),
+        }
     }
 
     /// A read-only view of the bus for tools.
@@ -232,6 +266,22 @@ impl Bus {
     }
 }
 
+/// A bridge's counters in its bus handle's row (made by [`Bus::announce_bridge`]), for tools
+/// to read. One thread stores them (plain stores, no read-modify-write).
+pub struct BridgeCounters {
+    inner: Arc<Inner>,
+}
+
+impl BridgeCounters {
+    /// Stores the counters: bus messages sent to NATS, NATS messages published on the bus,
+    /// messages that could not be delivered, and reconnections to the server.
+    pub fn store(&self, out: u64, in_: u64, dropped: u64, reconnects: u64) {
+        if let Some(stats) = self.inner.row.and_then(|r| self.inner.region.row_stats(r)) {
+            stats.store_bridge(out, in_, dropped, reconnects);
+        }
+    }
+}
+
 /// How [`Bus::subscribe_with`] subscribes.
 #[derive(Clone, Debug, Default)]
 pub struct SubscribeOptions {
@@ -241,6 +291,11 @@ pub struct SubscribeOptions {
     /// Only topics matching one of these patterns (topic grammar); `None`: every topic. A group
     /// wants what any of its members asked for since it was created.
     pub topics: Option<Vec<String>>,
+    /// A fan-out subscriber that never holds publishers back (a monitor, a dashboard, a
+    /// logger): when it is a full ring behind, publishers take the messages it has not read
+    /// instead of waiting for it, and count them ([`Subscriber::missed`]). Default: lossless.
+    /// A group cannot be lossy.
+    pub lossy: bool,
 }
 
 /// Opens bus `name` read-only and takes a snapshot, without joining its process table.

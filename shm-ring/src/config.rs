@@ -13,7 +13,7 @@ pub struct BusConfig {
     pub max_message: u32,
     /// Total payload blocks across all size classes (default 4096). Class `i` gets
     /// `slab_blocks / 2^(i+1)` blocks, at most `slab_blocks` KiB worth, at least one; the
-    /// smallest class takes the rest. The default bus is about 23 MiB.
+    /// smallest class takes the rest. The default bus is just under 24 MiB.
     pub slab_blocks: u32,
     /// Rows in the process table; every publisher, subscriber and attached bus handle takes one
     /// (default 256: a Python engine holds three, so 85 engines fit; 128 bytes a row).
@@ -24,6 +24,10 @@ pub struct BusConfig {
     pub mode: u32,
     /// Attach to a region file owned by another uid.
     pub allow_foreign_owner: bool,
+    /// How long a work-sharing group with no live member keeps its backlog and goes on receiving,
+    /// so that a restarted worker picks up where the last one stopped (default 60,000 ms). While
+    /// it is kept, publishers that fill the ring wait for it as for a member. Set by the creator.
+    pub group_retention_ms: u64,
 }
 
 impl Default for BusConfig {
@@ -36,6 +40,7 @@ impl Default for BusConfig {
             max_subscribers: 64,
             mode: 0o600,
             allow_foreign_owner: false,
+            group_retention_ms: 60_000,
         }
     }
 }

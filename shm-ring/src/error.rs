@@ -99,6 +99,15 @@ pub enum BusError {
     /// A blocking call ran out of time.
     #[error("timed out")]
     Timeout,
+    /// The ring or the slab class is full, and the messages holding the room this publish
+    /// needs are held by a consumer the publisher was told never to wait for (see
+    /// [`crate::Publisher::set_never_wait_for`]): typically its own process's consumer, whose
+    /// receiving thread is the one publishing.
+    #[error("the bus is full, and the room this message needs is held by consumer(s) {consumers:#x}, which this publish must not wait for")]
+    WouldWaitFor {
+        /// The mask of those consumers (one bit per consumer, as in `waiting_for`).
+        consumers: u64,
+    },
     /// The bus or handle was closed.
     #[error("the bus is closed")]
     Closed,

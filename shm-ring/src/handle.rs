@@ -4,7 +4,7 @@
 use crate::blocks::atomics::Ordering;
 use crate::recovery::{lock_table, reap_locked, remove_consumer, ReapReport};
 use crate::region::layout::{KIND_GROUP, ROW_LIVE};
-use crate::region::liveness::own_start_time;
+use crate::region::liveness::{now_ns, own_start_time};
 use crate::region::Region;
 
 /// The attached region plus this handle's process-table row (none for a read-only observer);
@@ -58,8 +58,14 @@ impl Inner {
         if let Some(idx) = consumer {
             if let Some(c) = self.region.consumers().get(idx as usize) {
                 let members = c.members.load(Ordering::Relaxed);
-                if c.kind.load(Ordering::Relaxed) == KIND_GROUP && members > 1 {
-                    c.members.store(members - 1, Ordering::Relaxed);
+                if c.kind.load(Ordering::Relaxed) == KIND_GROUP {
+                    // The group stays, with its backlog, when its last member leaves: a later
+                    // member takes up where this one stopped (`docs/delivery.md`).
+                    c.members
+                        .store(members.saturating_sub(1), Ordering::Relaxed);
+                    if members <= 1 {
+                        c.orphaned_ns.store(now_ns().max(1), Ordering::Relaxed);
+                    }
                 } else {
                     remove_consumer(&g, idx, &mut report);
                 }

@@ -71,7 +71,9 @@ mod publisher;
 mod subscriber;
 
 #[cfg(not(loom))]
-pub use bus::{inspect, inspect_with, observe, observe_with, Bus, SubscribeOptions};
+pub use bus::{
+    inspect, inspect_with, observe, observe_with, BridgeCounters, Bus, SubscribeOptions,
+};
 pub use config::{shm_path, validate_name, BusConfig};
 pub use error::BusError;
 #[cfg(not(loom))]
@@ -82,7 +84,8 @@ pub use observer::Observer;
 pub use publisher::Publisher;
 #[cfg(not(loom))]
 pub use recovery::snapshot::{
-    list_buses, BusInfo, Counters, GroupRow, ProcessRow, RingRow, SlabClassRow, Snapshot,
+    list_buses, BridgeRow, BusInfo, ConsumerRow, Counters, GroupRow, ProcessRow, RingRow,
+    SlabClassRow, Snapshot, TopicCount,
 };
 #[cfg(not(loom))]
 pub use recovery::{take_reaps, ReapReport, ReapedProcess};
@@ -93,7 +96,7 @@ pub use region::message::Message;
 #[cfg(not(loom))]
 pub use region::table::{validate_group, Role};
 #[cfg(not(loom))]
-pub use subscriber::{InterestHandle, RecvOptions, Subscriber};
+pub use subscriber::{InterestHandle, MissedCounter, RecvOptions, Subscriber};
 pub use wire::pickle::{DecodeError, PyValue};
 pub use wire::{topic_hash, Codec};
 

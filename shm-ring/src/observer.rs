@@ -3,11 +3,9 @@
 //! the observer got to it (or published while no consumer was attached) is counted as skipped.
 
 use crate::blocks::atomics::{fence, Ordering};
-use crate::blocks::ring::{dist, INLINE_CAP};
+use crate::blocks::ring::dist;
 use crate::handle::Inner;
-use crate::region::layout::MAX_TOPIC_LEN;
-use crate::region::message::Message;
-use crate::region::words::SlotMeta;
+use crate::region::message::{copy_message, Copied, Message};
 use crate::BusError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,34 +34,6 @@ pub struct Observer {
     bytes: Vec<u8>,
 }
 
-/// Copies `len` bytes from shared memory another process may be rewriting, with volatile reads
-/// through a raw pointer: no reference to those bytes is ever made, so a concurrent writer makes
-/// the copy stale (which the caller detects with the slot's sequence word, as in a seqlock), never
-/// undefined behaviour in this process.
-///
-/// # Safety
-/// `src..src + len` must lie inside the mapping.
-unsafe fn copy_volatile(src: *const u8, len: usize, out: &mut Vec<u8>) {
-    out.clear();
-    out.reserve(len);
-    for i in 0..len {
-        // SAFETY: in range per the caller; volatile because a concurrent writer may change it.
-        out.push(unsafe { std::ptr::read_volatile(src.add(i)) });
-    }
-}
-
-/// What [`Observer::copy_slot`] took from a slot besides the bytes.
-struct Copied {
-    /// The message's ring position.
-    seq: u64,
-    topic_hash: u64,
-    topic_len: usize,
-    codec: u8,
-    publisher: u32,
-    publisher_pid: u32,
-    timestamp_ns: u64,
-}
-
 impl Observer {
     pub(crate) fn new(inner: Arc<Inner>) -> Observer {
         let cursor = inner.region.header().head.load(Ordering::SeqCst);
@@ -85,18 +55,7 @@ impl Observer {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             if let Some(c) = self.next_copy() {
-                let (topic, payload) = self.bytes.split_at(c.topic_len);
-                return Ok(Some(Message {
-                    seq: c.seq,
-                    topic_hash: c.topic_hash,
-                    // Checked by `next_copy`.
-                    topic: std::str::from_utf8(topic).unwrap_or_default(),
-                    codec: c.codec,
-                    payload,
-                    publisher: c.publisher,
-                    publisher_pid: c.publisher_pid,
-                    timestamp_ns: c.timestamp_ns,
-                }));
+                return Ok(Some(c.message(&self.bytes)));
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(None);
@@ -136,7 +95,7 @@ impl Observer {
                 _ => {}
             }
             self.cursor = self.cursor.wrapping_add(1);
-            let copied = self.copy_slot(pos);
+            let copied = copy_message(region, pos, &mut self.bytes);
             // The slot may have been released and reused while we copied (a seqlock read): the
             // copy is then torn and dropped. The fence orders the copy before the re-check.
             fence(Ordering::Acquire);
@@ -149,45 +108,5 @@ impl Observer {
             }
         }
         None
-    }
-
-    /// Copies slot `pos` and its topic and payload bytes into
-    /// `self.bytes`, checking every length and index against the layout before reading through
-    /// it. The result may be torn: the caller re-checks the sequence word before using it.
-    fn copy_slot(&mut self, pos: u64) -> Option<Copied> {
-        let region = &self.inner.region;
-        let slot = region.ring().slot(pos);
-        let SlotMeta { topic_len, codec } = SlotMeta::from(slot.meta.load(Ordering::Relaxed));
-        let topic_len = topic_len as usize;
-        let len = slot.payload_len.load(Ordering::Relaxed) as usize;
-        let block = slot.block.load(Ordering::Relaxed);
-        if topic_len > MAX_TOPIC_LEN {
-            return None;
-        }
-        let total = topic_len.checked_add(len)?;
-        let src: *const u8 = if block == 0 {
-            if total > INLINE_CAP {
-                return None;
-            }
-            slot.inline.get().cast::<u8>()
-        } else {
-            let (_, ptr, size) = region.block(block - 1)?;
-            if total > size {
-                return None;
-            }
-            ptr
-        };
-        // SAFETY: `src..src + total` lies inside the slot's inline bytes or inside block
-        // `block - 1`, both within the mapping (checked just above against the layout).
-        unsafe { copy_volatile(src, total, &mut self.bytes) };
-        Some(Copied {
-            seq: pos,
-            topic_hash: slot.topic_hash.load(Ordering::Relaxed),
-            topic_len,
-            codec,
-            publisher: slot.publisher.load(Ordering::Relaxed),
-            publisher_pid: slot.publisher_pid.load(Ordering::Relaxed),
-            timestamp_ns: slot.timestamp_ns.load(Ordering::Relaxed),
-        })
     }
 }

@@ -64,6 +64,8 @@ pub struct Publisher {
     pid: u32,
     /// Who wants which topic, cached per topic.
     addressing: Addressing,
+    /// Consumers (a mask of consumer bits) this publisher never waits for.
+    never_wait_for: u64,
 }
 
 impl Publisher {
@@ -73,7 +75,22 @@ impl Publisher {
             row,
             pid: std::process::id(),
             addressing: Addressing::default(),
+            never_wait_for: 0,
         }
+    }
+
+    /// From now on, a publish that would have to wait for one of `consumers` (a mask of
+    /// consumer bits, see [`crate::Subscriber::consumer_mask`]; 0: none) fails at once with
+    /// [`BusError::WouldWaitFor`] instead. A thread that publishes from inside its own
+    /// subscriber's receive loop sets its subscriber here: that subscriber cannot release
+    /// anything while the thread waits, so the wait would never end. It still waits for other
+    /// consumers.
+    ///
+    /// For the ring this is exact: a full ring waits for the consumers holding the slot the
+    /// message needs (`waiting_for`). A full slab class cannot tell which block frees first, so
+    /// it refuses as soon as any message one of `consumers` has not released holds a block.
+    pub fn set_never_wait_for(&mut self, consumers: u64) {
+        self.never_wait_for = consumers;
     }
 
     /// Publishes `payload` on `topic` (a literal) with the codec tag to every consumer that wants
@@ -139,9 +156,14 @@ impl Publisher {
         }
         let row = region.row(self.row).expect("own row is in range");
         let hash = topic_hash(topic);
-        let wanting = self.addressing.wanting(region, topic, hash);
+        let (wanting, entry) = self.addressing.wanting(region, self.row, topic, hash);
+        let tally = region
+            .row_stats(self.row)
+            .expect("own row is in range")
+            .entry(entry);
         if wanting & ring_active(region) == 0 {
             add_own(&row.unrouted, 1);
+            bump_own(&tally.unrouted);
             return Ok(None);
         }
         let start = Instant::now();
@@ -160,10 +182,25 @@ impl Publisher {
             fill(&mut inline[topic.len()..total]);
             0
         } else {
-            let idx = match wait_for(region, row, Side::Publisher, timeout, || self.alloc(total))? {
+            let never = self.never_wait_for;
+            let take = || match self.alloc(total)? {
+                // Lossy consumers never hold blocks a publisher needs.
+                None if region.take_from_lossy(true) => self.alloc(total),
+                None if never != 0 => {
+                    let holders = block_holders(region) & never;
+                    if holders != 0 {
+                        return Err(BusError::WouldWaitFor { consumers: holders });
+                    }
+                    Ok(None)
+                }
+                got => Ok(got),
+            };
+            let idx = match wait_for(region, row, Side::Publisher, timeout, take)? {
                 Some(idx) => idx,
                 None => return Err(out_of_time()),
             };
+            // From here until its slot is committed, a reaper can give it back if we die.
+            row.held_block.store(idx + 1, Ordering::Release);
             let (_, ptr, size) = region.block(idx).expect("allocated block is in range");
             debug_assert!(total <= size);
             // SAFETY: `ptr..ptr + size` is block `idx` inside the mapping, which we popped from its
@@ -176,11 +213,18 @@ impl Publisher {
         let ring = region.ring();
         let remaining = timeout.map(|t| t.saturating_sub(start.elapsed()));
         let mut waiting = Waiting::new(region, row);
+        let never = self.never_wait_for;
         let claimed = wait_for(region, row, Side::Publisher, remaining, || {
-            let r = ring.claim(&row.publishing).ok();
+            let mut r = ring.claim(&row.publishing).ok();
+            if r.is_none() && region.take_from_lossy(false) {
+                r = ring.claim(&row.publishing).ok();
+            }
             if r.is_none() {
                 check_head(region, &ring)?;
-                waiting.blocked();
+                let holders = waiting.blocked() & never;
+                if holders != 0 {
+                    return Err(BusError::WouldWaitFor { consumers: holders });
+                }
             }
             Ok(r)
         });
@@ -188,7 +232,7 @@ impl Publisher {
         let pos = match claimed {
             Ok(Some(pos)) => pos,
             Ok(None) | Err(_) => {
-                region.free_block(block);
+                give_back(region, row, block);
                 region.wake_publishers();
                 return Err(claimed.err().unwrap_or_else(out_of_time));
             }
@@ -196,10 +240,12 @@ impl Publisher {
         let consumers = ring.addressees(pos, wanting);
         if consumers == 0 {
             // The consumers that wanted it left meanwhile: nothing to deliver, nothing to keep.
+            // The block first: with the intent cleared, a reaper would free a held block too.
+            give_back(region, row, block);
             ring.discard(pos, 1, &row.publishing);
-            region.free_block(block);
             region.wake_publishers();
             add_own(&row.unrouted, 1);
+            bump_own(&tally.unrouted);
             return Ok(None);
         }
         let slot = ring.slot(pos);
@@ -225,14 +271,22 @@ impl Publisher {
                 )
             };
         }
-        if !ring.commit(pos, consumers, &row.publishing) {
+        let committed = ring.commit_one(pos, consumers);
+        if committed {
+            // The slot holds the block now; before the intent goes (see `Row::held_block`).
+            row.held_block.store(0, Ordering::Release);
+        }
+        row.publishing.store(0, Ordering::Release);
+        if !committed {
             // A survivor took this process for dead and tombstoned the position meanwhile: the
-            // message is not published, and the block is still ours.
-            region.free_block(block);
+            // message is not published, and the block is ours unless that survivor took it.
+            give_back(region, row, block);
             region.wake_publishers();
             return Err(BusError::ClaimLost { pos });
         }
         bump_own(&row.published);
+        bump_own(&tally.messages);
+        add_own(&tally.bytes, len as u64);
         region.wake_consumers(consumers);
         Ok(Some(pos))
     }
@@ -327,9 +381,14 @@ impl Publisher {
         let remaining = || timeout.map(|t| t.saturating_sub(start.elapsed()));
         let fits = |i: usize| topic.len() + len_of(i) <= INLINE_CAP;
         let hash = topic_hash(topic);
-        let wanting = self.addressing.wanting(region, topic, hash);
+        let (wanting, entry) = self.addressing.wanting(region, self.row, topic, hash);
+        let tally = region
+            .row_stats(self.row)
+            .expect("own row is in range")
+            .entry(entry);
         if wanting & ring_active(region) == 0 {
             add_own(&row.unrouted, count as u64);
+            add_own(&tally.unrouted, count as u64);
             return Ok(count);
         }
         let meta = SlotMeta {
@@ -340,7 +399,9 @@ impl Publisher {
         let mut done = 0;
         while done < count {
             let partial = |e: BusError, done: usize| match e {
-                BusError::Full | BusError::Timeout if done > 0 => Ok(done),
+                BusError::Full | BusError::Timeout | BusError::WouldWaitFor { .. } if done > 0 => {
+                    Ok(done)
+                }
                 e => Err(e),
             };
             if !fits(done) {
@@ -356,11 +417,18 @@ impl Publisher {
                 .count()
                 .min(Intent::MAX_RUN as usize) as u64;
             let mut waiting = Waiting::new(region, row);
+            let never = self.never_wait_for;
             let claimed = wait_for(region, row, Side::Publisher, remaining(), || {
-                let r = ring.claim_many(want, &row.publishing).ok();
+                let mut r = ring.claim_many(want, &row.publishing).ok();
+                if r.is_none() && region.take_from_lossy(false) {
+                    r = ring.claim_many(want, &row.publishing).ok();
+                }
                 if r.is_none() {
                     check_head(region, &ring)?;
-                    waiting.blocked();
+                    let holders = waiting.blocked() & never;
+                    if holders != 0 {
+                        return Err(BusError::WouldWaitFor { consumers: holders });
+                    }
                 }
                 Ok(r)
             });
@@ -380,12 +448,14 @@ impl Publisher {
                 ring.discard(pos, n, &row.publishing);
                 region.wake_publishers();
                 add_own(&row.unrouted, n);
+                add_own(&tally.unrouted, n);
                 done += n as usize;
                 continue;
             } else {
                 let now = coarse_now_ns();
                 // `fill` runs after the claim: if it panics, the guard gives the unpublished rest
                 // of the run back so consumers skip it instead of waiting on a live claimant.
+                let mut run_bytes = 0u64;
                 let mut run = ClaimedRun {
                     ring: &ring,
                     next: pos,
@@ -407,6 +477,7 @@ impl Publisher {
                     };
                     bytes[..topic.len()].copy_from_slice(topic.as_bytes());
                     fill(i, &mut bytes[topic.len()..]);
+                    run_bytes += len as u64;
                     slot.topic_hash.store(hash, Ordering::Relaxed);
                     slot.timestamp_ns.store(now, Ordering::Relaxed);
                     slot.publisher.store(self.row, Ordering::Relaxed);
@@ -419,14 +490,19 @@ impl Publisher {
                         drop(run);
                         region.wake_consumers(consumers);
                         add_own(&row.published, j);
+                        add_own(&tally.messages, j);
+                        // `run_bytes` already counts message `j`, which was not published.
+                        add_own(&tally.bytes, run_bytes - len as u64);
                         return partial(BusError::ClaimLost { pos: pos + j }, done + j as usize);
                     }
                     run.next = pos.wrapping_add(j + 1);
                 }
                 drop(run);
                 region.wake_consumers(consumers);
+                add_own(&tally.bytes, run_bytes);
             }
             add_own(&row.published, n);
+            add_own(&tally.messages, n);
             done += n as usize;
         }
         Ok(done)
@@ -466,6 +542,14 @@ impl Publisher {
     }
 }
 
+/// Returns `block` (slot `block` field: index + 1, 0 for none) to the slab if this publisher
+/// still owns it (its row's `held_block`; a reaper that took it for dead may have).
+fn give_back(region: &Region, row: &Row, block: u32) {
+    if block != 0 && row.held_block.swap(0, Ordering::AcqRel) == block {
+        region.free_block(block);
+    }
+}
+
 /// The consumers that are active now.
 fn ring_active(region: &Region) -> u64 {
     region.header().active_mask.load(Ordering::SeqCst)
@@ -488,8 +572,8 @@ impl<'a> Waiting<'a> {
         }
     }
 
-    /// The claim failed: the ring is full.
-    fn blocked(&mut self) {
+    /// The claim failed: the ring is full. Returns the consumers it waits for.
+    fn blocked(&mut self) -> u64 {
         if !self.since {
             self.since = true;
             self.region
@@ -502,7 +586,18 @@ impl<'a> Waiting<'a> {
         let head = self.region.header().head.load(Ordering::Relaxed);
         let holders = ring.slot(head).pending.load(Ordering::Relaxed);
         self.row.waiting_for.store(holders, Ordering::Relaxed);
+        holders
     }
+}
+
+/// The consumers that still hold a message stored in a slab block (a snapshot: only read when
+/// a slab class is found empty).
+fn block_holders(region: &Region) -> u64 {
+    let ring = region.ring();
+    (0..ring.capacity())
+        .map(|pos| ring.slot(pos))
+        .filter(|slot| slot.block.load(Ordering::Relaxed) != 0)
+        .fold(0, |acc, slot| acc | slot.pending.load(Ordering::Relaxed))
 }
 
 impl Drop for Waiting<'_> {

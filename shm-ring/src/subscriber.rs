@@ -12,7 +12,7 @@ use crate::recovery::lock_table;
 use crate::region::interest::Wanted;
 use crate::region::layout::Consumer;
 use crate::region::layout::CONSUMER_LIVE;
-use crate::region::message::{read_message, Message};
+use crate::region::message::{copy_message, read_message, Copied, Message};
 use crate::region::words::Cursor;
 use crate::wait::{wait_for_hot, Side, HOT_WAIT};
 use crate::BusError;
@@ -55,6 +55,23 @@ impl InterestHandle {
             g.write_interest(idx, &new);
         }
         Ok(())
+    }
+}
+
+/// Reads a lossy subscriber's [`Subscriber::missed`] count (made by
+/// [`Subscriber::missed_counter`]). Cheap to clone.
+#[derive(Clone)]
+pub struct MissedCounter {
+    inner: Arc<Inner>,
+    consumer: u32,
+}
+
+impl MissedCounter {
+    /// Messages taken from the subscriber so far (see [`Subscriber::missed`]).
+    pub fn get(&self) -> u64 {
+        self.inner.region.consumers()[self.consumer as usize]
+            .missed
+            .load(Ordering::Relaxed)
     }
 }
 
@@ -120,10 +137,24 @@ pub struct Subscriber {
     /// The last receive got a message: the next one polls for a while before it sleeps (see
     /// `wait.rs`), so a steady stream costs no futex calls. Cleared when a receive times out.
     hot: bool,
+    /// Publishers take what it has not read rather than wait for it (see [`RingView::evict`]):
+    /// it copies each message out, then claims it by CAS of the shared cursor.
+    ///
+    /// [`RingView::evict`]: crate::blocks::ring::RingView::evict
+    lossy: bool,
+    /// Lossy: the last message copied (topic, then payload) and what else was taken from it.
+    bytes: Vec<u8>,
+    copied: Option<Copied>,
 }
 
 impl Subscriber {
-    pub(crate) fn new(inner: Arc<Inner>, row: u32, consumer: u32, group: bool) -> Subscriber {
+    pub(crate) fn new(
+        inner: Arc<Inner>,
+        row: u32,
+        consumer: u32,
+        group: bool,
+        lossy: bool,
+    ) -> Subscriber {
         let c = &inner.region.consumers()[consumer as usize];
         let head = inner.region.header().head.load(Ordering::SeqCst);
         let cursor = Cursor::read(c.cursor.load(Ordering::SeqCst), head).pos;
@@ -137,6 +168,34 @@ impl Subscriber {
             held: Held::Nothing,
             redelivered: 0,
             hot: false,
+            lossy,
+            bytes: Vec::new(),
+            copied: None,
+        }
+    }
+
+    /// The message at `pos`, which [`Subscriber::next`] just found: read in place, or for a
+    /// lossy subscriber, the copy it took.
+    fn message_at(&self, pos: u64) -> Result<Message<'_>, BusError> {
+        match (&self.copied, self.lossy) {
+            (Some(c), true) => Ok(c.message(&self.bytes)),
+            _ => read_message(&self.inner.region, pos),
+        }
+    }
+
+    /// Lossy subscribers: messages for it that publishers took because it was a full ring
+    /// behind (always 0 for a lossless one). The count only grows; compare two readings to learn
+    /// of a gap.
+    pub fn missed(&self) -> u64 {
+        self.entry().missed.load(Ordering::Relaxed)
+    }
+
+    /// A handle that reads [`Subscriber::missed`] from any thread, while the subscriber itself
+    /// may be blocked in a receive on another.
+    pub fn missed_counter(&self) -> MissedCounter {
+        MissedCounter {
+            inner: self.inner.clone(),
+            consumer: self.consumer,
         }
     }
 
@@ -192,7 +251,7 @@ impl Subscriber {
                     };
                     let keep = match wanted.as_mut() {
                         None => true,
-                        Some(wanted) => wanted(&read_message(region, pos)?),
+                        Some(wanted) => wanted(&self.message_at(pos)?),
                     };
                     if keep {
                         return Ok(Some(Some(pos)));
@@ -205,7 +264,7 @@ impl Subscriber {
         match got {
             Some(Some(pos)) => {
                 self.hot = true;
-                read_message(&self.inner.region, pos).map(Some)
+                self.message_at(pos).map(Some)
             }
             Some(None) => Ok(None),
             None => {
@@ -266,7 +325,7 @@ impl Subscriber {
         let mut n = 0;
         let mut unwoken = 0usize;
         let result = loop {
-            let msg = read_message(region, pos);
+            let msg = self.message_at(pos);
             match msg {
                 Ok(m) => f(&m),
                 Err(e) => break Err(e),
@@ -299,7 +358,7 @@ impl Subscriber {
     /// Messages published but not yet received by this subscriber (its group, for a member).
     pub fn pending(&self) -> u64 {
         let head = self.inner.region.header().head.load(Ordering::Relaxed);
-        let cursor = if self.group {
+        let cursor = if self.group || self.lossy {
             Cursor::read(self.entry().cursor.load(Ordering::Relaxed), head).pos
         } else {
             self.cursor
@@ -317,13 +376,89 @@ impl Subscriber {
         self.row
     }
 
+    /// The bit of this subscriber's consumer (its group's, for a member) in the masks a bus
+    /// shows (`pending`, `waiting_for`) and takes ([`crate::Publisher::set_never_wait_for`]).
+    pub fn consumer_mask(&self) -> u64 {
+        self.bit
+    }
+
     /// Finds the next message for us and holds it; `None` if nothing is ready.
     pub(crate) fn next(&mut self) -> Option<u64> {
         if self.group {
             self.next_group()
+        } else if self.lossy {
+            self.next_lossy()
         } else {
             self.next_fanout()
         }
+    }
+
+    /// A lossy subscriber's next message: copied out, then claimed by moving the shared cursor
+    /// past it by CAS, then released. A publisher may take messages it has not read meanwhile
+    /// (moving the cursor first, `RingView::evict`): the CAS then fails and the copy, which may be
+    /// torn, is dropped.
+    fn next_lossy(&mut self) -> Option<u64> {
+        let inner = self.inner.clone();
+        let region = &inner.region;
+        let ring = region.ring();
+        let c = &region.consumers()[self.consumer as usize];
+        let cap = ring.capacity();
+        self.copied = None;
+        for _ in 0..=2 * cap {
+            let pos = c.cursor.load(Ordering::SeqCst);
+            let head = region.header().head.load(Ordering::Acquire);
+            // Nothing more than a ring behind holds its bit (see `next_fanout`).
+            let floor = head.saturating_sub(cap);
+            if dist(floor, pos) > 0 {
+                let _ = c
+                    .cursor
+                    .compare_exchange(pos, floor, Ordering::SeqCst, Ordering::Relaxed);
+                continue;
+            }
+            match ring.poll(pos, self.bit) {
+                Poll::Empty => return None,
+                Poll::Skip => {
+                    let _ = c.cursor.compare_exchange(
+                        pos,
+                        pos.wrapping_add(1),
+                        Ordering::SeqCst,
+                        Ordering::Relaxed,
+                    );
+                }
+                Poll::Ready => {
+                    let copied = copy_message(region, pos, &mut self.bytes);
+                    if c.cursor
+                        .compare_exchange(
+                            pos,
+                            pos.wrapping_add(1),
+                            Ordering::SeqCst,
+                            Ordering::Relaxed,
+                        )
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    // Ours now: nobody else clears our bit here.
+                    if region.release_slot_quiet(pos, self.bit).is_some() {
+                        region.wake_publishers();
+                    }
+                    let row = region.row(self.row).expect("own row is in range");
+                    crate::region::table::bump_own(&row.delivered);
+                    self.cursor = pos.wrapping_add(1);
+                    match copied {
+                        Some(cp) if std::str::from_utf8(&self.bytes[..cp.topic_len]).is_ok() => {
+                            self.copied = Some(cp);
+                            return Some(pos);
+                        }
+                        // Not a well-formed message (a corrupt slot): counted, not returned.
+                        _ => {
+                            c.missed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+        }
+        None
     }
 
     fn next_fanout(&mut self) -> Option<u64> {

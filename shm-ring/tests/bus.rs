@@ -792,3 +792,174 @@ fn interest_changes_while_the_subscriber_waits_in_another_thread() {
     drop((sub, p, bus, interest));
     assert_idle(&g.name);
 }
+
+fn lossy() -> shm_ring::SubscribeOptions {
+    shm_ring::SubscribeOptions {
+        lossy: true,
+        ..Default::default()
+    }
+}
+
+/// A payload of `len` bytes that says which message it is in every byte, so a copy torn by a
+/// slot's reuse shows.
+fn stamped(i: u64, len: usize) -> Vec<u8> {
+    let mut b = vec![(i % 251) as u8; len];
+    b[..8].copy_from_slice(&i.to_le_bytes());
+    b
+}
+
+fn check_stamped(p: &[u8]) -> u64 {
+    let i = u64::from_le_bytes(p[..8].try_into().unwrap());
+    assert!(
+        p[8..].iter().all(|&x| x == (i % 251) as u8),
+        "torn copy of {i}"
+    );
+    i
+}
+
+/// A lossy subscriber that does not read never makes a publisher wait, even beside a lossless
+/// one that keeps up; what publishers took from it is counted, and what is left it reads in
+/// order.
+#[test]
+fn lossy_subscriber_never_holds_a_publisher_back_and_counts_what_it_missed() {
+    let g = BusGuard::new("lossy");
+    let bus = Bus::create(&g.name, &small()).unwrap();
+    let monitor = bus.subscribe_with(&lossy()).unwrap();
+    let mut keeper = bus.subscribe().unwrap();
+    let mut p = bus.publisher().unwrap();
+    const N: u64 = 16 * 20;
+    for i in 0..N {
+        // Inline and slab-block payloads alike; never a wait (timeout zero).
+        let body = stamped(i, if i % 3 == 0 { 600 } else { 40 });
+        p.publish("t", Codec::Raw, &body, NOW)
+            .unwrap_or_else(|e| panic!("message {i}: {e}"));
+        assert_eq!(check_stamped(keeper.recv(NOW).unwrap().unwrap().payload), i);
+    }
+    let mut monitor = monitor;
+    let missed = monitor.missed();
+    assert!(missed >= N - 16, "missed {missed}");
+    let mut got = Vec::new();
+    while let Some(m) = monitor.recv(NOW).unwrap() {
+        got.push(check_stamped(m.payload));
+    }
+    assert_eq!(got.len() as u64 + missed, N);
+    assert!(got.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(got.last(), Some(&(N - 1)));
+    let snap = bus.snapshot();
+    let row = snap
+        .processes
+        .iter()
+        .find(|r| r.lossy)
+        .expect("a lossy row");
+    assert_eq!(row.missed, missed);
+    drop((monitor, keeper, p, bus));
+    assert_idle(&g.name);
+}
+
+/// A slow lossy reader on its own thread while a publisher sends as fast as it can: every copy it
+/// returns is whole and in order, and what it read plus what it missed is everything.
+#[test]
+fn lossy_reader_racing_a_publisher_gets_whole_messages_in_order() {
+    let g = BusGuard::new("lossy-race");
+    let bus = Bus::create(&g.name, &small()).unwrap();
+    let mut monitor = bus.subscribe_with(&lossy()).unwrap();
+    const N: u64 = 20_000;
+    std::thread::scope(|s| {
+        let bus2 = bus.clone();
+        s.spawn(move || {
+            let mut p = bus2.publisher().unwrap();
+            for i in 0..N {
+                let body = stamped(i, if i % 2 == 0 { 300 } else { 24 });
+                p.publish("t", Codec::Raw, &body, NOW)
+                    .unwrap_or_else(|e| panic!("message {i}: {e}"));
+            }
+            p.publish("end", Codec::Raw, &stamped(N, 24), SEC).unwrap();
+        });
+        let mut got = Vec::new();
+        loop {
+            let m = monitor.recv(SEC).unwrap().expect("the end marker");
+            let i = check_stamped(m.payload);
+            if m.topic == "end" {
+                break;
+            }
+            got.push(i);
+            if got.len() % 64 == 0 {
+                std::thread::yield_now();
+            }
+        }
+        assert!(got.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(got.len() as u64 + monitor.missed(), N);
+    });
+    drop((monitor, bus));
+    assert_idle(&g.name);
+}
+
+/// A group cannot be lossy: the error says why and what to do instead.
+#[test]
+fn a_lossy_group_is_refused_with_the_reason() {
+    let g = BusGuard::new("lossy-group");
+    let bus = Bus::create(&g.name, &small()).unwrap();
+    let err = bus
+        .subscribe_with(&shm_ring::SubscribeOptions {
+            group: Some("w".into()),
+            lossy: true,
+            ..Default::default()
+        })
+        .err()
+        .expect("refused");
+    let text = err.to_string();
+    assert!(matches!(err, BusError::BadConfig { .. }), "{text}");
+    assert!(
+        text.contains("cannot be lossy") && text.contains("without a group"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_publisher_never_waits_for_the_consumers_it_is_told_to_avoid() {
+    let g = BusGuard::new("never-wait");
+    let bus = Bus::create(&g.name, &small()).unwrap();
+    let mut mine = bus.subscribe().unwrap();
+    let mut other = bus.subscribe().unwrap();
+    assert_ne!(mine.consumer_mask(), other.consumer_mask());
+    let mut p = bus.publisher().unwrap();
+    for i in 0..u64::from(bus.config().ring_capacity) {
+        p.publish("t", Codec::Raw, &payload(0, i), NOW).unwrap();
+    }
+    // Full, and the slot the next message needs is held by both subscribers.
+    p.set_never_wait_for(mine.consumer_mask());
+    let started = std::time::Instant::now();
+    match p.publish("t", Codec::Raw, b"x", SEC) {
+        Err(BusError::WouldWaitFor { consumers }) => assert_eq!(consumers, mine.consumer_mask()),
+        other => panic!("expected WouldWaitFor, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // Once `mine` released that slot, the publish waits for `other` like any other.
+    assert_eq!(mine.recv_batch(1, NOW, |_| {}).unwrap(), 1);
+    assert!(matches!(
+        p.publish("t", Codec::Raw, b"x", Some(Duration::from_millis(50))),
+        Err(BusError::Timeout)
+    ));
+    assert_eq!(other.recv_batch(1, NOW, |_| {}).unwrap(), 1);
+    assert!(p.publish("t", Codec::Raw, b"x", NOW).unwrap().is_some());
+    // Large messages: a slab class found empty refuses while an avoided consumer holds blocks.
+    drop((mine, other, p));
+    let mut mine = bus.subscribe().unwrap();
+    let mut p = bus.publisher().unwrap();
+    let big = vec![7u8; 2000];
+    let mut sent = 0;
+    while p.publish("t", Codec::Raw, &big, NOW).is_ok() {
+        sent += 1;
+    }
+    // The blocks ran out before the ring did.
+    assert!(sent > 0 && sent < bus.config().ring_capacity, "{sent}");
+    p.set_never_wait_for(mine.consumer_mask());
+    assert!(matches!(
+        p.publish("t", Codec::Raw, &big, SEC),
+        Err(BusError::WouldWaitFor { .. })
+    ));
+    while mine.recv_batch(64, NOW, |_| {}).unwrap() > 0 {}
+    assert!(p.publish("t", Codec::Raw, &big, NOW).unwrap().is_some());
+    drop((mine, p, bus));
+    assert_idle(&g.name);
+}

@@ -124,6 +124,16 @@ fn child() {
                 say(format!("{id} {i}"));
             }
         }
+        // Pops a slab block for a large message and is killed while filling it, before the claim.
+        "die-in-fill" => {
+            let mut p = bus.publisher().unwrap();
+            let _ = p.publish_with("data", Codec::Raw, 2000, WAIT, |_| {
+                say("filling");
+                loop {
+                    std::thread::park();
+                }
+            });
+        }
         // Attaches as a publisher and waits to be killed.
         "idle-publisher" => {
             let _p = bus.publisher().unwrap();
@@ -232,6 +242,133 @@ fn killed_group_member_message_goes_to_a_live_member() {
     assert_eq!(snap.counters.redeliveries, 1);
     assert_eq!(snap.groups[0].redelivered, 1);
     drop((mine, p, bus));
+    assert_idle(&g.name);
+}
+
+/// A group whose only member is killed keeps its backlog, the message the member held
+/// included, whoever reaps in between: a worker started later handles every message.
+#[test]
+fn group_keeps_its_backlog_when_every_member_dies() {
+    let g = BusGuard::new("crash-orphan");
+    let bus = Bus::create(&g.name, &cfg(64)).unwrap();
+    let mut child = spawn(ENTRY, "hold-member", &[("BUS", g.name.clone())]);
+    let mut lines = Lines::of(&mut child);
+    assert_eq!(lines.next().as_deref(), Some("ready"));
+    let mut p = bus.publisher().unwrap();
+    p.publish("data", Codec::Raw, &payload(0, 0), WAIT).unwrap();
+    assert_eq!(lines.next().as_deref(), Some("held 0"));
+    const N: u64 = 40;
+    for i in 1..N / 2 {
+        p.publish("data", Codec::Raw, &payload(0, i), WAIT).unwrap();
+    }
+    kill(&mut child.0);
+    // What an idle subscriber or `event-engine reap` does meanwhile.
+    let report = bus.reap().unwrap();
+    assert_eq!(report.processes.len(), 1);
+    assert_eq!(report.redelivered, 1);
+    let snap = bus.snapshot();
+    assert_eq!(snap.groups.len(), 1, "{snap:#?}");
+    assert_eq!(snap.groups[0].members, 0);
+    assert!(snap.groups[0].kept_for_ms.is_some());
+    // The group goes on receiving while it has no member.
+    for i in N / 2..N {
+        p.publish("data", Codec::Raw, &payload(0, i), WAIT).unwrap();
+    }
+    let mut worker = bus.subscribe_group("w").unwrap();
+    let mut got = Vec::new();
+    while got.len() < N as usize {
+        let m = worker
+            .recv(Some(Duration::from_secs(5)))
+            .unwrap()
+            .expect("the kept backlog");
+        got.push(unpayload(m.payload).1);
+    }
+    got.sort_unstable();
+    assert_eq!(got, (0..N).collect::<Vec<_>>());
+    assert_eq!(bus.snapshot().groups[0].kept_for_ms, None);
+    drop((worker, p, bus));
+    assert_idle(&g.name);
+}
+
+/// The last member leaving keeps the group too; past the retention the next reap drops it and
+/// counts what it held, and publishers no longer wait for it.
+#[test]
+fn group_without_members_is_kept_for_the_retention_then_dropped() {
+    let g = BusGuard::new("orphan-expiry");
+    let bus = Bus::create(
+        &g.name,
+        &BusConfig {
+            group_retention_ms: 60_000,
+            ..cfg(8)
+        },
+    )
+    .unwrap();
+    let mut p = bus.publisher().unwrap();
+    drop(bus.subscribe_group("w").unwrap());
+    for i in 0..5 {
+        p.publish("data", Codec::Raw, &payload(0, i), WAIT).unwrap();
+    }
+    let mut again = bus.subscribe_group("w").unwrap();
+    for i in 0..5 {
+        let m = again.recv(Some(Duration::ZERO)).unwrap().expect("kept");
+        assert_eq!(unpayload(m.payload).1, i);
+    }
+    drop(again);
+    drop((p, bus));
+
+    let g = BusGuard::new("orphan-expired");
+    let bus = Bus::create(
+        &g.name,
+        &BusConfig {
+            group_retention_ms: 0,
+            ..cfg(8)
+        },
+    )
+    .unwrap();
+    let mut p = bus.publisher().unwrap();
+    let member = bus.subscribe_group("w").unwrap();
+    for i in 0..5 {
+        p.publish("data", Codec::Raw, &payload(0, i), WAIT).unwrap();
+    }
+    // With no retention, leaving ends the group at once (the leave's own reap).
+    drop(member);
+    let snap = bus.snapshot();
+    assert!(snap.groups.is_empty(), "{snap:#?}");
+    assert_eq!(snap.counters.backlog_dropped, 5);
+    // Nobody holds the ring: a ring and a half more goes through without waiting.
+    for i in 0..12 {
+        p.publish("data", Codec::Raw, &payload(0, i), Some(Duration::ZERO))
+            .unwrap();
+    }
+    drop((p, bus));
+    assert_idle(&g.name);
+}
+
+/// A publisher killed after popping a block, before claiming a slot for it: a reap gives the
+/// block back at once, while others are still attached (before, only the final sweep did).
+#[test]
+fn block_popped_by_a_publisher_killed_before_its_claim_comes_back_at_reap() {
+    let g = BusGuard::new("crash-popped");
+    let bus = Bus::create(&g.name, &cfg(16)).unwrap();
+    let _sub = bus.subscribe().unwrap();
+    let mut child = spawn(ENTRY, "die-in-fill", &[("BUS", g.name.clone())]);
+    let mut lines = Lines::of(&mut child);
+    assert_eq!(lines.next().as_deref(), Some("filling"));
+    let used = |bus: &Bus| bus.snapshot().slab.iter().map(|c| c.used).sum::<u32>();
+    assert_eq!(used(&bus), 1);
+    kill(&mut child.0);
+    let report = bus.reap().unwrap();
+    assert_eq!(report.blocks_freed, 1, "{report:?}");
+    assert_eq!(used(&bus), 0);
+    // The block is usable again: a ring's worth of large messages goes through.
+    let mut p = bus.publisher().unwrap();
+    let mut sub = _sub;
+    for i in 0..32u64 {
+        p.publish("data", Codec::Raw, &vec![i as u8; 2000], WAIT)
+            .unwrap();
+        assert_eq!(sub.recv(WAIT).unwrap().unwrap().payload[0], i as u8);
+    }
+    drop((sub, p, bus));
     assert_idle(&g.name);
 }
 

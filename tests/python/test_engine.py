@@ -2,6 +2,7 @@
 
 import logging
 import threading
+import time
 
 import pytest
 from event_engine import (
@@ -438,3 +439,68 @@ def test_messages_without_a_hook_are_dropped(engine):
     assert got.done.wait(WAIT)
     assert got.calls == [((2,), {})]
     assert engine.occupied == 0
+
+
+def test_put_from_a_handler_on_its_own_full_queue_raises_at_once():
+    # Only the engine's loop empties its queue, and it is running the handler: waiting for room
+    # would never end (docs/delivery.md, "Puts from a handler").
+    eng = EventEngine(capacity=8)
+    topic = Topic("Own.Flood")
+    handled, outcome = [], []
+    done = threading.Event()
+
+    def handler(i):
+        handled.append(i)
+        if i != -1:
+            return
+        for k in range(100):
+            started = time.monotonic()
+            try:
+                eng.put(topic, k, timeout=5)
+            except Full as e:
+                outcome.append((k, str(e), time.monotonic() - started))
+                break
+        done.set()
+
+    eng.register_handler(topic, handler)
+    eng.start()
+    try:
+        eng.put(topic, -1)
+        assert done.wait(WAIT)
+        [(k, text, waited)] = outcome
+        assert k == 8 and waited < 1.0
+        assert "made by a handler of the engine" in text and "another thread" in text, text
+        deadline = time.monotonic() + WAIT
+        while len(handled) < 9 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert handled == [-1, *range(8)]  # the loop went on with what the handler put
+    finally:
+        eng.stop()
+
+
+def test_routing_is_by_topic_literal_in_one_process_too():
+    # docs/topic-grammar.md#routing: a joined part holding "." routes as the literal reads, the
+    # same rule as across processes.
+    eng = EventEngine()
+    got = []
+    done = threading.Event()
+    eng.register_handler(Topic("Data.{code}"), lambda: got.append("Data.{code}"))
+
+    def three_parts():
+        got.append("Data.{code}.SH")
+        done.set()
+
+    eng.register_handler(Topic("Data.{code}.SH"), three_parts)
+    joined = Topic.join(["Data", "600010.SH"])
+    assert [h.topic.value for h in eng[joined]] == ["Data.{code}.SH"]
+    eng.start()
+    try:
+        eng.put(joined)
+        assert done.wait(WAIT)
+        eng.put(Topic("Data.600010"))
+        deadline = time.monotonic() + WAIT
+        while len(got) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert got == ["Data.{code}.SH", "Data.{code}"]
+    finally:
+        eng.stop()

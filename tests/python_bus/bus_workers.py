@@ -5,8 +5,9 @@ reports what it handled through a queue and leaves when told to."""
 from __future__ import annotations
 
 import threading
+import time
 
-from event_engine import EventEngine, EventEngineEx, Topic
+from event_engine import EventEngine, EventEngineEx, Full, Topic
 
 #: A guard against a hung test, never a synchronisation: every wait below ends on an event.
 GUARD = 120.0
@@ -106,6 +107,88 @@ def two_engines(bus, n, ready, results, leave):
     b.close()
     results.put(seen)
     leave.wait(GUARD)
+
+
+def self_publisher(bus, burst, ready, results, leave):
+    """Handles `Echo.Self` and `Echo.Other`. On `Echo.Self` -1 its handler puts `burst` messages
+    on `Echo.Self` (its own topic) with a blocking put, and reports how that went: the error it
+    got (type, text, how many puts succeeded, seconds the failing put took), or None. Reports
+    its counts once an `Echo.Other` -1 arrived."""
+    engine = EventEngine(bus=bus)
+    echo = Topic("Echo.Self")
+    counts = {"self": 0, "other": 0}
+    done = threading.Event()
+
+    def on_self(i):
+        counts["self"] += 1
+        if i != -1:
+            return
+        for k in range(burst):
+            started = time.monotonic()
+            try:
+                engine.put(echo, k)
+            except Exception as e:  # noqa: BLE001 - reported to the parent as it is
+                results.put(("guard", (type(e).__name__, str(e), k, time.monotonic() - started)))
+                return
+        results.put(("guard", None))
+
+    def on_other(i):
+        counts["other"] += 1
+        if i == -1:
+            done.set()
+
+    engine.register_handler(echo, on_self)
+    engine.register_handler(Topic("Echo.Other"), on_other)
+    engine.start()
+    ready.set()
+    done.wait(GUARD)
+    engine.stop()
+    results.put(("counts", counts))
+    leave.wait(GUARD)
+    engine.close()
+
+
+def steady_publisher(bus, n, per_put_timeout, pause, ready, go, results, leave):
+    """Puts `n` messages on `Echo.Other` (then -1), `pause` seconds apart, each waiting at most
+    `per_put_timeout` seconds for room; reports how many went through and how many were
+    refused (`Full`)."""
+    engine = EventEngine(bus=bus)
+    topic = Topic("Echo.Other")
+    sent = refused = 0
+    ready.set()
+    go.wait(GUARD)
+    for i in range(n):
+        try:
+            engine.put(topic, i, timeout=per_put_timeout)
+            sent += 1
+            time.sleep(pause)
+        except Full:
+            refused += 1
+            if refused >= 3:
+                break
+    if refused == 0:
+        engine.put(topic, -1, timeout=per_put_timeout)
+    results.put(("steady", (sent, refused)))
+    leave.wait(GUARD)
+    engine.close()
+
+
+def lossy_monitor(bus, ready, results, leave):
+    """A lossy engine handling `Ticks.{symbol}`: reports the ids it handled and its `missed`
+    count once a message on `Test.End` arrived, then stays attached until told to leave."""
+    engine = EventEngine(bus=bus, lossy=True)
+    got = []
+    done = threading.Event()
+    engine.register_handler(Topic("Ticks.{symbol}"), lambda i, **_: got.append(i))
+    engine.register_handler(Topic(END), done.set)
+    engine.start()
+    ready.set()
+    done.wait(GUARD)
+    engine.stop()
+    results.put((got, engine.missed))
+    # Attached until told to leave: the parent inspects its row after reading the results.
+    leave.wait(GUARD)
+    engine.close()
 
 
 def idle_engine(bus, patterns, ready, leave):

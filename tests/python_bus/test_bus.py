@@ -9,11 +9,21 @@ import pickle
 import shutil
 import signal
 import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import event_engine
 import pytest
-from bus_workers import END, GUARD, collector, group_member, timer_owner, two_engines
+from bus_workers import (
+    END,
+    GUARD,
+    collector,
+    group_member,
+    lossy_monitor,
+    timer_owner,
+    two_engines,
+)
 from conftest import SLAB_BLOCKS, assert_idle, shm_file
 from event_engine import Empty, EventEngine, EventEngineEx, Full, Topic
 
@@ -106,8 +116,10 @@ def test_group_of_three_handles_each_message_exactly_once(bus, ctx, procs):
     assert handled == list(range(n))
     procs.finish()
     assert ids.empty()
+    # The group outlives its members for the retention, with nothing left to handle.
     snap_groups = event_engine.inspect_bus(bus)["groups"]
-    assert snap_groups == []
+    assert [(g["name"], g["members"]) for g in snap_groups] == [("workers", 0)]
+    assert snap_groups[0]["kept_for_ms"] is not None
     assert_idle(bus)
 
 
@@ -145,6 +157,37 @@ def test_killed_group_member_loses_nothing_and_its_message_is_redelivered(
         assert victim.exitcode == -signal.SIGKILL
     procs.finish()
     assert_idle(bus)
+
+
+def test_a_group_whose_only_worker_dies_keeps_its_backlog_for_the_next_worker(bus, ctx, procs):
+    n = 200
+    ids, victim_q = ctx.Queue(), ctx.Queue()
+    victim_ready, victim_leave = ctx.Event(), ctx.Event()
+    victim = procs.run(
+        group_member, bus, "workers", victim_ready, ids, victim_leave, victim=victim_q
+    )
+    wait_ready(victim_ready)
+    with EventEngine(bus=bus) as pub:
+        for i in range(n):
+            pub.put(Topic("Jobs.Work"), i)
+        # The worker takes message 0 and never finishes it; 199 wait behind it.
+        assert victim_q.get(timeout=GUARD) == 0
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.join(GUARD)
+        # Someone reaps before any worker is back (an idle process, the operator).
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "event-engine"), "reap", bus],
+            capture_output=True, text=True, timeout=GUARD, check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        snap = event_engine.inspect_bus(bus)
+        assert [(g["name"], g["members"]) for g in snap["groups"]] == [("workers", 0)]
+        ready = ctx.Event()
+        procs.run(group_member, bus, "workers", ready, ids, procs.leave)
+        wait_ready(ready)
+        handled = sorted(ids.get(timeout=GUARD) for _ in range(n))
+        assert handled == list(range(n))
+    procs.finish()
 
 
 def test_per_process_hook_tables_differ_with_generic_topics(bus, ctx, procs):
@@ -561,3 +604,54 @@ def test_get_from_a_handler_of_a_running_bus_engine_is_refused(bus):
     engine.close()
     assert len(outcome) == 1 and "call stop() first" in outcome[0], outcome
     assert_idle(bus)
+
+
+def test_the_65th_consumer_is_refused_naming_the_limit_and_groups(bus):
+    engines = [EventEngine(bus=bus) for _ in range(64)]
+    try:
+        with pytest.raises(RuntimeError, match=r"at most 64.*group") as info:
+            EventEngine(bus=bus)
+        assert "max_subscribers" in str(info.value)
+        # Members of a group share one entry: a group still fits once an engine has left.
+        engines.pop().close()
+        members = [EventEngine(bus=bus, group="workers") for _ in range(3)]
+        for m in members:
+            m.close()
+    finally:
+        for e in engines:
+            e.close()
+
+
+def test_a_stopped_lossy_monitor_never_holds_a_publisher_back(bus, ctx, procs):
+    results = ctx.Queue()
+    ready = ctx.Event()
+    monitor = procs.run(lossy_monitor, bus, ready, results, procs.leave)
+    wait_ready(ready)
+    with EventEngine(bus=bus) as pub:
+        capacity = pub.capacity
+        n = 20 * capacity
+        os.kill(monitor.pid, signal.SIGSTOP)
+        try:
+            # Twenty rings' worth while the monitor is stopped: never Full, never a wait.
+            for i in range(n):
+                pub.put(Topic("Ticks.AAPL"), i, block=False)
+        finally:
+            os.kill(monitor.pid, signal.SIGCONT)
+        pub.put(Topic(END))
+        got, missed = results.get(timeout=GUARD)
+        snap = event_engine.inspect_bus(bus)
+    assert missed >= n - capacity
+    assert len(got) + missed == n
+    assert got == sorted(got) and len(set(got)) == len(got)
+    assert got[-1] == n - 1
+    row = [p for p in snap["processes"] if p["pid"] == monitor.pid and p["role"] == "subscriber"]
+    assert row and row[0]["lossy"] and row[0]["missed"] == missed
+
+
+def test_lossy_is_for_a_bus_engine_without_a_group(bus):
+    with pytest.raises(ValueError, match="group cannot be lossy"):
+        EventEngine(bus=bus, group="workers", lossy=True)
+    with pytest.raises(ValueError, match="applies to an engine on a bus"):
+        EventEngine(lossy=True)
+    with EventEngine(bus=bus) as plain:
+        assert plain.missed == 0

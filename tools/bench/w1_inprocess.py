@@ -34,10 +34,11 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 REF_VENV = ROOT / "target" / "bench" / "ref-venv"
-# The newest PyEventEngine on PyPI whose compiled (Cython) engine imports: the 0.6.x
-# wheels import a `cbase` module that no published package provides and so fall back
-# to their pure-Python engine.
-REF_PACKAGE = "PyEventEngine==0.5.2.post3"
+# PyEventEngine 0.6.x's compiled (Cython) engine imports `cbase`, which the PyCyBase package
+# provides; without it the package silently runs its pure-Python fallback. The table shows
+# the reference's `USING_FALLBACK`, which must read False.
+REF_PACKAGE = "PyEventEngine==0.6.2"
+REF_DEPS = ["PyCyBase"]
 CAPACITY = 4095
 WARMUP = 2_000
 
@@ -168,7 +169,7 @@ def setup_reference(python: str) -> pathlib.Path:
     if not (REF_VENV / "bin" / "python").exists():
         subprocess.run([python, "-m", "venv", str(REF_VENV)], check=True)
     pip = [str(REF_VENV / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, REF_PACKAGE], check=True)
+    subprocess.run([*pip, REF_PACKAGE, *REF_DEPS], check=True)
     return REF_VENV / "bin" / "python"
 
 
@@ -194,7 +195,8 @@ def main() -> None:
     ap.add_argument(
         "--setup-reference",
         metavar="PYTHON",
-        help=f"create {REF_VENV.relative_to(ROOT)} with this interpreter (>= 3.12) and install {REF_PACKAGE}",
+        help=f"create {REF_VENV.relative_to(ROOT)} with this interpreter (3.13 has wheels) and install "
+        f"{REF_PACKAGE} with {', '.join(REF_DEPS)}",
     )
     ap.add_argument(
         "--ours-python",

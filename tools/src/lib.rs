@@ -46,13 +46,13 @@ pub enum Command {
     /// List every bus on this machine.
     #[command(long_about = cmd::ls::LONG_ABOUT)]
     Ls(cmd::ls::Args),
-    /// Show one bus in detail: geometry, ring, processes, groups, slab, counters.
+    /// Show one bus in detail: processes, topics and rates, blocked publishers, bridges, slab.
     #[command(long_about = cmd::inspect::LONG_ABOUT)]
     Inspect(cmd::inspect::Args),
-    /// Watch a bus live: rates, lag per subscriber, ring and slab fill.
+    /// Watch a bus live: rates per topic, blocked publishers, lag, ring and slab fill, bridges.
     #[command(long_about = cmd::watch::LONG_ABOUT)]
     Watch(cmd::watch::Args),
-    /// Print messages as they pass, without holding publishers back.
+    /// Print messages as they pass (lossy by default; --lossless as a subscriber).
     #[command(long_about = cmd::tail::LONG_ABOUT)]
     Tail(cmd::tail::Args),
     /// Publish messages from the shell.

@@ -727,3 +727,68 @@ fn a_bridge_creates_its_bus_when_it_does_not_exist_yet() {
         }
     );
 }
+
+#[test]
+fn inspect_and_watch_show_each_bridge_with_its_counters() {
+    const N: u64 = 100;
+    let server = NatsServer::start();
+    let (name_a, name_b) = (BusName::new("bridge-ia"), BusName::new("bridge-ib"));
+    let (bus_a, bus_b) = (create(&name_a), create(&name_b));
+    let on_b = collect(bus_b.subscribe().unwrap(), N as usize, |_| true);
+    let bridge_a = Bridge::start(&name_a, &server, "inspect-a", &[PATTERN], &[]);
+    let bridge_b = Bridge::start(&name_b, &server, "inspect-b", &[], &[PATTERN]);
+    let mut p = bus_a.publisher().unwrap();
+    for i in 0..N {
+        publish(&mut p, "Market.FromA.AAPL", i);
+    }
+    let (got, _sub) = on_b.join().unwrap();
+    assert_eq!(got.len() as u64, N);
+
+    // The counters reach the bus within a tick of the bridge's main loop.
+    let bridge_of = |name: &BusName, pid: u32, key: &str| {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let r = inspect_json(name);
+            let bridges = r["bridges"].as_array().unwrap().clone();
+            assert_eq!(bridges.len(), 1, "{r:#}");
+            let b = bridges[0].clone();
+            assert_eq!(b["pid"], pid);
+            if b[key] == N || Instant::now() > deadline {
+                return b;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let a = bridge_of(&name_a, bridge_a.child.id(), "out");
+    assert_eq!(a["server"], server.url().as_str());
+    assert_eq!(
+        (&a["out"], &a["in"], &a["dropped"], &a["reconnects"]),
+        (&N.into(), &0.into(), &0.into(), &0.into()),
+        "{a}"
+    );
+    let b = bridge_of(&name_b, bridge_b.child.id(), "in");
+    assert_eq!((&b["out"], &b["in"]), (&0.into(), &N.into()), "{b}");
+
+    let o = run(&["inspect", &name_b.0, "--interval", "0"]);
+    let text = stdout(&o);
+    let line = text
+        .lines()
+        .find(|l| {
+            l.trim_start().starts_with(&bridge_b.child.id().to_string()) && l.contains("nats://")
+        })
+        .unwrap_or_else(|| panic!("no bridge line in\n{text}"));
+    assert!(text.contains("BRIDGES"), "{text}");
+    assert!(line.contains(&format!(" {N} ")), "{line}");
+    let o = run(&["watch", &name_b.0, "--once", "--interval", "50"]);
+    let text = stdout(&o);
+    assert!(
+        text.contains(&format!("bridge pid {}", bridge_b.child.id())),
+        "{text}"
+    );
+    assert!(text.contains(&format!("in {N}")), "{text}");
+
+    bridge_a.stop();
+    bridge_b.stop();
+    // A bridge that left is no longer listed.
+    assert_eq!(inspect_json(&name_a)["bridges"], serde_json::json!([]));
+}

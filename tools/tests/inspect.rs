@@ -252,3 +252,171 @@ fn inspect_help_documents_every_json_field() {
         );
     }
 }
+
+#[test]
+fn inspect_shows_topics_their_rates_consumers_and_unrouted_messages() {
+    let name = BusName::new("topics");
+    let bus = create(&name);
+    let me = std::process::id();
+    let _md = bus
+        .subscribe_with(&shm_ring::SubscribeOptions {
+            topics: Some(vec!["md.{symbol}".into()]),
+            ..Default::default()
+        })
+        .unwrap();
+    let mut publisher = bus.publisher().unwrap();
+    for _ in 0..5 {
+        publisher
+            .publish("md.A", Codec::Raw, &[1; 10], None)
+            .unwrap();
+    }
+    publisher
+        .publish("md.B", Codec::Raw, &[1; 3], None)
+        .unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            publisher.publish("news.x", Codec::Raw, b"n", None).unwrap(),
+            None
+        );
+    }
+    // Messages keep flowing while inspect takes its two snapshots.
+    let flowing = std::thread::spawn(move || {
+        for _ in 0..40 {
+            publisher
+                .publish("md.A", Codec::Raw, &[1; 10], None)
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(15));
+        }
+        publisher
+    });
+    let o = run(&["inspect", &name.0, "--json", "--interval", "300"]);
+    let publisher = flowing.join().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let topic = |t: &str| {
+        r["topics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["topic"] == t)
+            .unwrap_or_else(|| panic!("{t} not in {r:#}"))
+            .clone()
+    };
+    let a = topic("md.A");
+    let a_messages = a["messages"].as_u64().unwrap();
+    assert!((6..=45).contains(&a_messages), "{a}");
+    assert_eq!(a["bytes"].as_u64().unwrap(), 10 * a_messages);
+    assert!(a["messages_per_s"].as_f64().unwrap() > 0.0, "{a}");
+    assert_eq!(a["publishers"], serde_json::json!([me]));
+    assert_eq!(a["consumers"][0]["pids"], serde_json::json!([me]));
+    assert_eq!(a["consumers"][0]["group"], Value::Null);
+    assert_eq!(topic("md.B")["bytes"], 3);
+    let news = topic("news.x");
+    assert_eq!(
+        (news["messages"].as_u64(), news["unrouted"].as_u64()),
+        (Some(0), Some(2))
+    );
+    assert_eq!(news["consumers"], serde_json::json!([]));
+    assert_eq!(r["counters"]["unrouted"], 2);
+    assert!(r["rates_over_ms"].as_u64().unwrap() >= 300);
+    assert_eq!(
+        r["consumers"][0]["topics"],
+        serde_json::json!(["md.{symbol}"])
+    );
+    assert_eq!(r["blocked"], serde_json::json!([]));
+
+    // Without an interval: totals, no rates. A publisher that left still counts.
+    drop(publisher);
+    let o = run(&["inspect", &name.0, "--interval", "0"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("TOPICS (no rates; totals since the bus was created)"),
+        "{text}"
+    );
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("news.x"))
+        .unwrap();
+    assert!(line.contains(" 2 ") && line.contains("none"), "{line}");
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("md.A"))
+        .unwrap();
+    assert!(line.contains(&format!("pid {me}")), "{line}");
+    assert!(text.contains("UNROUTED"), "{text}");
+}
+
+#[test]
+fn inspect_names_the_consumer_a_blocked_publisher_waits_for() {
+    let name = BusName::new("blocked");
+    let bus = create(&name);
+    // A group whose only member never reads: the ring fills and the publisher waits for it.
+    let child = ChildProcess::spawn("group:workers", &name);
+    let mut publisher = bus.publisher().unwrap();
+    while publisher
+        .publish("md.x", Codec::Raw, b"x", Some(Duration::ZERO))
+        .is_ok()
+    {}
+    let waiting = std::thread::spawn(move || {
+        let r = publisher.publish("md.x", Codec::Raw, b"x", Some(Duration::from_secs(60)));
+        (publisher, r)
+    });
+    let mut r = inspect_json(&name);
+    for _ in 0..100 {
+        if !r["blocked"].as_array().unwrap().is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        r = inspect_json(&name);
+    }
+    let b = &r["blocked"][0];
+    assert_eq!(b["pid"], std::process::id(), "{r:#}");
+    assert!(b["since_ns"].as_u64().unwrap() > 0);
+    assert_eq!(b["waiting_for"][0]["group"], "workers");
+    assert_eq!(
+        b["waiting_for"][0]["pids"],
+        serde_json::json!([child.pid()])
+    );
+
+    let o = run(&["inspect", &name.0, "--interval", "0"]);
+    let text = stdout(&o);
+    assert!(text.contains("BLOCKED PUBLISHERS"), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.contains(&format!("group workers (pid {})", child.pid())))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("s ago"), "{line}");
+    let exe = std::env::current_exe().unwrap();
+    assert!(
+        line.contains(exe.to_str().unwrap()),
+        "the member's command line: {line}"
+    );
+
+    // The member dies; the group keeps its backlog for its retention, so the publisher still
+    // waits, now for a group with no member.
+    drop(child);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let r = loop {
+        let r = inspect_json(&name);
+        if r["blocked"][0]["waiting_for"][0]["pids"] == serde_json::json!([]) {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "{r:#}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(r["blocked"][0]["waiting_for"][0]["group"], "workers");
+    let text = stdout(&run(&["inspect", &name.0, "--interval", "0"]));
+    assert!(text.contains("group workers (no member)"), "{text}");
+
+    // A new member takes up the backlog: the publisher goes on.
+    let mut worker = bus.subscribe_group("workers").unwrap();
+    while !waiting.is_finished() {
+        worker
+            .recv_batch(256, Some(Duration::from_millis(50)), |_| {})
+            .unwrap();
+    }
+    let (_publisher, result) = waiting.join().unwrap();
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(inspect_json(&name)["blocked"], serde_json::json!([]));
+}

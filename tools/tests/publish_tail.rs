@@ -147,6 +147,8 @@ struct Tail {
     child: Child,
     out: Receiver<String>,
     err: Receiver<String>,
+    /// The line it printed on stderr once reading.
+    started: String,
 }
 
 impl Tail {
@@ -171,11 +173,15 @@ impl Tail {
         };
         let out = lines(Box::new(child.stdout.take().unwrap()));
         let err = lines(Box::new(child.stderr.take().unwrap()));
-        let tail = Tail { child, out, err };
-        // It says so once its observer is in place: messages from now on are seen.
-        let first = tail.err.recv_timeout(PATIENCE).expect("tail starts");
-        assert!(first.starts_with("tailing bus"), "{first}");
-        tail
+        // It says so once its observer (or subscriber) is in place: messages from now on are seen.
+        let started = err.recv_timeout(PATIENCE).expect("tail starts");
+        assert!(started.starts_with("tailing bus"), "{started}");
+        Tail {
+            child,
+            out,
+            err,
+            started,
+        }
     }
 
     fn line(&self) -> String {
@@ -413,4 +419,158 @@ fn tail_shows_compact_puts_as_arguments_and_survives_hostile_payloads() {
     );
     assert!(lines[2].ends_with("b'ok'"), "{lines:?}");
     assert!(err.contains("3 messages shown (1 undecodable)"), "{err}");
+}
+
+/// The payloads `tail` shows for raw messages `0..n`, in order, from its output lines.
+fn raw_numbers(lines: &[String]) -> Vec<u64> {
+    lines
+        .iter()
+        .map(|l| {
+            let text = l
+                .rsplit_once(" b'")
+                .and_then(|(_, t)| t.strip_suffix('\''))
+                .unwrap_or_else(|| panic!("no raw payload in {l:?}"));
+            text.parse().unwrap_or_else(|_| panic!("{l:?}"))
+        })
+        .collect()
+}
+
+#[test]
+fn lossless_tail_shows_every_matching_message_in_order() {
+    let name = BusName::new("taillossless");
+    let bus = create(&name);
+    let capacity = bus.config().ring_capacity as u64;
+    // No other subscriber: a lossy tail would see nothing here.
+    let mut tail = Tail::start(&[&name.0, "--lossless", "--topic", "md.{symbol}"]);
+    assert!(
+        tail.started.contains("losslessly") && tail.started.contains("wait"),
+        "it says it may hold publishers back: {}",
+        tail.started
+    );
+    let mut publisher = bus.publisher().unwrap();
+    let n = 10 * capacity;
+    let mut lines = Vec::new();
+    for i in 0..n {
+        // Unwanted topics take no ring position and never wait for tail.
+        assert_eq!(
+            publisher
+                .publish("other.x", Codec::Raw, b"no", Some(Duration::ZERO))
+                .unwrap(),
+            None
+        );
+        // Many ring-fulls: the publisher waits for tail whenever it is a full ring behind.
+        publisher
+            .publish(
+                "md.AAPL",
+                Codec::Raw,
+                i.to_string().as_bytes(),
+                Some(PATIENCE),
+            )
+            .expect("tail keeps reading");
+        while let Ok(line) = tail.out.try_recv() {
+            lines.push(line);
+        }
+    }
+    while (lines.len() as u64) < n {
+        lines.push(tail.line());
+    }
+    assert_eq!(raw_numbers(&lines), (0..n).collect::<Vec<_>>());
+    assert!(lines.iter().all(|l| l.contains(" md.AAPL ")), "{lines:?}");
+    let tail_pid = tail.child.id();
+    let r = inspect_json(&name);
+    assert!(
+        r["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["pid"] == tail_pid && p["role"] == "subscriber"),
+        "tail subscribes: {r}"
+    );
+    tail.signal(Signal::SIGTERM);
+    let (ok, err) = tail.finish();
+    assert!(ok, "SIGTERM ends tail cleanly: {err}");
+    assert!(
+        err.contains(&format!(
+            "tail: {n} messages shown (0 undecodable), lossless"
+        )),
+        "{err}"
+    );
+    // It left: no row of its own, no consumer left behind.
+    let r = inspect_json(&name);
+    assert!(
+        r["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["pid"] != tail_pid),
+        "{r}"
+    );
+    assert_eq!(
+        publisher
+            .publish("md.AAPL", Codec::Raw, b"x", Some(Duration::ZERO))
+            .unwrap(),
+        None,
+        "nobody wants it once tail left"
+    );
+}
+
+#[test]
+fn a_killed_lossless_tail_holds_publishers_only_until_reaped() {
+    let name = BusName::new("tailkilled");
+    let bus = create(&name);
+    let capacity = bus.config().ring_capacity as u64;
+    let mut tail = Tail::start(&[&name.0, "--lossless"]);
+    let mut publisher = bus.publisher().unwrap();
+    // Stopped, tail reads nothing: once the ring is full the publisher is held back.
+    tail.signal(Signal::SIGSTOP);
+    let mut sent = 0u64;
+    while publisher
+        .publish("md.x", Codec::Raw, b"x", Some(Duration::ZERO))
+        .is_ok()
+    {
+        sent += 1;
+        assert!(sent <= 2 * capacity, "tail never held the publisher back");
+    }
+    assert!(sent >= capacity - 1, "{sent}");
+    let r = inspect_json(&name);
+    assert!(r["counters"]["full_waits"].as_u64().unwrap() >= 1, "{r}");
+    // Killed without a chance to leave: its row and consumer stay until someone reaps them.
+    let tail_pid = tail.child.id();
+    tail.signal(Signal::SIGKILL);
+    let _ = tail.child.wait();
+    let o = run(&["reap", &name.0]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains(&tail_pid.to_string()), "{}", stdout(&o));
+    // Nothing holds the publisher back any more (nobody wants the topic now).
+    for _ in 0..2 * capacity {
+        assert_eq!(
+            publisher
+                .publish("md.x", Codec::Raw, b"x", Some(Duration::ZERO))
+                .unwrap(),
+            None
+        );
+    }
+    drop(publisher);
+    drop(bus);
+    assert!(shm_ring::inspect(&name.0).unwrap().is_idle());
+}
+
+#[test]
+fn a_blocked_publisher_reaps_a_killed_lossless_tail_by_itself() {
+    let name = BusName::new("tailselfreap");
+    let bus = create(&name);
+    let capacity = bus.config().ring_capacity as u64;
+    let mut tail = Tail::start(&[&name.0, "--lossless"]);
+    tail.signal(Signal::SIGSTOP);
+    tail.signal(Signal::SIGKILL);
+    let _ = tail.child.wait();
+    // No reap command: the publisher waiting for the dead tail's slots reaps it itself.
+    let mut publisher = bus.publisher().unwrap();
+    for i in 0..3 * capacity {
+        publisher
+            .publish("md.x", Codec::Raw, &i.to_le_bytes(), Some(PATIENCE))
+            .expect("a dead tail does not wedge the publisher");
+    }
+    let r = inspect_json(&name);
+    assert_eq!(r["summary"]["subscribers"], 0, "{r}");
 }

@@ -206,7 +206,10 @@ class EventEngine:
     to its own hooks. An engine without hooks receives nothing and never holds a publisher
     back, started or not; ``put``/``publish`` go to every engine whose hooks want the topic
     (a message nobody wants is dropped at once and counted). With ``group``, the engines of
-    one group share the messages (each is handled by exactly one member).
+    one group share the messages (each is handled by exactly one member). With
+    ``lossy=True`` (a monitor, a dashboard, a logger; not with ``group``) the engine never holds
+    a publisher back: when it is a full ring behind, publishers take the messages it has not
+    handled and count them in ``missed``; what it handles stays whole and in order.
     Arguments travel in a compact form when they are None, bool, int (64-bit), float, str,
     bytes or flat tuples/lists of those, pickled otherwise. The engine detaches on
     ``close()`` (also the end of a ``with`` block) or when it is garbage-collected once
@@ -234,6 +237,7 @@ class EventEngine:
         *,
         bus: str | None = None,
         group: str | None = None,
+        lossy: bool = False,
     ) -> None: ...
     @property
     def capacity(self) -> int:
@@ -244,6 +248,10 @@ class EventEngine:
     @property
     def group(self) -> str | None:
         """The work-sharing group the engine belongs to (None: it receives everything)."""
+    @property
+    def missed(self) -> int:
+        """A lossy engine: messages publishers took from it because it was a full ring behind
+        (0 for any other engine). It only grows: two readings that differ tell of a gap."""
     @property
     def closed(self) -> bool:
         """Whether ``close()`` detached the engine from its bus."""
@@ -277,7 +285,9 @@ class EventEngine:
     ) -> None:
         """Publishes ``handler(*args, **kwargs)`` on the exact ``topic``. With ``block`` it waits
         for room, ``timeout`` seconds at most (0 or less: for ever, as in the reference), then
-        raises ``Full``; without ``block`` it raises ``Full`` at once."""
+        raises ``Full``; without ``block`` it raises ``Full`` at once. A put from one of this
+        engine's own handlers never waits for this engine to consume: where it would, it raises
+        ``Full`` at once (docs/delivery.md, "Puts from a handler")."""
     def publish(
         self,
         topic: Topic,
@@ -339,9 +349,10 @@ def init_allocator(capacity: int = 4096, with_shm: bool = False, name: str | Non
     in-process engines."""
 
 def inspect_bus(name: str) -> dict[str, Any]:
-    """A read-only snapshot of bus ``name`` (geometry, ring, processes, groups, slab classes,
-    counters, and ``corruption``: a list of what is found corrupt, empty for a sound bus),
-    taken without attaching to it. A file at the bus path that is not a bus (a FIFO, a
+    """A read-only snapshot of bus ``name`` (geometry, ring, processes with each publisher's
+    ``topics`` counts and a bridge's counters, groups, ``consumers`` and their interests,
+    ``departed_topics``, slab classes, counters, and ``corruption``: a list of what is found
+    corrupt, empty for a sound bus), taken without attaching to it. A file at the bus path that is not a bus (a FIFO, a
     symbolic link...) is a ``ValueError`` at once; it is never opened or followed."""
 
 def unlink_bus(name: str) -> None:

@@ -277,9 +277,9 @@ impl<'a> GroupView<'a> {
     }
 
     /// Redeliveries dead member `row` had taken: those whose message the group still holds go
-    /// back up for grabs when `others` (live members) are left, the rest are emptied. Returns
-    /// how many went back up.
-    pub fn reoffer_taken(&self, row: u32, others: bool) -> u64 {
+    /// back up for grabs (even with no member left: the group keeps its backlog for the next
+    /// one), the rest are emptied. Returns how many went back up.
+    pub fn reoffer_taken(&self, row: u32) -> u64 {
         let mut reoffered = 0;
         for e in self.redeliver {
             let v = e.load(Ordering::Acquire);
@@ -288,7 +288,7 @@ impl<'a> GroupView<'a> {
             if v == 0 || owner != row + 1 {
                 continue;
             }
-            if others && self.ring.holds(pos, self.bit) {
+            if self.ring.holds(pos, self.bit) {
                 if e.compare_exchange(
                     v,
                     Redelivery { pos, owner: 0 }.value(),
@@ -456,7 +456,7 @@ mod loom_tests {
                     }
                 }
                 g4.in_flight[0].store(0, Ordering::Relaxed);
-                assert_eq!(view.reoffer_taken(0, true), 0);
+                assert_eq!(view.reoffer_taken(0), 0);
                 g4.s.wake();
                 redelivered
             });

@@ -308,6 +308,7 @@ impl<'a> RingView<'a> {
     /// written. False if the position is no longer ours (a survivor tombstoned it, taking this
     /// process for dead): the message is then not published.
     #[must_use]
+    #[cfg(test)]
     pub fn commit(&self, pos: u64, consumers: u64, intent: &AtomicU64) -> bool {
         let ok = self.commit_one(pos, consumers);
         intent.store(0, Ordering::Release);
@@ -320,7 +321,9 @@ impl<'a> RingView<'a> {
     #[must_use]
     pub fn commit_one(&self, pos: u64, consumers: u64) -> bool {
         let slot = self.slot(pos);
-        slot.pending.store(consumers, Ordering::Relaxed);
+        // Release: a consumer whose poll reads this `pending` must then see the `seq` that
+        // freed the slot for `pos` (see [`RingView::poll`]).
+        slot.pending.store(consumers, Ordering::Release);
         slot.seq
             .compare_exchange(
                 pos,
@@ -347,13 +350,21 @@ impl<'a> RingView<'a> {
     }
 
     /// What consumer `bit` finds at `pos`.
+    ///
+    /// A slot whose message is not for `bit` can be released and reused for `pos + capacity`
+    /// between the two loads below, and `pending` then holds the new message's bits. So `seq` is
+    /// read again: unchanged, the `pending` read was `pos`'s (a reuse stores `seq` before it
+    /// stores the new `pending`, Release); changed, `pos` was not for `bit` (its bit would have
+    /// kept the slot), and it is skipped.
     #[inline]
     pub fn poll(&self, pos: u64, bit: u64) -> Poll {
         let slot = self.slot(pos);
         let s = slot.seq.load(Ordering::Acquire);
         match dist(s, pos.wrapping_add(1)) {
             0 => {
-                if slot.pending.load(Ordering::Acquire) & bit != 0 {
+                if slot.pending.load(Ordering::Acquire) & bit != 0
+                    && slot.seq.load(Ordering::Acquire) == s
+                {
                     Poll::Ready
                 } else {
                     Poll::Skip
@@ -400,9 +411,60 @@ impl<'a> RingView<'a> {
         if dist(slot.seq.load(Ordering::Acquire), pos) != 0 || announced(pos) {
             return false;
         }
-        // The dead claimant's block (if any) is recovered by the sweep.
+        // The tombstone references no block: the reaper gives back the claimant's own.
         slot.block.store(0, Ordering::Relaxed);
         self.tombstone(pos)
+    }
+
+    /// Lossy consumers (see the module doc): takes from consumer `b`, whose next position is in
+    /// `cursor` (a plain position), the published positions from there up to `upto` inclusive
+    /// that it has not read, so that no publisher waits for it. Stops early at a position still
+    /// being written (its bit may yet be committed; the consumer reads it in turn). Returns how
+    /// many messages for `b` it took (the consumer missed them) and calls `freed(block field)` for
+    /// each slot that this released.
+    ///
+    /// The cursor is the consumer's claim on what it reads: it copies a message and then moves
+    /// the cursor past it by CAS, and only the party whose CAS moved the cursor past a position
+    /// clears `b`'s bit there. So a message is either read (and released by the reader) or taken
+    /// here, never both, and a reader whose CAS fails drops its copy, which may be torn.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub fn evict(
+        &self,
+        b: usize,
+        cursor: &AtomicU64,
+        upto: u64,
+        mut freed: impl FnMut(u32),
+    ) -> u64 {
+        let bit = 1u64 << b;
+        loop {
+            let c = cursor.load(Ordering::SeqCst);
+            if dist(c, upto) > 0 {
+                return 0;
+            }
+            let mut e = c;
+            while dist(e, upto) <= 0 && dist(self.slot(e).seq.load(Ordering::Acquire), e) != 0 {
+                e = e.wrapping_add(1);
+            }
+            if e == c {
+                return 0;
+            }
+            if cursor
+                .compare_exchange(c, e, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+            {
+                continue;
+            }
+            let mut missed = 0;
+            for pos in c..e {
+                if self.poll(pos, bit) == Poll::Ready {
+                    missed += 1;
+                    if let Some(block) = self.release(pos, bit) {
+                        freed(block);
+                    }
+                }
+            }
+            return missed;
+        }
     }
 
     /// Tombstones position `pos` if it is still claimed but unpublished (its claimant is dead).
@@ -659,6 +721,22 @@ pub(crate) mod loom_tests {
             self.wake();
         }
 
+        /// Publishes `value` to those of `candidates` that are active, waiting while the ring
+        /// is full (as a publisher does for a topic only some consumers want).
+        fn publish_to(&self, value: u64, candidates: u64) {
+            let r = self.view();
+            let intent = AtomicU64::new(0);
+            let pos = self.claim(&intent);
+            r.slot(pos).topic_hash.store(value, Ordering::Relaxed);
+            let to = r.addressees(pos, candidates);
+            if to == 0 {
+                r.discard(pos, 1, &intent);
+            } else {
+                assert!(r.commit(pos, to, &intent));
+            }
+            self.wake();
+        }
+
         /// Publishes `values` in order, claiming runs of free slots with one CAS each.
         fn publish_run(&self, values: &[u64]) {
             let r = self.view();
@@ -817,6 +895,104 @@ pub(crate) mod loom_tests {
             let r = s.view();
             assert_eq!(r.poll(0, 2), Poll::Skip);
             assert_eq!(r.poll(2, 2), Poll::Skip);
+        });
+    }
+
+    /// A consumer that wants few topics polls a slot that holds a message for somebody else
+    /// while that message is released and the slot reused for a message that is for it (issue:
+    /// the poll read `seq` of the old message and `pending` of the new one, took the new message
+    /// for the old position, and its release moved `seq` back). Consumer 1 wants only the third
+    /// message, which reuses the first one's slot: it gets exactly that message, at its own
+    /// position, and every slot ends released.
+    #[test]
+    fn loom_a_reused_slot_is_not_read_as_its_previous_position() {
+        model(|| {
+            let s = shared(2, 0b11);
+            let (s1, s2, s3) = (s.clone(), s.clone(), s.clone());
+            let p = loom::thread::spawn(move || {
+                s1.publish_to(1, 0b01);
+                s1.publish_to(2, 0b01);
+                s1.publish_to(3, 0b10);
+            });
+            let a = loom::thread::spawn(move || s2.consume(1, 2));
+            let b = loom::thread::spawn(move || s3.consume(2, 1));
+            p.join().unwrap();
+            assert_eq!(a.join().unwrap(), vec![1, 2]);
+            assert_eq!(b.join().unwrap(), vec![3]);
+            assert!(s.all_released(3));
+        });
+    }
+
+    /// A lossy consumer (bit 1) that reads once while a publisher sends three messages through a
+    /// ring of two, with a lossless consumer (bit 0) beside it: the publisher, finding the ring
+    /// full, takes the lossy consumer's unread messages instead of waiting for it. The lossy
+    /// reader copies and then claims by CAS; what it keeps is the message of the position it
+    /// claimed, every message is read by it, counted as missed or still waiting for it (never two
+    /// of these), and every slot ends released.
+    #[test]
+    fn loom_lossy_consumer_is_evicted_not_waited_for() {
+        model(|| {
+            let s = shared(2, 0b11);
+            let cursor = Arc::new(AtomicU64::new(0));
+            let missed = Arc::new(AtomicU64::new(0));
+            let (s1, s2, s3) = (s.clone(), s.clone(), s.clone());
+            let (c1, m1) = (cursor.clone(), missed.clone());
+            let p = loom::thread::spawn(move || {
+                let r = s1.view();
+                for v in 1..=3u64 {
+                    let intent = AtomicU64::new(0);
+                    let pos = s1.wait(|| match r.claim(&intent) {
+                        Ok(pos) => Some(pos),
+                        Err(RingFull) => {
+                            let head = s1.head.load(Ordering::SeqCst);
+                            let n = r.evict(1, &c1, head - 2, |_| ());
+                            m1.fetch_add(n, Ordering::SeqCst);
+                            r.claim(&intent).ok()
+                        }
+                    });
+                    r.slot(pos).topic_hash.store(v, Ordering::Relaxed);
+                    let to = r.addressees(pos, !0);
+                    assert!(r.commit(pos, to, &intent));
+                    s1.wake();
+                }
+            });
+            let a = loom::thread::spawn(move || s2.consume(1, 3));
+            let (c3, _) = (cursor.clone(), ());
+            let l = loom::thread::spawn(move || {
+                // One read attempt at position 0, as a lossy reader does it.
+                let r = s3.view();
+                let c = c3.load(Ordering::SeqCst);
+                if r.poll(c, 2) == Poll::Ready {
+                    let v = r.slot(c).topic_hash.load(Ordering::Relaxed);
+                    if c3
+                        .compare_exchange(c, c + 1, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_ok()
+                    {
+                        r.release(c, 2);
+                        s3.wake();
+                        return Some((c, v));
+                    }
+                }
+                None
+            });
+            p.join().unwrap();
+            assert_eq!(a.join().unwrap(), vec![1, 2, 3]);
+            let read = l.join().unwrap();
+            // What it read is the message of the position it claimed, never a later occupant's.
+            if let Some((c, v)) = read {
+                assert_eq!(v, c + 1);
+            }
+            // Whatever it neither read nor missed is still in the ring, from its cursor on.
+            let c = cursor.load(Ordering::SeqCst);
+            let r = s.view();
+            let left = (c..3).filter(|&p| r.poll(p, 2) == Poll::Ready).count() as u64;
+            assert_eq!(
+                read.is_some() as u64 + missed.load(Ordering::SeqCst) + left,
+                3
+            );
+            // Take the rest as a final eviction would: then every slot is released.
+            r.evict(1, &cursor, 2, |_| ());
+            assert!(s.all_released(3));
         });
     }
 

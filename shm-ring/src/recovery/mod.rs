@@ -8,29 +8,28 @@
 //! * a group member's claimed message: handed to the group's redelivery list, from which a live
 //!   member takes it (at-least-once; counted);
 //! * a slot claimed but never published: tombstoned once no live row announces that position;
+//! * a block popped but not yet in a published slot: its row's `held_block` names it (set after
+//!   the pop, cleared after the commit and before the intent), so a reap gives it back at once
+//!   when the dead publisher had claimed nothing, or with the tombstone of the position it had
+//!   claimed; whoever swaps `held_block` to 0 owns the block, so it goes back exactly once;
 //! * a sleeper count it incremented: decremented from its row's `sleeping` word;
-//! * a block popped but never referenced, or a push cut short: recovered by [`sweep`] when no
-//!   live publisher or subscriber is left, which rebuilds every free list and zeroes every count.
-//!
-//! The bound on that last case: a publisher holds at most one block at a time (from its pop until
-//! its slot is published), so a publisher killed before publishing strands at most one block, and
-//! a push cut short at most the one block being pushed. Those blocks stay out of use while anyone
-//! is attached (the slab keeps working with the rest; a class with every block stranded makes its
-//! publishers fall back to larger classes, then wait) and come back at the final sweep, which
-//! counts them in [`ReapReport::blocks_freed`]. A live reap does not take them back: a free list
-//! is a lock-free stack, so nothing in the region says which popped block a dead publisher had
-//! not yet referenced from a slot, and guessing wrong would hand one block to two messages.
-//! Messages that fit inline (the common case) take no block and strand nothing.
+//! * what no word can name: a block popped by a publisher killed between the pop and its store
+//!   of `held_block` (one instruction), or a push cut short. [`sweep`] recovers those when no
+//!   live publisher or subscriber is left and no group is kept, rebuilding every free list and
+//!   zeroing every count, and counts them in [`ReapReport::blocks_freed`]. Until then they stay
+//!   out of use (at most one per such death; the slab works with the rest). Messages that fit
+//!   inline (the common case) take no block at all.
 
 pub(crate) mod check;
 pub(crate) mod snapshot;
 
 use crate::blocks::atomics::Ordering;
 use crate::blocks::ring::{Intent, UNSET};
+use crate::region::layout::{Row, SLEEPING_COUNTED, SLEEPING_PUBLISHER, SLEEPING_SUBSCRIBER};
 use crate::region::layout::{
     CONSUMER_DRAINING, CONSUMER_FREE, CONSUMER_LIVE, KIND_GROUP, ROW_LIVE,
 };
-use crate::region::layout::{SLEEPING_COUNTED, SLEEPING_PUBLISHER, SLEEPING_SUBSCRIBER};
+use crate::region::liveness::now_ns;
 use crate::region::saturating_dec;
 use crate::region::table::{row_alive, Role, TableGuard, LOCK_WAIT};
 use crate::region::Region;
@@ -75,6 +74,10 @@ pub struct ReapReport {
     pub slots_recovered: u64,
     /// Messages a dead group member held that were handed back to its group.
     pub redelivered: u64,
+    /// Groups dropped because they had no member for longer than the bus's group retention.
+    pub groups_expired: u64,
+    /// Messages those groups still held, which nobody will now handle.
+    pub backlog_dropped: u64,
 }
 
 /// One dead process reclaimed by a reap.
@@ -96,6 +99,7 @@ impl ReapReport {
             && self.blocks_freed == 0
             && self.slots_recovered == 0
             && self.redelivered == 0
+            && self.groups_expired == 0
     }
 
     /// Records row `row` of process `(pid, start_time)`.
@@ -165,19 +169,54 @@ fn claimant_alive(region: &Region, pos: u64) -> bool {
 }
 
 /// If position `pos` is claimed but unpublished and no live process announces it, tombstones it
-/// (consumers skip tombstones). Never waits for a live claimant: it is a few stores from its
-/// commit, or stopped, and either way not ours to wait for under the table lock. True if it
-/// tombstoned.
-fn tombstone_if_abandoned(region: &Region, pos: u64) -> bool {
-    if region
+/// (consumers skip tombstones) and gives back the block its dead claimant held for it. Never
+/// waits for a live claimant: it is a few stores from its commit, or stopped, and either way not
+/// ours to wait for under the table lock. True if it tombstoned.
+fn tombstone_if_abandoned(region: &Region, pos: u64, report: &mut ReapReport) -> bool {
+    if !region
         .ring()
         .tombstone_abandoned(pos, |pos| claimant_alive(region, pos))
     {
-        region.wake_consumers(u64::MAX);
-        region.wake_publishers();
-        return true;
+        return false;
     }
-    false
+    // No slot references the claimant's block now (the slot that would is a tombstone).
+    for r in region.rows() {
+        if r.state.load(Ordering::Acquire) == ROW_LIVE
+            && Intent::covers(r.publishing.load(Ordering::SeqCst), pos)
+            && !row_alive(r)
+        {
+            let block = r.held_block.swap(0, Ordering::AcqRel);
+            if region.free_block(block) {
+                report.blocks_freed += 1;
+            }
+        }
+    }
+    region.wake_consumers(u64::MAX);
+    region.wake_publishers();
+    true
+}
+
+/// A dead publisher's popped block: back to the slab when no slot can reference it (it had
+/// claimed nothing), or with the tombstone of the position it had claimed; left to the message
+/// when that was committed (the block is then the slot's).
+fn reap_held_block(region: &Region, r: &Row, report: &mut ReapReport) {
+    if r.held_block.load(Ordering::Acquire) == 0 {
+        return;
+    }
+    let intent = r.publishing.load(Ordering::SeqCst);
+    if intent == 0 {
+        if region.free_block(r.held_block.swap(0, Ordering::AcqRel)) {
+            report.blocks_freed += 1;
+        }
+        return;
+    }
+    let head = region.header().head.load(Ordering::SeqCst);
+    let cap = region.layout().ring_capacity as u64;
+    for pos in head.saturating_sub(cap)..head {
+        if Intent::covers(intent, pos) && tombstone_if_abandoned(region, pos, report) {
+            report.slots_recovered += 1;
+        }
+    }
 }
 
 /// Removes consumer `idx`: clears its active bit, then drains it (see [`drain_consumer`]).
@@ -188,6 +227,10 @@ pub(crate) fn remove_consumer(g: &TableGuard<'_>, idx: u32, report: &mut ReapRep
     };
     if c.state.load(Ordering::Acquire) == CONSUMER_LIVE {
         let end = region.ring().leave(idx as usize);
+        region
+            .header()
+            .lossy_mask
+            .fetch_and(!(1u64 << idx), Ordering::SeqCst);
         c.end.store(end, Ordering::Relaxed);
         c.state.store(CONSUMER_DRAINING, Ordering::SeqCst);
         for e in &c.redeliver {
@@ -213,7 +256,7 @@ fn drain_consumer(g: &TableGuard<'_>, idx: u32, report: &mut ReapReport) {
     let end = c.end.load(Ordering::Relaxed);
     let from = end.saturating_sub(region.layout().ring_capacity as u64);
     for pos in from..end {
-        if tombstone_if_abandoned(region, pos) {
+        if tombstone_if_abandoned(region, pos, report) {
             report.slots_recovered += 1;
         }
     }
@@ -231,6 +274,16 @@ fn drain_consumer(g: &TableGuard<'_>, idx: u32, report: &mut ReapReport) {
     }
 }
 
+/// Messages consumer `idx` has not released: published positions in the last ring that hold its
+/// bit.
+fn backlog(region: &Region, idx: u32) -> u64 {
+    let head = region.header().head.load(Ordering::SeqCst);
+    let cap = region.layout().ring_capacity as u64;
+    (head.saturating_sub(cap)..head)
+        .filter(|&pos| region.ring().holds(pos, 1u64 << idx))
+        .count() as u64
+}
+
 /// Reclaims dead group member `row`'s claims in group `idx`. False if they could not all be
 /// handed over (redelivery list full): the row is then left for a later reap.
 fn reap_member(g: &TableGuard<'_>, row: u32, idx: u32, report: &mut ReapReport) -> bool {
@@ -241,9 +294,9 @@ fn reap_member(g: &TableGuard<'_>, row: u32, idx: u32, report: &mut ReapReport) 
     let Some(r) = region.row(row) else {
         return true;
     };
-    let others = c.members.load(Ordering::Relaxed) > 1;
     if let Some(pos) = group.dead_claim(row, &r.in_flight) {
-        if others && group.ring.holds(pos, group.bit) {
+        // Even with no member left: the group keeps its backlog for the next one.
+        if group.ring.holds(pos, group.bit) {
             if !group.push_redelivery(pos) {
                 return false;
             }
@@ -254,7 +307,7 @@ fn reap_member(g: &TableGuard<'_>, row: u32, idx: u32, report: &mut ReapReport) 
     }
     r.in_flight.store(0, Ordering::Relaxed);
     // Redeliveries the dead member had taken go back up for grabs.
-    let reoffered = group.reoffer_taken(row, others);
+    let reoffered = group.reoffer_taken(row);
     report.redelivered += reoffered;
     c.redelivered.fetch_add(reoffered, Ordering::Relaxed);
     region
@@ -291,6 +344,7 @@ pub(crate) fn reap_locked(g: &TableGuard<'_>) -> ReapReport {
                 _ => {}
             }
         }
+        reap_held_block(region, r, &mut report);
         report.add_row(
             r.pid.load(Ordering::Relaxed),
             r.start_time.load(Ordering::Relaxed),
@@ -301,6 +355,8 @@ pub(crate) fn reap_locked(g: &TableGuard<'_>) -> ReapReport {
     }
     // Consumers left without a live row (their owner died, or a removal was cut short).
     let max = region.layout().max_subscribers as usize;
+    let now = now_ns();
+    let retention_ms = h.group_retention_ms.load(Ordering::Relaxed);
     for (idx, c) in region.consumers().iter().enumerate().take(max) {
         let state = c.state.load(Ordering::Acquire);
         if state == CONSUMER_FREE {
@@ -318,25 +374,44 @@ pub(crate) fn reap_locked(g: &TableGuard<'_>) -> ReapReport {
                     )
             })
             .count() as u32;
-        if state == CONSUMER_DRAINING || holders == 0 {
-            // A departure still draining, or a consumer whose last holder died.
+        let group = state == CONSUMER_LIVE && c.kind.load(Ordering::Relaxed) == KIND_GROUP;
+        if group && holders == 0 {
+            // No live member: kept, with its backlog, until the retention has passed.
+            c.members.store(0, Ordering::Relaxed);
+            let since = c.orphaned_ns.load(Ordering::Relaxed);
+            if since == 0 {
+                c.orphaned_ns.store(now.max(1), Ordering::Relaxed);
+            } else if now.saturating_sub(since) / 1_000_000 >= retention_ms {
+                let backlog = backlog(region, idx as u32);
+                report.groups_expired += 1;
+                report.backlog_dropped += backlog;
+                h.backlog_dropped.fetch_add(backlog, Ordering::Relaxed);
+                remove_consumer(g, idx as u32, &mut report);
+            }
+        } else if state == CONSUMER_DRAINING || holders == 0 {
+            // A departure still draining, or a fan-out consumer whose holder died.
             remove_consumer(g, idx as u32, &mut report);
-        } else if state == CONSUMER_LIVE && c.kind.load(Ordering::Relaxed) == KIND_GROUP {
+        } else if group {
             c.members.store(holders, Ordering::Relaxed);
+            c.orphaned_ns.store(0, Ordering::Relaxed);
         }
     }
     // Slots claimed by publishers that died before publishing.
     let head = h.head.load(Ordering::SeqCst);
     let cap = region.layout().ring_capacity as u64;
     for pos in head.saturating_sub(cap)..head {
-        if tombstone_if_abandoned(region, pos) {
+        if tombstone_if_abandoned(region, pos, &mut report) {
             report.slots_recovered += 1;
         }
     }
+    // A kept group's backlog holds slots and blocks: no sweep while one is kept.
     let busy = region.rows().iter().any(|r| {
         r.state.load(Ordering::Acquire) == ROW_LIVE
             && Role::from_code(r.role.load(Ordering::Relaxed)) != Role::Bus
-    });
+    }) || region
+        .consumers()
+        .iter()
+        .any(|c| c.state.load(Ordering::Acquire) != CONSUMER_FREE);
     if !busy {
         report.blocks_freed += sweep(g);
     }
@@ -370,6 +445,7 @@ pub(crate) fn sweep(g: &TableGuard<'_>) -> u64 {
         }
     }
     h.active_mask.store(0, Ordering::SeqCst);
+    h.lossy_mask.store(0, Ordering::SeqCst);
     for start in &h.starts {
         start.store(UNSET, Ordering::SeqCst);
     }

@@ -3,7 +3,9 @@
 //! and every value is read with range checks, so a corrupt region gives odd numbers, never a fault.
 
 use crate::blocks::atomics::Ordering;
+use crate::region::interest::Wanted;
 use crate::region::layout::{CONSUMER_LIVE, KIND_GROUP, ROW_LIVE};
+pub use crate::region::stats::{BridgeRow, TopicCount};
 use crate::region::table::{consumer_name, Role};
 use crate::region::words::Cursor;
 use crate::region::Region;
@@ -28,6 +30,10 @@ pub struct Snapshot {
     pub processes: Vec<ProcessRow>,
     /// Live groups.
     pub groups: Vec<GroupRow>,
+    /// Live consumers (fan-out subscribers and groups) and what they want.
+    pub consumers: Vec<ConsumerRow>,
+    /// Topic counts of the process-table rows that have left, summed.
+    pub departed_topics: Vec<TopicCount>,
     /// Slab size classes.
     pub slab: Vec<SlabClassRow>,
     /// Bus-wide counters.
@@ -74,6 +80,10 @@ pub struct ProcessRow {
     pub cursor: Option<u64>,
     /// Messages published but not yet received (subscribers).
     pub lag: Option<u64>,
+    /// A lossy subscriber: publishers take what it has not read instead of waiting for it.
+    pub lossy: bool,
+    /// Messages for a lossy subscriber that publishers took because it was a ring behind.
+    pub missed: u64,
     /// Messages received and acknowledged.
     pub delivered: u64,
     /// Messages published.
@@ -88,6 +98,21 @@ pub struct ProcessRow {
     pub redelivered: u64,
     /// Last heartbeat, nanoseconds since the Unix epoch.
     pub last_heartbeat_ns: u64,
+    /// A publisher's messages per topic (its first 16 topics by name, the rest as other).
+    pub topics: Vec<TopicCount>,
+    /// The counters of a bridge, on the row of its bus handle.
+    pub bridge: Option<BridgeRow>,
+}
+
+/// One live consumer: a fan-out subscriber or a group.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ConsumerRow {
+    /// Its consumer entry (what `ProcessRow::consumer` and `waiting_for` name).
+    pub consumer: u32,
+    /// The group's name, `None` for a fan-out subscriber.
+    pub group: Option<String>,
+    /// The patterns it wants (topic grammar); `None`: every topic.
+    pub topics: Option<Vec<String>>,
 }
 
 /// One live group.
@@ -103,6 +128,10 @@ pub struct GroupRow {
     pub members: u32,
     /// Messages handed to another member after a member died.
     pub redelivered: u64,
+    /// A group with no live member is kept, with its backlog, for the bus's group retention:
+    /// the milliseconds it has left then (0: it goes at the next reap), `None` while it has a
+    /// member.
+    pub kept_for_ms: Option<u64>,
 }
 
 /// One slab size class.
@@ -123,7 +152,8 @@ pub struct SlabClassRow {
 pub struct Counters {
     /// Messages published (ring positions claimed).
     pub published: u64,
-    /// Messages published that no consumer wanted, by the processes attached now.
+    /// Messages published that no consumer wanted, since the bus was created (by the publishers
+    /// attached now and those that left).
     pub unrouted: u64,
     /// Publishes that found the ring full and had to wait.
     pub full_waits: u64,
@@ -131,6 +161,8 @@ pub struct Counters {
     pub redeliveries: u64,
     /// Dead process-table rows reclaimed.
     pub reaped: u64,
+    /// Messages dropped with groups that had no member for longer than the group retention.
+    pub backlog_dropped: u64,
     /// Subscribers currently asleep.
     pub sub_sleepers: u32,
     /// Publishers currently asleep.
@@ -176,6 +208,14 @@ impl Snapshot {
                 consumer: matches!(role, Role::Subscriber | Role::GroupMember).then_some(consumer),
                 cursor,
                 lag: cursor.map(|c| head.saturating_sub(c)),
+                lossy: role == Role::Subscriber
+                    && h.lossy_mask.load(Ordering::Relaxed)
+                        & 1u64.checked_shl(consumer).unwrap_or(0)
+                        != 0,
+                missed: (role == Role::Subscriber)
+                    .then(|| consumers.get(consumer as usize))
+                    .flatten()
+                    .map_or(0, |c| c.missed.load(Ordering::Relaxed)),
                 delivered: r.delivered.load(Ordering::Relaxed),
                 published: r.published.load(Ordering::Relaxed),
                 unrouted: r.unrouted.load(Ordering::Relaxed),
@@ -183,9 +223,16 @@ impl Snapshot {
                 waiting_since_ns: r.waiting_since_ns.load(Ordering::Relaxed),
                 redelivered: r.redelivered.load(Ordering::Relaxed),
                 last_heartbeat_ns: r.heartbeat_ns.load(Ordering::Relaxed),
+                topics: region
+                    .row_stats(i as u32)
+                    .map(|s| s.read_topics())
+                    .unwrap_or_default(),
+                bridge: region.row_stats(i as u32).and_then(|s| s.read_bridge()),
             });
         }
+        let retention_ms = h.group_retention_ms.load(Ordering::Relaxed);
         let mut groups = Vec::new();
+        let mut live_consumers = Vec::new();
         let mut tail = head;
         for (i, c) in consumers
             .iter()
@@ -196,13 +243,28 @@ impl Snapshot {
                 continue;
             };
             tail = tail.min(cursor);
-            if c.kind.load(Ordering::Relaxed) == KIND_GROUP {
+            let group = c.kind.load(Ordering::Relaxed) == KIND_GROUP;
+            live_consumers.push(ConsumerRow {
+                consumer: i as u32,
+                group: group.then(|| consumer_name(c).unwrap_or_else(|| "<corrupt name>".into())),
+                topics: match region.read_interest(i).1 {
+                    Wanted::All => None,
+                    Wanted::Patterns(p) => Some(p),
+                },
+            });
+            if group {
                 groups.push(GroupRow {
                     name: consumer_name(c).unwrap_or_else(|| "<corrupt name>".into()),
                     consumer: i as u32,
                     cursor,
                     members: c.members.load(Ordering::Relaxed),
                     redelivered: c.redelivered.load(Ordering::Relaxed),
+                    kept_for_ms: match c.orphaned_ns.load(Ordering::Relaxed) {
+                        0 => None,
+                        since => Some(retention_ms.saturating_sub(
+                            crate::region::liveness::now_ns().saturating_sub(since) / 1_000_000,
+                        )),
+                    },
                 });
             }
         }
@@ -220,11 +282,21 @@ impl Snapshot {
                 }
             })
             .collect();
-        let unrouted = processes.iter().map(|p| p.unrouted).sum();
+        let departed_topics = region.departed_stats().read_topics();
+        // Every unrouted message is counted under some topic entry (named or other), so the
+        // departed rows' entries hold all of theirs.
+        let unrouted = processes
+            .iter()
+            .map(|p| p.unrouted)
+            .chain(departed_topics.iter().map(|t| t.unrouted))
+            .fold(0u64, u64::saturating_add);
         Snapshot {
             name: region.name().to_string(),
             version: h.version.load(Ordering::Relaxed),
-            geometry: l.config(),
+            geometry: BusConfig {
+                group_retention_ms: retention_ms,
+                ..l.config()
+            },
             file_size: l.total_size,
             created_ns: h.created_ns.load(Ordering::Relaxed),
             ring: RingRow {
@@ -236,6 +308,8 @@ impl Snapshot {
             },
             processes,
             groups,
+            consumers: live_consumers,
+            departed_topics,
             slab,
             counters: Counters {
                 published: head,
@@ -243,6 +317,7 @@ impl Snapshot {
                 full_waits: h.full_waits.load(Ordering::Relaxed),
                 redeliveries: h.redeliveries.load(Ordering::Relaxed),
                 reaped: h.reaped.load(Ordering::Relaxed),
+                backlog_dropped: h.backlog_dropped.load(Ordering::Relaxed),
                 sub_sleepers: region
                     .consumers()
                     .iter()
@@ -255,10 +330,15 @@ impl Snapshot {
     }
 
     /// True when nothing is attached and every resource is back to idle: no live row, no live
-    /// consumer, every block free, no sleeper (invariant 2).
+    /// consumer but groups kept without members, every block free, no sleeper (invariant 2).
     pub fn is_idle(&self) -> bool {
+        let kept = self
+            .groups
+            .iter()
+            .filter(|g| g.kept_for_ms.is_some())
+            .fold(0u64, |m, g| m | 1u64.checked_shl(g.consumer).unwrap_or(0));
         self.processes.is_empty()
-            && self.ring.active_mask == 0
+            && self.ring.active_mask & !kept == 0
             && self.slab.iter().all(|c| c.used == 0 && c.free == c.total)
             && self.counters.sub_sleepers == 0
             && self.counters.pub_sleepers == 0

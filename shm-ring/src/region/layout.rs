@@ -6,7 +6,7 @@
 //! re-reads offsets or sizes from the mapping (invariant 4).
 //!
 //! ```text
-//! header | process rows | consumer entries | ring slots | slab class heads | free-list links | blocks
+//! header | process rows | row stats | consumer entries | ring slots | slab class heads | free-list links | blocks
 //! ```
 
 use crate::blocks::atomics::{AtomicU32, AtomicU64};
@@ -16,11 +16,13 @@ use crate::{BusConfig, BusError};
 pub const MAGIC: u64 = u64::from_le_bytes(*b"EVENTBUS");
 /// Version of this layout; bumped whenever any structure below changes (2: 192-byte slots with
 /// 136 inline bytes; 3: consumers' start and end positions and interests, 2 KiB header, class
-/// sizes capped by [`CLASS_BYTES_PER_BLOCK`], free-list `TAKEN` marks).
-pub const LAYOUT_VERSION: u32 = 3;
+/// sizes capped by [`CLASS_BYTES_PER_BLOCK`], free-list `TAKEN` marks; 4: row stats, a
+/// publisher's topic table and a program's counters beside each process row, group retention,
+/// lossy consumers, a publisher's held block).
+pub const LAYOUT_VERSION: u32 = 4;
 /// Each slab class holds at most `slab_blocks` times this many bytes (at least one block), so the
 /// large classes do not dominate the region: the default bus (4096 blocks, 1 MiB messages) is
-/// about 23 MiB: two fit a 64 MiB `/dev/shm` (Docker's default).
+/// just under 24 MiB: two fit a 64 MiB `/dev/shm` (Docker's default).
 pub const CLASS_BYTES_PER_BLOCK: u64 = 1024;
 /// Longest topic accepted, in bytes.
 pub const MAX_TOPIC_LEN: usize = 512;
@@ -35,8 +37,19 @@ pub const REDELIVER_SLOTS: usize = 16;
 /// Longest group name, in bytes.
 pub const MAX_GROUP_NAME: usize = 64;
 
+/// Topics a publisher's row counts by name; the rest are counted together in its "other" entry.
+pub const TOPIC_ENTRIES: usize = 16;
+/// Bytes of a topic's text a topic entry keeps (a longer topic is kept cut, with its length).
+pub const TOPIC_TEXT: usize = 40;
+/// Bytes of a program's label (a bridge's NATS server) a row's stats keep.
+pub const LABEL_TEXT: usize = 80;
+
 const HEADER_SIZE: usize = 2048;
 const ROW_SIZE: usize = 128;
+/// Small enough that the default bus stays under 24 MiB (257 row stats of 1,488 bytes).
+const TOPIC_ENTRY_SIZE: usize = 80;
+/// A head line, the named topic entries and the "other" entry.
+const ROW_STATS_SIZE: usize = 128 + (TOPIC_ENTRIES + 1) * TOPIC_ENTRY_SIZE;
 const CONSUMER_SIZE: usize = 256 + 4096;
 const SLOT_SIZE: usize = 192;
 const CLASS_SIZE: usize = 64;
@@ -64,7 +77,8 @@ pub(crate) struct Header {
     pub classes_off: AtomicU64,
     pub links_off: AtomicU64,
     pub blocks_off: AtomicU64,
-    _pad0: [u64; 3],
+    pub row_stats_off: AtomicU64,
+    _pad0: [u64; 2],
     // --- shared state, mostly cold (line pair 1) ---
     /// Owner of the table lock (see `table::TableLock`), 0 when free.
     pub lock: AtomicU64,
@@ -74,7 +88,17 @@ pub(crate) struct Header {
     pub full_waits: AtomicU64,
     pub redeliveries: AtomicU64,
     pub reaped: AtomicU64,
-    _pad1: [u64; 10],
+    /// How long a group with no live member keeps its backlog, in milliseconds (from
+    /// `BusConfig::group_retention_ms`, set at creation): after it, the next reap drops the
+    /// group and counts what it held in `backlog_dropped`.
+    pub group_retention_ms: AtomicU64,
+    /// Messages dropped with groups whose retention ran out.
+    pub backlog_dropped: AtomicU64,
+    /// One bit per live lossy consumer (a subset of `active_mask`): a publisher that finds the
+    /// ring or slab full takes their unread messages rather than wait for them
+    /// (`RingView::evict`). Set before the consumer's active bit, cleared when it leaves.
+    pub lossy_mask: AtomicU64,
+    _pad1: [u64; 7],
     // --- the ring head, alone on its lines (line pair 2) ---
     /// Next position a publisher claims.
     pub head: AtomicU64,
@@ -123,7 +147,11 @@ pub(crate) struct Row {
     /// [`SLEEPING_PUBLISHER`] (the header's `pub_sleepers`), with [`SLEEPING_COUNTED`] once that
     /// count includes it: lets a reaper take back exactly what a dead sleeper added.
     pub sleeping: AtomicU32,
-    _pad0: u32,
+    /// Publishers: the slab block (index + 1) it popped and no slot references yet, 0 when none.
+    /// Set after the pop, cleared once the slot that holds it is committed (before `publishing`
+    /// is cleared) or when the block goes back; whoever swaps it to 0 owns the block, so a reaper
+    /// returns a dead publisher's block exactly once (`recovery`).
+    pub held_block: AtomicU32,
     /// Publishers: messages no consumer wanted (not put on the ring).
     pub unrouted: AtomicU64,
     /// Publishers: the consumers (bits) holding the slot it waits for, 0 when not waiting.
@@ -132,6 +160,58 @@ pub(crate) struct Row {
     pub waiting_since_ns: AtomicU64,
     _pad: [u32; 6],
 }
+
+/// What one process row counts beyond the row itself, read only by tools (`Snapshot`): the
+/// publisher's traffic per topic and, for a program that says what it is (a bridge), its
+/// counters. Row `i`'s stats are entry `i` of the row-stats table; entry `max_processes` holds
+/// the totals of the rows that have left.
+///
+/// Single writer: a live row's stats are written only by the row's owner (plain load and store,
+/// no read-modify-write); the departed totals and the reset of a row being claimed only under
+/// the table lock. Readers trust nothing: a topic entry counts only if its text hashes to its
+/// hash (or is a cut text of a topic longer than [`TOPIC_TEXT`]).
+#[repr(C)]
+pub(crate) struct RowStats {
+    /// Named topic entries in use, 0..=[`TOPIC_ENTRIES`]; an entry is written in full before
+    /// this count covers it (Release), and is never rewritten while the row lives.
+    pub topics_used: AtomicU32,
+    /// [`PROGRAM_NONE`] or [`PROGRAM_BRIDGE`].
+    pub program: AtomicU32,
+    /// A bridge's counters: out, in, dropped, reconnects (see [`BRIDGE_OUT`] and the others).
+    pub counters: [AtomicU64; 4],
+    /// Bytes of `label` in use.
+    pub label_len: AtomicU32,
+    _pad0: u32,
+    /// The program's label, UTF-8: a bridge's NATS server.
+    pub label: [AtomicU64; LABEL_TEXT / 8],
+    /// Entries `0..TOPIC_ENTRIES` name one topic each; the last counts every other topic.
+    pub topics: [TopicEntry; TOPIC_ENTRIES + 1],
+}
+
+/// One topic of a [`RowStats`] topic table. Entries are 80 bytes, so one starts 0, 16, 32 or 48
+/// bytes into a cache line: the two words a publish adds to come first and share a line.
+#[repr(C)]
+pub(crate) struct TopicEntry {
+    /// Messages published on it (that took a ring position).
+    pub messages: AtomicU64,
+    /// Payload bytes of those messages.
+    pub bytes: AtomicU64,
+    /// `topic_hash` of the topic (0 in the "other" entry).
+    pub hash: AtomicU64,
+    /// Messages on it that no consumer wanted.
+    pub unrouted: AtomicU64,
+    /// Length of the topic in bytes; `text` keeps the first [`TOPIC_TEXT`] of them.
+    pub len: AtomicU32,
+    _pad0: u32,
+    pub text: [AtomicU64; TOPIC_TEXT / 8],
+}
+
+pub(crate) const PROGRAM_NONE: u32 = 0;
+pub(crate) const PROGRAM_BRIDGE: u32 = 1;
+pub(crate) const BRIDGE_OUT: usize = 0;
+pub(crate) const BRIDGE_IN: usize = 1;
+pub(crate) const BRIDGE_DROPPED: usize = 2;
+pub(crate) const BRIDGE_RECONNECTS: usize = 3;
 
 pub(crate) const SLEEPING_SUBSCRIBER: u32 = 1;
 pub(crate) const SLEEPING_PUBLISHER: u32 = 2;
@@ -166,16 +246,21 @@ pub(crate) struct Consumer {
     pub futex: AtomicU32,
     /// How many of its receivers are asleep (or about to be) on `futex`.
     pub sleepers: AtomicU32,
-    _pad1: u64,
+    /// Groups: when the last member left or was found dead (`now_ns`), 0 while it has one. A
+    /// group without members stays live, so it keeps its backlog and goes on receiving, until
+    /// the header's `group_retention_ms` has passed since then (`docs/delivery.md`).
+    pub orphaned_ns: AtomicU64,
     pub name: [AtomicU64; MAX_GROUP_NAME / 8],
     /// Positions a dead member held, as `Redelivery` words (owner 0 = up for grabs; 0 = empty).
     pub redeliver: [AtomicU64; REDELIVER_SLOTS],
+    /// Lossy consumers: messages for it that publishers took because it was a ring behind.
+    pub missed: AtomicU64,
     /// The topics it wants (see [`Interest`]).
     pub interest: Interest,
 }
 
 /// Words of pattern text in an [`Interest`].
-pub(crate) const INTEREST_WORDS: usize = 510;
+pub(crate) const INTEREST_WORDS: usize = 509;
 
 /// The topics a consumer wants: the patterns of its hooks (a group: of its members' hooks, as
 /// they registered them). Rewritten under the table lock, read by publishers without it, so it is
@@ -204,6 +289,8 @@ pub(crate) struct ClassHead {
 const _: () = {
     assert!(std::mem::size_of::<Header>() <= HEADER_SIZE);
     assert!(std::mem::size_of::<Row>() == ROW_SIZE);
+    assert!(std::mem::size_of::<TopicEntry>() == TOPIC_ENTRY_SIZE);
+    assert!(std::mem::size_of::<RowStats>() == ROW_STATS_SIZE);
     assert!(std::mem::size_of::<Consumer>() == CONSUMER_SIZE);
     assert!(std::mem::size_of::<crate::blocks::ring::Slot>() == SLOT_SIZE);
     assert!(std::mem::size_of::<ClassHead>() == CLASS_SIZE);
@@ -229,6 +316,7 @@ pub(crate) struct Layout {
     pub max_subscribers: u32,
     pub classes: Vec<ClassGeom>,
     pub rows_off: u64,
+    pub row_stats_off: u64,
     pub consumers_off: u64,
     pub slots_off: u64,
     pub classes_off: u64,
@@ -310,7 +398,9 @@ impl Layout {
         counts[0] += cfg.slab_blocks - sum;
 
         let rows_off = HEADER_SIZE as u64;
-        let consumers_off = rows_off + cfg.max_processes as u64 * ROW_SIZE as u64;
+        let row_stats_off = rows_off + cfg.max_processes as u64 * ROW_SIZE as u64;
+        // One more than the rows: the last holds the totals of rows that have left.
+        let consumers_off = row_stats_off + (cfg.max_processes as u64 + 1) * ROW_STATS_SIZE as u64;
         let slots_off = align(consumers_off + 64 * CONSUMER_SIZE as u64, 128);
         // Slots are three cache lines each, so every slot starts on a line of its own.
         let classes_off = slots_off + cap as u64 * SLOT_SIZE as u64;
@@ -343,6 +433,7 @@ impl Layout {
             max_subscribers: cfg.max_subscribers,
             classes,
             rows_off,
+            row_stats_off,
             consumers_off,
             slots_off,
             classes_off,

@@ -16,6 +16,7 @@ pub(crate) mod layout;
 pub mod liveness;
 pub(crate) mod message;
 mod release;
+pub(crate) mod stats;
 pub(crate) mod table;
 pub(crate) mod words;
 
@@ -26,7 +27,7 @@ use crate::blocks::group::GroupView;
 use crate::blocks::ring::{RingView, Slot};
 use crate::blocks::slab::FreeList;
 use crate::{shm_path, validate_name, BusConfig, BusError};
-use layout::{ClassHead, Consumer, Header, Layout, Row, LAYOUT_VERSION, MAGIC};
+use layout::{ClassHead, Consumer, Header, Layout, Row, RowStats, LAYOUT_VERSION, MAGIC};
 use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd};
@@ -86,6 +87,10 @@ impl Region {
             layout,
         };
         region.initialise();
+        region
+            .header()
+            .group_retention_ms
+            .store(cfg.group_retention_ms, Ordering::Relaxed);
         let src = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).expect("no NUL");
         let dst =
             CString::new(shm_path(name).into_os_string().into_encoded_bytes()).map_err(|_| {
@@ -205,6 +210,7 @@ impl Region {
         h.num_classes
             .store(l.classes.len() as u32, Ordering::Relaxed);
         h.rows_off.store(l.rows_off, Ordering::Relaxed);
+        h.row_stats_off.store(l.row_stats_off, Ordering::Relaxed);
         h.consumers_off.store(l.consumers_off, Ordering::Relaxed);
         h.slots_off.store(l.slots_off, Ordering::Relaxed);
         h.classes_off.store(l.classes_off, Ordering::Relaxed);
@@ -270,6 +276,25 @@ impl Region {
     /// Row `i`, if `i` is in range.
     pub(crate) fn row(&self, i: u32) -> Option<&Row> {
         self.rows().get(i as usize)
+    }
+
+    /// The stats of row `i` (`i` < `max_processes`), or with `i == max_processes` the totals of
+    /// the rows that have left; `None` beyond.
+    pub(crate) fn row_stats(&self, i: u32) -> Option<&RowStats> {
+        // SAFETY: the layout puts max_processes + 1 row stats at row_stats_off, 128-byte aligned.
+        let all: &[RowStats] = unsafe {
+            self.slice_at(
+                self.layout.row_stats_off,
+                self.layout.max_processes as usize + 1,
+            )
+        };
+        all.get(i as usize)
+    }
+
+    /// The totals of the rows that have left (written under the table lock only).
+    pub(crate) fn departed_stats(&self) -> &RowStats {
+        self.row_stats(self.layout.max_processes)
+            .expect("the departed entry is in the layout")
     }
 
     /// The consumer table (always 64 entries; only `max_subscribers` are handed out).
@@ -378,7 +403,7 @@ fn validate_header(name: &str, h: &Header, file_size: u64) -> Result<Layout, Bus
         BusError::BadConfig { what } => BusError::corrupt(name, format!("header geometry: {what}")),
         e => e,
     })?;
-    let checks: [(&str, u64, u64); 9] = [
+    let checks: [(&str, u64, u64); 10] = [
         (
             "number of size classes",
             layout.classes.len() as u64,
@@ -393,6 +418,11 @@ fn validate_header(name: &str, h: &Header, file_size: u64) -> Result<Layout, Bus
             "process table offset",
             layout.rows_off,
             h.rows_off.load(Ordering::Relaxed),
+        ),
+        (
+            "row stats offset",
+            layout.row_stats_off,
+            h.row_stats_off.load(Ordering::Relaxed),
         ),
         (
             "consumer table offset",

@@ -44,6 +44,55 @@ impl Region {
         false
     }
 
+    /// A publisher found the ring full (`all == false`: it needs the slot at the head) or a slab
+    /// class empty (`all == true`: it needs any block): takes from each lossy consumer the
+    /// messages it has not read that stand in the way (up to the head's slot, or everything),
+    /// counting them in its `missed`, so that nobody waits for a lossy consumer. True if a slot
+    /// was freed (the caller retries at once).
+    pub(crate) fn take_from_lossy(&self, all: bool) -> bool {
+        let h = self.header();
+        let lossy = h.lossy_mask.load(Ordering::SeqCst);
+        if lossy == 0 {
+            return false;
+        }
+        let ring = self.ring();
+        let head = h.head.load(Ordering::SeqCst);
+        let upto = if all {
+            head.wrapping_sub(1)
+        } else {
+            let cap = ring.capacity();
+            let Some(needed) = head.checked_sub(cap) else {
+                return false;
+            };
+            // Only when a lossy consumer holds the slot the head needs; then a sixteenth of the
+            // ring at once, so that publishers do not pay for this on every message.
+            if ring.slot(needed).pending.load(Ordering::Acquire) & lossy == 0 {
+                return false;
+            }
+            needed.wrapping_add(cap / 16).min(head.wrapping_sub(1))
+        };
+        let mut freed = false;
+        let mut bits = lossy;
+        while bits != 0 {
+            let b = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let Some(c) = self.consumers().get(b) else {
+                break;
+            };
+            let n = ring.evict(b, &c.cursor, upto, |block| {
+                self.free_block(block);
+                freed = true;
+            });
+            if n > 0 {
+                c.missed.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+        if freed {
+            self.wake_publishers();
+        }
+        freed
+    }
+
     /// Clears `bits` from published position `pos`: `None` if other consumers still hold the
     /// slot, `Some(block freed)` if this call released it (and its block), in which case the
     /// caller must call [`Region::wake_publishers`] (once for a whole run of releases is enough).

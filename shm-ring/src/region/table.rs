@@ -154,6 +154,9 @@ impl<'a> TableGuard<'a> {
         for (i, row) in self.region.rows().iter().enumerate() {
             if row.state.load(Ordering::Acquire) == ROW_FREE {
                 reset_row(row);
+                if let Some(stats) = self.region.row_stats(i as u32) {
+                    stats.reset();
+                }
                 row.role.store(role.code(), Ordering::Relaxed);
                 row.pid.store(std::process::id(), Ordering::Relaxed);
                 row.start_time.store(own_start_time(), Ordering::Relaxed);
@@ -168,9 +171,15 @@ impl<'a> TableGuard<'a> {
         })
     }
 
-    /// Frees row `i`.
+    /// Frees row `i`, adding its topic counts to the departed rows' totals first. The stats are
+    /// emptied once added, so running this again after an interruption adds nothing twice,
+    /// except the counts of a holder killed between the two steps.
     pub(crate) fn free_row(&self, i: u32) {
         if let Some(row) = self.region.row(i) {
+            if let Some(stats) = self.region.row_stats(i) {
+                stats.merge_into(self.region.departed_stats());
+                stats.reset();
+            }
             row.state.store(ROW_FREE, Ordering::Release);
         }
     }
@@ -182,6 +191,7 @@ impl<'a> TableGuard<'a> {
         kind: u32,
         group: &str,
         wanted: &Wanted,
+        lossy: bool,
     ) -> Result<u32, BusError> {
         let max = self.region.layout().max_subscribers as usize;
         for (i, c) in self.region.consumers().iter().enumerate().take(max) {
@@ -191,6 +201,8 @@ impl<'a> TableGuard<'a> {
             c.sleepers.store(0, Ordering::Relaxed);
             c.kind.store(kind, Ordering::Relaxed);
             c.members.store(1, Ordering::Relaxed);
+            c.orphaned_ns.store(0, Ordering::Relaxed);
+            c.missed.store(0, Ordering::Relaxed);
             c.redelivered.store(0, Ordering::Relaxed);
             c.redeliver_count.store(0, Ordering::Relaxed);
             for r in &c.redeliver {
@@ -207,20 +219,30 @@ impl<'a> TableGuard<'a> {
             c.name_len.store(group.len() as u32, Ordering::Relaxed);
             c.end.store(0, Ordering::Relaxed);
             c.state.store(CONSUMER_LIVE, Ordering::Release);
-            // Interest before the bit: a publisher that sees the bit finds what we want.
+            // Interest and lossiness before the bit: a publisher that sees the bit finds what we
+            // want, and does not wait for a lossy consumer.
             self.write_interest(i, wanted);
+            let h = self.region.header();
+            if lossy {
+                h.lossy_mask.fetch_or(1 << i, Ordering::SeqCst);
+            } else {
+                h.lossy_mask.fetch_and(!(1 << i), Ordering::SeqCst);
+            }
             // Bit first, start second (resolved once, by us or by a publisher that sees the bit):
             // every position at or after the start that carries our bit will be visited, and no
             // position before it carries it (blocks/ring.rs, joining and leaving).
             let start = self.region.ring().join(i);
-            c.cursor.store(
+            // A lossy consumer's cursor is a plain position (publishers CAS it, `RingView::evict`).
+            let cursor = if lossy {
+                start
+            } else {
                 Cursor {
                     pos: start,
                     claimer: 0,
                 }
-                .value(),
-                Ordering::SeqCst,
-            );
+                .value()
+            };
+            c.cursor.store(cursor, Ordering::SeqCst);
             return Ok(i as u32);
         }
         Err(BusError::TableFull {
@@ -273,6 +295,11 @@ fn reset_row(row: &Row) {
         w.store(0, Ordering::Relaxed);
     }
     row.sleeping.store(0, Ordering::Relaxed);
+    row.held_block.store(0, Ordering::Relaxed);
+    // Publishers' counters, so that a row does not show what its previous owner did.
+    for w in [&row.unrouted, &row.waiting_for, &row.waiting_since_ns] {
+        w.store(0, Ordering::Relaxed);
+    }
 }
 
 /// The group name stored in a consumer entry (`None` if it is not valid UTF-8 or too long).

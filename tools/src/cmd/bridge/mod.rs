@@ -55,7 +55,9 @@ messages more slowly than they arrive, up to --import-buffer of them wait in thi
 that, NATS messages are lost and counted as dropped.
 
 Prints a ready line once connected and subscribed, then a stats line (out, in, dropped, \
-reconnects) every --stats-every seconds and at exit. Runs until SIGINT or SIGTERM, then \
+reconnects) every --stats-every seconds and at exit; the same counters, with the server (its \
+URL without credentials), are kept in the bus, where `event-engine inspect` and `watch` show \
+them. Runs until SIGINT or SIGTERM, then \
 flushes what it holds and exits 0 (1 if the server could not take it within 5 s).";
 
 /// Arguments of `bridge`.
@@ -205,6 +207,9 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
         }
     };
 
+    // The counters also go to the bus handle's row, for `inspect` and `watch`.
+    let on_bus = bus.announce_bridge(&stats::without_credentials(&args.nats));
+
     // Subscribed before the bridge shows on the bus as a subscriber or publisher, so that
     // whoever sees it there can count on it receiving from NATS already.
     let subjects =
@@ -231,6 +236,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
         id,
         client,
         counters,
+        on_bus,
         stop,
         stats_every,
         route: format!(
@@ -251,6 +257,8 @@ struct Bridge {
     id: String,
     client: async_nats::Client,
     counters: Arc<Counters>,
+    /// Where `inspect` reads the counters: stored on every tick by the main loop only.
+    on_bus: shm_ring::BridgeCounters,
     stop: StopFlag,
     stats_every: Duration,
     /// What the ready line says is bridged (bus, server, export patterns).
@@ -271,6 +279,7 @@ impl Bridge {
             id,
             client,
             counters,
+            on_bus,
             stop,
             stats_every,
             route,
@@ -356,6 +365,7 @@ impl Bridge {
         loop {
             tokio::select! {
                 _ = tick.tick() => {
+                    counters.store_on(&on_bus);
                     // A bus thread ends early only on an error, reported once it is joined.
                     let failed = |t: &Option<std::thread::JoinHandle<Result<()>>>| {
                         t.as_ref().is_some_and(|t| t.is_finished())
@@ -426,6 +436,7 @@ impl Bridge {
             unsent += 1;
         }
         Counters::add(&counters.dropped, unsent);
+        counters.store_on(&on_bus);
         let export_result = export_thread.map(join).unwrap_or(Ok(()));
         let import_result = import_thread.map(join).unwrap_or(Ok(()));
         writeln!(out, "bridge {id}: stopped; {}", counters.line())?;

@@ -3,22 +3,34 @@
 //! The bus is opened read-only and not joined, so inspecting never shows up in (or changes) what
 //! it reports.
 
+pub mod flows;
 pub mod report;
 
 use crate::format;
 use anyhow::Result;
-pub use report::{per_process, role_name, summary, Report, SCHEMA_VERSION};
+pub use report::{command_of, per_process, role_name, summary, Report, SCHEMA_VERSION};
 use std::io::Write;
+use std::time::Duration;
 
 /// The long help of the subcommand (`event-engine inspect --help`).
 pub const LONG_ABOUT: &str = "Show one bus: geometry and layout version, ring occupancy, a line per \
 attached process (pid, alive, what it does, groups, messages published and delivered, its largest \
-lag, command line), groups, slab use per size class and the bus counters. A process holds a \
+lag, command line), the topics published (messages and bytes per second, totals, unrouted \
+messages, publishers, and the consumers whose interest matches each), publishers blocked on a \
+full ring and the consumers they wait for (pid, group, command line) and since when, bridges \
+(NATS server, out, in, dropped, reconnects), groups, slab use per size class and the bus \
+counters (with unrouted: messages no consumer wanted). A process holds a \
 process-table row per handle (its bus, each publisher, each subscriber); --verbose also lists the \
 rows (role, group, cursor, lag, delivered, last wait). ALIVE is checked now from the pid and its \
 start time; LAST WAIT is when the row last woke from waiting (for messages, or for room) or \
 attached: a busy subscriber or a publisher that never waits keeps an old one while alive. The \
 bus is read without being joined.
+
+Topic rates come from two snapshots --interval milliseconds apart (default 250; 0: one \
+snapshot, no rates). Totals count since the bus was created, including publishers that left. \
+Each publisher names its first 16 topics and counts the rest together, shown as (other \
+topics); a topic longer than 40 bytes is shown cut, ending in '…'. Consumers are listed as \
+`pid N` (a fan-out subscriber) or `group NAME (pids ...)`.
 
 With --json, prints one object whose field names are a stable API (schema 1):
   schema          int, 1
@@ -35,15 +47,29 @@ With --json, prints one object whose field names are a stable API (schema 1):
                   fan-out subscribers; handles = attached bus handles; *_processes count
                   distinct processes holding such a row)
   processes       [{row, pid, alive: bool, role: \"bus\"|\"publisher\"|\"subscriber\"|\"group_member\"|
-                  \"unknown\", group: str|null, cursor: int|null, lag: int|null, delivered, published,
-                  redelivered, last_heartbeat_ns (LAST WAIT), command: str|null}], one per
+                  \"unknown\", group: str|null, cursor: int|null, lag: int|null, lossy: bool,
+                  missed, delivered, published, redelivered, last_heartbeat_ns (LAST WAIT),
+                  consumer: int|null, unrouted, waiting_for: [int], waiting_since_ns,
+                  command: str|null}], one per
                   process-table row;
                   cursor and lag are null for non-subscribers, command is the command line of a
-                  live process (null when dead or unreadable)
-  groups          [{name: str, members, cursor, lag, redelivered}]
+                  live process (null when dead or unreadable); waiting_for names the consumer
+                  entries a blocked publisher waits for (waiting_since_ns 0: not waiting)
+  groups          [{name: str, members, cursor, lag, redelivered, kept_for_ms: int|null}];
+                  kept_for_ms: a group with no live member keeps its backlog this much longer
+  consumers       [{consumer: int, group: str|null, topics: [str]|null (null: every topic),
+                  pids: [int]}], one per fan-out subscriber or group
+  topics          [{topic: str|null (null: other topics), cut: bool, messages, bytes, unrouted,
+                  messages_per_s: float|null, bytes_per_s: float|null, publishers: [pid],
+                  consumers: [{consumer, group: str|null, pids: [int]}]}], busiest first
+  rates_over_ms   int|null, the time between the two snapshots of the rates
+  blocked         [{pid, row, since_ns, waiting_for: [{consumer, group, pids}]}], publishers
+                  waiting for room on a full ring
+  bridges         [{pid, alive: bool, server: str, out, in, dropped, reconnects}]
   slab            [{block_size, total, used, free}], one per size class, smallest first
-  counters        {published, full_waits, redeliveries, reaped, sleeping_subscribers,
-                  sleeping_publishers}: int; reaped counts process-table rows
+  counters        {published, unrouted, full_waits, redeliveries, reaped, backlog_dropped,
+                  sleeping_subscribers, sleeping_publishers}: int; reaped counts process-table
+                  rows, backlog_dropped the messages of groups dropped after their retention
   corruption      [str], what is found corrupt in the region (a ring head moved back, a damaged
                   slot or free list, a cursor outside the ring); empty for a sound bus
 
@@ -61,12 +87,23 @@ pub struct Args {
     /// Also list the process-table rows (a process holds one per handle).
     #[arg(long, short)]
     pub verbose: bool,
+    /// Milliseconds between the two snapshots topic rates come from (0: no rates).
+    #[arg(long, value_name = "MS", default_value_t = 250)]
+    pub interval: u64,
 }
 
 /// Inspects the bus.
 pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
-    let snap = shm_ring::inspect(&args.name)?;
-    let report = Report::from(&snap);
+    let first = shm_ring::inspect(&args.name)?;
+    let report = if args.interval == 0 {
+        Report::from(&first)
+    } else {
+        let interval = Duration::from_millis(args.interval);
+        let started = std::time::Instant::now();
+        std::thread::sleep(interval);
+        let cur = shm_ring::inspect(&args.name)?;
+        Report::with_rates(&first, &cur, started.elapsed())
+    };
     if args.json {
         serde_json::to_writer_pretty(&mut *out, &report)?;
         writeln!(out)?;
@@ -155,8 +192,11 @@ pub fn write_text(
                 if p.publishers > 0 {
                     does.push("publishes".to_string());
                 }
-                if p.subscribers > 0 {
+                if p.subscribers > p.lossy {
                     does.push("subscribes".to_string());
+                }
+                if p.lossy > 0 {
+                    does.push(format!("subscribes lossy (missed {})", p.missed));
                 }
                 if !p.groups.is_empty() {
                     does.push(format!("member of {}", p.groups.join(", ")));
@@ -230,6 +270,122 @@ pub fn write_text(
         )?;
     }
 
+    if !r.blocked.is_empty() {
+        writeln!(
+            out,
+            "\nBLOCKED PUBLISHERS (waiting for room on a full ring)"
+        )?;
+        let mut rows = Vec::new();
+        for b in &r.blocked {
+            let since = format::ago(b.since_ns, now_ns);
+            if b.waiting_for.is_empty() {
+                rows.push(vec![
+                    b.pid.to_string(),
+                    since.clone(),
+                    "-".into(),
+                    "-".into(),
+                ]);
+            }
+            for c in &b.waiting_for {
+                let command = c.pids.first().and_then(|&pid| command_of(pid));
+                rows.push(vec![
+                    b.pid.to_string(),
+                    since.clone(),
+                    c.describe(),
+                    command.unwrap_or_else(|| "-".into()),
+                ]);
+            }
+        }
+        crate::table::write(
+            out,
+            "  ",
+            &["PID", "WAITING SINCE", "WAITS FOR", "ITS COMMAND"],
+            &rows,
+        )?;
+    }
+
+    let over = r.rates_over_ms.map_or_else(
+        || "no rates".to_string(),
+        |ms| format!("rates over {ms} ms"),
+    );
+    writeln!(out, "\nTOPICS ({over}; totals since the bus was created)")?;
+    if r.topics.is_empty() {
+        writeln!(out, "  (none published)")?;
+    } else {
+        let rows: Vec<Vec<String>> = r
+            .topics
+            .iter()
+            .map(|t| {
+                vec![
+                    t.label(),
+                    flows::rate(t.messages_per_s, ""),
+                    flows::rate(t.bytes_per_s, "B"),
+                    t.messages.to_string(),
+                    format::bytes(t.bytes),
+                    t.unrouted.to_string(),
+                    if t.publishers.is_empty() {
+                        "-".into()
+                    } else {
+                        t.publishers
+                            .iter()
+                            .map(u32::to_string)
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    },
+                    t.consumers_text(),
+                ]
+            })
+            .collect();
+        crate::table::write(
+            out,
+            "  ",
+            &[
+                "TOPIC",
+                "MSG/S",
+                "BYTES/S",
+                "MESSAGES",
+                "BYTES",
+                "UNROUTED",
+                "PUBLISHERS",
+                "CONSUMERS",
+            ],
+            &rows,
+        )?;
+    }
+
+    if !r.bridges.is_empty() {
+        writeln!(out, "\nBRIDGES")?;
+        let rows: Vec<Vec<String>> = r
+            .bridges
+            .iter()
+            .map(|b| {
+                vec![
+                    b.pid.to_string(),
+                    if b.alive { "yes" } else { "DEAD" }.into(),
+                    b.server.clone(),
+                    b.out.to_string(),
+                    b.in_.to_string(),
+                    b.dropped.to_string(),
+                    b.reconnects.to_string(),
+                ]
+            })
+            .collect();
+        crate::table::write(
+            out,
+            "  ",
+            &[
+                "PID",
+                "ALIVE",
+                "SERVER",
+                "OUT",
+                "IN",
+                "DROPPED",
+                "RECONNECTS",
+            ],
+            &rows,
+        )?;
+    }
+
     writeln!(out, "\nGROUPS")?;
     if r.groups.is_empty() {
         writeln!(out, "  (none)")?;
@@ -240,7 +396,10 @@ pub fn write_text(
             .map(|g| {
                 vec![
                     g.name.clone(),
-                    g.members.to_string(),
+                    match g.kept_for_ms {
+                        None => g.members.to_string(),
+                        Some(ms) => format!("0 (kept {}s)", ms.div_ceil(1000)),
+                    },
                     g.cursor.to_string(),
                     g.lag.to_string(),
                     g.redelivered.to_string(),
@@ -281,9 +440,16 @@ pub fn write_text(
     crate::table::write(
         out,
         "  ",
-        &["PUBLISHED", "FULL WAITS", "REDELIVERIES", "ROWS REAPED"],
+        &[
+            "PUBLISHED",
+            "UNROUTED",
+            "FULL WAITS",
+            "REDELIVERIES",
+            "ROWS REAPED",
+        ],
         &[vec![
             c.published.to_string(),
+            c.unrouted.to_string(),
             c.full_waits.to_string(),
             c.redeliveries.to_string(),
             c.reaped.to_string(),

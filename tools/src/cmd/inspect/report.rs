@@ -2,6 +2,7 @@
 //! apart from the snapshot, because its field names are an API that scripts rely on and must not
 //! move when the bus internals do; `inspect --help` documents every field.
 
+use super::flows::{self, Blocked, Bridge, TopicFlow};
 use serde::Serialize;
 use shm_ring::{Role, Snapshot};
 
@@ -31,6 +32,16 @@ pub struct Report {
     pub processes: Vec<Process>,
     /// One entry per group.
     pub groups: Vec<Group>,
+    /// One entry per live consumer (fan-out subscriber or group).
+    pub consumers: Vec<Consumer>,
+    /// The topics published, summed over publishers (including those that left).
+    pub topics: Vec<TopicFlow>,
+    /// Milliseconds between the two snapshots the topic rates come from (null: one snapshot).
+    pub rates_over_ms: Option<u64>,
+    /// Publishers waiting for room, and whom they wait for.
+    pub blocked: Vec<Blocked>,
+    /// Bridges attached to the bus.
+    pub bridges: Vec<Bridge>,
     /// One entry per slab size class.
     pub slab: Vec<SlabClass>,
     /// Bus-wide counters.
@@ -111,6 +122,10 @@ pub struct Process {
     pub cursor: Option<u64>,
     /// Messages published that the subscriber has not received.
     pub lag: Option<u64>,
+    /// A lossy subscriber (publishers take what it has not read rather than wait for it).
+    pub lossy: bool,
+    /// Messages a lossy subscriber missed that way.
+    pub missed: u64,
     /// Messages received and acknowledged.
     pub delivered: u64,
     /// Messages published.
@@ -119,6 +134,14 @@ pub struct Process {
     pub redelivered: u64,
     /// Last heartbeat, ns since the Unix epoch.
     pub last_heartbeat_ns: u64,
+    /// Consumer entry of a subscriber or group member.
+    pub consumer: Option<u32>,
+    /// Messages it published that no consumer wanted.
+    pub unrouted: u64,
+    /// A publisher waiting for room: the consumer entries holding the slot it needs.
+    pub waiting_for: Vec<u32>,
+    /// Since when it waits, ns since the Unix epoch (0: not waiting).
+    pub waiting_since_ns: u64,
     /// The process's command line (`/proc/PID/cmdline`, arguments joined by spaces) while it
     /// is alive and readable; null otherwise.
     pub command: Option<String>,
@@ -149,6 +172,22 @@ pub struct Group {
     pub lag: u64,
     /// Messages handed to another member after a member died.
     pub redelivered: u64,
+    /// With no live member, the group keeps its backlog this many more milliseconds (0: until
+    /// the next reap); `null` while it has members.
+    pub kept_for_ms: Option<u64>,
+}
+
+/// One live consumer.
+#[derive(Serialize, Debug)]
+pub struct Consumer {
+    /// Consumer entry.
+    pub consumer: u32,
+    /// Group name (null: a fan-out subscriber).
+    pub group: Option<String>,
+    /// Patterns it wants (null: every topic).
+    pub topics: Option<Vec<String>>,
+    /// Pids subscribed through it.
+    pub pids: Vec<u32>,
 }
 
 /// One slab size class.
@@ -169,12 +208,16 @@ pub struct SlabClass {
 pub struct Counters {
     /// Messages published.
     pub published: u64,
+    /// Messages no consumer wanted, since the bus was created.
+    pub unrouted: u64,
     /// Publishes that found the ring or slab full and waited.
     pub full_waits: u64,
     /// Messages handed to another group member after a member died.
     pub redeliveries: u64,
     /// Dead process-table rows reclaimed.
     pub reaped: u64,
+    /// Messages dropped with groups kept past the group retention without a member.
+    pub backlog_dropped: u64,
     /// Subscribers asleep waiting for messages.
     pub sleeping_subscribers: u32,
     /// Publishers asleep waiting for room.
@@ -240,6 +283,10 @@ pub struct ProcessSummary {
     pub publishers: u32,
     /// Fan-out subscriber rows.
     pub subscribers: u32,
+    /// Of those, lossy ones.
+    pub lossy: u32,
+    /// Messages its lossy subscribers missed.
+    pub missed: u64,
     /// Groups it is a member of, in row order, each once.
     pub groups: Vec<String>,
     /// Messages it published.
@@ -268,6 +315,8 @@ pub fn per_process(r: &Report) -> Vec<ProcessSummary> {
                     rows: 0,
                     publishers: 0,
                     subscribers: 0,
+                    lossy: 0,
+                    missed: 0,
                     groups: Vec::new(),
                     published: 0,
                     delivered: 0,
@@ -281,6 +330,8 @@ pub fn per_process(r: &Report) -> Vec<ProcessSummary> {
         q.rows += 1;
         q.published += p.published;
         q.delivered += p.delivered;
+        q.lossy += u32::from(p.lossy);
+        q.missed += p.missed;
         if let Some(lag) = p.lag {
             q.lag = Some(q.lag.map_or(lag, |l| l.max(lag)));
         }
@@ -299,6 +350,16 @@ pub fn per_process(r: &Report) -> Vec<ProcessSummary> {
         }
     }
     out
+}
+
+impl Report {
+    /// The report of `cur`, with topic rates since `prev`, taken `elapsed` earlier.
+    pub fn with_rates(prev: &Snapshot, cur: &Snapshot, elapsed: std::time::Duration) -> Report {
+        let mut r = Report::from(cur);
+        r.topics = flows::topics_with_rates(prev, cur, elapsed.as_secs_f64());
+        r.rates_over_ms = Some(elapsed.as_millis() as u64);
+        r
+    }
 }
 
 impl From<&Snapshot> for Report {
@@ -334,10 +395,16 @@ impl From<&Snapshot> for Report {
                     group: p.group.clone(),
                     cursor: p.cursor,
                     lag: p.lag,
+                    lossy: p.lossy,
+                    missed: p.missed,
                     delivered: p.delivered,
                     published: p.published,
                     redelivered: p.redelivered,
                     last_heartbeat_ns: p.last_heartbeat_ns,
+                    consumer: p.consumer,
+                    unrouted: p.unrouted,
+                    waiting_for: p.waiting_for.clone(),
+                    waiting_since_ns: p.waiting_since_ns,
                     command: p.alive.then(|| command_of(p.pid)).flatten(),
                 })
                 .collect(),
@@ -350,8 +417,23 @@ impl From<&Snapshot> for Report {
                     cursor: g.cursor,
                     lag: s.ring.head.saturating_sub(g.cursor),
                     redelivered: g.redelivered,
+                    kept_for_ms: g.kept_for_ms,
                 })
                 .collect(),
+            consumers: s
+                .consumers
+                .iter()
+                .map(|c| Consumer {
+                    consumer: c.consumer,
+                    group: c.group.clone(),
+                    topics: c.topics.clone(),
+                    pids: flows::consumer_ref(s, c.consumer).pids,
+                })
+                .collect(),
+            topics: flows::topics(s),
+            rates_over_ms: None,
+            blocked: flows::blocked(s),
+            bridges: flows::bridges(s),
             slab: s
                 .slab
                 .iter()
@@ -364,9 +446,11 @@ impl From<&Snapshot> for Report {
                 .collect(),
             counters: Counters {
                 published: s.counters.published,
+                unrouted: s.counters.unrouted,
                 full_waits: s.counters.full_waits,
                 redeliveries: s.counters.redeliveries,
                 reaped: s.counters.reaped,
+                backlog_dropped: s.counters.backlog_dropped,
                 sleeping_subscribers: s.counters.sub_sleepers,
                 sleeping_publishers: s.counters.pub_sleepers,
             },

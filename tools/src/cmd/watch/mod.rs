@@ -19,11 +19,19 @@ use view::Dashboard;
 
 /// The long help of the subcommand (`event-engine watch --help`).
 pub const LONG_ABOUT: &str = "A live view of the bus, refreshed in place until q, Esc or Ctrl-C: \
-publish and delivery rates, ring and slab fill bars, and a lag bar per subscriber and group \
-(the share of the ring it is behind; a full bar means publishers wait for it).
+publish and delivery rates and the count of unrouted messages (no consumer wanted them); the \
+publishers blocked on a full ring, each with the consumer it waits for (pid or group, command \
+line) and since when; ring and slab fill bars; the topics that flow, busiest first, with \
+messages and bytes per second, total messages and the consumers whose interest matches; a lag \
+bar per subscriber and group (the share of the ring it is behind; a full bar means publishers \
+wait for it); and each bridge (out, in, dropped, reconnects, NATS server).
 
-Needs a terminal on stdout; --once instead prints one frame as plain text (rates measured over \
-one interval) and exits, which works anywhere.";
+What does not fit the terminal is shortened, so that 80 columns by 24 lines stay readable: the \
+slab becomes its fullest class, blank lines go, then the longest lists keep their first rows \
+and end in a '… N more' line (`inspect` shows everything).
+
+Needs a terminal on stdout; --once instead prints one frame as plain text, with everything \
+(rates measured over one interval), and exits, which works anywhere.";
 
 /// Arguments of `watch`.
 #[derive(clap::Args, Debug)]

@@ -1,8 +1,13 @@
 //! The picture `watch` draws, as a pure function of two snapshots and the time between them:
-//! publish and delivery rates, ring and slab fill bars, a lag bar per subscriber and group.
-//! Nothing here touches the terminal or the bus, so it renders the same into a test buffer.
+//! publish and delivery rates, blocked publishers and whom they wait for, ring and slab fill
+//! bars, the topics that flow (rates, totals, consumers), a lag bar per subscriber and group,
+//! and the bridges. What does not fit the screen is shortened (the slab to its fullest class,
+//! long lists to their first rows and a `… N more` line), so that it stays readable down to
+//! 80 columns by 24 lines. Nothing here touches the bus except reading the command line of a
+//! consumer a publisher waits for; it renders the same into a test buffer.
 
-use crate::cmd::inspect::{role_name, summary};
+use crate::cmd::inspect::flows;
+use crate::cmd::inspect::{command_of, role_name, summary};
 use crate::format;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -15,8 +20,6 @@ use std::time::Duration;
 
 /// Width of the text column left of each bar.
 const LABEL_WIDTH: u16 = 34;
-/// Lines of the header above the bars (each fits 80 columns).
-const HEADER_LINES: u16 = 4;
 /// Width of the percentage right of each bar.
 const PERCENT_WIDTH: u16 = 8;
 
@@ -94,10 +97,11 @@ impl Dashboard<'_> {
                 format::count(s.groups.into(), "group", "groups"),
             )),
             Line::raw(format!(
-                "publish {}  deliver {}  published {}",
+                "publish {}  deliver {}  published {}  unrouted {}",
                 self.rate(self.published_delta()),
                 self.rate(delivered),
                 c.counters.published,
+                c.counters.unrouted,
             )),
             Line::raw(format!(
                 "full waits {}  redeliveries {}  rows reaped {}",
@@ -166,12 +170,278 @@ impl Dashboard<'_> {
         bars
     }
 
+    /// The slab as one bar: its fullest class (for a screen too short for every class).
+    fn slab_summary(&self) -> Vec<Bar> {
+        let fullest = self.cur.slab.iter().max_by(|a, b| {
+            ratio(a.used.into(), a.total.into()).total_cmp(&ratio(b.used.into(), b.total.into()))
+        });
+        fullest
+            .map(|c| Bar {
+                label: format!(
+                    "slab fullest {} {}/{}",
+                    format::block_size(c.block_size.into()),
+                    c.used,
+                    c.total
+                ),
+                ratio: ratio(c.used.into(), c.total.into()),
+                right: format::percent(c.used.into(), c.total.into()),
+            })
+            .into_iter()
+            .collect()
+    }
+
+    /// A line per publisher waiting for room and consumer it waits for.
+    fn blocked_lines(&self) -> Vec<Item> {
+        let now = format::now_ns();
+        let mut out = Vec::new();
+        for b in flows::blocked(self.cur) {
+            let since = format::ago(b.since_ns, now);
+            if b.waiting_for.is_empty() {
+                out.push(Item::Text(format!("  pid {} waits ({since})", b.pid)));
+            }
+            for c in &b.waiting_for {
+                let command = c
+                    .pids
+                    .first()
+                    .and_then(|&pid| command_of(pid))
+                    .map(|c| format!(": {c}"))
+                    .unwrap_or_default();
+                out.push(Item::Text(format!(
+                    "  pid {} waits since {since} for {}{command}",
+                    b.pid,
+                    c.describe()
+                )));
+            }
+        }
+        out
+    }
+
+    /// A line per topic: rates, total, consumers (as many as fit `width`, then `+N`).
+    fn topic_lines(&self, width: usize) -> Vec<Item> {
+        let flows = match self.secs() {
+            Some(secs) => flows::topics_with_rates(self.prev, self.cur, secs),
+            None => flows::topics(self.cur),
+        };
+        flows
+            .iter()
+            .map(|t| {
+                let mut label = t.label();
+                if label.chars().count() > TOPIC_WIDTH {
+                    label = label.chars().take(TOPIC_WIDTH - 1).collect::<String>() + "…";
+                }
+                let line = format!(
+                    "  {label:<TOPIC_WIDTH$} {:>8} {:>9} {:>8}  ",
+                    flows::rate(t.messages_per_s, ""),
+                    flows::rate(t.bytes_per_s, "B"),
+                    compact(t.messages),
+                );
+                let room = width.saturating_sub(line.chars().count());
+                Item::Text(line + &consumers_within(t, room))
+            })
+            .collect()
+    }
+
+    /// A line per bridge: counters, then the server (cut at the edge if long).
+    fn bridge_lines(&self) -> Vec<Item> {
+        flows::bridges(self.cur)
+            .iter()
+            .map(|b| {
+                Item::Text(format!(
+                    "  bridge pid {}{}  out {}  in {}  dropped {}  reconnects {}  {}",
+                    b.pid,
+                    if b.alive { "" } else { " DEAD" },
+                    b.out,
+                    b.in_,
+                    b.dropped,
+                    b.reconnects,
+                    b.server
+                ))
+            })
+            .collect()
+    }
+
+    /// Every section for a screen `width` wide, the slab as a bar per class or as its fullest
+    /// class only.
+    fn sections(&self, width: usize, whole_slab: bool) -> Vec<Section> {
+        let mut out = vec![Section {
+            heading: None,
+            items: self.header().into_iter().map(Item::Line).collect(),
+            cuttable: false,
+        }];
+        let blocked = self.blocked_lines();
+        if !blocked.is_empty() {
+            out.push(Section {
+                heading: Some("BLOCKED PUBLISHERS (waiting for room on a full ring)"),
+                items: blocked,
+                cuttable: true,
+            });
+        }
+        let mut fill = vec![Item::Bar(self.ring_bar())];
+        let slab = if whole_slab {
+            self.slab_bars()
+        } else {
+            self.slab_summary()
+        };
+        fill.extend(slab.into_iter().map(Item::Bar));
+        out.push(Section {
+            heading: Some("RING AND SLAB"),
+            items: fill,
+            cuttable: false,
+        });
+        let topics = self.topic_lines(width);
+        out.push(Section {
+            heading: Some("TOPICS       msg/s, bytes/s, messages, consumers"),
+            items: if topics.is_empty() {
+                vec![Item::Text("  (none published)".into())]
+            } else {
+                topics
+            },
+            cuttable: true,
+        });
+        let lag: Vec<Item> = self.lag_bars().into_iter().map(Item::Bar).collect();
+        out.push(Section {
+            heading: Some("SUBSCRIBER LAG (share of the ring; rate = deliveries)"),
+            items: if lag.is_empty() {
+                vec![Item::Text("  (no subscribers)".into())]
+            } else {
+                lag
+            },
+            cuttable: true,
+        });
+        let bridges = self.bridge_lines();
+        if !bridges.is_empty() {
+            out.push(Section {
+                heading: Some("BRIDGES"),
+                items: bridges,
+                cuttable: true,
+            });
+        }
+        out
+    }
+
+    /// What to draw in `height` rows (`None`: everything): when it does not fit, the slab
+    /// shrinks to its fullest class, the blank lines go, then the longest lists are cut,
+    /// each ending in a `… N more` line.
+    fn items(&self, width: usize, height: Option<usize>) -> Vec<Item> {
+        let mut sections = self.sections(width, true);
+        let Some(height) = height else {
+            return flatten(sections, None, true);
+        };
+        if lines(&sections, None, true) > height {
+            sections = self.sections(width, false);
+        }
+        let blanks = lines(&sections, None, true) <= height;
+        let mut shown: Vec<usize> = sections.iter().map(|s| s.items.len()).collect();
+        while lines(&sections, Some(&shown), blanks) > height {
+            let longest = (0..sections.len())
+                .filter(|&i| sections[i].cuttable && shown[i] > 0)
+                .max_by_key(|&i| (shown[i], i));
+            match longest {
+                Some(i) => shown[i] -= 1,
+                None => break,
+            }
+        }
+        flatten(sections, Some(&shown), blanks)
+    }
+
     /// Rows needed to show everything.
     pub fn height(&self) -> u16 {
-        let lag = self.lag_bars().len().max(1);
-        // Header, blank, RING, bar, blank, SLAB, classes, blank, lag heading, lag rows.
-        HEADER_LINES + (4 + 1 + self.cur.slab.len() + 2 + lag) as u16
+        self.items(usize::MAX, None).len() as u16
     }
+}
+
+/// The consumers of `t` in at most `room` characters: as many as fit, then `+N`.
+fn consumers_within(t: &flows::TopicFlow, room: usize) -> String {
+    let all = t.consumers_text();
+    if all.chars().count() <= room || t.consumers.len() < 2 {
+        return all;
+    }
+    let mut shown = String::new();
+    for (i, c) in t.consumers.iter().enumerate() {
+        let more = format!(" +{}", t.consumers.len() - i);
+        let next = if shown.is_empty() {
+            c.describe()
+        } else {
+            format!("{shown}; {}", c.describe())
+        };
+        let rest_after = t.consumers.len() - i - 1;
+        let tail = if rest_after > 0 {
+            format!(" +{rest_after}")
+        } else {
+            String::new()
+        };
+        if next.chars().count() + tail.chars().count() > room {
+            return if shown.is_empty() {
+                format!("{} consumers", t.consumers.len())
+            } else {
+                shown + &more
+            };
+        }
+        shown = next;
+    }
+    shown
+}
+
+/// Width of the topic column in the TOPICS lines.
+const TOPIC_WIDTH: usize = 24;
+
+/// A count in at most 8 characters: `12345678`, then `123.5M`.
+fn compact(n: u64) -> String {
+    match n {
+        n if n < 100_000_000 => n.to_string(),
+        n if n < 100_000_000_000 => format!("{:.1}M", n as f64 / 1e6),
+        n => format!("{:.1}G", n as f64 / 1e9),
+    }
+}
+
+/// One row of the view.
+enum Item {
+    Line(Line<'static>),
+    Text(String),
+    Heading(&'static str),
+    Bar(Bar),
+    Blank,
+}
+
+/// A titled group of rows.
+struct Section {
+    heading: Option<&'static str>,
+    items: Vec<Item>,
+    /// Whether its rows may be cut to fit the screen.
+    cuttable: bool,
+}
+
+/// Rows `sections` take with `shown[i]` items of section `i` (all when `None`), a `… N more`
+/// line for each cut one, and blank lines between sections if `blanks`.
+fn lines(sections: &[Section], shown: Option<&[usize]>, blanks: bool) -> usize {
+    sections
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let n = shown.map_or(s.items.len(), |v| v[i]);
+            let more = usize::from(n < s.items.len());
+            usize::from(s.heading.is_some()) + n + more + usize::from(blanks && i > 0)
+        })
+        .sum()
+}
+
+fn flatten(sections: Vec<Section>, shown: Option<&[usize]>, blanks: bool) -> Vec<Item> {
+    let mut out = Vec::new();
+    for (i, s) in sections.into_iter().enumerate() {
+        if blanks && i > 0 {
+            out.push(Item::Blank);
+        }
+        if let Some(h) = s.heading {
+            out.push(Item::Heading(h));
+        }
+        let total = s.items.len();
+        let n = shown.map_or(total, |v| v[i]);
+        out.extend(s.items.into_iter().take(n));
+        if n < total {
+            out.push(Item::Text(format!("  … {} more", total - n)));
+        }
+    }
+    out
 }
 
 fn ratio(part: u64, whole: u64) -> f64 {
@@ -240,40 +510,16 @@ fn heading(text: &str) -> Paragraph<'_> {
 
 impl Widget for &Dashboard<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
-        let slab = self.slab_bars();
-        let lag = self.lag_bars();
-        let mut rows = vec![Constraint::Length(HEADER_LINES), Constraint::Length(1)];
-        rows.extend([Constraint::Length(1); 2]); // RING heading + bar
-        rows.push(Constraint::Length(1));
-        rows.push(Constraint::Length(1)); // SLAB heading
-        rows.extend(std::iter::repeat_n(Constraint::Length(1), slab.len()));
-        rows.push(Constraint::Length(1));
-        rows.push(Constraint::Length(1)); // LAG heading
-        rows.extend(std::iter::repeat_n(Constraint::Length(1), lag.len().max(1)));
-        rows.push(Constraint::Min(0));
-        let areas = Layout::vertical(rows).split(area);
-
-        let mut i = 0;
-        let mut next = || {
-            i += 1;
-            areas[i - 1]
-        };
-        Paragraph::new(self.header()).render(next(), buf);
-        next();
-        heading("RING").render(next(), buf);
-        render_bar(&self.ring_bar(), next(), buf);
-        next();
-        heading("SLAB").render(next(), buf);
-        for bar in &slab {
-            render_bar(bar, next(), buf);
-        }
-        next();
-        heading("SUBSCRIBER LAG (share of the ring; rate = deliveries)").render(next(), buf);
-        if lag.is_empty() {
-            Paragraph::new("  (no subscribers)").render(next(), buf);
-        }
-        for bar in &lag {
-            render_bar(bar, next(), buf);
+        let items = self.items(area.width as usize, Some(area.height as usize));
+        for (y, item) in (area.top()..area.bottom()).zip(&items) {
+            let row = Rect::new(area.left(), y, area.width, 1);
+            match item {
+                Item::Line(line) => Paragraph::new(line.clone()).render(row, buf),
+                Item::Text(text) => Paragraph::new(text.as_str()).render(row, buf),
+                Item::Heading(text) => heading(text).render(row, buf),
+                Item::Bar(bar) => render_bar(bar, row, buf),
+                Item::Blank => {}
+            }
         }
     }
 }
@@ -298,7 +544,9 @@ mod tests {
     use super::*;
     use ratatui::backend::TestBackend;
     use ratatui::Terminal;
-    use shm_ring::{BusConfig, Counters, GroupRow, RingRow, SlabClassRow};
+    use shm_ring::{
+        BridgeRow, BusConfig, ConsumerRow, Counters, GroupRow, RingRow, SlabClassRow, TopicCount,
+    };
 
     fn process(
         row: u32,
@@ -319,6 +567,8 @@ mod tests {
             consumer: subscribes.then_some(0),
             cursor: subscribes.then_some(1000 - lag),
             lag: subscribes.then_some(lag),
+            lossy: false,
+            missed: 0,
             delivered,
             published: 0,
             unrouted: 0,
@@ -326,6 +576,8 @@ mod tests {
             waiting_since_ns: 0,
             redelivered: 0,
             last_heartbeat_ns: 1,
+            topics: Vec::new(),
+            bridge: None,
         }
     }
 
@@ -353,7 +605,10 @@ mod tests {
                 cursor: published - 8,
                 members: 1,
                 redelivered: 0,
+                kept_for_ms: None,
             }],
+            consumers: Vec::new(),
+            departed_topics: Vec::new(),
             slab: vec![
                 SlabClassRow {
                     block_size: 64,
@@ -374,6 +629,7 @@ mod tests {
                 full_waits: 3,
                 redeliveries: 0,
                 reaped: 0,
+                backlog_dropped: 0,
                 sub_sleepers: 0,
                 pub_sleepers: 0,
             },
@@ -534,5 +790,104 @@ mod tests {
         let text = buffer_text(&draw(&d, 120));
         let last = text.lines().last().unwrap();
         assert!(last.contains("group workers"), "{text}");
+    }
+
+    fn topic(name: &str, messages: u64) -> TopicCount {
+        TopicCount {
+            topic: Some(name.into()),
+            cut: false,
+            hash: shm_ring::topic_hash(name),
+            messages,
+            bytes: messages * 64,
+            unrouted: 0,
+        }
+    }
+
+    /// A busy bus: 8 slab classes, 12 topics, 6 subscribers, a blocked publisher, a bridge.
+    fn busy(published: u64, per_topic: u64) -> Snapshot {
+        let mut publisher = process(1, 100, Role::Publisher, None, 0, 0);
+        publisher.topics = (0..12)
+            .map(|i| topic(&format!("Market.Data.SYM{i:02}"), per_topic * (i + 1)))
+            .collect();
+        publisher.waiting_for = vec![0];
+        publisher.waiting_since_ns = 1;
+        let mut procs = vec![publisher];
+        for i in 0..6 {
+            let mut p = process(2 + i, 200 + i, Role::Subscriber, None, 64, 10 * published);
+            p.consumer = Some(i);
+            procs.push(p);
+        }
+        let mut bus_row = process(9, 300, Role::Bus, None, 0, 0);
+        bus_row.bridge = Some(BridgeRow {
+            server: "nats://broker.example:4222".into(),
+            out: 7,
+            in_: 8,
+            dropped: 1,
+            reconnects: 2,
+        });
+        procs.push(bus_row);
+        let mut s = snapshot(published, procs, 10);
+        s.slab = (0..8)
+            .map(|i| SlabClassRow {
+                block_size: 256 << (2 * i),
+                total: 100,
+                free: 100 - 10 * i,
+                used: 10 * i,
+            })
+            .collect();
+        s.consumers = (0..6)
+            .map(|i| ConsumerRow {
+                consumer: i,
+                group: None,
+                topics: Some(vec!["Market.Data.{symbol}".into()]),
+            })
+            .collect();
+        s.counters.unrouted = 42;
+        s
+    }
+
+    #[test]
+    fn a_busy_bus_stays_readable_at_80_by_24() {
+        let prev = busy(1000, 10);
+        let cur = busy(3000, 30);
+        let d = Dashboard {
+            prev: &prev,
+            cur: &cur,
+            elapsed: Duration::from_secs(1),
+            live: true,
+        };
+        let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+        terminal.draw(|f| f.render_widget(&d, f.area())).unwrap();
+        let text = buffer_text(terminal.backend().buffer());
+        assert_eq!(text.lines().count(), 24);
+        for whole in [
+            "publish 2000/s  deliver 120000/s  published 3000  unrouted 42",
+            "BLOCKED PUBLISHERS",
+            "pid 100 waits since",
+            "for pid 200",
+            "slab fullest 4 MiB 70/100",
+            "TOPICS",
+            "SUBSCRIBER LAG",
+            "more",
+            "BRIDGES",
+            "bridge pid 300  out 7  in 8  dropped 1  reconnects 2",
+        ] {
+            assert!(text.contains(whole), "{whole:?} cut or missing in\n{text}");
+        }
+        // The busiest topic first, with its rate (12 x 20 more messages in one second) and
+        // its consumers.
+        let first = row_of(&text, "Market.Data.SYM11");
+        assert!(
+            first.contains("240/s") && first.contains("15.4kB/s"),
+            "{first}"
+        );
+        assert!(first.ends_with("pid 200; pid 201 +4"), "{first}");
+        // Taller, everything shows: every slab class, every topic, no cuts.
+        let full = buffer_text(&draw(&d, 80));
+        assert!(!full.contains("more"), "{full}");
+        assert!(
+            full.contains("Market.Data.SYM00") && full.contains("blocks 70/100"),
+            "{full}"
+        );
     }
 }

@@ -1,0 +1,285 @@
+//! The encoding of a call's arguments on a bus (docs/wire-format.md): the compact codec when
+//! every argument is a primitive, pickle otherwise; and decoding a received payload back into
+//! the `(args, kwargs)` of a handler call.
+
+use pyo3::exceptions::{PyAttributeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
+use shm_ring::wire::compact::{CompactReader, CompactWriter, Item};
+use shm_ring::Codec;
+
+static DUMPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// An encoded call: its codec, and its bytes (in the caller's buffer, or the pickle's own).
+pub(crate) struct Encoded<'py> {
+    pub(crate) codec: Codec,
+    pickle: Option<Bound<'py, PyBytes>>,
+}
+
+impl Encoded<'_> {
+    /// The encoded bytes; `buf` is the buffer given to [`encode`].
+    pub(crate) fn bytes<'a>(&'a self, buf: &'a [u8]) -> &'a [u8] {
+        match &self.pickle {
+            Some(p) => p.as_bytes(),
+            None => buf,
+        }
+    }
+}
+
+/// Encodes `(args, kwargs)`: into `buf` with the compact codec when every argument has a
+/// compact form, else with pickle. An unpicklable argument is an error naming `topic` and
+/// `bus`; nothing is sent.
+pub(crate) fn encode<'py>(
+    py: Python<'py>,
+    args: &Bound<'py, PyTuple>,
+    kwargs: Option<&Bound<'py, PyDict>>,
+    buf: &mut Vec<u8>,
+    topic: &str,
+    bus: &str,
+) -> PyResult<Encoded<'py>> {
+    buf.clear();
+    if encode_compact(args, kwargs, buf) {
+        return Ok(Encoded {
+            codec: Codec::Compact,
+            pickle: None,
+        });
+    }
+    match encode_pickle(py, args, kwargs) {
+        Ok(p) => Ok(Encoded {
+            codec: Codec::Pickle,
+            pickle: Some(p),
+        }),
+        Err(e) => Err(unpicklable(py, e, topic, bus)),
+    }
+}
+
+/// Compact-encodes a call when every argument has a compact form; false (buffer in an
+/// unspecified state) when pickle is needed.
+fn encode_compact(
+    args: &Bound<'_, PyTuple>,
+    kwargs: Option<&Bound<'_, PyDict>>,
+    buf: &mut Vec<u8>,
+) -> bool {
+    let nk = kwargs.map_or(0, |k| k.len());
+    let Some(mut w) = CompactWriter::begin(buf, args.len(), nk) else {
+        return false;
+    };
+    for a in args.iter() {
+        if !write_value(&mut w, &a, true) {
+            return false;
+        }
+    }
+    if let Some(kw) = kwargs {
+        for (k, v) in kw.iter() {
+            if !k.is_exact_instance_of::<PyString>() {
+                return false;
+            }
+            let Ok(Ok(key)) = k.cast::<PyString>().map(|s| s.to_cow()) else {
+                return false;
+            };
+            if !(w.key(&key) && write_value(&mut w, &v, true)) {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Writes one value if it is exactly one of the compact types (subclasses such as `IntEnum`
+/// go through pickle, which keeps their type).
+fn write_value(w: &mut CompactWriter<'_>, v: &Bound<'_, PyAny>, seq: bool) -> bool {
+    if v.is_none() {
+        w.none();
+    } else if v.is_exact_instance_of::<PyBool>() {
+        w.bool(v.is_truthy().unwrap_or(false));
+    } else if v.is_exact_instance_of::<PyInt>() {
+        match v.extract::<i64>() {
+            Ok(i) => w.int(i),
+            Err(_) => return false,
+        }
+    } else if v.is_exact_instance_of::<PyFloat>() {
+        match v.cast::<PyFloat>() {
+            Ok(f) => w.float(f.value()),
+            Err(_) => return false,
+        }
+    } else if v.is_exact_instance_of::<PyString>() {
+        match v.cast::<PyString>().map(|s| s.to_cow()) {
+            Ok(Ok(s)) => return w.str(&s),
+            _ => return false,
+        }
+    } else if v.is_exact_instance_of::<PyBytes>() {
+        match v.cast::<PyBytes>() {
+            Ok(b) => return w.bytes(b.as_bytes()),
+            Err(_) => return false,
+        }
+    } else if seq && v.is_exact_instance_of::<PyTuple>() {
+        let Ok(t) = v.cast::<PyTuple>() else {
+            return false;
+        };
+        return w.sequence(false, t.len()) && t.iter().all(|x| write_value(w, &x, false));
+    } else if seq && v.is_exact_instance_of::<PyList>() {
+        let Ok(l) = v.cast::<PyList>() else {
+            return false;
+        };
+        // Snapshot the items: the list is not ours and the count is already written.
+        let items: Vec<_> = l.iter().collect();
+        return w.sequence(true, items.len()) && items.iter().all(|x| write_value(w, x, false));
+    } else {
+        return false;
+    }
+    true
+}
+
+/// `pickle.dumps((args, kwargs))`: raises in the caller for anything unpicklable.
+fn encode_pickle<'py>(
+    py: Python<'py>,
+    args: &Bound<'py, PyTuple>,
+    kwargs: Option<&Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let kw = match kwargs {
+        Some(k) => k.clone(),
+        None => PyDict::new(py),
+    };
+    let dumps = DUMPS.import(py, "pickle", "dumps")?;
+    let out = dumps.call1(((args, kw), -1))?;
+    Ok(out.cast_into::<PyBytes>()?)
+}
+
+/// The error of a put whose arguments cannot be pickled, naming the topic and the bus. Python's
+/// pickle reports some objects (a lambda or a function defined inside another) with an
+/// `AttributeError`; the contract is `TypeError` or `pickle.PicklingError`, so the error becomes
+/// one of those, with the original as its cause. Other errors (raised by a `__reduce__`, say)
+/// pass through unchanged.
+fn unpicklable(py: Python<'_>, err: PyErr, topic: &str, bus: &str) -> PyErr {
+    let pickling_error = py
+        .import("pickle")
+        .and_then(|m| m.getattr("PicklingError"))
+        .ok()
+        .and_then(|t| t.cast_into::<PyType>().ok());
+    let is_pickling = pickling_error
+        .as_ref()
+        .is_some_and(|t| err.is_instance(py, t));
+    if !(is_pickling
+        || err.is_instance_of::<PyTypeError>(py)
+        || err.is_instance_of::<PyAttributeError>(py))
+    {
+        return err;
+    }
+    let msg = format!(
+        "cannot publish on \"{topic}\" over bus \"{bus}\": the arguments must be picklable \
+         ({}: {})",
+        err.get_type(py)
+            .name()
+            .map_or_else(|_| "Exception".to_owned(), |n| n.to_string()),
+        err.value(py)
+    );
+    let new = match pickling_error {
+        Some(t) if is_pickling => PyErr::from_type(t, msg),
+        _ => PyTypeError::new_err(msg),
+    };
+    new.set_cause(py, Some(err));
+    new
+}
+
+/// Decodes a received payload into handler arguments: Raw is one `bytes` argument, Pickle and
+/// Compact are the `(args, kwargs)` of the call (kwargs `None` when there are none).
+pub(crate) fn decode<'py>(
+    py: Python<'py>,
+    codec: u8,
+    payload: &[u8],
+) -> PyResult<(Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>)> {
+    match codec {
+        c if c == Codec::Raw as u8 => Ok((PyTuple::new(py, [PyBytes::new(py, payload)])?, None)),
+        c if c == Codec::Compact as u8 => decode_compact(py, payload),
+        c if c == Codec::Pickle as u8 => {
+            let obj = LOADS
+                .import(py, "pickle", "loads")?
+                .call1((PyBytes::new(py, payload),))?;
+            split_call(py, obj)
+        }
+        other => Err(PyValueError::new_err(format!(
+            "message with unknown codec tag {other} ({} bytes)",
+            payload.len()
+        ))),
+    }
+}
+
+/// `(args, kwargs)` from an unpickled object; anything else is passed as the one argument.
+fn split_call<'py>(
+    py: Python<'py>,
+    obj: Bound<'py, PyAny>,
+) -> PyResult<(Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>)> {
+    if let Ok(pair) = obj.cast::<PyTuple>() {
+        if pair.len() == 2 {
+            let a = pair.get_item(0)?;
+            let k = pair.get_item(1)?;
+            if let Ok(kw) = k.cast::<PyDict>() {
+                let args = match a.cast::<PyTuple>() {
+                    Ok(t) => Some(t.clone()),
+                    Err(_) => a.cast::<PyList>().ok().map(|l| l.to_tuple()),
+                };
+                if let Some(args) = args {
+                    let kw = (!kw.is_empty()).then(|| kw.clone());
+                    return Ok((args, kw));
+                }
+            }
+        }
+    }
+    Ok((PyTuple::new(py, [obj])?, None))
+}
+
+fn compact_err(e: shm_ring::wire::compact::CompactError) -> PyErr {
+    PyValueError::new_err(e.to_string())
+}
+
+fn decode_compact<'py>(
+    py: Python<'py>,
+    payload: &[u8],
+) -> PyResult<(Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>)> {
+    let (mut r, nargs, nkwargs) = CompactReader::new(payload).map_err(compact_err)?;
+    let mut items = Vec::with_capacity(nargs.min(payload.len()));
+    for _ in 0..nargs {
+        items.push(read_value(py, &mut r)?);
+    }
+    let args = PyTuple::new(py, items)?;
+    let kwargs = if nkwargs > 0 {
+        let d = PyDict::new(py);
+        for _ in 0..nkwargs {
+            let k = r.key().map_err(compact_err)?;
+            let v = read_value(py, &mut r)?;
+            d.set_item(PyString::new(py, k), v)?;
+        }
+        Some(d)
+    } else {
+        None
+    };
+    if !r.is_done() {
+        return Err(PyValueError::new_err("compact payload: trailing bytes"));
+    }
+    Ok((args, kwargs))
+}
+
+fn read_value<'py>(py: Python<'py>, r: &mut CompactReader<'_>) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match r.value().map_err(compact_err)? {
+        Item::None => py.None().into_bound(py),
+        Item::Bool(b) => PyBool::new(py, b).to_owned().into_any(),
+        Item::Int(i) => i.into_pyobject(py)?.into_any(),
+        Item::Float(f) => PyFloat::new(py, f).into_any(),
+        Item::Str(s) => PyString::new(py, s).into_any(),
+        Item::Bytes(b) => PyBytes::new(py, b).into_any(),
+        Item::Tuple(n) => {
+            let v = (0..n)
+                .map(|_| read_value(py, r))
+                .collect::<PyResult<Vec<_>>>()?;
+            PyTuple::new(py, v)?.into_any()
+        }
+        Item::List(n) => {
+            let v = (0..n)
+                .map(|_| read_value(py, r))
+                .collect::<PyResult<Vec<_>>>()?;
+            PyList::new(py, v)?.into_any()
+        }
+    })
+}

@@ -1,0 +1,498 @@
+//! The bus source: an engine's attachment to a shared-memory bus (`shm-ring`).
+//!
+//! Each engine attached to a bus holds its own publisher and its own subscriber (fan-out, or a
+//! member of a group), so several engines of one process behave like separate processes. A put
+//! is encoded (`codec.rs`) and copied into a ring slot (or a slab block); the loop waits on the
+//! bus without the GIL, skips the messages no hook of the engine routes (by topic hash and
+//! literal, without decoding them: the filter), and takes the GIL once per batch of the others,
+//! each acknowledged only after its handlers ran. Timer ticks and stop wake-ups go to a local
+//! [`QueueSource`], never on the bus.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use shm_ring::{
+    Bus, BusError, Codec, InterestHandle, Interrupter, MissedCounter, Publisher, RecvOptions,
+    SubscribeOptions, Subscriber,
+};
+
+use super::queue::QueueSource;
+use super::received::Received;
+use super::{GetWait, MessageSource, PutWait, Receipt};
+use crate::bus::{bus_err, closed};
+use crate::codec;
+use crate::dispatch::Dispatcher;
+use crate::errors::{Empty, Full};
+use crate::gil;
+use crate::lock::{lock, try_lock};
+use crate::logger;
+use crate::message::{Envelope, Message, Outgoing};
+use crate::payload::PyMessagePayload;
+
+/// Most messages dispatched per GIL acquisition.
+const BATCH: usize = 1024;
+/// How long the loop waits in one call (stop and local ticks interrupt it). Longer than the
+/// idle time after which a waiting subscriber reaps dead processes, so that an idle engine
+/// does that reaping (and a dead group member's message is redelivered).
+const IDLE_WAIT: Duration = Duration::from_secs(5);
+/// How long the loop polls for the next message before it may sleep: awake through a stream,
+/// it spares the publishers a futex wake-up per message.
+const HOT_POLL: Duration = Duration::from_micros(200);
+
+thread_local! {
+    /// The encoding buffer of puts made on this thread (reused: no allocation per put).
+    static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+pub(crate) struct BusSource {
+    name: String,
+    group: Option<String>,
+    max_payload: usize,
+    ring_capacity: usize,
+    /// Process-table row of the subscriber (to find its lag in a snapshot).
+    sub_row: u32,
+    /// The subscriber's consumer bit: what a put from this engine's own dispatch never waits
+    /// for (docs/delivery.md).
+    own_consumer: u64,
+    /// What publishers took from this engine if it is lossy, while attached (it holds the
+    /// mapping); then the last count read.
+    missed: Mutex<Option<MissedCounter>>,
+    missed_at_close: AtomicU64,
+    /// Timer ticks and stop wake-ups of this engine only.
+    local: QueueSource,
+    interrupter: Mutex<Option<Interrupter>>,
+    /// What this engine wants from the bus: the topics of its hooks (see `set_interest`).
+    interest: Mutex<Option<InterestHandle>>,
+    publisher: Mutex<Option<Publisher>>,
+    /// Held by the dispatch thread while it handles a batch (and by `get()`).
+    subscriber: Mutex<Option<Subscriber>>,
+    bus: Mutex<Option<Bus>>,
+    /// Redelivered messages received so far, and how many of them were logged.
+    redelivered: AtomicU64,
+    redelivered_logged: AtomicU64,
+}
+
+impl BusSource {
+    /// Joins `bus` with a publisher and a subscriber (in `group`, if given) that wants nothing
+    /// until the engine has hooks: a publish-only engine is never addressed, so it never holds
+    /// a publisher back (docs/delivery.md).
+    pub(crate) fn attach(
+        bus: Bus,
+        group: Option<&str>,
+        local_capacity: usize,
+        lossy: bool,
+    ) -> PyResult<Self> {
+        let publisher = bus.publisher().map_err(bus_err)?;
+        let subscriber = bus
+            .subscribe_with(&SubscribeOptions {
+                group: group.map(str::to_owned),
+                topics: Some(Vec::new()),
+                lossy,
+            })
+            .map_err(bus_err)?;
+        Ok(BusSource {
+            name: bus.name().to_owned(),
+            group: group.map(str::to_owned),
+            max_payload: bus.max_payload(),
+            ring_capacity: bus.config().ring_capacity as usize,
+            sub_row: subscriber.row(),
+            own_consumer: subscriber.consumer_mask(),
+            missed: Mutex::new(Some(subscriber.missed_counter())),
+            missed_at_close: AtomicU64::new(0),
+            local: QueueSource::new(local_capacity),
+            interrupter: Mutex::new(Some(subscriber.interrupter())),
+            interest: Mutex::new(Some(subscriber.interest())),
+            publisher: Mutex::new(Some(publisher)),
+            subscriber: Mutex::new(Some(subscriber)),
+            bus: Mutex::new(Some(bus)),
+            redelivered: AtomicU64::new(0),
+            redelivered_logged: AtomicU64::new(0),
+        })
+    }
+
+    /// Wakes the dispatch thread if it waits on the bus.
+    fn interrupt(&self) {
+        if let Some(i) = lock(&self.interrupter).as_ref() {
+            i.interrupt();
+        }
+    }
+
+    /// Messages on the bus not yet received by this engine (its group's, for a member).
+    fn pending(&self) -> usize {
+        if let Some(g) = try_lock(&self.subscriber) {
+            return g.as_ref().map_or(0, |s| s.pending() as usize);
+        }
+        // The dispatch thread holds the subscriber: read this engine's row in a snapshot.
+        let Some(bus) = lock(&self.bus).clone() else {
+            return 0;
+        };
+        let snap = bus.snapshot();
+        snap.processes
+            .iter()
+            .find(|p| p.row == self.sub_row)
+            .and_then(|p| p.lag)
+            .unwrap_or(0) as usize
+    }
+
+    /// The last step of detaching: the interrupter, the interest handle and the bus handle.
+    fn release_bus(&self) {
+        if let Some(m) = lock(&self.missed).take() {
+            self.missed_at_close.store(m.get(), Ordering::Relaxed);
+        }
+        let interrupter = lock(&self.interrupter).take();
+        drop(interrupter);
+        let interest = lock(&self.interest).take();
+        drop(interest);
+        let bus = lock(&self.bus).take();
+        drop(bus);
+    }
+
+    /// Copies an encoded message into the bus. Without `block` a full ring or slab is `Full` at
+    /// once; else it waits up to the timeout (for ever without one), except for this engine's
+    /// own consumer when the put comes from its own dispatch.
+    fn publish(
+        &self,
+        py: Python<'_>,
+        topic: &str,
+        codec: Codec,
+        payload: &[u8],
+        wait: PutWait,
+    ) -> PyResult<()> {
+        if payload.len() > self.max_payload {
+            return Err(PyValueError::new_err(format!(
+                "the arguments of a message on \"{topic}\" encode to {} bytes, more than bus \
+                 \"{}\" carries in one message ({} bytes); the limit counts encoded arguments, \
+                 a few bytes per argument more than their data; nothing was published",
+                payload.len(),
+                self.name,
+                self.max_payload
+            )));
+        }
+        // Fast path with the GIL held: one attempt, no wait.
+        let first = match try_lock(&self.publisher) {
+            Some(mut g) => Some(match g.as_mut() {
+                Some(p) => p.publish(topic, codec, payload, Some(Duration::ZERO)),
+                None => return Err(closed()),
+            }),
+            None => None,
+        };
+        match first {
+            Some(Ok(_)) => return Ok(()),
+            Some(Err(BusError::Full)) | None => {}
+            Some(Err(e)) => return Err(self.publish_err(topic, e)),
+        }
+        if !wait.block && first.is_some() {
+            return Err(self.full(payload.len()));
+        }
+        let timeout = if wait.block {
+            wait.timeout
+        } else {
+            Some(Duration::ZERO)
+        };
+        let never = if wait.is_from_own_dispatch() {
+            self.own_consumer
+        } else {
+            0
+        };
+        // Waiting for room (or for the publisher, taken by another thread) without the GIL, so
+        // that this process's own engines can drain the ring meanwhile.
+        let res = gil::detach(py, || match lock(&self.publisher).as_mut() {
+            Some(p) => {
+                p.set_never_wait_for(never);
+                let res = p.publish(topic, codec, payload, timeout);
+                p.set_never_wait_for(0);
+                Ok(res)
+            }
+            None => Err(()),
+        });
+        match res {
+            Err(()) => Err(closed()),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(BusError::Full)) => Err(self.full(payload.len())),
+            Ok(Err(BusError::Timeout)) => Err(Full::new_err(format!(
+                "bus \"{}\" full: no room for a {}-byte message within {:.3} s",
+                self.name,
+                payload.len(),
+                timeout.unwrap_or_default().as_secs_f64()
+            ))),
+            Ok(Err(BusError::WouldWaitFor { .. })) => Err(Full::new_err(format!(
+                "bus \"{}\" full, and the room this put needs is held by messages this engine \
+                 has not handled yet; the put was made by a handler of this engine, so only the \
+                 dispatch running it could free that room and waiting would never end: it \
+                 raises at once. Use a bus with a larger ring, put fewer messages per handled \
+                 message, or put from another thread",
+                self.name
+            ))),
+            Ok(Err(e)) => Err(self.publish_err(topic, e)),
+        }
+    }
+
+    fn full(&self, size: usize) -> PyErr {
+        Full::new_err(format!(
+            "bus \"{}\" full: no free ring slot or slab block for a {size}-byte message",
+            self.name
+        ))
+    }
+
+    /// The error of a publish the bus refused, naming the topic when the topic is the problem.
+    fn publish_err(&self, topic: &str, e: BusError) -> PyErr {
+        match e {
+            BusError::TopicTooLong { size, max } => {
+                let shown: String = topic.chars().take(40).collect();
+                let more = if shown.len() < topic.len() { "..." } else { "" };
+                PyValueError::new_err(format!(
+                    "topic \"{shown}{more}\" is {size} bytes, longer than bus \"{}\" allows \
+                     ({max} bytes)",
+                    self.name
+                ))
+            }
+            other => bus_err(other),
+        }
+    }
+
+    /// The receive failed (a corrupt region): an engine that stays attached without
+    /// dispatching would keep its consumer bit and fill the ring for every publisher. It
+    /// detaches and the loop ends, logging why.
+    fn failed(&self, e: BusError) -> Receipt {
+        let _ = self.close();
+        Receipt::Failed(format!(
+            "EventEngine on bus \"{}\" stopped dispatching and detached from the bus: {e}. \
+             Its handlers receive nothing more and `active` is False; once the bus is repaired \
+             or replaced, create a new engine to attach again",
+            self.name
+        ))
+    }
+}
+
+impl MessageSource for BusSource {
+    fn capacity(&self) -> usize {
+        self.ring_capacity
+    }
+
+    fn len(&self) -> usize {
+        self.local.len() + self.pending()
+    }
+
+    fn put(&self, py: Python<'_>, msg: Outgoing<'_, '_>, wait: PutWait) -> PyResult<()> {
+        let topic = msg.topic.literal();
+        let mut buf = BUF.with(|b| b.take());
+        let kwargs = msg.kwargs.as_ref();
+        let result = codec::encode(py, &msg.args, kwargs, &mut buf, topic, &self.name)
+            .and_then(|encoded| self.publish(py, topic, encoded.codec, encoded.bytes(&buf), wait));
+        BUF.with(|b| b.replace(buf));
+        result
+    }
+
+    fn push_local(&self, msg: Message, timeout: Duration) -> Result<(), Message> {
+        self.local.push_local(msg, timeout)?;
+        self.interrupt();
+        Ok(())
+    }
+
+    fn wake(&self, loops: usize) {
+        self.local.wake(loops);
+        self.interrupt();
+    }
+
+    fn receive(&self, py: Python<'_>, dispatcher: &mut Dispatcher<'_>) -> PyResult<Receipt> {
+        // Local items first: timer ticks, and the wake-ups of a stop (which also interrupt the
+        // wait below, so a stopped engine does not wait on the bus).
+        let local = self.local.dispatch_ready(py, dispatcher);
+        let Some(intr) = lock(&self.interrupter).clone() else {
+            return Ok(Receipt::Ended);
+        };
+        // Only `get()` (possibly blocked for a long time) and `close()` contend for it: wait for
+        // it without the GIL, so that the rest of the process keeps running.
+        let Some(mut guard) = try_lock(&self.subscriber) else {
+            gil::detach(py, || drop(lock(&self.subscriber)));
+            return Ok(Receipt::Dispatched(local));
+        };
+        let Some(sub) = guard.as_mut() else {
+            return Ok(Receipt::Ended);
+        };
+        let filter = &*dispatcher;
+        let first = gil::detach(py, || {
+            let mut wanted = |m: &shm_ring::Message<'_>| filter.wants(m.topic_hash, m.topic);
+            sub.recv_with(RecvOptions {
+                timeout: Some(IDLE_WAIT),
+                hot: Some(HOT_POLL),
+                interrupter: Some(&intr),
+                wanted: Some(&mut wanted),
+            })
+        });
+        match first {
+            Err(e) => {
+                drop(guard.take());
+                drop(guard);
+                return Ok(self.failed(e));
+            }
+            Ok(None) => {
+                self.redelivered.store(sub.redelivered(), Ordering::Relaxed);
+                return Ok(Receipt::Dispatched(local));
+            }
+            Ok(Some(m)) => dispatcher.dispatch(py, &Received::from(&m)),
+        }
+        // The rest of the batch with the GIL kept; each message (the first one included) is
+        // acknowledged only after its handlers ran.
+        let rest = sub.recv_batch(BATCH - 1, Some(Duration::ZERO), |m| {
+            dispatcher.dispatch(py, &Received::from(m))
+        });
+        self.redelivered.store(sub.redelivered(), Ordering::Relaxed);
+        match rest {
+            Ok(n) => Ok(Receipt::Dispatched(local + n + 1)),
+            Err(e) => {
+                drop(guard.take());
+                drop(guard);
+                Ok(self.failed(e))
+            }
+        }
+    }
+
+    fn take(&self, py: Python<'_>, wait: GetWait) -> PyResult<PyMessagePayload> {
+        if let Some(payload) = self.local.take_ready(py)? {
+            return Ok(payload);
+        }
+        let timeout = if wait.block {
+            wait.timeout
+        } else {
+            Some(Duration::ZERO)
+        };
+        // The dispatch loop holds the subscriber while it runs: waiting for it would deadlock a
+        // handler calling get(), and take messages from under the loop otherwise.
+        let Some(mut g) = try_lock(&self.subscriber) else {
+            return Err(PyRuntimeError::new_err(format!(
+                "get() cannot run while another thread receives for this engine on bus \
+                 \"{}\" (its running dispatch loop, or another get()); call stop() first",
+                self.name
+            )));
+        };
+        let Some(sub) = g.as_mut() else {
+            return Err(closed());
+        };
+        // Copied out, then acknowledged; decoded with the GIL back.
+        let res = gil::detach(py, || {
+            let mut out = None;
+            sub.recv_batch(1, timeout, |m| {
+                out = Some((
+                    m.seq,
+                    m.topic_hash,
+                    m.topic.to_owned(),
+                    m.codec,
+                    m.payload.to_vec(),
+                ))
+            })?;
+            Ok::<_, BusError>(out)
+        });
+        let got = match res {
+            Err(BusError::Closed) => return Err(closed()),
+            other => other.map_err(bus_err)?,
+        };
+        let Some((seq, topic_hash, topic, codec, payload)) = got else {
+            return Err(match timeout {
+                Some(d) if wait.block => Empty::new_err(format!(
+                    "bus \"{}\" empty: no message within {:.3} s",
+                    self.name,
+                    d.as_secs_f64()
+                )),
+                _ => Empty::new_err(format!("bus \"{}\" empty", self.name)),
+            });
+        };
+        Received {
+            seq,
+            topic_hash,
+            topic: &topic,
+            codec,
+            payload: &payload,
+        }
+        .into_payload(py)
+    }
+
+    /// From now on this engine wants the messages whose topic matches one of `topics` (its
+    /// hooks' topics): a put that begins after this returns reaches it if it matches; topics
+    /// no hook of its has are neither delivered to it nor wait for it. A group wants what any
+    /// of its members' hooks asked for. Nothing happens once detached.
+    fn set_interest(&self, py: Python<'_>, topics: Vec<String>) -> PyResult<()> {
+        let Some(handle) = lock(&self.interest).clone() else {
+            return Ok(());
+        };
+        gil::detach(py, || handle.set(Some(&topics))).map_err(bus_err)
+    }
+
+    fn bus_name(&self) -> Option<&str> {
+        Some(&self.name)
+    }
+
+    fn group(&self) -> Option<&str> {
+        self.group.as_deref()
+    }
+
+    fn missed(&self) -> u64 {
+        match lock(&self.missed).as_ref() {
+            Some(m) => m.get(),
+            None => self.missed_at_close.load(Ordering::Relaxed),
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        lock(&self.bus).is_none()
+    }
+
+    /// Detaches: gives up the subscription, the publisher and the bus handle. Refused from a
+    /// handler of this engine (its dispatch thread holds the subscriber).
+    fn close(&self) -> PyResult<bool> {
+        if self.is_closed() {
+            return Ok(false);
+        }
+        let Some(mut sub) = try_lock(&self.subscriber) else {
+            return Err(PyRuntimeError::new_err(
+                "close() cannot run while the engine dispatches (from one of its own \
+                 handlers, or before stop() returned)",
+            ));
+        };
+        let sub = sub.take();
+        drop(sub);
+        let publisher = lock(&self.publisher).take();
+        drop(publisher);
+        self.release_bus();
+        Ok(true)
+    }
+
+    /// Detaches like `close()`, but only if no other thread uses the subscriber or the
+    /// publisher at this moment (waiting for one, blocked on a full bus, could hold the
+    /// interpreter's exit for ever).
+    fn close_if_idle(&self) {
+        let (Some(mut sub), Some(mut publisher)) =
+            (try_lock(&self.subscriber), try_lock(&self.publisher))
+        else {
+            return;
+        };
+        let (sub, publisher) = (sub.take(), publisher.take());
+        drop((sub, publisher));
+        self.release_bus();
+    }
+
+    /// Reaps this process did (waits reap dead processes now and then) and the messages of a
+    /// dead group member redelivered to this engine since the last call.
+    fn news(&self) -> Vec<String> {
+        let mut news: Vec<String> = shm_ring::take_reaps()
+            .into_iter()
+            .map(|(bus, report)| logger::describe_reap(&bus, &report))
+            .collect();
+        let now = self.redelivered.load(Ordering::Relaxed);
+        let before = self.redelivered_logged.swap(now, Ordering::Relaxed);
+        if now > before {
+            news.push(format!(
+                "received {} redelivered message(s) on bus \"{}\": a dead member of group \
+                 \"{}\" had taken them before it could handle them",
+                now - before,
+                self.name,
+                self.group.as_deref().unwrap_or_default()
+            ));
+        }
+        news
+    }
+}
