@@ -22,10 +22,10 @@ use std::time::{Duration, Instant};
 ///
 /// ```
 /// # struct Unlink(String);
-/// # impl Drop for Unlink { fn drop(&mut self) { let _ = shm_ring::Bus::unlink(&self.0); } }
+/// # impl Drop for Unlink { fn drop(&mut self) { let _ = event_engine_shm::Bus::unlink(&self.0); } }
 /// # let name = format!("doc-bus-{}", std::process::id());
 /// # let _unlink = Unlink(name.clone());
-/// use shm_ring::{Bus, BusConfig, Codec};
+/// use event_engine_shm::{Bus, BusConfig, Codec};
 /// use std::time::Duration;
 /// let cfg = BusConfig { ring_capacity: 64, max_message: 4096, slab_blocks: 16, ..BusConfig::default() };
 /// let bus = Bus::create(&name, &cfg)?;
@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 /// assert_eq!(bus.snapshot().groups[0].name, "workers");
 /// # drop(workers); drop(again); drop(bus);
 /// Bus::unlink(&name)?;
-/// # Ok::<(), shm_ring::BusError>(())
+/// # Ok::<(), event_engine_shm::BusError>(())
 /// ```
 #[derive(Clone)]
 pub struct Bus {
@@ -140,10 +140,10 @@ impl Bus {
     ///
     /// ```
     /// # struct Unlink(String);
-    /// # impl Drop for Unlink { fn drop(&mut self) { let _ = shm_ring::Bus::unlink(&self.0); } }
+    /// # impl Drop for Unlink { fn drop(&mut self) { let _ = event_engine_shm::Bus::unlink(&self.0); } }
     /// # let name = format!("doc-interest-{}", std::process::id());
     /// # let _unlink = Unlink(name.clone());
-    /// use shm_ring::{Bus, BusConfig, Codec, SubscribeOptions};
+    /// use event_engine_shm::{Bus, BusConfig, Codec, SubscribeOptions};
     /// use std::time::Duration;
     /// let cfg = BusConfig { ring_capacity: 64, max_message: 4096, slab_blocks: 16, ..BusConfig::default() };
     /// let bus = Bus::create(&name, &cfg)?;
@@ -157,7 +157,7 @@ impl Bus {
     /// assert!(publisher.publish("Market.Trade.AAPL", Codec::Raw, b"t", None)?.is_some());
     /// assert_eq!(trades.recv(Some(Duration::from_secs(1)))?.unwrap().topic, "Market.Trade.AAPL");
     /// # drop(trades); drop(publisher); drop(bus);
-    /// # Ok::<(), shm_ring::BusError>(())
+    /// # Ok::<(), event_engine_shm::BusError>(())
     /// ```
     pub fn subscribe_with(&self, opts: &SubscribeOptions) -> Result<Subscriber, BusError> {
         if let Some(group) = &opts.group {

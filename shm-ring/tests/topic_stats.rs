@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use shm_ring::{Bus, Codec, SubscribeOptions, TopicCount};
+use event_engine_shm::{Bus, Codec, SubscribeOptions, TopicCount};
 
 fn named<'a>(topics: &'a [TopicCount], topic: &str) -> &'a TopicCount {
     topics
@@ -55,7 +55,7 @@ fn a_publisher_counts_messages_and_bytes_per_topic() {
         .unwrap();
     let a = named(&row.topics, "md.A");
     assert_eq!((a.messages, a.bytes, a.unrouted), (8, 3 * 5 + 5 * 10, 0));
-    assert_eq!(a.hash, shm_ring::topic_hash("md.A"));
+    assert_eq!(a.hash, event_engine_shm::topic_hash("md.A"));
     let b = named(&row.topics, "md.B");
     assert_eq!((b.messages, b.bytes), (1, 200));
     let n = named(&row.topics, "news.x");
@@ -123,7 +123,7 @@ fn topics_beyond_the_table_count_as_other_and_totals_outlive_the_publisher() {
     assert_eq!(named(&bus.snapshot().departed_topics, "t.3").messages, 3);
     drop(sub);
     drop(bus);
-    assert!(shm_ring::inspect(&g.name).unwrap().is_idle());
+    assert!(event_engine_shm::inspect(&g.name).unwrap().is_idle());
 }
 
 #[test]
