@@ -64,10 +64,10 @@ exporters this bridge imports from (the defaults leave room for eight); past it,
 are lost and counted as dropped. --window 0 turns flow control off for this bridge's exports.
 
 Prints a ready line once connected and subscribed, then a stats line (out, in, dropped, \
-reconnects, held, forgotten) every --stats-every seconds and at exit; the same counters, with the server (its \
-URL without credentials), are kept in the bus, where `event-engine inspect` and `watch` show \
-them. Runs until SIGINT or SIGTERM, then \
-flushes what it holds and exits 0 (1 if the server could not take it within 5 s).";
+reconnects, held, forgotten) every --stats-every seconds and at exit; the same counters, with \
+the server (its URL without credentials), are kept in the bus, where `event-engine inspect` and \
+`watch` show them. Runs until SIGINT or SIGTERM, then flushes what it holds and exits 0 (1 if \
+the server could not take it within 5 s).";
 
 /// Arguments of `bridge`.
 #[derive(clap::Args, Debug)]
@@ -466,7 +466,8 @@ impl Bridge {
             tokio::select! {
                 _ = tick.tick() => {
                     // After a reconnect, what was in flight may be lost: it is not waited for.
-                    let now_reconnects = counters.reconnects.load(std::sync::atomic::Ordering::Relaxed);
+                    let now_reconnects =
+                        counters.reconnects.load(std::sync::atomic::Ordering::Relaxed);
                     if now_reconnects != reconnects {
                         reconnects = now_reconnects;
                         window.forgive_all();
@@ -496,8 +497,18 @@ impl Bridge {
                 }
                 m = out_rx.recv(), if exporting && credit => match m {
                     Some(m) => {
-                        let mut out = Out { client: &client, origin: &origin, numbering: &mut numbering, serial: &mut serial, window: &mut window, max_payload, counters: &counters };
+                        let mut out = Out {
+                            client: &client,
+                            origin: &origin,
+                            numbering: &mut numbering,
+                            serial: &mut serial,
+                            window: &mut window,
+                            max_payload,
+                            counters: &counters,
+                        };
                         tokio::select! {
+                            // A message that can go at once goes, even when a stop has begun.
+                            biased;
                             _ = out.publish(m) => {}
                             // Only while the server is unreachable does publishing wait long.
                             _ = stopped(&stop) => {
