@@ -983,3 +983,36 @@ fn a_killed_importer_holds_the_exporter_no_longer_than_the_ack_timeout() {
     assert_eq!((stats_a.out, stats_a.dropped), (N, 0), "{stats_a:?}");
     assert_eq!(stats_a.forgotten, 1);
 }
+
+#[test]
+fn an_importer_that_stops_releases_the_exporter_at_once() {
+    const N: u64 = 40 * 64;
+    let server = NatsServer::start();
+    let (name_a, name_b) = (BusName::new("bye-a"), BusName::new("bye-b"));
+    let (bus_a, bus_b) = (create(&name_a), create(&name_b));
+    let _stuck = bus_b.subscribe().unwrap();
+    // A timeout far longer than the test: only the importer's goodbye can release the exporter.
+    let bridge_a = Bridge::start_with(
+        &name_a,
+        &server,
+        "bye-a",
+        &["Md.+x"],
+        &[],
+        &["--window", "100", "--ack-timeout", "600"],
+    );
+    let bridge_b = Bridge::start(&name_b, &server, "bye-b", &[], &["Md.+x"]);
+    let done = Arc::new(AtomicBool::new(false));
+    let publisher = patient_publisher(&bus_a, N, done.clone());
+    wait_until("the exporter is held", || {
+        bridge_counter(&name_a, "held") > 0
+    });
+    // Its bus stays full, so what it holds is refused (dropped) when it stops.
+    let stats_b = bridge_b.stop();
+    assert!(stats_b.inn + stats_b.dropped < N, "{stats_b:?}");
+    publisher.join().unwrap();
+    wait_until("the exporter sent everything", || {
+        bridge_counter(&name_a, "out") == N
+    });
+    let stats_a = bridge_a.stop();
+    assert_eq!((stats_a.dropped, stats_a.forgotten), (0, 0), "{stats_a:?}");
+}

@@ -45,11 +45,17 @@ pub struct TopicCount {
 /// What a bridge stores in its row's stats (`BridgeCounters::store`): see [`BridgeRow`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BridgeCounts {
+    /// Bus messages handed to NATS.
     pub out: u64,
+    /// NATS messages published on the bus.
     pub in_: u64,
+    /// Messages that could not be delivered.
     pub dropped: u64,
+    /// Times the connection to the server was made again.
     pub reconnects: u64,
+    /// Times the export side stopped reading the bus to wait for the importers' credit.
     pub held: u64,
+    /// Importers forgotten after going silent while the bridge waited for them.
     pub forgotten: u64,
 }
 
