@@ -6,8 +6,9 @@
 //! it hears from how far it has got: on `_EVENT_ENGINE.ack.<exporter id>` it publishes the
 //! highest serial of that exporter it has put on its bus (or filtered out), its own import
 //! subjects, and an epoch that moves whenever it may have lost messages in flight (a reconnect,
-//! or its NATS client dropping for a full buffer). It does so after at most [`ACK_EVERY`] of
-//! that exporter's messages or [`ACK_INTERVAL`], whichever comes first, and every
+//! or its NATS client dropping for a full buffer). It does so at once when an exporter's first
+//! message arrives, then after at most [`ACK_EVERY`] of that exporter's messages or
+//! [`ACK_INTERVAL`], whichever comes first, and every
 //! [`HEARTBEAT`] even without progress, so that a slow importer is told from a dead one.
 //!
 //! The exporter ([`Window`]) keeps, per importer it has heard from, the serials it has sent on
@@ -330,6 +331,28 @@ struct Exporter {
 }
 
 impl Progress {
+    /// Notes that a message of `exporter` has arrived from NATS. The first one makes this
+    /// importer acknowledge at once (nothing done yet), so that the exporter counts what it
+    /// sends from then on even while this bridge's bus is full.
+    pub fn seen(&self, exporter: &str) {
+        let mut table = self.exporters.lock().unwrap_or_else(|e| e.into_inner());
+        if table.contains_key(exporter) || table.len() >= MAX_EXPORTERS {
+            return;
+        }
+        let now = Instant::now();
+        table.insert(
+            exporter.to_string(),
+            Exporter {
+                done: 0,
+                acked: 0,
+                acked_at: now.checked_sub(HEARTBEAT).unwrap_or(now),
+                heard: now,
+            },
+        );
+        drop(table);
+        self.wake.notify_one();
+    }
+
     /// Notes that the message numbered `serial` by `exporter` is on the bus (or was filtered
     /// out or refused: in any case, no longer held here).
     pub fn done(&self, exporter: &str, serial: u64) {
@@ -491,6 +514,11 @@ mod tests {
         let p = Progress::default();
         let t0 = Instant::now();
         assert!(p.due(t0, false).is_empty());
+        // The first message seen is acknowledged at once, before any is done.
+        p.seen("x");
+        assert_eq!(p.due(Instant::now(), false), [("x".to_string(), 0)]);
+        p.seen("x");
+        assert!(p.due(Instant::now(), false).is_empty());
         p.done("x", 5);
         p.done("x", 7);
         assert_eq!(p.due(Instant::now(), false), [("x".to_string(), 7)]);

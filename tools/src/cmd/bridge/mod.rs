@@ -530,11 +530,16 @@ impl Bridge {
                 },
                 m = subscriptions.next(), if importing => match m {
                     Some(m) => {
-                        if let Err(why) = receive(&id, &mut accepted, &mut gaps, &counters, &in_tx, m).await {
+                        let received =
+                            receive(&id, &mut accepted, &mut gaps, &counters, &progress, &in_tx, m);
+                        if let Err(why) = received.await {
                             Counters::add(&counters.dropped, 1);
                             if !bad_once {
                                 bad_once = true;
-                                eprintln!("event-engine bridge: {why}; such messages are counted as dropped");
+                                eprintln!(
+                                    "event-engine bridge: {why}; such messages are counted as \
+                                     dropped"
+                                );
                             }
                         }
                     }
@@ -554,7 +559,16 @@ impl Bridge {
                 // the flush returns, every message left is already queued here.
                 let _ = client.flush().await;
                 while let Some(Some(m)) = subscriptions.next().now_or_never() {
-                    let _ = receive(&id, &mut accepted, &mut gaps, &counters, &in_tx, m).await;
+                    let _ = receive(
+                        &id,
+                        &mut accepted,
+                        &mut gaps,
+                        &counters,
+                        &progress,
+                        &in_tx,
+                        m,
+                    )
+                    .await;
                 }
             }
             // What is queued goes out whatever the window: the stop must not wait for importers.
@@ -736,6 +750,7 @@ async fn receive(
     accepted: &mut TopicFilter,
     gaps: &mut GapCounter,
     counters: &Counters,
+    progress: &flow::Progress,
     queue: &mpsc::Sender<Incoming>,
     m: async_nats::Message,
 ) -> Result<(), String> {
@@ -751,6 +766,9 @@ async fn receive(
         .origin
         .zip(envelope.serial)
         .map(|(origin, serial)| (origin.to_string(), serial));
+    if let Some((origin, _)) = &from {
+        progress.seen(origin);
+    }
     let publish = accepted.accepts(&m.subject);
     if !publish && from.is_none() {
         return Ok(());
