@@ -600,6 +600,11 @@ fn bad_arguments_are_one_line_usage_errors() {
             &["--nats", url, "--export", "a", "--id", "has space"],
             "--id",
         ),
+        (&["--nats", url, "--export", "a", "--id", "a..b"], "--id"),
+        (
+            &["--nats", url, "--export", "a", "--ack-timeout", "0.5"],
+            "--ack-timeout 0.5 is too short",
+        ),
     ];
     for (extra, needle) in cases {
         let mut args = vec!["bridge", name.0.as_str()];

@@ -22,9 +22,10 @@
 //! then in flight may be lost and will never be acknowledged: they are forgiven (the exporter
 //! stops waiting for them), and the importer counts what was lost from the sequence gaps.
 
+use crate::cmd::bridge::stats::Counters;
 use async_nats::{HeaderMap, HeaderValue};
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Subjects under this prefix are the bridges' own: never imported onto a bus, never exported.
@@ -404,6 +405,70 @@ impl Progress {
             })
             .collect()
     }
+}
+
+/// This bridge's epoch as an importer: it moves whenever messages in flight to it may have been
+/// lost (a reconnect, or its client dropping for a full buffer).
+pub fn epoch(counters: &Counters) -> u64 {
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    get(&counters.reconnects) + get(&counters.overflows)
+}
+
+/// Acknowledges to each exporter what this bridge has put on its bus (see `flow`), until
+/// aborted.
+pub async fn acknowledge(
+    client: async_nats::Client,
+    id: String,
+    subjects: Vec<String>,
+    progress: Arc<Progress>,
+    counters: Arc<Counters>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(ACK_INTERVAL) => {}
+            _ = progress.wake.notified() => {}
+        }
+        let epoch = epoch(&counters);
+        for (exporter, acked) in progress.due(Instant::now(), false) {
+            let ack = Ack {
+                importer: id.clone(),
+                acked,
+                epoch,
+                leaving: false,
+                subjects: subjects.clone(),
+            };
+            let (headers, body) = ack.encode();
+            // Lost only with the connection; the next one (a heartbeat at the latest) repeats it.
+            let _ = client
+                .publish_with_headers(ack_subject(&exporter), headers, body)
+                .await;
+        }
+    }
+}
+
+/// Tells every exporter this bridge has acknowledged that it leaves, and waits until the server
+/// has it.
+pub async fn leave(
+    client: &async_nats::Client,
+    id: &str,
+    progress: &Progress,
+    counters: &Counters,
+) -> Result<(), async_nats::client::FlushError> {
+    let epoch = epoch(counters);
+    for (exporter, acked) in progress.due(Instant::now(), true) {
+        let ack = Ack {
+            importer: id.to_string(),
+            acked,
+            epoch,
+            leaving: true,
+            subjects: Vec::new(),
+        };
+        let (headers, body) = ack.encode();
+        let _ = client
+            .publish_with_headers(ack_subject(&exporter), headers, body)
+            .await;
+    }
+    client.flush().await
 }
 
 #[cfg(test)]

@@ -348,7 +348,7 @@ impl Bridge {
         // This bridge's acknowledgements to the exporters it imports from.
         let progress = Arc::new(flow::Progress::default());
         let acknowledging = (!subjects.is_empty()).then(|| {
-            tokio::spawn(acknowledge(
+            tokio::spawn(flow::acknowledge(
                 client.clone(),
                 id.clone(),
                 subjects.clone(),
@@ -601,24 +601,8 @@ impl Bridge {
         // The exporters stop waiting for this bridge at once.
         if let Some(task) = acknowledging {
             task.abort();
-            let _ = tokio::time::timeout(FLUSH, async {
-                let epoch = epoch(&counters);
-                for (exporter, acked) in progress.due(std::time::Instant::now(), true) {
-                    let ack = flow::Ack {
-                        importer: id.clone(),
-                        acked,
-                        epoch,
-                        leaving: true,
-                        subjects: Vec::new(),
-                    };
-                    let (headers, body) = ack.encode();
-                    let _ = client
-                        .publish_with_headers(flow::ack_subject(&exporter), headers, body)
-                        .await;
-                }
-                client.flush().await
-            })
-            .await;
+            let _ =
+                tokio::time::timeout(FLUSH, flow::leave(&client, &id, &progress, &counters)).await;
         }
         writeln!(out, "bridge {id}: stopped; {}", counters.line())?;
         out.flush()?;
@@ -650,45 +634,6 @@ async fn next_ack(acks: &mut Option<async_nats::Subscriber>) -> Option<async_nat
     match acks {
         Some(acks) => acks.next().await,
         None => std::future::pending().await,
-    }
-}
-
-/// This bridge's epoch as an importer: it moves whenever messages in flight to it may have been
-/// lost (a reconnect, or its client dropping for a full buffer).
-fn epoch(counters: &Counters) -> u64 {
-    let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-    get(&counters.reconnects) + get(&counters.overflows)
-}
-
-/// Acknowledges to each exporter what this bridge has put on its bus (see `flow`), until
-/// aborted.
-async fn acknowledge(
-    client: async_nats::Client,
-    id: String,
-    subjects: Vec<String>,
-    progress: Arc<flow::Progress>,
-    counters: Arc<Counters>,
-) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(flow::ACK_INTERVAL) => {}
-            _ = progress.wake.notified() => {}
-        }
-        let epoch = epoch(&counters);
-        for (exporter, acked) in progress.due(std::time::Instant::now(), false) {
-            let ack = flow::Ack {
-                importer: id.clone(),
-                acked,
-                epoch,
-                leaving: false,
-                subjects: subjects.clone(),
-            };
-            let (headers, body) = ack.encode();
-            // Lost only with the connection; the next one (a heartbeat at the latest) repeats it.
-            let _ = client
-                .publish_with_headers(flow::ack_subject(&exporter), headers, body)
-                .await;
-        }
     }
 }
 
