@@ -9,6 +9,7 @@ use crate::recovery::{lock_table, lock_table_to_join};
 use crate::recovery::{reap_locked, remove_consumer, ReapReport};
 use crate::region::interest::Wanted;
 use crate::region::layout::{KIND_FANOUT, KIND_GROUP};
+use crate::region::stats::BridgeCounts;
 use crate::region::table::{validate_group, Role};
 use crate::region::{check_geometry, Region};
 use crate::subscriber::Subscriber;
@@ -228,7 +229,7 @@ impl Bus {
     }
 
     /// Says in this handle's process-table row that this process bridges the bus to `server`
-    /// (a NATS server URL, shown by `event-engine inspect` and `watch`, cut to 80 bytes: leave
+    /// (a NATS server URL, shown by `event-engine inspect` and `watch`, cut to 64 bytes: leave
     /// credentials out of it), and returns what the bridge stores its counters through.
     pub fn announce_bridge(&self, server: &str) -> BridgeCounters {
         if let Some(stats) = self.inner.row.and_then(|r| self.inner.region.row_stats(r)) {
@@ -273,11 +274,10 @@ pub struct BridgeCounters {
 }
 
 impl BridgeCounters {
-    /// Stores the counters: bus messages sent to NATS, NATS messages published on the bus,
-    /// messages that could not be delivered, and reconnections to the server.
-    pub fn store(&self, out: u64, in_: u64, dropped: u64, reconnects: u64) {
+    /// Stores the counters (see [`BridgeRow`](crate::BridgeRow) for what each counts).
+    pub fn store(&self, counts: &BridgeCounts) {
         if let Some(stats) = self.inner.row.and_then(|r| self.inner.region.row_stats(r)) {
-            stats.store_bridge(out, in_, dropped, reconnects);
+            stats.store_bridge(counts);
         }
     }
 }

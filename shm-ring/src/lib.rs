@@ -94,6 +94,8 @@ pub use region::liveness;
 #[cfg(not(loom))]
 pub use region::message::Message;
 #[cfg(not(loom))]
+pub use region::stats::BridgeCounts;
+#[cfg(not(loom))]
 pub use region::table::{validate_group, Role};
 #[cfg(not(loom))]
 pub use subscriber::{InterestHandle, MissedCounter, RecvOptions, Subscriber};

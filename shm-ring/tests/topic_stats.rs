@@ -155,14 +155,27 @@ fn a_bridge_says_so_in_its_row() {
     let g = BusGuard::new("bridgerow");
     let bus = Bus::create(&g.name, &small()).unwrap();
     assert!(bus.snapshot().processes.iter().all(|p| p.bridge.is_none()));
-    let counters = bus.announce_bridge("nats://broker:4222");
-    counters.store(5, 6, 1, 2);
+    // A label longer than the row keeps is cut, at a character boundary.
+    let long = format!("nats://broker:4222,{}", "é".repeat(40));
+    let counters = bus.announce_bridge(&long);
+    counters.store(&shm_ring::BridgeCounts {
+        out: 5,
+        in_: 6,
+        dropped: 1,
+        reconnects: 2,
+        held: 3,
+        forgotten: 4,
+    });
     let snap = bus.snapshot();
     let b = snap
         .processes
         .iter()
         .find_map(|p| p.bridge.clone())
         .expect("a bridge row");
-    assert_eq!(b.server, "nats://broker:4222");
-    assert_eq!((b.out, b.in_, b.dropped, b.reconnects), (5, 6, 1, 2));
+    assert!(long.starts_with(&b.server), "{}", b.server);
+    assert!(b.server.len() > 60 && b.server.len() <= 64, "{}", b.server);
+    assert_eq!(
+        (b.out, b.in_, b.dropped, b.reconnects, b.held, b.forgotten),
+        (5, 6, 1, 2, 3, 4)
+    );
 }
