@@ -158,7 +158,7 @@ fn a_bridge_says_so_in_its_row() {
     // A label longer than the row keeps is cut, at a character boundary.
     let long = format!("nats://broker:4222,{}", "é".repeat(40));
     let counters = bus.announce_bridge(&long);
-    counters.store(&shm_ring::BridgeCounts {
+    counters.store(&event_engine_shm::BridgeCounts {
         out: 5,
         in_: 6,
         dropped: 1,
