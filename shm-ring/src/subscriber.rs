@@ -105,10 +105,10 @@ enum Held {
 ///
 /// ```
 /// # struct Unlink(String);
-/// # impl Drop for Unlink { fn drop(&mut self) { let _ = shm_ring::Bus::unlink(&self.0); } }
+/// # impl Drop for Unlink { fn drop(&mut self) { let _ = event_engine_shm::Bus::unlink(&self.0); } }
 /// # let name = format!("doc-sub-{}", std::process::id());
 /// # let _unlink = Unlink(name.clone());
-/// use shm_ring::{Bus, BusConfig, Codec};
+/// use event_engine_shm::{Bus, BusConfig, Codec};
 /// use std::time::Duration;
 /// let cfg = BusConfig { ring_capacity: 64, max_message: 4096, slab_blocks: 16, ..BusConfig::default() };
 /// let bus = Bus::create(&name, &cfg)?;
@@ -122,7 +122,7 @@ enum Held {
 /// assert_eq!(got, [0, 1, 2]);
 /// assert!(sub.recv(Some(Duration::ZERO))?.is_none());
 /// # drop(sub); drop(publisher); drop(bus);
-/// # Ok::<(), shm_ring::BusError>(())
+/// # Ok::<(), event_engine_shm::BusError>(())
 /// ```
 pub struct Subscriber {
     pub(crate) inner: Arc<Inner>,

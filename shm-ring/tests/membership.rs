@@ -5,9 +5,9 @@
 mod common;
 
 use common::{assert_idle, env, payload, say, spawn, unpayload, BusGuard, ChildGuard, Lines, ROLE};
+use event_engine_shm::{Bus, BusConfig, BusError, Codec, SubscribeOptions};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use shm_ring::{Bus, BusConfig, BusError, Codec, SubscribeOptions};
 use std::time::Duration;
 
 const ENTRY: &str = "child";
@@ -142,7 +142,7 @@ fn wait_stopped(child: &ChildGuard) {
 }
 
 fn publish(
-    p: &mut shm_ring::Publisher,
+    p: &mut event_engine_shm::Publisher,
     topic: &str,
     i: u64,
     timeout: Option<Duration>,
