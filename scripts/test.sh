@@ -9,6 +9,8 @@ cd "$ROOT"
 echo "== cargo fmt"; cargo fmt --all -- --check
 echo "== cargo clippy"; cargo clippy -q --workspace --all-targets -- -D warnings
 echo "== ruff"; ruff check py-binding/python tests tools scripts
+echo "== module import cycles (none allowed in any crate)"
+for src in engine-core/src shm-ring/src py-binding/src tools/src; do python scripts/module_cycles.py "$src"; done
 echo "== mypy (the stubs and a typed usage sample, for Python 3.9)"
 MYPYPATH=py-binding/python mypy --python-version 3.9 --strict py-binding/python/event_engine tests/typing
 echo "== cargo test"; cargo test -q --workspace --exclude event-engine-py
