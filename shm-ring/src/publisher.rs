@@ -272,7 +272,7 @@ impl Publisher {
             };
         }
         let committed = ring.commit_one(pos, consumers);
-        if committed {
+        if committed && block != 0 {
             // The slot holds the block now; before the intent goes (see `Row::held_block`).
             row.held_block.store(0, Ordering::Release);
         }

@@ -8,7 +8,7 @@
 
 use engine_core::Topic;
 use serde::Serialize;
-use shm_ring::{Role, Snapshot};
+use shm_ring::{BridgeRow, Role, Snapshot};
 use std::collections::HashMap;
 
 /// A consumer as an operator knows it: its entry, its group, the processes behind it.
@@ -251,28 +251,16 @@ pub fn blocked(s: &Snapshot) -> Vec<Blocked> {
     out
 }
 
-/// A bridge attached to the bus.
+/// A bridge attached to the bus: its process and the counters its row holds.
 #[derive(Serialize, Debug, Clone)]
 pub struct Bridge {
     /// Its pid.
     pub pid: u32,
     /// Whether it still runs.
     pub alive: bool,
-    /// The NATS server it connects to.
-    pub server: String,
-    /// Bus messages handed to NATS.
-    pub out: u64,
-    /// NATS messages published on the bus.
-    #[serde(rename = "in")]
-    pub in_: u64,
-    /// Messages that could not be delivered.
-    pub dropped: u64,
-    /// Reconnections to the server.
-    pub reconnects: u64,
-    /// Times the export side stopped reading the bus to wait for the importers' credit.
-    pub held: u64,
-    /// Importers forgotten after going silent while the bridge waited for them.
-    pub forgotten: u64,
+    /// Server and counters, as the bridge's row holds them (flattened into this object).
+    #[serde(flatten)]
+    pub row: BridgeRow,
 }
 
 /// The bridges attached to `s`.
@@ -280,17 +268,10 @@ pub fn bridges(s: &Snapshot) -> Vec<Bridge> {
     s.processes
         .iter()
         .filter_map(|p| {
-            let b = p.bridge.as_ref()?;
             Some(Bridge {
                 pid: p.pid,
                 alive: p.alive,
-                server: b.server.clone(),
-                out: b.out,
-                in_: b.in_,
-                dropped: b.dropped,
-                reconnects: b.reconnects,
-                held: b.held,
-                forgotten: b.forgotten,
+                row: p.bridge.clone()?,
             })
         })
         .collect()

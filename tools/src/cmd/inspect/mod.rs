@@ -364,13 +364,13 @@ pub fn write_text(
                 vec![
                     b.pid.to_string(),
                     if b.alive { "yes" } else { "DEAD" }.into(),
-                    b.server.clone(),
-                    b.out.to_string(),
-                    b.in_.to_string(),
-                    b.dropped.to_string(),
-                    b.reconnects.to_string(),
-                    b.held.to_string(),
-                    b.forgotten.to_string(),
+                    b.row.server.clone(),
+                    b.row.out.to_string(),
+                    b.row.in_.to_string(),
+                    b.row.dropped.to_string(),
+                    b.row.reconnects.to_string(),
+                    b.row.held.to_string(),
+                    b.row.forgotten.to_string(),
                 ]
             })
             .collect();

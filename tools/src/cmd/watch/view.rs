@@ -250,13 +250,13 @@ impl Dashboard<'_> {
                     "  bridge pid {}{}  out {}  in {}  dropped {}  reconnects {}  held {}  forgotten {}  {}",
                     b.pid,
                     if b.alive { "" } else { " DEAD" },
-                    b.out,
-                    b.in_,
-                    b.dropped,
-                    b.reconnects,
-                    b.held,
-                    b.forgotten,
-                    b.server
+                    b.row.out,
+                    b.row.in_,
+                    b.row.dropped,
+                    b.row.reconnects,
+                    b.row.held,
+                    b.row.forgotten,
+                    b.row.server
                 ))
             })
             .collect()
