@@ -90,7 +90,9 @@ unsafe fn put_body(
     // SAFETY (all three): the function's contract.
     let slf = unsafe { Borrowed::from_ptr(py, slf) };
     let names = unsafe { Borrowed::from_ptr_or_opt(py, kwnames) };
-    let names = names.map(|n| n.to_owned().cast_into::<PyTuple>()).transpose()?;
+    let names = names
+        .map(|n| n.to_owned().cast_into::<PyTuple>())
+        .transpose()?;
     let nargs = nargs as usize;
     let nkw = names.as_ref().map_or(0, |n| n.len());
     let all: &[*mut ffi::PyObject] = if nargs + nkw == 0 {

@@ -12,7 +12,7 @@ use crate::region::interest::Wanted;
 use crate::region::layout::{CONSUMER_LIVE, TOPIC_ENTRIES};
 use crate::region::stats::OTHER;
 use crate::region::Region;
-use engine_core::Topic;
+use engine_core::{Topic, TopicHashMap};
 use std::collections::HashMap;
 
 /// Topics remembered per publisher; past this the cache starts over (a publisher that uses a
@@ -53,7 +53,7 @@ pub(crate) struct Addressing {
     /// The interest epoch `by_topic` is valid for.
     epoch: u64,
     /// Topic hash -> (topic, consumers that want it, its topic-table entry).
-    by_topic: HashMap<u64, (Box<str>, u64, usize)>,
+    by_topic: TopicHashMap<(Box<str>, u64, usize)>,
     /// Per consumer entry: the interest version parsed, and what it says.
     parsed: HashMap<usize, (u64, Parsed)>,
     /// The topics named in this publisher's topic table, entry `i` at index `i` (this process
