@@ -17,7 +17,9 @@ pub(crate) enum Args<'a, 'py> {
         args: Bound<'py, PyTuple>,
         kwargs: Option<Bound<'py, PyDict>>,
     },
-    /// Borrowed from a vectorcall: positional values, then keyword names and values.
+    /// Borrowed from a vectorcall: positional values, then keyword names and values (CPython
+    /// only: PyPy's build keeps PyO3's `put`).
+    #[cfg_attr(PyPy, allow(dead_code))]
     Array(ArrayArgs<'a, 'py>),
 }
 
@@ -38,6 +40,7 @@ struct Keywords<'a, 'py> {
     skip: u64,
 }
 
+#[cfg_attr(PyPy, allow(dead_code))]
 impl<'a, 'py> ArrayArgs<'a, 'py> {
     /// Most keyword arguments a call may have for the `skip` mask.
     pub(crate) const MAX_KEYWORDS: usize = 64;

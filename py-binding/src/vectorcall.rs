@@ -13,7 +13,8 @@
 //! A put here borrows the arguments where they are ([`ArrayArgs`]): a bus encodes them from
 //! the array, the in-process queue builds the handler's tuple and dict once.
 
-use std::os::raw::{c_char, c_int};
+use std::ffi::CStr;
+use std::os::raw::c_int;
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
@@ -37,13 +38,16 @@ type FastCallWithKeywords = unsafe extern "C" fn(
 ) -> *mut ffi::PyObject;
 
 /// `put`'s doc, with the text signature `inspect.signature` reads (as PyO3 writes it).
-const DOC: &[u8] = b"put($self, topic, *args, block=True, max_spin=65535, timeout=0.0, **kwargs)\n--\n\nPublishes a message: `topic` (exact) with `*args` and `**kwargs`.\0";
+const DOC: &CStr = ffi::c_str!(
+    "put($self, topic, *args, block=True, max_spin=65535, timeout=0.0, **kwargs)\n--\n\n\
+     Publishes a message: `topic` (exact) with `*args` and `**kwargs`."
+);
 
 /// Replaces `cls.put` (PyO3's) with the vectorcall one.
 pub(crate) fn install(cls: &Bound<'_, PyType>) -> PyResult<()> {
     // Lives as long as the process: the method descriptor keeps a pointer to it.
     let def = Box::leak(Box::new(ffi::PyMethodDef {
-        ml_name: b"put\0".as_ptr().cast::<c_char>(),
+        ml_name: ffi::c_str!("put").as_ptr(),
         ml_meth: ffi::PyMethodDefPointer {
             // SAFETY: a C function pointer stored in the union as C does with a cast; the
             // interpreter calls it with the signature `ml_flags` names, which is `put`'s.
@@ -52,7 +56,7 @@ pub(crate) fn install(cls: &Bound<'_, PyType>) -> PyResult<()> {
             },
         },
         ml_flags: METH_FASTCALL | ffi::METH_KEYWORDS,
-        ml_doc: DOC.as_ptr().cast::<c_char>(),
+        ml_doc: DOC.as_ptr(),
     }));
     // SAFETY: `cls` is a live type object and `def` a valid method definition that outlives it
     // (leaked above); the result is a new reference or null with an exception set.
