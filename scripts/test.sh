@@ -9,10 +9,12 @@ cd "$ROOT"
 echo "== cargo fmt"; cargo fmt --all -- --check
 echo "== cargo clippy"; cargo clippy -q --workspace --all-targets -- -D warnings
 echo "== ruff"; ruff check py-binding/python tests tools scripts
+echo "== module import cycles (none allowed in any crate)"
+for src in engine-core/src shm-ring/src py-binding/src tools/src; do python scripts/module_cycles.py "$src"; done
 echo "== mypy (the stubs and a typed usage sample, for Python 3.9)"
 MYPYPATH=py-binding/python mypy --python-version 3.9 --strict py-binding/python/event_engine tests/typing
 echo "== cargo test"; cargo test -q --workspace --exclude event-engine-py
-echo "== loom models (shm-ring ring and free lists)"
-RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$ROOT/target/loom" cargo test -q -p shm-ring --release --lib loom
+echo "== loom models (shm-ring: ring, free lists, group claims, reaps, sleepers, interest)"
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$ROOT/target/loom" cargo test -q -p event-engine-shm --release --lib loom
 echo "== pytest ($(python -V))"; python -m pytest -q tests/python tests/python_bus
 bash scripts/other-pythons.sh

@@ -31,7 +31,7 @@ struct CachedRoute {
 /// registration order, with a per-topic route cache for dispatch.
 ///
 /// ```
-/// use engine_core::{HookTable, Topic};
+/// use event_engine_core::{HookTable, Topic};
 ///
 /// let mut table = HookTable::new();
 /// table.insert(Topic::parse("Orders.{side}.EU").unwrap(), "generic");

@@ -106,7 +106,7 @@ impl Gate {
 /// [`close`](Self::close) wakes every waiter.
 ///
 /// ```
-/// use engine_core::BoundedQueue;
+/// use event_engine_core::BoundedQueue;
 /// use std::time::Duration;
 ///
 /// let queue = BoundedQueue::new(2);

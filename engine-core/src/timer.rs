@@ -121,7 +121,7 @@ struct Control {
 /// [`stop`](Timer::stop) ends it promptly.
 ///
 /// ```
-/// use engine_core::{Alignment, Timer};
+/// use event_engine_core::{Alignment, Timer};
 /// use std::sync::mpsc;
 /// use std::time::Duration;
 ///

@@ -1,7 +1,7 @@
 //! Property tests of `HookTable`: routing, with its cache, agrees with a plain model that
 //! re-checks every registered topic, through any sequence of inserts and removals.
 
-use engine_core::{topic_hash, HookTable, Topic};
+use event_engine_core::{topic_hash, HookTable, Topic};
 use proptest::prelude::*;
 
 mod common;

@@ -5,7 +5,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use engine_core::{topic_hash, BoundedQueue, HookTable, Topic};
+use event_engine_core::{topic_hash, BoundedQueue, HookTable, Topic};
 
 struct CountingAllocator;
 

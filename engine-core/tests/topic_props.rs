@@ -1,6 +1,6 @@
 //! Property tests of topic parsing and matching against a straightforward reference.
 
-use engine_core::{Topic, TopicError, TopicPart};
+use event_engine_core::{Topic, TopicError, TopicPart};
 use proptest::prelude::*;
 
 mod common;
@@ -56,7 +56,7 @@ proptest! {
         match Topic::parse(&s) {
             Ok(topic) => {
                 prop_assert_eq!(topic.literal(), s.as_str());
-                prop_assert_eq!(topic.hash_value(), engine_core::topic_hash(&s));
+                prop_assert_eq!(topic.hash_value(), event_engine_core::topic_hash(&s));
                 prop_assert_eq!(topic.is_exact(), topic.parts().iter().all(|p| p.is_exact()));
                 for part in topic.parts() {
                     if let TopicPart::Exact(text) | TopicPart::Any(text) = part {

@@ -13,7 +13,7 @@
 //! from the first send to the last receive. `strace -f -c -e futex` on this program counts the
 //! wake-ups a paced feed costs.
 
-use shm_ring::{Bus, BusConfig, Codec};
+use event_engine_shm::{Bus, BusConfig, Codec};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -4,10 +4,10 @@
 //!
 //! `cargo run -p shm-ring --release --example throughput [messages] [payload bytes]`
 
-use shm_ring::{Bus, BusConfig, Codec};
+use event_engine_shm::{Bus, BusConfig, Codec};
 use std::time::Instant;
 
-fn main() -> Result<(), shm_ring::BusError> {
+fn main() -> Result<(), event_engine_shm::BusError> {
     let mut args = std::env::args().skip(1);
     let n: u64 = args
         .next()
@@ -34,7 +34,7 @@ fn main() -> Result<(), shm_ring::BusError> {
                 got += sub.recv_batch(256, None, |m| sum = sum.wrapping_add(m.payload[0] as u64))?
                     as u64;
             }
-            Ok::<u64, shm_ring::BusError>(sum)
+            Ok::<u64, event_engine_shm::BusError>(sum)
         });
         for i in 0..n {
             publisher.publish_with("bench.tick", Codec::Raw, size, None, |buf| buf[0] = i as u8)?;

@@ -8,11 +8,12 @@
 //! `region/stats.rs`), so that counting a message costs no lookup beyond this one.
 
 use crate::blocks::atomics::Ordering;
+use crate::blocks::interest::TopicCache;
 use crate::region::interest::Wanted;
 use crate::region::layout::{CONSUMER_LIVE, TOPIC_ENTRIES};
 use crate::region::stats::OTHER;
 use crate::region::Region;
-use engine_core::{Topic, TopicHashMap};
+use engine_core::Topic;
 use std::collections::HashMap;
 
 /// Topics remembered per publisher; past this the cache starts over (a publisher that uses a
@@ -48,17 +49,24 @@ impl Parsed {
 }
 
 /// A publisher's view of who wants what.
-#[derive(Default)]
 pub(crate) struct Addressing {
-    /// The interest epoch `by_topic` is valid for.
-    epoch: u64,
-    /// Topic hash -> (topic, consumers that want it, its topic-table entry).
-    by_topic: TopicHashMap<(Box<str>, u64, usize)>,
+    /// Topic -> (consumers that want it, its topic-table entry), for the current interest epoch.
+    by_topic: TopicCache<(u64, usize)>,
     /// Per consumer entry: the interest version parsed, and what it says.
     parsed: HashMap<usize, (u64, Parsed)>,
     /// The topics named in this publisher's topic table, entry `i` at index `i` (this process
     /// is the table's only writer, so this copy is the truth and the table is never re-read).
     named: Vec<(u64, Box<str>)>,
+}
+
+impl Default for Addressing {
+    fn default() -> Self {
+        Addressing {
+            by_topic: TopicCache::new(MAX_TOPICS),
+            parsed: HashMap::new(),
+            named: Vec::new(),
+        }
+    }
 }
 
 impl Addressing {
@@ -71,68 +79,62 @@ impl Addressing {
         topic: &str,
         hash: u64,
     ) -> (u64, usize) {
-        let epoch = region.header().interest_epoch.load(Ordering::SeqCst);
-        if epoch != self.epoch || self.by_topic.is_empty() {
-            self.by_topic.clear();
-            self.epoch = epoch;
-        }
-        if let Some((t, mask, entry)) = self.by_topic.get(&hash) {
-            if **t == *topic {
-                return (*mask, *entry);
-            }
-        }
-        let mask = self.compute(region, topic);
-        let entry = self.entry(region, row, topic, hash);
-        if self.by_topic.len() >= MAX_TOPICS {
-            self.by_topic.clear();
-        }
-        self.by_topic.insert(hash, (topic.into(), mask, entry));
-        (mask, entry)
+        let Addressing {
+            by_topic,
+            parsed,
+            named,
+        } = self;
+        by_topic.get(&region.header().interest_epoch, hash, topic, || {
+            let mask = compute(parsed, region, topic);
+            (mask, entry(named, region, row, topic, hash))
+        })
     }
+}
 
-    /// The topic-table entry of `topic`: the one naming it, a new one while the table has room,
-    /// else the other entry.
-    fn entry(&mut self, region: &Region, row: u32, topic: &str, hash: u64) -> usize {
-        if let Some(i) = self
-            .named
-            .iter()
-            .position(|(h, t)| *h == hash && **t == *topic)
-        {
-            return i;
-        }
-        let Some(stats) = region.row_stats(row) else {
-            return OTHER;
-        };
-        if self.named.len() >= TOPIC_ENTRIES {
-            return OTHER;
-        }
-        let i = self.named.len();
-        stats.name_topic(i, topic, hash);
-        self.named.push((hash, topic.into()));
-        i
+/// The topic-table entry of `topic`: the one naming it, a new one while the table has room, else
+/// the other entry.
+fn entry(
+    named: &mut Vec<(u64, Box<str>)>,
+    region: &Region,
+    row: u32,
+    topic: &str,
+    hash: u64,
+) -> usize {
+    if let Some(i) = named.iter().position(|(h, t)| *h == hash && **t == *topic) {
+        return i;
     }
+    let Some(stats) = region.row_stats(row) else {
+        return OTHER;
+    };
+    if named.len() >= TOPIC_ENTRIES {
+        return OTHER;
+    }
+    let i = named.len();
+    stats.name_topic(i, topic, hash);
+    named.push((hash, topic.into()));
+    i
+}
 
-    fn compute(&mut self, region: &Region, topic: &str) -> u64 {
-        // Routing is by the literal (docs/topic-grammar.md); a literal that does not parse
-        // reaches only consumers that want everything.
-        let parsed_topic = Topic::parse(topic).ok();
-        let max = region.layout().max_subscribers as usize;
-        let mut mask = 0u64;
-        for (i, c) in region.consumers().iter().enumerate().take(max) {
-            if c.state.load(Ordering::Acquire) != CONSUMER_LIVE {
-                self.parsed.remove(&i);
-                continue;
-            }
-            let version = c.interest.version.load(Ordering::Acquire);
-            let fresh = self.parsed.get(&i).is_some_and(|(v, _)| *v == version);
-            if !fresh {
-                let (v, wanted) = region.read_interest(i);
-                self.parsed.insert(i, (v, Parsed::from(wanted)));
-            }
-            if self.parsed[&i].1.wants(parsed_topic.as_ref()) {
-                mask |= 1 << i;
-            }
+fn compute(parsed: &mut HashMap<usize, (u64, Parsed)>, region: &Region, topic: &str) -> u64 {
+    // Routing is by the literal (docs/topic-grammar.md); a literal that does not parse
+    // reaches only consumers that want everything.
+    let parsed_topic = Topic::parse(topic).ok();
+    let max = region.layout().max_subscribers as usize;
+    let mut mask = 0u64;
+    for (i, c) in region.consumers().iter().enumerate().take(max) {
+        if c.state.load(Ordering::Acquire) != CONSUMER_LIVE {
+            parsed.remove(&i);
+            continue;
         }
-        mask
+        let version = c.interest.version.load(Ordering::Acquire);
+        let fresh = parsed.get(&i).is_some_and(|(v, _)| *v == version);
+        if !fresh {
+            let (v, wanted) = region.read_interest(i);
+            parsed.insert(i, (v, Parsed::from(wanted)));
+        }
+        if parsed[&i].1.wants(parsed_topic.as_ref()) {
+            mask |= 1 << i;
+        }
     }
+    mask
 }

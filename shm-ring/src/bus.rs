@@ -9,6 +9,7 @@ use crate::recovery::{lock_table, lock_table_to_join};
 use crate::recovery::{reap_locked, remove_consumer, ReapReport};
 use crate::region::interest::Wanted;
 use crate::region::layout::{KIND_FANOUT, KIND_GROUP};
+use crate::region::stats::BridgeCounts;
 use crate::region::table::{validate_group, Role};
 use crate::region::{check_geometry, Region};
 use crate::subscriber::Subscriber;
@@ -22,10 +23,10 @@ use std::time::{Duration, Instant};
 ///
 /// ```
 /// # struct Unlink(String);
-/// # impl Drop for Unlink { fn drop(&mut self) { let _ = shm_ring::Bus::unlink(&self.0); } }
+/// # impl Drop for Unlink { fn drop(&mut self) { let _ = event_engine_shm::Bus::unlink(&self.0); } }
 /// # let name = format!("doc-bus-{}", std::process::id());
 /// # let _unlink = Unlink(name.clone());
-/// use shm_ring::{Bus, BusConfig, Codec};
+/// use event_engine_shm::{Bus, BusConfig, Codec};
 /// use std::time::Duration;
 /// let cfg = BusConfig { ring_capacity: 64, max_message: 4096, slab_blocks: 16, ..BusConfig::default() };
 /// let bus = Bus::create(&name, &cfg)?;
@@ -36,7 +37,7 @@ use std::time::{Duration, Instant};
 /// assert_eq!(bus.snapshot().groups[0].name, "workers");
 /// # drop(workers); drop(again); drop(bus);
 /// Bus::unlink(&name)?;
-/// # Ok::<(), shm_ring::BusError>(())
+/// # Ok::<(), event_engine_shm::BusError>(())
 /// ```
 #[derive(Clone)]
 pub struct Bus {
@@ -140,10 +141,10 @@ impl Bus {
     ///
     /// ```
     /// # struct Unlink(String);
-    /// # impl Drop for Unlink { fn drop(&mut self) { let _ = shm_ring::Bus::unlink(&self.0); } }
+    /// # impl Drop for Unlink { fn drop(&mut self) { let _ = event_engine_shm::Bus::unlink(&self.0); } }
     /// # let name = format!("doc-interest-{}", std::process::id());
     /// # let _unlink = Unlink(name.clone());
-    /// use shm_ring::{Bus, BusConfig, Codec, SubscribeOptions};
+    /// use event_engine_shm::{Bus, BusConfig, Codec, SubscribeOptions};
     /// use std::time::Duration;
     /// let cfg = BusConfig { ring_capacity: 64, max_message: 4096, slab_blocks: 16, ..BusConfig::default() };
     /// let bus = Bus::create(&name, &cfg)?;
@@ -157,7 +158,7 @@ impl Bus {
     /// assert!(publisher.publish("Market.Trade.AAPL", Codec::Raw, b"t", None)?.is_some());
     /// assert_eq!(trades.recv(Some(Duration::from_secs(1)))?.unwrap().topic, "Market.Trade.AAPL");
     /// # drop(trades); drop(publisher); drop(bus);
-    /// # Ok::<(), shm_ring::BusError>(())
+    /// # Ok::<(), event_engine_shm::BusError>(())
     /// ```
     pub fn subscribe_with(&self, opts: &SubscribeOptions) -> Result<Subscriber, BusError> {
         if let Some(group) = &opts.group {
@@ -228,7 +229,7 @@ impl Bus {
     }
 
     /// Says in this handle's process-table row that this process bridges the bus to `server`
-    /// (a NATS server URL, shown by `event-engine inspect` and `watch`, cut to 80 bytes: leave
+    /// (a NATS server URL, shown by `event-engine inspect` and `watch`, cut to 64 bytes: leave
     /// credentials out of it), and returns what the bridge stores its counters through.
     pub fn announce_bridge(&self, server: &str) -> BridgeCounters {
         if let Some(stats) = self.inner.row.and_then(|r| self.inner.region.row_stats(r)) {
@@ -273,11 +274,10 @@ pub struct BridgeCounters {
 }
 
 impl BridgeCounters {
-    /// Stores the counters: bus messages sent to NATS, NATS messages published on the bus,
-    /// messages that could not be delivered, and reconnections to the server.
-    pub fn store(&self, out: u64, in_: u64, dropped: u64, reconnects: u64) {
+    /// Stores the counters (see [`BridgeRow`](crate::BridgeRow) for what each counts).
+    pub fn store(&self, counts: &BridgeCounts) {
         if let Some(stats) = self.inner.row.and_then(|r| self.inner.region.row_stats(r)) {
-            stats.store_bridge(out, in_, dropped, reconnects);
+            stats.store_bridge(counts);
         }
     }
 }

@@ -25,18 +25,18 @@
 //!
 //! ```
 //! # struct Unlink(String);
-//! # impl Drop for Unlink { fn drop(&mut self) { let _ = shm_ring::Bus::unlink(&self.0); } }
+//! # impl Drop for Unlink { fn drop(&mut self) { let _ = event_engine_shm::Bus::unlink(&self.0); } }
 //! # let name = format!("doc-lib-{}", std::process::id());
 //! # let _unlink = Unlink(name.clone());
-//! use shm_ring::{Bus, BusConfig, Codec, PyValue};
+//! use event_engine_shm::{Bus, BusConfig, Codec, PyValue};
 //! let bus = Bus::open_or_create(&name, &BusConfig { max_message: 4096, slab_blocks: 32, ring_capacity: 64, ..BusConfig::default() })?;
 //! let mut sub = bus.subscribe()?;
 //! bus.publisher()?.publish_pickled("md.tick", &[PyValue::Float(1.5)], &[("venue", PyValue::Str("X".into()))], None)?;
 //! let msg = sub.recv(None)?.unwrap();
 //! assert_eq!(msg.codec, Codec::Pickle as u8);
-//! assert_eq!(shm_ring::wire::pickle::decode(msg.payload).unwrap().to_string(), "((1.5,), {'venue': 'X'})");
+//! assert_eq!(event_engine_shm::wire::pickle::decode(msg.payload).unwrap().to_string(), "((1.5,), {'venue': 'X'})");
 //! # drop(sub); drop(bus);
-//! # Ok::<(), shm_ring::BusError>(())
+//! # Ok::<(), event_engine_shm::BusError>(())
 //! ```
 
 // Layers, each importing only from those above it in this list (see `docs/design.md`):
@@ -93,6 +93,8 @@ pub use recovery::{take_reaps, ReapReport, ReapedProcess};
 pub use region::liveness;
 #[cfg(not(loom))]
 pub use region::message::Message;
+#[cfg(not(loom))]
+pub use region::stats::BridgeCounts;
 #[cfg(not(loom))]
 pub use region::table::{validate_group, Role};
 #[cfg(not(loom))]

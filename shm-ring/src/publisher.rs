@@ -42,10 +42,10 @@ impl Drop for ClaimedRun<'_, '_> {
 ///
 /// ```
 /// # struct Unlink(String);
-/// # impl Drop for Unlink { fn drop(&mut self) { let _ = shm_ring::Bus::unlink(&self.0); } }
+/// # impl Drop for Unlink { fn drop(&mut self) { let _ = event_engine_shm::Bus::unlink(&self.0); } }
 /// # let name = format!("doc-pub-{}", std::process::id());
 /// # let _unlink = Unlink(name.clone());
-/// use shm_ring::{Bus, BusConfig, Codec};
+/// use event_engine_shm::{Bus, BusConfig, Codec};
 /// use std::time::Duration;
 /// let cfg = BusConfig { ring_capacity: 64, max_message: 4096, slab_blocks: 16, ..BusConfig::default() };
 /// let bus = Bus::create(&name, &cfg)?;
@@ -55,7 +55,7 @@ impl Drop for ClaimedRun<'_, '_> {
 /// let msg = sub.recv(Some(Duration::from_secs(1)))?.expect("a message");
 /// assert_eq!((msg.topic, msg.payload), ("ticks.AAPL", &b"123.5"[..]));
 /// # drop(msg); drop(sub); drop(publisher); drop(bus);
-/// # Ok::<(), shm_ring::BusError>(())
+/// # Ok::<(), event_engine_shm::BusError>(())
 /// ```
 pub struct Publisher {
     inner: Arc<Inner>,
@@ -307,10 +307,10 @@ impl Publisher {
     ///
     /// ```
     /// # struct Unlink(String);
-    /// # impl Drop for Unlink { fn drop(&mut self) { let _ = shm_ring::Bus::unlink(&self.0); } }
+    /// # impl Drop for Unlink { fn drop(&mut self) { let _ = event_engine_shm::Bus::unlink(&self.0); } }
     /// # let name = format!("doc-many-{}", std::process::id());
     /// # let _unlink = Unlink(name.clone());
-    /// use shm_ring::{Bus, BusConfig, Codec};
+    /// use event_engine_shm::{Bus, BusConfig, Codec};
     /// use std::time::Duration;
     /// let cfg = BusConfig { ring_capacity: 64, max_message: 4096, slab_blocks: 16, ..BusConfig::default() };
     /// let bus = Bus::create(&name, &cfg)?;
@@ -324,7 +324,7 @@ impl Publisher {
     /// sub.recv_batch(64, Some(Duration::from_secs(1)), |m| got.push(m.payload[0]))?;
     /// assert_eq!(got, (0..10).collect::<Vec<u8>>());
     /// # drop(sub); drop(publisher); drop(bus);
-    /// # Ok::<(), shm_ring::BusError>(())
+    /// # Ok::<(), event_engine_shm::BusError>(())
     /// ```
     pub fn publish_many(
         &mut self,

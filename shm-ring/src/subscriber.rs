@@ -1,27 +1,19 @@
 //! Receiving: fan-out subscribers walk the ring with their own cursor; group members share the
 //! group's cursor and claim positions from it, so each message goes to exactly one member.
 //!
-//! A group cursor packs the next position with the row (+1) that claimed the previous one. A
-//! member claiming position `p` first writes `p + 1` to its row's `in_flight` word (intent), then
-//! CASes the cursor to `(p + 1, me)`, then marks its claim confirmed. Before anyone moves the
-//! cursor past `(p + 1, r)`, it confirms `r`'s claim for it. A reaper therefore knows exactly which
-//! position a dead member held: a confirmed claim, or an intent matching the cursor. Such a
-//! message goes on the group's redelivery list, which members check before the cursor.
-//!
-//! Acknowledging clears the consumer's bit in the slot first and forgets the claim second, so a
-//! member killed in between leaves a claim a reaper finds already released (and drops).
+//! The claim protocol (intent, cursor, confirmation, redelivery) is in `blocks/group.rs`.
 
 use crate::blocks::atomics::Ordering;
+use crate::blocks::group;
 use crate::blocks::ring::{dist, Poll};
 use crate::handle::Inner;
 use crate::interrupt::Interrupter;
 use crate::recovery::lock_table;
 use crate::region::interest::Wanted;
+use crate::region::layout::Consumer;
 use crate::region::layout::CONSUMER_LIVE;
-use crate::region::layout::{Consumer, IN_FLIGHT_CONFIRMED};
 use crate::region::message::{copy_message, read_message, Copied, Message};
-use crate::region::saturating_dec;
-use crate::region::words::{Cursor, Redelivery};
+use crate::region::words::Cursor;
 use crate::wait::{wait_for_hot, Side, HOT_WAIT};
 use crate::BusError;
 use std::sync::Arc;
@@ -113,10 +105,10 @@ enum Held {
 ///
 /// ```
 /// # struct Unlink(String);
-/// # impl Drop for Unlink { fn drop(&mut self) { let _ = shm_ring::Bus::unlink(&self.0); } }
+/// # impl Drop for Unlink { fn drop(&mut self) { let _ = event_engine_shm::Bus::unlink(&self.0); } }
 /// # let name = format!("doc-sub-{}", std::process::id());
 /// # let _unlink = Unlink(name.clone());
-/// use shm_ring::{Bus, BusConfig, Codec};
+/// use event_engine_shm::{Bus, BusConfig, Codec};
 /// use std::time::Duration;
 /// let cfg = BusConfig { ring_capacity: 64, max_message: 4096, slab_blocks: 16, ..BusConfig::default() };
 /// let bus = Bus::create(&name, &cfg)?;
@@ -130,7 +122,7 @@ enum Held {
 /// assert_eq!(got, [0, 1, 2]);
 /// assert!(sub.recv(Some(Duration::ZERO))?.is_none());
 /// # drop(sub); drop(publisher); drop(bus);
-/// # Ok::<(), shm_ring::BusError>(())
+/// # Ok::<(), event_engine_shm::BusError>(())
 /// ```
 pub struct Subscriber {
     pub(crate) inner: Arc<Inner>,
@@ -506,101 +498,18 @@ impl Subscriber {
 
     fn next_group(&mut self) -> Option<u64> {
         let region = &self.inner.region;
-        let ring = region.ring();
-        let c = &region.consumers()[self.consumer as usize];
+        let group = region.group(self.consumer)?;
         let me = self.row + 1;
         let row = region.row(self.row).expect("own row is in range");
-        if c.redeliver_count.load(Ordering::Acquire) > 0 {
-            for (k, e) in c.redeliver.iter().enumerate() {
-                let v = e.load(Ordering::Acquire);
-                let head = region.header().head.load(Ordering::Acquire);
-                let Redelivery { pos, owner } = Redelivery::read(v, head);
-                if v == 0 || owner != 0 {
-                    continue;
-                }
-                if e.compare_exchange(
-                    v,
-                    Redelivery { pos, owner: me }.value(),
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                )
-                .is_err()
-                {
-                    continue;
-                }
-                if ring.poll(pos, self.bit) == Poll::Ready
-                    && seq_matches(pos, ring.slot(pos).seq.load(Ordering::Acquire))
-                {
-                    self.held = Held::Redelivery(k, pos);
-                    self.redelivered += 1;
-                    row.redelivered.fetch_add(1, Ordering::Relaxed);
-                    return Some(pos);
-                }
-                e.store(0, Ordering::Release);
-                saturating_dec(&c.redeliver_count);
-            }
+        if let Some((k, pos)) = group.take_redelivery(me) {
+            self.held = Held::Redelivery(k, pos);
+            self.redelivered += 1;
+            row.redelivered.fetch_add(1, Ordering::Relaxed);
+            return Some(pos);
         }
-        // Bounded like `next_fanout`; other members' CASes make a few extra rounds possible, so
-        // running out just means "try again later".
-        for _ in 0..=2 * ring.capacity() {
-            let cur = c.cursor.load(Ordering::SeqCst);
-            let head = region.header().head.load(Ordering::Acquire);
-            let Cursor { pos, claimer: last } = Cursor::read(cur, head);
-            if last != 0 {
-                // Confirm the previous claimer's claim before the cursor moves past it.
-                if let Some(r) = region.row(last - 1) {
-                    let _ = r.in_flight.compare_exchange(
-                        pos,
-                        pos | IN_FLIGHT_CONFIRMED,
-                        Ordering::SeqCst,
-                        Ordering::Relaxed,
-                    );
-                }
-            }
-            match ring.poll(pos, self.bit) {
-                Poll::Empty => return None,
-                Poll::Skip => {
-                    let _ = c.cursor.compare_exchange(
-                        cur,
-                        Cursor {
-                            pos: pos.wrapping_add(1),
-                            claimer: 0,
-                        }
-                        .value(),
-                        Ordering::SeqCst,
-                        Ordering::Relaxed,
-                    );
-                }
-                Poll::Ready => {
-                    row.in_flight.store(pos.wrapping_add(1), Ordering::SeqCst);
-                    if c.cursor
-                        .compare_exchange(
-                            cur,
-                            Cursor {
-                                pos: pos.wrapping_add(1),
-                                claimer: me,
-                            }
-                            .value(),
-                            Ordering::SeqCst,
-                            Ordering::Relaxed,
-                        )
-                        .is_ok()
-                    {
-                        let _ = row.in_flight.compare_exchange(
-                            pos.wrapping_add(1),
-                            pos.wrapping_add(1) | IN_FLIGHT_CONFIRMED,
-                            Ordering::SeqCst,
-                            Ordering::Relaxed,
-                        );
-                        self.held = Held::Group(pos);
-                        return Some(pos);
-                    }
-                    row.in_flight.store(0, Ordering::SeqCst);
-                }
-            }
-            crate::blocks::atomics::spin_hint();
-        }
-        None
+        let pos = group.claim(me, &row.in_flight, |r| region.row(r).map(|r| &r.in_flight))?;
+        self.held = Held::Group(pos);
+        Some(pos)
     }
 
     /// Acknowledges the held message: clears our bit (freeing the slot if we were last), then
@@ -635,23 +544,20 @@ impl Subscriber {
             }
             Held::Group(pos) => {
                 let freed = region.release_slot_quiet(pos, self.bit).is_some();
-                row.in_flight.store(0, Ordering::Release);
+                group::forget(&row.in_flight);
                 freed
             }
             Held::Redelivery(k, pos) => {
                 let freed = region.release_slot_quiet(pos, self.bit).is_some();
-                c.redeliver[k].store(0, Ordering::Release);
-                saturating_dec(&c.redeliver_count);
+                if let Some(group) = region.group(self.consumer) {
+                    group.finish_redelivery(k);
+                }
                 freed
             }
         };
         crate::region::table::bump_own(&row.delivered);
         freed
     }
-}
-
-fn seq_matches(pos: u64, seq: u64) -> bool {
-    seq == pos.wrapping_add(1)
 }
 
 impl Drop for Subscriber {

@@ -12,11 +12,11 @@
 //! messages: in a steady stream, a sleeping subscriber costs the publisher a FUTEX_WAKE per
 //! message and itself a FUTEX_WAIT, while a hot one costs neither.
 
-use crate::blocks::atomics::{fence, AtomicU32, Ordering};
+use crate::blocks::atomics::Ordering;
+use crate::blocks::sleepers::Sleeper;
 use crate::recovery::lock_table_within;
-use crate::region::layout::{Row, SLEEPING_COUNTED, SLEEPING_PUBLISHER, SLEEPING_SUBSCRIBER};
+use crate::region::layout::{Row, SLEEPING_PUBLISHER, SLEEPING_SUBSCRIBER};
 use crate::region::liveness::now_ns;
-use crate::region::saturating_dec;
 use crate::region::Region;
 use crate::BusError;
 use std::time::{Duration, Instant};
@@ -121,22 +121,19 @@ pub(crate) fn wait_for_hot<T>(
             Some(d) => d - now,
             None => SLICE,
         };
-        // The row says "counted" only once the count includes us, so a reaper of a process killed
-        // in between never takes back a count it did not add (a count may stay one too high,
-        // which costs a spare wake-up until the bus is idle, never a lost one).
-        row.sleeping.store(tag, Ordering::Relaxed);
-        sleepers.fetch_add(1, Ordering::SeqCst);
-        row.sleeping
-            .store(tag | SLEEPING_COUNTED, Ordering::Relaxed);
-        let seen = futex.load(Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        let got = attempt();
-        if !matches!(got, Ok(None)) {
-            unsleep(sleepers, row);
+        let sleeper = Sleeper {
+            futex,
+            sleepers,
+            mark: &row.sleeping,
+            tag,
+        };
+        let got = sleeper.sleep_unless(left.min(SLICE), || match attempt() {
+            Ok(None) => None,
+            got => Some(got),
+        });
+        if let Some(got) = got {
             return got;
         }
-        crate::blocks::futex::wait(futex_word(futex), seen, left.min(SLICE));
-        unsleep(sleepers, row);
         row.heartbeat_ns.store(now_ns(), Ordering::Relaxed);
         if let Some(v) = attempt()? {
             return Ok(Some(v));
@@ -153,16 +150,4 @@ pub(crate) fn wait_for_hot<T>(
             }
         }
     }
-}
-
-fn unsleep(sleepers: &AtomicU32, row: &Row) {
-    let tag = row.sleeping.load(Ordering::Relaxed) & !SLEEPING_COUNTED;
-    row.sleeping.store(tag, Ordering::Relaxed);
-    saturating_dec(sleepers);
-    row.sleeping.store(0, Ordering::Relaxed);
-}
-
-#[cfg(not(loom))]
-fn futex_word(w: &AtomicU32) -> &std::sync::atomic::AtomicU32 {
-    w
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{assert_idle, payload, small, unpayload, BusGuard};
-use shm_ring::{inspect, shm_path, Bus, BusConfig, BusError, Codec, Role};
+use event_engine_shm::{inspect, shm_path, Bus, BusConfig, BusError, Codec, Role};
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
@@ -146,7 +146,7 @@ fn fan_out_delivers_everything_in_order_to_each_subscriber() {
                 for i in 0..N {
                     let m = sub.recv(SEC).unwrap().expect("message");
                     assert_eq!(m.topic, "t.x");
-                    assert_eq!(m.topic_hash, shm_ring::topic_hash("t.x"));
+                    assert_eq!(m.topic_hash, event_engine_shm::topic_hash("t.x"));
                     assert_eq!(unpayload(m.payload), (7, i));
                     assert_eq!(m.payload.len(), if i % 3 == 0 { 1000 } else { 12 });
                     assert_eq!(m.publisher_pid, std::process::id());
@@ -490,12 +490,12 @@ fn observer_sees_messages_without_holding_publishers_back() {
     let mut obs = bus.observe().unwrap();
     let mut sub = bus.subscribe().unwrap();
     let mut p = bus.publisher().unwrap();
-    p.publish_pickled("px", &[shm_ring::PyValue::Int(3)], &[], NOW)
+    p.publish_pickled("px", &[event_engine_shm::PyValue::Int(3)], &[], NOW)
         .unwrap();
     let m = obs.recv(NOW).unwrap().unwrap();
     assert_eq!((m.topic, m.codec), ("px", Codec::Pickle as u8));
     assert_eq!(
-        shm_ring::wire::pickle::decode(m.payload)
+        event_engine_shm::wire::pickle::decode(m.payload)
             .unwrap()
             .to_string(),
         "((3,), {})"
@@ -527,7 +527,7 @@ fn read_only_observer_takes_no_row_and_works_on_a_full_table() {
     let mut p = bus.publisher().unwrap();
     // The bus handle, the subscriber and the publisher fill the table.
     assert!(matches!(bus.publisher(), Err(BusError::TableFull { .. })));
-    let mut obs = shm_ring::observe(&g.name).unwrap();
+    let mut obs = event_engine_shm::observe(&g.name).unwrap();
     assert_eq!(inspect(&g.name).unwrap().processes.len(), 3);
     p.publish("md.x", Codec::Raw, b"abc", NOW).unwrap();
     let m = obs.recv(NOW).unwrap().unwrap();
@@ -539,7 +539,7 @@ fn read_only_observer_takes_no_row_and_works_on_a_full_table() {
     assert!(obs.recv(NOW).unwrap().is_none());
     drop(obs);
     assert!(matches!(
-        shm_ring::observe("no/such"),
+        event_engine_shm::observe("no/such"),
         Err(BusError::BadName { .. })
     ));
 }
@@ -548,7 +548,7 @@ fn read_only_observer_takes_no_row_and_works_on_a_full_table() {
 fn messages_nobody_wants_take_no_ring_position_and_are_counted() {
     let g = BusGuard::new("unrouted");
     let bus = Bus::create(&g.name, &small()).unwrap();
-    let mut obs = shm_ring::observe(&g.name).unwrap();
+    let mut obs = event_engine_shm::observe(&g.name).unwrap();
     let mut p = bus.publisher().unwrap();
     // Twenty rings' worth with nobody listening: never full, never waiting.
     for _ in 0..20 * 16 {
@@ -565,7 +565,7 @@ fn messages_nobody_wants_take_no_ring_position_and_are_counted() {
 fn a_subscriber_receives_only_the_topics_it_wants_and_others_do_not_hold_it_back() {
     let g = BusGuard::new("interest");
     let bus = Bus::create(&g.name, &small()).unwrap();
-    let wants = |t: &[&str]| shm_ring::SubscribeOptions {
+    let wants = |t: &[&str]| event_engine_shm::SubscribeOptions {
         topics: Some(t.iter().map(|s| s.to_string()).collect()),
         ..Default::default()
     };
@@ -625,9 +625,9 @@ fn handles_can_move_between_threads() {
     fn sync<T: Sync>() {}
     send::<Bus>();
     sync::<Bus>();
-    send::<shm_ring::Publisher>();
-    send::<shm_ring::Subscriber>();
-    send::<shm_ring::Observer>();
+    send::<event_engine_shm::Publisher>();
+    send::<event_engine_shm::Subscriber>();
+    send::<event_engine_shm::Observer>();
 }
 
 #[test]
@@ -635,7 +635,7 @@ fn list_and_inspect_show_an_attached_bus() {
     let g = BusGuard::new("list");
     let bus = Bus::create(&g.name, &small()).unwrap();
     let _sub = bus.subscribe_group("readers").unwrap();
-    let info = shm_ring::list_buses()
+    let info = event_engine_shm::list_buses()
         .unwrap()
         .into_iter()
         .find(|b| b.name == g.name)
@@ -762,7 +762,7 @@ fn interest_changes_while_the_subscriber_waits_in_another_thread() {
     let g = BusGuard::new("interest-change");
     let bus = Bus::create(&g.name, &small()).unwrap();
     let mut sub = bus
-        .subscribe_with(&shm_ring::SubscribeOptions {
+        .subscribe_with(&event_engine_shm::SubscribeOptions {
             topics: Some(Vec::new()),
             ..Default::default()
         })
@@ -793,8 +793,8 @@ fn interest_changes_while_the_subscriber_waits_in_another_thread() {
     assert_idle(&g.name);
 }
 
-fn lossy() -> shm_ring::SubscribeOptions {
-    shm_ring::SubscribeOptions {
+fn lossy() -> event_engine_shm::SubscribeOptions {
+    event_engine_shm::SubscribeOptions {
         lossy: true,
         ..Default::default()
     }
@@ -900,7 +900,7 @@ fn a_lossy_group_is_refused_with_the_reason() {
     let g = BusGuard::new("lossy-group");
     let bus = Bus::create(&g.name, &small()).unwrap();
     let err = bus
-        .subscribe_with(&shm_ring::SubscribeOptions {
+        .subscribe_with(&event_engine_shm::SubscribeOptions {
             group: Some("w".into()),
             lossy: true,
             ..Default::default()

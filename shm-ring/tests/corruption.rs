@@ -6,8 +6,8 @@
 mod common;
 
 use common::{small, BusGuard};
+use event_engine_shm::{inspect, shm_path, Bus, BusConfig, BusError, Codec};
 use proptest::prelude::*;
-use shm_ring::{inspect, shm_path, Bus, BusConfig, BusError, Codec};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -31,7 +31,7 @@ fn template() -> &'static Vec<u8> {
         let mut p = bus.publisher().unwrap();
         p.publish("inline", Codec::Raw, b"small", NOW).unwrap();
         p.publish("block", Codec::Raw, &[7; 1500], NOW).unwrap();
-        p.publish_pickled("pickled", &[shm_ring::PyValue::Int(1)], &[], NOW)
+        p.publish_pickled("pickled", &[event_engine_shm::PyValue::Int(1)], &[], NOW)
             .unwrap();
         std::fs::read(shm_path(&g.name)).unwrap()
     })
@@ -76,7 +76,7 @@ fn exercise(name: &str) {
 }
 
 /// Formats a snapshot the way a tool would (touches every field).
-fn serde_json_like(s: &shm_ring::Snapshot) -> String {
+fn serde_json_like(s: &event_engine_shm::Snapshot) -> String {
     format!("{s:?}")
 }
 

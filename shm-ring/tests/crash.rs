@@ -5,7 +5,7 @@
 mod common;
 
 use common::{assert_idle, env, kill, payload, say, spawn, unpayload, BusGuard, Lines, ROLE};
-use shm_ring::{shm_path, Bus, BusConfig, Codec};
+use event_engine_shm::{shm_path, Bus, BusConfig, Codec};
 use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
 use std::time::Duration;

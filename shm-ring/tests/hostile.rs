@@ -7,7 +7,7 @@
 mod common;
 
 use common::{kill, say, spawn, BusGuard, Lines, ROLE};
-use shm_ring::{inspect, shm_path, Bus, BusConfig, BusError, Codec};
+use event_engine_shm::{inspect, shm_path, Bus, BusConfig, BusError, Codec};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::process::{Command, Stdio};
@@ -52,13 +52,13 @@ fn a_fifo_at_a_bus_path_is_refused_at_once_and_can_be_removed() {
     let name = g.name.clone();
     within(Duration::from_secs(5), move || {
         expect_not_a_bus_file(inspect(&name), "a FIFO");
-        expect_not_a_bus_file(shm_ring::observe(&name).map(|_| ()), "a FIFO");
+        expect_not_a_bus_file(event_engine_shm::observe(&name).map(|_| ()), "a FIFO");
         expect_not_a_bus_file(Bus::open(&name).map(|_| ()), "a FIFO");
         expect_not_a_bus_file(
             Bus::open_or_create(&name, &common::small()).map(|_| ()),
             "a FIFO",
         );
-        let listed = shm_ring::list_buses().unwrap();
+        let listed = event_engine_shm::list_buses().unwrap();
         let me = listed.iter().find(|b| b.name == name).unwrap();
         assert!(me.error.as_deref().unwrap().contains("a FIFO"), "{me:?}");
     });

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{assert_idle, env, payload, say, spawn, unpayload, BusGuard, Lines, ROLE};
-use shm_ring::{Bus, BusConfig, Codec};
+use event_engine_shm::{Bus, BusConfig, Codec};
 use std::collections::HashMap;
 use std::time::Duration;
 

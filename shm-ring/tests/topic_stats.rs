@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use shm_ring::{Bus, Codec, SubscribeOptions, TopicCount};
+use event_engine_shm::{Bus, Codec, SubscribeOptions, TopicCount};
 
 fn named<'a>(topics: &'a [TopicCount], topic: &str) -> &'a TopicCount {
     topics
@@ -55,7 +55,7 @@ fn a_publisher_counts_messages_and_bytes_per_topic() {
         .unwrap();
     let a = named(&row.topics, "md.A");
     assert_eq!((a.messages, a.bytes, a.unrouted), (8, 3 * 5 + 5 * 10, 0));
-    assert_eq!(a.hash, shm_ring::topic_hash("md.A"));
+    assert_eq!(a.hash, event_engine_shm::topic_hash("md.A"));
     let b = named(&row.topics, "md.B");
     assert_eq!((b.messages, b.bytes), (1, 200));
     let n = named(&row.topics, "news.x");
@@ -123,7 +123,7 @@ fn topics_beyond_the_table_count_as_other_and_totals_outlive_the_publisher() {
     assert_eq!(named(&bus.snapshot().departed_topics, "t.3").messages, 3);
     drop(sub);
     drop(bus);
-    assert!(shm_ring::inspect(&g.name).unwrap().is_idle());
+    assert!(event_engine_shm::inspect(&g.name).unwrap().is_idle());
 }
 
 #[test]
@@ -155,14 +155,27 @@ fn a_bridge_says_so_in_its_row() {
     let g = BusGuard::new("bridgerow");
     let bus = Bus::create(&g.name, &small()).unwrap();
     assert!(bus.snapshot().processes.iter().all(|p| p.bridge.is_none()));
-    let counters = bus.announce_bridge("nats://broker:4222");
-    counters.store(5, 6, 1, 2);
+    // A label longer than the row keeps is cut, at a character boundary.
+    let long = format!("nats://broker:4222,{}", "é".repeat(40));
+    let counters = bus.announce_bridge(&long);
+    counters.store(&event_engine_shm::BridgeCounts {
+        out: 5,
+        in_: 6,
+        dropped: 1,
+        reconnects: 2,
+        held: 3,
+        forgotten: 4,
+    });
     let snap = bus.snapshot();
     let b = snap
         .processes
         .iter()
         .find_map(|p| p.bridge.clone())
         .expect("a bridge row");
-    assert_eq!(b.server, "nats://broker:4222");
-    assert_eq!((b.out, b.in_, b.dropped, b.reconnects), (5, 6, 1, 2));
+    assert!(long.starts_with(&b.server), "{}", b.server);
+    assert!(b.server.len() > 60 && b.server.len() <= 64, "{}", b.server);
+    assert_eq!(
+        (b.out, b.in_, b.dropped, b.reconnects, b.held, b.forgotten),
+        (5, 6, 1, 2, 3, 4)
+    );
 }

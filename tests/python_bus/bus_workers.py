@@ -175,7 +175,7 @@ def steady_publisher(bus, n, per_put_timeout, pause, ready, go, results, leave):
 
 def lossy_monitor(bus, ready, results, leave):
     """A lossy engine handling `Ticks.{symbol}`: reports the ids it handled and its `missed`
-    count once a message on `Test.End` arrived."""
+    count once a message on `Test.End` arrived, then stays attached until told to leave."""
     engine = EventEngine(bus=bus, lossy=True)
     got = []
     done = threading.Event()
@@ -186,5 +186,16 @@ def lossy_monitor(bus, ready, results, leave):
     done.wait(GUARD)
     engine.stop()
     results.put((got, engine.missed))
+    # Attached until told to leave: the parent inspects its row after reading the results.
+    leave.wait(GUARD)
+    engine.close()
+
+
+def idle_engine(bus, patterns, ready, leave):
+    """An engine attached throughout and never started, with hooks on `patterns` (maybe none)."""
+    engine = EventEngine(bus=bus)
+    for p in patterns:
+        engine.register_handler(Topic(p), lambda *a, **k: None)
+    ready.set()
     leave.wait(GUARD)
     engine.close()

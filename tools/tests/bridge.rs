@@ -144,6 +144,9 @@ struct Stats {
     inn: u64,
     dropped: u64,
     reconnects: u64,
+    /// Times the exporter waited for an importer's acknowledgements (timing-dependent).
+    held: u64,
+    forgotten: u64,
 }
 
 fn parse_stats(line: &str) -> Stats {
@@ -160,6 +163,8 @@ fn parse_stats(line: &str) -> Stats {
         inn: get("in"),
         dropped: get("dropped"),
         reconnects: get("reconnects"),
+        held: get("held"),
+        forgotten: get("forgotten"),
     }
 }
 
@@ -390,14 +395,17 @@ fn messages_cross_once_in_order_between_buses_that_both_import_and_export_a_patt
     assert_eq!(late(sub_b), 0, "bus B got more than it should");
     assert_eq!(late(sub_a), 0, "bus A got more than it should");
     // Each bridge exported only its own bus's messages and imported only the other's.
-    let expect = |out, inn| Stats {
+    // Whether a bridge had to wait for the other's acknowledgements depends on timing.
+    let expect = |out, inn, held| Stats {
         out,
         inn,
         dropped: 0,
         reconnects: 0,
+        held,
+        forgotten: 0,
     };
-    assert_eq!(stats_a, expect(N, BACK));
-    assert_eq!(stats_b, expect(BACK, N));
+    assert_eq!(stats_a, expect(N, BACK, stats_a.held));
+    assert_eq!(stats_b, expect(BACK, N, stats_b.held));
 }
 
 #[test]
@@ -442,7 +450,15 @@ fn a_server_restart_is_survived_and_what_it_lost_is_counted() {
     let (name_a, name_b) = (BusName::new("restart-a"), BusName::new("restart-b"));
     let (bus_a, bus_b) = (create(&name_a), create(&name_b));
     let mut sub_b = bus_b.subscribe().unwrap();
-    let bridge_a = Bridge::start(&name_a, &server, "restart-a", &["Md.+x"], &[]);
+    // A window small enough to fill while the server is down: the restart must not wedge it.
+    let bridge_a = Bridge::start_with(
+        &name_a,
+        &server,
+        "restart-a",
+        &["Md.+x"],
+        &[],
+        &["--window", "256"],
+    );
     let bridge_b = Bridge::start(&name_b, &server, "restart-b", &[], &["Md.+x"]);
 
     // A publisher that keeps going through the restart until told to stop.
@@ -584,6 +600,11 @@ fn bad_arguments_are_one_line_usage_errors() {
             &["--nats", url, "--export", "a", "--id", "has space"],
             "--id",
         ),
+        (&["--nats", url, "--export", "a", "--id", "a..b"], "--id"),
+        (
+            &["--nats", url, "--export", "a", "--ack-timeout", "0.5"],
+            "--ack-timeout 0.5 is too short",
+        ),
     ];
     for (extra, needle) in cases {
         let mut args = vec!["bridge", name.0.as_str()];
@@ -643,15 +664,23 @@ fn import_patterns_keep_only_what_they_match_and_plain_nats_messages_arrive_raw(
 }
 
 #[test]
-fn what_a_full_far_bus_makes_nats_drop_is_counted_and_order_is_kept() {
+fn without_flow_control_what_a_full_far_bus_makes_nats_drop_is_counted_and_order_is_kept() {
     const N: u64 = 3_000;
     let server = NatsServer::start();
     let (name_a, name_b) = (BusName::new("slow-a"), BusName::new("slow-b"));
     let (bus_a, bus_b) = (create(&name_a), create(&name_b));
     // Nobody reads bus B during the burst: its ring (64), the bridge's queue and a small
-    // import buffer fill, and NATS drops the rest for this subscriber.
+    // import buffer fill, and with an exporter that does not wait for acknowledgements
+    // (--window 0), NATS drops the rest for this subscriber.
     let mut sub_b = bus_b.subscribe().unwrap();
-    let bridge_a = Bridge::start(&name_a, &server, "slow-a", &["Md.+x"], &[]);
+    let bridge_a = Bridge::start_with(
+        &name_a,
+        &server,
+        "slow-a",
+        &["Md.+x"],
+        &[],
+        &["--window", "0"],
+    );
     let bridge_b = Bridge::start_with(
         &name_b,
         &server,
@@ -723,7 +752,9 @@ fn a_bridge_creates_its_bus_when_it_does_not_exist_yet() {
             out: 0,
             inn: 0,
             dropped: 0,
-            reconnects: 0
+            reconnects: 0,
+            held: 0,
+            forgotten: 0,
         }
     );
 }
@@ -791,4 +822,218 @@ fn inspect_and_watch_show_each_bridge_with_its_counters() {
     bridge_b.stop();
     // A bridge that left is no longer listed.
     assert_eq!(inspect_json(&name_a)["bridges"], serde_json::json!([]));
+}
+
+/// One counter of the only bridge attached to bus `name`, as `inspect --json` shows it.
+fn bridge_counter(name: &BusName, key: &str) -> u64 {
+    let r = inspect_json(name);
+    let bridges = r["bridges"].as_array().expect("bridges").clone();
+    assert_eq!(bridges.len(), 1, "{r:#}");
+    bridges[0][key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no {key} in {r:#}"))
+}
+
+/// Waits until `ready()` holds, looking every 20 ms (the state is in another process: there is
+/// nothing to block on).
+fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends one message on `Md.Warm` from bus `from` and waits until `far` receives it: the far
+/// bridge has then put a message of the exporter on its bus, and acknowledges it at once, so
+/// the exporter counts it from then on (an importer counts from its first acknowledgement).
+fn warm_up(from: &Bus, far: &mut Subscriber) {
+    let mut p = from.publisher().unwrap();
+    p.publish("Md.Warm", Codec::Raw, b"warm", None).unwrap();
+    let m = far
+        .recv(Some(PATIENCE))
+        .unwrap()
+        .expect("the warm-up message");
+    assert_eq!(m.topic, "Md.Warm");
+}
+
+/// A publisher on its own thread that sends `n` messages on `Md.X`, waiting as long as the bus
+/// is full (a refusal fails the test); `done` is set once the last is published.
+fn patient_publisher(bus: &Bus, n: u64, done: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    let bus = bus.clone();
+    std::thread::spawn(move || {
+        let mut p = bus.publisher().unwrap();
+        for i in 0..n {
+            p.publish("Md.X", Codec::Raw, &payload(i, 32), None)
+                .unwrap();
+        }
+        done.store(true, Ordering::Release);
+    })
+}
+
+#[test]
+fn a_far_bus_slower_for_good_holds_the_local_publisher_back_and_nothing_is_dropped() {
+    // 80 rings of the far bus; the importer's buffer holds 500, far fewer.
+    const N: u64 = 80 * 64;
+    let server = NatsServer::start();
+    let (name_a, name_b) = (BusName::new("flow-a"), BusName::new("flow-b"));
+    let (bus_a, bus_b) = (create(&name_a), create(&name_b));
+    // The far bus's only engine: it reads nothing until told to go on.
+    let mut sub_b = bus_b.subscribe().unwrap();
+    let bridge_a = Bridge::start_with(
+        &name_a,
+        &server,
+        "flow-a",
+        &["Md.+x"],
+        &[],
+        &["--window", "200", "--ack-timeout", "1"],
+    );
+    let bridge_b = Bridge::start_with(
+        &name_b,
+        &server,
+        "flow-b",
+        &[],
+        &["Md.+x"],
+        &["--import-buffer", "500"],
+    );
+    warm_up(&bus_a, &mut sub_b);
+    let done = Arc::new(AtomicBool::new(false));
+    let publisher = patient_publisher(&bus_a, N, done.clone());
+
+    // The exporter waits for the importer, and the local publisher waits for the exporter.
+    wait_until("the exporter is held", || {
+        bridge_counter(&name_a, "held") > 0
+    });
+    let bridge_pid = u64::from(bridge_a.child.id());
+    wait_until("the publisher waits for the bridge", || {
+        inspect_json(&name_a)["blocked"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| {
+                b["pid"] == std::process::id()
+                    && b["waiting_for"].as_array().unwrap().iter().any(|w| {
+                        w["pids"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .any(|p| p.as_u64() == Some(bridge_pid))
+                    })
+            })
+    });
+    // Slow for longer than the acknowledgement timeout: an importer that is alive but slow
+    // keeps holding the exporter, it is not forgotten.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !done.load(Ordering::Acquire),
+        "the publisher was not held back"
+    );
+    assert_eq!(bridge_counter(&name_a, "forgotten"), 0);
+    assert_eq!(bridge_counter(&name_b, "dropped"), 0);
+
+    // The far engine goes on: everything arrives, in order.
+    let mut received = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    while (received.len() as u64) < N {
+        assert!(Instant::now() < deadline, "stalled at {}", received.len());
+        sub_b
+            .recv_batch(256, Some(Duration::from_millis(100)), |m| {
+                assert_eq!(m.payload, payload(number(m.payload), 32));
+                received.push(number(m.payload));
+            })
+            .unwrap();
+    }
+    publisher.join().unwrap();
+    assert!(
+        received.iter().copied().eq(0..N),
+        "lost, repeated or out of order"
+    );
+    let stats_a = bridge_a.stop();
+    let stats_b = bridge_b.stop();
+    assert_eq!((stats_a.out, stats_a.dropped), (N + 1, 0), "{stats_a:?}");
+    assert_eq!((stats_b.inn, stats_b.dropped), (N + 1, 0), "{stats_b:?}");
+    assert!(sub_b.recv(Some(Duration::ZERO)).unwrap().is_none());
+}
+
+#[test]
+fn a_killed_importer_holds_the_exporter_no_longer_than_the_ack_timeout() {
+    const N: u64 = 40 * 64;
+    let server = NatsServer::start();
+    let (name_a, name_b) = (BusName::new("gone-a"), BusName::new("gone-b"));
+    let (bus_a, bus_b) = (create(&name_a), create(&name_b));
+    // Bus B fills and stays full: its importer falls a window behind.
+    let mut stuck = bus_b.subscribe().unwrap();
+    let bridge_a = Bridge::start_with(
+        &name_a,
+        &server,
+        "gone-a",
+        &["Md.+x"],
+        &[],
+        &["--window", "100", "--ack-timeout", "1"],
+    );
+    let mut bridge_b = Bridge::start(&name_b, &server, "gone-b", &[], &["Md.+x"]);
+    warm_up(&bus_a, &mut stuck);
+    let done = Arc::new(AtomicBool::new(false));
+    let publisher = patient_publisher(&bus_a, N, done.clone());
+    wait_until("the exporter is held", || {
+        bridge_counter(&name_a, "held") > 0
+    });
+    assert!(!done.load(Ordering::Acquire));
+
+    bridge_b.child.kill().unwrap();
+    bridge_b.child.wait().unwrap();
+    let killed = Instant::now();
+    let line = wait_line(&bridge_a.stderr, "forgotten");
+    assert!(line.contains("importer gone-b"), "{line}");
+    publisher.join().unwrap();
+    wait_until("the exporter sent everything", || {
+        bridge_counter(&name_a, "out") == N + 1
+    });
+    let waited = killed.elapsed();
+    // The timeout, plus a tick, plus what a loaded machine adds.
+    assert!(
+        waited < Duration::from_secs(10),
+        "held {waited:?} after the kill"
+    );
+    assert!(
+        waited >= Duration::from_millis(900),
+        "forgotten too soon: {waited:?}"
+    );
+    let stats_a = bridge_a.stop();
+    assert_eq!((stats_a.out, stats_a.dropped), (N + 1, 0), "{stats_a:?}");
+    assert_eq!(stats_a.forgotten, 1);
+}
+
+#[test]
+fn an_importer_that_stops_releases_the_exporter_at_once() {
+    const N: u64 = 40 * 64;
+    let server = NatsServer::start();
+    let (name_a, name_b) = (BusName::new("bye-a"), BusName::new("bye-b"));
+    let (bus_a, bus_b) = (create(&name_a), create(&name_b));
+    let mut stuck = bus_b.subscribe().unwrap();
+    // A timeout far longer than the test: only the importer's goodbye can release the exporter.
+    let bridge_a = Bridge::start_with(
+        &name_a,
+        &server,
+        "bye-a",
+        &["Md.+x"],
+        &[],
+        &["--window", "100", "--ack-timeout", "600"],
+    );
+    let bridge_b = Bridge::start(&name_b, &server, "bye-b", &[], &["Md.+x"]);
+    warm_up(&bus_a, &mut stuck);
+    let done = Arc::new(AtomicBool::new(false));
+    let publisher = patient_publisher(&bus_a, N, done.clone());
+    wait_until("the exporter is held", || {
+        bridge_counter(&name_a, "held") > 0
+    });
+    // Its bus stays full, so what it holds is refused (dropped) when it stops.
+    let stats_b = bridge_b.stop();
+    assert!(stats_b.inn + stats_b.dropped < N, "{stats_b:?}");
+    publisher.join().unwrap();
+    wait_until("the exporter sent everything", || {
+        bridge_counter(&name_a, "out") == N + 1
+    });
+    let stats_a = bridge_a.stop();
+    assert_eq!((stats_a.dropped, stats_a.forgotten), (0, 0), "{stats_a:?}");
 }

@@ -95,7 +95,7 @@ pub enum TopicError {
 /// Equality and hashing go by the literal. Matching goes by the parts.
 ///
 /// ```
-/// use engine_core::Topic;
+/// use event_engine_core::Topic;
 ///
 /// let hook = Topic::parse("Market.{kind}.(AAPL|MSFT)").unwrap();
 /// let published = Topic::parse("Market.Trade.AAPL").unwrap();

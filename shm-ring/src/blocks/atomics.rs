@@ -30,3 +30,8 @@ pub(crate) fn sc_store_load() {
     #[cfg(loom)]
     fence(Ordering::SeqCst);
 }
+
+/// Decrements a count, never below zero (a count a dead process left half-updated must not wrap).
+pub(crate) fn saturating_dec(w: &AtomicU32) {
+    let _ = w.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |v| v.checked_sub(1));
+}

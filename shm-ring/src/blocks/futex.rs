@@ -2,11 +2,17 @@
 //!
 //! The calls deliberately do not use `FUTEX_PRIVATE_FLAG`: a private futex is keyed by the
 //! process's address space and would never wake a sleeper in another process.
+//!
+//! Under loom the two calls are a condition variable with the same contract (sleep only while the
+//! word holds the expected value, checked atomically with respect to a wake), and `wait` ignores
+//! its timeout: a model then deadlocks, and fails, where the real code would lose a wake-up and
+//! sleep out its time slice.
 
-use std::sync::atomic::AtomicU32;
+use crate::blocks::atomics::AtomicU32;
 use std::time::Duration;
 
 /// Sleeps while `*word == expected`, for at most `timeout` (spurious wake-ups are possible).
+#[cfg(not(loom))]
 pub fn wait(word: &AtomicU32, expected: u32, timeout: Duration) {
     let ts = libc::timespec {
         tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
@@ -29,6 +35,7 @@ pub fn wait(word: &AtomicU32, expected: u32, timeout: Duration) {
 }
 
 /// Wakes every process sleeping on `word`.
+#[cfg(not(loom))]
 pub fn wake_all(word: &AtomicU32) {
     // SAFETY: `word` is a valid, aligned u32; FUTEX_WAKE only uses the address as a key.
     unsafe {
@@ -44,7 +51,33 @@ pub fn wake_all(word: &AtomicU32) {
     }
 }
 
-#[cfg(test)]
+#[cfg(loom)]
+loom::lazy_static! {
+    /// One lock and condition variable stand in for every futex word of a model (a wake of one
+    /// word may wake sleepers of another: spurious wake-ups, which the callers allow for).
+    static ref FUTEX: (loom::sync::Mutex<()>, loom::sync::Condvar) = Default::default();
+}
+
+/// Loom's stand-in for FUTEX_WAIT: sleeps (without a timeout) while `*word == expected`.
+#[cfg(loom)]
+pub fn wait(word: &AtomicU32, expected: u32, _timeout: Duration) {
+    use crate::blocks::atomics::Ordering;
+    let (lock, cond) = &*FUTEX;
+    let g = lock.lock().unwrap();
+    if word.load(Ordering::SeqCst) == expected {
+        drop(cond.wait(g).unwrap());
+    }
+}
+
+/// Loom's stand-in for FUTEX_WAKE of every sleeper.
+#[cfg(loom)]
+pub fn wake_all(_word: &AtomicU32) {
+    let (lock, cond) = &*FUTEX;
+    drop(lock.lock().unwrap());
+    cond.notify_all();
+}
+
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::sync::atomic::Ordering;

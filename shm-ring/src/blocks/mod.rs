@@ -3,8 +3,16 @@
 //! under `--cfg loom`, so the models run this very code). Nothing here imports from outside
 //! `blocks`.
 
+// Under loom only the models use these, and not every item of each.
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) mod atomics;
-#[cfg(not(loom))]
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) mod futex;
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) mod group;
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) mod interest;
 pub(crate) mod ring;
 pub(crate) mod slab;
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) mod sleepers;

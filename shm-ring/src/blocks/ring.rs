@@ -391,6 +391,31 @@ impl<'a> RingView<'a> {
         }
     }
 
+    /// True when position `pos` is published and still holds one of `bits`.
+    pub fn holds(&self, pos: u64, bits: u64) -> bool {
+        let slot = self.slot(pos);
+        dist(slot.seq.load(Ordering::Acquire), pos.wrapping_add(1)) == 0
+            && slot.pending.load(Ordering::Acquire) & bits != 0
+    }
+
+    /// A reaper's step for position `pos`: if it is claimed but unpublished and
+    /// `announced(pos)` says no live process announces it (an [`Intent`] in a live row), forgets
+    /// its block and tombstones it. Never waits for a live claimant. True if it tombstoned.
+    ///
+    /// A claimant announces its intent before its claim moves the head, so a reaper that sees
+    /// the head past `pos` sees the intent too, until the claimant commits. Even a wrong verdict
+    /// (a live claimant taken for dead) leaves one winner: the tombstone and the commit are both
+    /// CASes from the claimed state, and `seq` only moves forward.
+    pub fn tombstone_abandoned(&self, pos: u64, announced: impl FnOnce(u64) -> bool) -> bool {
+        let slot = self.slot(pos);
+        if dist(slot.seq.load(Ordering::Acquire), pos) != 0 || announced(pos) {
+            return false;
+        }
+        // The tombstone references no block: the reaper gives back the claimant's own.
+        slot.block.store(0, Ordering::Relaxed);
+        self.tombstone(pos)
+    }
+
     /// Lossy consumers (see the module doc): takes from consumer `b`, whose next position is in
     /// `cursor` (a plain position), the published positions from there up to `upto` inclusive
     /// that it has not read, so that no publisher waits for it. Stops early at a position still
@@ -443,7 +468,6 @@ impl<'a> RingView<'a> {
     }
 
     /// Tombstones position `pos` if it is still claimed but unpublished (its claimant is dead).
-    #[cfg_attr(loom, allow(dead_code))]
     pub fn tombstone(&self, pos: u64) -> bool {
         self.slot(pos)
             .seq
@@ -598,19 +622,19 @@ mod tests {
 }
 
 #[cfg(all(test, loom))]
-mod loom_tests {
+pub(crate) mod loom_tests {
     //! Loom models of the ring. Waiting sides sleep on a condition variable (standing in for the
     //! futex of the real code) instead of spinning: loom explores stale reads of a spinning thread
-    //! without bound, which no real processor does.
+    //! without bound, which no real processor does. The other blocks' models use this harness.
 
     use super::*;
     use loom::sync::{Arc, Condvar, Mutex};
 
-    struct Shared {
-        head: AtomicU64,
-        active: AtomicU64,
-        starts: Vec<AtomicU64>,
-        slots: Vec<Slot>,
+    pub(crate) struct Shared {
+        pub head: AtomicU64,
+        pub active: AtomicU64,
+        pub starts: Vec<AtomicU64>,
+        pub slots: Vec<Slot>,
         /// Consumers that left and the `end` of each, drained by whoever holds this lock (the
         /// table lock in the real code) when a publisher finds the ring full.
         departed: Mutex<Vec<(usize, u64)>>,
@@ -619,7 +643,7 @@ mod loom_tests {
     }
 
     /// A ring of `cap` slots whose consumers `active` have joined at position 0.
-    fn shared(cap: usize, active: u64) -> Arc<Shared> {
+    pub(crate) fn shared(cap: usize, active: u64) -> Arc<Shared> {
         Arc::new(Shared {
             head: AtomicU64::new(0),
             active: AtomicU64::new(active),
@@ -634,7 +658,7 @@ mod loom_tests {
     }
 
     impl Shared {
-        fn view(&self) -> RingView<'_> {
+        pub(crate) fn view(&self) -> RingView<'_> {
             RingView {
                 head: &self.head,
                 active: &self.active,
@@ -645,7 +669,7 @@ mod loom_tests {
 
         /// Runs `attempt` until it succeeds, sleeping between tries (the re-check under the lock
         /// rules out a lost wake-up, as the sleeper count does for the futex).
-        fn wait<T>(&self, mut attempt: impl FnMut() -> Option<T>) -> T {
+        pub(crate) fn wait<T>(&self, mut attempt: impl FnMut() -> Option<T>) -> T {
             loop {
                 if let Some(v) = attempt() {
                     return v;
@@ -658,7 +682,7 @@ mod loom_tests {
             }
         }
 
-        fn wake(&self) {
+        pub(crate) fn wake(&self) {
             drop(self.lock.lock().unwrap());
             self.changed.notify_all();
         }
@@ -683,7 +707,7 @@ mod loom_tests {
         }
 
         /// Publishes `value` (in `topic_hash`) to every consumer, waiting while the ring is full.
-        fn publish(&self, value: u64) {
+        pub(crate) fn publish(&self, value: u64) {
             let r = self.view();
             let intent = AtomicU64::new(0);
             let pos = self.claim(&intent);
@@ -754,7 +778,7 @@ mod loom_tests {
         }
 
         /// Receives `n` messages as consumer `bit` (joined at 0), returning their values in order.
-        fn consume(&self, bit: u64, n: usize) -> Vec<u64> {
+        pub(crate) fn consume(&self, bit: u64, n: usize) -> Vec<u64> {
             let r = self.view();
             let mut pos = 0;
             let mut got = Vec::new();
@@ -774,7 +798,7 @@ mod loom_tests {
         }
 
         /// True when every position below `end` has been released by everyone.
-        fn all_released(&self, end: u64) -> bool {
+        pub(crate) fn all_released(&self, end: u64) -> bool {
             let cap = self.slots.len() as u64;
             (end.saturating_sub(cap)..end).all(|p| {
                 dist(
@@ -785,7 +809,7 @@ mod loom_tests {
         }
     }
 
-    fn model(f: impl Fn() + Sync + Send + 'static) {
+    pub(crate) fn model(f: impl Fn() + Sync + Send + 'static) {
         let mut b = loom::model::Builder::new();
         b.preemption_bound = Some(3);
         b.check(f);
@@ -1025,6 +1049,145 @@ mod loom_tests {
             l.join().unwrap();
             s.drain_departed();
             assert!(s.all_released(2));
+        });
+    }
+
+    /// Two publishers' rows as a reaper sees them: each one's `publishing` intent and whether
+    /// its process is alive.
+    struct Rows {
+        intents: [AtomicU64; 2],
+        alive: [AtomicU64; 2],
+    }
+
+    impl Rows {
+        fn new() -> Arc<Rows> {
+            Arc::new(Rows {
+                intents: [AtomicU64::new(0), AtomicU64::new(0)],
+                alive: [AtomicU64::new(1), AtomicU64::new(1)],
+            })
+        }
+
+        /// The reaper's question: does a live row announce `pos`?
+        fn announced(&self, pos: u64) -> bool {
+            (0..2).any(|r| {
+                self.alive[r].load(Ordering::Acquire) == 1
+                    && Intent::covers(self.intents[r].load(Ordering::SeqCst), pos)
+            })
+        }
+    }
+
+    /// A publisher claims a position and dies before publishing it, while a live publisher
+    /// claims and publishes the other, and a reaper (once the first is dead) tombstones what no
+    /// live row announces. The live publisher's claim is never taken (its commit succeeds), and
+    /// the dead one's is tombstoned: consumers skip it and get the live message.
+    #[test]
+    fn loom_reap_of_a_dead_claimant_spares_a_live_one() {
+        model(|| {
+            let s = shared(2, 1);
+            let rows = Rows::new();
+            let (s1, r1) = (s.clone(), rows.clone());
+            let dead = loom::thread::spawn(move || {
+                let pos = s1.view().claim(&r1.intents[0]).expect("a free slot");
+                r1.alive[0].store(0, Ordering::Release);
+                s1.wake();
+                pos
+            });
+            let (s2, r2) = (s.clone(), rows.clone());
+            let live = loom::thread::spawn(move || {
+                let r = s2.view();
+                let pos = r.claim(&r2.intents[1]).expect("a free slot");
+                r.slot(pos).topic_hash.store(7, Ordering::Relaxed);
+                let ok = r.commit(pos, r.addressees(pos, !0), &r2.intents[1]);
+                s2.wake();
+                ok
+            });
+            let (s3, r3) = (s.clone(), rows.clone());
+            let reaper = loom::thread::spawn(move || {
+                // Reaps again after every change, as blocked processes do: a publisher trying to
+                // claim a position announces it before it knows whether it gets it, which
+                // postpones the tombstone to a later reap (never wrongly brings it forward).
+                let r = s3.view();
+                let tombstoned = s3.wait(|| {
+                    if r3.alive[0].load(Ordering::Acquire) == 1 {
+                        return None;
+                    }
+                    let head = r.head.load(Ordering::SeqCst);
+                    let t: Vec<u64> = (head.saturating_sub(2)..head)
+                        .filter(|&pos| r.tombstone_abandoned(pos, |pos| r3.announced(pos)))
+                        .collect();
+                    (!t.is_empty()).then_some(t)
+                });
+                s3.wake();
+                tombstoned
+            });
+            let dead_pos = dead.join().unwrap();
+            assert!(
+                live.join().unwrap(),
+                "a live claimant's position was tombstoned"
+            );
+            assert_eq!(reaper.join().unwrap(), vec![dead_pos]);
+            let r = s.view();
+            assert_eq!(r.poll(dead_pos, 1), Poll::Skip);
+            assert_eq!(r.poll(1 - dead_pos, 1), Poll::Ready);
+        });
+    }
+
+    /// A live but slow claimant races a reaper that wrongly takes it for dead. The commit and
+    /// the tombstone are both CASes from the claimed state: exactly one wins, the consumer gets
+    /// the message exactly when the commit won, and nobody ever sees `seq` move backwards.
+    #[test]
+    fn loom_false_reap_of_a_slow_claimant_leaves_one_winner() {
+        model(|| {
+            let s = shared(2, 1);
+            let intent = Arc::new(AtomicU64::new(0));
+            let (s1, i1) = (s.clone(), intent.clone());
+            let publisher = loom::thread::spawn(move || {
+                let r = s1.view();
+                let pos = r.claim(&i1).expect("a free slot");
+                r.slot(pos).topic_hash.store(7, Ordering::Relaxed);
+                let ok = r.commit(pos, r.addressees(pos, !0), &i1);
+                s1.wake();
+                ok
+            });
+            let s2 = s.clone();
+            let reaper = loom::thread::spawn(move || {
+                s2.wait(|| (s2.head.load(Ordering::SeqCst) > 0).then_some(()));
+                let tombstoned = s2.view().tombstone_abandoned(0, |_| false);
+                s2.wake();
+                tombstoned
+            });
+            let s3 = s.clone();
+            let consumer = loom::thread::spawn(move || {
+                let r = s3.view();
+                let mut seen = vec![r.slot(0).seq.load(Ordering::Acquire)];
+                let p = s3.wait(|| {
+                    seen.push(r.slot(0).seq.load(Ordering::Acquire));
+                    match r.poll(0, 1) {
+                        Poll::Empty => None,
+                        p => Some(p),
+                    }
+                });
+                seen.push(r.slot(0).seq.load(Ordering::Acquire));
+                let got = (p == Poll::Ready).then(|| r.slot(0).topic_hash.load(Ordering::Relaxed));
+                if got.is_some() {
+                    r.release(0, 1);
+                }
+                seen.push(r.slot(0).seq.load(Ordering::Acquire));
+                (got, seen)
+            });
+            let committed = publisher.join().unwrap();
+            let tombstoned = reaper.join().unwrap();
+            let (got, seen) = consumer.join().unwrap();
+            assert!(
+                committed != tombstoned,
+                "commit {committed}, tombstone {tombstoned}"
+            );
+            assert_eq!(got, committed.then_some(7));
+            assert!(
+                seen.windows(2).all(|w| w[0] <= w[1]),
+                "seq moved back: {seen:?}"
+            );
+            assert_eq!(s.slots[0].seq.load(Ordering::Acquire), 2);
         });
     }
 }

@@ -24,16 +24,14 @@ pub(crate) mod check;
 pub(crate) mod snapshot;
 
 use crate::blocks::atomics::Ordering;
-use crate::blocks::ring::{dist, Intent, UNSET};
-use crate::region::layout::{
-    Consumer, CONSUMER_DRAINING, CONSUMER_FREE, CONSUMER_LIVE, IN_FLIGHT_CONFIRMED, KIND_GROUP,
-    ROW_LIVE,
-};
+use crate::blocks::ring::{Intent, UNSET};
 use crate::region::layout::{Row, SLEEPING_COUNTED, SLEEPING_PUBLISHER, SLEEPING_SUBSCRIBER};
+use crate::region::layout::{
+    CONSUMER_DRAINING, CONSUMER_FREE, CONSUMER_LIVE, KIND_GROUP, ROW_LIVE,
+};
 use crate::region::liveness::now_ns;
 use crate::region::saturating_dec;
 use crate::region::table::{row_alive, Role, TableGuard, LOCK_WAIT};
-use crate::region::words::{Cursor, Redelivery};
 use crate::region::Region;
 use crate::BusError;
 use std::collections::VecDeque;
@@ -175,12 +173,10 @@ fn claimant_alive(region: &Region, pos: u64) -> bool {
 /// waits for a live claimant: it is a few stores from its commit, or stopped, and either way not
 /// ours to wait for under the table lock. True if it tombstoned.
 fn tombstone_if_abandoned(region: &Region, pos: u64, report: &mut ReapReport) -> bool {
-    let ring = region.ring();
-    if dist(ring.slot(pos).seq.load(Ordering::Acquire), pos) != 0 || claimant_alive(region, pos) {
-        return false;
-    }
-    ring.slot(pos).block.store(0, Ordering::Relaxed);
-    if !ring.tombstone(pos) {
+    if !region
+        .ring()
+        .tombstone_abandoned(pos, |pos| claimant_alive(region, pos))
+    {
         return false;
     }
     // No slot references the claimant's block now (the slot that would is a tombstone).
@@ -284,102 +280,40 @@ fn backlog(region: &Region, idx: u32) -> u64 {
     let head = region.header().head.load(Ordering::SeqCst);
     let cap = region.layout().ring_capacity as u64;
     (head.saturating_sub(cap)..head)
-        .filter(|&pos| holds(region, pos, 1u64 << idx))
+        .filter(|&pos| region.ring().holds(pos, 1u64 << idx))
         .count() as u64
-}
-
-/// True when position `pos` is published and still holds `bit`.
-fn holds(region: &Region, pos: u64, bit: u64) -> bool {
-    let slot = region.ring().slot(pos);
-    dist(slot.seq.load(Ordering::Acquire), pos.wrapping_add(1)) == 0
-        && slot.pending.load(Ordering::Acquire) & bit != 0
-}
-
-/// Puts position `pos` on group `c`'s redelivery list. False if the list is full.
-fn push_redeliver(c: &Consumer, pos: u64) -> bool {
-    for e in &c.redeliver {
-        if e.compare_exchange(
-            0,
-            Redelivery { pos, owner: 0 }.value(),
-            Ordering::AcqRel,
-            Ordering::Relaxed,
-        )
-        .is_ok()
-        {
-            c.redeliver_count.fetch_add(1, Ordering::AcqRel);
-            c.redelivered.fetch_add(1, Ordering::Relaxed);
-            return true;
-        }
-    }
-    false
 }
 
 /// Reclaims dead group member `row`'s claims in group `idx`. False if they could not all be
 /// handed over (redelivery list full): the row is then left for a later reap.
 fn reap_member(g: &TableGuard<'_>, row: u32, idx: u32, report: &mut ReapReport) -> bool {
     let region = g.region();
-    let Some(c) = region.consumers().get(idx as usize) else {
+    let (Some(c), Some(group)) = (region.consumers().get(idx as usize), region.group(idx)) else {
         return true;
     };
     let Some(r) = region.row(row) else {
         return true;
     };
-    let bit = 1u64 << idx;
-    // Cursor first, claim word second: a helper confirms a claim before moving the cursor past it.
-    let cursor = c.cursor.load(Ordering::SeqCst);
-    let claim = r.in_flight.load(Ordering::SeqCst);
-    let held = if claim & IN_FLIGHT_CONFIRMED != 0 {
-        Some((claim & !IN_FLIGHT_CONFIRMED).wrapping_sub(1))
-    } else if claim != 0
-        && cursor
-            == (Cursor {
-                pos: claim,
-                claimer: row + 1,
-            })
-            .value()
-    {
-        Some(claim - 1)
-    } else {
-        None
-    };
-    if let Some(pos) = held {
+    if let Some(pos) = group.dead_claim(row, &r.in_flight) {
         // Even with no member left: the group keeps its backlog for the next one.
-        if holds(region, pos, bit) {
-            if !push_redeliver(c, pos) {
+        if group.ring.holds(pos, group.bit) {
+            if !group.push_redelivery(pos) {
                 return false;
             }
+            c.redelivered.fetch_add(1, Ordering::Relaxed);
             report.redelivered += 1;
             region.header().redeliveries.fetch_add(1, Ordering::Relaxed);
         }
     }
     r.in_flight.store(0, Ordering::Relaxed);
     // Redeliveries the dead member had taken go back up for grabs.
-    for e in &c.redeliver {
-        let v = e.load(Ordering::Acquire);
-        let head = region.header().head.load(Ordering::Acquire);
-        let Redelivery { pos, owner } = Redelivery::read(v, head);
-        if v != 0 && owner == row + 1 {
-            if holds(region, pos, bit) {
-                if e.compare_exchange(
-                    v,
-                    Redelivery { pos, owner: 0 }.value(),
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-                {
-                    report.redelivered += 1;
-                    c.redelivered.fetch_add(1, Ordering::Relaxed);
-                    region.header().redeliveries.fetch_add(1, Ordering::Relaxed);
-                }
-            } else if e
-                .compare_exchange(v, 0, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-            {
-                saturating_dec(&c.redeliver_count);
-            }
-        }
-    }
+    let reoffered = group.reoffer_taken(row);
+    report.redelivered += reoffered;
+    c.redelivered.fetch_add(reoffered, Ordering::Relaxed);
+    region
+        .header()
+        .redeliveries
+        .fetch_add(reoffered, Ordering::Relaxed);
     true
 }
 

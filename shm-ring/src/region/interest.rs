@@ -1,18 +1,14 @@
 //! Reading and rewriting what a consumer wants: the `Interest` table of its entry (see
 //! `layout.rs` and `docs/delivery.md`). Rewrites happen under the table lock; reads are
-//! lock-free seqlock copies, and nothing read is trusted: a torn, corrupt or unreadable table
+//! lock-free seqlock copies (`blocks/interest.rs`), and nothing read is trusted: a torn, corrupt or unreadable table
 //! counts as wanting everything, which costs speed but never a message.
 
 use super::layout::{Interest, INTEREST_WORDS};
 use super::Region;
-use crate::blocks::atomics::{fence, Ordering};
 use crate::BusError;
 
 /// Bytes of pattern text an interest table holds.
 pub(crate) const INTEREST_BYTES: usize = INTEREST_WORDS * 8;
-
-/// How many times a reader copies a table that keeps changing before it assumes "everything".
-const READ_TRIES: u32 = 64;
 
 /// A consumer's interest.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,32 +89,19 @@ impl Region {
             return (0, Wanted::All);
         };
         let mut words = [0u64; INTEREST_WORDS];
-        for _ in 0..READ_TRIES {
-            let v = t.version.load(Ordering::Acquire);
-            if v & 1 != 0 {
-                crate::blocks::atomics::spin_hint();
-                continue;
-            }
-            let all = t.all.load(Ordering::Relaxed);
-            let len = t.len.load(Ordering::Relaxed) as usize;
-            let n = len.div_ceil(8).min(INTEREST_WORDS);
-            for (w, src) in words.iter_mut().zip(&t.data).take(n) {
-                *w = src.load(Ordering::Relaxed);
-            }
-            fence(Ordering::Acquire);
-            if t.version.load(Ordering::Relaxed) != v {
-                continue;
-            }
-            if all != 0 || len > INTEREST_BYTES {
-                return (v, Wanted::All);
-            }
-            let bytes: Vec<u8> = words[..n].iter().flat_map(|w| w.to_le_bytes()).collect();
-            return match decode(&bytes[..len]) {
-                Some(patterns) => (v, Wanted::Patterns(patterns)),
-                None => (v, Wanted::All),
-            };
+        let Some(copy) = t.read(&mut words) else {
+            return (u64::MAX, Wanted::All);
+        };
+        let v = copy.version;
+        if copy.all || copy.len > INTEREST_BYTES {
+            return (v, Wanted::All);
         }
-        (u64::MAX, Wanted::All)
+        let n = copy.len.div_ceil(8);
+        let bytes: Vec<u8> = words[..n].iter().flat_map(|w| w.to_le_bytes()).collect();
+        match decode(&bytes[..copy.len]) {
+            Some(patterns) => (v, Wanted::Patterns(patterns)),
+            None => (v, Wanted::All),
+        }
     }
 }
 
@@ -127,38 +110,14 @@ impl Region {
     /// bumps the interest epoch so publishers look again. Only under the table lock: callers go
     /// through `TableGuard::write_interest`.
     pub(crate) fn write_interest_locked(&self, idx: usize, wanted: &Wanted) {
-        let region = self;
-        let Some(t) = region.interest_table(idx) else {
+        let Some(t) = self.interest_table(idx) else {
             return;
         };
         let bytes = match wanted {
             Wanted::All => None,
             Wanted::Patterns(p) => encode(p),
         };
-        let v = t.version.load(Ordering::Relaxed);
-        // Odd while we write (a version left odd by a writer killed here reads as "everything").
-        t.version.store(v | 1, Ordering::Relaxed);
-        fence(Ordering::Release);
-        match &bytes {
-            None => {
-                t.all.store(1, Ordering::Relaxed);
-                t.len.store(0, Ordering::Relaxed);
-            }
-            Some(b) => {
-                for (w, chunk) in t.data.iter().zip(b.chunks(8)) {
-                    let mut word = [0u8; 8];
-                    word[..chunk.len()].copy_from_slice(chunk);
-                    w.store(u64::from_le_bytes(word), Ordering::Relaxed);
-                }
-                t.len.store(b.len() as u32, Ordering::Relaxed);
-                t.all.store(0, Ordering::Relaxed);
-            }
-        }
-        t.version.store((v | 1).wrapping_add(1), Ordering::Release);
-        region
-            .header()
-            .interest_epoch
-            .fetch_add(1, Ordering::SeqCst);
+        t.write(bytes.as_deref(), &self.header().interest_epoch);
     }
 }
 

@@ -18,8 +18,9 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"EVENTBUS");
 /// 136 inline bytes; 3: consumers' start and end positions and interests, 2 KiB header, class
 /// sizes capped by [`CLASS_BYTES_PER_BLOCK`], free-list `TAKEN` marks; 4: row stats, a
 /// publisher's topic table and a program's counters beside each process row, group retention,
-/// lossy consumers, a publisher's held block).
-pub const LAYOUT_VERSION: u32 = 4;
+/// lossy consumers, a publisher's held block; 5: a bridge's `held` and `forgotten` counters, its
+/// label cut to 64 bytes).
+pub const LAYOUT_VERSION: u32 = 5;
 /// Each slab class holds at most `slab_blocks` times this many bytes (at least one block), so the
 /// large classes do not dominate the region: the default bus (4096 blocks, 1 MiB messages) is
 /// just under 24 MiB: two fit a 64 MiB `/dev/shm` (Docker's default).
@@ -42,7 +43,7 @@ pub const TOPIC_ENTRIES: usize = 16;
 /// Bytes of a topic's text a topic entry keeps (a longer topic is kept cut, with its length).
 pub const TOPIC_TEXT: usize = 40;
 /// Bytes of a program's label (a bridge's NATS server) a row's stats keep.
-pub const LABEL_TEXT: usize = 80;
+pub const LABEL_TEXT: usize = 64;
 
 const HEADER_SIZE: usize = 2048;
 const ROW_SIZE: usize = 128;
@@ -177,8 +178,9 @@ pub(crate) struct RowStats {
     pub topics_used: AtomicU32,
     /// [`PROGRAM_NONE`] or [`PROGRAM_BRIDGE`].
     pub program: AtomicU32,
-    /// A bridge's counters: out, in, dropped, reconnects (see [`BRIDGE_OUT`] and the others).
-    pub counters: [AtomicU64; 4],
+    /// A bridge's counters: out, in, dropped, reconnects, held, forgotten (see [`BRIDGE_OUT`]
+    /// and the others).
+    pub counters: [AtomicU64; BRIDGE_COUNTERS],
     /// Bytes of `label` in use.
     pub label_len: AtomicU32,
     _pad0: u32,
@@ -212,14 +214,17 @@ pub(crate) const BRIDGE_OUT: usize = 0;
 pub(crate) const BRIDGE_IN: usize = 1;
 pub(crate) const BRIDGE_DROPPED: usize = 2;
 pub(crate) const BRIDGE_RECONNECTS: usize = 3;
+pub(crate) const BRIDGE_HELD: usize = 4;
+pub(crate) const BRIDGE_FORGOTTEN: usize = 5;
+pub(crate) const BRIDGE_COUNTERS: usize = 6;
 
 pub(crate) const SLEEPING_SUBSCRIBER: u32 = 1;
 pub(crate) const SLEEPING_PUBLISHER: u32 = 2;
-pub(crate) const SLEEPING_COUNTED: u32 = 4;
+use crate::blocks::interest::InterestTable;
+pub(crate) use crate::blocks::sleepers::SLEEPING_COUNTED;
 
 pub(crate) const ROW_FREE: u32 = 0;
 pub(crate) const ROW_LIVE: u32 = 1;
-pub(crate) const IN_FLIGHT_CONFIRMED: u64 = 1 << 63;
 
 /// A consumer: a fan-out subscriber or a group, owning one bit of the pending masks.
 #[repr(C)]
@@ -264,19 +269,9 @@ pub(crate) const INTEREST_WORDS: usize = 509;
 
 /// The topics a consumer wants: the patterns of its hooks (a group: of its members' hooks, as
 /// they registered them). Rewritten under the table lock, read by publishers without it, so it is
-/// a seqlock: `version` is odd while a rewrite is under way, and a reader that sees it change
-/// copies again (after a few tries it takes the consumer to want everything, never to want
-/// nothing). Publishers notice a rewrite through the header's `interest_epoch`.
-#[repr(C)]
-pub(crate) struct Interest {
-    pub version: AtomicU64,
-    /// 1: every topic (a Rust subscriber's default, and what a full table falls back to).
-    pub all: AtomicU32,
-    /// Bytes of `data` in use.
-    pub len: AtomicU32,
-    /// The patterns, each a little-endian `u16` length and then its UTF-8 bytes.
-    pub data: [AtomicU64; INTEREST_WORDS],
-}
+/// a seqlock (`blocks/interest.rs`). Publishers notice a rewrite through the header's
+/// `interest_epoch`.
+pub(crate) type Interest = InterestTable<INTEREST_WORDS>;
 
 pub(crate) const CONSUMER_FREE: u32 = 0;
 pub(crate) const CONSUMER_LIVE: u32 = 1;

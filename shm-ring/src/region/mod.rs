@@ -20,9 +20,10 @@ pub(crate) mod stats;
 pub(crate) mod table;
 pub(crate) mod words;
 
-pub(crate) use release::saturating_dec;
+pub(crate) use crate::blocks::atomics::saturating_dec;
 
 use crate::blocks::atomics::{AtomicU32, Ordering};
+use crate::blocks::group::GroupView;
 use crate::blocks::ring::{RingView, Slot};
 use crate::blocks::slab::FreeList;
 use crate::{shm_path, validate_name, BusConfig, BusError};
@@ -317,6 +318,18 @@ impl Region {
             starts: &h.starts,
             slots: self.slots(),
         }
+    }
+
+    /// Group (or any consumer) `idx` as its members and reapers see it.
+    pub(crate) fn group(&self, idx: u32) -> Option<GroupView<'_>> {
+        let c = self.consumers().get(idx as usize)?;
+        Some(GroupView {
+            ring: self.ring(),
+            bit: 1u64.checked_shl(idx)?,
+            cursor: &c.cursor,
+            redeliver: &c.redeliver,
+            redeliver_count: &c.redeliver_count,
+        })
     }
 
     /// Head of slab class `i` (`i` < number of classes).

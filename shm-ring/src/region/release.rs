@@ -3,17 +3,14 @@
 //! them too, on a dead process's behalf.
 
 use super::Region;
-use crate::blocks::atomics::{fence, AtomicU32, Ordering};
+use crate::blocks::atomics::{fence, saturating_dec, Ordering};
+use crate::blocks::sleepers::{wake, wake_counted};
 
 impl Region {
     /// Wakes publishers sleeping on a full ring or slab, if any.
     pub(crate) fn wake_publishers(&self) {
         let h = self.header();
-        fence(Ordering::SeqCst);
-        if h.pub_sleepers.load(Ordering::Relaxed) > 0 {
-            h.space_futex.fetch_add(1, Ordering::SeqCst);
-            crate::blocks::futex::wake_all(&h.space_futex);
-        }
+        wake(&h.space_futex, &h.pub_sleepers);
     }
 
     /// Wakes the receivers of consumers `mask` that sleep for data, if any: a consumer a
@@ -27,10 +24,7 @@ impl Region {
             let Some(c) = self.consumers().get(b) else {
                 break;
             };
-            if c.sleepers.load(Ordering::Relaxed) > 0 {
-                c.futex.fetch_add(1, Ordering::SeqCst);
-                crate::blocks::futex::wake_all(&c.futex);
-            }
+            wake_counted(&c.futex, &c.sleepers);
         }
     }
 
@@ -106,9 +100,4 @@ impl Region {
         let block = self.ring().release(pos, bits)?;
         Some(self.free_block(block))
     }
-}
-
-/// Decrements a count, never below zero (a count a dead process left half-updated must not wrap).
-pub(crate) fn saturating_dec(w: &AtomicU32) {
-    let _ = w.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |v| v.checked_sub(1));
 }

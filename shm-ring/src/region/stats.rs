@@ -14,8 +14,9 @@
 //! UTF-8); anything else is left out of what [`RowStats::read_topics`] returns.
 
 use super::layout::{
-    RowStats, TopicEntry, BRIDGE_DROPPED, BRIDGE_IN, BRIDGE_OUT, BRIDGE_RECONNECTS, LABEL_TEXT,
-    MAX_TOPIC_LEN, PROGRAM_BRIDGE, PROGRAM_NONE, TOPIC_ENTRIES, TOPIC_TEXT,
+    RowStats, TopicEntry, BRIDGE_DROPPED, BRIDGE_FORGOTTEN, BRIDGE_HELD, BRIDGE_IN, BRIDGE_OUT,
+    BRIDGE_RECONNECTS, LABEL_TEXT, MAX_TOPIC_LEN, PROGRAM_BRIDGE, PROGRAM_NONE, TOPIC_ENTRIES,
+    TOPIC_TEXT,
 };
 use super::table::add_own;
 use crate::blocks::atomics::{AtomicU64, Ordering};
@@ -41,6 +42,23 @@ pub struct TopicCount {
     pub unrouted: u64,
 }
 
+/// What a bridge stores in its row's stats (`BridgeCounters::store`): see [`BridgeRow`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BridgeCounts {
+    /// Bus messages handed to NATS.
+    pub out: u64,
+    /// NATS messages published on the bus.
+    pub in_: u64,
+    /// Messages that could not be delivered.
+    pub dropped: u64,
+    /// Times the connection to the server was made again.
+    pub reconnects: u64,
+    /// Times the export side stopped reading the bus to wait for the importers' credit.
+    pub held: u64,
+    /// Importers forgotten after going silent while the bridge waited for them.
+    pub forgotten: u64,
+}
+
 /// A bridge's counters, as its row's stats hold them.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct BridgeRow {
@@ -55,6 +73,10 @@ pub struct BridgeRow {
     pub dropped: u64,
     /// Times the connection to the server was made again.
     pub reconnects: u64,
+    /// Times the export side stopped reading the bus to wait for the importers' credit.
+    pub held: u64,
+    /// Importers that went silent while this bridge waited for them, and were forgotten.
+    pub forgotten: u64,
 }
 
 /// Writes `bytes` (at most `words.len() * 8` of them) into `words`, zero-padded.
@@ -228,11 +250,13 @@ impl RowStats {
     }
 
     /// Stores a bridge's counters (its owner only).
-    pub(crate) fn store_bridge(&self, out: u64, in_: u64, dropped: u64, reconnects: u64) {
-        self.counters[BRIDGE_OUT].store(out, Ordering::Relaxed);
-        self.counters[BRIDGE_IN].store(in_, Ordering::Relaxed);
-        self.counters[BRIDGE_DROPPED].store(dropped, Ordering::Relaxed);
-        self.counters[BRIDGE_RECONNECTS].store(reconnects, Ordering::Relaxed);
+    pub(crate) fn store_bridge(&self, counts: &BridgeCounts) {
+        self.counters[BRIDGE_OUT].store(counts.out, Ordering::Relaxed);
+        self.counters[BRIDGE_IN].store(counts.in_, Ordering::Relaxed);
+        self.counters[BRIDGE_DROPPED].store(counts.dropped, Ordering::Relaxed);
+        self.counters[BRIDGE_RECONNECTS].store(counts.reconnects, Ordering::Relaxed);
+        self.counters[BRIDGE_HELD].store(counts.held, Ordering::Relaxed);
+        self.counters[BRIDGE_FORGOTTEN].store(counts.forgotten, Ordering::Relaxed);
     }
 
     /// The bridge counters, if the row says it is a bridge's.
@@ -248,6 +272,8 @@ impl RowStats {
             in_: get(BRIDGE_IN),
             dropped: get(BRIDGE_DROPPED),
             reconnects: get(BRIDGE_RECONNECTS),
+            held: get(BRIDGE_HELD),
+            forgotten: get(BRIDGE_FORGOTTEN),
         })
     }
 }

@@ -2,7 +2,7 @@
 //! child processes re-executing the test binary in a given role.
 #![allow(dead_code)]
 
-use shm_ring::{inspect, Bus, BusConfig};
+use event_engine_shm::{inspect, Bus, BusConfig};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -11,7 +11,7 @@ use crate::signals::StopFlag;
 use crate::topic_filter::TopicFilter;
 use engine_core::Topic;
 use shm_ring::{Bus, BusError, Codec, Publisher, SubscribeOptions, Subscriber};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long one wait for bus messages (or for room on the bus) lasts before the stop flag is
 /// looked at again.
@@ -94,6 +94,9 @@ pub enum Refused {
 /// Publishes imported messages on the bus.
 pub struct ImportWriter {
     publisher: Publisher,
+    /// When this writer first saw the stop flag set: from then on, all the messages it still
+    /// gets share one last [`POLL`] of waiting for room.
+    stop_seen: Option<Instant>,
 }
 
 impl ImportWriter {
@@ -101,6 +104,7 @@ impl ImportWriter {
     pub fn new(bus: &Bus) -> Result<ImportWriter, BusError> {
         Ok(ImportWriter {
             publisher: bus.publisher()?,
+            stop_seen: None,
         })
     }
 
@@ -112,8 +116,10 @@ impl ImportWriter {
         }
     }
 
-    /// Publishes one message, waiting while the bus is full; once `stop` is set it waits one
-    /// more [`POLL`] at most. `Ok(Err(_))` for a message that cannot be published.
+    /// Publishes one message, waiting while the bus is full; once `stop` is set, this and the
+    /// later messages wait one more [`POLL`] at most in all (a bus that stays full does not keep
+    /// a stopping bridge for a poll per message). `Ok(Err(_))` for a message that cannot be
+    /// published.
     pub fn publish(
         &mut self,
         topic: &str,
@@ -126,9 +132,19 @@ impl ImportWriter {
         };
         loop {
             let stopping = stop.is_set();
-            match self.publisher.publish(topic, codec, payload, Some(POLL)) {
+            if stopping && self.stop_seen.is_none() {
+                self.stop_seen = Some(Instant::now());
+            }
+            let wait = match self.stop_seen {
+                Some(seen) => POLL.saturating_sub(seen.elapsed()),
+                None => POLL,
+            };
+            match self.publisher.publish(topic, codec, payload, Some(wait)) {
                 Ok(_) => return Ok(Ok(())),
-                Err(BusError::Timeout) if stopping => return Ok(Err(Refused::Stopping)),
+                // A wait of zero says Full rather than Timeout.
+                Err(BusError::Timeout | BusError::Full) if stopping => {
+                    return Ok(Err(Refused::Stopping))
+                }
                 Err(BusError::Timeout) => continue,
                 Err(BusError::PayloadTooLarge { size, max }) => {
                     return Ok(Err(Refused::TooLarge { size, max }))

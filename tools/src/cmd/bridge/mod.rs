@@ -4,11 +4,14 @@
 //! Three threads: the export thread reads the bus (`bus_side::ExportReader`) and queues
 //! messages for NATS; the import thread publishes what came from NATS on the bus
 //! (`bus_side::ImportWriter`); the main thread runs a current-thread tokio runtime with the NATS
-//! client, one task publishing the export queue and one reading the import subscriptions.
+//! client: the main loop publishes the export queue, reads the import subscriptions and the
+//! acknowledgements of the importers, and a task sends this bridge's own acknowledgements.
 //! Bounded queues between them carry backpressure both ways: a slow or unreachable server
-//! holds the bus's publishers back (nothing is overwritten), a full bus slows the import.
+//! holds the bus's publishers back (nothing is overwritten), a full bus slows the import, and
+//! an importer a full `--window` behind holds the exporter back (`flow`).
 
 mod bus_side;
+mod flow;
 mod nats_side;
 mod stats;
 mod subject;
@@ -50,15 +53,21 @@ message exactly once. Delivery is core NATS: in order per publisher and nothing 
 buses, the bridges and the server are up; what the server loses (a restart) is found from \
 sequence numbers and counted as dropped. The bridge reconnects by itself.
 
-Core NATS has no backpressure from a subscriber to a publisher: when the bus takes imported \
-messages more slowly than they arrive, up to --import-buffer of them wait in this bridge; past \
-that, NATS messages are lost and counted as dropped.
+Flow control runs end to end: each importing bridge acknowledges to each exporter what it has \
+put on its bus, and an exporter sends at most --window messages that one importer has not \
+acknowledged; then it stops reading its bus, whose publishers wait (counted as held). So a far \
+bus that is slower for good holds the local publishers back instead of losing messages. An \
+importer silent for --ack-timeout while it is waited for (killed, or gone) is forgotten \
+(counted as forgotten). Imported messages wait in this bridge, up to --import-buffer per \
+subscription, while the bus is full: keep it at least twice the sum of the windows of the \
+exporters this bridge imports from (the defaults leave room for eight); past it, NATS messages \
+are lost and counted as dropped. --window 0 turns flow control off for this bridge's exports.
 
 Prints a ready line once connected and subscribed, then a stats line (out, in, dropped, \
-reconnects) every --stats-every seconds and at exit; the same counters, with the server (its \
-URL without credentials), are kept in the bus, where `event-engine inspect` and `watch` show \
-them. Runs until SIGINT or SIGTERM, then \
-flushes what it holds and exits 0 (1 if the server could not take it within 5 s).";
+reconnects, held, forgotten) every --stats-every seconds and at exit; the same counters, with \
+the server (its URL without credentials), are kept in the bus, where `event-engine inspect` and \
+`watch` show them. Runs until SIGINT or SIGTERM, then flushes what it holds and exits 0 (1 if \
+the server could not take it within 5 s).";
 
 /// Arguments of `bridge`.
 #[derive(clap::Args, Debug)]
@@ -77,9 +86,18 @@ pub struct Args {
     /// Give up connecting after this many seconds.
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     pub connect_timeout: f64,
-    /// Imported messages held while the bus is full, before NATS messages are lost.
+    /// Imported messages held (per subscription) while the bus is full, before NATS messages
+    /// are lost; at least twice the sum of the --window of the exporters imported from.
     #[arg(long, default_value_t = 262_144, value_name = "MESSAGES")]
     pub import_buffer: usize,
+    /// Most exported messages one importer may not have acknowledged; then this bridge stops
+    /// reading the bus until it catches up (0: no flow control).
+    #[arg(long, default_value_t = 16_384, value_name = "MESSAGES")]
+    pub window: usize,
+    /// Forget an importer that sends no acknowledgement for this many seconds while this bridge
+    /// waits for it (a killed bridge, or one cut off).
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    pub ack_timeout: f64,
     /// Seconds between stats lines (0: only at exit).
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
     pub stats_every: f64,
@@ -105,13 +123,16 @@ fn seconds(flag: &str, value: f64, zero_ok: bool) -> Result<Duration, UsageError
 
 fn bridge_id(given: Option<&str>) -> Result<String, UsageError> {
     if let Some(id) = given {
+        // The id is part of a subject (its acknowledgements'): no empty part.
         let ok = (1..=64).contains(&id.len())
             && id
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+            && id.split('.').all(|part| !part.is_empty());
         if !ok {
             return Err(UsageError(format!(
-                "--id {id:?} is not a bridge id: use 1 to 64 characters of [A-Za-z0-9_.-]"
+                "--id {id:?} is not a bridge id: use 1 to 64 characters of [A-Za-z0-9_.-], \
+                 without a dot at either end or two in a row"
             )));
         }
         return Ok(id.to_string());
@@ -146,6 +167,12 @@ struct Incoming {
     topic: async_nats::Subject,
     codec: u8,
     payload: Bytes,
+    /// The exporting bridge and its serial number for the message, to acknowledge once it is on
+    /// the bus.
+    from: Option<(String, u64)>,
+    /// False for a message the import patterns do not match: it only passes through the queue
+    /// to be acknowledged in order.
+    publish: bool,
 }
 
 /// Runs the bridge until a stop signal.
@@ -172,6 +199,17 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
     let id = bridge_id(args.id.as_deref())?;
     if args.import_buffer == 0 {
         return Err(UsageError("--import-buffer must be at least 1".into()).into());
+    }
+    let ack_timeout = seconds("--ack-timeout", args.ack_timeout, false)?;
+    if ack_timeout < 4 * flow::HEARTBEAT {
+        return Err(UsageError(format!(
+            "--ack-timeout {} is too short: importers show they are alive every {} ms; give \
+             at least {} s",
+            args.ack_timeout,
+            flow::HEARTBEAT.as_millis(),
+            (4 * flow::HEARTBEAT).as_secs_f64()
+        ))
+        .into());
     }
     let stop = StopFlag::install()?;
     // A bus that does not exist yet is created once the server is reached (not before, so a
@@ -215,6 +253,20 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
     let subjects =
         nats_side::disjoint_subjects(import.iter().map(subject::subscription_subject).collect());
     let subscriptions = runtime.block_on(nats_side::subscribe(&client, &subjects))?;
+    // An exporter hears its importers' acknowledgements from the start.
+    let acks = if export.is_empty() {
+        None
+    } else {
+        let subject = flow::ack_subject(&id);
+        Some(runtime.block_on(async {
+            let sub = client
+                .subscribe(subject.clone())
+                .await
+                .with_context(|| format!("subscribing to NATS subject {subject}"))?;
+            client.flush().await.context("reaching the NATS server")?;
+            anyhow::Ok(sub)
+        })?)
+    };
 
     // The bus ends are made once connected, so the bus is not held back while connecting.
     let writer = if import.is_empty() {
@@ -239,6 +291,8 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
         on_bus,
         stop,
         stats_every,
+        window: flow::Window::new(args.window, ack_timeout),
+        acks,
         route: format!(
             "bus {} <-> {}; exporting [{}]",
             args.name,
@@ -261,6 +315,10 @@ struct Bridge {
     on_bus: shm_ring::BridgeCounters,
     stop: StopFlag,
     stats_every: Duration,
+    /// What the importers owe this bridge's exports.
+    window: flow::Window,
+    /// The importers' acknowledgements, when this bridge exports.
+    acks: Option<async_nats::Subscriber>,
     /// What the ready line says is bridged (bus, server, export patterns).
     route: String,
 }
@@ -282,24 +340,43 @@ impl Bridge {
             on_bus,
             stop,
             stats_every,
+            mut window,
+            acks,
             route,
         } = self;
 
+        // This bridge's acknowledgements to the exporters it imports from.
+        let progress = Arc::new(flow::Progress::default());
+        let acknowledging = (!subjects.is_empty()).then(|| {
+            tokio::spawn(flow::acknowledge(
+                client.clone(),
+                id.clone(),
+                subjects.clone(),
+                progress.clone(),
+                counters.clone(),
+            ))
+        });
+
         let (in_tx, mut in_rx) = mpsc::channel::<Incoming>(QUEUE);
         let import_thread = writer.map(|mut writer| {
-            let (stop, counters) = (stop.clone(), counters.clone());
+            let (stop, counters, progress) = (stop.clone(), counters.clone(), progress.clone());
             std::thread::spawn(move || -> Result<()> {
                 let mut refused_once = false;
                 while let Some(m) = in_rx.blocking_recv() {
-                    match writer.publish(&m.topic, m.codec, &m.payload, &stop)? {
-                        Ok(()) => Counters::add(&counters.in_, 1),
-                        Err(why) => {
-                            Counters::add(&counters.dropped, 1);
-                            if !refused_once || matches!(why, Refused::Stopping) {
-                                refused_once = true;
-                                warn_refused(&m.topic, &why);
+                    if m.publish {
+                        match writer.publish(&m.topic, m.codec, &m.payload, &stop)? {
+                            Ok(()) => Counters::add(&counters.in_, 1),
+                            Err(why) => {
+                                Counters::add(&counters.dropped, 1);
+                                if !refused_once || matches!(why, Refused::Stopping) {
+                                    refused_once = true;
+                                    warn_refused(&m.topic, &why);
+                                }
                             }
                         }
+                    }
+                    if let Some((exporter, serial)) = &m.from {
+                        progress.done(exporter, *serial);
                     }
                 }
                 Ok(())
@@ -312,7 +389,11 @@ impl Bridge {
             std::thread::spawn(move || -> Result<()> {
                 let mut unfit_once = false;
                 reader.run(&stop, |topic, codec, payload| {
-                    if let Some(why) = subject::unfit_subject(topic) {
+                    let unfit = subject::unfit_subject(topic).or_else(|| {
+                        flow::is_control(topic)
+                            .then_some("subjects under _EVENT_ENGINE. are the bridges' own")
+                    });
+                    if let Some(why) = unfit {
                         Counters::add(&counters.dropped, 1);
                         if !unfit_once {
                             unfit_once = true;
@@ -352,6 +433,7 @@ impl Bridge {
 
         let origin = HeaderValue::from(id.as_str());
         let mut numbering = Numbering::default();
+        let mut serial = 0u64;
         let mut gaps = GapCounter::default();
         // The subscriptions may be broader than the patterns (ranges, regular expressions,
         // merged overlaps): this keeps exactly what the patterns match.
@@ -362,9 +444,43 @@ impl Bridge {
         let mut next_stats = tokio::time::Instant::now() + stats_every;
         let exporting = export_thread.is_some();
         let mut importing = !subjects.is_empty();
+        let mut acks = acks;
+        let mut reconnects = counters
+            .reconnects
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let mut held_once = false;
         loop {
+            let (credit, began) = window.credit(std::time::Instant::now());
+            if began {
+                Counters::add(&counters.held, 1);
+                if !held_once {
+                    held_once = true;
+                    eprintln!(
+                        "event-engine bridge: importer {} has a full window of messages \
+                         unacknowledged; this bridge stops reading the bus until it catches up \
+                         (counted as held)",
+                        window.holding().join(", ")
+                    );
+                }
+            }
             tokio::select! {
                 _ = tick.tick() => {
+                    // After a reconnect, what was in flight may be lost: it is not waited for.
+                    let now_reconnects =
+                        counters.reconnects.load(std::sync::atomic::Ordering::Relaxed);
+                    if now_reconnects != reconnects {
+                        reconnects = now_reconnects;
+                        window.forgive_all();
+                    }
+                    for (importer, silent) in window.forget_silent(std::time::Instant::now()) {
+                        Counters::add(&counters.forgotten, 1);
+                        eprintln!(
+                            "event-engine bridge: importer {importer} sent no acknowledgement for \
+                             {:.1} s while this bridge waited for it; forgotten (counted as \
+                             forgotten)",
+                            silent.as_secs_f64()
+                        );
+                    }
                     counters.store_on(&on_bus);
                     // A bus thread ends early only on an error, reported once it is joined.
                     let failed = |t: &Option<std::thread::JoinHandle<Result<()>>>| {
@@ -379,10 +495,21 @@ impl Bridge {
                         out.flush()?;
                     }
                 }
-                m = out_rx.recv(), if exporting => match m {
+                m = out_rx.recv(), if exporting && credit => match m {
                     Some(m) => {
+                        let mut out = Out {
+                            client: &client,
+                            origin: &origin,
+                            numbering: &mut numbering,
+                            serial: &mut serial,
+                            window: &mut window,
+                            max_payload,
+                            counters: &counters,
+                        };
                         tokio::select! {
-                            _ = publish(&client, &origin, &mut numbering, max_payload, &counters, m) => {}
+                            // A message that can go at once goes, even when a stop has begun.
+                            biased;
+                            _ = out.publish(m) => {}
                             // Only while the server is unreachable does publishing wait long.
                             _ = stopped(&stop) => {
                                 Counters::add(&counters.dropped, 1);
@@ -393,13 +520,26 @@ impl Bridge {
                     // The export thread ended before a stop: it failed, and says why below.
                     None => break,
                 },
+                a = next_ack(&mut acks) => match a {
+                    Some(a) => {
+                        if let Some(ack) = flow::Ack::decode(a.headers.as_ref(), &a.payload) {
+                            window.ack(ack, std::time::Instant::now());
+                        }
+                    }
+                    None => acks = None,
+                },
                 m = subscriptions.next(), if importing => match m {
                     Some(m) => {
-                        if let Err(why) = receive(&id, &mut accepted, &mut gaps, &counters, &in_tx, m).await {
+                        let received =
+                            receive(&id, &mut accepted, &mut gaps, &counters, &progress, &in_tx, m);
+                        if let Err(why) = received.await {
                             Counters::add(&counters.dropped, 1);
                             if !bad_once {
                                 bad_once = true;
-                                eprintln!("event-engine bridge: {why}; such messages are counted as dropped");
+                                eprintln!(
+                                    "event-engine bridge: {why}; such messages are counted as \
+                                     dropped"
+                                );
                             }
                         }
                     }
@@ -419,11 +559,30 @@ impl Bridge {
                 // the flush returns, every message left is already queued here.
                 let _ = client.flush().await;
                 while let Some(Some(m)) = subscriptions.next().now_or_never() {
-                    let _ = receive(&id, &mut accepted, &mut gaps, &counters, &in_tx, m).await;
+                    let _ = receive(
+                        &id,
+                        &mut accepted,
+                        &mut gaps,
+                        &counters,
+                        &progress,
+                        &in_tx,
+                        m,
+                    )
+                    .await;
                 }
             }
+            // What is queued goes out whatever the window: the stop must not wait for importers.
+            let mut out = Out {
+                client: &client,
+                origin: &origin,
+                numbering: &mut numbering,
+                serial: &mut serial,
+                window: &mut window,
+                max_payload,
+                counters: &counters,
+            };
             while let Some(m) = out_rx.recv().await {
-                publish(&client, &origin, &mut numbering, max_payload, &counters, m).await;
+                out.publish(m).await;
             }
             client.flush().await
         })
@@ -439,6 +598,12 @@ impl Bridge {
         counters.store_on(&on_bus);
         let export_result = export_thread.map(join).unwrap_or(Ok(()));
         let import_result = import_thread.map(join).unwrap_or(Ok(()));
+        // The exporters stop waiting for this bridge at once.
+        if let Some(task) = acknowledging {
+            task.abort();
+            let _ =
+                tokio::time::timeout(FLUSH, flow::leave(&client, &id, &progress, &counters)).await;
+        }
         writeln!(out, "bridge {id}: stopped; {}", counters.line())?;
         out.flush()?;
         export_result.context("reading the bus")?;
@@ -464,64 +629,107 @@ async fn stopped(stop: &StopFlag) {
     }
 }
 
-/// Publishes one bus message to NATS (waiting while the client's queue is full, which is while
-/// the server is unreachable).
-async fn publish(
-    client: &async_nats::Client,
-    origin: &HeaderValue,
-    numbering: &mut Numbering,
+/// The next acknowledgement, or never when this bridge does not export.
+async fn next_ack(acks: &mut Option<async_nats::Subscriber>) -> Option<async_nats::Message> {
+    match acks {
+        Some(acks) => acks.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What publishing bus messages to NATS needs.
+struct Out<'a> {
+    client: &'a async_nats::Client,
+    origin: &'a HeaderValue,
+    numbering: &'a mut Numbering,
+    /// The last serial number given.
+    serial: &'a mut u64,
+    window: &'a mut flow::Window,
     max_payload: usize,
-    counters: &Counters,
-    m: Outgoing,
-) {
-    if m.payload.len() > max_payload {
-        Counters::add(&counters.dropped, 1);
-        eprintln!(
+    counters: &'a Counters,
+}
+
+impl Out<'_> {
+    /// Publishes one bus message to NATS (waiting while the client's queue is full, which is
+    /// while the server is unreachable).
+    async fn publish(&mut self, m: Outgoing) {
+        let o = self;
+        let (client, origin, max_payload, counters) =
+            (o.client, o.origin, o.max_payload, o.counters);
+        if m.payload.len() > max_payload {
+            Counters::add(&counters.dropped, 1);
+            eprintln!(
             "event-engine bridge: a message on {} has {} bytes, more than the NATS server takes \
              ({max_payload}); counted as dropped",
             m.subject,
             m.payload.len()
         );
-        return;
-    }
-    let seq = numbering.next(&m.subject);
-    let headers = nats_side::headers(origin, m.codec, seq);
-    match client
-        .publish_with_headers(m.subject, headers, m.payload)
-        .await
-    {
-        Ok(()) => Counters::add(&counters.out, 1),
-        Err(e) => {
-            Counters::add(&counters.dropped, 1);
-            eprintln!("event-engine bridge: publishing to NATS failed: {e}; counted as dropped");
+            return;
+        }
+        let seq = o.numbering.next(&m.subject);
+        *o.serial += 1;
+        let serial = *o.serial;
+        let headers = nats_side::headers(origin, m.codec, seq, serial);
+        o.window.sent(&m.subject, serial);
+        match client
+            .publish_with_headers(m.subject, headers, m.payload)
+            .await
+        {
+            Ok(()) => Counters::add(&counters.out, 1),
+            Err(e) => {
+                Counters::add(&counters.dropped, 1);
+                eprintln!(
+                    "event-engine bridge: publishing to NATS failed: {e}; counted as dropped"
+                );
+            }
         }
     }
 }
 
 /// Checks one NATS message and queues it for the bus. Messages this bridge exported itself,
-/// and those no import pattern matches, are ignored; an error says why the message cannot be
-/// imported.
+/// the bridges' control messages, and those no import pattern matches, are not published (the
+/// last are still queued, to be acknowledged in order); an error says why the message cannot
+/// be imported.
 async fn receive(
     id: &str,
     accepted: &mut TopicFilter,
     gaps: &mut GapCounter,
     counters: &Counters,
+    progress: &flow::Progress,
     queue: &mpsc::Sender<Incoming>,
     m: async_nats::Message,
 ) -> Result<(), String> {
-    let envelope = nats_side::envelope(m.headers.as_ref())
-        .map_err(|why| format!("a message on {} has a bad envelope: {why}", m.subject))?;
-    if envelope.origin == Some(id) || !accepted.accepts(&m.subject) {
+    if flow::is_control(&m.subject) {
         return Ok(());
     }
-    if let (Some(origin), Some(seq)) = (envelope.origin, envelope.seq) {
-        Counters::add(&counters.dropped, gaps.missed(origin, &m.subject, seq));
+    let envelope = nats_side::envelope(m.headers.as_ref())
+        .map_err(|why| format!("a message on {} has a bad envelope: {why}", m.subject))?;
+    if envelope.origin == Some(id) {
+        return Ok(());
+    }
+    let from = envelope
+        .origin
+        .zip(envelope.serial)
+        .map(|(origin, serial)| (origin.to_string(), serial));
+    if let Some((origin, _)) = &from {
+        progress.seen(origin);
+    }
+    let publish = accepted.accepts(&m.subject);
+    if !publish && from.is_none() {
+        return Ok(());
+    }
+    if publish {
+        if let (Some(origin), Some(seq)) = (envelope.origin, envelope.seq) {
+            Counters::add(&counters.dropped, gaps.missed(origin, &m.subject, seq));
+        }
     }
     let codec = envelope.codec;
     let incoming = Incoming {
         topic: m.subject,
         codec,
         payload: m.payload,
+        from,
+        publish,
     };
     queue
         .send(incoming)

@@ -3,7 +3,9 @@
 //!
 //! Envelope: the subject is the topic; the body is the payload, byte for byte; headers carry
 //! the codec tag (absent: raw bytes, so any NATS client can feed a bus), the id of the bridge
-//! that exported the message, and a sequence number per (bridge, subject) starting at 1.
+//! that exported the message, a sequence number per (bridge, subject) starting at 1 (gaps in it
+//! count what was lost), and a serial number per bridge across its subjects, also from 1 (what
+//! importers acknowledge, see `flow`).
 //! A bridge never imports a message that carries its own id (it also connects with `no_echo`),
 //! and never exports what it imported (see `bus_side`), so several bridges on one server, each
 //! importing and exporting the same pattern, carry every message across exactly once.
@@ -22,6 +24,8 @@ pub const ORIGIN: &str = "Event-Engine-Origin";
 pub const CODEC: &str = "Event-Engine-Codec";
 /// Header holding the exporter's sequence number for this subject (decimal, from 1).
 pub const SEQ: &str = "Event-Engine-Seq";
+/// Header holding the exporter's serial number across all its subjects (decimal, from 1).
+pub const SERIAL: &str = "Event-Engine-Serial";
 
 /// (origin, subject) pairs whose last sequence number is remembered; past it the table restarts
 /// (gaps are then not seen until each pair has been seen again).
@@ -84,11 +88,13 @@ pub async fn connect(
                     }
                     // Once per message dropped: said once, counted by the sequence gaps.
                     Event::SlowConsumer(_) => {
+                        Counters::add(&counters.overflows, 1);
                         if !slow_warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
                             eprintln!(
                                 "event-engine bridge: the bus takes imported messages more \
-                                 slowly than they arrive and --import-buffer is full: messages \
-                                 are being lost (counted as dropped)"
+                                 slowly than they arrive and --import-buffer is full (an \
+                                 exporter without --window, or more exporters' windows than it \
+                                 holds): messages are being lost (counted as dropped)"
                             )
                         }
                     }
@@ -158,11 +164,12 @@ pub fn disjoint_subjects(subjects: Vec<String>) -> Vec<String> {
 }
 
 /// The headers of an exported message.
-pub fn headers(origin: &HeaderValue, codec: u8, seq: u64) -> HeaderMap {
+pub fn headers(origin: &HeaderValue, codec: u8, seq: u64, serial: u64) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(ORIGIN, origin.clone());
     h.insert(CODEC, HeaderValue::from(codec as u64));
     h.insert(SEQ, HeaderValue::from(seq));
+    h.insert(SERIAL, HeaderValue::from(serial));
     h
 }
 
@@ -175,6 +182,8 @@ pub struct Envelope<'a> {
     pub codec: u8,
     /// The exporter's sequence number for the subject, if any.
     pub seq: Option<u64>,
+    /// The exporter's serial number across its subjects, if any.
+    pub serial: Option<u64>,
 }
 
 /// Reads the envelope of a received message; an error says which header is malformed.
@@ -184,6 +193,7 @@ pub fn envelope(headers: Option<&HeaderMap>) -> Result<Envelope<'_>, String> {
             origin: None,
             codec: shm_ring::Codec::Raw as u8,
             seq: None,
+            serial: None,
         });
     };
     let number = |name: &str| -> Result<Option<u64>, String> {
@@ -205,6 +215,7 @@ pub fn envelope(headers: Option<&HeaderMap>) -> Result<Envelope<'_>, String> {
         origin: h.get(ORIGIN).map(|v| v.as_str()),
         codec,
         seq: number(SEQ)?,
+        serial: number(SERIAL)?,
     })
 }
 
@@ -277,13 +288,14 @@ mod tests {
     #[test]
     fn the_envelope_round_trips_and_bad_headers_are_named() {
         let origin = HeaderValue::from("bridge-1");
-        let h = headers(&origin, 2, 7);
+        let h = headers(&origin, 2, 7, 9);
         assert_eq!(
             envelope(Some(&h)).unwrap(),
             Envelope {
                 origin: Some("bridge-1"),
                 codec: 2,
-                seq: Some(7)
+                seq: Some(7),
+                serial: Some(9),
             }
         );
         assert_eq!(envelope(None).unwrap().codec, 0);

@@ -19,6 +19,15 @@ pub struct Counters {
     pub dropped: AtomicU64,
     /// Times the connection to the server was made again after it was lost.
     pub reconnects: AtomicU64,
+    /// Times the export side stopped taking bus messages because an importer had a full window
+    /// of them unacknowledged (`flow`): while held, the bus holds its publishers back.
+    pub held: AtomicU64,
+    /// Importers forgotten because they stayed silent for `--ack-timeout` while this bridge
+    /// waited for them.
+    pub forgotten: AtomicU64,
+    /// Times the NATS client dropped messages of an import subscription (its buffer was full):
+    /// the importer then tells the exporters to stop waiting for what was lost.
+    pub overflows: AtomicU64,
 }
 
 impl Counters {
@@ -29,24 +38,29 @@ impl Counters {
 
     /// Copies the counters into the bridge's row on the bus (one thread only: plain stores).
     pub fn store_on(&self, row: &shm_ring::BridgeCounters) {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        row.store(
-            get(&self.out),
-            get(&self.in_),
-            get(&self.dropped),
-            get(&self.reconnects),
-        );
+        row.store(&self.counts());
     }
 
-    /// The counters as the stats line shows them: `out N in N dropped N reconnects N`.
-    pub fn line(&self) -> String {
+    /// The counters an operator sees, as they are now.
+    pub fn counts(&self) -> shm_ring::BridgeCounts {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        shm_ring::BridgeCounts {
+            out: get(&self.out),
+            in_: get(&self.in_),
+            dropped: get(&self.dropped),
+            reconnects: get(&self.reconnects),
+            held: get(&self.held),
+            forgotten: get(&self.forgotten),
+        }
+    }
+
+    /// The counters as the stats line shows them:
+    /// `out N in N dropped N reconnects N held N forgotten N`.
+    pub fn line(&self) -> String {
+        let c = self.counts();
         format!(
-            "out {} in {} dropped {} reconnects {}",
-            get(&self.out),
-            get(&self.in_),
-            get(&self.dropped),
-            get(&self.reconnects)
+            "out {} in {} dropped {} reconnects {} held {} forgotten {}",
+            c.out, c.in_, c.dropped, c.reconnects, c.held, c.forgotten
         )
     }
 }
@@ -93,6 +107,10 @@ mod tests {
         let c = Counters::default();
         Counters::add(&c.out, 3);
         Counters::add(&c.dropped, 1);
-        assert_eq!(c.line(), "out 3 in 0 dropped 1 reconnects 0");
+        Counters::add(&c.held, 2);
+        assert_eq!(
+            c.line(),
+            "out 3 in 0 dropped 1 reconnects 0 held 2 forgotten 0"
+        );
     }
 }

@@ -269,6 +269,10 @@ pub struct Bridge {
     pub dropped: u64,
     /// Reconnections to the server.
     pub reconnects: u64,
+    /// Times the export side stopped reading the bus to wait for the importers' credit.
+    pub held: u64,
+    /// Importers forgotten after going silent while the bridge waited for them.
+    pub forgotten: u64,
 }
 
 /// The bridges attached to `s`.
@@ -285,6 +289,8 @@ pub fn bridges(s: &Snapshot) -> Vec<Bridge> {
                 in_: b.in_,
                 dropped: b.dropped,
                 reconnects: b.reconnects,
+                held: b.held,
+                forgotten: b.forgotten,
             })
         })
         .collect()

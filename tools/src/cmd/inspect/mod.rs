@@ -18,7 +18,8 @@ attached process (pid, alive, what it does, groups, messages published and deliv
 lag, command line), the topics published (messages and bytes per second, totals, unrouted \
 messages, publishers, and the consumers whose interest matches each), publishers blocked on a \
 full ring and the consumers they wait for (pid, group, command line) and since when, bridges \
-(NATS server, out, in, dropped, reconnects), groups, slab use per size class and the bus \
+(NATS server, out, in, dropped, reconnects, held: waits for the importers' credit, forgotten: \
+importers that went silent), groups, slab use per size class and the bus \
 counters (with unrouted: messages no consumer wanted). A process holds a \
 process-table row per handle (its bus, each publisher, each subscriber); --verbose also lists the \
 rows (role, group, cursor, lag, delivered, last wait). ALIVE is checked now from the pid and its \
@@ -65,7 +66,8 @@ With --json, prints one object whose field names are a stable API (schema 1):
   rates_over_ms   int|null, the time between the two snapshots of the rates
   blocked         [{pid, row, since_ns, waiting_for: [{consumer, group, pids}]}], publishers
                   waiting for room on a full ring
-  bridges         [{pid, alive: bool, server: str, out, in, dropped, reconnects}]
+  bridges         [{pid, alive: bool, server: str, out, in, dropped, reconnects, held,
+                  forgotten}]
   slab            [{block_size, total, used, free}], one per size class, smallest first
   counters        {published, unrouted, full_waits, redeliveries, reaped, backlog_dropped,
                   sleeping_subscribers, sleeping_publishers}: int; reaped counts process-table
@@ -367,6 +369,8 @@ pub fn write_text(
                     b.in_.to_string(),
                     b.dropped.to_string(),
                     b.reconnects.to_string(),
+                    b.held.to_string(),
+                    b.forgotten.to_string(),
                 ]
             })
             .collect();
@@ -381,6 +385,8 @@ pub fn write_text(
                 "IN",
                 "DROPPED",
                 "RECONNECTS",
+                "HELD",
+                "FORGOTTEN",
             ],
             &rows,
         )?;

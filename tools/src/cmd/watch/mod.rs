@@ -24,7 +24,7 @@ publishers blocked on a full ring, each with the consumer it waits for (pid or g
 line) and since when; ring and slab fill bars; the topics that flow, busiest first, with \
 messages and bytes per second, total messages and the consumers whose interest matches; a lag \
 bar per subscriber and group (the share of the ring it is behind; a full bar means publishers \
-wait for it); and each bridge (out, in, dropped, reconnects, NATS server).
+wait for it); and each bridge (out, in, dropped, reconnects, held, forgotten, NATS server).
 
 What does not fit the terminal is shortened, so that 80 columns by 24 lines stay readable: the \
 slab becomes its fullest class, blank lines go, then the longest lists keep their first rows \

@@ -247,13 +247,15 @@ impl Dashboard<'_> {
             .iter()
             .map(|b| {
                 Item::Text(format!(
-                    "  bridge pid {}{}  out {}  in {}  dropped {}  reconnects {}  {}",
+                    "  bridge pid {}{}  out {}  in {}  dropped {}  reconnects {}  held {}  forgotten {}  {}",
                     b.pid,
                     if b.alive { "" } else { " DEAD" },
                     b.out,
                     b.in_,
                     b.dropped,
                     b.reconnects,
+                    b.held,
+                    b.forgotten,
                     b.server
                 ))
             })
@@ -824,6 +826,8 @@ mod tests {
             in_: 8,
             dropped: 1,
             reconnects: 2,
+            held: 3,
+            forgotten: 1,
         });
         procs.push(bus_row);
         let mut s = snapshot(published, procs, 10);
@@ -870,7 +874,7 @@ mod tests {
             "SUBSCRIBER LAG",
             "more",
             "BRIDGES",
-            "bridge pid 300  out 7  in 8  dropped 1  reconnects 2",
+            "bridge pid 300  out 7  in 8  dropped 1  reconnects 2  held 3  forgotten 1",
         ] {
             assert!(text.contains(whole), "{whole:?} cut or missing in\n{text}");
         }
