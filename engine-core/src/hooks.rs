@@ -10,38 +10,13 @@
 //! the outcome is cached per published topic (keyed by hash, checked by literal). Any change
 //! to the set of topics clears the cache; replacing the hook of a topic keeps it.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
-use crate::topic::Topic;
+use crate::topic::{Topic, TopicHashMap};
 
 /// Most cached routes kept before the cache is emptied and refilled, so that a stream of
 /// ever-new topics cannot grow memory without bound.
 const ROUTE_CACHE_LIMIT: usize = 1 << 16;
 
-/// Hasher for maps keyed by a topic hash: the key already is a well-mixed xxh3 value, so it
-/// is used as it is instead of being hashed again.
-#[derive(Default)]
-struct PrehashedHasher(u64);
-
-impl Hasher for PrehashedHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        // Only reached for keys other than u64; fold them in (FNV-1a) to stay correct.
-        for &byte in bytes {
-            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type HashIndex<V> = HashMap<u64, V, BuildHasherDefault<PrehashedHasher>>;
+type HashIndex<V> = TopicHashMap<V>;
 
 /// The routing of one published topic, as positions into the table's lists.
 struct CachedRoute {

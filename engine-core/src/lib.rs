@@ -12,5 +12,6 @@ pub use hooks::{HookTable, Route};
 pub use queue::BoundedQueue;
 pub use timer::{Alignment, Tick, Timer};
 pub use topic::{
-    topic_hash, MatchNode, MatchResult, Pattern, Topic, TopicError, TopicPart, TopicType,
+    topic_hash, MatchNode, MatchResult, Pattern, PrehashedHasher, Topic, TopicError, TopicHashMap,
+    TopicPart, TopicType,
 };

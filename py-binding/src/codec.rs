@@ -9,6 +9,9 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyT
 use shm_ring::wire::compact::{CompactReader, CompactWriter, Item};
 use shm_ring::Codec;
 
+use crate::args::Args;
+use crate::pystr;
+
 static DUMPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
@@ -33,20 +36,19 @@ impl Encoded<'_> {
 /// `bus`; nothing is sent.
 pub(crate) fn encode<'py>(
     py: Python<'py>,
-    args: &Bound<'py, PyTuple>,
-    kwargs: Option<&Bound<'py, PyDict>>,
+    args: &Args<'_, 'py>,
     buf: &mut Vec<u8>,
     topic: &str,
     bus: &str,
 ) -> PyResult<Encoded<'py>> {
     buf.clear();
-    if encode_compact(args, kwargs, buf) {
+    if encode_compact(args, buf) {
         return Ok(Encoded {
             codec: Codec::Compact,
             pickle: None,
         });
     }
-    match encode_pickle(py, args, kwargs) {
+    match encode_pickle(py, args) {
         Ok(p) => Ok(Encoded {
             codec: Codec::Pickle,
             pickle: Some(p),
@@ -57,34 +59,20 @@ pub(crate) fn encode<'py>(
 
 /// Compact-encodes a call when every argument has a compact form; false (buffer in an
 /// unspecified state) when pickle is needed.
-fn encode_compact(
-    args: &Bound<'_, PyTuple>,
-    kwargs: Option<&Bound<'_, PyDict>>,
-    buf: &mut Vec<u8>,
-) -> bool {
-    let nk = kwargs.map_or(0, |k| k.len());
-    let Some(mut w) = CompactWriter::begin(buf, args.len(), nk) else {
+fn encode_compact(args: &Args<'_, '_>, buf: &mut Vec<u8>) -> bool {
+    let Some(mut w) = CompactWriter::begin(buf, args.len(), args.keyword_count()) else {
         return false;
     };
-    for a in args.iter() {
-        if !write_value(&mut w, &a, true) {
-            return false;
-        }
-    }
-    if let Some(kw) = kwargs {
-        for (k, v) in kw.iter() {
+    args.all_positional(|a| write_value(&mut w, a, true))
+        && args.all_keywords(|k, v| {
             if !k.is_exact_instance_of::<PyString>() {
                 return false;
             }
-            let Ok(Ok(key)) = k.cast::<PyString>().map(|s| s.to_cow()) else {
+            let Ok(Ok(key)) = k.cast::<PyString>().map(|s| pystr::utf8(s)) else {
                 return false;
             };
-            if !(w.key(&key) && write_value(&mut w, &v, true)) {
-                return false;
-            }
-        }
-    }
-    true
+            w.key(key) && write_value(&mut w, v, true)
+        })
 }
 
 /// Writes one value if it is exactly one of the compact types (subclasses such as `IntEnum`
@@ -105,8 +93,8 @@ fn write_value(w: &mut CompactWriter<'_>, v: &Bound<'_, PyAny>, seq: bool) -> bo
             Err(_) => return false,
         }
     } else if v.is_exact_instance_of::<PyString>() {
-        match v.cast::<PyString>().map(|s| s.to_cow()) {
-            Ok(Ok(s)) => return w.str(&s),
+        match v.cast::<PyString>().map(|s| pystr::utf8(s)) {
+            Ok(Ok(s)) => return w.str(s),
             _ => return false,
         }
     } else if v.is_exact_instance_of::<PyBytes>() {
@@ -133,15 +121,9 @@ fn write_value(w: &mut CompactWriter<'_>, v: &Bound<'_, PyAny>, seq: bool) -> bo
 }
 
 /// `pickle.dumps((args, kwargs))`: raises in the caller for anything unpicklable.
-fn encode_pickle<'py>(
-    py: Python<'py>,
-    args: &Bound<'py, PyTuple>,
-    kwargs: Option<&Bound<'py, PyDict>>,
-) -> PyResult<Bound<'py, PyBytes>> {
-    let kw = match kwargs {
-        Some(k) => k.clone(),
-        None => PyDict::new(py),
-    };
+fn encode_pickle<'py>(py: Python<'py>, args: &Args<'_, 'py>) -> PyResult<Bound<'py, PyBytes>> {
+    let (args, kwargs) = args.to_objects()?;
+    let kw = kwargs.unwrap_or_else(|| PyDict::new(py));
     let dumps = DUMPS.import(py, "pickle", "dumps")?;
     let out = dumps.call1(((args, kw), -1))?;
     Ok(out.cast_into::<PyBytes>()?)

@@ -14,6 +14,7 @@ use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
+use crate::args::Args;
 use crate::bus;
 use crate::dispatch::{self, Hooks};
 use crate::dispatch_loop;
@@ -31,6 +32,25 @@ use crate::topic::{not_exact, topic_arg, PyTopic};
 /// `None` for "wait forever" (the reference's `timeout=0.0`), else the duration.
 fn wait_limit(timeout: f64) -> Option<Duration> {
     (timeout > 0.0 && timeout.is_finite()).then(|| Duration::from_secs_f64(timeout))
+}
+
+/// How a put waits for room: `put`'s and `publish`'s `block`, `max_spin` and `timeout`.
+#[derive(Clone, Copy)]
+pub(crate) struct PutOptions {
+    pub(crate) block: bool,
+    pub(crate) max_spin: u32,
+    pub(crate) timeout: f64,
+}
+
+impl Default for PutOptions {
+    /// The defaults of `put`'s signature.
+    fn default() -> Self {
+        PutOptions {
+            block: true,
+            max_spin: 65535,
+            timeout: 0.0,
+        }
+    }
 }
 
 /// A timer started by `EventEngineEx.get_timer`, owned by the engine.
@@ -137,14 +157,17 @@ impl PyEventEngine {
         logger::log_reaps(py, || self.log(py));
     }
 
-    /// Puts `topic` (exact) with `args` and `kwargs` on the source, numbered.
-    fn enqueue(
+    /// Puts `topic` (exact) with `args` on the source, numbered.
+    pub(crate) fn enqueue(
         &self,
         py: Python<'_>,
         topic_obj: &Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
-        kwargs: Option<Bound<'_, PyDict>>,
-        (block, max_spin, timeout): (bool, u32, f64),
+        args: Args<'_, '_>,
+        PutOptions {
+            block,
+            max_spin,
+            timeout,
+        }: PutOptions,
     ) -> PyResult<()> {
         let topic = topic_arg(topic_obj, "put()/publish()")?;
         if !topic.is_exact() {
@@ -155,7 +178,6 @@ impl PyEventEngine {
             topic,
             topic_obj: topic_obj.cast::<PyTopic>()?,
             args,
-            kwargs,
             seq_id: shared.next_seq(),
         };
         let wait = PutWait {
@@ -255,6 +277,9 @@ impl PyEventEngine {
     }
 
     /// Publishes a message: `topic` (exact) with `*args` and `**kwargs`.
+    ///
+    /// On CPython, `vectorcall.rs` installs the same method on the vectorcall protocol over
+    /// this one at import; this one is PyPy's (and the declared signature).
     #[pyo3(signature = (topic, *args, block = true, max_spin = 65535, timeout = 0.0, **kwargs))]
     #[allow(clippy::too_many_arguments)]
     fn put(
@@ -267,7 +292,12 @@ impl PyEventEngine {
         timeout: f64,
         kwargs: Option<Bound<'_, PyDict>>,
     ) -> PyResult<()> {
-        self.enqueue(py, topic, args, kwargs, (block, max_spin, timeout))
+        let options = PutOptions {
+            block,
+            max_spin,
+            timeout,
+        };
+        self.enqueue(py, topic, Args::Objects { args, kwargs }, options)
     }
 
     /// Publishes a message with explicit `args` (tuple) and `kwargs` (dict).
@@ -302,7 +332,12 @@ impl PyEventEngine {
         if let Some(kw) = &kwargs {
             check_keyword_names(kw)?;
         }
-        self.enqueue(py, topic, args, kwargs, (block, max_spin, timeout))
+        let options = PutOptions {
+            block,
+            max_spin,
+            timeout,
+        };
+        self.enqueue(py, topic, Args::Objects { args, kwargs }, options)
     }
 
     /// Takes one message off the queue (bypassing the hooks).

@@ -3,6 +3,7 @@
 //! across processes on a `shm-ring` shared-memory bus.
 //! The Python package `event_engine` re-exports everything defined here.
 
+mod args;
 mod bus;
 mod cli;
 mod codec;
@@ -21,10 +22,13 @@ mod logger;
 mod match_result;
 mod message;
 mod payload;
+mod pystr;
 mod shared;
 mod source;
 mod topic;
 mod topic_part;
+#[cfg(not(PyPy))]
+mod vectorcall;
 
 use pyo3::prelude::*;
 
@@ -44,6 +48,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<hook::PyEventHook>()?;
     m.add_class::<hook::PyEventHookEx>()?;
     m.add_class::<engine::PyEventEngine>()?;
+    #[cfg(not(PyPy))]
+    vectorcall::install(&py.get_type::<engine::PyEventEngine>())?;
     m.add_class::<engine_ex::PyEventEngineEx>()?;
     m.add("Full", py.get_type::<errors::Full>())?;
     m.add("Empty", py.get_type::<errors::Empty>())?;

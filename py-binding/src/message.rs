@@ -14,6 +14,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
 
+use crate::args::Args;
 use crate::payload::PyMessagePayload;
 use crate::topic::PyTopic;
 
@@ -60,22 +61,23 @@ pub(crate) struct Outgoing<'a, 'py> {
     pub(crate) topic: Arc<Topic>,
     /// The `Topic` object that was put.
     pub(crate) topic_obj: &'a Bound<'py, PyTopic>,
-    pub(crate) args: Bound<'py, PyTuple>,
-    pub(crate) kwargs: Option<Bound<'py, PyDict>>,
+    /// `*args` and `**kwargs`, as they arrived.
+    pub(crate) args: Args<'a, 'py>,
     /// Engine-wide sequence number.
     pub(crate) seq_id: u64,
 }
 
 impl Outgoing<'_, '_> {
     /// The message as a queue keeps it.
-    pub(crate) fn into_published(self) -> Published {
-        Published {
+    pub(crate) fn into_published(self) -> PyResult<Published> {
+        let (args, kwargs) = self.args.to_objects()?;
+        Ok(Published {
             topic: self.topic,
             topic_obj: self.topic_obj.clone().unbind(),
-            args: self.args.unbind(),
-            kwargs: self.kwargs.map(Bound::unbind),
+            args: args.unbind(),
+            kwargs: kwargs.map(Bound::unbind),
             seq_id: self.seq_id,
-        }
+        })
     }
 }
 

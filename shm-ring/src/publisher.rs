@@ -166,7 +166,8 @@ impl Publisher {
             bump_own(&tally.unrouted);
             return Ok(None);
         }
-        let start = Instant::now();
+        // Only a put that may wait reads the clock.
+        let start = timeout.filter(|t| !t.is_zero()).map(|_| Instant::now());
         let out_of_time = || {
             if timeout == Some(Duration::ZERO) {
                 BusError::Full
@@ -211,7 +212,10 @@ impl Publisher {
             idx + 1
         };
         let ring = region.ring();
-        let remaining = timeout.map(|t| t.saturating_sub(start.elapsed()));
+        let remaining = timeout.map(|t| match start {
+            Some(s) => t.saturating_sub(s.elapsed()),
+            None => t,
+        });
         let mut waiting = Waiting::new(region, row);
         let never = self.never_wait_for;
         let claimed = wait_for(region, row, Side::Publisher, remaining, || {

@@ -71,3 +71,20 @@ def test_a_list_changed_while_encoding_cannot_break_the_payload(bus):
         got = engine.get(block=False)
         assert got.args == ([1, 2, 3], [])
     assert_idle(bus)
+
+
+def test_put_keywords_of_its_own_and_many_keywords_travel_right(bus):
+    many = {f"k{i}": i for i in range(100)}
+    with EventEngine(bus=bus) as engine:
+        engine.register_handler(Topic("Codec.Keywords"), lambda *a, **k: None)  # wants it back
+        engine.put(Topic("Codec.Keywords"), 1, block=True, size=2, timeout=5.0, side="b", max_spin=9)
+        engine.put(Topic("Codec.Keywords"), 2, block=True, **many)
+        engine.put(topic=Topic("Codec.Keywords"), x=Name("subclass"))
+        got = [engine.get(block=False) for _ in range(3)]
+    assert [(m.args, m.kwargs) for m in got] == [
+        ((1,), {"size": 2, "side": "b"}),
+        ((2,), many),
+        ((), {"x": "subclass"}),
+    ]
+    assert type(got[2].kwargs["x"]) is Name
+    assert_idle(bus)

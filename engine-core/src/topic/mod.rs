@@ -9,8 +9,9 @@ mod matching;
 mod parse;
 mod part;
 
+use std::collections::HashMap;
 use std::fmt;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::str::FromStr;
 
 pub use matching::{MatchNode, MatchResult};
@@ -22,6 +23,32 @@ pub use part::{Pattern, TopicPart, TopicType};
 /// route a message from shared memory by hash before looking at the literal.
 pub fn topic_hash(literal: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(literal.as_bytes())
+}
+
+/// A map keyed by [`topic_hash`] values. The key already is a well-mixed xxh3 value, so it is
+/// used as it is instead of being hashed again (SipHash, the default, costs more than the
+/// lookup itself).
+pub type TopicHashMap<V> = HashMap<u64, V, BuildHasherDefault<PrehashedHasher>>;
+
+/// The hasher of [`TopicHashMap`]: a `u64` key is its own hash.
+#[derive(Default)]
+pub struct PrehashedHasher(u64);
+
+impl Hasher for PrehashedHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only reached for keys other than u64; fold them in (FNV-1a) to stay correct.
+        for &byte in bytes {
+            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// Everything that can go wrong building or formatting a topic.

@@ -280,8 +280,7 @@ impl MessageSource for BusSource {
     fn put(&self, py: Python<'_>, msg: Outgoing<'_, '_>, wait: PutWait) -> PyResult<()> {
         let topic = msg.topic.literal();
         let mut buf = BUF.with(|b| b.take());
-        let kwargs = msg.kwargs.as_ref();
-        let result = codec::encode(py, &msg.args, kwargs, &mut buf, topic, &self.name)
+        let result = codec::encode(py, &msg.args, &mut buf, topic, &self.name)
             .and_then(|encoded| self.publish(py, topic, encoded.codec, encoded.bytes(&buf), wait));
         BUF.with(|b| b.replace(buf));
         result

@@ -107,7 +107,7 @@ impl MessageSource for QueueSource {
     fn put(&self, py: Python<'_>, msg: Outgoing<'_, '_>, wait: PutWait) -> PyResult<()> {
         let msg = match self
             .queue
-            .try_push(Message::Published(msg.into_published()))
+            .try_push(Message::Published(msg.into_published()?))
         {
             Ok(()) => return Ok(()),
             Err(msg) => msg,

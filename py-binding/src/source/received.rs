@@ -4,9 +4,9 @@
 //! Received topics are not interned (a publisher that uses one topic per order id must not
 //! grow its subscribers' memory): their `Topic` objects live in a bounded per-process cache.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
+use engine_core::TopicHashMap;
 use pyo3::prelude::*;
 
 use crate::codec;
@@ -15,7 +15,7 @@ use crate::message::{Call, Envelope};
 use crate::topic::PyTopic;
 
 /// `Topic` objects of received topics, by topic hash (the literal is compared on a hit).
-static TOPICS: Mutex<Option<HashMap<u64, Py<PyTopic>>>> = Mutex::new(None);
+static TOPICS: Mutex<Option<TopicHashMap<Py<PyTopic>>>> = Mutex::new(None);
 /// Beyond this many distinct topics the cache starts over (a bound, not an expected size).
 const TOPIC_CACHE_LIMIT: usize = 1 << 16;
 
@@ -67,7 +67,7 @@ impl Envelope for Received<'_> {
 /// The `Topic` object for a received topic, made once per process per topic.
 fn topic_for(py: Python<'_>, hash: u64, literal: &str) -> PyResult<Py<PyTopic>> {
     let mut guard = lock(&TOPICS);
-    let map = guard.get_or_insert_with(HashMap::new);
+    let map = guard.get_or_insert_with(TopicHashMap::default);
     if let Some(t) = map.get(&hash) {
         // A handler may have changed the cached object in place: check it still names the topic.
         if t.borrow(py).inner.literal() == literal {

@@ -9,7 +9,7 @@
 //! table, and one that still sees the old epoch asks again at its next publish.
 
 use crate::blocks::atomics::{fence, AtomicU32, AtomicU64, Ordering};
-use std::collections::HashMap;
+use engine_core::TopicHashMap;
 
 /// How many times a reader copies a table that keeps changing before it gives up.
 const READ_TRIES: u32 = if cfg!(loom) { 2 } else { 64 };
@@ -97,7 +97,7 @@ impl<const N: usize> InterestTable<N> {
 pub(crate) struct TopicCache<V> {
     /// The interest epoch `by_topic` is valid for.
     epoch: u64,
-    by_topic: HashMap<u64, (Box<str>, V)>,
+    by_topic: TopicHashMap<(Box<str>, V)>,
     /// Topics remembered; past this the cache starts over (a publisher that uses a new topic per
     /// message must not grow without bound).
     max: usize,
@@ -107,7 +107,7 @@ impl<V: Copy> TopicCache<V> {
     pub fn new(max: usize) -> Self {
         TopicCache {
             epoch: 0,
-            by_topic: HashMap::new(),
+            by_topic: TopicHashMap::default(),
             max,
         }
     }
