@@ -291,7 +291,7 @@ impl Publisher {
         bump_own(&row.published);
         bump_own(&tally.messages);
         add_own(&tally.bytes, len as u64);
-        region.wake_consumers(consumers);
+        region.wake_consumers_after_commit(consumers);
         Ok(Some(pos))
     }
 
@@ -492,7 +492,7 @@ impl Publisher {
                     if !ring.commit_one(pos.wrapping_add(j), consumers) {
                         // Taken for dead (see `publish_with`): the rest of the run goes back.
                         drop(run);
-                        region.wake_consumers(consumers);
+                        region.wake_consumers_after_commit(consumers);
                         add_own(&row.published, j);
                         add_own(&tally.messages, j);
                         // `run_bytes` already counts message `j`, which was not published.
@@ -502,7 +502,7 @@ impl Publisher {
                     run.next = pos.wrapping_add(j + 1);
                 }
                 drop(run);
-                region.wake_consumers(consumers);
+                region.wake_consumers_after_commit(consumers);
                 add_own(&tally.bytes, run_bytes);
             }
             add_own(&row.published, n);

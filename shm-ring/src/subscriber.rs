@@ -463,9 +463,16 @@ impl Subscriber {
 
     fn next_fanout(&mut self) -> Option<u64> {
         let ring = self.inner.region.ring();
+        // The common case first, without reading the head (publishers write it on every
+        // message: reading it here on every message would take its line from them each time).
+        if let Poll::Ready = ring.poll(self.cursor, self.bit) {
+            self.held = Held::Fanout(self.cursor);
+            return Some(self.cursor);
+        }
         // A consumer nothing was addressed to for a while may be far behind the head. No
         // position more than a ring behind can hold its bit (the head passes `p + capacity`
-        // only once slot `p` was released by everyone it was for), so it jumps there.
+        // only once slot `p` was released by everyone it was for), so it jumps there; for the
+        // same reason a `Ready` above is never such a position.
         let head = self.inner.region.header().head.load(Ordering::Acquire);
         let floor = head.saturating_sub(ring.capacity());
         if dist(floor, self.cursor) > 0 {

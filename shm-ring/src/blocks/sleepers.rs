@@ -3,16 +3,18 @@
 //! A sleeper adds itself to a sleeper count, reads the futex word, and only then re-checks its
 //! condition; if that still fails it sleeps while the futex word keeps the value it read. A waker
 //! first makes its change visible (a commit, a release), then reads the count and, if anyone is
-//! counted, bumps the futex word and wakes. Both sides put a SeqCst fence between their store and
-//! their load (the store-buffering pattern, which loom models only with the fence): either the sleeper's re-check sees
-//! the change, or the waker sees the count. In the second case the bump lands after the sleeper
+//! counted, bumps the futex word and wakes. Both sides order their store before their load (the
+//! store-buffering pattern): the sleeper with a SeqCst fence; a waker with a SeqCst fence too, or,
+//! when its change was a SeqCst read-modify-write, with a SeqCst load of the count
+//! ([`wake_after_sc_change`]; loom models that only with a fence, see `sc_store_load`). Either the
+//! sleeper's re-check sees the change, or the waker sees the count. In the second case the bump lands after the sleeper
 //! read the word, so the futex call returns at once or is woken.
 //!
 //! The sleeper also records, in its own `mark` word (its process row's `sleeping`), which count it
 //! is in and whether the count includes it yet, so that a reaper of a process killed asleep takes
 //! back exactly what it added.
 
-use crate::blocks::atomics::{fence, saturating_dec, AtomicU32, Ordering};
+use crate::blocks::atomics::{fence, saturating_dec, sc_store_load, AtomicU32, Ordering};
 use std::time::Duration;
 
 /// In a `mark` word: the count named by the rest of the word includes this sleeper.
@@ -74,9 +76,25 @@ pub(crate) fn wake(futex: &AtomicU32, sleepers: &AtomicU32) {
 /// serves several futex words).
 pub(crate) fn wake_counted(futex: &AtomicU32, sleepers: &AtomicU32) {
     if sleepers.load(Ordering::Relaxed) > 0 {
-        futex.fetch_add(1, Ordering::SeqCst);
-        crate::blocks::futex::wake_all(futex);
+        bump_and_wake(futex);
     }
+}
+
+/// [`wake`] for a caller whose change was a SeqCst read-modify-write (a publish's commit, the
+/// CAS on the slot's `seq`): SeqCst accesses on their own keep that change and this SeqCst load
+/// of the count from both being missed against the sleeper's count-then-fence-then-re-check,
+/// so a real build issues no fence here (a publish saves one `mfence`; `sc_store_load` is the
+/// fence only under loom, which models SeqCst accesses as AcqRel).
+pub(crate) fn wake_after_sc_change(futex: &AtomicU32, sleepers: &AtomicU32) {
+    sc_store_load();
+    if sleepers.load(Ordering::SeqCst) > 0 {
+        bump_and_wake(futex);
+    }
+}
+
+fn bump_and_wake(futex: &AtomicU32) {
+    futex.fetch_add(1, Ordering::SeqCst);
+    crate::blocks::futex::wake_all(futex);
 }
 
 #[cfg(all(test, loom))]
@@ -93,14 +111,13 @@ mod loom_tests {
         mark: AtomicU32,
     }
 
-    /// A publisher commits two messages and wakes the consumer's sleepers after each; the
-    /// consumer polls and, finding nothing, goes to sleep through the handshake (the futex is a
-    /// condition variable here, waited on without a timeout). No wake-up is lost: a lost one
-    /// leaves the consumer asleep for ever, which loom reports as a deadlock. Both messages
-    /// arrive, and the consumer's sleeper count and mark are back to zero.
-    #[test]
-    fn loom_sleeper_handshake_loses_no_wake_up() {
-        model(|| {
+    /// A publisher commits two messages and wakes the consumer's sleepers after each (with
+    /// `waker`); the consumer polls and, finding nothing, goes to sleep through the handshake
+    /// (the futex is a condition variable here, waited on without a timeout). No wake-up is
+    /// lost: a lost one leaves the consumer asleep for ever, which loom reports as a deadlock.
+    /// Both messages arrive, and the consumer's sleeper count and mark are back to zero.
+    fn handshake(waker: fn(&AtomicU32, &AtomicU32)) {
+        model(move || {
             let s = shared(2, 1);
             let w = Arc::new(Wakeups {
                 futex: AtomicU32::new(0),
@@ -115,7 +132,7 @@ mod loom_tests {
                     let pos = r.claim(&intent).expect("a free slot");
                     r.slot(pos).topic_hash.store(v, Ordering::Relaxed);
                     assert!(r.commit(pos, r.addressees(pos, !0), &intent));
-                    wake(&w1.futex, &w1.sleepers);
+                    waker(&w1.futex, &w1.sleepers);
                 }
             });
             let (s2, w2) = (s.clone(), w.clone());
@@ -152,5 +169,19 @@ mod loom_tests {
             assert_eq!(w.sleepers.load(Ordering::SeqCst), 0);
             assert_eq!(w.mark.load(Ordering::SeqCst), 0);
         });
+    }
+
+    /// The handshake with a waker that fences after its change (`wake`: interrupts, recovery,
+    /// space for publishers).
+    #[test]
+    fn loom_sleeper_handshake_loses_no_wake_up() {
+        handshake(wake);
+    }
+
+    /// The handshake as a publish does it: the commit's SeqCst CAS, then the SeqCst load of the
+    /// count with no fence of its own in a real build (`wake_after_sc_change`).
+    #[test]
+    fn loom_publish_wake_up_without_a_fence_is_not_lost() {
+        handshake(wake_after_sc_change);
     }
 }

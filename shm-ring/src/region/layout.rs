@@ -19,8 +19,8 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"EVENTBUS");
 /// sizes capped by [`CLASS_BYTES_PER_BLOCK`], free-list `TAKEN` marks; 4: row stats, a
 /// publisher's topic table and a program's counters beside each process row, group retention,
 /// lossy consumers, a publisher's held block; 5: a bridge's `held` and `forgotten` counters, its
-/// label cut to 64 bytes).
-pub const LAYOUT_VERSION: u32 = 5;
+/// label cut to 64 bytes; 6: a consumer's `cursor` on a cache line of its own).
+pub const LAYOUT_VERSION: u32 = 6;
 /// Each slab class holds at most `slab_blocks` times this many bytes (at least one block), so the
 /// large classes do not dominate the region: the default bus (4096 blocks, 1 MiB messages) is
 /// just under 24 MiB: two fit a 64 MiB `/dev/shm` (Docker's default).
@@ -51,7 +51,7 @@ const ROW_SIZE: usize = 128;
 const TOPIC_ENTRY_SIZE: usize = 80;
 /// A head line, the named topic entries and the "other" entry.
 const ROW_STATS_SIZE: usize = 128 + (TOPIC_ENTRIES + 1) * TOPIC_ENTRY_SIZE;
-const CONSUMER_SIZE: usize = 256 + 4096;
+const CONSUMER_SIZE: usize = 320 + 4096;
 const SLOT_SIZE: usize = 192;
 const CLASS_SIZE: usize = 64;
 
@@ -236,25 +236,29 @@ pub(crate) struct Consumer {
     pub kind: AtomicU32,
     pub members: AtomicU32,
     pub name_len: AtomicU32,
-    /// Next position to read and, for groups, the row (+1) that claimed the previous one: a
-    /// `Cursor` word.
-    pub cursor: AtomicU64,
-    pub redelivered: AtomicU64,
-    /// While [`CONSUMER_DRAINING`]: the position its departure ended at (`RingView::leave`),
-    /// below which slots may still hold its bit until a drain finds none.
-    pub end: AtomicU64,
-    /// Number of non-zero `redeliver` entries, so members skip the scan when it is zero.
-    pub redeliver_count: AtomicU32,
-    _pad0: u32,
     /// Futex word this consumer's receivers sleep on; bumped by a publisher that addressed a
     /// message to it while `sleepers` > 0.
     pub futex: AtomicU32,
-    /// How many of its receivers are asleep (or about to be) on `futex`.
+    /// How many of its receivers are asleep (or about to be) on `futex`. Read by every publish
+    /// addressed to the consumer, so it shares no line with `cursor`, which its receivers write
+    /// on every message.
     pub sleepers: AtomicU32,
+    /// While [`CONSUMER_DRAINING`]: the position its departure ended at (`RingView::leave`),
+    /// below which slots may still hold its bit until a drain finds none.
+    pub end: AtomicU64,
     /// Groups: when the last member left or was found dead (`now_ns`), 0 while it has one. A
     /// group without members stays live, so it keeps its backlog and goes on receiving, until
     /// the header's `group_retention_ms` has passed since then (`docs/delivery.md`).
     pub orphaned_ns: AtomicU64,
+    pub redelivered: AtomicU64,
+    /// Number of non-zero `redeliver` entries, so members skip the scan when it is zero.
+    pub redeliver_count: AtomicU32,
+    _pad0: [u32; 3],
+    // --- line 1: written by the consumer's receivers on every message ---
+    /// Next position to read and, for groups, the row (+1) that claimed the previous one: a
+    /// `Cursor` word.
+    pub cursor: AtomicU64,
+    _pad1: [u64; 7],
     pub name: [AtomicU64; MAX_GROUP_NAME / 8],
     /// Positions a dead member held, as `Redelivery` words (owner 0 = up for grabs; 0 = empty).
     pub redeliver: [AtomicU64; REDELIVER_SLOTS],
@@ -297,6 +301,7 @@ const _: () = {
     assert!(std::mem::size_of::<TopicEntry>() == TOPIC_ENTRY_SIZE);
     assert!(std::mem::size_of::<RowStats>() == ROW_STATS_SIZE);
     assert!(std::mem::size_of::<Consumer>() == CONSUMER_SIZE);
+    assert!(CONSUMER_SIZE.is_multiple_of(64));
     assert!(std::mem::size_of::<crate::blocks::ring::Slot>() == SLOT_SIZE);
     assert!(std::mem::size_of::<ClassHead>() == CLASS_SIZE);
 };
@@ -405,7 +410,11 @@ impl Layout {
         let rows_off = HEADER_SIZE as u64;
         let row_stats_off = rows_off + cfg.max_processes as u64 * ROW_SIZE as u64;
         // One more than the rows: the last holds the totals of rows that have left.
-        let consumers_off = row_stats_off + (cfg.max_processes as u64 + 1) * ROW_STATS_SIZE as u64;
+        // On a line of its own, like each entry (a multiple of 64 bytes): see `Consumer::cursor`.
+        let consumers_off = align(
+            row_stats_off + (cfg.max_processes as u64 + 1) * ROW_STATS_SIZE as u64,
+            64,
+        );
         let slots_off = align(consumers_off + 64 * CONSUMER_SIZE as u64, 128);
         // Slots are three cache lines each, so every slot starts on a line of its own.
         let classes_off = slots_off + cap as u64 * SLOT_SIZE as u64;
