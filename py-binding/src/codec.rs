@@ -3,9 +3,10 @@
 //! the `(args, kwargs)` of a handler call.
 
 use pyo3::exceptions::{PyAttributeError, PyTypeError, PyValueError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyList, PyString, PyTuple, PyType};
 use shm_ring::wire::compact::{CompactReader, CompactWriter, Item};
 use shm_ring::Codec;
 
@@ -59,65 +60,94 @@ pub(crate) fn encode<'py>(
 
 /// Compact-encodes a call when every argument has a compact form; false (buffer in an
 /// unspecified state) when pickle is needed.
-fn encode_compact(args: &Args<'_, '_>, buf: &mut Vec<u8>) -> bool {
+pub(crate) fn encode_compact(args: &Args<'_, '_>, buf: &mut Vec<u8>) -> bool {
     let Some(mut w) = CompactWriter::begin(buf, args.len(), args.keyword_count()) else {
         return false;
     };
-    args.all_positional(|a| write_value(&mut w, a, true))
+    args.all_positional(|a| write_value(&mut w, a.as_ptr(), true))
         && args.all_keywords(|k, v| {
-            if !k.is_exact_instance_of::<PyString>() {
-                return false;
+            // SAFETY: `k` is a live object (the caller's `Bound`).
+            match unsafe { exact_str(k.as_ptr()) } {
+                Some(key) => w.key(key) && write_value(&mut w, v.as_ptr(), true),
+                None => false,
             }
-            let Ok(Ok(key)) = k.cast::<PyString>().map(|s| pystr::utf8(s)) else {
-                return false;
-            };
-            w.key(key) && write_value(&mut w, v, true)
         })
 }
 
 /// Writes one value if it is exactly one of the compact types (subclasses such as `IntEnum`
-/// go through pickle, which keeps their type).
-fn write_value(w: &mut CompactWriter<'_>, v: &Bound<'_, PyAny>, seq: bool) -> bool {
-    if v.is_none() {
-        w.none();
-    } else if v.is_exact_instance_of::<PyBool>() {
-        w.bool(v.is_truthy().unwrap_or(false));
-    } else if v.is_exact_instance_of::<PyInt>() {
-        match v.extract::<i64>() {
-            Ok(i) => w.int(i),
-            Err(_) => return false,
-        }
-    } else if v.is_exact_instance_of::<PyFloat>() {
-        match v.cast::<PyFloat>() {
-            Ok(f) => w.float(f.value()),
-            Err(_) => return false,
-        }
-    } else if v.is_exact_instance_of::<PyString>() {
-        match v.cast::<PyString>().map(|s| pystr::utf8(s)) {
-            Ok(Ok(s)) => return w.str(s),
-            _ => return false,
-        }
-    } else if v.is_exact_instance_of::<PyBytes>() {
-        match v.cast::<PyBytes>() {
-            Ok(b) => return w.bytes(b.as_bytes()),
-            Err(_) => return false,
-        }
-    } else if seq && v.is_exact_instance_of::<PyTuple>() {
-        let Ok(t) = v.cast::<PyTuple>() else {
+/// go through pickle, which keeps their type). Type tests compare type pointers and values
+/// are read with the C API's own accessors: this runs for every argument of every put on a
+/// bus, where PyO3's checked casts cost a call into the interpreter each.
+fn write_value(w: &mut CompactWriter<'_>, v: *mut ffi::PyObject, seq: bool) -> bool {
+    use std::ptr::addr_of_mut;
+    // SAFETY (every block below): `v` is a live object (the caller holds it for the call) and
+    // the GIL is held; each accessor is called on an object of exactly its type, so it cannot
+    // fail, except the int conversion, whose overflow is reported through `overflow`.
+    unsafe {
+        let t = ffi::Py_TYPE(v);
+        if v == ffi::Py_None() {
+            w.none();
+        } else if t == addr_of_mut!(ffi::PyBool_Type) {
+            w.bool(v == ffi::Py_True());
+        } else if t == addr_of_mut!(ffi::PyLong_Type) {
+            let mut overflow = 0;
+            let i = ffi::PyLong_AsLongLongAndOverflow(v, &mut overflow);
+            if overflow != 0 {
+                return false;
+            }
+            w.int(i);
+        } else if t == addr_of_mut!(ffi::PyFloat_Type) {
+            w.float(ffi::PyFloat_AsDouble(v));
+        } else if t == addr_of_mut!(ffi::PyUnicode_Type) {
+            return match pystr::utf8_ptr(v) {
+                Some(s) => w.str(s),
+                None => {
+                    ffi::PyErr_Clear();
+                    false
+                }
+            };
+        } else if t == addr_of_mut!(ffi::PyBytes_Type) {
+            let data = ffi::PyBytes_AsString(v);
+            let len = ffi::PyBytes_Size(v) as usize;
+            return w.bytes(std::slice::from_raw_parts(data.cast::<u8>(), len));
+        } else if seq && t == addr_of_mut!(ffi::PyTuple_Type) {
+            let n = ffi::PyTuple_Size(v);
+            return w.sequence(false, n as usize)
+                && (0..n).all(|i| write_value(w, ffi::PyTuple_GetItem(v, i), false));
+        } else if seq && t == addr_of_mut!(ffi::PyList_Type) {
+            // Snapshot the items: the list is not ours and the count is already written (an
+            // item's encoding runs no Python code, but the snapshot keeps that a non-issue).
+            let items: Vec<Py<PyAny>> = (0..ffi::PyList_Size(v))
+                .map(|i| {
+                    Py::from_borrowed_ptr(Python::assume_attached(), ffi::PyList_GetItem(v, i))
+                })
+                .collect();
+            return w.sequence(true, items.len())
+                && items.iter().all(|x| write_value(w, x.as_ptr(), false));
+        } else {
             return false;
-        };
-        return w.sequence(false, t.len()) && t.iter().all(|x| write_value(w, &x, false));
-    } else if seq && v.is_exact_instance_of::<PyList>() {
-        let Ok(l) = v.cast::<PyList>() else {
-            return false;
-        };
-        // Snapshot the items: the list is not ours and the count is already written.
-        let items: Vec<_> = l.iter().collect();
-        return w.sequence(true, items.len()) && items.iter().all(|x| write_value(w, x, false));
-    } else {
-        return false;
+        }
     }
     true
+}
+
+/// The text of `s` if it is exactly a `str` (valid Unicode), else `None`.
+///
+/// # Safety
+///
+/// `s` is a live object and the GIL is held.
+unsafe fn exact_str<'a>(s: *mut ffi::PyObject) -> Option<&'a str> {
+    // SAFETY: the function's contract.
+    unsafe {
+        if ffi::Py_TYPE(s) != std::ptr::addr_of_mut!(ffi::PyUnicode_Type) {
+            return None;
+        }
+        let text = pystr::utf8_ptr(s);
+        if text.is_none() {
+            ffi::PyErr_Clear();
+        }
+        text
+    }
 }
 
 /// `pickle.dumps((args, kwargs))`: raises in the caller for anything unpicklable.

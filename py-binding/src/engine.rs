@@ -27,7 +27,7 @@ use crate::message::Outgoing;
 use crate::payload::PyMessagePayload;
 use crate::shared::Shared;
 use crate::source::{BusSource, GetWait, MessageSource, PutWait, QueueSource, Source};
-use crate::topic::{not_exact, topic_arg, PyTopic};
+use crate::topic::{not_exact, topic_arg, topic_ref, PyTopic};
 
 /// `None` for "wait forever" (the reference's `timeout=0.0`), else the duration.
 fn wait_limit(timeout: f64) -> Option<Duration> {
@@ -169,14 +169,16 @@ impl PyEventEngine {
             timeout,
         }: PutOptions,
     ) -> PyResult<()> {
-        let topic = topic_arg(topic_obj, "put()/publish()")?;
-        if !topic.is_exact() {
-            return Err(not_exact(&topic));
+        // Borrowed for the put (a bus needs only its text; the queue clones the `Arc`).
+        let topic_obj = topic_ref(topic_obj, "put()/publish()")?;
+        let topic = topic_obj.borrow();
+        if !topic.inner.is_exact() {
+            return Err(not_exact(&topic.inner));
         }
         let shared = &self.shared;
         let msg = Outgoing {
-            topic,
-            topic_obj: topic_obj.cast::<PyTopic>()?,
+            topic: &topic.inner,
+            topic_obj,
             args,
             seq_id: shared.next_seq(),
         };

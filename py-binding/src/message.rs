@@ -57,8 +57,8 @@ pub(crate) struct Call<'a, 'py> {
 /// A message being put, as the engine hands it to its source (borrowed: a bus encodes it
 /// without keeping anything; the in-process queue keeps it as a [`Published`]).
 pub(crate) struct Outgoing<'a, 'py> {
-    /// The parsed topic (exact).
-    pub(crate) topic: Arc<Topic>,
+    /// The parsed topic (exact), borrowed from the `Topic` object for the put.
+    pub(crate) topic: &'a Arc<Topic>,
     /// The `Topic` object that was put.
     pub(crate) topic_obj: &'a Bound<'py, PyTopic>,
     /// `*args` and `**kwargs`, as they arrived.
@@ -72,7 +72,7 @@ impl Outgoing<'_, '_> {
     pub(crate) fn into_published(self) -> PyResult<Published> {
         let (args, kwargs) = self.args.to_objects()?;
         Ok(Published {
-            topic: self.topic,
+            topic: self.topic.clone(),
             topic_obj: self.topic_obj.clone().unbind(),
             args: args.unbind(),
             kwargs: kwargs.map(Bound::unbind),

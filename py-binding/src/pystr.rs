@@ -6,39 +6,34 @@
 //! since 3.10 with the same signature); an ASCII string's text is returned in place, another's
 //! is encoded once and cached in the object by CPython.
 
-use pyo3::prelude::*;
-use pyo3::types::PyString;
-
-/// `s`'s text; an error for a string that is not valid Unicode (a lone surrogate).
-#[cfg(all(Py_LIMITED_API, not(Py_3_10)))]
-#[inline]
-pub(crate) fn utf8<'a>(s: &'a Bound<'_, PyString>) -> PyResult<&'a str> {
+/// The UTF-8 text of the `str` at `s`, borrowed from it; `None` with the interpreter's exception
+/// set for a string that is not valid Unicode (a lone surrogate).
+///
+/// # Safety
+///
+/// `s` is a live `str` (exactly or a subclass), the GIL is held, and the returned text is not
+/// used after `s` is destroyed (CPython keeps it in the object).
+pub(crate) unsafe fn utf8_ptr<'a>(s: *mut pyo3::ffi::PyObject) -> Option<&'a str> {
     use pyo3::ffi;
-
+    #[cfg(all(Py_LIMITED_API, not(Py_3_10)))]
     extern "C" {
         fn PyUnicode_AsUTF8AndSize(
             unicode: *mut ffi::PyObject,
             size: *mut ffi::Py_ssize_t,
         ) -> *const std::os::raw::c_char;
     }
+    #[cfg(not(all(Py_LIMITED_API, not(Py_3_10))))]
+    use ffi::PyUnicode_AsUTF8AndSize;
     let mut len: ffi::Py_ssize_t = 0;
-    // SAFETY: `s` is a live `str` (a `Bound` holds a reference) and the call is made attached
-    // to the interpreter (`s` proves it).
-    let data = unsafe { PyUnicode_AsUTF8AndSize(s.as_ptr(), &mut len) };
+    // SAFETY: the function's contract.
+    let data = unsafe { PyUnicode_AsUTF8AndSize(s, &mut len) };
     if data.is_null() {
-        return Err(PyErr::fetch(s.py()));
+        return None;
     }
-    // SAFETY: on success CPython returns `len` bytes of UTF-8 owned by the string object and
-    // kept until it is destroyed; the returned borrow of `s` keeps the object alive meanwhile.
-    let bytes = unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len as usize) };
-    // SAFETY: CPython's UTF-8 encoder wrote them, and it refuses lone surrogates (the null
-    // return above), so they are valid UTF-8.
-    Ok(unsafe { std::str::from_utf8_unchecked(bytes) })
-}
-
-/// `s`'s text; an error for a string that is not valid Unicode (a lone surrogate).
-#[cfg(not(all(Py_LIMITED_API, not(Py_3_10))))]
-#[inline]
-pub(crate) fn utf8<'a>(s: &'a Bound<'_, PyString>) -> PyResult<&'a str> {
-    s.to_str()
+    // SAFETY: `len` bytes of UTF-8 that CPython owns in the string object and keeps until it is
+    // destroyed (the contract); its encoder refuses lone surrogates (the null above), so they
+    // are valid UTF-8.
+    Some(unsafe {
+        std::str::from_utf8_unchecked(std::slice::from_raw_parts(data.cast::<u8>(), len as usize))
+    })
 }

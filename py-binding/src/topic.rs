@@ -323,16 +323,23 @@ impl Addition {
 
 /// Extracts the shared topic from a `Topic` argument, naming the call in the error.
 pub(crate) fn topic_arg(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Arc<Topic>> {
-    match obj.cast::<PyTopic>() {
-        Ok(t) => Ok(t.borrow().inner.clone()),
-        Err(_) => Err(PyTypeError::new_err(format!(
+    Ok(topic_ref(obj, what)?.borrow().inner.clone())
+}
+
+/// `obj` as a `Topic`, or the error of [`topic_arg`].
+pub(crate) fn topic_ref<'a, 'py>(
+    obj: &'a Bound<'py, PyAny>,
+    what: &str,
+) -> PyResult<&'a Bound<'py, PyTopic>> {
+    obj.cast::<PyTopic>().map_err(|_| {
+        PyTypeError::new_err(format!(
             "{what} expects a Topic, got {}",
             obj.get_type()
                 .name()
                 .map(|n| n.to_string())
                 .unwrap_or_default()
-        ))),
-    }
+        ))
+    })
 }
 
 /// Error for a topic that cannot be published on.

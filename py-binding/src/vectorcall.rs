@@ -19,6 +19,7 @@ use std::os::raw::c_int;
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::impl_::extract_argument::argument_extraction_error;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 
@@ -119,28 +120,30 @@ unsafe fn put_body(
     // A call with more keywords than the mask has bits takes the message's into a dict.
     let overflow = (nkw > ArrayArgs::MAX_KEYWORDS).then(|| PyDict::new(py));
     if let Some(names) = &names {
+        let own = OwnNames::get(py);
         for (i, &v) in values.iter().enumerate() {
-            let name = names.get_borrowed_item(i)?.to_owned();
-            let value = item(v);
-            let text = name.cast::<PyString>().ok().map(|s| pystr::utf8(s));
-            let slot = match text {
-                Some(Ok("block")) => &mut block,
-                Some(Ok("max_spin")) => &mut max_spin,
-                Some(Ok("timeout")) => &mut timeout,
-                Some(Ok("topic")) if topic.is_none() => &mut topic,
-                Some(Ok("topic")) => {
+            // SAFETY: `names` is the call's tuple of `nkw` names and `i < nkw`; the item is
+            // borrowed from it for the call.
+            let name = unsafe { ffi::PyTuple_GetItem(names.as_ptr(), i as ffi::Py_ssize_t) };
+            let slot = match own.which(name) {
+                Some(Own::Block) => &mut block,
+                Some(Own::MaxSpin) => &mut max_spin,
+                Some(Own::Timeout) => &mut timeout,
+                Some(Own::Topic) if topic.is_none() => &mut topic,
+                Some(Own::Topic) => {
                     return Err(PyTypeError::new_err(
                         "EventEngine.put() got multiple values for argument 'topic'",
                     ))
                 }
-                _ => {
+                None => {
                     if let Some(d) = &overflow {
-                        d.set_item(name, value)?;
+                        // SAFETY: as above; `name` is a live str of the call.
+                        d.set_item(unsafe { Borrowed::from_ptr(py, name) }, item(v))?;
                     }
                     continue;
                 }
             };
-            *slot = Some(value);
+            *slot = Some(item(v));
             if i < ArrayArgs::MAX_KEYWORDS {
                 skip |= 1 << i;
             }
@@ -175,6 +178,62 @@ unsafe fn put_body(
     };
     engine.get().enqueue(py, &topic, message_args, options)?;
     Ok(py.None().into_ptr())
+}
+
+/// `put`'s own keyword arguments (the rest are the message's).
+#[derive(Clone, Copy)]
+enum Own {
+    Block,
+    MaxSpin,
+    Timeout,
+    Topic,
+}
+
+/// The names of `put`'s own keywords as interned strings. The interpreter passes a call's
+/// keyword names as they appear in the caller's code, interned, so most are told apart from
+/// these by address, with no look at their text.
+struct OwnNames<'a, 'py> {
+    names: [(&'a Bound<'py, PyString>, Own, &'static str); 4],
+}
+
+impl<'a, 'py> OwnNames<'a, 'py> {
+    fn get(py: Python<'py>) -> Self {
+        OwnNames {
+            names: [
+                (intern!(py, "block"), Own::Block, "block"),
+                (intern!(py, "max_spin"), Own::MaxSpin, "max_spin"),
+                (intern!(py, "timeout"), Own::Timeout, "timeout"),
+                (intern!(py, "topic"), Own::Topic, "topic"),
+            ],
+        }
+    }
+
+    /// Which of `put`'s keywords `name` (a live object, a keyword name of the call) is.
+    fn which(&self, name: *mut ffi::PyObject) -> Option<Own> {
+        if let Some((_, own, _)) = self.names.iter().find(|(n, _, _)| n.as_ptr() == name) {
+            return Some(*own);
+        }
+        // A name built at run time (`**kwargs` of a dict) may be equal without being the same
+        // object. Only a `str` of one of the lengths can be.
+        // SAFETY: `name` is live and the GIL is held (`self` holds objects of this thread).
+        let text = unsafe {
+            if ffi::Py_TYPE(name) != std::ptr::addr_of_mut!(ffi::PyUnicode_Type)
+                || !matches!(ffi::PyUnicode_GetLength(name), 5 | 7 | 8)
+            {
+                return None;
+            }
+            pystr::utf8_ptr(name)
+        };
+        let Some(text) = text else {
+            // SAFETY: as above; a lone surrogate is no name of ours.
+            unsafe { ffi::PyErr_Clear() };
+            return None;
+        };
+        self.names
+            .iter()
+            .find(|(_, _, s)| *s == text)
+            .map(|(_, own, _)| *own)
+    }
 }
 
 /// One of `put`'s own keyword arguments, with PyO3's error for a wrong type.

@@ -48,6 +48,25 @@ thread_local! {
     static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// The engine's publisher, and the buffer its puts are compact-encoded into while they hold it.
+struct Outbox {
+    publisher: Publisher,
+    buf: Vec<u8>,
+}
+
+impl std::ops::Deref for Outbox {
+    type Target = Publisher;
+    fn deref(&self) -> &Publisher {
+        &self.publisher
+    }
+}
+
+impl std::ops::DerefMut for Outbox {
+    fn deref_mut(&mut self) -> &mut Publisher {
+        &mut self.publisher
+    }
+}
+
 pub(crate) struct BusSource {
     name: String,
     group: Option<String>,
@@ -67,7 +86,7 @@ pub(crate) struct BusSource {
     interrupter: Mutex<Option<Interrupter>>,
     /// What this engine wants from the bus: the topics of its hooks (see `set_interest`).
     interest: Mutex<Option<InterestHandle>>,
-    publisher: Mutex<Option<Publisher>>,
+    publisher: Mutex<Option<Outbox>>,
     /// Held by the dispatch thread while it handles a batch (and by `get()`).
     subscriber: Mutex<Option<Subscriber>>,
     bus: Mutex<Option<Bus>>,
@@ -106,7 +125,10 @@ impl BusSource {
             local: QueueSource::new(local_capacity),
             interrupter: Mutex::new(Some(subscriber.interrupter())),
             interest: Mutex::new(Some(subscriber.interest())),
-            publisher: Mutex::new(Some(publisher)),
+            publisher: Mutex::new(Some(Outbox {
+                publisher,
+                buf: Vec::new(),
+            })),
             subscriber: Mutex::new(Some(subscriber)),
             bus: Mutex::new(Some(bus)),
             redelivered: AtomicU64::new(0),
@@ -279,6 +301,23 @@ impl MessageSource for BusSource {
 
     fn put(&self, py: Python<'_>, msg: Outgoing<'_, '_>, wait: PutWait) -> PyResult<()> {
         let topic = msg.topic.literal();
+        // The common case under the publisher's lock alone: compact-encoded into its buffer
+        // and published without waiting. (Compact encoding runs no Python code, so no put can
+        // re-enter here meanwhile.) Anything else takes the general path below.
+        if let Some(mut guard) = try_lock(&self.publisher) {
+            let Some(out) = guard.as_mut() else {
+                return Err(closed());
+            };
+            out.buf.clear();
+            if codec::encode_compact(&msg.args, &mut out.buf) && out.buf.len() <= self.max_payload {
+                let Outbox { publisher, buf } = out;
+                match publisher.publish(topic, Codec::Compact, buf, Some(Duration::ZERO)) {
+                    Ok(_) => return Ok(()),
+                    Err(BusError::Full) => {}
+                    Err(e) => return Err(self.publish_err(topic, e)),
+                }
+            }
+        }
         let mut buf = BUF.with(|b| b.take());
         let result = codec::encode(py, &msg.args, &mut buf, topic, &self.name)
             .and_then(|encoded| self.publish(py, topic, encoded.codec, encoded.bytes(&buf), wait));
