@@ -3,6 +3,7 @@
 the same errors for a wrong call as any Python method with that signature."""
 
 import inspect
+import platform
 
 import pytest
 from event_engine import EventEngine, EventEngineEx, Topic
@@ -91,3 +92,40 @@ def test_a_subclass_may_override_put():
     eng.put(Topic("A.B"), 1, k=2)
     assert Counting.calls == 1
     assert taken(eng) == ("A.B", (1,), {"k": 2})
+
+
+def fresh(text):
+    """An equal str that is a new object, not the interpreter's interned one (as the names of a
+    dict built at run time are)."""
+    copy = text.encode().decode()
+    assert copy == text and copy is not text
+    return copy
+
+
+def test_its_own_keywords_are_known_by_name_not_by_identity(engine):
+    own = {fresh("block"): False, fresh("timeout"): 1.0, fresh("max_spin"): 3}
+    engine.put(Topic("A.B"), 1, **own, **{fresh("size"): 2})
+    assert taken(engine) == ("A.B", (1,), {"size": 2})
+    engine.put(**{fresh("topic"): Topic("A.B")}, x=1)
+    assert taken(engine) == ("A.B", (), {"x": 1})
+    with pytest.raises(TypeError, match="argument 'block'"):
+        engine.put(Topic("A.B"), **{fresh("block"): "yes"})
+
+
+def test_a_message_of_containers_survives_the_cyclic_collector(engine):
+    import gc
+
+    # A tuple of plain values leaves the collector's lists at once; one holding a container
+    # must stay in them, or a cycle through it would be freed while the message waits.
+    cycle = []
+    cycle.append(cycle)
+    engine.put(Topic("A.B"), 1, "x", cycle, 2.5, None, True, b"b")
+    engine.put(Topic("A.B"), 1, "x", 2.5, None, True, b"b")
+    del cycle
+    gc.collect()
+    first = engine.get(block=False).args
+    assert first[2][0] is first[2] and gc.is_tracked(first)
+    second = engine.get(block=False).args
+    assert second == (1, "x", 2.5, None, True, b"b")
+    if platform.python_implementation() == "CPython":  # PyPy has no such lists
+        assert not gc.is_tracked(second)
