@@ -31,7 +31,11 @@ use crate::topic::{not_exact, topic_arg, topic_ref, PyTopic};
 
 /// `None` for "wait forever" (the reference's `timeout=0.0`), else the duration.
 fn wait_limit(timeout: f64) -> Option<Duration> {
-    (timeout > 0.0 && timeout.is_finite()).then(|| Duration::from_secs_f64(timeout))
+    // Every put pays this: the default (0, no limit) is decided on the first comparison.
+    if timeout <= 0.0 || !timeout.is_finite() {
+        return None;
+    }
+    Duration::try_from_secs_f64(timeout).ok()
 }
 
 /// How a put waits for room: `put`'s and `publish`'s `block`, `max_spin` and `timeout`.

@@ -133,6 +133,21 @@ impl Publisher {
         self.publish(topic, Codec::Pickle, &body, timeout)
     }
 
+    /// [`Publisher::publish`] on a parsed topic (exact, as published topics are): its cached
+    /// hash spares hashing the literal again.
+    pub fn publish_topic(
+        &mut self,
+        topic: &engine_core::Topic,
+        codec: Codec,
+        payload: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<Option<u64>, BusError> {
+        let (literal, hash) = (topic.literal(), topic.hash_value());
+        self.publish_hashed(literal, hash, codec, payload.len(), timeout, |buf| {
+            buf.copy_from_slice(payload)
+        })
+    }
+
     /// Builds the payload in place: `fill` gets exactly `len` bytes inside the slab block (or the
     /// slot), so publishing needs no heap allocation.
     pub fn publish_with(
@@ -143,6 +158,20 @@ impl Publisher {
         timeout: Option<Duration>,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<Option<u64>, BusError> {
+        self.publish_hashed(topic, topic_hash(topic), codec, len, timeout, fill)
+    }
+
+    /// [`Publisher::publish_with`] with `hash` = `topic_hash(topic)`.
+    fn publish_hashed(
+        &mut self,
+        topic: &str,
+        hash: u64,
+        codec: Codec,
+        len: usize,
+        timeout: Option<Duration>,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<Option<u64>, BusError> {
+        debug_assert_eq!(hash, topic_hash(topic));
         let region = &self.inner.region;
         let max = region.layout().max_message as usize;
         if len > max {
@@ -155,7 +184,6 @@ impl Publisher {
             });
         }
         let row = region.row(self.row).expect("own row is in range");
-        let hash = topic_hash(topic);
         let (wanting, entry) = self.addressing.wanting(region, self.row, topic, hash);
         let tally = region
             .row_stats(self.row)

@@ -311,7 +311,8 @@ impl MessageSource for BusSource {
             out.buf.clear();
             if codec::encode_compact(&msg.args, &mut out.buf) && out.buf.len() <= self.max_payload {
                 let Outbox { publisher, buf } = out;
-                match publisher.publish(topic, Codec::Compact, buf, Some(Duration::ZERO)) {
+                match publisher.publish_topic(msg.topic, Codec::Compact, buf, Some(Duration::ZERO))
+                {
                     Ok(_) => return Ok(()),
                     Err(BusError::Full) => {}
                     Err(e) => return Err(self.publish_err(topic, e)),
