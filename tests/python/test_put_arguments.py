@@ -129,3 +129,9 @@ def test_a_message_of_containers_survives_the_cyclic_collector(engine):
     assert second == (1, "x", 2.5, None, True, b"b")
     if platform.python_implementation() == "CPython":  # PyPy has no such lists
         assert not gc.is_tracked(second)
+
+
+def test_a_timeout_beyond_any_duration_means_no_limit(engine):
+    engine.put(Topic("A.B"), 1, timeout=1e300)
+    engine.put(Topic("A.B"), 2, timeout=float("inf"))
+    assert [taken(engine)[1] for _ in range(2)] == [(1,), (2,)]
