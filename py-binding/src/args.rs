@@ -15,6 +15,7 @@ use pyo3::types::{PyDict, PyTuple};
 /// need not track it. CPython finds that out itself, but only when a collection walks the tuple
 /// (`_PyTuple_MaybeUntrack`): a queue of messages waiting for dispatch made every collection walk
 /// all of them, about a tenth of an in-process put. Untracked at creation, they cost it nothing.
+#[cfg_attr(PyPy, allow(dead_code))]
 fn is_atomic(p: *mut ffi::PyObject) -> bool {
     use std::ptr::addr_of_mut;
     // SAFETY: `p` is a live object (the callers' arrays hold them), so its type can be read;
@@ -182,6 +183,8 @@ impl<'py> ArrayArgs<'_, 'py> {
                 ffi::PyTuple_SetItem(tuple.as_ptr(), i as ffi::Py_ssize_t, p);
             }
         }
+        // (PyPy's collector keeps no such lists, and its build never takes this path.)
+        #[cfg(not(PyPy))]
         if self.positional.iter().all(|&p| is_atomic(p)) {
             // SAFETY: a live tuple, tracked by the collector since `PyTuple_New`.
             unsafe { ffi::PyObject_GC_UnTrack(tuple.as_ptr().cast()) };

@@ -70,11 +70,16 @@ def test_a_wrong_call_raises_and_queues_nothing(engine, call, error, text):
     assert engine.seq_id == 0
 
 
+CPYTHON = platform.python_implementation() == "CPython"
+
+
 def test_signature_and_inheritance():
-    assert str(inspect.signature(EventEngine.put)) == (
-        "(self, /, topic, *args, block=True, max_spin=65535, timeout=0.0, **kwargs)"
-    )
-    assert EventEngine.put.__doc__.startswith("Publishes a message")
+    # PyPy shows no text signature or doc for a compiled method (its `inspect` raises).
+    if CPYTHON:
+        assert str(inspect.signature(EventEngine.put)) == (
+            "(self, /, topic, *args, block=True, max_spin=65535, timeout=0.0, **kwargs)"
+        )
+        assert EventEngine.put.__doc__.startswith("Publishes a message")
     ex = EventEngineEx(capacity=4)
     ex.put(Topic("A.B"), 1, size=2)
     assert taken(ex) == ("A.B", (1,), {"size": 2})
@@ -98,7 +103,9 @@ def fresh(text):
     """An equal str that is a new object, not the interpreter's interned one (as the names of a
     dict built at run time are)."""
     copy = text.encode().decode()
-    assert copy == text and copy is not text
+    assert copy == text
+    if CPYTHON:  # PyPy's `is` compares str by value
+        assert copy is not text
     return copy
 
 
@@ -124,11 +131,11 @@ def test_a_message_of_containers_survives_the_cyclic_collector(engine):
     del cycle
     gc.collect()
     first = engine.get(block=False).args
-    assert first[2][0] is first[2] and gc.is_tracked(first)
+    assert first[2][0] is first[2]
     second = engine.get(block=False).args
     assert second == (1, "x", 2.5, None, True, b"b")
-    if platform.python_implementation() == "CPython":  # PyPy has no such lists
-        assert not gc.is_tracked(second)
+    if CPYTHON:  # PyPy's collector has no such lists (nor `gc.is_tracked`)
+        assert gc.is_tracked(first) and not gc.is_tracked(second)
 
 
 def test_a_timeout_beyond_any_duration_means_no_limit(engine):
