@@ -319,7 +319,7 @@ impl Publisher {
         bump_own(&row.published);
         bump_own(&tally.messages);
         add_own(&tally.bytes, len as u64);
-        region.wake_consumers_after_commit(consumers);
+        region.wake_consumers(consumers);
         Ok(Some(pos))
     }
 
@@ -520,7 +520,7 @@ impl Publisher {
                     if !ring.commit_one(pos.wrapping_add(j), consumers) {
                         // Taken for dead (see `publish_with`): the rest of the run goes back.
                         drop(run);
-                        region.wake_consumers_after_commit(consumers);
+                        region.wake_consumers(consumers);
                         add_own(&row.published, j);
                         add_own(&tally.messages, j);
                         // `run_bytes` already counts message `j`, which was not published.
@@ -530,7 +530,7 @@ impl Publisher {
                     run.next = pos.wrapping_add(j + 1);
                 }
                 drop(run);
-                region.wake_consumers_after_commit(consumers);
+                region.wake_consumers(consumers);
                 add_own(&tally.bytes, run_bytes);
             }
             add_own(&row.published, n);

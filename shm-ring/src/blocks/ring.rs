@@ -324,13 +324,11 @@ impl<'a> RingView<'a> {
         // Release: a consumer whose poll reads this `pending` must then see the `seq` that
         // freed the slot for `pos` (see [`RingView::poll`]).
         slot.pending.store(consumers, Ordering::Release);
-        // SeqCst (Release would do for the slot): the publisher then reads the consumers'
-        // sleeper counts without a fence (`sleepers::wake_after_sc_change`).
         slot.seq
             .compare_exchange(
                 pos,
                 pos.wrapping_add(1),
-                Ordering::SeqCst,
+                Ordering::Release,
                 Ordering::Relaxed,
             )
             .is_ok()

@@ -3,10 +3,8 @@
 //! A sleeper adds itself to a sleeper count, reads the futex word, and only then re-checks its
 //! condition; if that still fails it sleeps while the futex word keeps the value it read. A waker
 //! first makes its change visible (a commit, a release), then reads the count and, if anyone is
-//! counted, bumps the futex word and wakes. Both sides order their store before their load (the
-//! store-buffering pattern): the sleeper with a SeqCst fence; a waker with a SeqCst fence too, or,
-//! when its change was a SeqCst read-modify-write, with a SeqCst load of the count
-//! ([`wake_after_sc_change`]; loom models that only with a fence, see `sc_store_load`). Either the
+//! counted, bumps the futex word and wakes. Both sides put a SeqCst fence between their store and
+//! their load (the store-buffering pattern, which loom models only with the fence): either the
 //! sleeper's re-check sees the change, or the waker sees the count. In the second case the bump lands after the sleeper
 //! read the word, so the futex call returns at once or is woken.
 //!
@@ -14,7 +12,7 @@
 //! is in and whether the count includes it yet, so that a reaper of a process killed asleep takes
 //! back exactly what it added.
 
-use crate::blocks::atomics::{fence, saturating_dec, sc_store_load, AtomicU32, Ordering};
+use crate::blocks::atomics::{fence, saturating_dec, AtomicU32, Ordering};
 use std::time::Duration;
 
 /// In a `mark` word: the count named by the rest of the word includes this sleeper.
@@ -76,18 +74,6 @@ pub(crate) fn wake(futex: &AtomicU32, sleepers: &AtomicU32) {
 /// serves several futex words).
 pub(crate) fn wake_counted(futex: &AtomicU32, sleepers: &AtomicU32) {
     if sleepers.load(Ordering::Relaxed) > 0 {
-        bump_and_wake(futex);
-    }
-}
-
-/// [`wake`] for a caller whose change was a SeqCst read-modify-write (a publish's commit, the
-/// CAS on the slot's `seq`): SeqCst accesses on their own keep that change and this SeqCst load
-/// of the count from both being missed against the sleeper's count-then-fence-then-re-check,
-/// so a real build issues no fence here (a publish saves one `mfence`; `sc_store_load` is the
-/// fence only under loom, which models SeqCst accesses as AcqRel).
-pub(crate) fn wake_after_sc_change(futex: &AtomicU32, sleepers: &AtomicU32) {
-    sc_store_load();
-    if sleepers.load(Ordering::SeqCst) > 0 {
         bump_and_wake(futex);
     }
 }
@@ -171,17 +157,8 @@ mod loom_tests {
         });
     }
 
-    /// The handshake with a waker that fences after its change (`wake`: interrupts, recovery,
-    /// space for publishers).
     #[test]
     fn loom_sleeper_handshake_loses_no_wake_up() {
         handshake(wake);
-    }
-
-    /// The handshake as a publish does it: the commit's SeqCst CAS, then the SeqCst load of the
-    /// count with no fence of its own in a real build (`wake_after_sc_change`).
-    #[test]
-    fn loom_publish_wake_up_without_a_fence_is_not_lost() {
-        handshake(wake_after_sc_change);
     }
 }

@@ -4,7 +4,7 @@
 
 use super::Region;
 use crate::blocks::atomics::{fence, saturating_dec, Ordering};
-use crate::blocks::sleepers::{wake, wake_after_sc_change, wake_counted};
+use crate::blocks::sleepers::{wake, wake_counted};
 
 impl Region {
     /// Wakes publishers sleeping on a full ring or slab, if any.
@@ -25,20 +25,6 @@ impl Region {
                 break;
             };
             wake_counted(&c.futex, &c.sleepers);
-        }
-    }
-
-    /// [`Region::wake_consumers`] right after a publisher's commit (`RingView::commit_one`, a
-    /// SeqCst CAS), which needs no fence of its own (`blocks/sleepers.rs`).
-    pub(crate) fn wake_consumers_after_commit(&self, mask: u64) {
-        let mut bits = mask;
-        while bits != 0 {
-            let b = bits.trailing_zeros() as usize;
-            bits &= bits - 1;
-            let Some(c) = self.consumers().get(b) else {
-                break;
-            };
-            wake_after_sc_change(&c.futex, &c.sleepers);
         }
     }
 
