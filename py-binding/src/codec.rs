@@ -99,13 +99,7 @@ fn write_value(w: &mut CompactWriter<'_>, v: *mut ffi::PyObject, seq: bool) -> b
         } else if t == addr_of_mut!(ffi::PyFloat_Type) {
             w.float(ffi::PyFloat_AsDouble(v));
         } else if t == addr_of_mut!(ffi::PyUnicode_Type) {
-            return match pystr::utf8_ptr(v) {
-                Some(s) => w.str(s),
-                None => {
-                    ffi::PyErr_Clear();
-                    false
-                }
-            };
+            return pystr::utf8_ptr(v).is_some_and(|s| w.str(s));
         } else if t == addr_of_mut!(ffi::PyBytes_Type) {
             let data = ffi::PyBytes_AsString(v);
             let len = ffi::PyBytes_Size(v) as usize;
@@ -142,11 +136,7 @@ unsafe fn exact_str<'a>(s: *mut ffi::PyObject) -> Option<&'a str> {
         if ffi::Py_TYPE(s) != std::ptr::addr_of_mut!(ffi::PyUnicode_Type) {
             return None;
         }
-        let text = pystr::utf8_ptr(s);
-        if text.is_none() {
-            ffi::PyErr_Clear();
-        }
-        text
+        pystr::utf8_ptr(s)
     }
 }
 

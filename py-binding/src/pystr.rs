@@ -6,8 +6,9 @@
 //! since 3.10 with the same signature); an ASCII string's text is returned in place, another's
 //! is encoded once and cached in the object by CPython.
 
-/// The UTF-8 text of the `str` at `s`, borrowed from it; `None` with the interpreter's exception
-/// set for a string that is not valid Unicode (a lone surrogate).
+/// The UTF-8 text of the `str` at `s`, borrowed from it; `None` for a string that is not valid
+/// Unicode (a lone surrogate), with the interpreter's error cleared: every caller then treats the
+/// string as one it cannot use as text (pickle carries it), which is no error of the call.
 ///
 /// # Safety
 ///
@@ -28,6 +29,8 @@ pub(crate) unsafe fn utf8_ptr<'a>(s: *mut pyo3::ffi::PyObject) -> Option<&'a str
     // SAFETY: the function's contract.
     let data = unsafe { PyUnicode_AsUTF8AndSize(s, &mut len) };
     if data.is_null() {
+        // SAFETY: the GIL is held (the contract); an error is set, and is cleared here.
+        unsafe { ffi::PyErr_Clear() };
         return None;
     }
     // SAFETY: `len` bytes of UTF-8 that CPython owns in the string object and keeps until it is

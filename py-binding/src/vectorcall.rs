@@ -213,21 +213,17 @@ impl<'a, 'py> OwnNames<'a, 'py> {
         if let Some((_, own, _)) = self.names.iter().find(|(n, _, _)| n.as_ptr() == name) {
             return Some(*own);
         }
-        // A name built at run time (`**kwargs` of a dict) may be equal without being the same
-        // object. Only a `str` of one of the lengths can be.
-        // SAFETY: `name` is live and the GIL is held (`self` holds objects of this thread).
+        // A name built at run time (`**kwargs` of a dict, whose keys may be `str` subclasses)
+        // may be equal without being the same object. Only a `str` of one of the lengths can be.
+        // SAFETY: `name` is live and the GIL is held (`self` holds objects of this thread); a
+        // lone surrogate gives no text, and is no name of ours.
         let text = unsafe {
-            if ffi::Py_TYPE(name) != std::ptr::addr_of_mut!(ffi::PyUnicode_Type)
+            if ffi::PyUnicode_Check(name) == 0
                 || !matches!(ffi::PyUnicode_GetLength(name), 5 | 7 | 8)
             {
                 return None;
             }
-            pystr::utf8_ptr(name)
-        };
-        let Some(text) = text else {
-            // SAFETY: as above; a lone surrogate is no name of ours.
-            unsafe { ffi::PyErr_Clear() };
-            return None;
+            pystr::utf8_ptr(name)?
         };
         self.names
             .iter()

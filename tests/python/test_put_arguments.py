@@ -142,3 +142,11 @@ def test_a_timeout_beyond_any_duration_means_no_limit(engine):
     engine.put(Topic("A.B"), 1, timeout=1e300)
     engine.put(Topic("A.B"), 2, timeout=float("inf"))
     assert [taken(engine)[1] for _ in range(2)] == [(1,), (2,)]
+
+
+def test_its_own_keywords_may_be_str_subclasses(engine):
+    class Name(str):
+        pass
+
+    engine.put(Topic("A.B"), 1, **{Name("block"): False, Name("size"): 2})
+    assert taken(engine) == ("A.B", (1,), {"size": 2})

@@ -4,8 +4,8 @@
 //! condition; if that still fails it sleeps while the futex word keeps the value it read. A waker
 //! first makes its change visible (a commit, a release), then reads the count and, if anyone is
 //! counted, bumps the futex word and wakes. Both sides put a SeqCst fence between their store and
-//! their load (the store-buffering pattern, which loom models only with the fence): either the
-//! sleeper's re-check sees the change, or the waker sees the count. In the second case the bump lands after the sleeper
+//! their load (the store-buffering pattern, which loom models only with the fence): either the sleeper's re-check sees
+//! the change, or the waker sees the count. In the second case the bump lands after the sleeper
 //! read the word, so the futex call returns at once or is woken.
 //!
 //! The sleeper also records, in its own `mark` word (its process row's `sleeping`), which count it
@@ -74,13 +74,9 @@ pub(crate) fn wake(futex: &AtomicU32, sleepers: &AtomicU32) {
 /// serves several futex words).
 pub(crate) fn wake_counted(futex: &AtomicU32, sleepers: &AtomicU32) {
     if sleepers.load(Ordering::Relaxed) > 0 {
-        bump_and_wake(futex);
+        futex.fetch_add(1, Ordering::SeqCst);
+        crate::blocks::futex::wake_all(futex);
     }
-}
-
-fn bump_and_wake(futex: &AtomicU32) {
-    futex.fetch_add(1, Ordering::SeqCst);
-    crate::blocks::futex::wake_all(futex);
 }
 
 #[cfg(all(test, loom))]
@@ -97,13 +93,14 @@ mod loom_tests {
         mark: AtomicU32,
     }
 
-    /// A publisher commits two messages and wakes the consumer's sleepers after each (with
-    /// `waker`); the consumer polls and, finding nothing, goes to sleep through the handshake
-    /// (the futex is a condition variable here, waited on without a timeout). No wake-up is
-    /// lost: a lost one leaves the consumer asleep for ever, which loom reports as a deadlock.
-    /// Both messages arrive, and the consumer's sleeper count and mark are back to zero.
-    fn handshake(waker: fn(&AtomicU32, &AtomicU32)) {
-        model(move || {
+    /// A publisher commits two messages and wakes the consumer's sleepers after each; the
+    /// consumer polls and, finding nothing, goes to sleep through the handshake (the futex is a
+    /// condition variable here, waited on without a timeout). No wake-up is lost: a lost one
+    /// leaves the consumer asleep for ever, which loom reports as a deadlock. Both messages
+    /// arrive, and the consumer's sleeper count and mark are back to zero.
+    #[test]
+    fn loom_sleeper_handshake_loses_no_wake_up() {
+        model(|| {
             let s = shared(2, 1);
             let w = Arc::new(Wakeups {
                 futex: AtomicU32::new(0),
@@ -118,7 +115,7 @@ mod loom_tests {
                     let pos = r.claim(&intent).expect("a free slot");
                     r.slot(pos).topic_hash.store(v, Ordering::Relaxed);
                     assert!(r.commit(pos, r.addressees(pos, !0), &intent));
-                    waker(&w1.futex, &w1.sleepers);
+                    wake(&w1.futex, &w1.sleepers);
                 }
             });
             let (s2, w2) = (s.clone(), w.clone());
@@ -155,10 +152,5 @@ mod loom_tests {
             assert_eq!(w.sleepers.load(Ordering::SeqCst), 0);
             assert_eq!(w.mark.load(Ordering::SeqCst), 0);
         });
-    }
-
-    #[test]
-    fn loom_sleeper_handshake_loses_no_wake_up() {
-        handshake(wake);
     }
 }
