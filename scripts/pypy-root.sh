@@ -18,9 +18,44 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYPY_ROOT="${PYPY_ROOT:-$ROOT/target/pypy-trixie}"
 SUITE=trixie
-MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
 die() { echo "pypy-root.sh: $*" >&2; exit 1; }
+
+# The Debian archive this machine's own apt uses (DEBIAN_MIRROR overrides it): the first URI of
+# a deb822 stanza (/etc/apt/sources.list.d/*.sources) or a one-line `deb` entry
+# (/etc/apt/sources.list, *.list) whose suite is the host's release, security updates aside.
+debian_mirror() {
+  if [ -n "${DEBIAN_MIRROR:-}" ]; then echo "$DEBIAN_MIRROR"; return; fi
+  local codename uri f
+  codename="$(. /etc/os-release 2>/dev/null; echo "${VERSION_CODENAME:-}")"
+  [ -n "$codename" ] || die "cannot tell this machine's Debian release (/etc/os-release); set DEBIAN_MIRROR"
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] || continue
+    uri="$(awk -v rel="$codename" 'BEGIN { RS = ""; FS = "\n" }
+      {
+        types = ""; uris = ""; suites = ""
+        for (i = 1; i <= NF; i++) {
+          if ($i ~ /^Types:/) types = $i
+          else if ($i ~ /^URIs:/) uris = $i
+          else if ($i ~ /^Suites:/) suites = $i
+        }
+        if (types !~ /(^|[ \t])deb([ \t]|$)/) next
+        if ((" " suites " ") !~ (" " rel " ")) next
+        split(uris, u, /[ \t]+/)
+        if (u[2] != "") { print u[2]; exit }
+      }' "$f")"
+    if [ -n "$uri" ]; then echo "$uri"; return; fi
+  done
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [ -f "$f" ] || continue
+    uri="$(awk -v rel="$codename" '$1 == "deb" {
+        i = 2; if ($i ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
+        if ($(i + 1) == rel) { print $i; exit }
+      }' "$f")"
+    if [ -n "$uri" ]; then echo "$uri"; return; fi
+  done
+  die "found no Debian archive for '$codename' in this machine's apt sources; set DEBIAN_MIRROR"
+}
 
 make_root() {
   [ -f "$PYPY_ROOT/.complete" ] && return 0
@@ -29,11 +64,15 @@ make_root() {
     echo "== installing debootstrap"
     apt-get update -q >/dev/null && apt-get install -y -q debootstrap >/dev/null
   fi
+  local mirror log
+  mirror="$(debian_mirror)"
   echo "== making a Debian $SUITE root with PyPy 3.11 in $PYPY_ROOT (once, about 3 minutes)"
+  mkdir -p "$(dirname "$PYPY_ROOT")"
+  log="$(dirname "$PYPY_ROOT")/pypy-debootstrap.log"
   rm -rf "$PYPY_ROOT.tmp"
   debootstrap --variant=minbase --include=pypy3,pypy3-venv,ca-certificates,nats-server \
-    "$SUITE" "$PYPY_ROOT.tmp" "$MIRROR" >"$ROOT/target/pypy-debootstrap.log" 2>&1 \
-    || die "debootstrap failed, see $ROOT/target/pypy-debootstrap.log"
+    "$SUITE" "$PYPY_ROOT.tmp" "$mirror" >"$log" 2>&1 \
+    || die "debootstrap from $mirror failed, see $log"
   rm -rf "$PYPY_ROOT"
   mv "$PYPY_ROOT.tmp" "$PYPY_ROOT"
   touch "$PYPY_ROOT/.complete"

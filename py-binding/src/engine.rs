@@ -29,13 +29,20 @@ use crate::shared::Shared;
 use crate::source::{BusSource, GetWait, MessageSource, PutWait, QueueSource, Source};
 use crate::topic::{not_exact, topic_arg, topic_ref, PyTopic};
 
-/// `None` for "wait forever" (the reference's `timeout=0.0`), else the duration.
-fn wait_limit(timeout: f64) -> Option<Duration> {
+/// `None` for "wait forever" (the reference's `timeout=0.0`, a negative or an infinite one, or
+/// one too long for a `Duration`), else the duration. NaN is an error: it is no number of
+/// seconds, and comparing with it would silently mean "for ever".
+fn wait_limit(timeout: f64) -> PyResult<Option<Duration>> {
     // Every put pays this: the default (0, no limit) is decided on the first comparison.
-    if timeout <= 0.0 || !timeout.is_finite() {
-        return None;
+    if timeout <= 0.0 {
+        return Ok(None);
     }
-    Duration::try_from_secs_f64(timeout).ok()
+    if timeout.is_nan() {
+        return Err(PyValueError::new_err(
+            "timeout is NaN; give a number of seconds (0, the default, waits without limit)",
+        ));
+    }
+    Ok(Duration::try_from_secs_f64(timeout).ok())
 }
 
 /// How a put waits for room: `put`'s and `publish`'s `block`, `max_spin` and `timeout`.
@@ -180,17 +187,17 @@ impl PyEventEngine {
             return Err(not_exact(&topic.inner));
         }
         let shared = &self.shared;
+        let wait = PutWait {
+            block,
+            max_spin,
+            timeout: wait_limit(timeout)?,
+            engine: shared.id(),
+        };
         let msg = Outgoing {
             topic: &topic.inner,
             topic_obj,
             args,
             seq_id: shared.next_seq(),
-        };
-        let wait = PutWait {
-            block,
-            max_spin,
-            timeout: wait_limit(timeout),
-            engine: shared.id(),
         };
         let put = shared.source.put(py, msg, wait);
         if put.is_err() {
@@ -358,7 +365,7 @@ impl PyEventEngine {
         let wait = GetWait {
             block,
             max_spin,
-            timeout: wait_limit(timeout),
+            timeout: wait_limit(timeout)?,
         };
         self.shared.source.take(py, wait)
     }

@@ -9,9 +9,9 @@
 //! [`QueueSource`], never on the bus.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -86,7 +86,12 @@ pub(crate) struct BusSource {
     interrupter: Mutex<Option<Interrupter>>,
     /// What this engine wants from the bus: the topics of its hooks (see `set_interest`).
     interest: Mutex<Option<InterestHandle>>,
-    publisher: Mutex<Option<Outbox>>,
+    /// Held for one publish at a time. A put that waits for room holds it while it waits, so
+    /// the lock is taken with the put's own deadline (`lock_publisher`), never unbounded.
+    publisher: parking_lot::Mutex<Option<Outbox>>,
+    /// Threads that hold `publisher` while they wait for room on a full bus: a put that may not
+    /// wait raises `Full` instead of queueing behind them.
+    room_waiters: AtomicUsize,
     /// Held by the dispatch thread while it handles a batch (and by `get()`).
     subscriber: Mutex<Option<Subscriber>>,
     bus: Mutex<Option<Bus>>,
@@ -125,10 +130,11 @@ impl BusSource {
             local: QueueSource::new(local_capacity),
             interrupter: Mutex::new(Some(subscriber.interrupter())),
             interest: Mutex::new(Some(subscriber.interest())),
-            publisher: Mutex::new(Some(Outbox {
+            publisher: parking_lot::Mutex::new(Some(Outbox {
                 publisher,
                 buf: Vec::new(),
             })),
+            room_waiters: AtomicUsize::new(0),
             subscriber: Mutex::new(Some(subscriber)),
             bus: Mutex::new(Some(bus)),
             redelivered: AtomicU64::new(0),
@@ -173,20 +179,24 @@ impl BusSource {
         drop(bus);
     }
 
-    /// Copies an encoded message into the bus. Without `block` a full ring or slab is `Full` at
-    /// once; else it waits up to the timeout (for ever without one), except for this engine's
-    /// own consumer when the put comes from its own dispatch.
+    /// Copies an encoded message into the bus, the second step of [`MessageSource::put`] (see
+    /// there). `tried`: a publish of these bytes without waiting has just found the bus full.
+    /// Without `block` a full ring or slab is `Full` at once; else it waits up to the timeout
+    /// (for ever without one), except for this engine's own consumer when the put comes from
+    /// its own dispatch.
     fn publish(
         &self,
         py: Python<'_>,
-        topic: &str,
+        topic: &engine_core::Topic,
         codec: Codec,
         payload: &[u8],
         wait: PutWait,
+        tried: bool,
     ) -> PyResult<()> {
+        let literal = topic.literal();
         if payload.len() > self.max_payload {
             return Err(PyValueError::new_err(format!(
-                "the arguments of a message on \"{topic}\" encode to {} bytes, more than bus \
+                "the arguments of a message on \"{literal}\" encode to {} bytes, more than bus \
                  \"{}\" carries in one message ({} bytes); the limit counts encoded arguments, \
                  a few bytes per argument more than their data; nothing was published",
                 payload.len(),
@@ -194,42 +204,59 @@ impl BusSource {
                 self.max_payload
             )));
         }
-        // Fast path with the GIL held: one attempt, no wait.
-        let first = match try_lock(&self.publisher) {
-            Some(mut g) => Some(match g.as_mut() {
-                Some(p) => p.publish(topic, codec, payload, Some(Duration::ZERO)),
-                None => return Err(closed()),
-            }),
-            None => None,
-        };
-        match first {
-            Some(Ok(_)) => return Ok(()),
-            Some(Err(BusError::Full)) | None => {}
-            Some(Err(e)) => return Err(self.publish_err(topic, e)),
-        }
-        if !wait.block && first.is_some() {
+        if !tried {
+            // With the GIL held: one attempt, no wait, if the publisher is free.
+            if let Some(mut g) = self.publisher.try_lock() {
+                let Some(p) = g.as_mut() else {
+                    return Err(closed());
+                };
+                match p.publish_topic(topic, codec, payload, Some(Duration::ZERO)) {
+                    Ok(_) => return Ok(()),
+                    Err(BusError::Full) if wait.block => {}
+                    Err(BusError::Full) => return Err(self.full(payload.len())),
+                    Err(e) => return Err(self.publish_err(literal, e)),
+                }
+            }
+        } else if !wait.block {
             return Err(self.full(payload.len()));
         }
-        let timeout = if wait.block {
-            wait.timeout
-        } else {
-            Some(Duration::ZERO)
+        let deadline = match wait.timeout {
+            Some(t) if wait.block => Instant::now().checked_add(t),
+            _ => None,
         };
-        let never = if wait.is_from_own_dispatch() {
+        let never = if wait.block && wait.is_from_own_dispatch() {
             self.own_consumer
         } else {
             0
         };
-        // Waiting for room (or for the publisher, taken by another thread) without the GIL, so
-        // that this process's own engines can drain the ring meanwhile.
-        let res = gil::detach(py, || match lock(&self.publisher).as_mut() {
-            Some(p) => {
-                p.set_never_wait_for(never);
-                let res = p.publish(topic, codec, payload, timeout);
-                p.set_never_wait_for(0);
-                Ok(res)
+        // Waiting for the publisher (taken by another thread) and for room without the GIL, so
+        // that this process's own engines can drain the ring meanwhile. Both waits end at the
+        // put's deadline; a put that may not wait waits for neither.
+        let res = gil::detach(py, || {
+            let Some(mut guard) = self.lock_publisher(wait.block, deadline) else {
+                return Ok(Err(if wait.block {
+                    BusError::Timeout
+                } else {
+                    BusError::Full
+                }));
+            };
+            let Some(p) = guard.as_mut() else {
+                return Err(());
+            };
+            let first = p.publish_topic(topic, codec, payload, Some(Duration::ZERO));
+            if !wait.block || !matches!(first, Err(BusError::Full)) {
+                return Ok(first);
             }
-            None => Err(()),
+            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if remaining == Some(Duration::ZERO) {
+                return Ok(Err(BusError::Timeout));
+            }
+            self.room_waiters.fetch_add(1, Ordering::SeqCst);
+            p.set_never_wait_for(never);
+            let res = p.publish_topic(topic, codec, payload, remaining);
+            p.set_never_wait_for(0);
+            self.room_waiters.fetch_sub(1, Ordering::SeqCst);
+            Ok(res)
         });
         match res {
             Err(()) => Err(closed()),
@@ -239,7 +266,7 @@ impl BusSource {
                 "bus \"{}\" full: no room for a {}-byte message within {:.3} s",
                 self.name,
                 payload.len(),
-                timeout.unwrap_or_default().as_secs_f64()
+                wait.timeout.unwrap_or_default().as_secs_f64()
             ))),
             Ok(Err(BusError::WouldWaitFor { .. })) => Err(Full::new_err(format!(
                 "bus \"{}\" full, and the room this put needs is held by messages this engine \
@@ -249,7 +276,34 @@ impl BusSource {
                  message, or put from another thread",
                 self.name
             ))),
-            Ok(Err(e)) => Err(self.publish_err(topic, e)),
+            Ok(Err(e)) => Err(self.publish_err(literal, e)),
+        }
+    }
+
+    /// Takes the publisher for a put that got past the fast path. A put that may wait waits
+    /// for it until its `deadline` (for ever without one); a put that may not wait waits only
+    /// while the holder is publishing, not while the holder waits for room on a full bus (it
+    /// would wait as long as that holder). `None`: not taken.
+    fn lock_publisher(
+        &self,
+        block: bool,
+        deadline: Option<Instant>,
+    ) -> Option<parking_lot::MutexGuard<'_, Option<Outbox>>> {
+        if block {
+            return match deadline {
+                Some(d) => self.publisher.try_lock_until(d),
+                None => Some(self.publisher.lock()),
+            };
+        }
+        // A holder that publishes without waiting keeps the lock for microseconds.
+        const SLICE: Duration = Duration::from_micros(100);
+        loop {
+            if let Some(g) = self.publisher.try_lock_for(SLICE) {
+                return Some(g);
+            }
+            if self.room_waiters.load(Ordering::SeqCst) > 0 {
+                return None;
+            }
         }
     }
 
@@ -299,29 +353,49 @@ impl MessageSource for BusSource {
         self.local.len() + self.pending()
     }
 
+    /// One pipeline: the arguments are encoded once and published once. The common case runs
+    /// under the publisher's lock alone: compact-encoded into the publisher's buffer and
+    /// published without waiting (compact encoding runs no Python code, so no put can re-enter
+    /// here meanwhile). When that finds the bus full, the encoded bytes move to this thread's
+    /// buffer (a swap, no copy) and [`BusSource::publish`] waits with them; when the publisher
+    /// is busy, or the arguments need pickle, they are encoded into this thread's buffer.
     fn put(&self, py: Python<'_>, msg: Outgoing<'_, '_>, wait: PutWait) -> PyResult<()> {
-        let topic = msg.topic.literal();
-        // The common case under the publisher's lock alone: compact-encoded into its buffer
-        // and published without waiting. (Compact encoding runs no Python code, so no put can
-        // re-enter here meanwhile.) Anything else takes the general path below.
-        if let Some(mut guard) = try_lock(&self.publisher) {
+        let mut carried = false;
+        if let Some(mut guard) = self.publisher.try_lock() {
             let Some(out) = guard.as_mut() else {
                 return Err(closed());
             };
             out.buf.clear();
-            if codec::encode_compact(&msg.args, &mut out.buf) && out.buf.len() <= self.max_payload {
-                let Outbox { publisher, buf } = out;
-                match publisher.publish_topic(msg.topic, Codec::Compact, buf, Some(Duration::ZERO))
-                {
-                    Ok(_) => return Ok(()),
-                    Err(BusError::Full) => {}
-                    Err(e) => return Err(self.publish_err(topic, e)),
+            if codec::encode_compact(&msg.args, &mut out.buf) {
+                if out.buf.len() <= self.max_payload {
+                    let Outbox { publisher, buf } = out;
+                    match publisher.publish_topic(
+                        msg.topic,
+                        Codec::Compact,
+                        buf,
+                        Some(Duration::ZERO),
+                    ) {
+                        Ok(_) => return Ok(()),
+                        Err(BusError::Full) => {}
+                        Err(e) => return Err(self.publish_err(msg.topic.literal(), e)),
+                    }
                 }
+                BUF.with(|b| std::mem::swap(&mut *b.borrow_mut(), &mut out.buf));
+                carried = true;
             }
         }
         let mut buf = BUF.with(|b| b.take());
-        let result = codec::encode(py, &msg.args, &mut buf, topic, &self.name)
-            .and_then(|encoded| self.publish(py, topic, encoded.codec, encoded.bytes(&buf), wait));
+        let result = if carried {
+            let tried = buf.len() <= self.max_payload;
+            self.publish(py, msg.topic, Codec::Compact, &buf, wait, tried)
+        } else {
+            codec::encode(py, &msg.args, &mut buf, msg.topic.literal(), &self.name).and_then(
+                |encoded| {
+                    let bytes = encoded.bytes(&buf);
+                    self.publish(py, msg.topic, encoded.codec, bytes, wait, false)
+                },
+            )
+        };
         BUF.with(|b| b.replace(buf));
         result
     }
@@ -494,7 +568,7 @@ impl MessageSource for BusSource {
         };
         let sub = sub.take();
         drop(sub);
-        let publisher = lock(&self.publisher).take();
+        let publisher = self.publisher.lock().take();
         drop(publisher);
         self.release_bus();
         Ok(true)
@@ -505,7 +579,7 @@ impl MessageSource for BusSource {
     /// interpreter's exit for ever).
     fn close_if_idle(&self) {
         let (Some(mut sub), Some(mut publisher)) =
-            (try_lock(&self.subscriber), try_lock(&self.publisher))
+            (try_lock(&self.subscriber), self.publisher.try_lock())
         else {
             return;
         };
