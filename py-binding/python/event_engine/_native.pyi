@@ -284,8 +284,10 @@ class EventEngine:
         self, topic: Topic, *args: Any, block: bool = True, max_spin: int = 65535, timeout: float = 0.0, **kwargs: Any
     ) -> None:
         """Publishes ``handler(*args, **kwargs)`` on the exact ``topic``. With ``block`` it waits
-        for room, ``timeout`` seconds at most (0 or less: for ever, as in the reference), then
-        raises ``Full``; without ``block`` it raises ``Full`` at once. A put from one of this
+        for room, ``timeout`` seconds at most (0 or less: for ever, as in the reference; NaN is
+        a ``ValueError``), then raises ``Full``; without ``block`` it raises ``Full`` at once.
+        The limit covers every wait of the put, including one for another thread's put on this
+        engine that waits for room. A put from one of this
         engine's own handlers never waits for this engine to consume: where it would, it raises
         ``Full`` at once (docs/delivery.md, "Puts from a handler")."""
     def publish(
@@ -302,7 +304,8 @@ class EventEngine:
         is a ``TypeError`` here (it could not name a keyword argument of any handler)."""
     def get(self, block: bool = True, max_spin: int = 65535, timeout: float = 0.0) -> MessagePayload:
         """Takes the next message for this engine (``Empty`` when none comes in time; a
-        ``timeout`` of 0 or less waits for ever, as in the reference). A bus engine receives
+        ``timeout`` of 0 or less waits for ever, as in the reference; NaN is a ``ValueError``).
+        A bus engine receives
         only the topics its hooks want (register one, even without starting, to ``get`` a
         topic). On a bus engine whose dispatch loop is running it is a ``RuntimeError``: the
         loop receives every message, so call ``stop()`` first."""
