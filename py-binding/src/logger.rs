@@ -121,6 +121,19 @@ pub(crate) fn describe_reap(bus: &str, r: &shm_ring::ReapReport) -> String {
             "unpublished ring slots recovered",
         ));
     }
+    if r.redelivery_deferred > 0 {
+        parts.push(format!(
+            "{} left in its group's backlog until its redelivery list has room",
+            plural(r.redelivery_deferred as usize, "message", "messages")
+        ));
+    }
+    if r.groups_expired > 0 || r.backlog_dropped > 0 {
+        parts.push(format!(
+            "{} dropped after its retention with no member, {} with it",
+            plural(r.groups_expired as usize, "group", "groups"),
+            plural(r.backlog_dropped as usize, "message", "messages")
+        ));
+    }
     format!("reaped bus \"{bus}\": {}", parts.join("; "))
 }
 

@@ -125,7 +125,7 @@ pub enum BusError {
     },
     /// The path of the bus is not a regular file (a symbolic link, a FIFO, a device, a
     /// directory...): it is never followed or opened for reading or writing.
-    #[error("{path} is {kind}, not a bus file: refusing to use it (remove it with `event-engine rm --force {name}` or `rm {path}` if it should not be there)")]
+    #[error("{path} is {kind}, not a bus file: refusing to use it (remove it with `event-engine rm --force {name}` or `rm -r {path}` if it should not be there)")]
     NotABusFile {
         /// The bus name.
         name: String,

@@ -2,9 +2,9 @@
 //! row of the attachment, given back (with a reap) when the last handle goes.
 
 use crate::blocks::atomics::Ordering;
-use crate::recovery::{lock_table, reap_locked, remove_consumer, ReapReport};
+use crate::recovery::{lock_table, reap_locked, remove_consumer, retention_clock_ns, ReapReport};
 use crate::region::layout::{KIND_GROUP, ROW_LIVE};
-use crate::region::liveness::{now_ns, own_start_time};
+use crate::region::liveness::own_start_time;
 use crate::region::Region;
 
 /// The attached region plus this handle's process-table row (none for a read-only observer);
@@ -64,7 +64,7 @@ impl Inner {
                     c.members
                         .store(members.saturating_sub(1), Ordering::Relaxed);
                     if members <= 1 {
-                        c.orphaned_ns.store(now_ns().max(1), Ordering::Relaxed);
+                        c.orphaned_ns.store(retention_clock_ns(), Ordering::Relaxed);
                     }
                 } else {
                     remove_consumer(&g, idx, &mut report);

@@ -290,6 +290,120 @@ fn group_keeps_its_backlog_when_every_member_dies() {
     assert_idle(&g.name);
 }
 
+/// Starts `n` group members that each take one message and hold it, publishes `n` messages,
+/// waits until every member holds one, and kills them all. Returns the publisher, kept so that
+/// its leave's reap does not run before the test's.
+fn kill_members_holding_messages(bus: &Bus, name: &str, n: u64) -> event_engine_shm::Publisher {
+    let mut members: Vec<_> = (0..n)
+        .map(|_| spawn(ENTRY, "hold-member", &[("BUS", name.to_owned())]))
+        .collect();
+    let mut lines: Vec<_> = members.iter_mut().map(|c| Lines::of(&mut c.0)).collect();
+    for l in &mut lines {
+        assert_eq!(l.next().as_deref(), Some("ready"));
+    }
+    let mut p = bus.publisher().unwrap();
+    for i in 0..n {
+        p.publish("data", Codec::Raw, &payload(0, i), WAIT).unwrap();
+    }
+    let mut held: Vec<u64> = lines
+        .iter_mut()
+        .map(|l| {
+            let line = l.next().expect("a held message");
+            line.strip_prefix("held ").unwrap().parse().unwrap()
+        })
+        .collect();
+    held.sort_unstable();
+    assert_eq!(held, (0..n).collect::<Vec<_>>());
+    for m in &mut members {
+        kill(&mut m.0);
+    }
+    p
+}
+
+/// Seventeen members, one more than a group's redelivery list holds, die each holding a
+/// message. The reap completes all the same: every dead process is reclaimed, sixteen messages
+/// go on the list and the seventeenth stays in the group's backlog, and the group counts as
+/// having no member (before, the seventeenth dead row stayed in the table as a member, so the
+/// group was never orphaned). A worker started later gets all seventeen: the last one is listed
+/// by a later reap (here the worker's own) once the list has room.
+#[test]
+fn seventeen_members_killed_holding_messages_are_all_reaped() {
+    let g = BusGuard::new("crash-17");
+    let bus = Bus::create(
+        &g.name,
+        &BusConfig {
+            max_processes: 64,
+            ..cfg(32)
+        },
+    )
+    .unwrap();
+    let p = kill_members_holding_messages(&bus, &g.name, 17);
+    let report = bus.reap().unwrap();
+    assert_eq!(report.processes.len(), 17, "{report:#?}");
+    assert_eq!(report.redelivered, 16, "{report:#?}");
+    assert_eq!(report.redelivery_deferred, 1, "{report:#?}");
+    let snap = bus.snapshot();
+    assert_eq!(snap.groups[0].members, 0, "{snap:#?}");
+    assert!(snap.groups[0].kept_for_ms.is_some(), "{snap:#?}");
+    assert!(snap.processes.iter().all(|p| p.alive), "{snap:#?}");
+    let mut worker = bus.subscribe_group("w").unwrap();
+    let mut got = Vec::new();
+    while got.len() < 17 {
+        let m = worker
+            .recv(Some(Duration::from_secs(5)))
+            .unwrap()
+            .expect("every message the dead members held");
+        got.push(unpayload(m.payload).1);
+    }
+    got.sort_unstable();
+    assert_eq!(got, (0..17).collect::<Vec<_>>());
+    assert!(worker.recv(Some(Duration::ZERO)).unwrap().is_none());
+    assert_eq!(bus.snapshot().counters.redeliveries, 17);
+    drop((worker, p, bus));
+    assert_idle(&g.name);
+}
+
+/// Seventeen members killed holding messages, and nobody joins again: once the retention has
+/// passed, a reap drops the group and counts the seventeen messages, and publishers no longer
+/// wait for it (before, the group was kept for ever: 15 of 40 later publishes went through on
+/// a 32-slot ring, then every one timed out).
+#[test]
+fn group_of_seventeen_killed_members_is_dropped_after_its_retention() {
+    let g = BusGuard::new("crash-17-expiry");
+    const RETENTION_MS: u64 = 200;
+    let bus = Bus::create(
+        &g.name,
+        &BusConfig {
+            max_processes: 64,
+            group_retention_ms: RETENTION_MS,
+            ..cfg(32)
+        },
+    )
+    .unwrap();
+    let mut p = kill_members_holding_messages(&bus, &g.name, 17);
+    let first = bus.reap().unwrap();
+    assert_eq!(first.processes.len(), 17, "{first:#?}");
+    assert_eq!(first.groups_expired, 0, "{first:#?}");
+    // Waiting for time itself: the retention is a duration.
+    std::thread::sleep(Duration::from_millis(RETENTION_MS + 50));
+    let report = bus.reap().unwrap();
+    assert_eq!(report.groups_expired, 1, "{report:#?}");
+    assert_eq!(report.backlog_dropped, 17, "{report:#?}");
+    assert!(bus.snapshot().groups.is_empty());
+    for i in 0..40 {
+        p.publish(
+            "data",
+            Codec::Raw,
+            &payload(0, i),
+            Some(Duration::from_secs(1)),
+        )
+        .unwrap();
+    }
+    assert_eq!(bus.snapshot().counters.backlog_dropped, 17);
+    drop((p, bus));
+    assert_idle(&g.name);
+}
+
 /// The last member leaving keeps the group too; past the retention the next reap drops it and
 /// counts what it held, and publishers no longer wait for it.
 #[test]

@@ -138,3 +138,76 @@ fn rm_of_an_unreadable_file_needs_force() {
     assert!(run(&["rm", &name.0, "--force"]).status.success());
     assert!(!name.path().exists());
 }
+
+/// A directory at a bus's path is refused with an error that says to remove it with
+/// `rm --force`; that command then does remove it, and what it holds.
+#[test]
+fn rm_force_removes_a_directory_at_the_bus_path() {
+    struct RemoveDir(std::path::PathBuf);
+    impl Drop for RemoveDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let name = BusName::new("rmdir");
+    std::fs::create_dir(name.path()).unwrap();
+    let _cleanup = RemoveDir(name.path());
+    std::fs::write(name.path().join("stray"), b"x").unwrap();
+    let o = run(&["inspect", &name.0]);
+    assert!(
+        stderr(&o).contains(&format!("event-engine rm --force {}", name.0)),
+        "{}",
+        stderr(&o)
+    );
+    assert_error(&run(&["rm", &name.0]), 5, "--force");
+    assert!(name.path().exists());
+    let o = run(&["rm", &name.0, "--force"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!name.path().exists());
+}
+
+/// A reap that drops a group says so: the group and the messages it still held, in the text
+/// and in the JSON (a group with a retention of 0 goes with its last member).
+#[test]
+fn reap_reports_a_group_it_drops_with_its_backlog() {
+    for json in [false, true] {
+        let name = BusName::new("reapgroup");
+        let bus = Bus::create(
+            &name.0,
+            &shm_ring::BusConfig {
+                group_retention_ms: 0,
+                ..small_config()
+            },
+        )
+        .unwrap();
+        let mut child = ChildProcess::spawn("group:w", &name);
+        let pid = child.pid();
+        let mut publisher = bus.publisher().unwrap();
+        for _ in 0..5 {
+            publisher
+                .publish("job", Codec::Raw, &[1u8; 8], None)
+                .unwrap();
+        }
+        child.kill();
+        let o = if json {
+            run(&["reap", &name.0, "--json"])
+        } else {
+            run(&["reap", &name.0])
+        };
+        assert!(o.status.success(), "{}", stderr(&o));
+        let text = stdout(&o);
+        if json {
+            let r: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(r["reaped"][0]["pid"], pid, "{text}");
+            assert_eq!(r["groups_expired"], 1, "{text}");
+            assert_eq!(r["backlog_dropped"], 5, "{text}");
+        } else {
+            assert!(!text.contains("nothing to reap"), "{text}");
+            assert!(text.contains("reaped 1 dead process"), "{text}");
+            assert!(text.contains("dropped 1 group"), "{text}");
+            assert!(text.contains("5 messages dropped"), "{text}");
+        }
+        assert!(inspect_json(&name)["groups"].as_array().unwrap().is_empty());
+        drop((publisher, bus));
+    }
+}

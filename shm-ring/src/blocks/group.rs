@@ -258,6 +258,76 @@ impl<'a> GroupView<'a> {
         }
     }
 
+    /// A reaper's step for dead member `row` (whose `in_flight` word is `in_flight`): the message
+    /// it held goes on the redelivery list (even with no member left: the group keeps its backlog
+    /// for the next one), the redeliveries it had taken go back up for grabs, and its claim word
+    /// is cleared. It always completes, so the reaper frees the row whatever the list holds: when
+    /// the list is full, the message stays pending for the group, claimed by nobody, and
+    /// [`GroupView::recover_unclaimed`] lists it once an entry is free (until then it is part
+    /// of the group's backlog like any message behind the cursor).
+    pub fn reclaim_dead(&self, row: u32, in_flight: &AtomicU64) -> Reclaimed {
+        let mut done = Reclaimed::default();
+        if let Some(pos) = self.dead_claim(row, in_flight) {
+            if self.ring.holds(pos, self.bit) {
+                if self.push_redelivery(pos) {
+                    done.redelivered += 1;
+                } else {
+                    done.unlisted += 1;
+                }
+            }
+        }
+        in_flight.store(0, Ordering::SeqCst);
+        done.redelivered += self.reoffer_taken(row);
+        done
+    }
+
+    /// Lists for redelivery, while the list has room, every message behind the group's cursor
+    /// that the group still holds and that nobody has: no member's claim word names it
+    /// (`claimed(pos)`, asked of every member row still in the table, dead or alive) and no
+    /// entry of the list does. Those are messages of dead members whose reap found the list full
+    /// ([`GroupView::reclaim_dead`]). Returns how many it listed.
+    ///
+    /// Only a reaper calls this, under the table lock, so nobody else adds entries meanwhile;
+    /// live members go on claiming and acknowledging. A member names a position in its claim word
+    /// before the cursor passes it, and clears the group's bit in the slot before it forgets the
+    /// claim or empties its entry. So a position that holds the bit before the names are read
+    /// (the cursor first) and still holds it after was held by no member in between, and no
+    /// member can take it now except through the list.
+    pub fn recover_unclaimed(&self, claimed: impl Fn(u64) -> bool) -> u64 {
+        let room = self.redeliver.len() as u64;
+        if u64::from(self.redeliver_count.load(Ordering::Acquire)) >= room {
+            return 0;
+        }
+        let head = self.ring.head.load(Ordering::SeqCst);
+        let cursor = Cursor::read(self.cursor.load(Ordering::SeqCst), head).pos;
+        let from = head.saturating_sub(self.ring.capacity());
+        let mut listed = 0;
+        let mut pos = from;
+        while pos < cursor.min(head) {
+            if self.ring.holds(pos, self.bit)
+                && !claimed(pos)
+                && !self.listed(pos)
+                && self.ring.holds(pos, self.bit)
+            {
+                if !self.push_redelivery(pos) {
+                    break;
+                }
+                listed += 1;
+            }
+            pos += 1;
+        }
+        listed
+    }
+
+    /// True when an entry of the redelivery list names position `pos`.
+    fn listed(&self, pos: u64) -> bool {
+        self.redeliver.iter().any(|e| {
+            let v = e.load(Ordering::SeqCst);
+            let head = self.ring.head.load(Ordering::Acquire);
+            v != 0 && Redelivery::read(v, head).pos == pos
+        })
+    }
+
     /// Puts position `pos` on the redelivery list, up for grabs. False if the list is full.
     pub fn push_redelivery(&self, pos: u64) -> bool {
         for e in self.redeliver {
@@ -310,6 +380,21 @@ impl<'a> GroupView<'a> {
     }
 }
 
+/// What [`GroupView::reclaim_dead`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Reclaimed {
+    /// Messages put up for grabs again: the one the member held and the redeliveries it had
+    /// taken.
+    pub redelivered: u64,
+    /// The message the member held, left off a full redelivery list (0 or 1).
+    pub unlisted: u64,
+}
+
+/// True when member claim word `in_flight` (an intent or a confirmed claim) names `pos`.
+pub(crate) fn claim_names(in_flight: u64, pos: u64) -> bool {
+    in_flight != 0 && in_flight & !IN_FLIGHT_CONFIRMED == pos.wrapping_add(1)
+}
+
 /// Marks a member's own claim of `pos` confirmed (unless another member already did).
 pub(crate) fn confirm(in_flight: &AtomicU64, pos: u64) {
     let _ = in_flight.compare_exchange(
@@ -342,16 +427,18 @@ mod loom_tests {
         Released,
     }
 
-    /// A group (consumer 0) with two members: A (row 0) and B (row 1).
+    /// A group (consumer 0) and its members' claim words (rows 0, 1 and 2).
     struct Group {
         s: Arc<Shared>,
         cursor: AtomicU64,
         redeliver: Vec<AtomicU64>,
         redeliver_count: AtomicU32,
-        in_flight: [AtomicU64; 2],
+        in_flight: [AtomicU64; 3],
         a_dead: AtomicU64,
         /// Messages handled by the group so far.
         handled: AtomicU64,
+        /// Messages published to the group.
+        messages: u64,
     }
 
     impl Group {
@@ -370,7 +457,7 @@ mod loom_tests {
         }
 
         fn all_handled(&self) -> bool {
-            self.handled.load(Ordering::SeqCst) == 2
+            self.handled.load(Ordering::SeqCst) == self.messages
         }
     }
 
@@ -386,13 +473,18 @@ mod loom_tests {
                 cursor: AtomicU64::new(0),
                 redeliver: (0..2).map(|_| AtomicU64::new(0)).collect(),
                 redeliver_count: AtomicU32::new(0),
-                in_flight: [AtomicU64::new(0), AtomicU64::new(0)],
+                in_flight: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
                 a_dead: AtomicU64::new(0),
                 handled: AtomicU64::new(0),
+                messages: 2,
             });
             // Both messages are published before the members start (the ring models cover a
-            // consumer racing its publisher; a publisher thread here makes the model too big).
-            (1..=2).for_each(|v| g.s.publish(v));
+            // consumer racing its publisher; a publisher racing the members makes the model too
+            // big): the publisher runs on a thread of its own, joined before the others start.
+            let g1 = g.clone();
+            loom::thread::spawn(move || (1..=2).for_each(|v| g1.s.publish(v)))
+                .join()
+                .unwrap();
             let g2 = g.clone();
             let a = loom::thread::spawn(move || {
                 let view = g2.view();
@@ -488,5 +580,124 @@ mod loom_tests {
     #[test]
     fn loom_group_member_dies_after_releasing_its_message() {
         member_dies(Death::Released);
+    }
+
+    /// Three messages wait for a group whose redelivery list has room for one. Two members
+    /// (rows 0 and 1, on one thread, one after the other) each claim a message and die holding
+    /// it. A reaper reaps both: the first message goes on the list, the second finds it full,
+    /// and the reap completes all the same (both claim words cleared, so both rows can be
+    /// freed: a row left in the table would keep the group counted as having a member for ever).
+    /// A member started after the reap (row 2, a restarted worker) handles what it finds while
+    /// the reaper reaps again after every change, as blocked and idle processes do; the message
+    /// left off the list is listed once there is room. Every message is handled exactly once and
+    /// everything is released.
+    #[test]
+    fn loom_group_reap_completes_when_the_redelivery_list_is_full() {
+        model(|| {
+            let g = Arc::new(Group {
+                s: shared(4, 1),
+                cursor: AtomicU64::new(0),
+                redeliver: vec![AtomicU64::new(0)],
+                redeliver_count: AtomicU32::new(0),
+                in_flight: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
+                a_dead: AtomicU64::new(0),
+                handled: AtomicU64::new(0),
+                messages: 3,
+            });
+            let g1 = g.clone();
+            loom::thread::spawn(move || (1..=3).for_each(|v| g1.s.publish(v)))
+                .join()
+                .unwrap();
+            let g2 = g.clone();
+            let dying = loom::thread::spawn(move || {
+                let view = g2.view();
+                for row in 0..2 {
+                    let pos = view.claim(row + 1, &g2.in_flight[row as usize], g2.in_flight_of());
+                    assert_eq!(pos, Some(u64::from(row)));
+                }
+                g2.a_dead.store(1, Ordering::SeqCst);
+                g2.s.wake();
+            });
+            let g3 = g.clone();
+            let reaper = loom::thread::spawn(move || {
+                g3.s.wait(|| (g3.a_dead.load(Ordering::SeqCst) == 1).then_some(()));
+                let view = g3.view();
+                let first = view.reclaim_dead(0, &g3.in_flight[0]);
+                let second = view.reclaim_dead(1, &g3.in_flight[1]);
+                let cleared = g3.in_flight[..2]
+                    .iter()
+                    .all(|w| w.load(Ordering::SeqCst) == 0);
+                // The worker starts once the dead rows are gone.
+                g3.a_dead.store(2, Ordering::SeqCst);
+                g3.s.wake();
+                let mut listed = 0;
+                g3.s.wait(|| {
+                    if g3.all_handled() {
+                        return Some(());
+                    }
+                    let n = view.recover_unclaimed(|pos| {
+                        g3.in_flight
+                            .iter()
+                            .any(|w| claim_names(w.load(Ordering::SeqCst), pos))
+                    });
+                    if n > 0 {
+                        listed += n;
+                        g3.s.wake();
+                    }
+                    None
+                });
+                (first, second, cleared, listed)
+            });
+            let g4 = g.clone();
+            let worker = loom::thread::spawn(move || {
+                g4.s.wait(|| (g4.a_dead.load(Ordering::SeqCst) == 2).then_some(()));
+                let view = g4.view();
+                let mut got = Vec::new();
+                loop {
+                    let next = g4.s.wait(|| {
+                        if let Some((k, pos)) = view.take_redelivery(3) {
+                            return Some(Some((Some(k), pos)));
+                        }
+                        if let Some(pos) = view.claim(3, &g4.in_flight[2], g4.in_flight_of()) {
+                            return Some(Some((None, pos)));
+                        }
+                        g4.all_handled().then_some(None)
+                    });
+                    let Some((k, pos)) = next else { break };
+                    got.push(view.ring.slot(pos).topic_hash.load(Ordering::Relaxed));
+                    view.ring.release(pos, 1);
+                    match k {
+                        Some(k) => view.finish_redelivery(k),
+                        None => forget(&g4.in_flight[2]),
+                    }
+                    g4.handled.fetch_add(1, Ordering::SeqCst);
+                    g4.s.wake();
+                }
+                got
+            });
+            dying.join().unwrap();
+            let (first, second, cleared, listed) = reaper.join().unwrap();
+            let mut got = worker.join().unwrap();
+            assert_eq!(
+                first,
+                Reclaimed {
+                    redelivered: 1,
+                    unlisted: 0
+                }
+            );
+            assert_eq!(
+                second,
+                Reclaimed {
+                    redelivered: 0,
+                    unlisted: 1
+                }
+            );
+            assert!(cleared, "the reap left a dead member's claim in its row");
+            assert_eq!(listed, 1);
+            got.sort();
+            assert_eq!(got, vec![1, 2, 3]);
+            assert!(g.s.all_released(3));
+            assert_eq!(g.redeliver_count.load(Ordering::SeqCst), 0);
+        });
     }
 }

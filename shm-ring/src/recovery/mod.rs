@@ -6,7 +6,9 @@
 //! * a fan-out subscriber's bit in the active mask and in pending slots: [`remove_consumer`]
 //!   clears the bit everywhere, releasing slots it was the last holder of;
 //! * a group member's claimed message: handed to the group's redelivery list, from which a live
-//!   member takes it (at-least-once; counted);
+//!   member takes it (at-least-once; counted). The reap of a member always completes: when the
+//!   list is full the message stays pending for the group, claimed by nobody, and a later reap
+//!   lists it once an entry is free ([`GroupView::recover_unclaimed`]);
 //! * a slot claimed but never published: tombstoned once no live row announces that position;
 //! * a block popped but not yet in a published slot: its row's `held_block` names it (set after
 //!   the pop, cleared after the commit and before the intent), so a reap gives it back at once
@@ -24,12 +26,12 @@ pub(crate) mod check;
 pub(crate) mod snapshot;
 
 use crate::blocks::atomics::Ordering;
+use crate::blocks::group::claim_names;
 use crate::blocks::ring::{Intent, UNSET};
 use crate::region::layout::{Row, SLEEPING_COUNTED, SLEEPING_PUBLISHER, SLEEPING_SUBSCRIBER};
 use crate::region::layout::{
     CONSUMER_DRAINING, CONSUMER_FREE, CONSUMER_LIVE, KIND_GROUP, ROW_LIVE,
 };
-use crate::region::liveness::now_ns;
 use crate::region::saturating_dec;
 use crate::region::table::{row_alive, Role, TableGuard, LOCK_WAIT};
 use crate::region::Region;
@@ -72,11 +74,18 @@ pub struct ReapReport {
     pub blocks_freed: u64,
     /// Claimed-but-never-published slots tombstoned.
     pub slots_recovered: u64,
-    /// Messages a dead group member held that were handed back to its group.
+    /// Messages dead group members held that were put up for grabs again on their group's
+    /// redelivery list (including ones an earlier reap had to leave off a full list).
     pub redelivered: u64,
+    /// Messages dead group members held that wait for room on their group's full redelivery
+    /// list: they stay in the group's backlog, and a later reap lists them once a member has
+    /// handled a listed message (or drops them with the group when its retention runs out).
+    pub redelivery_deferred: u64,
     /// Groups dropped because they had no member for longer than the bus's group retention.
     pub groups_expired: u64,
-    /// Messages those groups still held, which nobody will now handle.
+    /// Messages dropped with those groups, which nobody will now handle: what they still held,
+    /// and messages still being written to them when they were dropped (released, and counted,
+    /// by the reap that finds them published).
     pub backlog_dropped: u64,
 }
 
@@ -99,7 +108,9 @@ impl ReapReport {
             && self.blocks_freed == 0
             && self.slots_recovered == 0
             && self.redelivered == 0
+            && self.redelivery_deferred == 0
             && self.groups_expired == 0
+            && self.backlog_dropped == 0
     }
 
     /// Records row `row` of process `(pid, start_time)`.
@@ -265,6 +276,16 @@ fn drain_consumer(g: &TableGuard<'_>, idx: u32, report: &mut ReapReport) {
             report.blocks_freed += 1;
         }
     });
+    if c.kind.load(Ordering::Relaxed) == KIND_GROUP {
+        // A group is removed only when its retention has run out (or a join that created it
+        // failed, before it could hold anything): every message drained is dropped backlog,
+        // those still being written when it was dropped included (a later drain counts them).
+        report.backlog_dropped += drained.released;
+        region
+            .header()
+            .backlog_dropped
+            .fetch_add(drained.released, Ordering::Relaxed);
+    }
     if drained.released > 0 {
         region.wake_publishers();
     }
@@ -274,47 +295,73 @@ fn drain_consumer(g: &TableGuard<'_>, idx: u32, report: &mut ReapReport) {
     }
 }
 
-/// Messages consumer `idx` has not released: published positions in the last ring that hold its
-/// bit.
-fn backlog(region: &Region, idx: u32) -> u64 {
-    let head = region.header().head.load(Ordering::SeqCst);
-    let cap = region.layout().ring_capacity as u64;
-    (head.saturating_sub(cap)..head)
-        .filter(|&pos| region.ring().holds(pos, 1u64 << idx))
-        .count() as u64
+/// Nanoseconds on the clock of the group retention: `CLOCK_BOOTTIME`, one clock for every
+/// process on the machine, which never jumps (setting the time of day does not move it) and
+/// goes on counting while the machine is suspended. Never 0 (0 means "has a member").
+pub(crate) fn retention_clock_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant the kernel knows.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    if rc != 0 {
+        // Not on Linux before 2.6.39; the monotonic clock is system-wide too.
+        // SAFETY: as above.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    }
+    (ts.tv_sec.max(0) as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec.max(0) as u64)
+        .max(1)
 }
 
-/// Reclaims dead group member `row`'s claims in group `idx`. False if they could not all be
-/// handed over (redelivery list full): the row is then left for a later reap.
-fn reap_member(g: &TableGuard<'_>, row: u32, idx: u32, report: &mut ReapReport) -> bool {
+/// Adds `n` to the redelivery counts of group `c` and of the bus.
+fn count_redelivered(region: &Region, c: &crate::region::layout::Consumer, n: u64) {
+    if n > 0 {
+        c.redelivered.fetch_add(n, Ordering::Relaxed);
+        region.header().redeliveries.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Reclaims dead group member `row`'s claims in group `idx` ([`GroupView::reclaim_dead`]).
+/// Always completes, so the caller frees the row: a message the full redelivery list could not
+/// take stays with the group and a later reap lists it ([`recover_unclaimed`]).
+fn reap_member(g: &TableGuard<'_>, row: u32, idx: u32, report: &mut ReapReport) {
+    let region = g.region();
+    let (Some(c), Some(group), Some(r)) = (
+        region.consumers().get(idx as usize),
+        region.group(idx),
+        region.row(row),
+    ) else {
+        return;
+    };
+    let done = group.reclaim_dead(row, &r.in_flight);
+    report.redelivered += done.redelivered;
+    report.redelivery_deferred += done.unlisted;
+    count_redelivered(region, c, done.redelivered);
+}
+
+/// Lists for redelivery what live group `idx` holds behind its cursor and no member has
+/// ([`GroupView::recover_unclaimed`]): messages of members whose reap found the list full.
+fn recover_unclaimed(g: &TableGuard<'_>, idx: u32, report: &mut ReapReport) {
     let region = g.region();
     let (Some(c), Some(group)) = (region.consumers().get(idx as usize), region.group(idx)) else {
-        return true;
+        return;
     };
-    let Some(r) = region.row(row) else {
-        return true;
-    };
-    if let Some(pos) = group.dead_claim(row, &r.in_flight) {
-        // Even with no member left: the group keeps its backlog for the next one.
-        if group.ring.holds(pos, group.bit) {
-            if !group.push_redelivery(pos) {
-                return false;
-            }
-            c.redelivered.fetch_add(1, Ordering::Relaxed);
-            report.redelivered += 1;
-            region.header().redeliveries.fetch_add(1, Ordering::Relaxed);
-        }
+    let listed = group.recover_unclaimed(|pos| {
+        region.rows().iter().any(|r| {
+            r.state.load(Ordering::Acquire) == ROW_LIVE
+                && r.consumer.load(Ordering::Relaxed) == idx
+                && Role::from_code(r.role.load(Ordering::Relaxed)) == Role::GroupMember
+                && claim_names(r.in_flight.load(Ordering::SeqCst), pos)
+        })
+    });
+    if listed > 0 {
+        report.redelivered += listed;
+        count_redelivered(region, c, listed);
+        region.wake_consumers(group.bit);
     }
-    r.in_flight.store(0, Ordering::Relaxed);
-    // Redeliveries the dead member had taken go back up for grabs.
-    let reoffered = group.reoffer_taken(row);
-    report.redelivered += reoffered;
-    c.redelivered.fetch_add(reoffered, Ordering::Relaxed);
-    region
-        .header()
-        .redeliveries
-        .fetch_add(reoffered, Ordering::Relaxed);
-    true
 }
 
 /// Reaps every dead row, repairs what they left, and sweeps if no live publisher or subscriber
@@ -329,8 +376,8 @@ pub(crate) fn reap_locked(g: &TableGuard<'_>) -> ReapReport {
         }
         let role = Role::from_code(r.role.load(Ordering::Relaxed));
         let consumer = r.consumer.load(Ordering::Relaxed);
-        if role == Role::GroupMember && !reap_member(g, i as u32, consumer, &mut report) {
-            continue;
+        if role == Role::GroupMember {
+            reap_member(g, i as u32, consumer, &mut report);
         }
         let sleeping = r.sleeping.swap(0, Ordering::AcqRel);
         if sleeping & SLEEPING_COUNTED != 0 {
@@ -355,7 +402,7 @@ pub(crate) fn reap_locked(g: &TableGuard<'_>) -> ReapReport {
     }
     // Consumers left without a live row (their owner died, or a removal was cut short).
     let max = region.layout().max_subscribers as usize;
-    let now = now_ns();
+    let now = retention_clock_ns();
     let retention_ms = h.group_retention_ms.load(Ordering::Relaxed);
     for (idx, c) in region.consumers().iter().enumerate().take(max) {
         let state = c.state.load(Ordering::Acquire);
@@ -376,17 +423,23 @@ pub(crate) fn reap_locked(g: &TableGuard<'_>) -> ReapReport {
             .count() as u32;
         let group = state == CONSUMER_LIVE && c.kind.load(Ordering::Relaxed) == KIND_GROUP;
         if group && holders == 0 {
-            // No live member: kept, with its backlog, until the retention has passed.
+            // No live member: kept, with its backlog, until the retention has passed. The clock
+            // starts when the last member is seen gone: at its leave, or at the first reap after
+            // its death (this one, which freed its row).
             c.members.store(0, Ordering::Relaxed);
-            let since = c.orphaned_ns.load(Ordering::Relaxed);
-            if since == 0 {
-                c.orphaned_ns.store(now.max(1), Ordering::Relaxed);
-            } else if now.saturating_sub(since) / 1_000_000 >= retention_ms {
-                let backlog = backlog(region, idx as u32);
+            let mut since = c.orphaned_ns.load(Ordering::Relaxed);
+            if since == 0 || since > now {
+                // `since > now`: not a reading of this boot's clock (the machine restarted
+                // with the file kept); start again rather than wait for ever.
+                since = now;
+                c.orphaned_ns.store(since, Ordering::Relaxed);
+            }
+            if (now - since) / 1_000_000 >= retention_ms {
                 report.groups_expired += 1;
-                report.backlog_dropped += backlog;
-                h.backlog_dropped.fetch_add(backlog, Ordering::Relaxed);
+                // Counts what it held as `backlog_dropped` as it drains (drain_consumer).
                 remove_consumer(g, idx as u32, &mut report);
+            } else {
+                recover_unclaimed(g, idx as u32, &mut report);
             }
         } else if state == CONSUMER_DRAINING || holders == 0 {
             // A departure still draining, or a fan-out consumer whose holder died.
@@ -394,6 +447,7 @@ pub(crate) fn reap_locked(g: &TableGuard<'_>) -> ReapReport {
         } else if group {
             c.members.store(holders, Ordering::Relaxed);
             c.orphaned_ns.store(0, Ordering::Relaxed);
+            recover_unclaimed(g, idx as u32, &mut report);
         }
     }
     // Slots claimed by publishers that died before publishing.

@@ -262,7 +262,7 @@ impl Snapshot {
                     kept_for_ms: match c.orphaned_ns.load(Ordering::Relaxed) {
                         0 => None,
                         since => Some(retention_ms.saturating_sub(
-                            crate::region::liveness::now_ns().saturating_sub(since) / 1_000_000,
+                            crate::recovery::retention_clock_ns().saturating_sub(since) / 1_000_000,
                         )),
                     },
                 });

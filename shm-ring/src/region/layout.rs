@@ -19,8 +19,9 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"EVENTBUS");
 /// sizes capped by [`CLASS_BYTES_PER_BLOCK`], free-list `TAKEN` marks; 4: row stats, a
 /// publisher's topic table and a program's counters beside each process row, group retention,
 /// lossy consumers, a publisher's held block; 5: a bridge's `held` and `forgotten` counters, its
-/// label cut to 64 bytes; 6: a consumer's `cursor` on a cache line of its own).
-pub const LAYOUT_VERSION: u32 = 6;
+/// label cut to 64 bytes; 6: a consumer's `cursor` on a cache line of its own; 7: a group's
+/// `orphaned_ns` on `CLOCK_BOOTTIME` instead of the time of day).
+pub const LAYOUT_VERSION: u32 = 7;
 /// Each slab class holds at most `slab_blocks` times this many bytes (at least one block), so the
 /// large classes do not dominate the region: the default bus (4096 blocks, 1 MiB messages) is
 /// just under 24 MiB: two fit a 64 MiB `/dev/shm` (Docker's default).
@@ -246,7 +247,8 @@ pub(crate) struct Consumer {
     /// While [`CONSUMER_DRAINING`]: the position its departure ended at (`RingView::leave`),
     /// below which slots may still hold its bit until a drain finds none.
     pub end: AtomicU64,
-    /// Groups: when the last member left or was found dead (`now_ns`), 0 while it has one. A
+    /// Groups: when the last member left or was found dead, on the retention clock
+    /// (`CLOCK_BOOTTIME`, `recovery::retention_clock_ns`), 0 while it has one. A
     /// group without members stays live, so it keeps its backlog and goes on receiving, until
     /// the header's `group_retention_ms` has passed since then (`docs/delivery.md`).
     pub orphaned_ns: AtomicU64,

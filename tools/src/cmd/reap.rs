@@ -1,18 +1,24 @@
 //! `event-engine reap NAME`: reclaim now what dead processes left on a bus (their rows, their
-//! subscriber bits, the messages only they still held, their claims in groups).
+//! subscriber bits, the messages only they still held, their claims in groups) and drop groups
+//! whose retention has run out, saying what it did.
 
 use anyhow::Result;
 use shm_ring::Bus;
 use std::io::Write;
 
 /// The long help of the subcommand (`event-engine reap --help`).
-pub const LONG_ABOUT: &str = "Reclaim now what dead processes left on the bus: their process-table \
+pub const LONG_ABOUT: &str =
+    "Reclaim now what dead processes left on the bus: their process-table \
 rows, their subscriptions (releasing messages only they still held), messages they had in flight \
-in a group (handed to another member) and slots they claimed but never published. Live processes \
-do this on their own after a while; reap does it at once and says what it found.
+in a group (handed to another member) and slots they claimed but never published; and drops the \
+groups that have had no member for longer than the bus's group retention, with what they still \
+held. Live processes do this on their own after a while; reap does it at once and says what it \
+did.
 
 With --json, prints {\"reaped\": [{\"pid\": int, \"row\": int}], \"blocks_freed\": int, \
-\"slots_recovered\": int, \"redelivered\": int, \"slab_used_before\": int, \"slab_used_after\": int}.";
+\"slots_recovered\": int, \"redelivered\": int, \"redelivery_deferred\": int, \
+\"groups_expired\": int, \"backlog_dropped\": int, \"slab_used_before\": int, \
+\"slab_used_after\": int}.";
 
 /// Arguments of `reap`.
 #[derive(clap::Args, Debug)]
@@ -45,6 +51,13 @@ pub struct Report {
     pub slots_recovered: u64,
     /// In-flight group messages handed back to their group.
     pub redelivered: u64,
+    /// In-flight group messages of dead members left in their group's backlog because its
+    /// redelivery list was full; a later reap hands them back.
+    pub redelivery_deferred: u64,
+    /// Groups dropped because their retention ran out with no member.
+    pub groups_expired: u64,
+    /// Messages dropped with those groups (nobody will handle them).
+    pub backlog_dropped: u64,
     /// Slab blocks in use before the reap.
     pub slab_used_before: u64,
     /// Slab blocks in use after it.
@@ -69,6 +82,9 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
         blocks_freed: r.blocks_freed,
         slots_recovered: r.slots_recovered,
         redelivered: r.redelivered,
+        redelivery_deferred: r.redelivery_deferred,
+        groups_expired: r.groups_expired,
+        backlog_dropped: r.backlog_dropped,
         slab_used_before: before,
         slab_used_after: slab_used(&bus),
     };
@@ -77,12 +93,14 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
         writeln!(out)?;
         return Ok(());
     }
-    if report.reaped.is_empty() {
+    if r.is_empty() {
         writeln!(
             out,
-            "nothing to reap on bus {}: no dead process is attached",
+            "nothing to reap on bus {}: no dead process is attached and no group has expired",
             args.name
         )?;
+    } else if report.reaped.is_empty() {
+        writeln!(out, "no dead process is attached to bus {}", args.name)?;
     } else {
         // A process holds a row per handle (bus, publisher, subscriber): the report lists it once.
         let pids: Vec<String> = r
@@ -112,5 +130,33 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
         report.slots_recovered,
         report.redelivered
     )?;
+    if r.redelivery_deferred > 0 {
+        writeln!(
+            out,
+            "{} message{} of dead group members wait{} in the group's backlog for room on its \
+             redelivery list (a later reap hands {} back)",
+            r.redelivery_deferred,
+            if r.redelivery_deferred == 1 { "" } else { "s" },
+            if r.redelivery_deferred == 1 { "s" } else { "" },
+            if r.redelivery_deferred == 1 {
+                "it"
+            } else {
+                "them"
+            },
+        )?;
+    }
+    if r.groups_expired > 0 || r.backlog_dropped > 0 {
+        writeln!(
+            out,
+            "dropped {} group{} whose retention ran out with no member; {} message{} dropped \
+             with {} (nobody will handle {})",
+            r.groups_expired,
+            if r.groups_expired == 1 { "" } else { "s" },
+            r.backlog_dropped,
+            if r.backlog_dropped == 1 { "" } else { "s" },
+            if r.groups_expired == 1 { "it" } else { "them" },
+            if r.backlog_dropped == 1 { "it" } else { "them" },
+        )?;
+    }
     Ok(())
 }

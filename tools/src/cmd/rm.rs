@@ -9,7 +9,8 @@ use std::io::Write;
 pub const LONG_ABOUT: &str =
     "Remove the bus file /dev/shm/event_engine.<name>. Refuses while live \
 processes are attached, and refuses a file it cannot read as a bus (corrupt, foreign, another \
-layout version); --force removes it anyway. Processes still attached keep their mapping until \
+layout version, or not a file at all); --force removes it anyway, a directory with what it \
+holds. Processes still attached keep their mapping until \
 they exit; new attachers no longer find the bus.";
 
 /// Arguments of `rm`.
@@ -20,6 +21,22 @@ pub struct Args {
     /// Remove even with live processes attached or when the file cannot be read as a bus.
     #[arg(long)]
     pub force: bool,
+}
+
+/// Removes what is at the bus's path. A directory there (never a bus; reached only with
+/// `--force`, since it cannot be read as a bus) is removed with what it holds, as the error that
+/// names it says; symbolic links in it are removed, never followed.
+fn remove(name: &str) -> Result<()> {
+    let path = shm_ring::shm_path(name);
+    match std::fs::symlink_metadata(&path) {
+        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&path).with_context(|| {
+            format!(
+                "cannot remove the directory {} at the path of bus {name}",
+                path.display()
+            )
+        }),
+        _ => Ok(Bus::unlink(name)?),
+    }
 }
 
 /// Removes the bus.
@@ -53,7 +70,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
         ))
         .into());
     }
-    Bus::unlink(&args.name)?;
+    remove(&args.name)?;
     if live.is_empty() {
         writeln!(out, "removed bus {}", args.name)?;
     } else {
