@@ -27,7 +27,7 @@ use crate::message::Outgoing;
 use crate::payload::PyMessagePayload;
 use crate::shared::Shared;
 use crate::source::{BusSource, GetWait, MessageSource, PutWait, QueueSource, Source};
-use crate::topic::{not_exact, topic_arg, topic_ref, PyTopic};
+use crate::topic::{not_exact, topic_arg, topic_ref, PyTopic, PyTopicKey};
 
 /// `None` for "wait forever" (the reference's `timeout=0.0`, a negative or an infinite one, or
 /// one too long for a `Duration`), else the duration. NaN is an error: it is no number of
@@ -234,7 +234,8 @@ impl PyEventEngine {
         };
         let out = PyDict::new(py);
         for h in hooks {
-            out.set_item(h.get().topic_ref().clone_ref(py), h)?;
+            let topic = h.get().topic_ref().borrow(py).inner.clone();
+            out.set_item(PyTopicKey::new(py, topic)?, h)?;
         }
         Ok(out)
     }
@@ -686,13 +687,16 @@ impl PyEventEngine {
         Ok(hooks)
     }
 
-    /// `{Topic: EventHook}` of the exact topics (a copy).
+    /// `{Topic: EventHook}` of the exact topics (a copy). The keys are `Topic`s, as
+    /// PyEventEngine 0.6.2's compiled engine gives, that also equal their topic strings, as its
+    /// pure-Python engine and hook-map helpers give (`TopicKey`): `list(m) == ["registry.hook"]`,
+    /// `m[Topic("registry.hook")]` and `m["registry.hook"]` all work.
     #[getter]
     fn exact_topic_hook_map<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         self.hook_map(py, true)
     }
 
-    /// `{Topic: EventHook}` of the generic topics (a copy).
+    /// `{Topic: EventHook}` of the generic topics (a copy; keys as in `exact_topic_hook_map`).
     #[getter]
     fn generic_topic_hook_map<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         self.hook_map(py, false)

@@ -33,6 +33,13 @@ fn check_interval(interval: f64) -> PyResult<Duration> {
     Ok(Duration::from_secs_f64(interval))
 }
 
+/// When a timer that is not aligned ticks first: at `activate_time`, or at once when there is
+/// none, as PyEventEngine 0.6.2 does (its first tick comes when the timer starts, with that
+/// moment as `trigger_time`).
+fn first_tick_at(activate_time: Option<&Bound<'_, PyAny>>) -> PyResult<SystemTime> {
+    Ok(to_system_time(activate_time)?.unwrap_or_else(SystemTime::now))
+}
+
 /// `datetime` -> `SystemTime` (naive datetimes are local time, as `datetime.now()`).
 fn to_system_time(activate_time: Option<&Bound<'_, PyAny>>) -> PyResult<Option<SystemTime>> {
     let Some(t) = activate_time else {
@@ -122,7 +129,8 @@ impl PyEventEngineEx {
     }
 
     /// The topic of the timer firing every `interval` seconds, started on first
-    /// request (1 and 60 are aligned to the wall-clock second and minute).
+    /// request (1 and 60 are aligned to the wall-clock second and minute). Any other interval
+    /// ticks first at `activate_time`, or at once when there is none (as PyEventEngine 0.6.2).
     #[pyo3(signature = (interval, activate_time = None))]
     fn get_timer(
         slf: PyRef<'_, Self>,
@@ -147,7 +155,7 @@ impl PyEventEngineEx {
         };
         let topic = Arc::new(topic);
         let start = match alignment {
-            Alignment::None => to_system_time(activate_time)?,
+            Alignment::None => Some(first_tick_at(activate_time)?),
             _ => None,
         };
         let timer = spawn(&engine.shared, topic.clone(), interval, start, alignment)?;
@@ -176,8 +184,8 @@ impl PyEventEngineEx {
         Ok(topic_obj)
     }
 
-    /// Publishes `topic` every `interval` seconds from `activate_time` (default
-    /// now + interval) until the engine stops; blocks the calling thread.
+    /// Publishes `topic` every `interval` seconds from `activate_time` (default: now, a first
+    /// tick at once, as PyEventEngine 0.6.2) until the engine stops; blocks the calling thread.
     #[pyo3(signature = (interval, topic, activate_time = None))]
     fn run_timer(
         slf: PyRef<'_, Self>,
@@ -193,7 +201,7 @@ impl PyEventEngineEx {
             &engine.shared,
             topic,
             interval,
-            to_system_time(activate_time)?,
+            Some(first_tick_at(activate_time)?),
             Alignment::None,
         )?;
         block_with_timer(py, engine, timer)

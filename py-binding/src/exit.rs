@@ -77,7 +77,7 @@ fn warn_slow(py: Python<'_>, shared: &Shared) {
         "exit waits for an EventEngine{bus} to finish the handlers of the messages it already \
          took; a handler that never returns holds the exit"
     );
-    if let Ok(log) = logger::package_logger(py) {
+    if let Ok(log) = logger::engine_logger(py) {
         let _ = log.call_method1("warning", (text,));
     }
 }

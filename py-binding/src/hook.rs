@@ -159,7 +159,7 @@ impl PyEventHook {
                 && e.is_instance_of::<PyTypeError>(py)
                 && e.value(py).to_string().ends_with(UNEXPECTED_TOPIC);
             if retry {
-                let log = logger::resolve(py, &self.logger);
+                let log = logger::resolve_event(py, &self.logger);
                 if let Ok(log) = log {
                     let _ = log.call_method1(
                         "warning",
@@ -195,7 +195,7 @@ impl PyEventHook {
         let logged = (|| -> PyResult<()> {
             let log = match own_logger {
                 Some(l) => l.bind(py).clone(),
-                None => logger::resolve(py, &self.logger)?,
+                None => logger::resolve_event(py, &self.logger)?,
             };
             let exc_info = PyTuple::new(
                 py,
@@ -256,7 +256,7 @@ impl PyEventHook {
             if deduplicate {
                 return Ok(());
             }
-            let log = logger::resolve(py, &self.logger)?;
+            let log = logger::resolve_event(py, &self.logger)?;
             log.call_method1(
                 "warning",
                 (
@@ -330,7 +330,7 @@ impl PyEventHook {
         if self.remove(py, handler).is_some() {
             return Ok(());
         }
-        logger::resolve(py, &self.logger)?.call_method1(
+        logger::resolve_event(py, &self.logger)?.call_method1(
             "warning",
             (
                 "Handler %r does not exist in the handlers of topic \"%s\": nothing was removed",
@@ -387,7 +387,7 @@ impl PyEventHook {
     /// The logger handler errors go to (the package logger unless one was given).
     #[getter]
     fn logger<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        logger::resolve(py, &self.logger)
+        logger::resolve_event(py, &self.logger)
     }
 
     #[setter]
@@ -499,7 +499,9 @@ impl PyEventHook {
         self.clear_handlers();
     }
 
-    /// Every handler: those called without `topic=` first, then those called with it.
+    /// Every handler: those called without `topic=` first, then those called with it. The
+    /// callables themselves, as the reference page has it: PyEventEngine 0.6.2 gives a dict per
+    /// handler here (`fn`, `logger`, `idx`, `with_topic`); where the two disagree, the page wins.
     #[getter]
     fn handlers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         self.handler_list(py)
@@ -550,7 +552,9 @@ impl PyEventHookEx {
         found.map(|h| hook.stats_of(py, &h)).transpose()
     }
 
-    /// Iterator of `(handler, stats)` pairs.
+    /// Iterator of `(handler, stats)` pairs, as the reference page has it: PyEventEngine 0.6.2
+    /// gives one dict of the hook's totals here (`n_calls`, `elapsed_seconds`, ...); where the
+    /// two disagree, the page wins.
     #[getter(stats)]
     fn stats_iter<'py>(slf: PyRef<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();

@@ -1,11 +1,27 @@
-//! The package logger: engines and hooks created without an explicit logger
-//! log through it, looked up at log time so that `set_logger` reaches them all.
+//! The package's loggers, named as PyEventEngine names them: the package logger
+//! `logging.getLogger("EventEngine")`, its child `EventEngine.Engine` for engines and
+//! `EventEngine.Event` for hooks. Engines and hooks created without an explicit logger log
+//! through these, looked up at log time so that `set_logger` reaches them all.
 
 use std::sync::{Mutex, MutexGuard};
 
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 
-static PACKAGE_LOGGER: Mutex<Option<Py<PyAny>>> = Mutex::new(None);
+/// The logger `set_logger` chose, used by every engine and hook without its own; `None`: the
+/// named loggers below.
+static CHOSEN_LOGGER: Mutex<Option<Py<PyAny>>> = Mutex::new(None);
+
+/// Name of the package logger (PyEventEngine's).
+const PACKAGE_LOGGER_NAME: &str = "EventEngine";
+/// Name of the logger engines log on by default (PyEventEngine's).
+const ENGINE_LOGGER_NAME: &str = "EventEngine.Engine";
+/// Name of the logger hooks log on by default (PyEventEngine's).
+const EVENT_LOGGER_NAME: &str = "EventEngine.Event";
+
+static PACKAGE_LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static ENGINE_LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static EVENT_LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// Locks a logger slot. Only clones and swaps happen under it (never Python
 /// code), so a poisoned lock still holds a consistent value.
@@ -13,23 +29,54 @@ fn slot(m: &Mutex<Option<Py<PyAny>>>) -> MutexGuard<'_, Option<Py<PyAny>>> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The package logger (`logging.getLogger("event_engine")` until `set_logger`).
-pub(crate) fn package_logger(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-    let current = slot(&PACKAGE_LOGGER).as_ref().map(|l| l.clone_ref(py));
-    if let Some(l) = current {
-        return Ok(l.into_bound(py));
-    }
-    let logger = py
-        .import("logging")?
-        .getattr("getLogger")?
-        .call1(("event_engine",))?;
-    let chosen = slot(&PACKAGE_LOGGER)
-        .get_or_insert_with(|| logger.unbind())
-        .clone_ref(py);
-    Ok(chosen.into_bound(py))
+/// `logging.getLogger(name)`, looked up once (`logging` hands out one logger per name for the
+/// life of the process).
+fn named<'py>(
+    py: Python<'py>,
+    cell: &'static PyOnceLock<Py<PyAny>>,
+    name: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    cell.get_or_try_init(py, || {
+        Ok::<_, PyErr>(
+            py.import("logging")?
+                .getattr("getLogger")?
+                .call1((name,))?
+                .unbind(),
+        )
+    })
+    .map(|l| l.bind(py).clone())
 }
 
-/// An object's own logger (kept in `own`) if it has one, else the package logger.
+/// The logger `set_logger` chose, or else `logging.getLogger(name)`.
+fn chosen_or<'py>(
+    py: Python<'py>,
+    cell: &'static PyOnceLock<Py<PyAny>>,
+    name: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    let chosen = slot(&CHOSEN_LOGGER).as_ref().map(|l| l.clone_ref(py));
+    match chosen {
+        Some(l) => Ok(l.into_bound(py)),
+        None => named(py, cell, name),
+    }
+}
+
+/// The package logger (`logging.getLogger("EventEngine")` unless `set_logger` chose another).
+pub(crate) fn package_logger(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    chosen_or(py, &PACKAGE_LOGGER, PACKAGE_LOGGER_NAME)
+}
+
+/// The logger of engines without their own (`EventEngine.Engine` unless `set_logger` chose
+/// another).
+pub(crate) fn engine_logger(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    chosen_or(py, &ENGINE_LOGGER, ENGINE_LOGGER_NAME)
+}
+
+/// The logger of hooks without their own (`EventEngine.Event` unless `set_logger` chose another).
+pub(crate) fn event_logger(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    chosen_or(py, &EVENT_LOGGER, EVENT_LOGGER_NAME)
+}
+
+/// An engine's own logger (kept in `own`) if it has one, else [`engine_logger`].
 pub(crate) fn resolve<'py>(
     py: Python<'py>,
     own: &Mutex<Option<Py<PyAny>>>,
@@ -37,7 +84,19 @@ pub(crate) fn resolve<'py>(
     let own = slot(own).as_ref().map(|l| l.clone_ref(py));
     match own {
         Some(l) => Ok(l.into_bound(py)),
-        None => package_logger(py),
+        None => engine_logger(py),
+    }
+}
+
+/// A hook's own logger (kept in `own`) if it has one, else [`event_logger`].
+pub(crate) fn resolve_event<'py>(
+    py: Python<'py>,
+    own: &Mutex<Option<Py<PyAny>>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let own = slot(own).as_ref().map(|l| l.clone_ref(py));
+    match own {
+        Some(l) => Ok(l.into_bound(py)),
+        None => event_logger(py),
     }
 }
 
@@ -61,7 +120,9 @@ pub(crate) fn is_logger(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
 const LOGGER_METHODS: [&str; 4] = ["debug", "info", "warning", "error"];
 
 /// Sets the logger of the package: every engine and hook created without an
-/// explicit logger logs through it from now on.
+/// explicit logger logs through it from now on. Given the package logger itself
+/// (`logging.getLogger("EventEngine")`), goes back to the default: engines on
+/// `EventEngine.Engine`, hooks on `EventEngine.Event`.
 #[pyfunction]
 pub(crate) fn set_logger(logger: Bound<'_, PyAny>) -> PyResult<()> {
     for method in LOGGER_METHODS {
@@ -72,7 +133,9 @@ pub(crate) fn set_logger(logger: Bound<'_, PyAny>) -> PyResult<()> {
             )));
         }
     }
-    replace(&PACKAGE_LOGGER, Some(logger.unbind()));
+    let package = named(logger.py(), &PACKAGE_LOGGER, PACKAGE_LOGGER_NAME)?;
+    let chosen = (!logger.is(&package)).then(|| logger.unbind());
+    replace(&CHOSEN_LOGGER, chosen);
     Ok(())
 }
 

@@ -6,6 +6,7 @@
 //! copy on write, so a topic already queued or interned never changes under
 //! its readers.
 
+use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::Arc;
 
 use engine_core::{Topic, TopicError, TopicPart};
@@ -16,18 +17,38 @@ use pyo3::types::{PyDict, PyList, PyString, PyType};
 use crate::errors::topic_err;
 use crate::intern;
 use crate::match_result::PyTopicMatchResult;
-use crate::topic_part::{part_to_py, PyTopicPart};
+use crate::topic_part::{part_of, PyTopicPart};
 
 /// A parsed topic: the routing key of every message.
 #[pyclass(name = "Topic", module = "event_engine", subclass)]
 pub struct PyTopic {
     pub(crate) inner: Arc<Topic>,
+    /// Python's hash of the topic string, once asked for (`NO_HASH` until then; Python never
+    /// hashes to -1). Reset when `value` is set.
+    str_hash: AtomicIsize,
 }
 
+/// [`PyTopic::str_hash`] not worked out yet.
+const NO_HASH: isize = -1;
+
 impl PyTopic {
+    /// Whether `other` is the same topic (the same topic string).
+    fn same_topic(&self, other: &PyTopic) -> bool {
+        Arc::ptr_eq(&other.inner, &self.inner) || other.inner.literal() == self.inner.literal()
+    }
+
+    /// The topic, to change in place (copied first if shared), forgetting the cached hash.
+    fn inner_mut(&mut self) -> &mut Topic {
+        self.str_hash.store(NO_HASH, Ordering::Relaxed);
+        Arc::make_mut(&mut self.inner)
+    }
+
     /// Wraps a shared topic.
     pub(crate) fn wrap(inner: Arc<Topic>) -> Self {
-        PyTopic { inner }
+        PyTopic {
+            inner,
+            str_hash: AtomicIsize::new(NO_HASH),
+        }
     }
 
     /// `format`/`format_map`: wildcards whose name `mapping` holds become exact parts (the
@@ -111,7 +132,7 @@ impl PyTopic {
         // Accepted for the reference's signature: memory is managed by Rust here.
         let _ = (alloc, allocator);
         let inner = PyTopic::parse_interned(topic.unwrap_or(""))?;
-        Ok(PyTopic { inner })
+        Ok(PyTopic::wrap(inner))
     }
 
     /// The topic string, exactly as given.
@@ -124,6 +145,7 @@ impl PyTopic {
     #[setter]
     fn set_value(&mut self, value: &str) -> PyResult<()> {
         self.inner = PyTopic::parse_interned(value)?;
+        self.str_hash.store(NO_HASH, Ordering::Relaxed);
         Ok(())
     }
 
@@ -157,15 +179,12 @@ impl PyTopic {
                 "topic part index {index} out of range for a topic of {len} parts"
             )));
         }
-        part_to_py(py, &self.inner.parts()[i as usize])
+        part_of(py, &self.inner, i as usize)
     }
 
     fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let parts = self
-            .inner
-            .parts()
-            .iter()
-            .map(|p| part_to_py(py, p))
+        let parts = (0..self.inner.len())
+            .map(|i| part_of(py, &self.inner, i))
             .collect::<PyResult<Vec<_>>>()?;
         PyList::new(py, parts)?
             .as_any()
@@ -175,16 +194,22 @@ impl PyTopic {
 
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
         match other.cast::<PyTopic>() {
-            Ok(o) => {
-                let o = o.borrow();
-                Arc::ptr_eq(&o.inner, &self.inner) || o.inner.literal() == self.inner.literal()
-            }
+            Ok(o) => self.same_topic(&o.borrow()),
             Err(_) => false,
         }
     }
 
-    fn __hash__(&self) -> u64 {
-        self.inner.hash_value()
+    /// `hash(self.value)`: the hash of the topic string, so that a [`PyTopicKey`] (which also
+    /// equals that string) hashes like both. `hash_value` is the engine's own hash, the same in
+    /// every process.
+    fn __hash__(&self, py: Python<'_>) -> PyResult<isize> {
+        let cached = self.str_hash.load(Ordering::Relaxed);
+        if cached != NO_HASH {
+            return Ok(cached);
+        }
+        let h = PyString::new(py, self.inner.literal()).hash()?;
+        self.str_hash.store(h, Ordering::Relaxed);
+        Ok(h)
     }
 
     fn __repr__(&self) -> String {
@@ -242,13 +267,13 @@ impl PyTopic {
         part: &Bound<'py, PyAny>,
     ) -> PyResult<PyRefMut<'py, Self>> {
         let part = extract_part(part)?;
-        Arc::make_mut(&mut slf.inner).push_part(part);
+        slf.inner_mut().push_part(part);
         Ok(slf)
     }
 
     /// Rebuilds the topic string from the parts; returns this topic.
     fn update_literal(mut slf: PyRefMut<'_, Self>) -> PyRefMut<'_, Self> {
-        Arc::make_mut(&mut slf.inner).update_literal();
+        slf.inner_mut().update_literal();
         slf
     }
 
@@ -261,7 +286,7 @@ impl PyTopic {
     fn __iadd__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<()> {
         // Read the operand before borrowing self mutably: it may be self (`t += t`).
         let addition = Addition::of(other)?;
-        addition.apply(Arc::make_mut(&mut slf.borrow_mut().inner));
+        addition.apply(slf.borrow_mut().inner_mut());
         Ok(())
     }
 
@@ -318,6 +343,44 @@ impl Addition {
             Addition::Topic(t) => topic.extend(&t),
             Addition::Part(p) => topic.push_part(p),
         }
+    }
+}
+
+/// A key of the engine's hook maps (`exact_topic_hook_map`, `generic_topic_hook_map`): a
+/// `Topic` that also equals its topic string. PyEventEngine 0.6.2's compiled engine keys these
+/// maps by `Topic`, its pure-Python engine and its hook-map helpers by the topic string; with
+/// these keys code written for either works: `list(m) == ["registry.hook"]`,
+/// `m[Topic("registry.hook")]` and `m["registry.hook"]`. Other topics stay unequal to strings.
+#[pyclass(name = "TopicKey", module = "event_engine", extends = PyTopic)]
+pub struct PyTopicKey;
+
+impl PyTopicKey {
+    /// The key for `topic`.
+    pub(crate) fn new(py: Python<'_>, topic: Arc<Topic>) -> PyResult<Py<PyTopicKey>> {
+        Py::new(
+            py,
+            PyClassInitializer::from(PyTopic::wrap(topic)).add_subclass(PyTopicKey),
+        )
+    }
+}
+
+#[pymethods]
+impl PyTopicKey {
+    fn __eq__(slf: PyRef<'_, Self>, other: &Bound<'_, PyAny>) -> bool {
+        let me = slf.as_super();
+        if let Ok(o) = other.cast::<PyTopic>() {
+            return me.same_topic(&o.borrow());
+        }
+        match other.cast::<PyString>() {
+            Ok(s) => s.to_cow().is_ok_and(|s| s == me.inner.literal()),
+            Err(_) => false,
+        }
+    }
+
+    /// As `Topic.__hash__` (`hash(self.value)`), which the string it equals shares.
+    fn __hash__(slf: PyRef<'_, Self>) -> PyResult<isize> {
+        let py = slf.py();
+        slf.as_super().__hash__(py)
     }
 }
 

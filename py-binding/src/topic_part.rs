@@ -1,7 +1,10 @@
 //! The `TopicType` enum and the `TopicPart` family: one part of a topic
 //! (exact text, a wildcard, a range of options or a regex) as Python sees it.
 
-use engine_core::{Pattern, TopicPart, TopicType};
+use std::sync::Arc;
+
+use engine_core::{Pattern, Topic, TopicPart, TopicType};
+use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList};
@@ -36,6 +39,16 @@ pub(crate) fn topic_type_enum(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
 #[pyclass(name = "TopicPart", module = "event_engine", subclass, frozen)]
 pub struct PyTopicPart {
     pub(crate) part: TopicPart,
+    /// The topic this part was taken from and its index there (`index < topic.len()`); `None`
+    /// for a part made on its own.
+    pub(crate) chain: Option<(Arc<Topic>, usize)>,
+}
+
+impl PyTopicPart {
+    /// A part made on its own (not taken from a topic).
+    fn alone(part: TopicPart) -> Self {
+        PyTopicPart { part, chain: None }
+    }
 }
 
 #[pymethods]
@@ -50,6 +63,23 @@ impl PyTopicPart {
     #[getter]
     fn addr(&self) -> usize {
         &self.part as *const TopicPart as usize
+    }
+
+    /// The part after this one in the topic it was taken from (`topic[i].next()` is
+    /// `topic[i + 1]`), as in PyEventEngine 0.6.2. `StopIteration` for the last part of a topic
+    /// and for a part made on its own.
+    fn next(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        match &self.chain {
+            Some((topic, i)) if i + 1 < topic.len() => part_of(py, topic, i + 1),
+            _ => Err(PyStopIteration::new_err(())),
+        }
+    }
+
+    /// True for a part made on its own, False for one taken from a topic (whose part it
+    /// stays), as PyEventEngine 0.6.2 reports ownership.
+    #[getter]
+    fn owner(&self) -> bool {
+        self.chain.is_none()
     }
 
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
@@ -80,7 +110,7 @@ impl PyTopicPartExact {
         // Accepted for the reference's signature: nothing to allocate here.
         let _ = alloc;
         let part = TopicPart::Exact(part.unwrap_or_default());
-        (PyTopicPartExact, PyTopicPart { part })
+        (PyTopicPartExact, PyTopicPart::alone(part))
     }
 
     /// The literal text of this part.
@@ -121,7 +151,7 @@ impl PyTopicPartAny {
         // Accepted for the reference's signature: nothing to allocate here.
         let _ = alloc;
         let part = TopicPart::Any(name.unwrap_or_default());
-        (PyTopicPartAny, PyTopicPart { part })
+        (PyTopicPartAny, PyTopicPart::alone(part))
     }
 
     /// The wildcard's name.
@@ -163,9 +193,7 @@ impl PyTopicPartRange {
             .collect();
         (
             PyTopicPartRange,
-            PyTopicPart {
-                part: TopicPart::Range(options),
-            },
+            PyTopicPart::alone(TopicPart::Range(options)),
         )
     }
 
@@ -223,9 +251,7 @@ impl PyTopicPartPattern {
             PyTopicPartPattern {
                 compiled: PyOnceLock::new(),
             },
-            PyTopicPart {
-                part: TopicPart::Pattern(pattern),
-            },
+            PyTopicPart::alone(TopicPart::Pattern(pattern)),
         ))
     }
 
@@ -255,15 +281,32 @@ impl PyTopicPartPattern {
     }
 }
 
-/// Builds the Python object (of the right subclass) for a topic part.
+/// Builds the Python object (of the right subclass) for a topic part not linked to a topic.
 pub(crate) fn part_to_py(py: Python<'_>, part: &TopicPart) -> PyResult<Py<PyAny>> {
-    let base = PyTopicPart { part: part.clone() };
+    new_part(py, PyTopicPart::alone(part.clone()))
+}
+
+/// The Python object for part `index` of `topic` (`index < topic.len()`), linked to the topic
+/// for [`PyTopicPart::next`].
+pub(crate) fn part_of(py: Python<'_>, topic: &Arc<Topic>, index: usize) -> PyResult<Py<PyAny>> {
+    new_part(
+        py,
+        PyTopicPart {
+            part: topic.parts()[index].clone(),
+            chain: Some((topic.clone(), index)),
+        },
+    )
+}
+
+/// Wraps `base` in the Python subclass of its kind.
+fn new_part(py: Python<'_>, base: PyTopicPart) -> PyResult<Py<PyAny>> {
+    let ttype = base.part.ttype();
     let init = PyClassInitializer::from(base);
-    Ok(match part {
-        TopicPart::Exact(_) => Py::new(py, init.add_subclass(PyTopicPartExact))?.into_any(),
-        TopicPart::Any(_) => Py::new(py, init.add_subclass(PyTopicPartAny))?.into_any(),
-        TopicPart::Range(_) => Py::new(py, init.add_subclass(PyTopicPartRange))?.into_any(),
-        TopicPart::Pattern(_) => Py::new(
+    Ok(match ttype {
+        TopicType::Exact => Py::new(py, init.add_subclass(PyTopicPartExact))?.into_any(),
+        TopicType::Any => Py::new(py, init.add_subclass(PyTopicPartAny))?.into_any(),
+        TopicType::Range => Py::new(py, init.add_subclass(PyTopicPartRange))?.into_any(),
+        TopicType::Pattern => Py::new(
             py,
             init.add_subclass(PyTopicPartPattern {
                 compiled: PyOnceLock::new(),

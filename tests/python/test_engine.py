@@ -47,7 +47,7 @@ def test_defaults_and_attributes():
     eng = EventEngine()
     assert eng.capacity == 4095
     assert eng.active is False and eng.occupied == 0 and len(eng) == 0
-    assert eng.logger is logging.getLogger("event_engine")
+    assert eng.logger is logging.getLogger("EventEngine.Engine")
     lg = logging.getLogger("test.engine")
     assert EventEngine(capacity=8, logger=lg).logger is lg
     assert "idle" in repr(eng)
@@ -292,7 +292,7 @@ def test_stop_then_restart_keeps_queued_messages(engine):
 
 
 def test_start_twice_and_stop_twice_warn(engine, caplog):
-    with caplog.at_level(logging.WARNING, logger="event_engine"):
+    with caplog.at_level(logging.WARNING, logger="EventEngine"):
         engine.start()
         engine.start()
         engine.stop()
@@ -375,6 +375,26 @@ def test_register_and_unregister(engine):
     engine.unregister_handler(Topic("Reg.Missing"), h1)  # logged, not raised
 
 
+def test_hook_map_keys_are_topics_that_equal_their_strings(engine):
+    # PyEventEngine 0.6.2's compiled engine keys its hook maps by Topic, its pure-Python engine
+    # (and its hook-map helpers) by the topic string: code written for either finds its keys.
+    exact, generic = Topic("registry.hook"), Topic("registry.+generic")
+    hook = EventHook(exact)
+    engine.register_hook(hook)
+    engine.register_handler(generic, print)
+    exact_map, generic_map = engine.exact_topic_hook_map, engine.generic_topic_hook_map
+    assert list(exact_map.keys()) == [exact.value] == ["registry.hook"]
+    assert list(generic_map.keys()) == [generic.value]
+    assert list(exact_map) == [exact] and list(generic_map) == [generic]
+    (key,) = exact_map
+    assert isinstance(key, Topic) and key.value == "registry.hook" and key.is_exact
+    assert exact_map["registry.hook"] is hook and exact_map[exact] is hook
+    assert "registry.hook" in exact_map and exact in exact_map
+    assert "registry.+generic" in generic_map and generic in generic_map
+    # Topics themselves stay unequal to strings.
+    assert exact != "registry.hook"
+
+
 def test_register_hook_and_unregister_hook(engine):
     topic = Topic("Hook.Topic")
     got = Collector(1)
@@ -406,7 +426,7 @@ def test_clear_is_refused_while_running_and_works_when_stopped(engine, caplog):
     hook = engine.exact_topic_hook_map[topic]
     engine.start()
     # Logged, not raised: code written for the reference calls clear() in `finally` blocks.
-    with caplog.at_level(logging.ERROR, logger="event_engine"):
+    with caplog.at_level(logging.ERROR, logger="EventEngine"):
         engine.clear()
     assert "must be stopped" in caplog.text
     assert len(engine) == 1 and len(hook) == 1 and engine.active

@@ -59,6 +59,21 @@ def test_interval_timer_ticks_with_interval_and_trigger_time(engine):
     assert engine.timer == {0.05: topic}
 
 
+def test_an_interval_timer_ticks_first_when_it_starts(engine):
+    # As PyEventEngine 0.6.2: without activate_time, a timer that is not aligned to the second
+    # or the minute ticks at once (trigger_time: when it started), not one interval later.
+    engine.start()
+    topic = Topic("EventEngine.Internal.Timer.30.0")
+    ticks = Ticks(1)
+    engine.register_handler(topic, ticks)
+    before = datetime.datetime.now()
+    assert engine.get_timer(30.0) == topic
+    assert ticks.done.wait(WAIT)  # well before the first interval ends
+    first = ticks.kwargs[0]
+    assert first["interval"] == 30.0
+    assert abs((first["trigger_time"] - before).total_seconds()) < 1
+
+
 def test_activate_time_sets_the_first_tick(engine):
     engine.start()
     start = datetime.datetime.now() + datetime.timedelta(milliseconds=100)

@@ -76,7 +76,7 @@ def test_add_handler_takes_a_logger_for_that_handlers_errors(caplog):
     with caplog.at_level(logging.ERROR):
         hook.trigger(message(Topic("A.B")))
     by_logger = {r.name: r.getMessage() for r in caplog.records}
-    assert "boom" in by_logger["test.hook.own"] and "bang" in by_logger["event_engine"]
+    assert "boom" in by_logger["test.hook.own"] and "bang" in by_logger["EventEngine.Event"]
 
 
 def test_add_handler_in_the_reference_argument_order():
@@ -97,11 +97,11 @@ def test_add_handler_in_the_reference_argument_order():
 
 def test_remove_handler_of_a_missing_handler_logs_a_warning(caplog):
     hook = EventHook(Topic("A.B"))
-    with caplog.at_level(logging.WARNING, logger="event_engine"):
+    with caplog.at_level(logging.WARNING, logger="EventEngine"):
         assert hook.remove_handler(print) is hook
     assert "does not exist" in caplog.text and "A.B" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="event_engine"):
+    with caplog.at_level(logging.WARNING, logger="EventEngine"):
         hook -= print  # the operator stays silent
     assert caplog.text == ""
 
@@ -171,7 +171,7 @@ def test_add_remove_deduplicate_clear(caplog):
     hook.add_handler(h)
     hook.add_handler(h, deduplicate=True)
     assert len(hook) == 1
-    with caplog.at_level(logging.WARNING, logger="event_engine"):
+    with caplog.at_level(logging.WARNING, logger="EventEngine"):
         hook.add_handler(h)
     assert len(hook) == 2
     assert "already registered" in caplog.text
@@ -285,7 +285,7 @@ def test_hook_attributes():
     hook.retry_on_unexpected_topic = True
     assert hook.retry_on_unexpected_topic
     assert 'EventHook "Attr.Topic"' in repr(hook) and "handlers=0" in repr(hook)
-    assert EventHook(t).logger is logging.getLogger("event_engine")
+    assert EventHook(t).logger is logging.getLogger("EventEngine.Event")
 
 
 def test_handler_added_during_trigger_runs_next_time():

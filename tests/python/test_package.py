@@ -45,7 +45,33 @@ def test_capi_alias():
 @pytest.fixture
 def restore_logger():
     yield
-    event_engine.set_logger(logging.getLogger("event_engine"))
+    event_engine.set_logger(event_engine.LOGGER)
+
+
+def test_loggers_have_pyeventengine_names(restore_logger, caplog):
+    # Code configures PyEventEngine's logging by name: the package logger "EventEngine", engines
+    # on its child "EventEngine.Engine", hooks on "EventEngine.Event".
+    from event_engine import capi
+
+    assert event_engine.LOGGER is logging.getLogger("EventEngine")
+    assert capi.LOGGER is event_engine.LOGGER
+    engine = event_engine.EventEngine()
+    hook = event_engine.EventHook(event_engine.Topic("Log.Names"))
+    assert engine.logger is logging.getLogger("EventEngine.Engine")
+    assert hook.logger is logging.getLogger("EventEngine.Event")
+    with caplog.at_level(logging.DEBUG, logger="EventEngine"):
+        engine.unregister_handler(event_engine.Topic("Log.Nothing"), print)
+        hook.remove_handler(print)
+    by_name = {(r.name, r.levelname): r.getMessage() for r in caplog.records}
+    assert "No EventHook registered" in by_name["EventEngine.Engine", "ERROR"]
+    assert "does not exist" in by_name["EventEngine.Event", "WARNING"]
+    # set_logger sends both elsewhere; given the package logger, it goes back to the names.
+    app = logging.getLogger("test.names.app")
+    event_engine.set_logger(app)
+    assert engine.logger is app and hook.logger is app
+    event_engine.set_logger(event_engine.LOGGER)
+    assert engine.logger is logging.getLogger("EventEngine.Engine")
+    assert hook.logger is logging.getLogger("EventEngine.Event")
 
 
 def test_set_logger_reaches_engines_and_hooks_without_their_own(restore_logger, caplog):

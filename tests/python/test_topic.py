@@ -52,6 +52,33 @@ def test_equality_and_hash_by_literal():
     assert d[b] == 1
 
 
+def test_parts_of_a_topic_chain_with_next_as_in_pyeventengine():
+    # PyEventEngine 0.6.2: topic[i].next() is topic[i + 1]; StopIteration after the last.
+    t = Topic("a.+b.(x|y)")
+    parts = list(t)
+    second = parts[0].next()
+    assert isinstance(second, TopicPartAny) and second.name == "b"
+    third = parts[1].next()
+    assert isinstance(third, TopicPartRange) and list(third.options()) == ["x", "y"]
+    assert t[0].next().next() == third
+    with pytest.raises(StopIteration):
+        parts[2].next()
+    with pytest.raises(StopIteration):
+        t[-1].next()
+    # A part made on its own is not part of a topic: it owns itself and has no next.
+    alone = TopicPartExact("x", alloc=True)
+    assert alone.owner is True and all(p.owner is False for p in t)
+    with pytest.raises(StopIteration):
+        alone.next()
+    # A chain follows the topic the part came from, not later changes to another topic.
+    grown = Topic("p.q")
+    first = grown[0]
+    grown.append(TopicPartExact("r"))
+    with pytest.raises(StopIteration):
+        first.next().next()
+    assert grown[1].next().part == "r"
+
+
 def test_generic_topics_and_part_kinds():
     t = Topic(r"Realtime.(TickData|TradeData)./^[0-9]{6}\.(SZ|SH)$/.+suffix.{ticker}")
     assert not t.is_exact

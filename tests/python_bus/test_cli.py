@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,6 +84,36 @@ def test_inspect_json_sees_the_python_engines(bus: str) -> None:
     assert [(g["name"], g["members"]) for g in after["groups"]] == [("workers", 0)]
     assert after["groups"][0]["kept_for_ms"] > 0
     assert after["ring"]["occupancy"] == 1
+
+
+def test_tail_shows_a_publish_only_engines_message_within_a_second(bus: str) -> None:
+    # A Python engine that only publishes: never started, no hooks, no other subscriber on the
+    # bus. Its first put finds nobody who wants the topic (and its publisher remembers that).
+    engine = EventEngine(bus=bus)
+    topic = Topic("Orders.New")
+    engine.put(topic, 0)
+    tail = subprocess.Popen(
+        [cli(), "tail", bus, "-n", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert tail.stderr is not None
+        started = tail.stderr.readline()  # printed once tail is attached
+        assert started.startswith("tailing bus"), started
+        sent = time.monotonic()
+        engine.put(topic, 42, side="buy")
+        out, err = tail.communicate(timeout=30)  # a hang guard, not the time checked
+        shown = time.monotonic() - sent
+    finally:
+        if tail.poll() is None:
+            tail.kill()
+            tail.wait()
+    assert tail.returncode == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 1 and " Orders.New " in lines[0], out
+    assert lines[0].endswith("(42, side='buy')"), out
+    assert shown < 1.0, f"the message took {shown:.2f} s to appear"
+    engine.close()
+    assert_idle(bus)
 
 
 @pytest.mark.parametrize(

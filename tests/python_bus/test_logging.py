@@ -25,11 +25,11 @@ def procs(ctx):
 
 
 def infos(caplog):
-    return [r.getMessage() for r in caplog.records if r.name == "event_engine" and r.levelno == logging.INFO]
+    return [r.getMessage() for r in caplog.records if r.name == "EventEngine.Engine" and r.levelno == logging.INFO]
 
 
 def test_attach_and_detach_are_logged_at_info_with_bus_group_and_pid(bus, caplog):
-    with caplog.at_level(logging.INFO, logger="event_engine"), EventEngine(bus=bus, group="workers") as engine:
+    with caplog.at_level(logging.INFO, logger="EventEngine"), EventEngine(bus=bus, group="workers") as engine:
         slots = engine.capacity
     pid = os.getpid()
     assert infos(caplog) == [
@@ -39,7 +39,7 @@ def test_attach_and_detach_are_logged_at_info_with_bus_group_and_pid(bus, caplog
     # close() is idempotent, and so is its record.
     caplog.clear()
     engine = EventEngine(bus=bus)
-    with caplog.at_level(logging.INFO, logger="event_engine"):
+    with caplog.at_level(logging.INFO, logger="EventEngine"):
         engine.close()
         engine.close()
     assert infos(caplog) == [f'detached from bus "{bus}" (pid {pid})']
@@ -47,7 +47,7 @@ def test_attach_and_detach_are_logged_at_info_with_bus_group_and_pid(bus, caplog
 
 
 def test_lifecycle_details_are_logged_at_debug_only(bus, caplog):
-    with caplog.at_level(logging.DEBUG, logger="event_engine"), EventEngineEx(bus=bus) as engine:
+    with caplog.at_level(logging.DEBUG, logger="EventEngine"), EventEngineEx(bus=bus) as engine:
         engine.register_handler(Topic("Log.Debug"), print)
         engine.start()
         engine.get_timer(1)
@@ -79,7 +79,7 @@ def test_reap_of_a_killed_member_and_its_redelivered_message_are_logged_at_info(
             got.append(i)
             done.set()
 
-        with caplog.at_level(logging.INFO, logger="event_engine"), EventEngine(bus=bus, group="workers") as heir:
+        with caplog.at_level(logging.INFO, logger="EventEngine"), EventEngine(bus=bus, group="workers") as heir:
             heir.register_handler(Topic("Jobs.Work"), handler)
             heir.start()
             assert done.wait(GUARD), "the killed member's message was not redelivered"

@@ -9,6 +9,7 @@ import logging
 from typing import Any
 
 from event_engine import (
+    LOGGER,
     EventEngine,
     EventEngineEx,
     EventHook,
@@ -16,6 +17,7 @@ from event_engine import (
     MessagePayload,
     Topic,
     TopicMatchResult,
+    TopicPart,
     inspect_bus,
     set_logger,
 )
@@ -49,4 +51,8 @@ def timers_and_hooks() -> None:
     assert_type(topic, Topic)
     assert_type(topic.match(Topic("A.B.C")), TopicMatchResult)
     assert_type(MessagePayload().seq_id, int)
+    assert_type(Topic("A.B")[0].next(), TopicPart)
+    assert_type(Topic("A.B")[0].owner, bool)
     set_logger(logging.getLogger("app"))
+    assert_type(LOGGER, logging.Logger)
+    set_logger(LOGGER)

@@ -52,7 +52,7 @@ pub enum Command {
     /// Watch a bus live: rates per topic, blocked publishers, lag, ring and slab fill, bridges.
     #[command(long_about = cmd::watch::LONG_ABOUT)]
     Watch(cmd::watch::Args),
-    /// Print messages as they pass (lossy by default; --lossless as a subscriber).
+    /// Print messages as they pass (a lossy subscriber by default; --lossless, --observe).
     #[command(long_about = cmd::tail::LONG_ABOUT)]
     Tail(cmd::tail::Args),
     /// Publish messages from the shell.

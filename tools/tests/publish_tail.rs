@@ -1,5 +1,6 @@
 //! `event-engine publish` and `event-engine tail` against live buses: published arguments arrive
-//! decoded as Python would see them, and tail shows traffic without ever holding publishers back.
+//! decoded as Python would see them, and tail shows traffic without ever holding publishers back
+//! (unless asked to be lossless).
 
 mod common;
 
@@ -211,8 +212,6 @@ impl Drop for Tail {
 fn tail_filters_by_topic_and_stops_after_n() {
     let name = BusName::new("tailn");
     let bus = create(&name);
-    // An idle subscriber keeps every message in the ring until tail has read it.
-    let _sub = bus.subscribe().unwrap();
     let mut tail = Tail::start(&[&name.0, "--topic", "md.{symbol}", "-n", "3"]);
     let mut publisher = bus.publisher().unwrap();
     publisher
@@ -261,15 +260,29 @@ fn tail_filters_by_topic_and_stops_after_n() {
 
 #[test]
 fn tail_never_holds_back_a_full_speed_publisher() {
+    never_holds_back_a_full_speed_publisher(&[]);
+}
+
+#[test]
+fn an_observing_tail_never_holds_back_a_full_speed_publisher() {
+    never_holds_back_a_full_speed_publisher(&["--observe"]);
+}
+
+/// A tail started with `mode` shows what passes, and while it is frozen a publisher gets through
+/// many ring-fulls; what tail missed meanwhile it counts, so every message is shown or skipped.
+fn never_holds_back_a_full_speed_publisher(mode: &[&str]) {
     let name = BusName::new("tailfast");
     let bus = create(&name);
     let capacity = bus.config().ring_capacity as u64;
     let mut sub = bus.subscribe().unwrap();
-    let mut tail = Tail::start(&[&name.0]);
+    let mut args = vec![name.0.as_str()];
+    args.extend_from_slice(mode);
+    let mut tail = Tail::start(&args);
     let mut publisher = bus.publisher().unwrap();
     let mut published = 0u64;
 
-    // Seen as they pass: the idle subscriber keeps them in the ring.
+    // Seen as they pass (an observer sees them because the idle subscriber keeps them in the
+    // ring).
     for i in 0..10 {
         let args = [PyValue::Int(i), PyValue::Str("a".into())];
         publisher.publish_pickled("a.x", &args, &[], None).unwrap();
@@ -348,7 +361,6 @@ fn tail_never_holds_back_a_full_speed_publisher() {
 fn tail_json_prints_one_object_per_message() {
     let name = BusName::new("tailjson");
     let bus = create(&name);
-    let _sub = bus.subscribe().unwrap();
     let mut tail = Tail::start(&[&name.0, "--json", "-n", "2"]);
     let mut publisher = bus.publisher().unwrap();
     let seq = publisher
@@ -381,7 +393,6 @@ fn tail_json_prints_one_object_per_message() {
 fn tail_shows_compact_puts_as_arguments_and_survives_hostile_payloads() {
     let name = BusName::new("tailhostile");
     let bus = create(&name);
-    let _sub = bus.subscribe().unwrap();
     let mut tail = Tail::start(&[&name.0, "-n", "3"]);
     let mut publisher = bus.publisher().unwrap();
     // What a Python `put(topic, 4242, 123.5, "ZQXW", size=100)` sends.
@@ -433,6 +444,176 @@ fn raw_numbers(lines: &[String]) -> Vec<u64> {
             text.parse().unwrap_or_else(|_| panic!("{l:?}"))
         })
         .collect()
+}
+
+/// What `tail` printed after it was frozen: the raw payload numbers shown, and the counts of its
+/// `-- skipped N ...` lines, up to and including the line of topic `last_topic`.
+fn shown_and_skipped(tail: &Tail, last_topic: &str) -> (Vec<u64>, u64) {
+    let mut shown = Vec::new();
+    let mut skipped = 0u64;
+    loop {
+        let line = tail.line();
+        if let Some(rest) = line.strip_prefix("-- skipped ") {
+            assert!(rest.contains("fell a full ring behind"), "{line}");
+            skipped += rest.split(' ').next().unwrap().parse::<u64>().unwrap();
+            continue;
+        }
+        shown.extend(raw_numbers(std::slice::from_ref(&line)));
+        if line.contains(&format!(" {last_topic} ")) {
+            return (shown, skipped);
+        }
+    }
+}
+
+#[test]
+fn tail_by_default_sees_every_message_of_a_bus_with_no_other_subscriber() {
+    let name = BusName::new("taillossy");
+    let bus = create(&name);
+    let capacity = bus.config().ring_capacity as u64;
+    let mut publisher = bus.publisher().unwrap();
+    // Nobody wants the topic yet: the publisher drops the message, and keeps that answer in its
+    // interest cache.
+    assert_eq!(
+        publisher
+            .publish("md.AAPL", Codec::Raw, b"0", Some(Duration::ZERO))
+            .unwrap(),
+        None
+    );
+    let mut tail = Tail::start(&[&name.0, "--topic", "md.{symbol}"]);
+    // The cached answer is stale once tail has joined: the next publish addresses tail. Ten
+    // ring-fulls, half a ring at a time, each half shown before the next is published: tail
+    // keeps up, so it shows every matching message, in order, and nothing else.
+    let n = 10 * capacity;
+    let half = capacity / 2;
+    let mut lines = Vec::new();
+    for i in 0..n {
+        assert_eq!(
+            publisher
+                .publish("other.x", Codec::Raw, b"no", Some(Duration::ZERO))
+                .unwrap(),
+            None,
+            "tail wants only md.{{symbol}}"
+        );
+        let seq = publisher
+            .publish(
+                "md.AAPL",
+                Codec::Raw,
+                i.to_string().as_bytes(),
+                Some(Duration::ZERO),
+            )
+            .expect("a lossy tail never holds the publisher back");
+        assert!(seq.is_some(), "message {i} is addressed to tail");
+        if (i + 1) % half == 0 {
+            while (lines.len() as u64) < i + 1 {
+                lines.push(tail.line());
+            }
+        }
+    }
+    assert_eq!(raw_numbers(&lines), (0..n).collect::<Vec<_>>());
+    assert!(
+        tail.started.contains("lossy subscriber")
+            && tail.started.contains("never holds publishers back"),
+        "{}",
+        tail.started
+    );
+    let tail_pid = tail.child.id();
+    let r = inspect_json(&name);
+    assert!(
+        r["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["pid"] == tail_pid && p["role"] == "subscriber" && p["lossy"] == true),
+        "tail is a lossy subscriber: {r}"
+    );
+
+    // Frozen, tail reads nothing; the publisher still never waits: it takes from tail what tail
+    // has not read. Back, tail says how many it missed and goes on.
+    tail.signal(Signal::SIGSTOP);
+    let burst = 5 * capacity;
+    for i in n..n + burst {
+        publisher
+            .publish(
+                "md.AAPL",
+                Codec::Raw,
+                i.to_string().as_bytes(),
+                Some(Duration::ZERO),
+            )
+            .expect("a frozen lossy tail never holds the publisher back");
+    }
+    tail.signal(Signal::SIGCONT);
+    let last = n + burst;
+    publisher
+        .publish("md.END", Codec::Raw, last.to_string().as_bytes(), None)
+        .unwrap()
+        .expect("addressed to tail");
+    let (shown, skipped) = shown_and_skipped(&tail, "md.END");
+    assert!(shown.windows(2).all(|w| w[0] < w[1]), "in order: {shown:?}");
+    assert_eq!(shown.last(), Some(&last));
+    assert_eq!(shown.len() as u64 + skipped, burst + 1, "{shown:?}");
+    assert!(skipped >= burst - capacity, "{skipped}");
+
+    tail.signal(Signal::SIGINT);
+    let (ok, err) = tail.finish();
+    assert!(ok, "Ctrl-C ends tail cleanly: {err}");
+    let total = n + shown.len() as u64;
+    assert!(
+        err.contains(&format!(
+            "tail: {total} messages shown (0 undecodable), {skipped} skipped"
+        )),
+        "{err}"
+    );
+    // It left the bus: nobody wants the topic any more.
+    assert_eq!(
+        publisher
+            .publish("md.AAPL", Codec::Raw, b"x", Some(Duration::ZERO))
+            .unwrap(),
+        None
+    );
+}
+
+#[test]
+fn a_killed_tail_is_reaped_like_any_subscriber() {
+    let name = BusName::new("taillossykilled");
+    let bus = create(&name);
+    let capacity = bus.config().ring_capacity as u64;
+    let mut tail = Tail::start(&[&name.0]);
+    let tail_pid = tail.child.id();
+    tail.signal(Signal::SIGKILL);
+    let _ = tail.child.wait();
+    // Dead and unreaped, it still never holds a publisher back.
+    let mut publisher = bus.publisher().unwrap();
+    for i in 0..3 * capacity {
+        publisher
+            .publish("md.x", Codec::Raw, &i.to_le_bytes(), Some(Duration::ZERO))
+            .expect("a dead lossy tail never holds the publisher back");
+    }
+    let o = run(&["reap", &name.0]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains(&tail_pid.to_string()), "{}", stdout(&o));
+    let r = inspect_json(&name);
+    assert_eq!(r["summary"]["subscribers"], 0, "{r}");
+    assert_eq!(
+        publisher
+            .publish("md.x", Codec::Raw, b"x", Some(Duration::ZERO))
+            .unwrap(),
+        None,
+        "nobody wants it once tail was reaped"
+    );
+    drop(publisher);
+    drop(bus);
+    assert!(shm_ring::inspect(&name.0).unwrap().is_idle());
+}
+
+#[test]
+fn tail_is_lossless_or_an_observer_not_both() {
+    let name = BusName::new("tailmodes");
+    let _bus = create(&name);
+    assert_error(
+        &run(&["tail", &name.0, "--lossless", "--observe"]),
+        2,
+        "cannot be used with",
+    );
 }
 
 #[test]

@@ -8,6 +8,7 @@ reference's names (``Topic`` and its ``PyTopic`` alias, and so on).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, TypedDict
 
@@ -43,6 +44,12 @@ __version__: str = _native.__version__
 #: False: this package is always the compiled engine (there is no pure-Python fallback).
 USING_FALLBACK: bool = False
 
+#: The package logger, ``logging.getLogger("EventEngine")`` as PyEventEngine names it. Engines
+#: without a logger of their own log on its child ``EventEngine.Engine``, hooks on
+#: ``EventEngine.Event``, so configuring ``EventEngine`` configures them all. ``set_logger(x)``
+#: sends all of that to ``x`` instead; ``set_logger(LOGGER)`` goes back to these names.
+LOGGER: logging.Logger = logging.getLogger("EventEngine")
+
 # The reference's class names, kept as aliases so code written for it runs unchanged.
 PyTopic = Topic
 PyTopicType = TopicType
@@ -75,6 +82,7 @@ class HandlerStats(TypedDict):
 Handler = Callable[..., Any]
 
 __all__ = [
+    "LOGGER",
     "USING_FALLBACK",
     "Empty",
     "EventEngine",

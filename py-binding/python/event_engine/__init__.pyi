@@ -1,5 +1,6 @@
 """Type stubs of the ``event_engine`` package (everything comes from ``_native``)."""
 
+import logging
 from collections.abc import Callable
 from typing import Any, TypedDict
 
@@ -77,6 +78,9 @@ from ._native import (
 
 __version__: str
 USING_FALLBACK: bool
+#: ``logging.getLogger("EventEngine")``: engines log on ``EventEngine.Engine``, hooks on
+#: ``EventEngine.Event`` (unless given their own logger, or after ``set_logger``).
+LOGGER: logging.Logger
 
 PyTopic = Topic
 PyTopicType = TopicType
@@ -101,6 +105,7 @@ class HandlerStats(TypedDict):
 Handler: TypeAlias = Callable[..., Any]
 
 __all__ = [
+    "LOGGER",
     "USING_FALLBACK",
     "Empty",
     "EventEngine",

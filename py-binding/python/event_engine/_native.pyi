@@ -36,6 +36,14 @@ class TopicPart:
     def ttype(self) -> TopicType: ...
     @property
     def addr(self) -> int: ...
+    @property
+    def owner(self) -> bool:
+        """True for a part made on its own, False for one taken from a topic (PyEventEngine
+        0.6.2's ownership flag)."""
+    def next(self) -> TopicPart:
+        """The part after this one in the topic it was taken from (``topic[i].next()`` is
+        ``topic[i + 1]``), as in PyEventEngine 0.6.2; ``StopIteration`` for a topic's last part
+        and for a part made on its own."""
     def __eq__(self, other: object) -> bool: ...
     def __hash__(self) -> int: ...
 
@@ -103,8 +111,12 @@ class Topic:
     def __len__(self) -> int: ...
     def __getitem__(self, index: int) -> TopicPart: ...
     def __iter__(self) -> Iterator[TopicPart]: ...
-    def __eq__(self, other: object) -> bool: ...
-    def __hash__(self) -> int: ...
+    def __eq__(self, other: object) -> bool:
+        """Equal to a topic with the same topic string (never to a ``str``: only the keys of the
+        engine's hook maps are, see ``EventEngine.exact_topic_hook_map``)."""
+    def __hash__(self) -> int:
+        """``hash(self.value)`` (``hash_value`` is the engine's own hash, the same in every
+        process)."""
     def __add__(self, other: Topic | TopicPart) -> Topic: ...
     def __iadd__(self, other: Topic | TopicPart) -> Self: ...
     def __call__(self, **kwargs: Any) -> Topic: ...
@@ -162,7 +174,10 @@ class EventHook:
     @property
     def topic(self) -> Topic: ...
     @property
-    def handlers(self) -> list[Callable[..., Any]]: ...
+    def handlers(self) -> list[Callable[..., Any]]:
+        """Every handler, those called without ``topic=`` first. The callables, as the reference
+        page has it: PyEventEngine 0.6.2 gives a dict per handler (``fn``, ``logger``, ``idx``,
+        ``with_topic``); where the two disagree, the page wins."""
     def trigger(self, msg: MessagePayload) -> None: ...
     def __call__(self, msg: MessagePayload) -> None: ...
     def add_handler(
@@ -188,7 +203,10 @@ class EventHookEx(EventHook):
 
     def get_stats(self, handler: Callable[..., Any]) -> _HandlerStats | None: ...
     @property
-    def stats(self) -> Iterator[tuple[Callable[..., Any], _HandlerStats]]: ...
+    def stats(self) -> Iterator[tuple[Callable[..., Any], _HandlerStats]]:
+        """``(handler, stats)`` pairs, as the reference page has it: PyEventEngine 0.6.2 gives
+        one dict of the hook's totals (``n_calls``, ``elapsed_seconds``, ...); where the two
+        disagree, the page wins."""
 
 class Full(Exception):
     """The queue is full and a put could not wait or timed out."""
@@ -269,9 +287,14 @@ class EventEngine:
     def seq_id(self) -> int:
         """Messages put so far: the ``seq_id`` the next one gets (the first gets 0)."""
     @property
-    def exact_topic_hook_map(self) -> dict[Topic, EventHook]: ...
+    def exact_topic_hook_map(self) -> dict[Topic, EventHook]:
+        """A copy of ``{Topic: EventHook}`` for the exact topics. The keys are ``Topic`` objects
+        (as PyEventEngine 0.6.2's compiled engine gives) that also equal their topic strings (what
+        its pure-Python engine and hook-map helpers give): ``list(m) == ["registry.hook"]``,
+        ``m[Topic("registry.hook")]`` and ``m["registry.hook"]`` all work."""
     @property
-    def generic_topic_hook_map(self) -> dict[Topic, EventHook]: ...
+    def generic_topic_hook_map(self) -> dict[Topic, EventHook]:
+        """As ``exact_topic_hook_map``, for the topics with wildcard, range or pattern parts."""
     def activate(self) -> None: ...
     def deactivate(self) -> None: ...
     def run(self) -> None: ...
@@ -328,10 +351,16 @@ class EventEngineEx(EventEngine):
 
     @property
     def timer(self) -> dict[float, Topic]: ...
-    def get_timer(self, interval: float, activate_time: datetime | None = None) -> Topic: ...
+    def get_timer(self, interval: float, activate_time: datetime | None = None) -> Topic:
+        """The topic of the timer ticking every ``interval`` seconds, started on first request
+        (``RuntimeError`` unless the engine is started). 1 and 60 tick on the wall-clock second
+        and minute, with ``interval`` and ``timestamp``; any other interval ticks first at
+        ``activate_time``, or at once when there is none (as PyEventEngine 0.6.2), then every
+        ``interval`` seconds, with ``interval`` and ``trigger_time``."""
     def run_timer(self, interval: float, topic: Topic, activate_time: datetime | None = None) -> None:
         """Runs a timer loop in the calling thread, publishing ``topic`` every ``interval``
-        seconds until the engine stops (it blocks; ``get_timer`` runs one in a background thread)."""
+        seconds from ``activate_time`` (default: at once) until the engine stops (it blocks;
+        ``get_timer`` runs one in a background thread)."""
     def second_timer(self, topic: Topic) -> None:
         """``run_timer`` aligned to the wall-clock second (blocks until the engine stops)."""
     def minute_timer(self, topic: Topic) -> None:
@@ -360,6 +389,10 @@ def inspect_bus(name: str) -> dict[str, Any]:
 
 def unlink_bus(name: str) -> None:
     """Removes the file of bus ``name``; processes still attached keep working."""
-def set_logger(logger: logging.Logger) -> None: ...
+def set_logger(logger: logging.Logger) -> None:
+    """Every engine and hook without a logger of its own logs through ``logger`` from now on
+    (by default engines log on ``EventEngine.Engine`` and hooks on ``EventEngine.Event``);
+    ``set_logger(logging.getLogger("EventEngine"))`` goes back to that default. A ``TypeError``
+    for an object without ``debug``, ``info``, ``warning`` and ``error``."""
 def _cli_main(argv: list[str]) -> int:
     """Runs the `event-engine` command line with `argv` (program name first); returns its exit status."""

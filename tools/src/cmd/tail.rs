@@ -1,10 +1,12 @@
 //! `event-engine tail NAME`: print messages as they pass through a bus.
 //!
-//! Two ways to read. By default through a lossy observer: it copies messages while they sit in
-//! the ring and never holds a publisher back, so a fast bus may move on before it looks; such
-//! messages are counted as skipped and reported, never waited for. With `--lossless`, as a
-//! fan-out subscriber wanting the topics asked for: every matching message, in order, at the
-//! price of holding their publishers back when tail falls a full ring behind.
+//! Three ways to read. By default as a lossy subscriber wanting the `--topic` patterns: every
+//! matching message published after it joined is addressed to it, so it shows them all, in order,
+//! while it keeps up; when it falls a full ring behind, publishers take what it has not read
+//! instead of waiting for it, and tail reports how many it missed. With `--lossless`, as a
+//! lossless fan-out subscriber: it misses nothing, at the price of holding publishers back when it
+//! falls a full ring behind. With `--observe`, as a read-only observer that takes no row: it sees
+//! a message only while some other subscriber still holds it in the ring.
 
 use crate::error::UsageError;
 use crate::payload;
@@ -12,7 +14,7 @@ use crate::signals::StopFlag;
 use crate::topic_filter::TopicFilter;
 use anyhow::Result;
 use engine_core::Topic;
-use shm_ring::{Codec, Message, Observer, SubscribeOptions, Subscriber};
+use shm_ring::{BusError, Codec, Message, Observer, SubscribeOptions, Subscriber};
 use std::io::Write;
 use std::time::Duration;
 
@@ -28,29 +30,36 @@ or hostile bytes, a pickle beyond the decoder's depth and size limits) is shown 
 and the start of its bytes in hex, counted, and tail goes on. --topic (repeatable) keeps the \
 messages whose topic matches one of the patterns.
 
-By default tail reads as a lossy observer: it takes no process-table row and never holds \
-publishers back, and it sees a message only while some subscriber still holds it in the ring. \
-What it misses, counted and reported as skipped: every message of a bus with no subscriber \
-attached (publishers then drop each message at once, so tail shows nothing); messages every \
+By default tail joins the bus as a lossy subscriber wanting the --topic patterns (every topic \
+without one): every matching message published after it started is addressed to it, on a bus \
+with or without other subscribers, and it shows them all, in order, while it keeps up. It never \
+holds a publisher back: when it falls a full ring behind (a slow terminal, output paused or \
+piped into a pager), publishers take the messages it has not read yet instead of waiting, and \
+tail prints how many it missed and goes on. It takes a process-table row like any subscriber; \
+on Ctrl-C or SIGTERM it leaves the bus, and if it is killed (SIGKILL), `event-engine reap` (or \
+the next reap any process of the bus runs) reclaims its row.
+
+With --lossless, tail is a lossless fan-out subscriber instead: it misses nothing, but when it \
+falls a full ring behind, publishers of the topics it wants wait for it. It says so on stderr \
+when it starts. If it is killed, blocked publishers reap it within a second, and \
+`event-engine reap` does at once.
+
+With --observe, tail reads as a read-only observer: it takes no process-table row (so it works \
+on a bus whose table is full, maps the bus read-only, and leaves nothing behind if killed) and \
+changes nothing publishers do, but it sees a message only while some other subscriber still \
+holds it in the ring. What it misses is counted and reported as skipped: every message of a bus \
+with no subscriber attached (publishers then drop each message at once), messages every \
 subscriber acknowledged before tail reached them (most of the traffic on a busy bus whose \
-subscribers keep up); messages whose slot was reused while being copied.
+subscribers keep up), messages whose slot was reused while being copied.
 
-With --lossless, tail joins the bus as a fan-out subscriber wanting the --topic patterns \
-(every topic without one) and shows every matching message published after it started, in \
-order, on a bus with or without other subscribers. It misses nothing, but it is then a consumer \
-like any other: when it falls a full ring behind (a slow terminal, output paused or piped into \
-a pager), publishers of the topics it wants wait for it. It says so on stderr when it starts. \
-On Ctrl-C or SIGTERM it leaves the bus; if it is killed (SIGKILL), blocked publishers reap it \
-within a second, and `event-engine reap` does at once.
-
-Either way it starts with the next message published and runs until Ctrl-C, or until -n \
+Every way it starts with the next message published and runs until Ctrl-C, or until -n \
 messages were shown.
 
 With --json, prints one JSON object per line: for a message {\"seq\": int, \"topic\": str, \
 \"publisher_pid\": int, \"publisher_row\": int, \"timestamp_ns\": int, \"size\": int, \
 \"codec\": \"raw\"|\"pickle\"|\"compact\"|\"codec-<n>\", \"payload\": str (the text described \
-above), \"undecodable\": bool}, and (lossy mode only) \
-{\"skipped\": int} each time messages were skipped since the previous line.";
+above), \"undecodable\": bool}, and (default and --observe) {\"skipped\": int} each time \
+messages were missed since the previous line.";
 
 /// Arguments of `tail`.
 #[derive(clap::Args, Debug)]
@@ -61,10 +70,14 @@ pub struct Args {
     /// 'md.+symbol'); repeat for several.
     #[arg(long, value_name = "PATTERN")]
     pub topic: Vec<String>,
-    /// See every matching message, in order, as a subscriber that may hold publishers back
-    /// (default: a lossy observer that never does, and skips what it cannot keep up with).
-    #[arg(long)]
+    /// Miss nothing, as a subscriber that holds publishers back while it is a full ring behind
+    /// (default: a lossy subscriber that never does, and reports what it missed).
+    #[arg(long, conflicts_with = "observe")]
     pub lossless: bool,
+    /// Read as an observer without a process-table row: sees only messages another subscriber
+    /// still holds in the ring.
+    #[arg(long)]
+    pub observe: bool,
     /// Stop after this many messages.
     #[arg(short = 'n', long = "count", value_name = "N")]
     pub count: Option<u64>,
@@ -140,28 +153,46 @@ fn message_line(m: &Message<'_>, json: bool, max_chars: usize) -> Result<(String
 
 /// Where tail reads from.
 enum Source {
-    /// Lossy: no row, never waited for.
+    /// `--observe`: no row, never addressed, never waited for.
     Observer(Observer),
-    /// Lossless: a fan-out subscriber wanting the patterns.
+    /// A fan-out subscriber wanting the patterns: lossy (the default) or lossless.
     Subscriber(Subscriber),
 }
 
 impl Source {
     /// Waits up to [`POLL`] for the next message.
-    fn recv(&mut self) -> Result<Option<Message<'_>>, shm_ring::BusError> {
+    fn recv(&mut self) -> Result<Option<Message<'_>>, BusError> {
         match self {
             Source::Observer(o) => o.recv(Some(POLL)),
             Source::Subscriber(s) => s.recv(Some(POLL)),
         }
     }
 
-    /// Messages missed so far (always 0 for a subscriber).
+    /// Messages missed so far: skipped by the observer, or taken from the lossy subscriber by
+    /// publishers (always 0 for a lossless subscriber).
     fn skipped(&self) -> u64 {
         match self {
             Source::Observer(o) => o.skipped(),
-            Source::Subscriber(_) => 0,
+            Source::Subscriber(s) => s.missed(),
         }
     }
+}
+
+/// Joins bus `name` as a fan-out subscriber wanting `topics` (every topic when empty).
+fn subscribe(bus: &shm_ring::Bus, topics: &[String], lossy: bool) -> Result<Subscriber> {
+    let topics = (!topics.is_empty()).then(|| topics.to_vec());
+    bus.subscribe_with(&SubscribeOptions {
+        topics,
+        lossy,
+        ..SubscribeOptions::default()
+    })
+    .map_err(|e| match e {
+        BusError::TableFull { .. } => anyhow::Error::new(e).context(
+            "tail joins the bus as a subscriber and found no room; \
+             `event-engine tail --observe` reads without joining",
+        ),
+        e => e.into(),
+    })
 }
 
 /// Tails the bus.
@@ -174,36 +205,43 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
                 .map_err(|e| UsageError(format!("--topic {p:?} is not a valid topic: {e}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let mut filter = (!patterns.is_empty()).then(|| TopicFilter::new(patterns));
+    // A subscriber is only addressed what it wants; the observer sees everything and filters.
+    let mut filter = (args.observe && !patterns.is_empty()).then(|| TopicFilter::new(patterns));
     let stop = StopFlag::install()?;
     // Kept alive for as long as the subscriber reads: the subscriber leaves the bus (gives its
     // row and consumer entry back) when it is dropped, on every way out of this function.
     let bus;
-    let mut source = if args.lossless {
-        bus = shm_ring::Bus::open(&args.name)?;
-        let topics = (!args.topic.is_empty()).then(|| args.topic.clone());
-        let subscriber = bus.subscribe_with(&SubscribeOptions {
-            topics,
-            ..SubscribeOptions::default()
-        })?;
-        eprintln!(
-            "tailing bus {} losslessly as a subscriber (pid {}): every matching message is \
-             shown, and publishers of the topics it wants wait while tail is a full ring behind \
-             (Ctrl-C to stop)",
-            args.name,
-            std::process::id()
-        );
-        Source::Subscriber(subscriber)
-    } else {
+    let pid = std::process::id();
+    let mut source = if args.observe {
         // A read-only observer: tail takes no process-table row, so it works on a bus whose
         // table is full and leaves nothing behind if it is killed.
         let observer = shm_ring::observe(&args.name)?;
         eprintln!(
-            "tailing bus {} (Ctrl-C to stop; skipped messages are reported; --lossless sees \
-             every message but may hold publishers back)",
+            "tailing bus {} as an observer: it sees only messages another subscriber still \
+             holds in the ring and reports the rest as skipped (Ctrl-C to stop)",
             args.name
         );
         Source::Observer(observer)
+    } else if args.lossless {
+        bus = shm_ring::Bus::open(&args.name)?;
+        let subscriber = subscribe(&bus, &args.topic, false)?;
+        eprintln!(
+            "tailing bus {} losslessly as a subscriber (pid {pid}): every matching message is \
+             shown, and publishers of the topics it wants wait while tail is a full ring behind \
+             (Ctrl-C to stop)",
+            args.name
+        );
+        Source::Subscriber(subscriber)
+    } else {
+        bus = shm_ring::Bus::open(&args.name)?;
+        let subscriber = subscribe(&bus, &args.topic, true)?;
+        eprintln!(
+            "tailing bus {} as a lossy subscriber (pid {pid}): every matching message is shown \
+             while tail keeps up; it never holds publishers back, and says how many it missed \
+             when it falls a full ring behind (Ctrl-C to stop)",
+            args.name
+        );
+        Source::Subscriber(subscriber)
     };
     let max_chars = if args.full { usize::MAX } else { 200 };
 
@@ -221,10 +259,16 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
             let n = skipped - skipped_reported;
             if args.json {
                 writeln!(out, "{}", serde_json::json!({ "skipped": n }))?;
-            } else {
+            } else if args.observe {
                 writeln!(
                     out,
                     "-- skipped {n} messages (the bus moved on before tail read them)"
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "-- skipped {n} messages (tail fell a full ring behind and publishers took \
+                     them)"
                 )?;
             }
             skipped_reported = skipped;
@@ -237,17 +281,15 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
         }
     }
     out.flush()?;
-    match source {
-        Source::Observer(o) => eprintln!(
-            "tail: {shown} messages shown ({undecodable} undecodable), {} skipped",
-            o.skipped()
-        ),
-        Source::Subscriber(s) => {
-            drop(s);
-            eprintln!(
-                "tail: {shown} messages shown ({undecodable} undecodable), lossless: none skipped"
-            )
-        }
+    let skipped = source.skipped();
+    // Leaves the bus before saying it is done.
+    drop(source);
+    if args.lossless {
+        eprintln!(
+            "tail: {shown} messages shown ({undecodable} undecodable), lossless: none skipped"
+        );
+    } else {
+        eprintln!("tail: {shown} messages shown ({undecodable} undecodable), {skipped} skipped");
     }
     Ok(())
 }
