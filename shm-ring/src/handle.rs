@@ -2,10 +2,15 @@
 //! row of the attachment, given back (with a reap) when the last handle goes.
 
 use crate::blocks::atomics::Ordering;
-use crate::recovery::{lock_table, reap_locked, remove_consumer, retention_clock_ns, ReapReport};
+use crate::recovery::{
+    lock_table, lock_table_to_join, reap_locked, remove_consumer, retention_clock_ns, ReapReport,
+};
 use crate::region::layout::{KIND_GROUP, ROW_LIVE};
 use crate::region::liveness::own_start_time;
+use crate::region::table::Role;
 use crate::region::Region;
+use crate::BusError;
+use std::sync::Arc;
 
 /// The attached region plus this handle's process-table row (none for a read-only observer);
 /// shared by every handle made from it.
@@ -31,6 +36,15 @@ impl Inner {
         std::process::id() == self.pid
     }
 
+    /// For a handle that a child made by `fork` inherited: a new attachment of this process to
+    /// the same bus (a mapping and descriptions of its own) with a new row of `role` in it,
+    /// locked by this process, so that the child's death is reaped on its own.
+    pub(crate) fn attach_in_child(&self, role: Role) -> Result<(Arc<Inner>, u32), BusError> {
+        let region = self.region.reattach()?;
+        let row = lock_table_to_join(&region)?.claim_row(role, u32::MAX)?;
+        Ok((Arc::new(Inner::new(region, None)), row))
+    }
+
     /// Gives up row `row` (and consumer `consumer`, for a subscriber), then reaps; when nobody is
     /// left, the reap sweeps the region back to its idle state. Does nothing in a forked child,
     /// and frees only what is still ours: a row reaped by mistake and taken since by another
@@ -46,6 +60,7 @@ impl Inner {
         };
         let ours = self.region.row(row).is_some_and(|r| {
             r.state.load(Ordering::Acquire) == ROW_LIVE
+                && self.region.holds_row(row)
                 && r.pid.load(Ordering::Relaxed) == self.pid
                 && r.start_time.load(Ordering::Relaxed) == own_start_time()
                 && consumer.is_none_or(|c| r.consumer.load(Ordering::Relaxed) == c)

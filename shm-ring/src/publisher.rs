@@ -66,6 +66,9 @@ pub struct Publisher {
     addressing: Addressing,
     /// Consumers (a mask of consumer bits) this publisher never waits for.
     never_wait_for: u64,
+    /// `liveness::fork_generation()` when it took its row: another value means this process is
+    /// a child made by `fork` since, and the row is its parent's (see `own_row`).
+    forks: u64,
 }
 
 impl Publisher {
@@ -76,7 +79,29 @@ impl Publisher {
             pid: std::process::id(),
             addressing: Addressing::default(),
             never_wait_for: 0,
+            forks: crate::region::liveness::fork_generation(),
         }
+    }
+
+    /// A publisher a child made by `fork` inherited is its parent's (its row and the row's
+    /// lock): before the child's first publish it moves to a row of the child's own, on a new
+    /// attachment, so that what the child claims, holds and waits for is charged to the child
+    /// and reaped at its death, and nothing of the parent's is used or released. One load when
+    /// nothing forked.
+    fn own_row(&mut self) -> Result<(), BusError> {
+        let forks = crate::region::liveness::fork_generation();
+        if forks == self.forks {
+            return Ok(());
+        }
+        let (inner, row) = self
+            .inner
+            .attach_in_child(crate::region::table::Role::Publisher)?;
+        self.inner = inner;
+        self.row = row;
+        self.pid = std::process::id();
+        self.addressing = Addressing::default();
+        self.forks = forks;
+        Ok(())
     }
 
     /// From now on, a publish that would have to wait for one of `consumers` (a mask of
@@ -172,6 +197,7 @@ impl Publisher {
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<Option<u64>, BusError> {
         debug_assert_eq!(hash, topic_hash(topic));
+        self.own_row()?;
         let region = &self.inner.region;
         let max = region.layout().max_message as usize;
         if len > max {
@@ -394,6 +420,7 @@ impl Publisher {
         timeout: Option<Duration>,
         mut fill: impl FnMut(usize, &mut [u8]),
     ) -> Result<usize, BusError> {
+        self.own_row()?;
         let inner = self.inner.clone();
         let region = &inner.region;
         let max = region.layout().max_message as usize;

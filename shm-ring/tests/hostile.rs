@@ -1,5 +1,5 @@
 //! A bus in a hostile environment: files planted at bus paths by another user, a `/dev/shm` too
-//! small for the region, a stopped process or a forged word holding the table lock, corruption
+//! small for the region, a stopped process holding the table lock, corruption
 //! patched into a live bus, and a mass crash that leaves every process-table row dead. Each
 //! failure is an error naming what is wrong, returned at once or after a bounded wait: never a
 //! signal, a hang or a silent wrong answer.
@@ -169,12 +169,31 @@ fn a_small_dev_shm_gives_an_error_at_creation_never_sigbus() {
     assert_eq!(out.last().map(String::as_str), Some("ok"));
 }
 
-/// Child: prints its pid and sleeps until killed.
+/// Child: takes bus `BUS`'s table lock as a holder stopped mid-join holds it (the lock on the
+/// lock word's bytes, `docs/region-layout.md`), prints its pid and sleeps until killed.
 #[test]
 fn sleeper_child() {
     if std::env::var(ROLE).as_deref() != Ok("sleeper") {
         return;
     }
+    let file = file_of(&common::env("BUS"));
+    // SAFETY: all zeros is a valid flock record; the fields are set below.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = LOCK_OFF as libc::off_t;
+    fl.l_len = 8;
+    // SAFETY: a valid fd and flock record.
+    let rc = unsafe {
+        libc::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&file),
+            libc::F_OFD_SETLK,
+            &fl,
+        )
+    };
+    assert_eq!(rc, 0);
+    let word = (std::process::id() as u64) << 32 | (start_time(std::process::id()) & 0xffff_ffff);
+    file.write_all_at(&word.to_le_bytes(), LOCK_OFF).unwrap();
     say(std::process::id());
     std::thread::sleep(Duration::from_secs(60));
 }
@@ -217,14 +236,9 @@ fn read_u32(f: &std::fs::File, off: u64) -> u32 {
 fn a_table_lock_held_by_a_live_process_is_waited_for_with_a_bound() {
     let g = BusGuard::new("lock");
     drop(Bus::create(&g.name, &common::small()).unwrap());
-    let mut child = spawn("sleeper_child", "sleeper", &[]);
+    // A live process holding the lock, as a holder stopped mid-join does.
+    let mut child = spawn("sleeper_child", "sleeper", &[("BUS", g.name.clone())]);
     let pid: u32 = Lines::of(&mut child).next().unwrap().parse().unwrap();
-    // A lock word naming a live process, as a holder stopped mid-join leaves it (or as a hostile
-    // file forges it).
-    let word = (pid as u64) << 32 | (start_time(pid) & 0xffff_ffff);
-    file_of(&g.name)
-        .write_all_at(&word.to_le_bytes(), LOCK_OFF)
-        .unwrap();
 
     // Running holder: the full bound, then an error naming it.
     let name = g.name.clone();

@@ -420,3 +420,94 @@ fn inspect_names_the_consumer_a_blocked_publisher_waits_for() {
     assert!(result.is_ok(), "{result:?}");
     assert_eq!(inspect_json(&name)["blocked"], serde_json::json!([]));
 }
+
+/// A process that shrinks the file at `path` to one page and grows it back to `size`, over and
+/// over, as user `uid` (another user's own file, changed under a reader); killed when dropped.
+struct Shrinker(std::process::Child);
+
+impl Shrinker {
+    fn start(path: &std::path::Path, size: u64, uid: Option<u32>) -> Shrinker {
+        let code = "import os, sys\n\
+                    path, size, uid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])\n\
+                    if uid >= 0:\n    os.setgid(uid); os.setuid(uid)\n\
+                    fd = os.open(path, os.O_RDWR)\n\
+                    print('shrinking', flush=True)\n\
+                    while True:\n    os.ftruncate(fd, 4096); os.ftruncate(fd, size)\n";
+        let mut child = Shrinker(
+            std::process::Command::new("python3")
+                .args(["-c", code])
+                .arg(path)
+                .arg(size.to_string())
+                .arg(uid.map_or(-1, i64::from).to_string())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("python3 runs the shrinker"),
+        );
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.0.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line.trim(), "shrinking");
+        child
+    }
+}
+
+impl Drop for Shrinker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn ls_survives_bus_files_shrunk_under_it() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: making a file of another user needs root");
+        return;
+    }
+    const NOBODY: u32 = 65534;
+    let theirs = BusName::new("ls-theirs");
+    let mine = BusName::new("ls-mine");
+    drop(create(&theirs));
+    drop(create(&mine));
+    std::os::unix::fs::chown(theirs.path(), Some(NOBODY), Some(NOBODY)).unwrap();
+    let size = std::fs::metadata(mine.path()).unwrap().len();
+    // Another user shrinks and regrows their own file; and a file of ours shrinks too.
+    let shrinkers = [
+        Shrinker::start(&theirs.path(), size, Some(NOBODY)),
+        Shrinker::start(&mine.path(), size, None),
+    ];
+    let (mut crashes, mut runs, mut read_theirs) = (Vec::new(), 0, 0);
+    for _ in 0..150 {
+        let o = run(&["ls", "--json"]);
+        runs += 1;
+        if !o.status.success() {
+            crashes.push(format!("{:?}", o.status));
+            continue;
+        }
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let entry = v["buses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["name"] == theirs.0.as_str())
+            .cloned()
+            .expect("the other user's bus is listed");
+        let error = entry["error"].as_str().unwrap_or_default();
+        if !error.contains("belongs to uid 65534") {
+            read_theirs += 1;
+        }
+    }
+    drop(shrinkers);
+    assert!(
+        crashes.is_empty(),
+        "ls crashed in {} of {runs} runs: {crashes:?}",
+        crashes.len()
+    );
+    assert_eq!(
+        read_theirs, 0,
+        "ls read another user's file instead of refusing it"
+    );
+}

@@ -33,7 +33,7 @@ use crate::region::layout::{
     CONSUMER_DRAINING, CONSUMER_FREE, CONSUMER_LIVE, KIND_GROUP, ROW_LIVE,
 };
 use crate::region::saturating_dec;
-use crate::region::table::{row_alive, Role, TableGuard, LOCK_WAIT};
+use crate::region::table::{Role, TableGuard, LOCK_WAIT};
 use crate::region::Region;
 use crate::BusError;
 use std::collections::VecDeque;
@@ -175,7 +175,7 @@ fn claimant_alive(region: &Region, pos: u64) -> bool {
     region.rows().iter().any(|r| {
         r.state.load(Ordering::Acquire) == ROW_LIVE
             && Intent::covers(r.publishing.load(Ordering::SeqCst), pos)
-            && row_alive(r)
+            && region.row_alive(r)
     })
 }
 
@@ -194,7 +194,7 @@ fn tombstone_if_abandoned(region: &Region, pos: u64, report: &mut ReapReport) ->
     for r in region.rows() {
         if r.state.load(Ordering::Acquire) == ROW_LIVE
             && Intent::covers(r.publishing.load(Ordering::SeqCst), pos)
-            && !row_alive(r)
+            && !region.row_alive(r)
         {
             let block = r.held_block.swap(0, Ordering::AcqRel);
             if region.free_block(block) {
@@ -371,7 +371,7 @@ pub(crate) fn reap_locked(g: &TableGuard<'_>) -> ReapReport {
     let h = region.header();
     let mut report = ReapReport::default();
     for (i, r) in region.rows().iter().enumerate() {
-        if r.state.load(Ordering::Acquire) != ROW_LIVE || row_alive(r) {
+        if r.state.load(Ordering::Acquire) != ROW_LIVE || region.row_alive(r) {
             continue;
         }
         let role = Role::from_code(r.role.load(Ordering::Relaxed));

@@ -202,7 +202,7 @@ impl Snapshot {
                 row: i as u32,
                 pid: r.pid.load(Ordering::Relaxed),
                 start_time: r.start_time.load(Ordering::Relaxed),
-                alive: crate::region::table::row_alive(r),
+                alive: region.row_alive(r),
                 group,
                 role,
                 consumer: matches!(role, Role::Subscriber | Role::GroupMember).then_some(consumer),
@@ -358,11 +358,14 @@ pub struct BusInfo {
     pub attached: Option<u32>,
     /// Of those, processes that are alive.
     pub alive: Option<u32>,
+    /// When the bus was created (ns since the Unix epoch), if the region could be read.
+    pub created_ns: Option<u64>,
     /// Why the region could not be read, if it could not.
     pub error: Option<String>,
 }
 
-/// Every bus file in `/dev/shm` this user may read.
+/// Every bus file in `/dev/shm`; those of other users (and any that cannot be read as a bus)
+/// with the reason in `error`.
 pub fn list_buses() -> Result<Vec<BusInfo>, BusError> {
     let dir = std::fs::read_dir(crate::config::SHM_DIR).map_err(|source| BusError::ShmDir {
         path: crate::config::SHM_DIR.to_string(),
@@ -386,28 +389,36 @@ pub fn list_buses() -> Result<Vec<BusInfo>, BusError> {
             .ok()
             .and_then(|m| m.elapsed().ok())
             .map_or(0, |d| d.as_secs());
-        let (attached, alive, error) =
-            match Region::open(name, true, true).map(|r| Snapshot::read(&r)) {
-                Ok(s) => {
-                    // A process holds several rows (bus handle, publisher, subscriber): count it once.
-                    let mut procs: Vec<(u32, u64, bool)> = s
-                        .processes
-                        .iter()
-                        .map(|p| (p.pid, p.start_time, p.alive))
-                        .collect();
-                    procs.sort_unstable();
-                    procs.dedup_by_key(|p| (p.0, p.1));
-                    let alive = procs.iter().filter(|p| p.2).count() as u32;
-                    (Some(procs.len() as u32), Some(alive), None)
-                }
-                Err(e) => (None, None, Some(e.to_string())),
-            };
+        // Read, not mapped, and only files of this user (`region::peek`): a file another user
+        // shrinks or leaves sparse on a full /dev/shm must not crash the reader with SIGBUS.
+        let (attached, alive, created_ns, error) = match crate::region::peek(name) {
+            Ok(p) => {
+                // A process holds several rows (bus handle, publisher, subscriber): count it once.
+                let mut procs = p.rows;
+                procs.sort_unstable();
+                procs.dedup_by(|b, a| {
+                    (a.0, a.1) == (b.0, b.1) && {
+                        a.2 |= b.2;
+                        true
+                    }
+                });
+                let alive = procs.iter().filter(|p| p.2).count() as u32;
+                (
+                    Some(procs.len() as u32),
+                    Some(alive),
+                    Some(p.created_ns),
+                    None,
+                )
+            }
+            Err(e) => (None, None, None, Some(e.to_string())),
+        };
         out.push(BusInfo {
             name: name.to_string(),
             size: meta.len(),
             age_secs,
             attached,
             alive,
+            created_ns,
             error,
         });
     }

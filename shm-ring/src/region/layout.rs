@@ -20,7 +20,8 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"EVENTBUS");
 /// publisher's topic table and a program's counters beside each process row, group retention,
 /// lossy consumers, a publisher's held block; 5: a bridge's `held` and `forgotten` counters, its
 /// label cut to 64 bytes; 6: a consumer's `cursor` on a cache line of its own; 7: a group's
-/// `orphaned_ns` on `CLOCK_BOOTTIME` instead of the time of day).
+/// `orphaned_ns` on `CLOCK_BOOTTIME` instead of the time of day, and a process is alive while
+/// it holds its row's lock (`liveness`), which older builds do not take).
 pub const LAYOUT_VERSION: u32 = 7;
 /// Each slab class holds at most `slab_blocks` times this many bytes (at least one block), so the
 /// large classes do not dominate the region: the default bus (4096 blocks, 1 MiB messages) is

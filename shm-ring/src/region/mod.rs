@@ -38,6 +38,12 @@ pub(crate) struct Region {
     name: String,
     map: memmap2::MmapRaw,
     layout: Layout,
+    /// The description this process opened the file with. It never holds a lock: liveness
+    /// tests (`F_OFD_GETLK`) go through it, and lock descriptions are reopened from it.
+    file: File,
+    /// Per row, the lock this process holds on it (a `liveness::Held` word; 0 for rows it does
+    /// not hold). Process memory, not shared.
+    row_locks: Box<[std::sync::atomic::AtomicU64]>,
 }
 
 // SAFETY: the region is shared memory that every process (and thread) accesses only through
@@ -81,17 +87,14 @@ impl Region {
             .len(layout.total_size as usize)
             .map_raw(&file)
             .map_err(io)?;
-        let region = Region {
-            name: name.to_string(),
-            map,
-            layout,
-        };
+        let region = Region::new(name, map, layout, file);
         region.initialise();
         region
             .header()
             .group_retention_ms
             .store(cfg.group_retention_ms, Ordering::Relaxed);
-        let src = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).expect("no NUL");
+        let src =
+            CString::new(format!("/proc/self/fd/{}", region.file().as_raw_fd())).expect("no NUL");
         let dst =
             CString::new(shm_path(name).into_os_string().into_encoded_bytes()).map_err(|_| {
                 BusError::BadName {
@@ -177,11 +180,7 @@ impl Region {
                 .map_raw(&file)
                 .map_err(io)?
         };
-        let region = Region {
-            name: name.to_string(),
-            map,
-            layout,
-        };
+        let region = Region::new(name, map, layout, file);
         // The header may have changed between the two mappings (it should not, but a foreign
         // writer could do anything): validate again against the mapping we keep.
         let again = validate_header(name, region.header(), size)?;
@@ -192,6 +191,38 @@ impl Region {
             ));
         }
         Ok(region)
+    }
+
+    /// A new attachment of this process to the same file (a mapping and a description of its
+    /// own), for a child made by `fork` that must not use its parent's (`liveness`).
+    pub(crate) fn reattach(&self) -> Result<Region, BusError> {
+        let io = |e| BusError::io(&self.name, e);
+        let file = self.lock_description()?;
+        let size = file.metadata().map_err(io)?.len();
+        if size != self.layout.total_size {
+            return Err(BusError::corrupt(
+                &self.name,
+                format!("file size is {size}, expected {}", self.layout.total_size),
+            ));
+        }
+        let map = memmap2::MmapOptions::new()
+            .len(self.layout.total_size as usize)
+            .map_raw(&file)
+            .map_err(io)?;
+        Ok(Region::new(&self.name, map, self.layout.clone(), file))
+    }
+
+    fn new(name: &str, map: memmap2::MmapRaw, layout: Layout, file: File) -> Region {
+        let row_locks = (0..layout.max_processes)
+            .map(|_| std::sync::atomic::AtomicU64::new(0))
+            .collect();
+        Region {
+            name: name.to_string(),
+            map,
+            layout,
+            file,
+            row_locks,
+        }
     }
 
     fn initialise(&self) {
@@ -236,6 +267,17 @@ impl Region {
     /// The bus name.
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The description this process attached with (holds no lock; see the field).
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// The word naming the lock this process holds on row `i` (a `liveness::Held`), if `i` is
+    /// in range.
+    pub(crate) fn row_lock_word(&self, i: u32) -> Option<&std::sync::atomic::AtomicU64> {
+        self.row_locks.get(i as usize)
     }
 
     /// The validated layout.
@@ -368,6 +410,79 @@ impl Region {
         let ptr = unsafe { self.map.as_mut_ptr().add(off as usize) };
         Some((i, ptr, c.block_size as usize))
     }
+}
+
+/// What `event-engine ls` shows of a bus: read with `pread` into this process's memory, never
+/// mapped, so a file that shrinks or has holes on a full `/dev/shm` cannot fault the reader
+/// (SIGBUS); refused when another user owns it, as [`Region::open`] refuses it.
+pub(crate) struct Peek {
+    /// When the bus was created (ns since the Unix epoch).
+    pub created_ns: u64,
+    /// Each live row's pid, start time and whether its owner is alive (`Region::row_alive`).
+    pub rows: Vec<(u32, u64, bool)>,
+}
+
+/// Reads [`Peek`] of bus `name` (see there).
+pub(crate) fn peek(name: &str) -> Result<Peek, BusError> {
+    use std::os::unix::fs::FileExt;
+    validate_name(name)?;
+    let (file, meta) = bus_file::open_regular(name, false)?;
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(BusError::ForeignOwner {
+            name: name.to_string(),
+            uid: meta.uid(),
+        });
+    }
+    let io = |e| BusError::io(name, e);
+    // Word-aligned buffers, so that the header and the rows can be read as their structs.
+    let read = |off: u64, len: usize| -> Result<Vec<u64>, BusError> {
+        let mut words = vec![0u64; len.div_ceil(8)];
+        // SAFETY: the byte view covers exactly the words' memory, which lives as long as it.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut u8, len) };
+        file.read_exact_at(bytes, off).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                BusError::corrupt(name, "the file shrank while it was being read")
+            } else {
+                io(e)
+            }
+        })?;
+        Ok(words)
+    };
+    if meta.len() < Layout::HEADER_SIZE as u64 {
+        return Err(BusError::corrupt(
+            name,
+            format!("file is {} bytes, shorter than a header", meta.len()),
+        ));
+    }
+    let head = read(0, Layout::HEADER_SIZE)?;
+    // SAFETY: `head` holds HEADER_SIZE bytes, 8-byte aligned, and Header (atomics and integers,
+    // valid for any bits, at most HEADER_SIZE bytes) needs no more alignment than that.
+    let header = unsafe { &*(head.as_ptr() as *const Header) };
+    let layout = validate_header(name, header, meta.len())?;
+    let n = layout.max_processes as usize;
+    let words = read(layout.rows_off, n * std::mem::size_of::<Row>())?;
+    // SAFETY: `words` holds `n` rows' bytes, 8-byte aligned; Row is atomics, valid for any bits.
+    let rows: &[Row] = unsafe { std::slice::from_raw_parts(words.as_ptr() as *const Row, n) };
+    let size = std::mem::size_of::<Row>() as u64;
+    let rows = rows
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.state.load(Ordering::Relaxed) == layout::ROW_LIVE)
+        .map(|(i, r)| {
+            let start = layout.rows_off + i as u64 * size;
+            let alive = liveness::range_locked(file.as_raw_fd(), start, size) != Some(false);
+            (
+                r.pid.load(Ordering::Relaxed),
+                r.start_time.load(Ordering::Relaxed),
+                alive,
+            )
+        })
+        .collect();
+    Ok(Peek {
+        created_ns: header.created_ns.load(Ordering::Relaxed),
+        rows,
+    })
 }
 
 /// Checks a header against this build and the file size, returning the layout it implies.

@@ -9,12 +9,16 @@
 use crate::blocks::atomics::{AtomicU64, Ordering};
 use crate::region::interest::Wanted;
 use crate::region::layout::{
-    Row, CONSUMER_FREE, CONSUMER_LIVE, KIND_GROUP, MAX_GROUP_NAME, ROW_FREE, ROW_LIVE,
+    Header, Row, CONSUMER_FREE, CONSUMER_LIVE, KIND_GROUP, MAX_GROUP_NAME, ROW_FREE, ROW_LIVE,
 };
-use crate::region::liveness::{is_alive, now_ns, own_start_time};
+use crate::region::liveness::{self, now_ns, own_start_time, Held};
 use crate::region::words::{Cursor, LockWord};
 use crate::region::Region;
 use crate::BusError;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::sync::atomic::Ordering as StdOrdering;
 use std::time::{Duration, Instant};
 
 /// What a process-table row is used for.
@@ -62,11 +66,91 @@ fn own_lock_word() -> u64 {
     .value()
 }
 
-fn lock_owner_alive(word: u64) -> bool {
-    let owner = LockWord::from(word);
-    match crate::region::liveness::start_time(owner.pid) {
-        Some(st) => is_alive(owner.pid, st) && st as u32 == owner.start_time,
-        None => false,
+/// Bytes of the bus file whose lock the table lock's holder holds: the lock word's.
+fn table_lock_range() -> (u64, u64) {
+    (std::mem::offset_of!(Header, lock) as u64, 8)
+}
+
+impl Region {
+    /// A new open file description of this region's file, opened by this process (never shared
+    /// with a parent or a child), to hold a lock on. Reopened through `/proc/self/fd`, which
+    /// reaches the file even if its name was removed; without `/proc`, by name, checked to be
+    /// the same file.
+    pub(crate) fn lock_description(&self) -> Result<File, BusError> {
+        let io = |e| BusError::io(self.name(), e);
+        let open = |path: &std::path::Path| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY)
+                .open(path)
+        };
+        if let Ok(f) = open(std::path::Path::new(&format!(
+            "/proc/self/fd/{}",
+            self.file().as_raw_fd()
+        ))) {
+            return Ok(f);
+        }
+        let f = open(&crate::shm_path(self.name())).map_err(io)?;
+        let (a, b) = (
+            f.metadata().map_err(io)?,
+            self.file().metadata().map_err(io)?,
+        );
+        if (a.dev(), a.ino()) != (b.dev(), b.ino()) {
+            return Err(io(std::io::Error::other(
+                "the bus file was replaced since this process attached, and /proc is not \
+                 mounted to reach the attached one: attach again",
+            )));
+        }
+        Ok(f)
+    }
+
+    /// Bytes of the bus file whose lock row `i`'s owner holds: the row's own 128 bytes.
+    fn row_range(&self, i: u32) -> (u64, u64) {
+        let size = std::mem::size_of::<Row>() as u64;
+        (self.layout().rows_off + u64::from(i) * size, size)
+    }
+
+    /// Takes row `i`'s lock on a description of this process's own; false when another
+    /// description holds it (a process still alive, or a child that inherited a description).
+    fn lock_row(&self, i: u32) -> Result<bool, BusError> {
+        let (start, len) = self.row_range(i);
+        let file = self.lock_description()?;
+        if !liveness::try_lock_range(file.as_raw_fd(), start, len)
+            .map_err(|e| BusError::io(self.name(), e))?
+        {
+            return Ok(false);
+        }
+        let held = liveness::hold(file).map_err(|e| BusError::io(self.name(), e))?;
+        if let Some(w) = self.row_lock_word(i) {
+            liveness::release(Held::from(w.swap(held.value(), StdOrdering::SeqCst)));
+        }
+        Ok(true)
+    }
+
+    /// Gives up row `i`'s lock if this process holds it.
+    fn unlock_row(&self, i: u32) {
+        if let Some(w) = self.row_lock_word(i) {
+            liveness::release(Held::from(w.swap(0, StdOrdering::SeqCst)));
+        }
+    }
+
+    /// Whether this process (not a parent it was forked from) holds row `i`'s lock.
+    pub(crate) fn holds_row(&self, i: u32) -> bool {
+        self.row_lock_word(i)
+            .is_some_and(|w| Held::from(w.load(StdOrdering::SeqCst)).fd().is_some())
+    }
+
+    /// Whether row `r` (a row of this region's table) belongs to a live process: true unless
+    /// the kernel says nobody holds its lock (see `liveness`).
+    pub(crate) fn row_alive(&self, r: &Row) -> bool {
+        let base = self.rows().as_ptr() as usize;
+        let i = (r as *const Row as usize).wrapping_sub(base) / std::mem::size_of::<Row>();
+        if i >= self.rows().len() {
+            return true;
+        }
+        let (start, len) = self.row_range(i as u32);
+        liveness::range_locked(self.file().as_raw_fd(), start, len) != Some(false)
     }
 }
 
@@ -92,49 +176,58 @@ fn lock_held(region: &Region, word: u64, start: Instant) -> BusError {
     }
 }
 
-/// Holds the table lock until dropped.
+/// Holds the table lock until dropped: the lock of [`table_lock_range`] on a description of its
+/// own, so that two threads of one process exclude each other too, and the lock word naming
+/// the holder (for display; nonzero also while a change is in progress).
 pub(crate) struct TableGuard<'a> {
     region: &'a Region,
+    held: Held,
 }
 
 impl<'a> TableGuard<'a> {
-    /// Takes the table lock, taking it over from a dead owner; true in the second place when it
-    /// was taken over, in which case the dead owner may have been cut short mid-change and the
-    /// tables must be repaired before use. Callers go through `recovery::lock_table`, which does
-    /// that. [`BusError::LockHeld`] naming the holder when a live one keeps it longer than
-    /// `limit` (or [`LOCK_WAIT_STOPPED`] when it is stopped).
+    /// Takes the table lock; true in the second place when its last holder died holding it (the
+    /// word still names it once nobody holds the lock), in which case the tables may have been
+    /// left mid-change and must be repaired before use. Callers go through
+    /// `recovery::lock_table`, which does that. [`BusError::LockHeld`] naming the holder when a
+    /// live one keeps it longer than `limit` (or [`LOCK_WAIT_STOPPED`] when it is stopped).
     pub(crate) fn acquire(
         region: &'a Region,
         limit: Duration,
     ) -> Result<(TableGuard<'a>, bool), BusError> {
         let word = &region.header().lock;
         let me = own_lock_word();
+        let held = liveness::hold(region.lock_description()?)
+            .map_err(|e| BusError::io(region.name(), e))?;
+        let fd = held.fd().expect("taken in this process just now");
+        let (start_off, len) = table_lock_range();
         let mut spins = 0u32;
         let start = Instant::now();
-        let mut last_check = start;
+        let mut last_check: Option<Instant> = None;
         loop {
-            let cur = word.load(Ordering::Relaxed);
-            if cur == 0 {
-                if word
-                    .compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    return Ok((TableGuard { region }, false));
+            // The lock word is 0 while nobody holds the lock (or a holder is between its lock and
+            // its store): try then; otherwise every few milliseconds, for a holder that died.
+            if word.load(Ordering::Relaxed) == 0
+                || last_check.is_none_or(|t| t.elapsed() > Duration::from_millis(5))
+            {
+                last_check = Some(Instant::now());
+                match liveness::try_lock_range(fd, start_off, len) {
+                    Ok(true) => {
+                        let was = word.swap(me, Ordering::AcqRel);
+                        return Ok((TableGuard { region, held }, was != 0));
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        liveness::release(held);
+                        return Err(BusError::io(region.name(), e));
+                    }
                 }
-            } else if last_check.elapsed() > Duration::from_millis(5) {
-                last_check = Instant::now();
-                if !lock_owner_alive(cur)
-                    && word
-                        .compare_exchange(cur, me, Ordering::AcqRel, Ordering::Relaxed)
-                        .is_ok()
-                {
-                    return Ok((TableGuard { region }, true));
-                }
+                let cur = word.load(Ordering::Relaxed);
                 let waited = start.elapsed();
                 if waited > limit
                     || (waited > LOCK_WAIT_STOPPED.min(limit)
-                        && crate::region::liveness::is_stopped(LockWord::from(cur).pid))
+                        && liveness::is_stopped(LockWord::from(cur).pid))
                 {
+                    liveness::release(held);
                     return Err(lock_held(region, cur, start));
                 }
             }
@@ -149,10 +242,15 @@ impl<'a> TableGuard<'a> {
         }
     }
 
-    /// Claims a free process-table row for this process.
+    /// Claims a free process-table row for this process, taking the row's lock (its liveness)
+    /// before the row goes live. A free row whose lock someone still holds (a child that
+    /// inherited a description its parent has given up) is skipped.
     pub(crate) fn claim_row(&self, role: Role, consumer: u32) -> Result<u32, BusError> {
         for (i, row) in self.region.rows().iter().enumerate() {
             if row.state.load(Ordering::Acquire) == ROW_FREE {
+                if !self.region.lock_row(i as u32)? {
+                    continue;
+                }
                 reset_row(row);
                 if let Some(stats) = self.region.row_stats(i as u32) {
                     stats.reset();
@@ -182,6 +280,8 @@ impl<'a> TableGuard<'a> {
             }
             row.state.store(ROW_FREE, Ordering::Release);
         }
+        // After the row is free: while it is live, its owner holds its lock.
+        self.region.unlock_row(i);
     }
 
     /// Takes a free consumer entry wanting `wanted`, and joins the ring with it (its cursor is
@@ -280,7 +380,11 @@ impl<'a> TableGuard<'a> {
 
 impl Drop for TableGuard<'_> {
     fn drop(&mut self) {
-        self.region.header().lock.store(0, Ordering::Release);
+        // A guard a child inherited at a fork is its parent's: the lock is not the child's.
+        if self.held.fd().is_some() {
+            self.region.header().lock.store(0, Ordering::Release);
+            liveness::release(self.held);
+        }
     }
 }
 
@@ -314,16 +418,6 @@ pub(crate) fn consumer_name(c: &crate::region::layout::Consumer) -> Option<Strin
         .flat_map(|w| w.load(Ordering::Relaxed).to_le_bytes())
         .collect();
     String::from_utf8(bytes[..len].to_vec()).ok()
-}
-
-/// True when row `row` belongs to a live process (pid alive with the recorded start time).
-pub(crate) fn row_alive(row: &Row) -> bool {
-    let pid = row.pid.load(Ordering::Relaxed);
-    let st = row.start_time.load(Ordering::Relaxed);
-    if pid == std::process::id() && st == own_start_time() {
-        return true;
-    }
-    is_alive(pid, st)
 }
 
 /// Checks a group name: 1..=64 bytes of `[A-Za-z0-9_.-]`.

@@ -8,8 +8,9 @@ use std::io::Write;
 pub const LONG_ABOUT: &str =
     "List every bus on this machine (files /dev/shm/event_engine.<name>): \
 name, file size, age (time since the bus was created, as inspect shows it), processes attached \
-and how many of those processes are alive. A file that cannot be read as a bus is listed with the \
-reason.
+and how many of those processes are alive. A file that cannot be read as a bus, or that belongs \
+to another user (as inspect, ls does not read those), is listed with the reason. Files are read, \
+never mapped, so one that shrinks while it is read is an error in its line, not a crash.
 
 With --json, prints one object: {\"buses\": [{\"name\": str, \"size\": int (bytes), \
 \"age_secs\": int, \"created_ns\": int|null, \"attached\": int|null, \"alive\": int|null, \
@@ -49,12 +50,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
     let buses: Vec<BusEntry> = shm_ring::list_buses()?
         .into_iter()
         .map(|b| BusEntry {
-            // Read now, as inspect does; a bus removed meanwhile just has no creation time.
-            created_ns: b
-                .error
-                .is_none()
-                .then(|| shm_ring::inspect(&b.name).ok().map(|s| s.created_ns))
-                .flatten(),
+            created_ns: b.created_ns,
             name: b.name,
             size: b.size,
             age_secs: b.age_secs,
