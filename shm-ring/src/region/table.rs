@@ -149,6 +149,17 @@ impl<'a> TableGuard<'a> {
         }
     }
 
+    /// Takes the table lock only if it is free right now: never waits, never takes it over
+    /// (a publisher taking a lossy consumer's messages, which must not wait for a reap).
+    pub(crate) fn try_acquire(region: &'a Region) -> Option<TableGuard<'a>> {
+        region
+            .header()
+            .lock
+            .compare_exchange(0, own_lock_word(), Ordering::AcqRel, Ordering::Relaxed)
+            .ok()
+            .map(|_| TableGuard { region })
+    }
+
     /// Claims a free process-table row for this process.
     pub(crate) fn claim_row(&self, role: Role, consumer: u32) -> Result<u32, BusError> {
         for (i, row) in self.region.rows().iter().enumerate() {
@@ -198,6 +209,9 @@ impl<'a> TableGuard<'a> {
             if c.state.load(Ordering::Acquire) != CONSUMER_FREE {
                 continue;
             }
+            // A new occupant: handles made for the last one stop working before anything of
+            // theirs is reset (`blocks/entry.rs`).
+            crate::blocks::entry::renew(&c.generation);
             c.sleepers.store(0, Ordering::Relaxed);
             c.kind.store(kind, Ordering::Relaxed);
             c.members.store(1, Ordering::Relaxed);
