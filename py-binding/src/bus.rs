@@ -25,7 +25,9 @@ pub(crate) fn bus_err(e: BusError) -> PyErr {
         BusError::Full | BusError::Timeout => Full::new_err(format!("bus full: {e}")),
         BusError::Io { .. } | BusError::NoSpace { .. } => PyOSError::new_err(e.to_string()),
         BusError::LockHeld { .. } => PyTimeoutError::new_err(e.to_string()),
-        BusError::TableFull { .. } | BusError::Closed => PyRuntimeError::new_err(e.to_string()),
+        BusError::TableFull { .. } | BusError::Closed | BusError::SubscriberGone => {
+            PyRuntimeError::new_err(e.to_string())
+        }
         // The bare mismatch says what differs; the user also needs to know the ways out.
         BusError::Mismatch {
             ref name,

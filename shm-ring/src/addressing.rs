@@ -52,8 +52,9 @@ impl Parsed {
 pub(crate) struct Addressing {
     /// Topic -> (consumers that want it, its topic-table entry), for the current interest epoch.
     by_topic: TopicCache<(u64, usize)>,
-    /// Per consumer entry: the interest version parsed, and what it says.
-    parsed: HashMap<usize, (u64, Parsed)>,
+    /// Per consumer entry: the generation and interest version parsed, and what it says (a
+    /// reused entry is parsed again whatever its version).
+    parsed: HashMap<usize, (u32, u64, Parsed)>,
     /// The topics named in this publisher's topic table, entry `i` at index `i` (this process
     /// is the table's only writer, so this copy is the truth and the table is never re-read).
     named: Vec<(u64, Box<str>)>,
@@ -115,7 +116,7 @@ fn entry(
     i
 }
 
-fn compute(parsed: &mut HashMap<usize, (u64, Parsed)>, region: &Region, topic: &str) -> u64 {
+fn compute(parsed: &mut HashMap<usize, (u32, u64, Parsed)>, region: &Region, topic: &str) -> u64 {
     // Routing is by the literal (docs/topic-grammar.md); a literal that does not parse
     // reaches only consumers that want everything.
     let parsed_topic = Topic::parse(topic).ok();
@@ -126,13 +127,16 @@ fn compute(parsed: &mut HashMap<usize, (u64, Parsed)>, region: &Region, topic: &
             parsed.remove(&i);
             continue;
         }
+        let generation = c.generation.load(Ordering::Acquire);
         let version = c.interest.version.load(Ordering::Acquire);
-        let fresh = parsed.get(&i).is_some_and(|(v, _)| *v == version);
+        let fresh = parsed
+            .get(&i)
+            .is_some_and(|(g, v, _)| *g == generation && *v == version);
         if !fresh {
             let (v, wanted) = region.read_interest(i);
-            parsed.insert(i, (v, Parsed::from(wanted)));
+            parsed.insert(i, (generation, v, Parsed::from(wanted)));
         }
-        if parsed[&i].1.wants(parsed_topic.as_ref()) {
+        if parsed[&i].2.wants(parsed_topic.as_ref()) {
             mask |= 1 << i;
         }
     }

@@ -111,6 +111,10 @@ pub enum BusError {
     /// The bus or handle was closed.
     #[error("the bus is closed")]
     Closed,
+    /// A handle made from a subscriber (an interest handle) was used after the subscriber was
+    /// dropped or reaped: its consumer entry is no longer its own.
+    #[error("the subscriber this handle was made from is closed (dropped, or reaped as dead), so there is nothing left to change: make a new handle from a live subscriber")]
+    SubscriberGone,
     /// A shared table has no free entry.
     #[error("no free {what} on the bus")]
     TableFull {

@@ -654,9 +654,8 @@ impl<'a> Waiting<'a> {
 fn block_holders(region: &Region) -> u64 {
     let ring = region.ring();
     (0..ring.capacity())
-        .map(|pos| ring.slot(pos))
-        .filter(|slot| slot.block.load(Ordering::Relaxed) != 0)
-        .fold(0, |acc, slot| acc | slot.pending.load(Ordering::Relaxed))
+        .filter(|&i| ring.slot(i).block.load(Ordering::Relaxed) != 0)
+        .fold(0, |acc, i| acc | ring.published_holders(i))
 }
 
 impl Drop for Waiting<'_> {

@@ -4,6 +4,7 @@
 //! The claim protocol (intent, cursor, confirmation, redelivery) is in `blocks/group.rs`.
 
 use crate::blocks::atomics::Ordering;
+use crate::blocks::entry;
 use crate::blocks::group;
 use crate::blocks::ring::{dist, Poll};
 use crate::handle::Inner;
@@ -28,6 +29,8 @@ const WAKE_EVERY: usize = 32;
 pub struct InterestHandle {
     inner: Arc<Inner>,
     consumer: u32,
+    /// The entry's generation when the handle was made (`blocks/entry.rs`).
+    generation: u32,
     group: bool,
 }
 
@@ -36,14 +39,19 @@ impl InterestHandle {
     /// topic): a message whose publish begins after this returns is addressed to it if it
     /// matches. A group wants what any of its members asked for since it was created, so for a
     /// member this only ever adds. A pattern that does not parse is [`BusError::BadTopic`],
-    /// and nothing changes.
+    /// and nothing changes. Once the subscriber has been dropped (or reaped),
+    /// [`BusError::SubscriberGone`]: its entry may already be another subscriber's.
     pub fn set(&self, topics: Option<&[String]>) -> Result<(), BusError> {
         let wanted = Wanted::from_topics(topics)?;
         let region = &self.inner.region;
         let g = lock_table(region)?;
         let idx = self.consumer as usize;
-        if region.consumers()[idx].state.load(Ordering::Acquire) != CONSUMER_LIVE {
-            return Ok(());
+        let c = &region.consumers()[idx];
+        // Under the table lock, so the entry cannot change hands until we are done.
+        if !entry::is_current(&c.generation, self.generation)
+            || c.state.load(Ordering::Acquire) != CONSUMER_LIVE
+        {
+            return Err(BusError::SubscriberGone);
         }
         let (_, had) = region.read_interest(idx);
         let new = if self.group {
@@ -64,14 +72,17 @@ impl InterestHandle {
 pub struct MissedCounter {
     inner: Arc<Inner>,
     consumer: u32,
+    /// The entry's generation when the counter was made (`blocks/entry.rs`).
+    generation: u32,
 }
 
 impl MissedCounter {
-    /// Messages taken from the subscriber so far (see [`Subscriber::missed`]).
-    pub fn get(&self) -> u64 {
-        self.inner.region.consumers()[self.consumer as usize]
-            .missed
-            .load(Ordering::Relaxed)
+    /// Messages taken from the subscriber so far (see [`Subscriber::missed`]). After the
+    /// subscriber has been dropped, its last count until its entry is given to another
+    /// subscriber; then `None` (the count there would be the other subscriber's).
+    pub fn get(&self) -> Option<u64> {
+        let c = &self.inner.region.consumers()[self.consumer as usize];
+        entry::read_for(&c.generation, self.generation, &c.missed)
     }
 }
 
@@ -128,6 +139,8 @@ pub struct Subscriber {
     pub(crate) inner: Arc<Inner>,
     pub(crate) row: u32,
     consumer: u32,
+    /// Its consumer entry's generation (`blocks/entry.rs`), which its handles check.
+    generation: u32,
     bit: u64,
     group: bool,
     /// Fan-out: the next position to look at (mirrored into the shared cursor for inspection).
@@ -157,11 +170,13 @@ impl Subscriber {
     ) -> Subscriber {
         let c = &inner.region.consumers()[consumer as usize];
         let head = inner.region.header().head.load(Ordering::SeqCst);
-        let cursor = Cursor::read(c.cursor.load(Ordering::SeqCst), head).pos;
+        let cursor = entry::position(c.cursor.load(Ordering::SeqCst), lossy, head);
+        let generation = c.generation.load(Ordering::Acquire);
         Subscriber {
             inner,
             row,
             consumer,
+            generation,
             bit: 1 << consumer,
             group,
             cursor,
@@ -196,6 +211,7 @@ impl Subscriber {
         MissedCounter {
             inner: self.inner.clone(),
             consumer: self.consumer,
+            generation: self.generation,
         }
     }
 
@@ -280,6 +296,7 @@ impl Subscriber {
         InterestHandle {
             inner: self.inner.clone(),
             consumer: self.consumer,
+            generation: self.generation,
             group: self.group,
         }
     }
@@ -359,7 +376,11 @@ impl Subscriber {
     pub fn pending(&self) -> u64 {
         let head = self.inner.region.header().head.load(Ordering::Relaxed);
         let cursor = if self.group || self.lossy {
-            Cursor::read(self.entry().cursor.load(Ordering::Relaxed), head).pos
+            entry::position(
+                self.entry().cursor.load(Ordering::Relaxed),
+                self.lossy,
+                head,
+            )
         } else {
             self.cursor
         };

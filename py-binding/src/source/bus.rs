@@ -166,11 +166,20 @@ impl BusSource {
             .unwrap_or(0) as usize
     }
 
+    /// Keeps the subscriber's last missed count for `missed()` after detaching. Called while
+    /// the subscriber still holds its consumer entry: once it is dropped, the entry may be given
+    /// to another engine's subscriber and the count read there would be that one's.
+    fn keep_missed(&self) {
+        if let Some(m) = lock(&self.missed).take() {
+            if let Some(n) = m.get() {
+                self.missed_at_close.store(n, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// The last step of detaching: the interrupter, the interest handle and the bus handle.
     fn release_bus(&self) {
-        if let Some(m) = lock(&self.missed).take() {
-            self.missed_at_close.store(m.get(), Ordering::Relaxed);
-        }
+        self.keep_missed();
         let interrupter = lock(&self.interrupter).take();
         drop(interrupter);
         let interest = lock(&self.interest).take();
@@ -545,7 +554,9 @@ impl MessageSource for BusSource {
 
     fn missed(&self) -> u64 {
         match lock(&self.missed).as_ref() {
-            Some(m) => m.get(),
+            Some(m) => m
+                .get()
+                .unwrap_or_else(|| self.missed_at_close.load(Ordering::Relaxed)),
             None => self.missed_at_close.load(Ordering::Relaxed),
         }
     }
@@ -566,6 +577,7 @@ impl MessageSource for BusSource {
                  handlers, or before stop() returned)",
             ));
         };
+        self.keep_missed();
         let sub = sub.take();
         drop(sub);
         let publisher = self.publisher.lock().take();
@@ -583,6 +595,7 @@ impl MessageSource for BusSource {
         else {
             return;
         };
+        self.keep_missed();
         let (sub, publisher) = (sub.take(), publisher.take());
         drop((sub, publisher));
         self.release_bus();

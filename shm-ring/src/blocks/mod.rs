@@ -7,6 +7,8 @@
 #[cfg_attr(loom, allow(dead_code))]
 pub(crate) mod atomics;
 #[cfg_attr(loom, allow(dead_code))]
+pub(crate) mod entry;
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) mod futex;
 #[cfg_attr(loom, allow(dead_code))]
 pub(crate) mod group;

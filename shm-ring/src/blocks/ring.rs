@@ -282,8 +282,9 @@ impl<'a> RingView<'a> {
     /// [`RingView::leave`]) that still holds it, calling `freed(block field)` for each slot that
     /// this frees. Positions still being written are counted, not waited for: drain again later.
     /// Only one party may drain a consumer at a time (the table lock's holder), and nobody else
-    /// clears a departed consumer's bit, so a slot that shows the bit stays that message's until
-    /// the drain clears it.
+    /// clears a departed consumer's bit (a publisher evicts a lossy consumer only under the same
+    /// lock, [`RingView::evict`]), so a slot that shows the bit stays that message's until the
+    /// drain clears it.
     pub fn drain(&self, b: usize, end: u64, mut freed: impl FnMut(u32)) -> Drained {
         let bit = 1u64 << b;
         let mut out = Drained::default();
@@ -391,6 +392,26 @@ impl<'a> RingView<'a> {
         }
     }
 
+    /// The consumers still holding the message in slot `i` (its `pending`), or 0 when the slot
+    /// holds no published message: a released slot or a tombstone keeps the fields of its last
+    /// occupant (a reap never writes to a slot it has not won, `tombstone_abandoned`), and they
+    /// are nobody's.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub fn published_holders(&self, i: u64) -> u64 {
+        let slot = self.slot(i);
+        let s = slot.seq.load(Ordering::Acquire);
+        let pending = slot.pending.load(Ordering::Acquire);
+        // Published for some position `p` of this slot: `seq == p + 1`, so `seq - 1` is `i`
+        // modulo the capacity (free and released slots have `seq == p`, `p + capacity`).
+        if s.wrapping_sub(1) & (self.capacity() - 1) == i & (self.capacity() - 1)
+            && slot.seq.load(Ordering::Acquire) == s
+        {
+            pending
+        } else {
+            0
+        }
+    }
+
     /// True when position `pos` is published and still holds one of `bits`.
     pub fn holds(&self, pos: u64, bits: u64) -> bool {
         let slot = self.slot(pos);
@@ -399,20 +420,25 @@ impl<'a> RingView<'a> {
     }
 
     /// A reaper's step for position `pos`: if it is claimed but unpublished and
-    /// `announced(pos)` says no live process announces it (an [`Intent`] in a live row), forgets
-    /// its block and tombstones it. Never waits for a live claimant. True if it tombstoned.
+    /// `announced(pos)` says no live process announces it (an [`Intent`] in a live row),
+    /// tombstones it. Never waits for a live claimant. True if it tombstoned.
     ///
     /// A claimant announces its intent before its claim moves the head, so a reaper that sees
     /// the head past `pos` sees the intent too, until the claimant commits. Even a wrong verdict
     /// (a live claimant taken for dead) leaves one winner: the tombstone and the commit are both
     /// CASes from the claimed state, and `seq` only moves forward.
+    ///
+    /// It writes nothing to the slot but that CAS: before it, the claimant may commit (between
+    /// the `seq` read and the announcement check), and the slot is then its published message;
+    /// after it, the slot is free for `pos + capacity`, whose publisher may already be writing
+    /// it. The tombstone keeps the claimant's fields, `block` included, which nobody reads (a
+    /// consumer skips a tombstone, and only published slots are read); the reaper gives the
+    /// claimant's block back through its row's `held_block`, never through the slot.
     pub fn tombstone_abandoned(&self, pos: u64, announced: impl FnOnce(u64) -> bool) -> bool {
         let slot = self.slot(pos);
         if dist(slot.seq.load(Ordering::Acquire), pos) != 0 || announced(pos) {
             return false;
         }
-        // The tombstone references no block: the reaper gives back the claimant's own.
-        slot.block.store(0, Ordering::Relaxed);
         self.tombstone(pos)
     }
 
@@ -427,6 +453,11 @@ impl<'a> RingView<'a> {
     /// the cursor past it by CAS, and only the party whose CAS moved the cursor past a position
     /// clears `b`'s bit there. So a message is either read (and released by the reader) or taken
     /// here, never both, and a reader whose CAS fails drops its copy, which may be torn.
+    ///
+    /// Only under the lock a departure drains under (the table lock), and only while `b` is
+    /// still a live lossy consumer: the poll below and the release after it are then not
+    /// separated by a drain of `b`, so the slot cannot be released, reused and published for
+    /// the entry's next occupant in between (which the release would then take from it).
     #[cfg_attr(loom, allow(dead_code))]
     pub fn evict(
         &self,
@@ -828,8 +859,10 @@ pub(crate) mod loom_tests {
             });
             let s3 = s.clone();
             let q = loom::thread::spawn(move || s3.publish(21));
-            let got = s.consume(1, 3);
+            let s4 = s.clone();
+            let c = loom::thread::spawn(move || s4.consume(1, 3));
             p.join().unwrap();
+            let got = c.join().unwrap();
             q.join().unwrap();
             let mine: Vec<_> = got.iter().copied().filter(|v| *v < 20).collect();
             assert_eq!(mine, vec![11, 12]);
@@ -848,8 +881,10 @@ pub(crate) mod loom_tests {
             let p = loom::thread::spawn(move || s2.publish_run(&[11, 12, 13]));
             let s3 = s.clone();
             let q = loom::thread::spawn(move || s3.publish(21));
-            let got = s.consume(1, 4);
+            let s4 = s.clone();
+            let c = loom::thread::spawn(move || s4.consume(1, 4));
             p.join().unwrap();
+            let got = c.join().unwrap();
             q.join().unwrap();
             let mine: Vec<_> = got.iter().copied().filter(|v| *v < 20).collect();
             assert_eq!(mine, vec![11, 12, 13]);
@@ -870,9 +905,9 @@ pub(crate) mod loom_tests {
                     loom::thread::spawn(move || s.consume(bit, 3))
                 })
                 .collect();
-            for v in 1..=3 {
-                s.publish(v);
-            }
+            let s1 = s.clone();
+            let p = loom::thread::spawn(move || (1..=3).for_each(|v| s1.publish(v)));
+            p.join().unwrap();
             for t in c {
                 assert_eq!(t.join().unwrap(), vec![1, 2, 3]);
             }
@@ -887,9 +922,9 @@ pub(crate) mod loom_tests {
             let s = shared(2, 0b01);
             let s2 = s.clone();
             let c = loom::thread::spawn(move || s2.consume(1, 3));
-            for v in 1..=3 {
-                s.publish(v);
-            }
+            let s1 = s.clone();
+            let p = loom::thread::spawn(move || (1..=3).for_each(|v| s1.publish(v)));
+            p.join().unwrap();
             assert_eq!(c.join().unwrap(), vec![1, 2, 3]);
             // Consumer bit 2 was never active: every slot is free again.
             let r = s.view();
@@ -992,6 +1027,103 @@ pub(crate) mod loom_tests {
             );
             // Take the rest as a final eviction would: then every slot is released.
             r.evict(1, &cursor, 2, |_| ());
+            assert!(s.all_released(3));
+        });
+    }
+
+    /// A publisher takes a lossy consumer's unread message while that consumer departs and its
+    /// entry is reused (issue 20, defect 3: the evictor polled a position, the departure's drain
+    /// released it, the slot was republished for the entry's next occupant, and the evictor's
+    /// release then cleared the new occupant's bit one lap later and moved `seq` back). The ring
+    /// of two is full of messages for lossy consumer 0. The evictor takes them as a publisher
+    /// does, under the table lock (here `departed`'s) and only while the consumer is still lossy;
+    /// the leaver departs, drains and gives the entry to a lossless consumer under the same
+    /// lock; a publisher sends one message once there is room. Eviction and departure never both
+    /// release one position: a message addressed to the new occupant stays published for it.
+    #[test]
+    fn loom_eviction_racing_a_departure_never_touches_the_next_lap() {
+        model(|| {
+            let s = shared(2, 0b1);
+            let lossy = Arc::new(AtomicU64::new(0b1));
+            let cursor = Arc::new(AtomicU64::new(0));
+            {
+                let r = s.view();
+                let intent = AtomicU64::new(0);
+                for v in 1..=2 {
+                    let pos = r.claim(&intent).expect("a free slot");
+                    r.slot(pos).topic_hash.store(v, Ordering::Relaxed);
+                    assert!(r.commit(pos, 1, &intent));
+                }
+            }
+            let (s1, l1, c1) = (s.clone(), lossy.clone(), cursor.clone());
+            let evictor = loom::thread::spawn(move || {
+                let r = s1.view();
+                // What `Region::take_from_lossy` does when the ring is full: try the table lock
+                // (never wait for it), then evict only a consumer that is still lossy.
+                let Ok(table) = s1.departed.try_lock() else {
+                    return 0;
+                };
+                let n = if l1.load(Ordering::SeqCst) & 1 != 0 {
+                    r.evict(0, &c1, 0, |_| ())
+                } else {
+                    0
+                };
+                drop(table);
+                s1.wake();
+                n
+            });
+            let (s2, l2, c2) = (s.clone(), lossy.clone(), cursor.clone());
+            let leaver = loom::thread::spawn(move || {
+                let r = s2.view();
+                let mut table = s2.departed.lock().unwrap();
+                let end = r.leave(0);
+                l2.fetch_and(!1, Ordering::SeqCst);
+                let drained = r.drain(0, end, |_| ());
+                let mut start = None;
+                if drained.in_flight > 0 {
+                    // A later drain finishes (a publisher's, or the last one below).
+                    table.push((0, end));
+                } else {
+                    // The entry is free: a lossless consumer takes it.
+                    s2.starts[0].store(UNSET, Ordering::SeqCst);
+                    start = Some(r.join(0));
+                    c2.store(start.unwrap(), Ordering::SeqCst);
+                }
+                drop(table);
+                s2.wake();
+                start
+            });
+            let s3 = s.clone();
+            let publisher = loom::thread::spawn(move || {
+                let r = s3.view();
+                let intent = AtomicU64::new(0);
+                let pos = s3.claim(&intent);
+                r.slot(pos).topic_hash.store(3, Ordering::Relaxed);
+                let to = r.addressees(pos, !0);
+                if to == 0 {
+                    r.discard(pos, 1, &intent);
+                } else {
+                    assert!(r.commit(pos, to, &intent));
+                }
+                s3.wake();
+                (pos, to)
+            });
+            evictor.join().unwrap();
+            let start = leaver.join().unwrap();
+            let (pos, to) = publisher.join().unwrap();
+            assert_eq!(pos, 2);
+            let r = s.view();
+            // Addressed to the new occupant (not to the departed one, whose drain released it).
+            if to != 0 && start.is_some_and(|start| start <= pos) {
+                assert_eq!(
+                    r.poll(2, 1),
+                    Poll::Ready,
+                    "the new occupant's message was taken (seq {})",
+                    s.slots[0].seq.load(Ordering::Acquire)
+                );
+                assert_eq!(r.release(2, 1), Some(0));
+            }
+            s.drain_departed();
             assert!(s.all_released(3));
         });
     }
@@ -1129,6 +1261,59 @@ pub(crate) mod loom_tests {
             let r = s.view();
             assert_eq!(r.poll(dead_pos, 1), Poll::Skip);
             assert_eq!(r.poll(1 - dead_pos, 1), Poll::Ready);
+        });
+    }
+
+    /// A reap runs while a live publisher claims, writes (with a slab block) and commits a
+    /// position (issue 20, defect 1: the reap read the slot claimed, found no announcement
+    /// because the claimant had committed and cleared it meanwhile, and then cleared the slot's
+    /// block before its tombstone CAS failed: the published message lost its block). A reap
+    /// writes nothing to a slot it has not won: the message keeps its block, and a live
+    /// claimant that announces its position is never tombstoned.
+    #[test]
+    fn loom_a_reap_never_writes_to_a_message_it_did_not_tombstone() {
+        model(|| {
+            let s = shared(2, 1);
+            let intent = Arc::new(AtomicU64::new(0));
+            let (s1, i1) = (s.clone(), intent.clone());
+            let publisher = loom::thread::spawn(move || {
+                let r = s1.view();
+                let pos = r.claim(&i1).expect("a free slot");
+                r.slot(pos).block.store(5, Ordering::Relaxed);
+                let ok = r.commit(pos, r.addressees(pos, !0), &i1);
+                s1.wake();
+                ok
+            });
+            let (s2, i2) = (s.clone(), intent.clone());
+            let reaper = loom::thread::spawn(move || {
+                s2.wait(|| (s2.head.load(Ordering::SeqCst) > 0).then_some(()));
+                let r = s2.view();
+                let t =
+                    r.tombstone_abandoned(0, |pos| Intent::covers(i2.load(Ordering::SeqCst), pos));
+                s2.wake();
+                t
+            });
+            let s3 = s.clone();
+            let consumer = loom::thread::spawn(move || {
+                let r = s3.view();
+                let p = s3.wait(|| match r.poll(0, 1) {
+                    Poll::Empty => None,
+                    p => Some(p),
+                });
+                (p == Poll::Ready).then(|| r.slot(0).block.load(Ordering::Relaxed))
+            });
+            assert!(
+                publisher.join().unwrap(),
+                "a live claimant lost its position"
+            );
+            assert!(!reaper.join().unwrap(), "a live claimant was tombstoned");
+            assert_eq!(consumer.join().unwrap(), Some(5));
+            assert_eq!(
+                s.slots[0].block.load(Ordering::Relaxed),
+                5,
+                "the message lost its block"
+            );
+            assert_eq!(s.slots[0].seq.load(Ordering::Acquire), 1);
         });
     }
 

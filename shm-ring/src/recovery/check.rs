@@ -6,11 +6,11 @@
 //! busy bus is not reported as corrupt because a publisher or subscriber moved while it was read.
 
 use crate::blocks::atomics::Ordering;
+use crate::blocks::entry;
 use crate::blocks::ring::dist;
 use crate::blocks::slab::TaggedIndex;
 use crate::region::layout::CONSUMER_LIVE;
 use crate::region::message::read_message;
-use crate::region::words::Cursor;
 use crate::region::Region;
 
 /// Positions are compared modulo 2^48, as group cursors store them.
@@ -76,8 +76,10 @@ fn cursors(region: &Region, out: &mut Vec<String>) {
         if c.state.load(Ordering::Acquire) != CONSUMER_LIVE {
             continue;
         }
-        let h0 = head.load(Ordering::SeqCst) & POS_MASK;
-        let cursor = Cursor::from(c.cursor.load(Ordering::Acquire)).pos;
+        let lossy = region.header().lossy_mask.load(Ordering::Acquire) & 1 << i != 0;
+        let h0 = head.load(Ordering::SeqCst);
+        let cursor = entry::position(c.cursor.load(Ordering::Acquire), lossy, h0) & POS_MASK;
+        let h0 = h0 & POS_MASK;
         let h1 = head.load(Ordering::SeqCst) & POS_MASK;
         let ahead = cursor.wrapping_sub(h1) & POS_MASK;
         let behind = h0.wrapping_sub(cursor) & POS_MASK;

@@ -3,11 +3,11 @@
 //! and every value is read with range checks, so a corrupt region gives odd numbers, never a fault.
 
 use crate::blocks::atomics::Ordering;
+use crate::blocks::entry;
 use crate::region::interest::Wanted;
 use crate::region::layout::{CONSUMER_LIVE, KIND_GROUP, ROW_LIVE};
 pub use crate::region::stats::{BridgeRow, TopicCount};
 use crate::region::table::{consumer_name, Role};
-use crate::region::words::Cursor;
 use crate::region::Region;
 use crate::{BusConfig, BusError};
 
@@ -180,10 +180,12 @@ impl Snapshot {
         let h = region.header();
         let head = h.head.load(Ordering::Acquire);
         let consumers = region.consumers();
+        let lossy_mask = h.lossy_mask.load(Ordering::Relaxed);
         let cursor_of = |idx: u32| -> Option<u64> {
             let c = consumers.get(idx as usize)?;
+            let lossy = lossy_mask & 1u64.checked_shl(idx).unwrap_or(0) != 0;
             (c.state.load(Ordering::Acquire) == CONSUMER_LIVE)
-                .then(|| Cursor::read(c.cursor.load(Ordering::Relaxed), head).pos)
+                .then(|| entry::position(c.cursor.load(Ordering::Relaxed), lossy, head))
         };
         let mut processes = Vec::new();
         for (i, r) in region.rows().iter().enumerate() {

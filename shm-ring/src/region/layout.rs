@@ -20,8 +20,9 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"EVENTBUS");
 /// publisher's topic table and a program's counters beside each process row, group retention,
 /// lossy consumers, a publisher's held block; 5: a bridge's `held` and `forgotten` counters, its
 /// label cut to 64 bytes; 6: a consumer's `cursor` on a cache line of its own; 7: a group's
-/// `orphaned_ns` on `CLOCK_BOOTTIME` instead of the time of day, and a process is alive while
-/// it holds its row's lock (`liveness`), which older builds do not take).
+/// `orphaned_ns` on `CLOCK_BOOTTIME` instead of the time of day, a consumer's `generation`, and
+/// a process is alive while it holds its row's lock (`liveness`), which older builds do not
+/// take).
 pub const LAYOUT_VERSION: u32 = 7;
 /// Each slab class holds at most `slab_blocks` times this many bytes (at least one block), so the
 /// large classes do not dominate the region: the default bus (4096 blocks, 1 MiB messages) is
@@ -256,7 +257,11 @@ pub(crate) struct Consumer {
     pub redelivered: AtomicU64,
     /// Number of non-zero `redeliver` entries, so members skip the scan when it is zero.
     pub redeliver_count: AtomicU32,
-    _pad0: [u32; 3],
+    /// Bumped (never to 0) each time the entry is given to a new occupant, under the table lock
+    /// and before its other words are reset (`blocks/entry.rs`): a handle made for one occupant
+    /// reads or changes the entry only while this is still the generation it was made for.
+    pub generation: AtomicU32,
+    _pad0: [u32; 2],
     // --- line 1: written by the consumer's receivers on every message ---
     /// Next position to read and, for groups, the row (+1) that claimed the previous one: a
     /// `Cursor` word.

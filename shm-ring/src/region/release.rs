@@ -2,6 +2,8 @@
 //! space or data. The publish and receive paths call these on every message; recovery calls
 //! them too, on a dead process's behalf.
 
+use super::layout::CONSUMER_LIVE;
+use super::table::TableGuard;
 use super::Region;
 use crate::blocks::atomics::{fence, saturating_dec, Ordering};
 use crate::blocks::sleepers::{wake, wake_counted};
@@ -49,6 +51,11 @@ impl Region {
     /// messages it has not read that stand in the way (up to the head's slot, or everything),
     /// counting them in its `missed`, so that nobody waits for a lossy consumer. True if a slot
     /// was freed (the caller retries at once).
+    ///
+    /// Only under the table lock, taken if free and never waited for (a busy lock: false, and
+    /// the caller retries as it waits): a departure drains its consumer under that lock, so an
+    /// eviction and a departure never both release one position, and the lossy consumers are
+    /// exactly `lossy_mask` while it is held (an entry changes hands only under it).
     pub(crate) fn take_from_lossy(&self, all: bool) -> bool {
         let h = self.header();
         let lossy = h.lossy_mask.load(Ordering::SeqCst);
@@ -71,6 +78,11 @@ impl Region {
             }
             needed.wrapping_add(cap / 16).min(head.wrapping_sub(1))
         };
+        let Some(table) = TableGuard::try_acquire(self) else {
+            return false;
+        };
+        // Exact under the lock.
+        let lossy = h.lossy_mask.load(Ordering::SeqCst);
         let mut freed = false;
         let mut bits = lossy;
         while bits != 0 {
@@ -79,6 +91,9 @@ impl Region {
             let Some(c) = self.consumers().get(b) else {
                 break;
             };
+            if c.state.load(Ordering::Acquire) != CONSUMER_LIVE {
+                continue;
+            }
             let n = ring.evict(b, &c.cursor, upto, |block| {
                 self.free_block(block);
                 freed = true;
@@ -87,6 +102,7 @@ impl Region {
                 c.missed.fetch_add(n, Ordering::Relaxed);
             }
         }
+        drop(table);
         if freed {
             self.wake_publishers();
         }

@@ -242,6 +242,29 @@ impl<'a> TableGuard<'a> {
         }
     }
 
+    /// Takes the table lock only if it is free right now: never waits, never takes it over
+    /// from a dead holder (a publisher taking a lossy consumer's messages, which must not wait
+    /// for a reap; a lock left by a dead holder is repaired by the next `recovery::lock_table`).
+    pub(crate) fn try_acquire(region: &'a Region) -> Option<TableGuard<'a>> {
+        let word = &region.header().lock;
+        if word.load(Ordering::Relaxed) != 0 {
+            return None;
+        }
+        let held = liveness::hold(region.lock_description().ok()?).ok()?;
+        let fd = held.fd()?;
+        let (start, len) = table_lock_range();
+        if liveness::try_lock_range(fd, start, len).ok() == Some(true)
+            && word
+                .compare_exchange(0, own_lock_word(), Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Some(TableGuard { region, held });
+        }
+        // Not taken, or taken with the word of a holder that died mid-change: left as it is.
+        liveness::release(held);
+        None
+    }
+
     /// Claims a free process-table row for this process, taking the row's lock (its liveness)
     /// before the row goes live. A free row whose lock someone still holds (a child that
     /// inherited a description its parent has given up) is skipped.
@@ -298,6 +321,9 @@ impl<'a> TableGuard<'a> {
             if c.state.load(Ordering::Acquire) != CONSUMER_FREE {
                 continue;
             }
+            // A new occupant: handles made for the last one stop working before anything of
+            // theirs is reset (`blocks/entry.rs`).
+            crate::blocks::entry::renew(&c.generation);
             c.sleepers.store(0, Ordering::Relaxed);
             c.kind.store(kind, Ordering::Relaxed);
             c.members.store(1, Ordering::Relaxed);
