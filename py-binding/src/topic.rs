@@ -382,6 +382,15 @@ impl PyTopicKey {
         let py = slf.py();
         slf.as_super().__hash__(py)
     }
+
+    /// Pickles (and copies) as a plain `Topic`.
+    fn __reduce__<'py>(slf: PyRef<'py, Self>) -> (Bound<'py, PyType>, (String,)) {
+        let py = slf.py();
+        (
+            py.get_type::<PyTopic>(),
+            (slf.as_super().inner.literal().to_owned(),),
+        )
+    }
 }
 
 /// Extracts the shared topic from a `Topic` argument, naming the call in the error.

@@ -1,6 +1,7 @@
 """EventEngine with real engine threads: start/stop, run/deactivate, put/get, routing."""
 
 import logging
+import pickle
 import threading
 import time
 
@@ -388,6 +389,8 @@ def test_hook_map_keys_are_topics_that_equal_their_strings(engine):
     assert list(exact_map) == [exact] and list(generic_map) == [generic]
     (key,) = exact_map
     assert isinstance(key, Topic) and key.value == "registry.hook" and key.is_exact
+    copied = pickle.loads(pickle.dumps(key))
+    assert type(copied) is Topic and copied == exact
     assert exact_map["registry.hook"] is hook and exact_map[exact] is hook
     assert "registry.hook" in exact_map and exact in exact_map
     assert "registry.+generic" in generic_map and generic in generic_map
