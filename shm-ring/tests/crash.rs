@@ -404,6 +404,59 @@ fn group_of_seventeen_killed_members_is_dropped_after_its_retention() {
     assert_idle(&g.name);
 }
 
+/// A message still being written when its group is dropped is dropped with the group, and
+/// counted in `backlog_dropped` by the reap that finds it published (before, only what the
+/// group held at the drop was counted).
+#[test]
+fn a_message_being_written_to_a_dropped_group_is_counted() {
+    let g = BusGuard::new("expiry-in-flight");
+    let bus = Bus::create(
+        &g.name,
+        &BusConfig {
+            group_retention_ms: 0,
+            ..cfg(8)
+        },
+    )
+    .unwrap();
+    let member = bus.subscribe_group("w").unwrap();
+    let mut p = bus.publisher().unwrap();
+    for i in 0..3 {
+        p.publish("data", Codec::Raw, &payload(0, i), WAIT).unwrap();
+    }
+    let (claimed_tx, claimed_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        let writer = s.spawn(move || {
+            // `fill` runs once the position is claimed, before the commit.
+            p.publish_many("data", Codec::Raw, 12, 1, WAIT, |_, b| {
+                claimed_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+                b.copy_from_slice(&payload(0, 3));
+            })
+            .unwrap();
+            p
+        });
+        claimed_rx.recv().unwrap();
+        // The last member leaves; with no retention its leave's reap drops the group.
+        drop(member);
+        let snap = bus.snapshot();
+        assert!(snap.groups.is_empty(), "{snap:#?}");
+        assert_eq!(snap.counters.backlog_dropped, 3);
+        let unrouted = snap.counters.unrouted;
+        go_tx.send(()).unwrap();
+        let p = writer.join().unwrap();
+        // The message went to the dropped group unless it was counted as wanted by nobody.
+        let addressed = 1 - (bus.snapshot().counters.unrouted - unrouted);
+        let report = bus.reap().unwrap();
+        assert_eq!(report.backlog_dropped, addressed, "{report:#?}");
+        let snap = bus.snapshot();
+        assert_eq!(snap.counters.backlog_dropped, 3 + addressed);
+        drop(p);
+    });
+    drop(bus);
+    assert_idle(&g.name);
+}
+
 /// The last member leaving keeps the group too; past the retention the next reap drops it and
 /// counts what it held, and publishers no longer wait for it.
 #[test]

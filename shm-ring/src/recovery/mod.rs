@@ -429,8 +429,8 @@ pub(crate) fn reap_locked(g: &TableGuard<'_>) -> ReapReport {
             c.members.store(0, Ordering::Relaxed);
             let mut since = c.orphaned_ns.load(Ordering::Relaxed);
             if since == 0 || since > now {
-                // `since > now`: not a reading of this boot's clock (the machine restarted
-                // with the file kept); start again rather than wait for ever.
+                // `since > now` is no reading of this clock (a damaged word): start again
+                // rather than keep the group for ever.
                 since = now;
                 c.orphaned_ns.store(since, Ordering::Relaxed);
             }
