@@ -61,7 +61,7 @@ fn subscriber_child() {
     say(format!("ready {}", std::process::id()));
     loop {
         if let Some(m) = sub.recv(Some(Duration::from_secs(30))).unwrap() {
-            let text = String::from_utf8_lossy(&m.payload).into_owned();
+            let text = String::from_utf8_lossy(m.payload).into_owned();
             say(&text);
             if text == "stop" {
                 return;
