@@ -14,7 +14,7 @@ from conftest import assert_idle
 KILLS = 40
 
 SCRIPT = """
-import json, os, signal, sys, time, warnings
+import json, os, signal, subprocess, sys, time, warnings
 from event_engine import Empty, EventEngine, Topic, inspect_bus
 warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads running
 bus, kills = sys.argv[1], int(sys.argv[2])
@@ -51,14 +51,16 @@ for i in range(kills):
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
 drain()
-# A group join reaps at once: every killed child's rows go now, the parent's stay.
-EventEngine(bus=bus, group="reaper").close()
+# The operator's reap: every killed child's rows go now, the parent's stay.
+cli = os.path.join(os.path.dirname(sys.executable), "event-engine")
+reap = subprocess.run([cli, "reap", bus], capture_output=True, text=True, timeout=60)
+assert reap.returncode == 0, reap.stderr
 drain()
 snap = inspect_bus(bus)
 pids = sorted({p["pid"] for p in snap["processes"]})
 used = sum(c["used"] for c in snap["slab"])
 pub.put(Topic("Fork.X"), b"still works", timeout=5)
-print(json.dumps({"pids": pids, "me": os.getpid(), "used": used,
+print(json.dumps({"pids": pids, "me": os.getpid(), "used": used, "reap": reap.stdout,
                   "pub_sleepers": snap["counters"]["pub_sleepers"],
                   "last": sink.get(timeout=5).args[0].decode()}), flush=True)
 pub.close()
@@ -83,4 +85,5 @@ def test_forked_children_killed_while_publishing_are_reaped_without_their_parent
     # child killed between taking a block and naming it in its row, one instruction, can).
     assert got["used"] <= 1, got
     assert got["last"] == "still works", got
+    assert "nothing to reap" not in got["reap"], got
     assert_idle(bus)

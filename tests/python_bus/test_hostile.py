@@ -228,21 +228,28 @@ def test_memory_stays_bounded_under_a_flood_of_distinct_topics(bus: str) -> None
 LOCK_OFF = 128
 
 
-def start_time(pid: int) -> int:
-    """Field 22 of /proc/<pid>/stat, which the lock word records with the pid."""
-    with open(f"/proc/{pid}/stat") as f:
-        text = f.read()
-    return int(text[text.rindex(")") + 1 :].split()[19])
+#: A process holding the table lock as one stopped mid-join holds it: an open-file-description
+#: lock on the lock word's bytes (docs/region-layout.md), and the word naming it.
+LOCK_HOLDER = """
+import fcntl, os, struct, sys, time
+path, off = sys.argv[1], int(sys.argv[2])
+fd = os.open(path, os.O_RDWR)
+F_OFD_SETLK = getattr(fcntl, "F_OFD_SETLK", 37)
+fcntl.fcntl(fd, F_OFD_SETLK, struct.pack("hhxxxxqqixxxx", fcntl.F_WRLCK, os.SEEK_SET, off, 8, 0))
+os.pwrite(fd, struct.pack("<Q", os.getpid() << 32), off)
+print("holding", flush=True)
+time.sleep(120)
+"""
 
 
 def test_a_stopped_process_holding_the_table_lock_is_named_not_waited_for(bus: str) -> None:
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, shm_file(bus), str(LOCK_OFF)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
-        # The lock word of a process stopped mid-join (pid and start time).
-        word = holder.pid << 32 | (start_time(holder.pid) & 0xFFFFFFFF)
-        with open(shm_file(bus), "r+b") as f:
-            f.seek(LOCK_OFF)
-            f.write(struct.pack("<Q", word))
+        assert holder.stdout is not None and holder.stdout.readline() == "holding\n"
         os.kill(holder.pid, signal.SIGSTOP)
         os.waitpid(holder.pid, os.WUNTRACED)
         started = time.monotonic()

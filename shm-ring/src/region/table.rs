@@ -1,10 +1,11 @@
 //! The process table and the consumer table, and the lock that serialises changes to them.
 //!
 //! Joining, leaving, subscribing and reaping are rare and touch several words at once, so they
-//! run under one region-wide lock; the hot paths (publish, receive) never take it. The lock word
-//! holds the owner's pid and the low bits of its start time, so a waiter that finds the owner dead
-//! (SIGKILL while holding it) takes the lock over; every operation under it is written so that
-//! re-running it after an interruption is harmless.
+//! run under one region-wide lock; the hot paths (publish, receive) never take it. The lock is an
+//! open-file-description lock on the lock word's bytes, which the kernel releases when its holder
+//! dies (`liveness`); the word names the holder (pid and start time, for display) and stays
+//! nonzero when a holder dies (SIGKILL while holding it), so the next holder knows to repair.
+//! Every operation under it is written so that re-running it after an interruption is harmless.
 
 use crate::blocks::atomics::{AtomicU64, Ordering};
 use crate::region::interest::Wanted;

@@ -27,7 +27,8 @@ impl SlotMeta {
 }
 
 /// The header's table `lock` word: the owner's pid and the low 32 bits of its start time (0 when
-/// the lock is free), so that a waiter can tell a live owner from a dead one or a recycled pid.
+/// the lock is free), to name the holder; whether it lives is told by its lock on the word's
+/// bytes, not by these (`region/liveness.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct LockWord {
     pub pid: u32,
