@@ -25,7 +25,9 @@ pub(crate) mod snapshot;
 
 use crate::blocks::atomics::Ordering;
 use crate::blocks::ring::{Intent, UNSET};
-use crate::region::layout::{Row, SLEEPING_COUNTED, SLEEPING_PUBLISHER, SLEEPING_SUBSCRIBER};
+use crate::region::layout::{
+    Row, SLEEPING_BLIND, SLEEPING_COUNTED, SLEEPING_PUBLISHER, SLEEPING_SUBSCRIBER,
+};
 use crate::region::layout::{
     CONSUMER_DRAINING, CONSUMER_FREE, CONSUMER_LIVE, KIND_GROUP, ROW_LIVE,
 };
@@ -294,12 +296,14 @@ fn reap_member(g: &TableGuard<'_>, row: u32, idx: u32, report: &mut ReapReport) 
     let Some(r) = region.row(row) else {
         return true;
     };
+    let mut pushed = false;
     if let Some(pos) = group.dead_claim(row, &r.in_flight) {
         // Even with no member left: the group keeps its backlog for the next one.
         if group.ring.holds(pos, group.bit) {
             if !group.push_redelivery(pos) {
                 return false;
             }
+            pushed = true;
             c.redelivered.fetch_add(1, Ordering::Relaxed);
             report.redelivered += 1;
             region.header().redeliveries.fetch_add(1, Ordering::Relaxed);
@@ -314,6 +318,10 @@ fn reap_member(g: &TableGuard<'_>, row: u32, idx: u32, report: &mut ReapReport) 
         .header()
         .redeliveries
         .fetch_add(reoffered, Ordering::Relaxed);
+    if pushed || reoffered > 0 {
+        // Live members may be asleep with nothing else to wake them for this message.
+        region.wake_consumers(group.bit);
+    }
     true
 }
 
@@ -333,8 +341,11 @@ pub(crate) fn reap_locked(g: &TableGuard<'_>) -> ReapReport {
             continue;
         }
         let sleeping = r.sleeping.swap(0, Ordering::AcqRel);
+        if sleeping & SLEEPING_BLIND != 0 {
+            saturating_dec(&h.blind_sleepers);
+        }
         if sleeping & SLEEPING_COUNTED != 0 {
-            match sleeping & !SLEEPING_COUNTED {
+            match sleeping & !(SLEEPING_COUNTED | SLEEPING_BLIND) {
                 SLEEPING_SUBSCRIBER => {
                     if let Some(c) = region.consumers().get(consumer as usize) {
                         saturating_dec(&c.sleepers);
