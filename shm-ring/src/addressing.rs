@@ -92,6 +92,27 @@ impl Addressing {
     }
 }
 
+impl Addressing {
+    /// The consumers that want `topic` now, after a claim, where `before` is what
+    /// [`Addressing::wanting`] said for it at the start of the publish: the same answer, for one
+    /// load of the interest epoch, while nothing changed since; else asked again. A publish
+    /// addresses its message from this (`RingView::address`), never from an answer older than
+    /// its claim.
+    pub(crate) fn wanting_now(
+        &mut self,
+        region: &Region,
+        row: u32,
+        topic: &str,
+        hash: u64,
+        before: u64,
+    ) -> u64 {
+        if self.by_topic.is_current(&region.header().interest_epoch) {
+            return before;
+        }
+        self.wanting(region, row, topic, hash).0
+    }
+}
+
 /// The topic-table entry of `topic`: the one naming it, a new one while the table has room, else
 /// the other entry.
 fn entry(

@@ -69,6 +69,9 @@ mod observer;
 mod publisher;
 #[cfg(not(loom))]
 mod subscriber;
+#[cfg(not(loom))]
+#[doc(hidden)]
+pub mod testing;
 
 #[cfg(not(loom))]
 pub use bus::{
@@ -85,7 +88,7 @@ pub use publisher::Publisher;
 #[cfg(not(loom))]
 pub use recovery::snapshot::{
     list_buses, BridgeRow, BusInfo, ConsumerRow, Counters, GroupRow, ProcessRow, RingRow,
-    SlabClassRow, Snapshot, TopicCount,
+    SlabClassRow, Snapshot, TopicCount, Unpublished,
 };
 #[cfg(not(loom))]
 pub use recovery::{take_reaps, ReapReport, ReapedProcess};

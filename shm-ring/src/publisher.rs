@@ -6,7 +6,7 @@
 
 use crate::addressing::Addressing;
 use crate::blocks::atomics::{AtomicU64, Ordering};
-use crate::blocks::ring::{Intent, RingView};
+use crate::blocks::ring::RingView;
 use crate::handle::Inner;
 use crate::region::layout::Row;
 use crate::region::layout::{INLINE_CAP, MAX_TOPIC_LEN};
@@ -29,12 +29,17 @@ struct ClaimedRun<'a, 'r> {
     next: u64,
     end: u64,
     intent: &'a AtomicU64,
+    addressed: &'a AtomicU64,
 }
 
 impl Drop for ClaimedRun<'_, '_> {
     fn drop(&mut self) {
-        self.ring
-            .discard(self.next, self.end.wrapping_sub(self.next), self.intent);
+        self.ring.discard(
+            self.next,
+            self.end.wrapping_sub(self.next),
+            self.intent,
+            self.addressed,
+        );
     }
 }
 
@@ -69,7 +74,13 @@ pub struct Publisher {
     /// `liveness::fork_generation()` when it took its row: another value means this process is
     /// a child made by `fork` since, and the row is its parent's (see `own_row`).
     forks: u64,
+    /// A run's inline messages, built before their positions are claimed (`publish_run`).
+    built: Vec<u8>,
 }
+
+/// Inline messages a run builds before it claims their positions: at most this many positions
+/// are claimed by one CAS of the head.
+const BUILD_AHEAD: usize = 64;
 
 impl Publisher {
     pub(crate) fn new(inner: Arc<Inner>, row: u32) -> Publisher {
@@ -80,6 +91,7 @@ impl Publisher {
             addressing: Addressing::default(),
             never_wait_for: 0,
             forks: crate::region::liveness::fork_generation(),
+            built: Vec::new(),
         }
     }
 
@@ -295,17 +307,26 @@ impl Publisher {
                 return Err(claimed.err().unwrap_or_else(out_of_time));
             }
         };
-        let consumers = ring.addressees(pos, wanting);
+        crate::testing::pause_point(crate::testing::Point::Claimed);
+        // Addressed from the interest now, after the claim (and any wait for it).
+        let addressing = &mut self.addressing;
+        let consumers = ring.address(
+            pos,
+            || addressing.wanting_now(region, self.row, topic, hash, wanting),
+            &row.addressed,
+        );
         if consumers == 0 {
             // The consumers that wanted it left meanwhile: nothing to deliver, nothing to keep.
             // The block first: with the intent cleared, a reaper would free a held block too.
             give_back(region, row, block);
-            ring.discard(pos, 1, &row.publishing);
+            ring.discard(pos, 1, &row.publishing, &row.addressed);
             region.wake_publishers();
+            region.wake_consumers(0);
             add_own(&row.unrouted, 1);
             bump_own(&tally.unrouted);
             return Ok(None);
         }
+        crate::testing::pause_point(crate::testing::Point::Addressed);
         let slot = ring.slot(pos);
         slot.topic_hash.store(hash, Ordering::Relaxed);
         slot.timestamp_ns.store(coarse_now_ns(), Ordering::Relaxed);
@@ -334,7 +355,7 @@ impl Publisher {
             // The slot holds the block now; before the intent goes (see `Row::held_block`).
             row.held_block.store(0, Ordering::Release);
         }
-        row.publishing.store(0, Ordering::Release);
+        ring.finish(&row.publishing, &row.addressed);
         if !committed {
             // A survivor took this process for dead and tombstoned the position meanwhile: the
             // message is not published, and the block is ours unless that survivor took it.
@@ -418,7 +439,25 @@ impl Publisher {
         count: usize,
         len_of: impl Fn(usize) -> usize,
         timeout: Option<Duration>,
+        fill: impl FnMut(usize, &mut [u8]),
+    ) -> Result<usize, BusError> {
+        let mut built = std::mem::take(&mut self.built);
+        let r = self.publish_run_with(topic, codec, count, len_of, timeout, fill, &mut built);
+        self.built = built;
+        r
+    }
+
+    /// [`Publisher::publish_run`], building inline messages ahead into `built`.
+    #[allow(clippy::too_many_arguments)]
+    fn publish_run_with(
+        &mut self,
+        topic: &str,
+        codec: Codec,
+        count: usize,
+        len_of: impl Fn(usize) -> usize,
+        timeout: Option<Duration>,
         mut fill: impl FnMut(usize, &mut [u8]),
+        built: &mut Vec<u8>,
     ) -> Result<usize, BusError> {
         self.own_row()?;
         let inner = self.inner.clone();
@@ -455,6 +494,10 @@ impl Publisher {
             codec: codec as u8,
         }
         .value();
+        // Messages `built_from..built_to` are built (topic then payload) in `built`, message `i`
+        // at `(i - built_from) * INLINE_CAP`: `fill` runs before their positions are claimed,
+        // so a slow or panicking `fill` never holds a claimed position.
+        let (mut built_from, mut built_to) = (0usize, 0usize);
         let mut done = 0;
         while done < count {
             let partial = |e: BusError, done: usize| match e {
@@ -471,10 +514,22 @@ impl Publisher {
                 }
                 continue;
             }
-            let want = (done..count)
-                .take_while(|&i| fits(i))
-                .count()
-                .min(Intent::MAX_RUN as usize) as u64;
+            if done >= built_to {
+                built_from = done;
+                built_to = done
+                    + (done..count)
+                        .take_while(|&i| fits(i))
+                        .take(BUILD_AHEAD)
+                        .count();
+                built.resize((built_to - built_from) * INLINE_CAP, 0);
+                for i in built_from..built_to {
+                    let bytes =
+                        &mut built[(i - built_from) * INLINE_CAP..][..topic.len() + len_of(i)];
+                    bytes[..topic.len()].copy_from_slice(topic.as_bytes());
+                    fill(i, &mut bytes[topic.len()..]);
+                }
+            }
+            let want = (built_to - done) as u64;
             let mut waiting = Waiting::new(region, row);
             let never = self.never_wait_for;
             let claimed = wait_for(region, row, Side::Publisher, remaining(), || {
@@ -500,66 +555,75 @@ impl Publisher {
                 Ok(None) => return partial(BusError::Timeout, done),
                 Err(e) => return partial(e, done),
             };
-            // One look at the addressees serves the whole run: a joiner's start is a head value,
-            // and head went from `pos` to `pos + n` in one step, so no start falls inside the run.
-            let consumers = ring.addressees(pos, wanting);
+            crate::testing::pause_point(crate::testing::Point::Claimed);
+            // One decision serves the whole run, taken now, after the claim: a joiner's start is
+            // a head value, and head went from `pos` to `pos + n` in one step, so no start falls
+            // inside the run.
+            let addressing = &mut self.addressing;
+            let consumers = ring.address(
+                pos,
+                || addressing.wanting_now(region, self.row, topic, hash, wanting),
+                &row.addressed,
+            );
             if consumers == 0 {
-                ring.discard(pos, n, &row.publishing);
+                ring.discard(pos, n, &row.publishing, &row.addressed);
                 region.wake_publishers();
+                region.wake_consumers(0);
                 add_own(&row.unrouted, n);
                 add_own(&tally.unrouted, n);
                 done += n as usize;
                 continue;
-            } else {
-                let now = coarse_now_ns();
-                // `fill` runs after the claim: if it panics, the guard gives the unpublished rest
-                // of the run back so consumers skip it instead of waiting on a live claimant.
-                let mut run_bytes = 0u64;
-                let mut run = ClaimedRun {
-                    ring: &ring,
-                    next: pos,
-                    end: pos.wrapping_add(n),
-                    intent: &row.publishing,
-                };
-                for j in 0..n {
-                    let i = done + j as usize;
-                    let len = len_of(i);
-                    let slot = ring.slot(pos.wrapping_add(j));
-                    // SAFETY: we claimed this position, so no one else writes the slot and no
-                    // consumer reads it until `commit_one` publishes it with a Release store;
-                    // `topic.len() + len <= INLINE_CAP` was checked by `fits`.
-                    let bytes = unsafe {
-                        std::slice::from_raw_parts_mut(
-                            slot.inline.get().cast::<u8>(),
-                            topic.len() + len,
-                        )
-                    };
-                    bytes[..topic.len()].copy_from_slice(topic.as_bytes());
-                    fill(i, &mut bytes[topic.len()..]);
-                    run_bytes += len as u64;
-                    slot.topic_hash.store(hash, Ordering::Relaxed);
-                    slot.timestamp_ns.store(now, Ordering::Relaxed);
-                    slot.publisher.store(self.row, Ordering::Relaxed);
-                    slot.publisher_pid.store(self.pid, Ordering::Relaxed);
-                    slot.block.store(0, Ordering::Relaxed);
-                    slot.payload_len.store(len as u32, Ordering::Relaxed);
-                    slot.meta.store(meta, Ordering::Relaxed);
-                    if !ring.commit_one(pos.wrapping_add(j), consumers) {
-                        // Taken for dead (see `publish_with`): the rest of the run goes back.
-                        drop(run);
-                        region.wake_consumers(consumers);
-                        add_own(&row.published, j);
-                        add_own(&tally.messages, j);
-                        // `run_bytes` already counts message `j`, which was not published.
-                        add_own(&tally.bytes, run_bytes - len as u64);
-                        return partial(BusError::ClaimLost { pos: pos + j }, done + j as usize);
-                    }
-                    run.next = pos.wrapping_add(j + 1);
-                }
-                drop(run);
-                region.wake_consumers(consumers);
-                add_own(&tally.bytes, run_bytes);
             }
+            crate::testing::pause_point(crate::testing::Point::Addressed);
+            let now = coarse_now_ns();
+            let mut run_bytes = 0u64;
+            // Gives the unpublished rest of the run back if a commit finds the claim lost.
+            let mut run = ClaimedRun {
+                ring: &ring,
+                next: pos,
+                end: pos.wrapping_add(n),
+                intent: &row.publishing,
+                addressed: &row.addressed,
+            };
+            for j in 0..n {
+                let i = done + j as usize;
+                let len = len_of(i);
+                let total = topic.len() + len;
+                let slot = ring.slot(pos.wrapping_add(j));
+                // SAFETY: we claimed this position, so no one else writes the slot and no
+                // consumer reads it until `commit_one` publishes it with a Release store;
+                // `total <= INLINE_CAP` was checked by `fits`, and message `i` is built
+                // (`built_from <= i < built_to`).
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        built[(i - built_from) * INLINE_CAP..].as_ptr(),
+                        slot.inline.get().cast::<u8>(),
+                        total,
+                    )
+                };
+                run_bytes += len as u64;
+                slot.topic_hash.store(hash, Ordering::Relaxed);
+                slot.timestamp_ns.store(now, Ordering::Relaxed);
+                slot.publisher.store(self.row, Ordering::Relaxed);
+                slot.publisher_pid.store(self.pid, Ordering::Relaxed);
+                slot.block.store(0, Ordering::Relaxed);
+                slot.payload_len.store(len as u32, Ordering::Relaxed);
+                slot.meta.store(meta, Ordering::Relaxed);
+                if !ring.commit_one(pos.wrapping_add(j), consumers) {
+                    // Taken for dead (see `publish_with`): the rest of the run goes back.
+                    drop(run);
+                    region.wake_consumers(consumers);
+                    add_own(&row.published, j);
+                    add_own(&tally.messages, j);
+                    // `run_bytes` already counts message `j`, which was not published.
+                    add_own(&tally.bytes, run_bytes - len as u64);
+                    return partial(BusError::ClaimLost { pos: pos + j }, done + j as usize);
+                }
+                run.next = pos.wrapping_add(j + 1);
+            }
+            drop(run);
+            region.wake_consumers(consumers);
+            add_own(&tally.bytes, run_bytes);
             add_own(&row.published, n);
             add_own(&tally.messages, n);
             done += n as usize;

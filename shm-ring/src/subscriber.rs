@@ -6,7 +6,7 @@
 use crate::blocks::atomics::Ordering;
 use crate::blocks::entry;
 use crate::blocks::group;
-use crate::blocks::ring::{dist, Poll};
+use crate::blocks::ring::{dist, Poll, RingView};
 use crate::handle::Inner;
 use crate::interrupt::Interrupter;
 use crate::recovery::lock_table;
@@ -15,8 +15,9 @@ use crate::region::layout::Consumer;
 use crate::region::layout::CONSUMER_LIVE;
 use crate::region::message::{copy_message, read_message, Copied, Message};
 use crate::region::words::Cursor;
-use crate::wait::{wait_for_hot, Side, HOT_WAIT};
+use crate::wait::{wait_for_data, HOT_WAIT};
 use crate::BusError;
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -158,6 +159,14 @@ pub struct Subscriber {
     /// Lossy: the last message copied (topic, then payload) and what else was taken from it.
     bytes: Vec<u8>,
     copied: Option<Copied>,
+    /// Set for a look made before sleeping: then a position still being written whose claimant
+    /// announced other addressees is passed (see [`RingView::poll_past`]).
+    ///
+    /// [`RingView::poll_past`]: crate::blocks::ring::RingView::poll_past
+    patient: bool,
+    /// The last patient look stopped at a claimed position whose addressees are not announced
+    /// yet: the wait sleeps blind (see `blocks/sleepers.rs`).
+    blind: bool,
 }
 
 impl Subscriber {
@@ -186,6 +195,8 @@ impl Subscriber {
             lossy,
             bytes: Vec::new(),
             copied: None,
+            patient: false,
+            blind: false,
         }
     }
 
@@ -250,19 +261,21 @@ impl Subscriber {
             mut wanted,
             ..
         } = opts;
-        let got = wait_for_hot(
+        let blind = Cell::new(false);
+        let got = wait_for_data(
             region,
             row,
-            Side::Subscriber(self.consumer),
+            self.consumer,
             timeout,
             hot,
-            || {
+            &blind,
+            |patient| {
                 if interrupter.is_some_and(Interrupter::take) {
                     return Ok(Some(None));
                 }
                 // Bounded by the ring: a live consumer is never more than a ring behind.
                 for _ in 0..=region.ring().capacity() {
-                    let Some(pos) = self.next() else {
+                    let Some(pos) = self.next_looking(patient, &blind) else {
                         return Ok(None);
                     };
                     let keep = match wanted.as_mut() {
@@ -326,13 +339,15 @@ impl Subscriber {
         let region = &inner.region;
         let row = region.row(self.row).expect("own row is in range");
         let hot = if self.hot { HOT_WAIT } else { Duration::ZERO };
-        let Some(mut pos) = wait_for_hot(
+        let blind = Cell::new(false);
+        let Some(mut pos) = wait_for_data(
             region,
             row,
-            Side::Subscriber(self.consumer),
+            self.consumer,
             timeout,
             hot,
-            || Ok(self.next()),
+            &blind,
+            |patient| Ok(self.next_looking(patient, &blind)),
         )?
         else {
             self.hot = false;
@@ -403,6 +418,40 @@ impl Subscriber {
         self.bit
     }
 
+    /// [`Subscriber::next`] inside a wait: `patient` when the wait is about to sleep; sets
+    /// `blind` as the look found it (see the `blind` field).
+    fn next_looking(&mut self, patient: bool, blind: &Cell<bool>) -> Option<u64> {
+        self.patient = patient;
+        self.blind = false;
+        let got = self.next();
+        self.patient = false;
+        blind.set(self.blind);
+        got
+    }
+
+    /// At position `pos`, where [`RingView::poll`] found nothing: in a patient look, passes a
+    /// position still being written for other consumers (`Skip`), and says whether the wait
+    /// must sleep blind (the position is claimed and its claimant has not said for whom yet).
+    ///
+    /// [`RingView::poll`]: crate::blocks::ring::RingView::poll
+    fn look_past(&self, pos: u64) -> (Poll, bool) {
+        if !self.patient {
+            return (Poll::Empty, false);
+        }
+        let region = &self.inner.region;
+        let ring = region.ring();
+        let mut announced = false;
+        let p = ring.poll_past(pos, self.bit, |pos| {
+            let to = claimant_addressees(region, pos);
+            announced = to.is_some();
+            to
+        });
+        let blind = p == Poll::Empty
+            && !announced
+            && dist(region.header().head.load(Ordering::SeqCst), pos) > 0;
+        (p, blind)
+    }
+
     /// Finds the next message for us and holds it; `None` if nothing is ready.
     pub(crate) fn next(&mut self) -> Option<u64> {
         if self.group {
@@ -436,7 +485,11 @@ impl Subscriber {
                     .compare_exchange(pos, floor, Ordering::SeqCst, Ordering::Relaxed);
                 continue;
             }
-            match ring.poll(pos, self.bit) {
+            let mut poll = ring.poll(pos, self.bit);
+            if poll == Poll::Empty {
+                (poll, self.blind) = self.look_past(pos);
+            }
+            match poll {
                 Poll::Empty => return None,
                 Poll::Skip => {
                     let _ = c.cursor.compare_exchange(
@@ -502,7 +555,11 @@ impl Subscriber {
         // From there it is at most a ring behind; the bound only matters for a corrupt region,
         // where it keeps a call from walking forever.
         for _ in 0..=ring.capacity() {
-            match ring.poll(self.cursor, self.bit) {
+            let mut poll = ring.poll(self.cursor, self.bit);
+            if poll == Poll::Empty {
+                (poll, self.blind) = self.look_past(self.cursor);
+            }
+            match poll {
                 Poll::Ready => {
                     self.held = Held::Fanout(self.cursor);
                     return Some(self.cursor);
@@ -535,7 +592,20 @@ impl Subscriber {
             row.redelivered.fetch_add(1, Ordering::Relaxed);
             return Some(pos);
         }
-        let pos = group.claim(me, &row.in_flight, |r| region.row(r).map(|r| &r.in_flight))?;
+        let Some(pos) = group.claim(me, &row.in_flight, |r| region.row(r).map(|r| &r.in_flight))
+        else {
+            // A group waits at its cursor in order (it does not pass a claimed position): it
+            // sleeps blind there unless the claimant announced the position for the group.
+            if self.patient {
+                let head = region.header().head.load(Ordering::SeqCst);
+                let at = Cursor::read(self.entry().cursor.load(Ordering::SeqCst), head).pos;
+                let claimed =
+                    dist(head, at) > 0 && region.ring().slot(at).seq.load(Ordering::Acquire) == at;
+                self.blind =
+                    claimed && claimant_addressees(region, at).is_none_or(|to| to & self.bit == 0);
+            }
+            return None;
+        };
         self.held = Held::Group(pos);
         Some(pos)
     }
@@ -597,4 +667,14 @@ impl Drop for Subscriber {
         self.ack();
         self.inner.leave(self.row, Some(self.consumer));
     }
+}
+
+/// The addressees the claimant of position `pos` announced in its row, if a row announces them
+/// (see `RingView::announced_by`). A dead claimant's announcement still holds: its position is
+/// tombstoned, never committed to anyone else.
+fn claimant_addressees(region: &crate::region::Region, pos: u64) -> Option<u64> {
+    region
+        .rows()
+        .iter()
+        .find_map(|r| RingView::announced_by(pos, &r.publishing, &r.addressed))
 }

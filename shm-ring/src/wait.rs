@@ -19,6 +19,7 @@ use crate::region::layout::{Row, SLEEPING_PUBLISHER, SLEEPING_SUBSCRIBER};
 use crate::region::liveness::now_ns;
 use crate::region::Region;
 use crate::BusError;
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 /// Which side is waiting.
@@ -66,11 +67,44 @@ pub(crate) fn wait_for_hot<T>(
     hot: Duration,
     mut attempt: impl FnMut() -> Result<Option<T>, BusError>,
 ) -> Result<Option<T>, BusError> {
-    if let Some(v) = attempt()? {
+    wait_with(region, row, side, timeout, hot, None, |_| attempt())
+}
+
+/// A receiver's wait: [`wait_for_hot`] whose `attempt(patient)` is told whether the receiver is
+/// about to sleep (`patient`: it may then look harder, at what a claimant announced) and sets
+/// `blind` when it found its position claimed with addressees it does not know: it then sleeps
+/// blind (`blocks/sleepers.rs`), so that the commit or discard of that position wakes it.
+pub(crate) fn wait_for_data<T>(
+    region: &Region,
+    row: &Row,
+    consumer: u32,
+    timeout: Option<Duration>,
+    hot: Duration,
+    blind: &Cell<bool>,
+    attempt: impl FnMut(bool) -> Result<Option<T>, BusError>,
+) -> Result<Option<T>, BusError> {
+    let side = Side::Subscriber(consumer);
+    wait_with(region, row, side, timeout, hot, Some(blind), attempt)
+}
+
+fn wait_with<T>(
+    region: &Region,
+    row: &Row,
+    side: Side,
+    timeout: Option<Duration>,
+    hot: Duration,
+    blind: Option<&Cell<bool>>,
+    mut attempt: impl FnMut(bool) -> Result<Option<T>, BusError>,
+) -> Result<Option<T>, BusError> {
+    if let Some(v) = attempt(false)? {
         return Ok(Some(v));
     }
     if timeout == Some(Duration::ZERO) {
-        return Ok(None);
+        return if blind.is_some() {
+            attempt(true)
+        } else {
+            Ok(None)
+        };
     }
     let start = Instant::now();
     let deadline = timeout.map(|t| start + t);
@@ -78,7 +112,7 @@ pub(crate) fn wait_for_hot<T>(
         let until = start + timeout.map_or(hot, |t| t.min(hot));
         let mut i = 0u32;
         loop {
-            if let Some(v) = attempt()? {
+            if let Some(v) = attempt(false)? {
                 return Ok(Some(v));
             }
             i = i.wrapping_add(1);
@@ -98,7 +132,13 @@ pub(crate) fn wait_for_hot<T>(
         } else {
             std::thread::yield_now();
         }
-        if let Some(v) = attempt()? {
+        if let Some(v) = attempt(false)? {
+            return Ok(Some(v));
+        }
+    }
+    // A receiver's patient look before its first sleep: it also says whether to sleep blind.
+    if blind.is_some() {
+        if let Some(v) = attempt(true)? {
             return Ok(Some(v));
         }
     }
@@ -121,21 +161,29 @@ pub(crate) fn wait_for_hot<T>(
             Some(d) => d - now,
             None => SLICE,
         };
+        let is_blind = || blind.is_some_and(Cell::get);
+        let counted_blind = is_blind();
         let sleeper = Sleeper {
             futex,
             sleepers,
             mark: &row.sleeping,
             tag,
+            blind: counted_blind.then_some(&h.blind_sleepers),
         };
-        let got = sleeper.sleep_unless(left.min(SLICE), || match attempt() {
+        let got = sleeper.sleep_unless(left.min(SLICE), || match attempt(true) {
+            // Blind now but not counted as blind: count in first, or a commit behind us could
+            // be missed.
+            Ok(None) if is_blind() && !counted_blind => Some(Ok(None)),
             Ok(None) => None,
             got => Some(got),
         });
-        if let Some(got) = got {
-            return got;
+        match got {
+            Some(Ok(None)) => continue,
+            Some(got) => return got,
+            None => {}
         }
         row.heartbeat_ns.store(now_ns(), Ordering::Relaxed);
-        if let Some(v) = attempt()? {
+        if let Some(v) = attempt(true)? {
             return Ok(Some(v));
         }
         let reap_after = match side {

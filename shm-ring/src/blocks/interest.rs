@@ -141,6 +141,12 @@ impl<V: Copy> TopicCache<V> {
         self.by_topic.insert(hash, (topic.into(), v));
         v
     }
+
+    /// True while `epoch` has not moved since the last [`TopicCache::get`]: its answer still
+    /// holds.
+    pub fn is_current(&self, epoch: &AtomicU64) -> bool {
+        epoch.load(Ordering::SeqCst) == self.epoch
+    }
 }
 
 #[cfg(all(test, loom))]

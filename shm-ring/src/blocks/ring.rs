@@ -101,8 +101,22 @@ impl Intent {
         (self.first & Self::POS_MASK) | (self.count << Self::POS_BITS)
     }
 
-    /// True when word `w` announces position `pos`.
+    /// The run word `w` announces (`None` for 0, idle), its first position widened against
+    /// `head` (a claimed run starts below the head).
     #[cfg_attr(loom, allow(dead_code))]
+    pub fn read(w: u64, head: u64) -> Option<Intent> {
+        let count = w >> Self::POS_BITS;
+        if count == 0 {
+            return None;
+        }
+        let back = head.wrapping_sub(w & Self::POS_MASK) & Self::POS_MASK;
+        Some(Intent {
+            first: head.wrapping_sub(back),
+            count,
+        })
+    }
+
+    /// True when word `w` announces position `pos`.
     pub fn covers(w: u64, pos: u64) -> bool {
         let first = w & Self::POS_MASK;
         let count = w >> Self::POS_BITS;
@@ -216,6 +230,36 @@ impl<'a> RingView<'a> {
             }
             crate::blocks::atomics::spin_hint();
         }
+    }
+
+    /// After the claim of the run starting at `pos`: decides its addressees and announces them
+    /// in the claimant's row (`addressed`, beside the `intent` word), before any slot write.
+    /// `wanting()` says which consumers want the message's topic; it is asked here, after the
+    /// claim, and not before a wait for space: a consumer counted before the wait may have left
+    /// and its entry been taken by one that wants nothing, which would then be addressed and
+    /// never release the slot. Returns the addressees; zero means nobody listens, and the caller
+    /// then calls [`RingView::discard`].
+    ///
+    /// The announcement lets a consumer that waits at a claimed position pass it before it is
+    /// committed when the claimant does not address it ([`RingView::poll_past`]), so a claimant
+    /// stalled before its commit holds only its own addressees.
+    pub fn address(&self, pos: u64, wanting: impl FnOnce() -> u64, addressed: &AtomicU64) -> u64 {
+        // Our claim (a SeqCst CAS of head) before the interest is read; a joiner's interest
+        // before its head read: either we read the joiner's interest, or it starts after us.
+        sc_store_load();
+        let to = self.addressees(pos, wanting());
+        if to != 0 {
+            addressed.store(to, Ordering::Release);
+        }
+        to
+    }
+
+    /// After a run is committed or discarded: withdraws its announcement (`addressed` first, then
+    /// the intent, so that a consumer that still finds the intent never reads a later run's
+    /// addressees under it).
+    pub fn finish(&self, intent: &AtomicU64, addressed: &AtomicU64) {
+        addressed.store(0, Ordering::Relaxed);
+        intent.store(0, Ordering::Release);
     }
 
     /// After the claim of `pos`: the consumers among `candidates` the message is for (the
@@ -335,9 +379,9 @@ impl<'a> RingView<'a> {
             .is_ok()
     }
 
-    /// Gives claimed positions `pos..pos + count` back unpublished (nobody to deliver to).
-    #[cfg_attr(loom, allow(dead_code))]
-    pub fn discard(&self, pos: u64, count: u64, intent: &AtomicU64) {
+    /// Gives claimed positions `pos..pos + count` back unpublished (nobody to deliver to), and
+    /// withdraws the run's announcement ([`RingView::finish`]).
+    pub fn discard(&self, pos: u64, count: u64, intent: &AtomicU64, addressed: &AtomicU64) {
         for p in pos..pos.wrapping_add(count) {
             // From the claimed state only, like a commit (a survivor may have tombstoned it).
             let _ = self.slot(p).seq.compare_exchange(
@@ -347,7 +391,7 @@ impl<'a> RingView<'a> {
                 Ordering::Relaxed,
             );
         }
-        intent.store(0, Ordering::Release);
+        self.finish(intent, addressed);
     }
 
     /// What consumer `bit` finds at `pos`.
@@ -374,6 +418,44 @@ impl<'a> RingView<'a> {
             d if d > 0 => Poll::Skip,
             _ => Poll::Empty,
         }
+    }
+
+    /// [`RingView::poll`] that does not wait for a claimant that does not address `bit`: at a
+    /// position that is claimed but not committed, `announced(pos)` gives the addressees its
+    /// claimant announced ([`RingView::address`]), if it has yet; a position announced for
+    /// others is skipped. The claimant commits it for exactly those (or gives it back), so
+    /// nothing for `bit` is passed.
+    pub fn poll_past(
+        &self,
+        pos: u64,
+        bit: u64,
+        announced: impl FnOnce(u64) -> Option<u64>,
+    ) -> Poll {
+        match self.poll(pos, bit) {
+            Poll::Empty => {}
+            p => return p,
+        }
+        // Free for `pos` (claimed or not): only then can an announcement be about this lap.
+        if dist(self.slot(pos).seq.load(Ordering::Acquire), pos) != 0 {
+            return Poll::Empty;
+        }
+        match announced(pos) {
+            Some(to) if to & bit == 0 => Poll::Skip,
+            _ => Poll::Empty,
+        }
+    }
+
+    /// Whether a claimant's row announces addressees for `pos`: `intent` and `addressed` are its
+    /// row's words. The intent is read again after the addressees, so that they belong to the
+    /// run that covers `pos` (a row clears `addressed` before its intent, and stores the next
+    /// run's intent before its addressees).
+    pub fn announced_by(pos: u64, intent: &AtomicU64, addressed: &AtomicU64) -> Option<u64> {
+        let w = intent.load(Ordering::Acquire);
+        if !Intent::covers(w, pos) {
+            return None;
+        }
+        let to = addressed.load(Ordering::Acquire);
+        (to != 0 && intent.load(Ordering::Acquire) == w).then_some(to)
     }
 
     /// Clears `bits` from published position `pos`. Returns `Some(block field)` when this call
@@ -739,31 +821,29 @@ pub(crate) mod loom_tests {
 
         /// Publishes `value` (in `topic_hash`) to every consumer, waiting while the ring is full.
         pub(crate) fn publish(&self, value: u64) {
-            let r = self.view();
-            let intent = AtomicU64::new(0);
-            let pos = self.claim(&intent);
-            r.slot(pos).topic_hash.store(value, Ordering::Relaxed);
-            let to = r.addressees(pos, !0);
-            if to == 0 {
-                r.discard(pos, 1, &intent);
-            } else {
-                assert!(r.commit(pos, to, &intent));
-            }
-            self.wake();
+            self.publish_to(value, !0);
         }
 
         /// Publishes `value` to those of `candidates` that are active, waiting while the ring
-        /// is full (as a publisher does for a topic only some consumers want).
+        /// is full (as a publisher does for a topic only some consumers want), by the product's
+        /// steps: claim, address, write, commit, finish.
         fn publish_to(&self, value: u64, candidates: u64) {
+            self.publish_wanting(value, || candidates);
+        }
+
+        /// [`Shared::publish_to`] where `wanting()` says who wants the message now (the
+        /// interest, read when the product reads it).
+        fn publish_wanting(&self, value: u64, wanting: impl FnOnce() -> u64) {
             let r = self.view();
-            let intent = AtomicU64::new(0);
+            let (intent, addressed) = (AtomicU64::new(0), AtomicU64::new(0));
             let pos = self.claim(&intent);
-            r.slot(pos).topic_hash.store(value, Ordering::Relaxed);
-            let to = r.addressees(pos, candidates);
+            let to = r.address(pos, wanting, &addressed);
             if to == 0 {
-                r.discard(pos, 1, &intent);
+                r.discard(pos, 1, &intent, &addressed);
             } else {
-                assert!(r.commit(pos, to, &intent));
+                r.slot(pos).topic_hash.store(value, Ordering::Relaxed);
+                assert!(r.commit_one(pos, to));
+                r.finish(&intent, &addressed);
             }
             self.wake();
         }
@@ -776,14 +856,15 @@ pub(crate) mod loom_tests {
             while done < values.len() {
                 let want = (values.len() - done) as u64;
                 let (pos, n) = self.wait(|| r.claim_many(want, &intent).ok());
+                let addressed = AtomicU64::new(0);
+                let to = r.address(pos, || !0, &addressed);
                 for j in 0..n {
                     let slot = r.slot(pos + j);
                     slot.topic_hash
                         .store(values[done + j as usize], Ordering::Relaxed);
-                    let to = r.addressees(pos + j, !0);
                     assert!(r.commit_one(pos + j, to));
                 }
-                intent.store(0, Ordering::Release);
+                r.finish(&intent, &addressed);
                 done += n as usize;
                 self.wake();
             }
@@ -1174,6 +1255,48 @@ pub(crate) mod loom_tests {
             l.join().unwrap();
             s.drain_departed();
             assert!(s.all_released(2));
+        });
+    }
+
+    /// A blocked publisher addresses its message from the interest after its claim (issue: it
+    /// used the mask it computed before waiting for space, so when a consumer it counted left
+    /// and its entry was taken by an engine that wants nothing, that engine was addressed, never
+    /// released the slot, and every publisher of the topic waited for as long as it lived).
+    /// Ring of two slots; entry 1 wants the topic and holds the first messages; it leaves (the
+    /// drain releases its bits) and its entry is taken by an engine that wants nothing, while
+    /// the publisher waits to claim the third position. Every role on its own thread. In the
+    /// end every position is released: nothing is addressed to the engine that wants nothing.
+    #[test]
+    fn loom_addressing_is_decided_after_the_wait() {
+        model(|| {
+            let s = shared(2, 0b10);
+            // Entry 1's interest in the topic: 1 for the first occupant, 0 for the next.
+            let wants = Arc::new(AtomicU64::new(1));
+            let (s1, w1) = (s.clone(), wants.clone());
+            let p = loom::thread::spawn(move || {
+                for v in 1..=3 {
+                    s1.publish_wanting(v, || w1.load(Ordering::SeqCst) << 1);
+                }
+            });
+            let (s2, w2) = (s.clone(), wants.clone());
+            let churn = loom::thread::spawn(move || {
+                let r = s2.view();
+                // The first occupant leaves without reading; its bit is drained (again and
+                // again while a claimant of a position that may carry it has not committed).
+                let end = r.leave(1);
+                s2.wait(|| (r.drain(1, end, |_| ()).in_flight == 0).then_some(()));
+                s2.wake();
+                // Its entry is reused by an engine that wants nothing.
+                w2.store(0, Ordering::SeqCst);
+                s2.starts[1].store(UNSET, Ordering::SeqCst);
+                r.join(1);
+            });
+            p.join().unwrap();
+            churn.join().unwrap();
+            assert!(
+                s.all_released(3),
+                "a position was addressed to an entry that wants nothing"
+            );
         });
     }
 

@@ -28,7 +28,9 @@ pub(crate) mod snapshot;
 use crate::blocks::atomics::Ordering;
 use crate::blocks::group::claim_names;
 use crate::blocks::ring::{Intent, UNSET};
-use crate::region::layout::{Row, SLEEPING_COUNTED, SLEEPING_PUBLISHER, SLEEPING_SUBSCRIBER};
+use crate::region::layout::{
+    Row, SLEEPING_BLIND, SLEEPING_COUNTED, SLEEPING_PUBLISHER, SLEEPING_SUBSCRIBER,
+};
 use crate::region::layout::{
     CONSUMER_DRAINING, CONSUMER_FREE, CONSUMER_LIVE, KIND_GROUP, ROW_LIVE,
 };
@@ -340,6 +342,10 @@ fn reap_member(g: &TableGuard<'_>, row: u32, idx: u32, report: &mut ReapReport) 
     report.redelivered += done.redelivered;
     report.redelivery_deferred += done.unlisted;
     count_redelivered(region, c, done.redelivered);
+    if done.redelivered > 0 {
+        // Live members may be asleep with nothing else to wake them for these messages.
+        region.wake_consumers(group.bit);
+    }
 }
 
 /// Lists for redelivery what live group `idx` holds behind its cursor and no member has
@@ -380,8 +386,11 @@ pub(crate) fn reap_locked(g: &TableGuard<'_>) -> ReapReport {
             reap_member(g, i as u32, consumer, &mut report);
         }
         let sleeping = r.sleeping.swap(0, Ordering::AcqRel);
+        if sleeping & SLEEPING_BLIND != 0 {
+            saturating_dec(&h.blind_sleepers);
+        }
         if sleeping & SLEEPING_COUNTED != 0 {
-            match sleeping & !SLEEPING_COUNTED {
+            match sleeping & !(SLEEPING_COUNTED | SLEEPING_BLIND) {
                 SLEEPING_SUBSCRIBER => {
                     if let Some(c) = region.consumers().get(consumer as usize) {
                         saturating_dec(&c.sleepers);

@@ -4,6 +4,7 @@
 
 use crate::blocks::atomics::Ordering;
 use crate::blocks::entry;
+use crate::blocks::ring::{dist, Intent};
 use crate::region::interest::Wanted;
 use crate::region::layout::{CONSUMER_LIVE, KIND_GROUP, ROW_LIVE};
 pub use crate::region::stats::{BridgeRow, TopicCount};
@@ -94,6 +95,10 @@ pub struct ProcessRow {
     pub waiting_for: Vec<u32>,
     /// Since when it waits, nanoseconds since the Unix epoch (0 when it does not).
     pub waiting_since_ns: u64,
+    /// A publisher between claim and commit: the positions it claimed that are not published
+    /// yet. Consumers it addresses wait for them, and once the ring comes round to them every
+    /// publisher does.
+    pub unpublished: Option<Unpublished>,
     /// Messages received that a dead member had in flight.
     pub redelivered: u64,
     /// Last heartbeat, nanoseconds since the Unix epoch.
@@ -102,6 +107,18 @@ pub struct ProcessRow {
     pub topics: Vec<TopicCount>,
     /// The counters of a bridge, on the row of its bus handle.
     pub bridge: Option<BridgeRow>,
+}
+
+/// Positions a publisher has claimed and not published yet.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Unpublished {
+    /// The first of them.
+    pub first: u64,
+    /// How many, from `first` on.
+    pub count: u64,
+    /// The consumer entries it announced them for (empty: not decided yet, which holds every
+    /// consumer that reaches them).
+    pub addressed: Vec<u32>,
 }
 
 /// One live consumer: a fan-out subscriber or a group.
@@ -169,6 +186,29 @@ pub struct Counters {
     pub pub_sleepers: u32,
 }
 
+/// The positions row `r` announces that are claimed and not published yet.
+fn unpublished(region: &Region, r: &crate::region::layout::Row, head: u64) -> Option<Unpublished> {
+    let ring = region.ring();
+    let run = Intent::read(r.publishing.load(Ordering::SeqCst), head)?;
+    let addressed = r.addressed.load(Ordering::Acquire);
+    let claimed =
+        |pos: u64| dist(head, pos) > 0 && ring.slot(pos).seq.load(Ordering::Acquire) == pos;
+    // A run is at most a ring long; a corrupt word may say more.
+    let count = run.count.min(ring.capacity());
+    let first = (0..count)
+        .map(|i| run.first.wrapping_add(i))
+        .find(|&p| claimed(p))?;
+    let left = (0..count)
+        .map(|i| run.first.wrapping_add(i))
+        .filter(|&p| dist(p, first) >= 0 && claimed(p))
+        .count() as u64;
+    Some(Unpublished {
+        first,
+        count: left,
+        addressed: bits(addressed),
+    })
+}
+
 /// The indices of the set bits of `mask`.
 fn bits(mask: u64) -> Vec<u32> {
     (0..64).filter(|b| mask & 1 << b != 0).collect()
@@ -223,6 +263,7 @@ impl Snapshot {
                 unrouted: r.unrouted.load(Ordering::Relaxed),
                 waiting_for: bits(r.waiting_for.load(Ordering::Relaxed)),
                 waiting_since_ns: r.waiting_since_ns.load(Ordering::Relaxed),
+                unpublished: unpublished(region, r, head),
                 redelivered: r.redelivered.load(Ordering::Relaxed),
                 last_heartbeat_ns: r.heartbeat_ns.load(Ordering::Relaxed),
                 topics: region

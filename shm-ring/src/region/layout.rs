@@ -20,9 +20,9 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"EVENTBUS");
 /// publisher's topic table and a program's counters beside each process row, group retention,
 /// lossy consumers, a publisher's held block; 5: a bridge's `held` and `forgotten` counters, its
 /// label cut to 64 bytes; 6: a consumer's `cursor` on a cache line of its own; 7: a group's
-/// `orphaned_ns` on `CLOCK_BOOTTIME` instead of the time of day, a consumer's `generation`, and
-/// a process is alive while it holds its row's lock (`liveness`), which older builds do not
-/// take).
+/// `orphaned_ns` on `CLOCK_BOOTTIME` instead of the time of day, a consumer's `generation`, a
+/// publisher row's `addressed`, the header's `blind_sleepers`, and a process is alive while it
+/// holds its row's lock (`liveness`), which older builds do not take).
 pub const LAYOUT_VERSION: u32 = 7;
 /// Each slab class holds at most `slab_blocks` times this many bytes (at least one block), so the
 /// large classes do not dominate the region: the default bus (4096 blocks, 1 MiB messages) is
@@ -107,8 +107,14 @@ pub(crate) struct Header {
     /// Next position a publisher claims.
     pub head: AtomicU64,
     _pad2: [u64; 15],
-    // --- unused since version 3 (subscribers sleep on their consumer's futex) (line pair 3) ---
-    _pad3: [u64; 16],
+    // --- blind sleepers (line pair 3; unused from version 3 to 6) ---
+    /// How many receivers sleep at a position that is claimed but whose addressees they do not
+    /// know yet (its claimant has not announced them): every commit and discard wakes every
+    /// sleeping consumer while this is not 0, since the position may not be for them and a
+    /// message for them may wait behind it (`blocks/sleepers.rs`).
+    pub blind_sleepers: AtomicU32,
+    _pad3a: u32,
+    _pad3: [u64; 15],
     // --- publisher wake-ups (line pair 4) ---
     /// Futex word publishers blocked on a full ring or slab sleep on; bumped when space is freed.
     pub space_futex: AtomicU32,
@@ -162,7 +168,12 @@ pub(crate) struct Row {
     pub waiting_for: AtomicU64,
     /// Publishers: since when it waits (ns since the Unix epoch), 0 when not waiting.
     pub waiting_since_ns: AtomicU64,
-    _pad: [u32; 6],
+    /// Publishers: the consumers (bits) the run announced in `publishing` is addressed to, 0
+    /// until the claimant has decided (`RingView::address`); stored after the claim and before
+    /// the slot is written, cleared before `publishing`. Lets a consumer that the claimant does
+    /// not address pass the position before it is committed.
+    pub addressed: AtomicU64,
+    _pad: [u32; 4],
 }
 
 /// What one process row counts beyond the row itself, read only by tools (`Snapshot`): the
@@ -224,7 +235,7 @@ pub(crate) const BRIDGE_COUNTERS: usize = 6;
 pub(crate) const SLEEPING_SUBSCRIBER: u32 = 1;
 pub(crate) const SLEEPING_PUBLISHER: u32 = 2;
 use crate::blocks::interest::InterestTable;
-pub(crate) use crate::blocks::sleepers::SLEEPING_COUNTED;
+pub(crate) use crate::blocks::sleepers::{SLEEPING_BLIND, SLEEPING_COUNTED};
 
 pub(crate) const ROW_FREE: u32 = 0;
 pub(crate) const ROW_LIVE: u32 = 1;

@@ -5,8 +5,8 @@
 use super::layout::CONSUMER_LIVE;
 use super::table::TableGuard;
 use super::Region;
-use crate::blocks::atomics::{fence, saturating_dec, Ordering};
-use crate::blocks::sleepers::{wake, wake_counted};
+use crate::blocks::atomics::{saturating_dec, Ordering};
+use crate::blocks::sleepers::{wake, wake_committed};
 
 impl Region {
     /// Wakes publishers sleeping on a full ring or slab, if any.
@@ -15,19 +15,14 @@ impl Region {
         wake(&h.space_futex, &h.pub_sleepers);
     }
 
-    /// Wakes the receivers of consumers `mask` that sleep for data, if any: a consumer a
-    /// message was not addressed to is not woken.
+    /// Wakes the receivers of consumers `mask` that sleep for data, if any, and every sleeping
+    /// receiver while one sleeps blind (`blocks/sleepers.rs`): a consumer a message was not
+    /// addressed to is otherwise not woken. Called after every commit and discard.
     pub(crate) fn wake_consumers(&self, mask: u64) {
-        fence(Ordering::SeqCst);
-        let mut bits = mask;
-        while bits != 0 {
-            let b = bits.trailing_zeros() as usize;
-            bits &= bits - 1;
-            let Some(c) = self.consumers().get(b) else {
-                break;
-            };
-            wake_counted(&c.futex, &c.sleepers);
-        }
+        let consumers = self.consumers();
+        wake_committed(mask, &self.header().blind_sleepers, |b| {
+            consumers.get(b).map(|c| (&c.futex, &c.sleepers))
+        });
     }
 
     /// Returns a block (slot `block` field: index + 1, 0 for inline) to its free list; true if a

@@ -419,6 +419,7 @@ fn reset_row(row: &Row) {
     for w in [
         &row.delivered,
         &row.published,
+        &row.addressed,
         &row.publishing,
         &row.in_flight,
         &row.redelivered,

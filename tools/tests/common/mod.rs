@@ -160,6 +160,9 @@ pub fn child_main() {
     };
     let (role, name) = spec.split_once(' ').expect("role and bus name");
     let bus = Bus::open(name).expect("child: open bus");
+    if let Some(rest) = role.strip_prefix("stall:") {
+        return stalled_publisher(&bus, rest);
+    }
     let _sub = match role.strip_prefix("group:") {
         Some(group) => bus.subscribe_group(group),
         None => bus.subscribe(),
@@ -171,6 +174,33 @@ pub fn child_main() {
     out.flush().expect("child: flush");
     drop(out);
     // Hold the attachment until the parent kills us or closes our stdin.
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+}
+
+/// Role `stall:<claimed|addressed>:<topic>`: says it is ready, then publishes one message on
+/// `<topic>` and stops itself (SIGSTOP) at that point of the publish, holding its claimed ring
+/// position; once continued, it finishes the publish, says `published <pos>` and waits for its
+/// stdin to close.
+fn stalled_publisher(bus: &Bus, spec: &str) {
+    use shm_ring::testing::{stop_next_publish_at, Point};
+    let (at, topic) = spec.split_once(':').expect("stall point and topic");
+    let at = match at {
+        "claimed" => Point::Claimed,
+        "addressed" => Point::Addressed,
+        other => panic!("unknown stall point {other}"),
+    };
+    let mut publisher = bus.publisher().expect("child: publisher");
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{READY}").expect("child: write");
+    out.flush().expect("child: flush");
+    stop_next_publish_at(at);
+    let pos = publisher
+        .publish(topic, shm_ring::Codec::Raw, b"held", None)
+        .expect("child: publish");
+    writeln!(out, "published {pos:?}").expect("child: write");
+    out.flush().expect("child: flush");
+    drop(out);
     let mut line = String::new();
     let _ = std::io::stdin().read_line(&mut line);
 }

@@ -64,8 +64,12 @@ With --json, prints one object whose field names are a stable API (schema 1):
                   messages_per_s: float|null, bytes_per_s: float|null, publishers: [pid],
                   consumers: [{consumer, group: str|null, pids: [int]}]}], busiest first
   rates_over_ms   int|null, the time between the two snapshots of the rates
-  blocked         [{pid, row, since_ns, waiting_for: [{consumer, group, pids}]}], publishers
-                  waiting for room on a full ring
+  blocked         [{pid, row, since_ns, waiting_for: [{consumer, group, pids}],
+                  held_by: {pid, row, position, alive}|null}], publishers waiting for room on a
+                  full ring; held_by names the publisher that claimed the position they need
+                  (or the one the consumers they wait for stand at) and has not published it
+  holding         [{pid, row, alive: bool, first, count, addressed: [{consumer, group, pids}]}],
+                  publishers between claim and commit (addressed empty: not decided yet)
   bridges         [{pid, alive: bool, server: str, out, in, dropped, reconnects, held,
                   forgotten}]
   slab            [{block_size, total, used, free}], one per size class, smallest first
@@ -280,7 +284,19 @@ pub fn write_text(
         let mut rows = Vec::new();
         for b in &r.blocked {
             let since = format::ago(b.since_ns, now_ns);
-            if b.waiting_for.is_empty() {
+            if let Some(h) = &b.held_by {
+                let state = if h.alive { "" } else { ", dead" };
+                rows.push(vec![
+                    b.pid.to_string(),
+                    since.clone(),
+                    format!(
+                        "publisher pid {} (position {} claimed, not published{state})",
+                        h.pid, h.position
+                    ),
+                    command_of(h.pid).unwrap_or_else(|| "-".into()),
+                ]);
+            }
+            if b.waiting_for.is_empty() && b.held_by.is_none() {
                 rows.push(vec![
                     b.pid.to_string(),
                     since.clone(),
@@ -302,6 +318,42 @@ pub fn write_text(
             out,
             "  ",
             &["PID", "WAITING SINCE", "WAITS FOR", "ITS COMMAND"],
+            &rows,
+        )?;
+    }
+
+    if !r.holding.is_empty() {
+        writeln!(
+            out,
+            "\nUNPUBLISHED CLAIMS (claimed, not published: the consumers they are for wait)"
+        )?;
+        let mut rows = Vec::new();
+        for h in &r.holding {
+            let positions = match h.count {
+                1 => h.first.to_string(),
+                n => format!("{}..{}", h.first, h.first + n),
+            };
+            let for_whom = if h.addressed.is_empty() {
+                "not decided: every consumer there".to_string()
+            } else {
+                h.addressed
+                    .iter()
+                    .map(|c| c.describe())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            rows.push(vec![
+                h.pid.to_string(),
+                if h.alive { "yes" } else { "no" }.into(),
+                positions,
+                for_whom,
+                command_of(h.pid).unwrap_or_else(|| "-".into()),
+            ]);
+        }
+        crate::table::write(
+            out,
+            "  ",
+            &["PID", "ALIVE", "POSITIONS", "FOR", "ITS COMMAND"],
             &rows,
         )?;
     }

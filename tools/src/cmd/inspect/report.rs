@@ -2,7 +2,7 @@
 //! apart from the snapshot, because its field names are an API that scripts rely on and must not
 //! move when the bus internals do; `inspect --help` documents every field.
 
-use super::flows::{self, Blocked, Bridge, TopicFlow};
+use super::flows::{self, Blocked, Bridge, Holding, TopicFlow};
 use serde::Serialize;
 use shm_ring::{Role, Snapshot};
 
@@ -40,6 +40,8 @@ pub struct Report {
     pub rates_over_ms: Option<u64>,
     /// Publishers waiting for room, and whom they wait for.
     pub blocked: Vec<Blocked>,
+    /// Publishers holding positions they claimed and have not published.
+    pub holding: Vec<Holding>,
     /// Bridges attached to the bus.
     pub bridges: Vec<Bridge>,
     /// One entry per slab size class.
@@ -433,6 +435,7 @@ impl From<&Snapshot> for Report {
             topics: flows::topics(s),
             rates_over_ms: None,
             blocked: flows::blocked(s),
+            holding: flows::holding(s),
             bridges: flows::bridges(s),
             slab: s
                 .slab

@@ -576,6 +576,7 @@ mod tests {
             unrouted: 0,
             waiting_for: Vec::new(),
             waiting_since_ns: 0,
+            unpublished: None,
             redelivered: 0,
             last_heartbeat_ns: 1,
             topics: Vec::new(),
