@@ -370,11 +370,14 @@ impl Publisher {
         Ok(Some(pos))
     }
 
-    /// Publishes `count` messages of `len` bytes each on `topic`, message `i` built in place by
-    /// `fill(i, buf)`. Messages that fit inline are claimed a run at a time (one CAS on the ring
-    /// head for as many consecutive free slots as there are, one wake-up check per run) instead
-    /// of one claim and one wake-up check per message; larger ones are published one by one as
-    /// by [`Publisher::publish_with`]. Order is kept.
+    /// Publishes `count` messages of `len` bytes each on `topic`, message `i` built by
+    /// `fill(i, buf)`. Messages that fit inline are built up to 64 ahead, before their positions
+    /// are claimed (so `fill` never runs while this publisher holds a claimed position), and
+    /// claimed a run at a time (one CAS on the ring head for as many consecutive free slots as
+    /// there are, one wake-up check per run) instead of one claim and one wake-up check per
+    /// message; larger ones are built in their slab block and published one by one as by
+    /// [`Publisher::publish_with`]. Order is kept. If `fill` panics, nothing built since the
+    /// last claim is published.
     ///
     /// Waits like [`Publisher::publish`]. Returns how many were published: `count`, or fewer if
     /// the time ran out part way (then the rest were not published); `Err(Full)` /

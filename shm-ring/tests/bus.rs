@@ -372,11 +372,9 @@ fn a_panicking_fill_in_a_batch_does_not_wedge_the_ring() {
     let mut got = Vec::new();
     sub.recv_batch(100, NOW, |m| got.push(m.payload[0]))
         .unwrap();
-    assert_eq!(
-        got,
-        [0, 1, 9],
-        "the rest of the run is skipped, not waited for"
-    );
+    // The batch's messages are built before their positions are claimed: the panic leaves
+    // nothing of the batch claimed, so nothing waits and the next publish goes through.
+    assert_eq!(got, [9], "a panicking fill holds no position");
     drop((sub, p, bus));
     assert_idle(&g.name);
 }
