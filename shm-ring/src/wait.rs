@@ -31,8 +31,11 @@ pub(crate) enum Side {
     Publisher,
 }
 
-/// Blocked this long, a publisher checks whether dead processes are holding it up.
-pub(crate) const PUBLISHER_REAP_AFTER: Duration = Duration::from_millis(250);
+/// Blocked this long, a publisher checks whether dead processes are holding it up, and again
+/// every as long while it stays blocked. A check is cheap (liveness is one `F_OFD_GETLK` per
+/// live row, `region/liveness.rs`), so it comes early: a consumer killed holding the ring holds
+/// its publishers about this long (docs/delivery.md, "Dead and stopped processes").
+pub(crate) const PUBLISHER_REAP_AFTER: Duration = Duration::from_millis(20);
 /// Idle this long, a subscriber checks (on each heartbeat) whether a dead process holds up its
 /// group or the ring; less often than publishers, since an idle bus is the common case.
 pub(crate) const SUBSCRIBER_REAP_AFTER: Duration = Duration::from_secs(1);
@@ -170,7 +173,16 @@ fn wait_with<T>(
             tag,
             blind: counted_blind.then_some(&h.blind_sleepers),
         };
-        let got = sleeper.sleep_unless(left.min(SLICE), || match attempt(true) {
+        let reap_after = match side {
+            Side::Subscriber(_) => SUBSCRIBER_REAP_AFTER,
+            Side::Publisher => PUBLISHER_REAP_AFTER,
+        };
+        // Wake for the next check of dead holders, if it comes before the slice ends.
+        let next_reap = reap_after
+            .saturating_sub(start.elapsed())
+            .max(reap_after.saturating_sub(last_reap.elapsed()))
+            .max(Duration::from_millis(1));
+        let got = sleeper.sleep_unless(left.min(SLICE).min(next_reap), || match attempt(true) {
             // Blind now but not counted as blind: count in first, or a commit behind us could
             // be missed.
             Ok(None) if is_blind() && !counted_blind => Some(Ok(None)),
@@ -186,10 +198,6 @@ fn wait_with<T>(
         if let Some(v) = attempt(true)? {
             return Ok(Some(v));
         }
-        let reap_after = match side {
-            Side::Subscriber(_) => SUBSCRIBER_REAP_AFTER,
-            Side::Publisher => PUBLISHER_REAP_AFTER,
-        };
         if start.elapsed() >= reap_after && last_reap.elapsed() >= reap_after {
             last_reap = Instant::now();
             // Opportunistic: a holder that keeps the lock (stopped) must not stretch this wait.
