@@ -18,11 +18,14 @@ esac
 # The loom models left out of the quick run: each takes minutes in release mode on 2 CPUs.
 # `--all` runs them too.
 LOOM_SLOW=(
-  loom_group_member_dies_with_an_unconfirmed_claim
-  loom_group_member_dies_with_a_confirmed_claim
+  loom_a_reused_slot_is_not_read_as_its_previous_position
   loom_group_member_dies_after_releasing_its_message
+  loom_group_member_dies_with_a_confirmed_claim
+  loom_group_member_dies_with_an_unconfirmed_claim
+  loom_no_wake_up_is_lost_behind_a_position_for_another_consumer
   loom_reap_of_a_dead_claimant_spares_a_live_one
-  loom_false_reap_of_a_slow_claimant_leaves_one_winner
+  loom_ring_batch_claim_with_a_single_publisher
+  loom_ring_one_publisher_two_consumers
 )
 source "$ROOT/scripts/setup.sh"
 cd "$ROOT"
