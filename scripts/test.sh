@@ -23,7 +23,7 @@ LOOM_SLOW=(
   loom_group_member_dies_with_a_confirmed_claim
   loom_group_member_dies_with_an_unconfirmed_claim
   loom_no_wake_up_is_lost_behind_a_position_for_another_consumer
-  loom_reap_of_a_dead_claimant_spares_a_live_one
+  loom_lossy_consumer_is_evicted_not_waited_for
   loom_ring_batch_claim_with_a_single_publisher
   loom_ring_one_publisher_two_consumers
 )
