@@ -431,10 +431,15 @@ fn several_bridges_on_one_server_never_export_again_what_they_imported() {
         p.publish("Md.X", Codec::Raw, &payload(i, 16), None)
             .unwrap();
     }
-    for handle in subs {
+    for (i, handle) in subs.into_iter().enumerate() {
         let (got, mut sub) = handle.join().unwrap();
         let numbers: Vec<u64> = got.iter().map(|m| number(&m.2)).collect();
-        assert_eq!(numbers, (0..100).collect::<Vec<_>>());
+        assert_eq!(
+            numbers,
+            (0..100).collect::<Vec<_>>(),
+            "what the subscriber of bus {} received",
+            names[i].0
+        );
         assert!(sub.recv(Some(Duration::ZERO)).unwrap().is_none());
     }
     let stats: Vec<Stats> = bridges.into_iter().map(Bridge::stop).collect();
