@@ -76,16 +76,25 @@ pub(crate) fn event_logger(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     chosen_or(py, &EVENT_LOGGER, EVENT_LOGGER_NAME)
 }
 
+/// The logger kept in `own` if there is one, else `fallback`'s.
+fn own_or<'py>(
+    py: Python<'py>,
+    own: &Mutex<Option<Py<PyAny>>>,
+    fallback: fn(Python<'py>) -> PyResult<Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let own = slot(own).as_ref().map(|l| l.clone_ref(py));
+    match own {
+        Some(l) => Ok(l.into_bound(py)),
+        None => fallback(py),
+    }
+}
+
 /// An engine's own logger (kept in `own`) if it has one, else [`engine_logger`].
 pub(crate) fn resolve<'py>(
     py: Python<'py>,
     own: &Mutex<Option<Py<PyAny>>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let own = slot(own).as_ref().map(|l| l.clone_ref(py));
-    match own {
-        Some(l) => Ok(l.into_bound(py)),
-        None => engine_logger(py),
-    }
+    own_or(py, own, engine_logger)
 }
 
 /// A hook's own logger (kept in `own`) if it has one, else [`event_logger`].
@@ -93,11 +102,7 @@ pub(crate) fn resolve_event<'py>(
     py: Python<'py>,
     own: &Mutex<Option<Py<PyAny>>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let own = slot(own).as_ref().map(|l| l.clone_ref(py));
-    match own {
-        Some(l) => Ok(l.into_bound(py)),
-        None => event_logger(py),
-    }
+    own_or(py, own, event_logger)
 }
 
 /// Replaces the logger kept in `own` (the old one is released after the lock).
