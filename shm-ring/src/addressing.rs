@@ -96,7 +96,7 @@ impl Addressing {
     /// The consumers that want `topic` now, after a claim, where `before` is what
     /// [`Addressing::wanting`] said for it at the start of the publish: the same answer, for one
     /// load of the interest epoch, while nothing changed since; else asked again. A publish
-    /// addresses its message from this (`RingView::address`), never from an answer older than
+    /// addresses its message from this (`RingView::announce`), never from an answer older than
     /// its claim.
     pub(crate) fn wanting_now(
         &mut self,

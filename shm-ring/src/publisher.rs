@@ -5,42 +5,54 @@
 //! slot (which every consumer behind it must wait for) while it waits for slab space.
 
 use crate::addressing::Addressing;
-use crate::blocks::atomics::{AtomicU64, Ordering};
-use crate::blocks::ring::RingView;
+use crate::blocks::atomics::Ordering;
+use crate::blocks::ring::{Addressed, RingView, Run, SlotWrite};
 use crate::handle::Inner;
 use crate::region::layout::Row;
 use crate::region::layout::{INLINE_CAP, MAX_TOPIC_LEN};
 use crate::region::liveness::coarse_now_ns;
 use crate::region::liveness::now_ns;
-use crate::region::table::{add_own, bump_own};
+use crate::region::table::add_own;
 use crate::region::words::SlotMeta;
 use crate::region::Region;
-use crate::wait::{wait_for, Side};
+use crate::wait::{wait_for, Side, SEAL_AFTER};
 use crate::wire::pickle::{encode_call, PyValue};
 use crate::wire::topic_hash;
 use crate::{BusError, Codec};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Claimed positions `next..end` of a run not yet published; dropping it gives them back
-/// unpublished (consumers skip them) and clears the publisher's intent.
-struct ClaimedRun<'a, 'r> {
-    ring: &'a crate::blocks::ring::RingView<'r>,
+/// A claimed run whose positions `next..` are not committed yet. Dropping it ends the run on
+/// every way out of a publish, a panic included: the positions not committed go back
+/// unpublished (consumers skip them) and the announcement is withdrawn
+/// ([`RingView::give_back`]).
+struct Claimed<'a, 'r> {
+    ring: &'a RingView<'r>,
+    row: &'a Row,
+    run: Run,
     next: u64,
-    end: u64,
-    intent: &'a AtomicU64,
-    addressed: &'a AtomicU64,
 }
 
-impl Drop for ClaimedRun<'_, '_> {
+impl Drop for Claimed<'_, '_> {
     fn drop(&mut self) {
-        self.ring.discard(
-            self.next,
-            self.end.wrapping_sub(self.next),
-            self.intent,
-            self.addressed,
-        );
+        let (intent, addressed) = (&self.row.publishing, &self.row.addressed);
+        self.ring
+            .give_back(self.next, self.run.end(), intent, addressed);
     }
+}
+
+/// How far a publish of several messages got: `done` of them published or unrouted, and the
+/// position of the last one published.
+#[derive(Default)]
+struct Sent {
+    done: usize,
+    last: Option<u64>,
+}
+
+/// Why a publish stopped part way, and how many messages it had sent by then.
+struct Stopped {
+    error: BusError,
+    done: usize,
 }
 
 /// Publishes messages on a bus. One publisher's messages reach every subscriber in publish order.
@@ -208,166 +220,16 @@ impl Publisher {
         timeout: Option<Duration>,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<Option<u64>, BusError> {
-        debug_assert_eq!(hash, topic_hash(topic));
-        self.own_row()?;
-        let region = &self.inner.region;
-        let max = region.layout().max_message as usize;
-        if len > max {
-            return Err(BusError::PayloadTooLarge { size: len, max });
-        }
-        if topic.len() > MAX_TOPIC_LEN {
-            return Err(BusError::TopicTooLong {
-                size: topic.len(),
-                max: MAX_TOPIC_LEN,
-            });
-        }
-        let row = region.row(self.row).expect("own row is in range");
-        let (wanting, entry) = self.addressing.wanting(region, self.row, topic, hash);
-        let tally = region
-            .row_stats(self.row)
-            .expect("own row is in range")
-            .entry(entry);
-        if wanting & ring_active(region) == 0 {
-            add_own(&row.unrouted, 1);
-            bump_own(&tally.unrouted);
-            return Ok(None);
-        }
-        // Only a put that may wait reads the clock.
-        let start = timeout.filter(|t| !t.is_zero()).map(|_| Instant::now());
-        let out_of_time = || {
-            if timeout == Some(Duration::ZERO) {
-                BusError::Full
-            } else {
-                BusError::Timeout
+        let mut fill = Some(fill);
+        let fill = |_: usize, buf: &mut [u8]| {
+            if let Some(f) = fill.take() {
+                f(buf)
             }
         };
-        let total = topic.len() + len;
-        let mut inline = [0u8; INLINE_CAP];
-        // Block field: index + 1, or 0 when topic and payload travel inline.
-        let block = if total <= INLINE_CAP {
-            inline[..topic.len()].copy_from_slice(topic.as_bytes());
-            fill(&mut inline[topic.len()..total]);
-            0
-        } else {
-            let never = self.never_wait_for;
-            let take = || match self.alloc(total)? {
-                // Lossy consumers never hold blocks a publisher needs.
-                None if region.take_from_lossy(true) => self.alloc(total),
-                None if never != 0 => {
-                    let holders = block_holders(region) & never;
-                    if holders != 0 {
-                        return Err(BusError::WouldWaitFor { consumers: holders });
-                    }
-                    Ok(None)
-                }
-                got => Ok(got),
-            };
-            let idx = match wait_for(region, row, Side::Publisher, timeout, take)? {
-                Some(idx) => idx,
-                None => return Err(out_of_time()),
-            };
-            // From here until its slot is committed, a reaper can give it back if we die.
-            row.held_block.store(idx + 1, Ordering::Release);
-            let (_, ptr, size) = region.block(idx).expect("allocated block is in range");
-            debug_assert!(total <= size);
-            // SAFETY: `ptr..ptr + size` is block `idx` inside the mapping, which we popped from its
-            // free list and so own exclusively until it is published.
-            let bytes = unsafe { std::slice::from_raw_parts_mut(ptr, total) };
-            bytes[..topic.len()].copy_from_slice(topic.as_bytes());
-            fill(&mut bytes[topic.len()..]);
-            idx + 1
-        };
-        let ring = region.ring();
-        let remaining = timeout.map(|t| match start {
-            Some(s) => t.saturating_sub(s.elapsed()),
-            None => t,
-        });
-        let mut waiting = Waiting::new(region, row);
-        let never = self.never_wait_for;
-        let claimed = wait_for(region, row, Side::Publisher, remaining, || {
-            let mut r = ring.claim(&row.publishing).ok();
-            if r.is_none() && region.take_from_lossy(false) {
-                r = ring.claim(&row.publishing).ok();
-            }
-            if r.is_none() {
-                check_head(region, &ring)?;
-                let holders = waiting.blocked() & never;
-                if holders != 0 {
-                    return Err(BusError::WouldWaitFor { consumers: holders });
-                }
-            }
-            Ok(r)
-        });
-        drop(waiting);
-        let pos = match claimed {
-            Ok(Some(pos)) => pos,
-            Ok(None) | Err(_) => {
-                give_back(region, row, block);
-                region.wake_publishers();
-                return Err(claimed.err().unwrap_or_else(out_of_time));
-            }
-        };
-        crate::testing::pause_point(crate::testing::Point::Claimed);
-        // Addressed from the interest now, after the claim (and any wait for it).
-        let addressing = &mut self.addressing;
-        let consumers = ring.address(
-            pos,
-            || addressing.wanting_now(region, self.row, topic, hash, wanting),
-            &row.addressed,
-        );
-        if consumers == 0 {
-            // The consumers that wanted it left meanwhile: nothing to deliver, nothing to keep.
-            // The block first: with the intent cleared, a reaper would free a held block too.
-            give_back(region, row, block);
-            ring.discard(pos, 1, &row.publishing, &row.addressed);
-            region.wake_publishers();
-            region.wake_consumers(0);
-            add_own(&row.unrouted, 1);
-            bump_own(&tally.unrouted);
-            return Ok(None);
+        match self.publish_all(topic, hash, codec, 1, |_| len, timeout, fill) {
+            Ok(sent) => Ok(sent.last),
+            Err(stopped) => Err(stopped.error),
         }
-        crate::testing::pause_point(crate::testing::Point::Addressed);
-        let slot = ring.slot(pos);
-        slot.topic_hash.store(hash, Ordering::Relaxed);
-        slot.timestamp_ns.store(coarse_now_ns(), Ordering::Relaxed);
-        slot.publisher.store(self.row, Ordering::Relaxed);
-        slot.publisher_pid.store(self.pid, Ordering::Relaxed);
-        slot.block.store(block, Ordering::Relaxed);
-        slot.payload_len.store(len as u32, Ordering::Relaxed);
-        let meta = SlotMeta {
-            topic_len: topic.len() as u16,
-            codec: codec as u8,
-        };
-        slot.meta.store(meta.value(), Ordering::Relaxed);
-        if block == 0 {
-            // SAFETY: we claimed `pos`, so no one else writes this slot and no consumer reads it
-            // until `commit` publishes it with a Release store.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    inline.as_ptr(),
-                    slot.inline.get().cast::<u8>(),
-                    total,
-                )
-            };
-        }
-        let committed = ring.commit_one(pos, consumers);
-        if committed && block != 0 {
-            // The slot holds the block now; before the intent goes (see `Row::held_block`).
-            row.held_block.store(0, Ordering::Release);
-        }
-        ring.finish(&row.publishing, &row.addressed);
-        if !committed {
-            // A survivor took this process for dead and tombstoned the position meanwhile: the
-            // message is not published, and the block is ours unless that survivor took it.
-            give_back(region, row, block);
-            region.wake_publishers();
-            return Err(BusError::ClaimLost { pos });
-        }
-        bump_own(&row.published);
-        bump_own(&tally.messages);
-        add_own(&tally.bytes, len as u64);
-        region.wake_consumers(consumers);
-        Ok(Some(pos))
     }
 
     /// Publishes `count` messages of `len` bytes each on `topic`, message `i` built by
@@ -444,44 +306,83 @@ impl Publisher {
         timeout: Option<Duration>,
         fill: impl FnMut(usize, &mut [u8]),
     ) -> Result<usize, BusError> {
-        let mut built = std::mem::take(&mut self.built);
-        let r = self.publish_run_with(topic, codec, count, len_of, timeout, fill, &mut built);
-        self.built = built;
-        r
+        let hash = topic_hash(topic);
+        match self.publish_all(topic, hash, codec, count, len_of, timeout, fill) {
+            Ok(sent) => Ok(sent.done),
+            Err(Stopped {
+                error: BusError::Full | BusError::Timeout | BusError::WouldWaitFor { .. },
+                done,
+            }) if done > 0 => Ok(done),
+            Err(stopped) => Err(stopped.error),
+        }
     }
 
-    /// [`Publisher::publish_run`], building inline messages ahead into `built`.
+    /// The one publish path, single messages and runs alike: messages `0..count` on `topic`
+    /// (whose hash is `hash`), message `i` of `len_of(i)` bytes built by `fill(i, buf)`, in
+    /// order. Each step is one function: build (inline messages up to [`BUILD_AHEAD`] ahead, a
+    /// larger one in its slab block, before any claim), claim with a wait
+    /// ([`claim_waiting`]), announce the addressees ([`RingView::announce`]), write
+    /// and commit each position ([`RingView::commit_slot`]), give back and withdraw
+    /// ([`Claimed`]'s drop). A run sealed before its announcement (its publisher was stopped
+    /// there too long) is claimed again for the same messages.
     #[allow(clippy::too_many_arguments)]
-    fn publish_run_with(
+    fn publish_all(
         &mut self,
         topic: &str,
+        hash: u64,
         codec: Codec,
         count: usize,
         len_of: impl Fn(usize) -> usize,
         timeout: Option<Duration>,
-        mut fill: impl FnMut(usize, &mut [u8]),
-        built: &mut Vec<u8>,
-    ) -> Result<usize, BusError> {
-        self.own_row()?;
-        let inner = self.inner.clone();
-        let region = &inner.region;
-        let max = region.layout().max_message as usize;
+        fill: impl FnMut(usize, &mut [u8]),
+    ) -> Result<Sent, Stopped> {
+        debug_assert_eq!(hash, topic_hash(topic));
+        let stop = |error| Stopped { error, done: 0 };
+        self.own_row().map_err(stop)?;
+        let max = self.inner.region.layout().max_message as usize;
         if topic.len() > MAX_TOPIC_LEN {
-            return Err(BusError::TopicTooLong {
+            return Err(stop(BusError::TopicTooLong {
                 size: topic.len(),
                 max: MAX_TOPIC_LEN,
-            });
+            }));
         }
         // Refuse the whole batch up front rather than publish part of it.
         if let Some(size) = (0..count).map(&len_of).find(|&l| l > max) {
-            return Err(BusError::PayloadTooLarge { size, max });
+            return Err(stop(BusError::PayloadTooLarge { size, max }));
         }
+        let mut built = std::mem::take(&mut self.built);
+        let mut sent = Sent::default();
+        let r = self.publish_built(
+            topic, hash, codec, count, &len_of, timeout, fill, &mut built, &mut sent,
+        );
+        self.built = built;
+        match r {
+            Ok(()) => Ok(sent),
+            Err(error) => Err(Stopped {
+                error,
+                done: sent.done,
+            }),
+        }
+    }
+
+    /// [`Publisher::publish_all`] once its arguments are checked, building inline messages into
+    /// `built` and counting in `sent`.
+    #[allow(clippy::too_many_arguments)]
+    fn publish_built(
+        &mut self,
+        topic: &str,
+        hash: u64,
+        codec: Codec,
+        count: usize,
+        len_of: &impl Fn(usize) -> usize,
+        timeout: Option<Duration>,
+        mut fill: impl FnMut(usize, &mut [u8]),
+        built: &mut Vec<u8>,
+        sent: &mut Sent,
+    ) -> Result<(), BusError> {
+        let region = &self.inner.region;
+        let never = self.never_wait_for;
         let row = region.row(self.row).expect("own row is in range");
-        let ring = region.ring();
-        let start = Instant::now();
-        let remaining = || timeout.map(|t| t.saturating_sub(start.elapsed()));
-        let fits = |i: usize| topic.len() + len_of(i) <= INLINE_CAP;
-        let hash = topic_hash(topic);
         let (wanting, entry) = self.addressing.wanting(region, self.row, topic, hash);
         let tally = region
             .row_stats(self.row)
@@ -490,182 +391,245 @@ impl Publisher {
         if wanting & ring_active(region) == 0 {
             add_own(&row.unrouted, count as u64);
             add_own(&tally.unrouted, count as u64);
-            return Ok(count);
+            sent.done = count;
+            return Ok(());
         }
+        // Only a publish that may wait reads the clock.
+        let start = timeout.filter(|t| !t.is_zero()).map(|_| Instant::now());
+        let remaining = || timeout.map(|t| start.map_or(t, |s| t.saturating_sub(s.elapsed())));
+        let out_of_time = || match timeout {
+            Some(Duration::ZERO) => BusError::Full,
+            _ => BusError::Timeout,
+        };
+        let fits = |i: usize| topic.len() + len_of(i) <= INLINE_CAP;
         let meta = SlotMeta {
             topic_len: topic.len() as u16,
             codec: codec as u8,
         }
         .value();
-        // Messages `built_from..built_to` are built (topic then payload) in `built`, message `i`
-        // at `(i - built_from) * INLINE_CAP`: `fill` runs before their positions are claimed,
-        // so a slow or panicking `fill` never holds a claimed position.
-        let (mut built_from, mut built_to) = (0usize, 0usize);
-        let mut done = 0;
-        while done < count {
-            let partial = |e: BusError, done: usize| match e {
-                BusError::Full | BusError::Timeout | BusError::WouldWaitFor { .. } if done > 0 => {
-                    Ok(done)
+        let ring = region.ring();
+        while sent.done < count {
+            let first = sent.done;
+            // Build, before any claim: inline messages `first..first + n` in `built` (message
+            // `first + k` at `k * INLINE_CAP`), or one message in a slab block (`block`: index
+            // + 1), so that `fill` never runs while this publisher holds a claimed position.
+            let (n, block) = if fits(first) {
+                let n = (first..count)
+                    .take_while(|&i| fits(i))
+                    .take(BUILD_AHEAD)
+                    .count();
+                if built.len() < n * INLINE_CAP {
+                    built.resize(n * INLINE_CAP, 0);
                 }
-                e => Err(e),
-            };
-            if !fits(done) {
-                let i = done;
-                match self.publish_with(topic, codec, len_of(i), remaining(), |b| fill(i, b)) {
-                    Ok(_) => done += 1,
-                    Err(e) => return partial(e, done),
-                }
-                continue;
-            }
-            if done >= built_to {
-                built_from = done;
-                built_to = done
-                    + (done..count)
-                        .take_while(|&i| fits(i))
-                        .take(BUILD_AHEAD)
-                        .count();
-                built.resize((built_to - built_from) * INLINE_CAP, 0);
-                for i in built_from..built_to {
-                    let bytes =
-                        &mut built[(i - built_from) * INLINE_CAP..][..topic.len() + len_of(i)];
+                for k in 0..n {
+                    let bytes = &mut built[k * INLINE_CAP..][..topic.len() + len_of(first + k)];
                     bytes[..topic.len()].copy_from_slice(topic.as_bytes());
-                    fill(i, &mut bytes[topic.len()..]);
+                    fill(first + k, &mut bytes[topic.len()..]);
                 }
-            }
-            let want = (built_to - done) as u64;
-            let mut waiting = Waiting::new(region, row);
-            let never = self.never_wait_for;
-            let claimed = wait_for(region, row, Side::Publisher, remaining(), || {
-                let mut r = ring.claim_many(want, &row.publishing).ok();
-                if r.is_none() && region.take_from_lossy(false) {
-                    r = ring.claim_many(want, &row.publishing).ok();
-                }
-                if r.is_none() {
-                    check_head(region, &ring)?;
-                    let holders = waiting.blocked() & never;
-                    if holders != 0 {
-                        return Err(BusError::WouldWaitFor { consumers: holders });
-                    }
-                }
-                Ok(r)
-            });
-            drop(waiting);
-            let (pos, n) = match claimed {
-                Ok(Some(run)) => run,
-                Ok(None) if timeout == Some(Duration::ZERO) => {
-                    return partial(BusError::Full, done)
-                }
-                Ok(None) => return partial(BusError::Timeout, done),
-                Err(e) => return partial(e, done),
-            };
-            crate::testing::pause_point(crate::testing::Point::Claimed);
-            // One decision serves the whole run, taken now, after the claim: a joiner's start is
-            // a head value, and head went from `pos` to `pos + n` in one step, so no start falls
-            // inside the run.
-            let addressing = &mut self.addressing;
-            let consumers = ring.address(
-                pos,
-                || addressing.wanting_now(region, self.row, topic, hash, wanting),
-                &row.addressed,
-            );
-            if consumers == 0 {
-                ring.discard(pos, n, &row.publishing, &row.addressed);
-                region.wake_publishers();
-                region.wake_consumers(0);
-                add_own(&row.unrouted, n);
-                add_own(&tally.unrouted, n);
-                done += n as usize;
-                continue;
-            }
-            crate::testing::pause_point(crate::testing::Point::Addressed);
-            let now = coarse_now_ns();
-            let mut run_bytes = 0u64;
-            // Gives the unpublished rest of the run back if a commit finds the claim lost.
-            let mut run = ClaimedRun {
-                ring: &ring,
-                next: pos,
-                end: pos.wrapping_add(n),
-                intent: &row.publishing,
-                addressed: &row.addressed,
-            };
-            for j in 0..n {
-                let i = done + j as usize;
-                let len = len_of(i);
-                let total = topic.len() + len;
-                let slot = ring.slot(pos.wrapping_add(j));
-                // SAFETY: we claimed this position, so no one else writes the slot and no
-                // consumer reads it until `commit_one` publishes it with a Release store;
-                // `total <= INLINE_CAP` was checked by `fits`, and message `i` is built
-                // (`built_from <= i < built_to`).
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        built[(i - built_from) * INLINE_CAP..].as_ptr(),
-                        slot.inline.get().cast::<u8>(),
-                        total,
-                    )
+                (n, 0)
+            } else {
+                let total = topic.len() + len_of(first);
+                let Some(idx) = take_block(region, row, total, never, remaining())? else {
+                    return Err(out_of_time());
                 };
-                run_bytes += len as u64;
-                slot.topic_hash.store(hash, Ordering::Relaxed);
-                slot.timestamp_ns.store(now, Ordering::Relaxed);
-                slot.publisher.store(self.row, Ordering::Relaxed);
-                slot.publisher_pid.store(self.pid, Ordering::Relaxed);
-                slot.block.store(0, Ordering::Relaxed);
-                slot.payload_len.store(len as u32, Ordering::Relaxed);
-                slot.meta.store(meta, Ordering::Relaxed);
-                if !ring.commit_one(pos.wrapping_add(j), consumers) {
-                    // Taken for dead (see `publish_with`): the rest of the run goes back.
-                    drop(run);
-                    region.wake_consumers(consumers);
-                    add_own(&row.published, j);
-                    add_own(&tally.messages, j);
-                    // `run_bytes` already counts message `j`, which was not published.
-                    add_own(&tally.bytes, run_bytes - len as u64);
-                    return partial(BusError::ClaimLost { pos: pos + j }, done + j as usize);
+                // From here until its slot is committed, a reaper can give it back if we die.
+                row.held_block.store(idx + 1, Ordering::Release);
+                let (_, ptr, size) = region.block(idx).expect("allocated block is in range");
+                debug_assert!(total <= size);
+                // SAFETY: `ptr..ptr + size` is block `idx` inside the mapping, which we popped
+                // from its free list and so own exclusively until it is published.
+                let bytes = unsafe { std::slice::from_raw_parts_mut(ptr, total) };
+                bytes[..topic.len()].copy_from_slice(topic.as_bytes());
+                fill(first, &mut bytes[topic.len()..]);
+                (1, idx + 1)
+            };
+            // Publish them: claim, announce, write and commit; claim again after a seal.
+            while sent.done < first + n {
+                let want = (first + n - sent.done) as u64;
+                let run = match claim_waiting(region, row, &ring, want, never, remaining()) {
+                    Ok(Some(run)) => run,
+                    Ok(None) => {
+                        give_back(region, row, block);
+                        return Err(out_of_time());
+                    }
+                    Err(e) => {
+                        give_back(region, row, block);
+                        return Err(e);
+                    }
+                };
+                let mut claimed = Claimed {
+                    ring: &ring,
+                    row,
+                    run,
+                    next: run.first,
+                };
+                crate::testing::pause_point(crate::testing::Point::Claimed);
+                // Addressed from the interest now, after the claim (and any wait for it).
+                let addressing = &mut self.addressing;
+                let wanting_now = || addressing.wanting_now(region, self.row, topic, hash, wanting);
+                let to = match ring.announce(&run, wanting_now, &row.publishing, &row.addressed) {
+                    Addressed::To(to) => to,
+                    Addressed::Sealed => {
+                        // Stopped too long before announcing: none of it was published.
+                        drop(claimed);
+                        region.wake_consumers(0);
+                        continue;
+                    }
+                    Addressed::Nobody => {
+                        // The consumers that wanted it left meanwhile: nothing to deliver,
+                        // nothing to keep. The block first: with the intent withdrawn, a
+                        // reaper would free a held block too.
+                        give_back(region, row, block);
+                        drop(claimed);
+                        region.wake_publishers();
+                        region.wake_consumers(0);
+                        add_own(&row.unrouted, run.count);
+                        add_own(&tally.unrouted, run.count);
+                        sent.done += run.count as usize;
+                        continue;
+                    }
+                };
+                crate::testing::pause_point(crate::testing::Point::Addressed);
+                let now = coarse_now_ns();
+                let (mut published, mut bytes) = (0u64, 0u64);
+                let lost = loop {
+                    if claimed.next == run.end() {
+                        break None;
+                    }
+                    let i = sent.done;
+                    let len = len_of(i);
+                    let inline: &[u8] = if block == 0 {
+                        &built[(i - first) * INLINE_CAP..][..topic.len() + len]
+                    } else {
+                        &[]
+                    };
+                    let m = SlotWrite {
+                        topic_hash: hash,
+                        timestamp_ns: now,
+                        publisher: self.row,
+                        publisher_pid: self.pid,
+                        block,
+                        payload_len: len as u32,
+                        meta,
+                        inline,
+                    };
+                    let pos = claimed.next;
+                    if !ring.commit_slot(pos, to, &m, &row.held_block) {
+                        break Some(pos);
+                    }
+                    claimed.next = pos.wrapping_add(1);
+                    sent.done += 1;
+                    sent.last = Some(pos);
+                    published += 1;
+                    bytes += len as u64;
+                };
+                drop(claimed);
+                region.wake_consumers(to);
+                add_own(&row.published, published);
+                add_own(&tally.messages, published);
+                add_own(&tally.bytes, bytes);
+                if let Some(pos) = lost {
+                    // A survivor took this process for dead and tombstoned the position: the
+                    // message is not published, and the block is ours unless it took it.
+                    give_back(region, row, block);
+                    region.wake_publishers();
+                    return Err(BusError::ClaimLost { pos });
                 }
-                run.next = pos.wrapping_add(j + 1);
             }
-            drop(run);
-            region.wake_consumers(consumers);
-            add_own(&tally.bytes, run_bytes);
-            add_own(&row.published, n);
-            add_own(&tally.messages, n);
-            done += n as usize;
         }
-        Ok(done)
-    }
-
-    /// Pops a block of at least `total` bytes from the smallest class that has one.
-    fn alloc(&self, total: usize) -> Result<Option<u32>, BusError> {
-        let region = &self.inner.region;
-        for (i, c) in region.layout().classes.iter().enumerate() {
-            if (c.block_size as usize) < total {
-                continue;
-            }
-            match region.free_list(i).pop() {
-                Ok(Some(idx)) => {
-                    region.class(i).used.fetch_add(1, Ordering::Relaxed);
-                    return Ok(Some(idx));
-                }
-                Ok(None) => continue,
-                Err(bad) => {
-                    return Err(BusError::corrupt(
-                        region.name(),
-                        format!(
-                            "the free list of slab class {i} is damaged at block {} (a link out \
-                             of range, a cycle, or a block in use)",
-                            bad.0
-                        ),
-                    ))
-                }
-            }
-        }
-        Ok(None)
+        Ok(())
     }
 
     /// This publisher's process-table row.
     pub fn row(&self) -> u32 {
         self.row
     }
+}
+
+/// Claims up to `want` positions, waiting up to `timeout` while the ring is full: meanwhile
+/// it takes what lossy consumers have not read, reports a ring head that cannot be right,
+/// refuses to wait for a consumer of `never` (`Publisher::set_never_wait_for`), and seals the position it waits
+/// for when a stalled claimant has held it unannounced for [`SEAL_AFTER`]. `Ok(None)`: out
+/// of time.
+fn claim_waiting(
+    region: &Region,
+    row: &Row,
+    ring: &RingView<'_>,
+    want: u64,
+    never: u64,
+    timeout: Option<Duration>,
+) -> Result<Option<Run>, BusError> {
+    let mut waiting = Waiting::new(region, row);
+    wait_for(region, row, Side::Publisher, timeout, || {
+        let claim = || ring.claim_run(want, &row.publishing).ok();
+        let mut r = claim();
+        if r.is_none() && region.take_from_lossy(false) {
+            r = claim();
+        }
+        if r.is_none() {
+            check_head(region, ring)?;
+            let holders = waiting.blocked() & never;
+            if holders != 0 {
+                return Err(BusError::WouldWaitFor { consumers: holders });
+            }
+            if waiting.seal_stalled() {
+                r = claim();
+            }
+        }
+        Ok(r)
+    })
+}
+
+/// Pops a block for `total` bytes of topic and payload, waiting up to `timeout` while its
+/// classes are empty (taking what lossy consumers hold first). `Ok(None)`: out of time.
+fn take_block(
+    region: &Region,
+    row: &Row,
+    total: usize,
+    never: u64,
+    timeout: Option<Duration>,
+) -> Result<Option<u32>, BusError> {
+    wait_for(region, row, Side::Publisher, timeout, || {
+        match alloc(region, total)? {
+            // Lossy consumers never hold blocks a publisher needs.
+            None if region.take_from_lossy(true) => alloc(region, total),
+            None if never != 0 => {
+                let holders = block_holders(region) & never;
+                if holders != 0 {
+                    return Err(BusError::WouldWaitFor { consumers: holders });
+                }
+                Ok(None)
+            }
+            got => Ok(got),
+        }
+    })
+}
+
+/// Pops a block of at least `total` bytes from the smallest class that has one.
+fn alloc(region: &Region, total: usize) -> Result<Option<u32>, BusError> {
+    for (i, c) in region.layout().classes.iter().enumerate() {
+        if (c.block_size as usize) < total {
+            continue;
+        }
+        match region.free_list(i).pop() {
+            Ok(Some(idx)) => {
+                region.class(i).used.fetch_add(1, Ordering::Relaxed);
+                return Ok(Some(idx));
+            }
+            Ok(None) => continue,
+            Err(bad) => {
+                return Err(BusError::corrupt(
+                    region.name(),
+                    format!(
+                        "the free list of slab class {i} is damaged at block {} (a link out \
+                         of range, a cycle, or a block in use)",
+                        bad.0
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Returns `block` (slot `block` field: index + 1, 0 for none) to the slab if this publisher
@@ -686,7 +650,8 @@ fn ring_active(region: &Region) -> u64 {
 struct Waiting<'a> {
     region: &'a Region,
     row: &'a Row,
-    since: bool,
+    /// When the claim first found the ring full.
+    since: Option<Instant>,
 }
 
 impl<'a> Waiting<'a> {
@@ -694,14 +659,14 @@ impl<'a> Waiting<'a> {
         Waiting {
             region,
             row,
-            since: false,
+            since: None,
         }
     }
 
     /// The claim failed: the ring is full. Returns the consumers it waits for.
     fn blocked(&mut self) -> u64 {
-        if !self.since {
-            self.since = true;
+        if self.since.is_none() {
+            self.since = Some(Instant::now());
             self.region
                 .header()
                 .full_waits
@@ -713,6 +678,20 @@ impl<'a> Waiting<'a> {
         let holders = ring.slot(head).pending.load(Ordering::Relaxed);
         self.row.waiting_for.store(holders, Ordering::Relaxed);
         holders
+    }
+
+    /// Blocked for [`SEAL_AFTER`] or more: if the slot the next claim needs is held by a
+    /// position claimed a ring ago and never announced (its claimant stopped in between),
+    /// seals and tombstones that position (`RingView::seal`). True if it did, and the claim
+    /// may be tried again.
+    fn seal_stalled(&self) -> bool {
+        if self.since.is_none_or(|s| s.elapsed() < SEAL_AFTER) {
+            return false;
+        }
+        let ring = self.region.ring();
+        let head = self.region.header().head.load(Ordering::SeqCst);
+        let held = head.wrapping_sub(ring.capacity());
+        ring.slot(held).seq.load(Ordering::Acquire) == held && self.region.seal(held)
     }
 }
 
@@ -727,7 +706,7 @@ fn block_holders(region: &Region) -> u64 {
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        if self.since {
+        if self.since.is_some() {
             self.row.waiting_for.store(0, Ordering::Relaxed);
             self.row.waiting_since_ns.store(0, Ordering::Relaxed);
         }

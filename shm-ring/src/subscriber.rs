@@ -6,7 +6,7 @@
 use crate::blocks::atomics::Ordering;
 use crate::blocks::entry;
 use crate::blocks::group;
-use crate::blocks::ring::{dist, Poll, RingView};
+use crate::blocks::ring::{dist, Poll};
 use crate::handle::Inner;
 use crate::interrupt::Interrupter;
 use crate::recovery::lock_table;
@@ -15,11 +15,11 @@ use crate::region::layout::Consumer;
 use crate::region::layout::CONSUMER_LIVE;
 use crate::region::message::{copy_message, read_message, Copied, Message};
 use crate::region::words::Cursor;
-use crate::wait::{wait_for_data, HOT_WAIT};
+use crate::wait::{wait_for_data, HOT_WAIT, SEAL_AFTER};
 use crate::BusError;
 use std::cell::Cell;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// In [`Subscriber::recv_batch`], publishers waiting for space are woken after this many freed
 /// slots even if the run goes on, so a slow handler never keeps them asleep for a whole batch.
@@ -167,6 +167,9 @@ pub struct Subscriber {
     /// The last patient look stopped at a claimed position whose addressees are not announced
     /// yet: the wait sleeps blind (see `blocks/sleepers.rs`).
     blind: bool,
+    /// The position a patient look first found claimed and not announced, and when: waiting
+    /// there for [`SEAL_AFTER`], it seals the position (see [`Subscriber::seal_if_stalled`]).
+    stalled: Cell<Option<(u64, Instant)>>,
 }
 
 impl Subscriber {
@@ -197,6 +200,7 @@ impl Subscriber {
             copied: None,
             patient: false,
             blind: false,
+            stalled: Cell::new(None),
         }
     }
 
@@ -449,7 +453,26 @@ impl Subscriber {
         let blind = p == Poll::Empty
             && !announced
             && dist(region.header().head.load(Ordering::SeqCst), pos) > 0;
+        if blind && self.seal_if_stalled(pos) {
+            return (Poll::Skip, false);
+        }
         (p, blind)
+    }
+
+    /// At `pos`, claimed and not announced: true once it has been so for [`SEAL_AFTER`] (from
+    /// the first patient look that found it so) and this call sealed and tombstoned it, or it
+    /// is no longer claimed. Its claimant was stopped between claim and announcement; it
+    /// publishes the message at a new position when it resumes (`RingView::seal`).
+    fn seal_if_stalled(&self, pos: u64) -> bool {
+        match self.stalled.get() {
+            Some((at, since)) if at == pos => {
+                since.elapsed() >= SEAL_AFTER && self.inner.region.seal(pos)
+            }
+            _ => {
+                self.stalled.set(Some((pos, Instant::now())));
+                false
+            }
+        }
     }
 
     /// Finds the next message for us and holds it; `None` if nothing is ready.
@@ -592,22 +615,33 @@ impl Subscriber {
             row.redelivered.fetch_add(1, Ordering::Relaxed);
             return Some(pos);
         }
-        let Some(pos) = group.claim(me, &row.in_flight, |r| region.row(r).map(|r| &r.in_flight))
-        else {
-            // A group waits at its cursor in order (it does not pass a claimed position): it
-            // sleeps blind there unless the claimant announced the position for the group.
-            if self.patient {
-                let head = region.header().head.load(Ordering::SeqCst);
-                let at = Cursor::read(self.entry().cursor.load(Ordering::SeqCst), head).pos;
-                let claimed =
-                    dist(head, at) > 0 && region.ring().slot(at).seq.load(Ordering::Acquire) == at;
-                self.blind =
-                    claimed && claimant_addressees(region, at).is_none_or(|to| to & self.bit == 0);
+        let in_flight_of = |r| region.row(r).map(|r| &r.in_flight);
+        let announced = |pos| claimant_addressees(region, pos);
+        // A patient look passes a claimed position announced for others, as a fan-out
+        // subscriber does.
+        let past = self
+            .patient
+            .then_some(&announced as &dyn Fn(u64) -> Option<u64>);
+        if let Some(pos) = group.claim(me, &row.in_flight, in_flight_of, past) {
+            self.held = Held::Group(pos);
+            return Some(pos);
+        }
+        if self.patient {
+            // At a claimed position it cannot decide (not announced yet): it sleeps blind
+            // there, and seals it once stalled for `SEAL_AFTER`.
+            let head = region.header().head.load(Ordering::SeqCst);
+            let at = Cursor::read(self.entry().cursor.load(Ordering::SeqCst), head).pos;
+            let claimed =
+                dist(head, at) > 0 && region.ring().slot(at).seq.load(Ordering::Acquire) == at;
+            self.blind = claimed && claimant_addressees(region, at).is_none();
+            if self.blind && self.seal_if_stalled(at) {
+                self.blind = false;
+                let pos = group.claim(me, &row.in_flight, in_flight_of, past)?;
+                self.held = Held::Group(pos);
+                return Some(pos);
             }
-            return None;
-        };
-        self.held = Held::Group(pos);
-        Some(pos)
+        }
+        None
     }
 
     /// Acknowledges the held message: clears our bit (freeing the slot if we were last), then
@@ -669,12 +703,10 @@ impl Drop for Subscriber {
     }
 }
 
-/// The addressees the claimant of position `pos` announced in its row, if a row announces them
-/// (see `RingView::announced_by`). A dead claimant's announcement still holds: its position is
-/// tombstoned, never committed to anyone else.
+/// Whom the claimant of position `pos` said it is for, if decided (see `RingView::announced`).
+/// A dead claimant's announcement still holds: its position is tombstoned, never committed to
+/// anyone else.
 fn claimant_addressees(region: &crate::region::Region, pos: u64) -> Option<u64> {
-    region
-        .rows()
-        .iter()
-        .find_map(|r| RingView::announced_by(pos, &r.publishing, &r.addressed))
+    let rows = region.rows().iter().map(|r| (&r.publishing, &r.addressed));
+    region.ring().announced(pos, rows)
 }

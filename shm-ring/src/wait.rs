@@ -39,6 +39,12 @@ pub(crate) const PUBLISHER_REAP_AFTER: Duration = Duration::from_millis(20);
 /// Idle this long, a subscriber checks (on each heartbeat) whether a dead process holds up its
 /// group or the ring; less often than publishers, since an idle bus is the common case.
 pub(crate) const SUBSCRIBER_REAP_AFTER: Duration = Duration::from_secs(1);
+/// Waiting this long at a position claimed and not announced (its claimant stopped between its
+/// claim and its announcement), a receiver or a blocked publisher seals it (`RingView::seal`)
+/// and goes on; the claimant publishes its message at a new position when it resumes. A live
+/// claimant spends nanoseconds there, so a seal almost always means a stopped or descheduled
+/// one, and a wrong one costs it only a new claim. A receiver asleep there sleeps no longer.
+pub(crate) const SEAL_AFTER: Duration = Duration::from_millis(1);
 const SLICE: Duration = Duration::from_millis(50);
 const SPINS: u32 = 128;
 const YIELDS: u32 = 16;
@@ -182,7 +188,9 @@ fn wait_with<T>(
             .saturating_sub(start.elapsed())
             .max(reap_after.saturating_sub(last_reap.elapsed()))
             .max(Duration::from_millis(1));
-        let got = sleeper.sleep_unless(left.min(SLICE).min(next_reap), || match attempt(true) {
+        // A blind sleeper may have to seal the position it waits at (`SEAL_AFTER`).
+        let slice = if counted_blind { SEAL_AFTER } else { SLICE };
+        let got = sleeper.sleep_unless(left.min(slice).min(next_reap), || match attempt(true) {
             // Blind now but not counted as blind: count in first, or a commit behind us could
             // be missed.
             Ok(None) if is_blind() && !counted_blind => Some(Ok(None)),

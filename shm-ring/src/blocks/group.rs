@@ -156,13 +156,17 @@ impl<'a> GroupView<'a> {
     /// Claims the next message at the cursor for member `me` (row + 1, whose `in_flight` word is
     /// `in_flight`) and confirms the claim: the position, or `None` if nothing is ready.
     /// `in_flight_of(r)` is the `in_flight` word of row `r`, to confirm a previous claimer's claim.
+    /// With `announced` (what claimants announced, see [`RingView::poll_past`]), the cursor also
+    /// moves past a position still being written whose claimant addressed others, as a fan-out
+    /// consumer passes it: a stalled claimant holds only the groups it addresses.
     pub fn claim(
         &self,
         me: u32,
         in_flight: &AtomicU64,
         in_flight_of: impl Fn(u32) -> Option<&'a AtomicU64>,
+        announced: Option<&dyn Fn(u64) -> Option<u64>>,
     ) -> Option<u64> {
-        let pos = self.claim_unconfirmed(me, in_flight, in_flight_of)?;
+        let pos = self.claim_unconfirmed(me, in_flight, in_flight_of, announced)?;
         confirm(in_flight, pos);
         Some(pos)
     }
@@ -174,6 +178,7 @@ impl<'a> GroupView<'a> {
         me: u32,
         in_flight: &AtomicU64,
         in_flight_of: impl Fn(u32) -> Option<&'a AtomicU64>,
+        announced: Option<&dyn Fn(u64) -> Option<u64>>,
     ) -> Option<u64> {
         // Bounded by the ring; other members' CASes make a few extra rounds possible, so running
         // out just means "try again later".
@@ -192,7 +197,11 @@ impl<'a> GroupView<'a> {
                     );
                 }
             }
-            match self.ring.poll(pos, self.bit) {
+            let poll = match announced {
+                Some(announced) => self.ring.poll_past(pos, self.bit, announced),
+                None => self.ring.poll(pos, self.bit),
+            };
+            match poll {
                 Poll::Empty => return None,
                 Poll::Skip => {
                     let _ = self.cursor.compare_exchange(
@@ -413,7 +422,8 @@ pub(crate) fn forget(in_flight: &AtomicU64) {
 #[cfg(all(test, loom))]
 mod loom_tests {
     use super::*;
-    use crate::blocks::ring::loom_tests::{model, shared, Shared};
+    use crate::blocks::ring::loom_tests::{model, model_bounded, shared, Shared};
+    use crate::blocks::ring::{Addressed, SlotWrite, TestRow};
     use loom::sync::Arc;
 
     /// How far member A gets before it dies.
@@ -492,7 +502,7 @@ mod loom_tests {
                     if g2.all_handled() {
                         return Some(None);
                     }
-                    view.claim_unconfirmed(1, &g2.in_flight[0], g2.in_flight_of())
+                    view.claim_unconfirmed(1, &g2.in_flight[0], g2.in_flight_of(), None)
                         .map(Some)
                 });
                 let mut handled = None;
@@ -519,7 +529,8 @@ mod loom_tests {
                         if let Some((k, pos)) = view.take_redelivery(2) {
                             return Some(Some((Some(k), pos)));
                         }
-                        if let Some(pos) = view.claim(2, &g3.in_flight[1], g3.in_flight_of()) {
+                        if let Some(pos) = view.claim(2, &g3.in_flight[1], g3.in_flight_of(), None)
+                        {
                             return Some(Some((None, pos)));
                         }
                         g3.all_handled().then_some(None)
@@ -564,6 +575,75 @@ mod loom_tests {
             }
             assert!(g.s.all_released(2));
             assert_eq!(g.redeliver_count.load(Ordering::SeqCst), 0);
+        });
+    }
+
+    /// Issue 20, defect 6, for groups: a publisher stopped between announcing a position for a
+    /// fan-out consumer and committing it, while another publisher sends a message to a group.
+    /// The group's member passes the position announced for others (without that it waits at
+    /// the group's cursor for ever, and the model deadlocks: the stalled publisher commits only
+    /// once the group has its message). The member gets the group's message, the fan-out
+    /// consumer (which reads after the others are done) its own, and every slot is released.
+    #[test]
+    fn loom_a_group_passes_a_claim_announced_for_others() {
+        model_bounded(2, || {
+            let g = Arc::new(Group {
+                s: shared(2, 0b11),
+                cursor: AtomicU64::new(0),
+                redeliver: (0..2).map(|_| AtomicU64::new(0)).collect(),
+                redeliver_count: AtomicU32::new(0),
+                in_flight: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
+                a_dead: AtomicU64::new(0),
+                handled: AtomicU64::new(0),
+                messages: 1,
+            });
+            let rows: Arc<[TestRow; 2]> = Arc::new(Default::default());
+            let (g1, rows1) = (g.clone(), rows.clone());
+            let stalled = loom::thread::spawn(move || {
+                let (r, row) = (g1.s.view(), &rows1[0]);
+                let run = g1.s.wait(|| r.claim_run(1, &row.intent).ok());
+                let to = r.announce(&run, || 0b10, &row.intent, &row.addressed);
+                assert_eq!(to, Addressed::To(0b10));
+                // A member asleep at this position before the announcement looks again within
+                // `SEAL_AFTER` in the product (its blind sleep's timeout); here, a wake-up.
+                g1.s.wake();
+                // Stopped here until the group has handled its message.
+                g1.s.wait(|| g1.all_handled().then_some(()));
+                assert!(r.commit_slot(run.first, 0b10, &SlotWrite::value(10, 0), &row.held));
+                r.give_back(run.end(), run.end(), &row.intent, &row.addressed);
+                g1.s.wake();
+            });
+            let (g2, rows2) = (g.clone(), rows.clone());
+            let publisher = loom::thread::spawn(move || {
+                let (r, row) = (g2.s.view(), &rows2[1]);
+                let run = g2.s.wait(|| r.claim_run(1, &row.intent).ok());
+                assert_eq!(r.finish_publish(run, || 0b01, &[20], row).1, 1);
+                g2.s.wake();
+            });
+            let (g3, rows3) = (g.clone(), rows.clone());
+            let member = loom::thread::spawn(move || {
+                let view = g3.view();
+                let rows = rows3.iter().map(|w| (&w.intent, &w.addressed));
+                let announced = |pos| view.ring.announced(pos, rows.clone());
+                let past: &dyn Fn(u64) -> Option<u64> = &announced;
+                let pos =
+                    g3.s.wait(|| view.claim(1, &g3.in_flight[0], g3.in_flight_of(), Some(past)));
+                let got = view.ring.slot(pos).topic_hash.load(Ordering::Relaxed);
+                view.ring.release(pos, 1);
+                forget(&g3.in_flight[0]);
+                g3.handled.fetch_add(1, Ordering::SeqCst);
+                g3.s.wake();
+                got
+            });
+            stalled.join().unwrap();
+            publisher.join().unwrap();
+            assert_eq!(member.join().unwrap(), 20);
+            let r = g.s.view();
+            let mine = (0..2).find(|&p| r.poll(p, 0b10) == Poll::Ready);
+            let pos = mine.expect("the fan-out consumer's message");
+            assert_eq!(r.slot(pos).topic_hash.load(Ordering::Relaxed), 10);
+            r.release(pos, 0b10);
+            assert!(g.s.all_released(2));
         });
     }
 
@@ -615,7 +695,12 @@ mod loom_tests {
             let dying = loom::thread::spawn(move || {
                 let view = g2.view();
                 for row in 0..2 {
-                    let pos = view.claim(row + 1, &g2.in_flight[row as usize], g2.in_flight_of());
+                    let pos = view.claim(
+                        row + 1,
+                        &g2.in_flight[row as usize],
+                        g2.in_flight_of(),
+                        None,
+                    );
                     assert_eq!(pos, Some(u64::from(row)));
                 }
                 g2.a_dead.store(1, Ordering::SeqCst);
@@ -664,7 +749,8 @@ mod loom_tests {
                         if let Some((k, pos)) = view.take_redelivery(3) {
                             return Some(Some((Some(k), pos)));
                         }
-                        if let Some(pos) = view.claim(3, &g4.in_flight[2], g4.in_flight_of()) {
+                        if let Some(pos) = view.claim(3, &g4.in_flight[2], g4.in_flight_of(), None)
+                        {
                             return Some(Some((None, pos)));
                         }
                         g4.all_handled().then_some(None)

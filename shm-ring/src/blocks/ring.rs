@@ -37,6 +37,15 @@
 //! waits. Releasing clears its bit; whoever clears the last bit frees the payload block and sets
 //! `seq = pos + capacity`.
 //!
+//! One path publishes, in the product and in the models alike: [`RingView::claim_run`],
+//! [`RingView::announce`], [`RingView::commit_slot`] for each position, [`RingView::give_back`].
+//! The announcement (the addressees in the claimant's row, then the `ANNOUNCED` flag of its
+//! intent word, by CAS) lets a consumer waiting at a claimed position pass it when it is for
+//! others. A claimant stopped before it announces is *sealed* by whoever waits for it too long
+//! ([`RingView::seal`]): the `SEALED` flag, by CAS from the same flagless word, so that exactly
+//! one of announcement and seal happens; a sealed claimant writes nothing of its run, and the
+//! sealer may therefore tombstone the position at once.
+//!
 //! A publisher that dies between claim and publish leaves `seq == pos`; a survivor that finds no
 //! live process announcing that position (each publisher writes an [`Intent`] naming the
 //! positions it claims to its row's `publishing` word before the claim) tombstones the slot by
@@ -93,10 +102,19 @@ pub(crate) struct Intent {
 impl Intent {
     const POS_BITS: u32 = 48;
     const POS_MASK: u64 = (1 << Self::POS_BITS) - 1;
+    const COUNT_MASK: u64 = (1 << 14) - 1;
     /// Most positions one claim takes.
-    pub const MAX_RUN: u64 = (1 << (64 - Self::POS_BITS)) - 1;
+    pub const MAX_RUN: u64 = Self::COUNT_MASK;
+    /// Flag of the word: the claimant announced the run's addressees in its row's `addressed`
+    /// ([`RingView::announce`]). Set by the claimant only, by CAS from the bare word.
+    pub const ANNOUNCED: u64 = 1 << 62;
+    /// Flag of the word: a consumer or publisher that waited too long at a position of the run
+    /// sealed it before the claimant announced it ([`RingView::seal`]). Set by CAS from the
+    /// bare word; the claimant then writes none of the run's slots and gives it back.
+    pub const SEALED: u64 = 1 << 63;
 
-    /// The word: `first mod 2^48 | count << 48`. Never 0 (which means idle), since `count >= 1`.
+    /// The word: `first mod 2^48 | count << 48`, no flag. Never 0 (which means idle), since
+    /// `count >= 1`.
     pub fn word(self) -> u64 {
         (self.first & Self::POS_MASK) | (self.count << Self::POS_BITS)
     }
@@ -105,7 +123,7 @@ impl Intent {
     /// `head` (a claimed run starts below the head).
     #[cfg_attr(loom, allow(dead_code))]
     pub fn read(w: u64, head: u64) -> Option<Intent> {
-        let count = w >> Self::POS_BITS;
+        let count = (w >> Self::POS_BITS) & Self::COUNT_MASK;
         if count == 0 {
             return None;
         }
@@ -116,12 +134,67 @@ impl Intent {
         })
     }
 
-    /// True when word `w` announces position `pos`.
+    /// True when word `w` announces position `pos` (whatever its flags).
     pub fn covers(w: u64, pos: u64) -> bool {
         let first = w & Self::POS_MASK;
-        let count = w >> Self::POS_BITS;
+        let count = (w >> Self::POS_BITS) & Self::COUNT_MASK;
         ((pos & Self::POS_MASK).wrapping_sub(first) & Self::POS_MASK) < count
     }
+
+    /// True when word `w`'s run was sealed: its claimant never publishes it.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub fn sealed(w: u64) -> bool {
+        w & Self::SEALED != 0
+    }
+}
+
+/// A run of positions one publisher claimed ([`RingView::claim_run`]). The run's life is the
+/// one publish path, the product's (`publisher.rs`) and the models' alike:
+/// [`RingView::announce`], then [`RingView::commit_slot`] for each position (or none), then
+/// [`RingView::give_back`] of what was not committed, which also withdraws the announcement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Run {
+    /// First claimed position.
+    pub first: u64,
+    /// Positions claimed, 1..=[`Intent::MAX_RUN`].
+    pub count: u64,
+    /// The intent word the claim stored ([`Intent::word`]).
+    word: u64,
+}
+
+impl Run {
+    /// The position after the run.
+    pub fn end(&self) -> u64 {
+        self.first.wrapping_add(self.count)
+    }
+}
+
+/// What a claimant's announcement decided ([`RingView::announce`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Addressed {
+    /// Announced for these consumers (non-zero): write and commit the run's positions.
+    To(u64),
+    /// Nobody wants the message now: give the run back.
+    Nobody,
+    /// The run was sealed before the announcement ([`RingView::seal`]): give it back and claim
+    /// anew; nothing of it was published.
+    Sealed,
+}
+
+/// One message's slot fields, as [`RingView::commit_slot`] writes them.
+pub(crate) struct SlotWrite<'m> {
+    pub topic_hash: u64,
+    pub timestamp_ns: u64,
+    /// Process-table row and pid of the publisher.
+    pub publisher: u32,
+    pub publisher_pid: u32,
+    /// Slab block index + 1 holding topic and payload, or 0 when they are in `inline`.
+    pub block: u32,
+    pub payload_len: u32,
+    /// `topic_len | codec << 16`.
+    pub meta: u64,
+    /// Topic bytes then payload bytes when `block` is 0 (at most [`INLINE_CAP`]); else empty.
+    pub inline: &'m [u8],
 }
 
 /// What a consumer finds at its cursor.
@@ -180,17 +253,11 @@ impl<'a> RingView<'a> {
         &self.slots[(pos & (self.capacity() - 1)) as usize]
     }
 
-    /// Claims the next position. `intent` (the caller's row `publishing` word) is set to
-    /// [`Intent::word`] of the position before the CAS so that survivors can tell a live claimant
-    /// from a dead one.
-    pub fn claim(&self, intent: &AtomicU64) -> Result<u64, RingFull> {
-        self.claim_many(1, intent).map(|(pos, _)| pos)
-    }
-
-    /// Claims up to `max` (1..=[`Intent::MAX_RUN`]) consecutive positions with one CAS: as many
-    /// as have free slots, at least one. Returns the first position and how many were claimed.
-    /// `intent` announces the whole run before the CAS.
-    pub fn claim_many(&self, max: u64, intent: &AtomicU64) -> Result<(u64, u64), RingFull> {
+    /// Claims up to `max` (1..=[`Intent::MAX_RUN`]) consecutive positions with one CAS of the
+    /// head: as many as have free slots, at least one. `intent` (the claimant's row
+    /// `publishing` word) announces the whole run before the CAS, so that survivors can tell a
+    /// live claimant from a dead one.
+    pub fn claim_run(&self, max: u64, intent: &AtomicU64) -> Result<Run, RingFull> {
         debug_assert!((1..=Intent::MAX_RUN).contains(&max));
         let max = max.clamp(1, Intent::MAX_RUN.min(self.capacity()));
         let mut h = self.head.load(Ordering::SeqCst);
@@ -204,15 +271,24 @@ impl<'a> RingView<'a> {
                 {
                     n += 1;
                 }
-                intent.store(Intent { first: h, count: n }.word(), Ordering::SeqCst);
+                let word = Intent { first: h, count: n }.word();
+                intent.store(word, Ordering::SeqCst);
                 match self.head.compare_exchange_weak(
                     h,
                     h.wrapping_add(n),
                     Ordering::SeqCst,
                     Ordering::SeqCst,
                 ) {
-                    Ok(_) => return Ok((h, n)),
+                    Ok(_) => {
+                        return Ok(Run {
+                            first: h,
+                            count: n,
+                            word,
+                        })
+                    }
                     Err(now) => {
+                        // Perhaps sealed meanwhile (a sealer may take a failed claim's word for
+                        // the claimant's); it was never ours to publish, and is withdrawn.
                         intent.store(0, Ordering::Relaxed);
                         h = now;
                     }
@@ -232,34 +308,46 @@ impl<'a> RingView<'a> {
         }
     }
 
-    /// After the claim of the run starting at `pos`: decides its addressees and announces them
-    /// in the claimant's row (`addressed`, beside the `intent` word), before any slot write.
-    /// `wanting()` says which consumers want the message's topic; it is asked here, after the
-    /// claim, and not before a wait for space: a consumer counted before the wait may have left
-    /// and its entry been taken by one that wants nothing, which would then be addressed and
-    /// never release the slot. Returns the addressees; zero means nobody listens, and the caller
-    /// then calls [`RingView::discard`].
+    /// After the claim of `run`: decides its addressees and announces them in the claimant's
+    /// row (`addressed`, then the [`Intent::ANNOUNCED`] flag of its `intent` word by CAS),
+    /// before any slot write. `wanting()` says which consumers want the message's topic; it is
+    /// asked here, after the claim, and not before a wait for space: a consumer counted before
+    /// the wait may have left and its entry been taken by one that wants nothing, which would
+    /// then be addressed and never release the slot.
     ///
     /// The announcement lets a consumer that waits at a claimed position pass it before it is
     /// committed when the claimant does not address it ([`RingView::poll_past`]), so a claimant
-    /// stalled before its commit holds only its own addressees.
-    pub fn address(&self, pos: u64, wanting: impl FnOnce() -> u64, addressed: &AtomicU64) -> u64 {
+    /// stalled after its announcement holds only its own addressees; a claimant stalled before
+    /// it is sealed by whoever waits for it too long ([`RingView::seal`]). The CAS decides
+    /// between the two: [`Addressed::Sealed`] means a seal came first, and the claimant must
+    /// write nothing of the run, give it back ([`RingView::give_back`]) and claim anew.
+    pub fn announce(
+        &self,
+        run: &Run,
+        wanting: impl FnOnce() -> u64,
+        intent: &AtomicU64,
+        addressed: &AtomicU64,
+    ) -> Addressed {
         // Our claim (a SeqCst CAS of head) before the interest is read; a joiner's interest
         // before its head read: either we read the joiner's interest, or it starts after us.
         sc_store_load();
-        let to = self.addressees(pos, wanting());
-        if to != 0 {
-            addressed.store(to, Ordering::Release);
+        let to = self.addressees(run.first, wanting());
+        if to == 0 {
+            return Addressed::Nobody;
         }
-        to
-    }
-
-    /// After a run is committed or discarded: withdraws its announcement (`addressed` first, then
-    /// the intent, so that a consumer that still finds the intent never reads a later run's
-    /// addressees under it).
-    pub fn finish(&self, intent: &AtomicU64, addressed: &AtomicU64) {
-        addressed.store(0, Ordering::Relaxed);
-        intent.store(0, Ordering::Release);
+        // Release: a consumer that reads these addressees reads our intent after them, and must
+        // then see at least this run's word (see `RingView::announced`).
+        addressed.store(to, Ordering::Release);
+        match intent.compare_exchange(
+            run.word,
+            run.word | Intent::ANNOUNCED,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => Addressed::To(to),
+            // Only a seal changes the word of a claimed run before its announcement.
+            Err(_) => Addressed::Sealed,
+        }
     }
 
     /// After the claim of `pos`: the consumers among `candidates` the message is for (the
@@ -349,40 +437,63 @@ impl<'a> RingView<'a> {
         out
     }
 
-    /// Publishes claimed position `pos` for `consumers` (non-zero); the slot fields must be
-    /// written. False if the position is no longer ours (a survivor tombstoned it, taking this
-    /// process for dead): the message is then not published.
+    /// Writes message `m` into the slot of position `pos` of a run announced for `to`
+    /// ([`Addressed::To`]) and publishes it. `held_block` is the claimant's row word that names
+    /// the block it holds until the slot does (see `Row::held_block`): cleared once the commit
+    /// hands the block to the slot, before the run's intent goes. False if the position is no
+    /// longer ours (a survivor tombstoned it, taking this process for dead): the message is then
+    /// not published, and the block still ours unless that survivor took it.
     #[must_use]
-    #[cfg(test)]
-    pub fn commit(&self, pos: u64, consumers: u64, intent: &AtomicU64) -> bool {
-        let ok = self.commit_one(pos, consumers);
-        intent.store(0, Ordering::Release);
-        ok
-    }
-
-    /// Publishes one position of a claimed run, leaving the intent in place for the rest; the
-    /// caller clears it (Release) once the whole run is published or discarded. False as for
-    /// [`RingView::commit`].
-    #[must_use]
-    pub fn commit_one(&self, pos: u64, consumers: u64) -> bool {
+    pub fn commit_slot(
+        &self,
+        pos: u64,
+        to: u64,
+        m: &SlotWrite<'_>,
+        held_block: &AtomicU32,
+    ) -> bool {
         let slot = self.slot(pos);
+        slot.topic_hash.store(m.topic_hash, Ordering::Relaxed);
+        slot.timestamp_ns.store(m.timestamp_ns, Ordering::Relaxed);
+        slot.publisher.store(m.publisher, Ordering::Relaxed);
+        slot.publisher_pid.store(m.publisher_pid, Ordering::Relaxed);
+        slot.block.store(m.block, Ordering::Relaxed);
+        slot.payload_len.store(m.payload_len, Ordering::Relaxed);
+        slot.meta.store(m.meta, Ordering::Relaxed);
+        if m.block == 0 && !m.inline.is_empty() {
+            let n = m.inline.len().min(INLINE_CAP);
+            // SAFETY: we claimed `pos` and announced it (not sealed), so no one else writes this
+            // slot and no consumer reads it until the Release CAS below publishes it; `n` is
+            // within both the source and the slot's inline bytes.
+            unsafe {
+                std::ptr::copy_nonoverlapping(m.inline.as_ptr(), slot.inline.get().cast::<u8>(), n)
+            };
+        }
         // Release: a consumer whose poll reads this `pending` must then see the `seq` that
         // freed the slot for `pos` (see [`RingView::poll`]).
-        slot.pending.store(consumers, Ordering::Release);
-        slot.seq
+        slot.pending.store(to, Ordering::Release);
+        let ok = slot
+            .seq
             .compare_exchange(
                 pos,
                 pos.wrapping_add(1),
                 Ordering::Release,
                 Ordering::Relaxed,
             )
-            .is_ok()
+            .is_ok();
+        if ok && m.block != 0 {
+            // The slot holds the block now; before the intent goes (see `Row::held_block`).
+            held_block.store(0, Ordering::Release);
+        }
+        ok
     }
 
-    /// Gives claimed positions `pos..pos + count` back unpublished (nobody to deliver to), and
-    /// withdraws the run's announcement ([`RingView::finish`]).
-    pub fn discard(&self, pos: u64, count: u64, intent: &AtomicU64, addressed: &AtomicU64) {
-        for p in pos..pos.wrapping_add(count) {
+    /// Gives claimed positions `from..end` back unpublished (consumers skip them), then
+    /// withdraws the run's announcement: `addressed` first, then the intent, so that a consumer
+    /// that still finds the intent never reads a later run's addressees under it. Ends every
+    /// run, committed or not (`from == end` gives nothing back).
+    pub fn give_back(&self, from: u64, end: u64, intent: &AtomicU64, addressed: &AtomicU64) {
+        let mut p = from;
+        while p != end {
             // From the claimed state only, like a commit (a survivor may have tombstoned it).
             let _ = self.slot(p).seq.compare_exchange(
                 p,
@@ -390,8 +501,62 @@ impl<'a> RingView<'a> {
                 Ordering::Release,
                 Ordering::Relaxed,
             );
+            p = p.wrapping_add(1);
         }
-        self.finish(intent, addressed);
+        addressed.store(0, Ordering::Relaxed);
+        intent.store(0, Ordering::Release);
+    }
+
+    /// Called by a consumer or publisher that has waited too long at position `pos`, claimed
+    /// and not committed, whose claimant has not announced it (stopped between its claim and
+    /// its announcement: SIGSTOP, a debugger, swap). Seals every run that covers `pos` in one of
+    /// `intents` (every row's `publishing` word) and is not announced, by CAS of the bare word
+    /// to [`Intent::SEALED`]; then, unless a run covering `pos` is announced, tombstones `pos`.
+    /// True if it tombstoned `pos`.
+    ///
+    /// Why the tombstone is safe although the claimant may be alive: a claimant writes a slot
+    /// only after its announcement CAS succeeds ([`RingView::announce`]), and that CAS and the
+    /// seal are CASes of the same word from the same bare value, so exactly one succeeds. The
+    /// claimant's word is among the covering ones (it is stored before the claim moves the head
+    /// past `pos`, and stays until the run is given back). A word of a claim that failed may
+    /// cover `pos` too: sealing it costs nothing (the failed claimant withdraws it), but it is
+    /// not the claimant's, which is why a covering announced word forbids the tombstone. A
+    /// sealed claimant gives its run back when it resumes (its CASes from the claimed state
+    /// fail where a seal tombstoned) and publishes the messages at new positions, so nothing is
+    /// lost and its order is kept.
+    pub fn seal<'i>(&self, pos: u64, intents: impl IntoIterator<Item = &'i AtomicU64>) -> bool {
+        if dist(self.slot(pos).seq.load(Ordering::Acquire), pos) != 0
+            || dist(self.head.load(Ordering::SeqCst), pos) <= 0
+        {
+            return false;
+        }
+        let (mut sealed, mut announced) = (false, false);
+        for intent in intents {
+            let mut w = intent.load(Ordering::SeqCst);
+            while Intent::covers(w, pos) {
+                if w & Intent::ANNOUNCED != 0 {
+                    announced = true;
+                    break;
+                }
+                if w & Intent::SEALED != 0 {
+                    sealed = true;
+                    break;
+                }
+                match intent.compare_exchange(
+                    w,
+                    w | Intent::SEALED,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                ) {
+                    Ok(_) => {
+                        sealed = true;
+                        break;
+                    }
+                    Err(now) => w = now,
+                }
+            }
+        }
+        sealed && !announced && self.tombstone(pos)
     }
 
     /// What consumer `bit` finds at `pos`.
@@ -422,8 +587,8 @@ impl<'a> RingView<'a> {
 
     /// [`RingView::poll`] that does not wait for a claimant that does not address `bit`: at a
     /// position that is claimed but not committed, `announced(pos)` gives the addressees its
-    /// claimant announced ([`RingView::address`]), if it has yet; a position announced for
-    /// others is skipped. The claimant commits it for exactly those (or gives it back), so
+    /// claimant announced ([`RingView::announced`]), if it has yet; a position announced for
+    /// others (or sealed, for nobody) is skipped. The claimant commits it for exactly those (or gives it back), so
     /// nothing for `bit` is passed.
     pub fn poll_past(
         &self,
@@ -440,22 +605,59 @@ impl<'a> RingView<'a> {
             return Poll::Empty;
         }
         match announced(pos) {
-            Some(to) if to & bit == 0 => Poll::Skip,
+            // Decided from the rows, read after the slot: if the run ended meanwhile (its
+            // position committed, perhaps for us), the slot says so now.
+            Some(to) if to & bit == 0 => {
+                if dist(self.slot(pos).seq.load(Ordering::Acquire), pos) == 0 {
+                    Poll::Skip
+                } else {
+                    self.poll(pos, bit)
+                }
+            }
             _ => Poll::Empty,
         }
     }
 
-    /// Whether a claimant's row announces addressees for `pos`: `intent` and `addressed` are its
-    /// row's words. The intent is read again after the addressees, so that they belong to the
-    /// run that covers `pos` (a row clears `addressed` before its intent, and stores the next
-    /// run's intent before its addressees).
-    pub fn announced_by(pos: u64, intent: &AtomicU64, addressed: &AtomicU64) -> Option<u64> {
-        let w = intent.load(Ordering::Acquire);
-        if !Intent::covers(w, pos) {
+    /// Whom claimed position `pos` is for, from the claimants' rows (`rows`: every row's
+    /// `publishing` and `addressed` words): `Some(addressees)` once decided (those its claimant
+    /// announced, or 0 when every run covering `pos` is sealed: it is for nobody), `None` while
+    /// a run covering it may still be announced (or none covers it, or the run ended while it
+    /// looked: the slot says what it became).
+    ///
+    /// The head is read first: a claimant stores its intent before its claim moves the head past
+    /// `pos`, so its run is among those seen, unless it has ended since. A run whose word is
+    /// bare (neither announced nor sealed) may be a claim that failed (its word withdrawn a
+    /// moment later) or the claimant's: undecided either way. An announced word is only ever
+    /// the claimant's, and its addressees are read between two reads of the word, so that they
+    /// are that run's (a row clears `addressed` before its intent, and stores the next run's
+    /// intent before its addressees).
+    pub fn announced<'w>(
+        &self,
+        pos: u64,
+        rows: impl IntoIterator<Item = (&'w AtomicU64, &'w AtomicU64)>,
+    ) -> Option<u64> {
+        if dist(self.head.load(Ordering::SeqCst), pos) <= 0 {
             return None;
         }
-        let to = addressed.load(Ordering::Acquire);
-        (to != 0 && intent.load(Ordering::Acquire) == w).then_some(to)
+        let (mut sealed, mut bare) = (false, false);
+        for (intent, addressed) in rows {
+            let w = intent.load(Ordering::SeqCst);
+            if !Intent::covers(w, pos) {
+                continue;
+            }
+            if w & Intent::ANNOUNCED != 0 {
+                // Never 0 while announced: 0 is the row's `give_back` clearing it (a Relaxed
+                // store, which the second read of the word need not see yet).
+                let to = addressed.load(Ordering::Acquire);
+                return (to != 0 && intent.load(Ordering::Acquire) == w).then_some(to);
+            }
+            if w & Intent::SEALED != 0 {
+                sealed = true;
+            } else {
+                bare = true;
+            }
+        }
+        (sealed && !bare).then_some(0)
     }
 
     /// Clears `bits` from published position `pos`. Returns `Some(block field)` when this call
@@ -613,6 +815,69 @@ impl Slot {
     }
 }
 
+#[cfg(test)]
+impl SlotWrite<'static> {
+    /// A test message: `value` in `topic_hash`, in slab block `block` (0: none).
+    pub(crate) fn value(value: u64, block: u32) -> SlotWrite<'static> {
+        SlotWrite {
+            topic_hash: value,
+            timestamp_ns: 0,
+            publisher: 0,
+            publisher_pid: 0,
+            block,
+            payload_len: 0,
+            meta: 0,
+            inline: &[],
+        }
+    }
+}
+
+/// A claimant's row words, for tests and models: `publishing`, `addressed`, `held_block`.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct TestRow {
+    pub intent: AtomicU64,
+    pub addressed: AtomicU64,
+    pub held: AtomicU32,
+}
+
+#[cfg(test)]
+impl RingView<'_> {
+    /// The rest of a publish after the claim of `run`, in the order `publisher.rs` takes it:
+    /// announce for `wanting()`, commit `values[i]` (in `topic_hash`) at the run's position `i`
+    /// while commits succeed, give back the rest. Returns the announcement and how many it
+    /// committed.
+    pub(crate) fn finish_publish(
+        &self,
+        run: Run,
+        wanting: impl FnOnce() -> u64,
+        values: &[u64],
+        row: &TestRow,
+    ) -> (Addressed, u64) {
+        let a = self.announce(&run, wanting, &row.intent, &row.addressed);
+        let mut done = 0;
+        if let Addressed::To(to) = a {
+            while done < run.count
+                && self.commit_slot(
+                    run.first.wrapping_add(done),
+                    to,
+                    &SlotWrite::value(values[done as usize], 0),
+                    &row.held,
+                )
+            {
+                done += 1;
+            }
+        }
+        self.give_back(
+            run.first.wrapping_add(done),
+            run.end(),
+            &row.intent,
+            &row.addressed,
+        );
+        (a, done)
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
@@ -627,9 +892,17 @@ mod tests {
             .collect()
     }
 
+    /// Claims one position and publishes `value` there for everyone it is for.
+    fn publish(r: &RingView<'_>, value: u64, row: &TestRow) -> u64 {
+        let run = r.claim_run(1, &row.intent).expect("a free slot");
+        let (a, done) = r.finish_publish(run, || !0, &[value], row);
+        assert!(matches!(a, Addressed::To(_)) && done == 1, "{a:?}");
+        run.first
+    }
+
     #[test]
     fn full_ring_waits_for_every_consumer() {
-        let (head, active, intent) = (AtomicU64::new(0), AtomicU64::new(0b11), AtomicU64::new(0));
+        let (head, active, row) = (AtomicU64::new(0), AtomicU64::new(0b11), TestRow::default());
         let s = slots(2);
         let st = starts(&[0, 0]);
         let r = RingView {
@@ -639,30 +912,76 @@ mod tests {
             slots: &s,
         };
         for pos in 0..2 {
-            assert_eq!(r.claim(&intent), Ok(pos));
-            assert_eq!(intent.load(Ordering::Relaxed), pos | 1 << 48);
-            assert!(r.commit(pos, r.addressees(pos, !0), &intent));
+            let run = r.claim_run(1, &row.intent).unwrap();
+            assert_eq!(run.first, pos);
+            assert_eq!(row.intent.load(Ordering::Relaxed), pos | 1 << 48);
+            let published = r.finish_publish(run, || !0, &[pos], &row);
+            assert_eq!(published, (Addressed::To(0b11), 1));
+            assert_eq!(row.intent.load(Ordering::Relaxed), 0);
         }
-        assert_eq!(r.claim(&intent), Err(RingFull));
+        assert_eq!(r.claim_run(1, &row.intent), Err(RingFull));
         assert_eq!(r.poll(0, 1), Poll::Ready);
         assert_eq!(r.release(0, 1), None);
-        assert_eq!(r.claim(&intent), Err(RingFull));
+        assert_eq!(r.claim_run(1, &row.intent), Err(RingFull));
         assert_eq!(r.release(0, 2), Some(0));
         assert_eq!(r.poll(0, 1), Poll::Skip);
         assert_eq!(r.poll(2, 1), Poll::Empty);
-        assert_eq!(r.claim(&intent), Ok(2));
+        let run = r.claim_run(1, &row.intent).unwrap();
+        assert_eq!(run.first, 2);
         assert_eq!(r.poll(2, 1), Poll::Empty);
         assert!(r.tombstone(2));
         assert_eq!(r.poll(2, 1), Poll::Skip);
         assert_eq!(r.poll(3, 4), Poll::Empty);
         // The claimant, taken for dead, cannot publish over the tombstone.
-        assert!(!r.commit(2, 1, &intent));
+        let published = r.finish_publish(run, || !0, &[2], &row);
+        assert_eq!(published, (Addressed::To(0b11), 0));
         assert_eq!(r.poll(2, 1), Poll::Skip);
     }
 
     #[test]
+    fn a_sealed_run_is_given_back_and_an_announced_one_is_never_sealed() {
+        let (head, active) = (AtomicU64::new(0), AtomicU64::new(0b11));
+        let (a, b) = (TestRow::default(), TestRow::default());
+        let s = slots(4);
+        let st = starts(&[0, 0]);
+        let r = RingView {
+            head: &head,
+            active: &active,
+            starts: &st,
+            slots: &s,
+        };
+        let rows = [(&a.intent, &a.addressed), (&b.intent, &b.addressed)];
+        let announced = |p| r.announced(p, rows);
+        // A claims 0 and 1 and stalls before announcing; a waiter seals and tombstones 0.
+        let run = r.claim_run(2, &a.intent).unwrap();
+        assert_eq!(announced(0), None);
+        assert!(r.seal(0, [&b.intent, &a.intent]));
+        assert_eq!(r.poll(0, 1), Poll::Skip);
+        // Position 1 is still claimed, and sealed: for nobody.
+        assert_eq!(announced(1), Some(0));
+        assert_eq!(r.poll_past(1, 1, announced), Poll::Skip);
+        // A resumes: it publishes nothing of the run and gives it back.
+        let published = r.finish_publish(run, || !0, &[7, 8], &a);
+        assert_eq!(published, (Addressed::Sealed, 0));
+        assert_eq!(r.poll(1, 1), Poll::Skip);
+        assert_eq!(a.intent.load(Ordering::Relaxed), 0);
+        // An announced run is not sealed: its claimant may be writing the slot.
+        let run = r.claim_run(1, &a.intent).unwrap();
+        assert_eq!(run.first, 2);
+        let to = r.announce(&run, || 0b01, &a.intent, &a.addressed);
+        assert_eq!(to, Addressed::To(0b01));
+        assert!(!r.seal(2, [&a.intent]));
+        assert_eq!(announced(2), Some(0b01));
+        assert!(r.commit_slot(2, 0b01, &SlotWrite::value(9, 0), &a.held));
+        r.give_back(3, 3, &a.intent, &a.addressed);
+        assert_eq!(r.poll(2, 1), Poll::Ready);
+        // Nothing claimed there, or not below the head: nothing to seal.
+        assert!(!r.seal(3, [&a.intent]));
+    }
+
+    #[test]
     fn a_joiner_is_addressed_from_its_start_and_a_leaver_is_drained() {
-        let (head, active, intent) = (AtomicU64::new(0), AtomicU64::new(0b01), AtomicU64::new(0));
+        let (head, active, row) = (AtomicU64::new(0), AtomicU64::new(0b01), TestRow::default());
         let s = slots(4);
         let st = starts(&[0]);
         let r = RingView {
@@ -672,27 +991,30 @@ mod tests {
             slots: &s,
         };
         // Position 0 is claimed before consumer 1 joins; its publisher looks after the join.
-        assert_eq!(r.claim(&intent), Ok(0));
+        let run = r.claim_run(1, &row.intent).unwrap();
         assert_eq!(r.join(1), 1);
         assert_eq!(
-            r.addressees(0, !0),
-            0b01,
+            r.finish_publish(run, || !0, &[0], &row),
+            (Addressed::To(0b01), 1),
             "claimed before the join: not for the joiner"
         );
-        assert!(r.commit(0, 0b01, &intent));
-        assert_eq!(r.claim(&intent), Ok(1));
-        assert_eq!(r.addressees(1, !0), 0b11);
-        assert!(r.commit(1, 0b11, &intent));
+        assert_eq!(publish(&r, 1, &row), 1);
+        assert_eq!(r.poll(1, 0b10), Poll::Ready);
         // A publisher may resolve a joiner's start before the joiner does.
-        assert_eq!(r.claim(&intent), Ok(2));
+        let run = r.claim_run(1, &row.intent).unwrap();
+        assert_eq!(run.first, 2);
         active.fetch_or(0b100, Ordering::SeqCst);
-        assert_eq!(r.addressees(2, !0), 0b011);
+        assert_eq!(
+            r.announce(&run, || !0, &row.intent, &row.addressed),
+            Addressed::To(0b011)
+        );
         assert_eq!(r.start(2), 3);
         // Consumer 1 leaves while position 2 is still being written for it.
         assert_eq!(r.leave(1), 3);
         let d = r.drain(1, 3, |_| ());
         assert_eq!((d.released, d.in_flight), (1, 1));
-        assert!(r.commit(2, 0b011, &intent));
+        assert!(r.commit_slot(2, 0b011, &SlotWrite::value(2, 0), &row.held));
+        r.give_back(3, 3, &row.intent, &row.addressed);
         assert_eq!(r.drain(1, 3, |_| ()).released, 1);
         assert_eq!(r.drain(1, 3, |_| ()), Drained::default());
         assert_eq!(r.poll(1, 0b10), Poll::Skip);
@@ -700,8 +1022,8 @@ mod tests {
     }
 
     #[test]
-    fn claim_many_takes_only_free_slots_and_announces_the_run() {
-        let (head, active, intent) = (AtomicU64::new(0), AtomicU64::new(1), AtomicU64::new(0));
+    fn claim_run_takes_only_free_slots_and_announces_the_run() {
+        let (head, active, row) = (AtomicU64::new(0), AtomicU64::new(1), TestRow::default());
         let s = slots(4);
         let st = starts(&[0]);
         let r = RingView {
@@ -710,20 +1032,27 @@ mod tests {
             starts: &st,
             slots: &s,
         };
-        assert_eq!(r.claim_many(3, &intent), Ok((0, 3)));
-        let w = intent.load(Ordering::Relaxed);
+        let run = r.claim_run(3, &row.intent).unwrap();
+        assert_eq!((run.first, run.count), (0, 3));
+        let w = row.intent.load(Ordering::Relaxed);
         assert!((0..3).all(|p| Intent::covers(w, p)));
         assert!(!Intent::covers(w, 3) && !Intent::covers(0, 0));
-        for p in 0..3 {
-            assert!(r.commit_one(p, 1));
-        }
+        assert_eq!(
+            r.finish_publish(run, || !0, &[0, 1, 2], &row),
+            (Addressed::To(1), 3)
+        );
         // Only slot 3 is free: a run of 4 gets one position.
-        assert_eq!(r.claim_many(4, &intent), Ok((3, 1)));
-        assert!(r.commit(3, 1, &intent));
-        assert_eq!(r.claim_many(2, &intent), Err(RingFull));
+        let run = r.claim_run(4, &row.intent).unwrap();
+        assert_eq!((run.first, run.count), (3, 1));
+        assert_eq!(
+            r.finish_publish(run, || !0, &[3], &row),
+            (Addressed::To(1), 1)
+        );
+        assert_eq!(r.claim_run(2, &row.intent), Err(RingFull));
         assert_eq!(r.release(0, 1), Some(0));
         assert_eq!(r.release(1, 1), Some(0));
-        assert_eq!(r.claim_many(4, &intent), Ok((4, 2)));
+        let run = r.claim_run(4, &row.intent).unwrap();
+        assert_eq!((run.first, run.count), (4, 2));
         let w = Intent {
             first: (1 << 48) - 1,
             count: 2,
@@ -731,6 +1060,11 @@ mod tests {
         .word();
         assert!(Intent::covers(w, (1 << 48) - 1) && Intent::covers(w, 1 << 48));
         assert!(!Intent::covers(w, (1 << 48) + 1));
+        // Flags do not change what a word covers.
+        assert!(Intent::covers(
+            w | Intent::SEALED | Intent::ANNOUNCED,
+            1 << 48
+        ));
     }
 }
 
@@ -807,14 +1141,14 @@ pub(crate) mod loom_tests {
             departed.retain(|&(b, end)| r.drain(b, end, |_| ()).in_flight > 0);
         }
 
-        /// Claims a position, draining departed consumers while the ring is full.
-        fn claim(&self, intent: &AtomicU64) -> u64 {
+        /// Claims up to `max` positions, draining departed consumers while the ring is full.
+        fn claim(&self, max: u64, intent: &AtomicU64) -> Run {
             let r = self.view();
-            self.wait(|| match r.claim(intent) {
-                Ok(pos) => Some(pos),
+            self.wait(|| match r.claim_run(max, intent) {
+                Ok(run) => Some(run),
                 Err(RingFull) => {
                     self.drain_departed();
-                    r.claim(intent).ok()
+                    r.claim_run(max, intent).ok()
                 }
             })
         }
@@ -826,7 +1160,7 @@ pub(crate) mod loom_tests {
 
         /// Publishes `value` to those of `candidates` that are active, waiting while the ring
         /// is full (as a publisher does for a topic only some consumers want), by the product's
-        /// steps: claim, address, write, commit, finish.
+        /// steps: claim, announce, write and commit, give back.
         fn publish_to(&self, value: u64, candidates: u64) {
             self.publish_wanting(value, || candidates);
         }
@@ -834,38 +1168,25 @@ pub(crate) mod loom_tests {
         /// [`Shared::publish_to`] where `wanting()` says who wants the message now (the
         /// interest, read when the product reads it).
         fn publish_wanting(&self, value: u64, wanting: impl FnOnce() -> u64) {
-            let r = self.view();
-            let (intent, addressed) = (AtomicU64::new(0), AtomicU64::new(0));
-            let pos = self.claim(&intent);
-            let to = r.address(pos, wanting, &addressed);
-            if to == 0 {
-                r.discard(pos, 1, &intent, &addressed);
-            } else {
-                r.slot(pos).topic_hash.store(value, Ordering::Relaxed);
-                assert!(r.commit_one(pos, to));
-                r.finish(&intent, &addressed);
-            }
+            let row = TestRow::default();
+            let run = self.claim(1, &row.intent);
+            let (a, done) = self.view().finish_publish(run, wanting, &[value], &row);
+            assert!(a == Addressed::Nobody || done == 1, "{a:?}");
             self.wake();
         }
 
         /// Publishes `values` in order, claiming runs of free slots with one CAS each.
         fn publish_run(&self, values: &[u64]) {
-            let r = self.view();
-            let intent = AtomicU64::new(0);
+            let row = TestRow::default();
             let mut done = 0;
             while done < values.len() {
                 let want = (values.len() - done) as u64;
-                let (pos, n) = self.wait(|| r.claim_many(want, &intent).ok());
-                let addressed = AtomicU64::new(0);
-                let to = r.address(pos, || !0, &addressed);
-                for j in 0..n {
-                    let slot = r.slot(pos + j);
-                    slot.topic_hash
-                        .store(values[done + j as usize], Ordering::Relaxed);
-                    assert!(r.commit_one(pos + j, to));
-                }
-                r.finish(&intent, &addressed);
-                done += n as usize;
+                let run = self.wait(|| self.view().claim_run(want, &row.intent).ok());
+                let published = self
+                    .view()
+                    .finish_publish(run, || !0, &values[done..], &row);
+                assert_eq!(published, (Addressed::To(0b1), run.count));
+                done += run.count as usize;
                 self.wake();
             }
         }
@@ -1062,19 +1383,17 @@ pub(crate) mod loom_tests {
             let p = loom::thread::spawn(move || {
                 let r = s1.view();
                 for v in 1..=3u64 {
-                    let intent = AtomicU64::new(0);
-                    let pos = s1.wait(|| match r.claim(&intent) {
-                        Ok(pos) => Some(pos),
+                    let row = TestRow::default();
+                    let run = s1.wait(|| match r.claim_run(1, &row.intent) {
+                        Ok(run) => Some(run),
                         Err(RingFull) => {
                             let head = s1.head.load(Ordering::SeqCst);
                             let n = r.evict(1, &c1, head - 2, |_| ());
                             m1.fetch_add(n, Ordering::SeqCst);
-                            r.claim(&intent).ok()
+                            r.claim_run(1, &row.intent).ok()
                         }
                     });
-                    r.slot(pos).topic_hash.store(v, Ordering::Relaxed);
-                    let to = r.addressees(pos, !0);
-                    assert!(r.commit(pos, to, &intent));
+                    assert_eq!(r.finish_publish(run, || !0, &[v], &row).1, 1);
                     s1.wake();
                 }
             });
@@ -1134,12 +1453,10 @@ pub(crate) mod loom_tests {
             let lossy = Arc::new(AtomicU64::new(0b1));
             let cursor = Arc::new(AtomicU64::new(0));
             {
-                let r = s.view();
-                let intent = AtomicU64::new(0);
+                let (r, row) = (s.view(), TestRow::default());
                 for v in 1..=2 {
-                    let pos = r.claim(&intent).expect("a free slot");
-                    r.slot(pos).topic_hash.store(v, Ordering::Relaxed);
-                    assert!(r.commit(pos, 1, &intent));
+                    let run = r.claim_run(1, &row.intent).expect("a free slot");
+                    assert_eq!(r.finish_publish(run, || 1, &[v], &row).1, 1);
                 }
             }
             let (s1, l1, c1) = (s.clone(), lossy.clone(), cursor.clone());
@@ -1303,14 +1620,14 @@ pub(crate) mod loom_tests {
     /// Two publishers' rows as a reaper sees them: each one's `publishing` intent and whether
     /// its process is alive.
     struct Rows {
-        intents: [AtomicU64; 2],
+        rows: [TestRow; 2],
         alive: [AtomicU64; 2],
     }
 
     impl Rows {
         fn new() -> Arc<Rows> {
             Arc::new(Rows {
-                intents: [AtomicU64::new(0), AtomicU64::new(0)],
+                rows: Default::default(),
                 alive: [AtomicU64::new(1), AtomicU64::new(1)],
             })
         }
@@ -1319,7 +1636,7 @@ pub(crate) mod loom_tests {
         fn announced(&self, pos: u64) -> bool {
             (0..2).any(|r| {
                 self.alive[r].load(Ordering::Acquire) == 1
-                    && Intent::covers(self.intents[r].load(Ordering::SeqCst), pos)
+                    && Intent::covers(self.rows[r].intent.load(Ordering::SeqCst), pos)
             })
         }
     }
@@ -1335,19 +1652,18 @@ pub(crate) mod loom_tests {
             let rows = Rows::new();
             let (s1, r1) = (s.clone(), rows.clone());
             let dead = loom::thread::spawn(move || {
-                let pos = s1.view().claim(&r1.intents[0]).expect("a free slot");
+                let run = s1.view().claim_run(1, &r1.rows[0].intent);
                 r1.alive[0].store(0, Ordering::Release);
                 s1.wake();
-                pos
+                run.expect("a free slot").first
             });
             let (s2, r2) = (s.clone(), rows.clone());
             let live = loom::thread::spawn(move || {
                 let r = s2.view();
-                let pos = r.claim(&r2.intents[1]).expect("a free slot");
-                r.slot(pos).topic_hash.store(7, Ordering::Relaxed);
-                let ok = r.commit(pos, r.addressees(pos, !0), &r2.intents[1]);
+                let run = r.claim_run(1, &r2.rows[1].intent).expect("a free slot");
+                let (_, done) = r.finish_publish(run, || !0, &[7], &r2.rows[1]);
                 s2.wake();
-                ok
+                done == 1
             });
             let (s3, r3) = (s.clone(), rows.clone());
             let reaper = loom::thread::spawn(move || {
@@ -1390,22 +1706,28 @@ pub(crate) mod loom_tests {
     fn loom_a_reap_never_writes_to_a_message_it_did_not_tombstone() {
         model(|| {
             let s = shared(2, 1);
-            let intent = Arc::new(AtomicU64::new(0));
-            let (s1, i1) = (s.clone(), intent.clone());
+            let row = Arc::new(TestRow::default());
+            let (s1, row1) = (s.clone(), row.clone());
             let publisher = loom::thread::spawn(move || {
                 let r = s1.view();
-                let pos = r.claim(&i1).expect("a free slot");
-                r.slot(pos).block.store(5, Ordering::Relaxed);
-                let ok = r.commit(pos, r.addressees(pos, !0), &i1);
+                let run = r.claim_run(1, &row1.intent).expect("a free slot");
+                // The block it holds (`Row::held_block`) goes to the slot with the commit.
+                row1.held.store(5, Ordering::Relaxed);
+                let ok = match r.announce(&run, || !0, &row1.intent, &row1.addressed) {
+                    Addressed::To(to) => r.commit_slot(0, to, &SlotWrite::value(0, 5), &row1.held),
+                    a => panic!("{a:?}"),
+                };
+                r.give_back(run.end(), run.end(), &row1.intent, &row1.addressed);
                 s1.wake();
                 ok
             });
-            let (s2, i2) = (s.clone(), intent.clone());
+            let (s2, row2) = (s.clone(), row.clone());
             let reaper = loom::thread::spawn(move || {
                 s2.wait(|| (s2.head.load(Ordering::SeqCst) > 0).then_some(()));
                 let r = s2.view();
-                let t =
-                    r.tombstone_abandoned(0, |pos| Intent::covers(i2.load(Ordering::SeqCst), pos));
+                let t = r.tombstone_abandoned(0, |pos| {
+                    Intent::covers(row2.intent.load(Ordering::SeqCst), pos)
+                });
                 s2.wake();
                 t
             });
@@ -1430,6 +1752,11 @@ pub(crate) mod loom_tests {
                 "the message lost its block"
             );
             assert_eq!(s.slots[0].seq.load(Ordering::Acquire), 1);
+            assert_eq!(
+                row.held.load(Ordering::Relaxed),
+                0,
+                "the slot and the row both hold the block"
+            );
         });
     }
 
@@ -1440,15 +1767,13 @@ pub(crate) mod loom_tests {
     fn loom_false_reap_of_a_slow_claimant_leaves_one_winner() {
         model(|| {
             let s = shared(2, 1);
-            let intent = Arc::new(AtomicU64::new(0));
-            let (s1, i1) = (s.clone(), intent.clone());
+            let s1 = s.clone();
             let publisher = loom::thread::spawn(move || {
-                let r = s1.view();
-                let pos = r.claim(&i1).expect("a free slot");
-                r.slot(pos).topic_hash.store(7, Ordering::Relaxed);
-                let ok = r.commit(pos, r.addressees(pos, !0), &i1);
+                let (r, row) = (s1.view(), TestRow::default());
+                let run = r.claim_run(1, &row.intent).expect("a free slot");
+                let (_, done) = r.finish_publish(run, || !0, &[7], &row);
                 s1.wake();
-                ok
+                done == 1
             });
             let s2 = s.clone();
             let reaper = loom::thread::spawn(move || {
@@ -1490,6 +1815,117 @@ pub(crate) mod loom_tests {
             );
             assert_eq!(s.slots[0].seq.load(Ordering::Acquire), 2);
         });
+    }
+
+    /// Publishes `value` for `to` from `row`, as `publisher.rs` does: claim (waiting while the
+    /// ring is full), announce, write and commit, give back; and when the run was sealed
+    /// before its announcement, all of it again at a new position. `stall` runs between the
+    /// first claim and its announcement (a claimant stopped there). The position published.
+    fn publish_sealable(s: &Shared, value: u64, to: u64, row: &TestRow, stall: impl Fn()) -> u64 {
+        let mut first = true;
+        loop {
+            let run = s.claim(1, &row.intent);
+            if std::mem::take(&mut first) {
+                // A receiver asleep before this claim looks again within its sleep slice in
+                // the product (then sleeping blind, and sealing after `SEAL_AFTER`); here, a
+                // wake-up stands for that timeout.
+                s.wake();
+                stall();
+            }
+            let (a, done) = s.view().finish_publish(run, || to, &[value], row);
+            s.wake();
+            if a != Addressed::Sealed {
+                assert_eq!((a, done), (Addressed::To(to), 1));
+                return run.first;
+            }
+        }
+    }
+
+    /// Consumer `bit` reads from position 0 until it has `n` messages, as a patient receiver
+    /// does: it passes a position its claimant announced for others, and seals one claimed and
+    /// not announced (at once: how long a receiver waits before it seals is no part of the
+    /// protocol). The values, in order.
+    fn consume_sealing(s: &Shared, bit: u64, n: usize, rows: &[TestRow]) -> Vec<u64> {
+        let r = s.view();
+        let announced = |pos| r.announced(pos, rows.iter().map(|w| (&w.intent, &w.addressed)));
+        let (mut pos, mut got) = (0, Vec::new());
+        while got.len() < n {
+            // (No wake-up inside the attempt: the harness runs it under its lock.)
+            let (p, sealed) = s.wait(|| match r.poll_past(pos, bit, announced) {
+                Poll::Empty => r
+                    .seal(pos, rows.iter().map(|row| &row.intent))
+                    .then_some((Poll::Skip, true)),
+                p => Some((p, false)),
+            });
+            if sealed {
+                s.wake();
+            }
+            if p == Poll::Ready {
+                got.push(r.slot(pos).topic_hash.load(Ordering::Relaxed));
+                r.release(pos, bit);
+                s.wake();
+            }
+            pos += 1;
+        }
+        got
+    }
+
+    /// Issue 20, defect 6: a publisher stopped between its claim and its announcement (when it
+    /// does not stall, the seal races its announcement). Publisher 1 claims a position for
+    /// consumer A; publisher 2 sends two messages to consumer B through a ring of two; both
+    /// consumers seal a position they find claimed and not announced. With `stall`, publisher
+    /// 1 waits after its first claim until B has both of its messages: B must pass the
+    /// position (without the seal it waits for ever, and the model deadlocks). Each message
+    /// arrives once, to its consumer, and a sealed claimant writes nothing: it publishes again
+    /// at a new position, and the next lap's message in its old slot stays intact.
+    fn sealed_claimant(stall: bool) {
+        model_bounded(2, move || {
+            let s = shared(2, 0b11);
+            let rows: Arc<[TestRow; 2]> = Arc::new(Default::default());
+            let b_done = Arc::new(AtomicU64::new(0));
+            let (s1, rows1, done1) = (s.clone(), rows.clone(), b_done.clone());
+            let p1 = loom::thread::spawn(move || {
+                publish_sealable(&s1, 10, 0b01, &rows1[0], || {
+                    if stall {
+                        s1.wait(|| (done1.load(Ordering::SeqCst) == 1).then_some(()));
+                    }
+                })
+            });
+            let (s2, rows2) = (s.clone(), rows.clone());
+            let p2 = loom::thread::spawn(move || {
+                for v in [20, 21] {
+                    publish_sealable(&s2, v, 0b10, &rows2[1], || ());
+                }
+            });
+            let (s3, rows3) = (s.clone(), rows.clone());
+            let a = loom::thread::spawn(move || consume_sealing(&s3, 0b01, 1, &rows3[..]));
+            let (s4, rows4, done4) = (s.clone(), rows.clone(), b_done.clone());
+            let b = loom::thread::spawn(move || {
+                let got = consume_sealing(&s4, 0b10, 2, &rows4[..]);
+                done4.store(1, Ordering::SeqCst);
+                s4.wake();
+                got
+            });
+            let at = p1.join().unwrap();
+            p2.join().unwrap();
+            assert_eq!(a.join().unwrap(), vec![10]);
+            assert_eq!(b.join().unwrap(), vec![20, 21]);
+            let head = s.head.load(Ordering::SeqCst);
+            assert!(
+                s.all_released(head),
+                "head {head}, claimant's message at {at}"
+            );
+        });
+    }
+
+    #[test]
+    fn loom_a_claimant_stalled_before_announcing_is_sealed_and_publishes_again() {
+        sealed_claimant(true);
+    }
+
+    #[test]
+    fn loom_a_seal_racing_an_announcement_leaves_one_winner() {
+        sealed_claimant(false);
     }
 }
 

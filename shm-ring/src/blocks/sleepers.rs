@@ -131,7 +131,7 @@ pub(crate) fn wake_committed<'a>(
 mod loom_tests {
     use super::*;
     use crate::blocks::ring::loom_tests::{model, shared};
-    use crate::blocks::ring::{Poll, RingView};
+    use crate::blocks::ring::{Addressed, Poll, TestRow};
     use loom::sync::Arc;
 
     /// A consumer's futex word, sleeper count and row mark.
@@ -139,13 +139,6 @@ mod loom_tests {
         futex: AtomicU32,
         sleepers: AtomicU32,
         mark: AtomicU32,
-    }
-
-    /// A claimant's row: its intent and its announced addressees.
-    #[derive(Default)]
-    struct Claimant {
-        intent: crate::blocks::atomics::AtomicU64,
-        addressed: crate::blocks::atomics::AtomicU64,
     }
 
     /// Mixed-topic traffic (issue: a consumer asleep at a position claimed for another consumer
@@ -169,23 +162,22 @@ mod loom_tests {
                 mark: AtomicU32::new(0),
             }));
             let blind = Arc::new(AtomicU32::new(0));
-            let rows: Arc<[Claimant; 2]> = Arc::new(Default::default());
+            let rows: Arc<[TestRow; 2]> = Arc::new(Default::default());
             // The state the race starts from: A has claimed position 0, then B position 1.
-            for row in rows.iter() {
-                s.view().claim(&row.intent).expect("a free slot");
-            }
+            let runs: Vec<_> = rows
+                .iter()
+                .map(|row| s.view().claim_run(1, &row.intent).expect("a free slot"))
+                .collect();
             let publishers: Vec<_> = [(0usize, 0b01u64, 7u64), (1, 0b10, 8)]
                 .into_iter()
                 .map(|(k, to, value)| {
                     let (s, w, blind, rows) = (s.clone(), w.clone(), blind.clone(), rows.clone());
+                    let runs = runs.clone();
                     loom::thread::spawn(move || {
                         let r = s.view();
                         let row = &rows[k];
-                        let pos = k as u64;
-                        let to = r.address(pos, || to, &row.addressed);
-                        r.slot(pos).topic_hash.store(value, Ordering::Relaxed);
-                        assert!(r.commit_one(pos, to));
-                        r.finish(&row.intent, &row.addressed);
+                        let (a, done) = r.finish_publish(runs[k], || to, &[value], row);
+                        assert_eq!((a, done), (Addressed::To(to), 1));
                         wake_committed(to, &blind, |b| w.get(b).map(|w| (&w.futex, &w.sleepers)));
                     })
                 })
@@ -193,11 +185,8 @@ mod loom_tests {
             let (s1, w1, b1, rows1) = (s.clone(), w.clone(), blind.clone(), rows.clone());
             let consumer = loom::thread::spawn(move || {
                 let r = s1.view();
-                let announced = |pos| {
-                    rows1
-                        .iter()
-                        .find_map(|c| RingView::announced_by(pos, &c.intent, &c.addressed))
-                };
+                let announced =
+                    |pos| r.announced(pos, rows1.iter().map(|c| (&c.intent, &c.addressed)));
                 // What a patient look finds at `pos`, and whether it is blind there.
                 let look = |pos: u64| {
                     let mut told = false;
@@ -258,11 +247,10 @@ mod loom_tests {
             let (s1, w1) = (s.clone(), w.clone());
             let publisher = loom::thread::spawn(move || {
                 let r = s1.view();
-                let intent = crate::blocks::atomics::AtomicU64::new(0);
+                let row = TestRow::default();
                 for v in 1..=2 {
-                    let pos = r.claim(&intent).expect("a free slot");
-                    r.slot(pos).topic_hash.store(v, Ordering::Relaxed);
-                    assert!(r.commit(pos, r.addressees(pos, !0), &intent));
+                    let run = r.claim_run(1, &row.intent).expect("a free slot");
+                    assert_eq!(r.finish_publish(run, || !0, &[v], &row).1, 1);
                     wake(&w1.futex, &w1.sleepers);
                 }
             });

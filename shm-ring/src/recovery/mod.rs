@@ -217,7 +217,8 @@ fn reap_held_block(region: &Region, r: &Row, report: &mut ReapReport) {
         return;
     }
     let intent = r.publishing.load(Ordering::SeqCst);
-    if intent == 0 {
+    // A sealed run is never committed (`RingView::seal`), so no slot holds its block.
+    if intent == 0 || Intent::sealed(intent) {
         if region.free_block(r.held_block.swap(0, Ordering::AcqRel)) {
             report.blocks_freed += 1;
         }

@@ -186,11 +186,22 @@ pub struct Counters {
     pub pub_sleepers: u32,
 }
 
-/// The positions row `r` announces that are claimed and not published yet.
+/// The positions row `r` announces that are claimed and not published yet. A sealed run is
+/// left out: it is for nobody and holds nobody (whoever reaches one of its positions
+/// tombstones it, `RingView::seal`).
 fn unpublished(region: &Region, r: &crate::region::layout::Row, head: u64) -> Option<Unpublished> {
     let ring = region.ring();
-    let run = Intent::read(r.publishing.load(Ordering::SeqCst), head)?;
-    let addressed = r.addressed.load(Ordering::Acquire);
+    let word = r.publishing.load(Ordering::SeqCst);
+    if Intent::sealed(word) {
+        return None;
+    }
+    let run = Intent::read(word, head)?;
+    // Its addressees are the run's only once announced.
+    let addressed = if word & Intent::ANNOUNCED != 0 {
+        r.addressed.load(Ordering::Acquire)
+    } else {
+        0
+    };
     let claimed =
         |pos: u64| dist(head, pos) > 0 && ring.slot(pos).seq.load(Ordering::Acquire) == pos;
     // A run is at most a ring long; a corrupt word may say more.

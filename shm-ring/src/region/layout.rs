@@ -22,8 +22,9 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"EVENTBUS");
 /// label cut to 64 bytes; 6: a consumer's `cursor` on a cache line of its own; 7: a group's
 /// `orphaned_ns` on `CLOCK_BOOTTIME` instead of the time of day, a consumer's `generation`, a
 /// publisher row's `addressed`, the header's `blind_sleepers`, and a process is alive while it
-/// holds its row's lock (`liveness`), which older builds do not take).
-pub const LAYOUT_VERSION: u32 = 7;
+/// holds its row's lock (`liveness`), which older builds do not take; 8: a row's `publishing`
+/// word carries the flags `ANNOUNCED` and `SEALED`, and its run length is 14 bits).
+pub const LAYOUT_VERSION: u32 = 8;
 /// Each slab class holds at most `slab_blocks` times this many bytes (at least one block), so the
 /// large classes do not dominate the region: the default bus (4096 blocks, 1 MiB messages) is
 /// just under 24 MiB: two fit a 64 MiB `/dev/shm` (Docker's default).
@@ -169,7 +170,7 @@ pub(crate) struct Row {
     /// Publishers: since when it waits (ns since the Unix epoch), 0 when not waiting.
     pub waiting_since_ns: AtomicU64,
     /// Publishers: the consumers (bits) the run announced in `publishing` is addressed to, 0
-    /// until the claimant has decided (`RingView::address`); stored after the claim and before
+    /// until the claimant has decided (`RingView::announce`); stored after the claim and before
     /// the slot is written, cleared before `publishing`. Lets a consumer that the claimant does
     /// not address pass the position before it is committed.
     pub addressed: AtomicU64,

@@ -25,6 +25,19 @@ impl Region {
         });
     }
 
+    /// Seals position `pos`, claimed and not announced by a claimant stopped in between, and
+    /// tombstones it (see `RingView::seal`), waking whoever waits behind it. True if it did.
+    pub(crate) fn seal(&self, pos: u64) -> bool {
+        let sealed = self
+            .ring()
+            .seal(pos, self.rows().iter().map(|r| &r.publishing));
+        if sealed {
+            self.wake_consumers(u64::MAX);
+            self.wake_publishers();
+        }
+        sealed
+    }
+
     /// Returns a block (slot `block` field: index + 1, 0 for inline) to its free list; true if a
     /// block went back. Out-of-range values from a corrupt slot are ignored (the sweep restores
     /// the slab).
