@@ -9,6 +9,7 @@ use crate::blocks::atomics::Ordering;
 use crate::blocks::ring::{Addressed, RingView, Run, SlotWrite};
 use crate::handle::Inner;
 use crate::region::layout::Row;
+use crate::region::layout::TopicEntry;
 use crate::region::layout::{INLINE_CAP, MAX_TOPIC_LEN};
 use crate::region::liveness::coarse_now_ns;
 use crate::region::liveness::now_ns;
@@ -86,7 +87,7 @@ pub struct Publisher {
     /// `liveness::fork_generation()` when it took its row: another value means this process is
     /// a child made by `fork` since, and the row is its parent's (see `own_row`).
     forks: u64,
-    /// A run's inline messages, built before their positions are claimed (`publish_run`).
+    /// Inline messages, built before their positions are claimed (`Call::build`).
     built: Vec<u8>,
 }
 
@@ -366,7 +367,8 @@ impl Publisher {
     }
 
     /// [`Publisher::publish_all`] once its arguments are checked, building inline messages into
-    /// `built` and counting in `sent`.
+    /// `built` and counting in `sent`: build a step's messages ([`Call::build`]), then publish
+    /// them ([`Call::send`]), until all are sent.
     #[allow(clippy::too_many_arguments)]
     fn publish_built(
         &mut self,
@@ -381,7 +383,6 @@ impl Publisher {
         sent: &mut Sent,
     ) -> Result<(), BusError> {
         let region = &self.inner.region;
-        let never = self.never_wait_for;
         let row = region.row(self.row).expect("own row is in range");
         let (wanting, entry) = self.addressing.wanting(region, self.row, topic, hash);
         let tally = region
@@ -394,148 +395,29 @@ impl Publisher {
             sent.done = count;
             return Ok(());
         }
-        // Only a publish that may wait reads the clock.
-        let start = timeout.filter(|t| !t.is_zero()).map(|_| Instant::now());
-        let remaining = || timeout.map(|t| start.map_or(t, |s| t.saturating_sub(s.elapsed())));
-        let out_of_time = || match timeout {
-            Some(Duration::ZERO) => BusError::Full,
-            _ => BusError::Timeout,
-        };
-        let fits = |i: usize| topic.len() + len_of(i) <= INLINE_CAP;
-        let meta = SlotMeta {
-            topic_len: topic.len() as u16,
-            codec: codec as u8,
-        }
-        .value();
-        let ring = region.ring();
-        while sent.done < count {
-            let first = sent.done;
-            // Build, before any claim: inline messages `first..first + n` in `built` (message
-            // `first + k` at `k * INLINE_CAP`), or one message in a slab block (`block`: index
-            // + 1), so that `fill` never runs while this publisher holds a claimed position.
-            let (n, block) = if fits(first) {
-                let n = (first..count)
-                    .take_while(|&i| fits(i))
-                    .take(BUILD_AHEAD)
-                    .count();
-                if built.len() < n * INLINE_CAP {
-                    built.resize(n * INLINE_CAP, 0);
-                }
-                for k in 0..n {
-                    let bytes = &mut built[k * INLINE_CAP..][..topic.len() + len_of(first + k)];
-                    bytes[..topic.len()].copy_from_slice(topic.as_bytes());
-                    fill(first + k, &mut bytes[topic.len()..]);
-                }
-                (n, 0)
-            } else {
-                let total = topic.len() + len_of(first);
-                let Some(idx) = take_block(region, row, total, never, remaining())? else {
-                    return Err(out_of_time());
-                };
-                // From here until its slot is committed, a reaper can give it back if we die.
-                row.held_block.store(idx + 1, Ordering::Release);
-                let (_, ptr, size) = region.block(idx).expect("allocated block is in range");
-                debug_assert!(total <= size);
-                // SAFETY: `ptr..ptr + size` is block `idx` inside the mapping, which we popped
-                // from its free list and so own exclusively until it is published.
-                let bytes = unsafe { std::slice::from_raw_parts_mut(ptr, total) };
-                bytes[..topic.len()].copy_from_slice(topic.as_bytes());
-                fill(first, &mut bytes[topic.len()..]);
-                (1, idx + 1)
-            };
-            // Publish them: claim, announce, write and commit; claim again after a seal.
-            while sent.done < first + n {
-                let want = (first + n - sent.done) as u64;
-                let run = match claim_waiting(region, row, &ring, want, never, remaining()) {
-                    Ok(Some(run)) => run,
-                    Ok(None) => {
-                        give_back(region, row, block);
-                        return Err(out_of_time());
-                    }
-                    Err(e) => {
-                        give_back(region, row, block);
-                        return Err(e);
-                    }
-                };
-                let mut claimed = Claimed {
-                    ring: &ring,
-                    row,
-                    run,
-                    next: run.first,
-                };
-                crate::testing::pause_point(crate::testing::Point::Claimed);
-                // Addressed from the interest now, after the claim (and any wait for it).
-                let addressing = &mut self.addressing;
-                let wanting_now = || addressing.wanting_now(region, self.row, topic, hash, wanting);
-                let to = match ring.announce(&run, wanting_now, &row.publishing, &row.addressed) {
-                    Addressed::To(to) => to,
-                    Addressed::Sealed => {
-                        // Stopped too long before announcing: none of it was published.
-                        drop(claimed);
-                        region.wake_consumers(0);
-                        continue;
-                    }
-                    Addressed::Nobody => {
-                        // The consumers that wanted it left meanwhile: nothing to deliver,
-                        // nothing to keep. The block first: with the intent withdrawn, a
-                        // reaper would free a held block too.
-                        give_back(region, row, block);
-                        drop(claimed);
-                        region.wake_publishers();
-                        region.wake_consumers(0);
-                        add_own(&row.unrouted, run.count);
-                        add_own(&tally.unrouted, run.count);
-                        sent.done += run.count as usize;
-                        continue;
-                    }
-                };
-                crate::testing::pause_point(crate::testing::Point::Addressed);
-                let now = coarse_now_ns();
-                let (mut published, mut bytes) = (0u64, 0u64);
-                let lost = loop {
-                    if claimed.next == run.end() {
-                        break None;
-                    }
-                    let i = sent.done;
-                    let len = len_of(i);
-                    let inline: &[u8] = if block == 0 {
-                        &built[(i - first) * INLINE_CAP..][..topic.len() + len]
-                    } else {
-                        &[]
-                    };
-                    let m = SlotWrite {
-                        topic_hash: hash,
-                        timestamp_ns: now,
-                        publisher: self.row,
-                        publisher_pid: self.pid,
-                        block,
-                        payload_len: len as u32,
-                        meta,
-                        inline,
-                    };
-                    let pos = claimed.next;
-                    if !ring.commit_slot(pos, to, &m, &row.held_block) {
-                        break Some(pos);
-                    }
-                    claimed.next = pos.wrapping_add(1);
-                    sent.done += 1;
-                    sent.last = Some(pos);
-                    published += 1;
-                    bytes += len as u64;
-                };
-                drop(claimed);
-                region.wake_consumers(to);
-                add_own(&row.published, published);
-                add_own(&tally.messages, published);
-                add_own(&tally.bytes, bytes);
-                if let Some(pos) = lost {
-                    // A survivor took this process for dead and tombstoned the position: the
-                    // message is not published, and the block is ours unless it took it.
-                    give_back(region, row, block);
-                    region.wake_publishers();
-                    return Err(BusError::ClaimLost { pos });
-                }
+        let call = Call {
+            region,
+            row,
+            row_index: self.row,
+            pid: self.pid,
+            ring: region.ring(),
+            tally,
+            topic,
+            hash,
+            meta: SlotMeta {
+                topic_len: topic.len() as u16,
+                codec: codec as u8,
             }
+            .value(),
+            wanting,
+            never: self.never_wait_for,
+            timeout,
+            // Only a publish that may wait reads the clock.
+            start: timeout.filter(|t| !t.is_zero()).map(|_| Instant::now()),
+        };
+        while sent.done < count {
+            let step = call.build(sent.done, count, len_of, &mut fill, built)?;
+            call.send(&mut self.addressing, step, len_of, built, sent)?;
         }
         Ok(())
     }
@@ -543,6 +425,219 @@ impl Publisher {
     /// This publisher's process-table row.
     pub fn row(&self) -> u32 {
         self.row
+    }
+}
+
+/// One publish call's facts, shared by its steps ([`Publisher::publish_built`]).
+struct Call<'a> {
+    region: &'a Region,
+    row: &'a Row,
+    row_index: u32,
+    pid: u32,
+    ring: RingView<'a>,
+    /// The topic's statistics entry in this publisher's row stats.
+    tally: &'a TopicEntry,
+    topic: &'a str,
+    hash: u64,
+    /// The slots' `meta` word ([`SlotMeta`]).
+    meta: u64,
+    /// Who wanted the topic before the claim (the addressing is decided after it).
+    wanting: u64,
+    /// Consumers it must never wait for ([`Publisher::set_never_wait_for`]).
+    never: u64,
+    timeout: Option<Duration>,
+    start: Option<Instant>,
+}
+
+/// Messages one build step made: `n` of them from `first` on, inline in the publisher's
+/// `built` buffer (message `first + k` at `k * INLINE_CAP`), or one in slab block `block`
+/// (index + 1; 0 when inline).
+#[derive(Clone, Copy)]
+struct Step {
+    first: usize,
+    n: usize,
+    block: u32,
+}
+
+impl Call<'_> {
+    /// The time left of the call's timeout.
+    fn remaining(&self) -> Option<Duration> {
+        let (t, start) = (self.timeout?, self.start);
+        Some(start.map_or(t, |s| t.saturating_sub(s.elapsed())))
+    }
+
+    /// The error of a call whose time ran out: `Full` for one that was not to wait at all.
+    fn out_of_time(&self) -> BusError {
+        match self.timeout {
+            Some(Duration::ZERO) => BusError::Full,
+            _ => BusError::Timeout,
+        }
+    }
+
+    /// Builds the next messages from `first` on, before any claim, so that `fill` never runs
+    /// while this publisher holds a claimed position: inline ones up to [`BUILD_AHEAD`] ahead
+    /// into `built`, or one too large for a slot in a slab block (waiting for one).
+    fn build(
+        &self,
+        first: usize,
+        count: usize,
+        len_of: &impl Fn(usize) -> usize,
+        fill: &mut impl FnMut(usize, &mut [u8]),
+        built: &mut Vec<u8>,
+    ) -> Result<Step, BusError> {
+        let topic = self.topic;
+        let fits = |i: usize| topic.len() + len_of(i) <= INLINE_CAP;
+        if fits(first) {
+            let n = (first..count)
+                .take_while(|&i| fits(i))
+                .take(BUILD_AHEAD)
+                .count();
+            if built.len() < n * INLINE_CAP {
+                built.resize(n * INLINE_CAP, 0);
+            }
+            for k in 0..n {
+                let bytes = &mut built[k * INLINE_CAP..][..topic.len() + len_of(first + k)];
+                bytes[..topic.len()].copy_from_slice(topic.as_bytes());
+                fill(first + k, &mut bytes[topic.len()..]);
+            }
+            return Ok(Step { first, n, block: 0 });
+        }
+        let total = topic.len() + len_of(first);
+        let (region, row) = (self.region, self.row);
+        let Some(idx) = take_block(region, row, total, self.never, self.remaining())? else {
+            return Err(self.out_of_time());
+        };
+        // From here until its slot is committed, a reaper can give it back if we die.
+        row.held_block.store(idx + 1, Ordering::Release);
+        let (_, ptr, size) = region.block(idx).expect("allocated block is in range");
+        debug_assert!(total <= size);
+        // SAFETY: `ptr..ptr + size` is block `idx` inside the mapping, which we popped from its
+        // free list and so own exclusively until it is published.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(ptr, total) };
+        bytes[..topic.len()].copy_from_slice(topic.as_bytes());
+        fill(first, &mut bytes[topic.len()..]);
+        Ok(Step {
+            first,
+            n: 1,
+            block: idx + 1,
+        })
+    }
+
+    /// Publishes what [`Call::build`] made: claims (waiting), announces, writes and commits each
+    /// position; claims again after a seal; counts what nobody wanted any more as unrouted.
+    fn send(
+        &self,
+        addressing: &mut Addressing,
+        step: Step,
+        len_of: &impl Fn(usize) -> usize,
+        built: &[u8],
+        sent: &mut Sent,
+    ) -> Result<(), BusError> {
+        let (region, row, ring) = (self.region, self.row, &self.ring);
+        let block = step.block;
+        while sent.done < step.first + step.n {
+            let want = (step.first + step.n - sent.done) as u64;
+            let run = match claim_waiting(region, row, ring, want, self.never, self.remaining()) {
+                Ok(Some(run)) => run,
+                got => {
+                    give_back(region, row, block);
+                    return Err(got.err().unwrap_or_else(|| self.out_of_time()));
+                }
+            };
+            let mut claimed = Claimed {
+                ring,
+                row,
+                run,
+                next: run.first,
+            };
+            crate::testing::pause_point(crate::testing::Point::Claimed);
+            // Addressed from the interest now, after the claim (and any wait for it).
+            let (r, topic, hash) = (self.row_index, self.topic, self.hash);
+            let now = || addressing.wanting_now(region, r, topic, hash, self.wanting);
+            let to = match ring.announce(&run, now, &row.publishing, &row.addressed) {
+                Addressed::To(to) => to,
+                Addressed::Sealed => {
+                    // Stopped too long before announcing: none of it was published.
+                    drop(claimed);
+                    region.wake_consumers(0);
+                    continue;
+                }
+                Addressed::Nobody => {
+                    // The consumers that wanted it left meanwhile: nothing to deliver, nothing
+                    // to keep. The block first: with the intent withdrawn, a reaper would free a
+                    // held block too.
+                    give_back(region, row, block);
+                    drop(claimed);
+                    region.wake_publishers();
+                    region.wake_consumers(0);
+                    add_own(&row.unrouted, run.count);
+                    add_own(&self.tally.unrouted, run.count);
+                    sent.done += run.count as usize;
+                    continue;
+                }
+            };
+            crate::testing::pause_point(crate::testing::Point::Addressed);
+            let lost = self.commit_run(&mut claimed, to, step, len_of, built, sent);
+            drop(claimed);
+            region.wake_consumers(to);
+            if let Some(pos) = lost {
+                // A survivor took this process for dead and tombstoned the position: the
+                // message is not published, and the block is ours unless it took it.
+                give_back(region, row, block);
+                region.wake_publishers();
+                return Err(BusError::ClaimLost { pos });
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes and commits the claimed run's positions for `to`, message after message, and
+    /// counts them. `Some(position)` if a commit found the position no longer ours.
+    fn commit_run(
+        &self,
+        claimed: &mut Claimed<'_, '_>,
+        to: u64,
+        step: Step,
+        len_of: &impl Fn(usize) -> usize,
+        built: &[u8],
+        sent: &mut Sent,
+    ) -> Option<u64> {
+        let now = coarse_now_ns();
+        let (mut published, mut bytes) = (0u64, 0u64);
+        let mut lost = None;
+        while claimed.next != claimed.run.end() {
+            let i = sent.done;
+            let len = len_of(i);
+            let inline: &[u8] = if step.block == 0 {
+                &built[(i - step.first) * INLINE_CAP..][..self.topic.len() + len]
+            } else {
+                &[]
+            };
+            let m = SlotWrite {
+                topic_hash: self.hash,
+                timestamp_ns: now,
+                publisher: self.row_index,
+                publisher_pid: self.pid,
+                block: step.block,
+                payload_len: len as u32,
+                meta: self.meta,
+                inline,
+            };
+            let pos = claimed.next;
+            if !self.ring.commit_slot(pos, to, &m, &self.row.held_block) {
+                lost = Some(pos);
+                break;
+            }
+            claimed.next = pos.wrapping_add(1);
+            sent.done += 1;
+            sent.last = Some(pos);
+            published += 1;
+            bytes += len as u64;
+        }
+        add_own(&self.row.published, published);
+        add_own(&self.tally.messages, published);
+        add_own(&self.tally.bytes, bytes);
+        lost
     }
 }
 
