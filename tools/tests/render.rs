@@ -5,8 +5,9 @@
 //! operator reads. After a deliberate change of the output, `RENDER_WRITE=1 cargo test --test
 //! render` writes the files anew, to be reviewed in the diff.
 
-use event_engine_cli::cmd::inspect::{write_text, Report};
+use event_engine_cli::cmd::inspect::write_text;
 use event_engine_cli::cmd::watch::view::{buffer_text, Dashboard};
+use event_engine_cli::model::BusModel;
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 use shm_ring::{
@@ -269,19 +270,19 @@ fn check(name: &str, actual: &str) {
     }
 }
 
-fn text(report: &Report, verbose: bool) -> String {
+fn text(report: &BusModel, verbose: bool) -> String {
     let mut out = Vec::new();
     write_text(report, T0, verbose, &mut out).unwrap();
     String::from_utf8(out).unwrap()
 }
 
-fn json(report: &Report) -> String {
+fn json(report: &BusModel) -> String {
     serde_json::to_string_pretty(report).unwrap() + "\n"
 }
 
 #[test]
 fn inspect_prints_a_busy_bus() {
-    let report = Report::with_rates(&busy(1, T0), &busy(3, T0), Duration::from_secs(2));
+    let report = BusModel::between(&busy(1, T0), &busy(3, T0), Duration::from_secs(2));
     check("inspect-busy.txt", &text(&report, false));
     check("inspect-busy-verbose.txt", &text(&report, true));
     check("inspect-busy.json", &json(&report));
@@ -289,16 +290,15 @@ fn inspect_prints_a_busy_bus() {
 
 #[test]
 fn inspect_prints_a_quiet_bus() {
-    let report = Report::from(&quiet(T0));
+    let report = BusModel::of(&quiet(T0));
     check("inspect-quiet.txt", &text(&report, true));
     check("inspect-quiet.json", &json(&report));
 }
 
 fn watch(prev: &Snapshot, cur: &Snapshot, width: u16, height: Option<u16>) -> String {
+    let bus = BusModel::between(prev, cur, Duration::from_secs(2));
     let view = Dashboard {
-        prev,
-        cur,
-        elapsed: Duration::from_secs(2),
+        bus: &bus,
         live: true,
     };
     let height = height.unwrap_or_else(|| view.height());
