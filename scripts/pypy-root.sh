@@ -109,7 +109,9 @@ build_wheel() {
   shift
   make_root
   # PyO3's build script cannot run the root's interpreter (maturin hands it the path inside
-  # the root), so it gets the interpreter's configuration from a file.
+  # the root), so it gets the interpreter's configuration from a file. Both files go under
+  # target/, which a fresh clone with a root made elsewhere (PYPY_ROOT) does not have yet.
+  mkdir -p "$ROOT/target"
   local cfg="$ROOT/target/pypy-pyo3-config.txt"
   run_in_root /usr/bin/pypy3 -c 'import struct, sys
 assert sys.implementation.name == "pypy", sys.implementation.name

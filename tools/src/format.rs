@@ -1,4 +1,5 @@
-//! Number formatting shared by the readable (non-JSON) outputs: sizes, ages, percentages.
+//! Number formatting shared by the readable (non-JSON) outputs: sizes, ages, percentages,
+//! rates.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -86,6 +87,25 @@ pub fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
     v.map_or_else(|| "-".into(), |v| v.to_string())
 }
 
+/// A rate for people: `0`, `12.5`, `1.2k`, `3.4M` per second; `-` when there is none.
+pub fn rate(per_s: Option<f64>, unit: &str) -> String {
+    let Some(r) = per_s else {
+        return "-".into();
+    };
+    let (value, prefix) = match r {
+        r if r >= 1e9 => (r / 1e9, "G"),
+        r if r >= 1e6 => (r / 1e6, "M"),
+        r if r >= 1e3 => (r / 1e3, "k"),
+        r => (r, ""),
+    };
+    let digits = if prefix.is_empty() && value >= 100.0 || value == 0.0 {
+        0
+    } else {
+        1
+    };
+    format!("{value:.digits$}{prefix}{unit}/s")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +127,15 @@ mod tests {
         assert_eq!(percent(1, 4), "25.0%");
         assert_eq!(percent(1, 0), "0.0%");
         assert_eq!(opt(None::<u64>), "-");
+    }
+
+    #[test]
+    fn rates_read_as_people_write_them() {
+        assert_eq!(rate(None, ""), "-");
+        assert_eq!(rate(Some(0.0), ""), "0/s");
+        assert_eq!(rate(Some(12.5), ""), "12.5/s");
+        assert_eq!(rate(Some(250.0), ""), "250/s");
+        assert_eq!(rate(Some(1234.0), "B"), "1.2kB/s");
+        assert_eq!(rate(Some(3_400_000.0), ""), "3.4M/s");
     }
 }

@@ -5,7 +5,8 @@
 //! All of it is this library so that any launcher (the `event-engine` binary, the Python
 //! package's console script) runs the same code through [`run`]. Subcommands live in [`cmd`],
 //! one module each; they return `anyhow` errors carrying typed causes, and only [`run`] turns
-//! those into the one-line message and the exit status (see [`error`]).
+//! those into the one-line message and the exit status (see [`error`]). `inspect` and `watch`
+//! render one [`model`] of the bus, computed from its snapshots.
 
 #![warn(missing_docs)]
 
@@ -13,6 +14,7 @@ pub mod cmd;
 pub mod error;
 pub mod format;
 pub mod jsonargs;
+pub mod model;
 pub mod payload;
 pub mod signals;
 pub mod table;

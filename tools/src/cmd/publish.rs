@@ -106,98 +106,141 @@ fn sleep_until(deadline: Instant, stop: &StopFlag) -> bool {
 pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
     exact_topic(&args.topic)?;
     if let Some(rate) = args.rate {
-        if !(rate.is_finite() && rate > 0.0) {
-            return Err(UsageError(format!("--rate must be a positive number, not {rate}")).into());
-        }
-        // The last message is due (count - 1) / rate seconds after the start: that must be a
-        // time this system can wait for.
-        let span = args.count.saturating_sub(1).max(1) as f64 / rate;
-        let representable = Duration::try_from_secs_f64(span)
-            .ok()
-            .and_then(|d| Instant::now().checked_add(d))
-            .is_some();
-        if !representable {
-            return Err(UsageError(format!(
-                "--rate {rate:e} is too low: one message every {:.3e} s is longer than this \
-                 system can wait; use a rate of at least 1e-9 per second",
-                1.0 / rate
-            ))
-            .into());
-        }
+        check_rate(rate, args.count)?;
     }
     let body = body(args)?;
     let stop = StopFlag::install()?;
     let bus = Bus::open(&args.name)?;
     let mut publisher = bus.publisher()?;
-    let mut unrouted = 0u64;
-    let kwargs: Vec<(&str, PyValue)> = match &body {
+    let sent = publish_all(args, &body, &mut publisher, &stop)?;
+    report(args, &sent, out)
+}
+
+/// `--rate`: positive, and not so low that the last of `count` messages is due later than this
+/// system can wait for.
+fn check_rate(rate: f64, count: u64) -> Result<(), UsageError> {
+    if !(rate.is_finite() && rate > 0.0) {
+        return Err(UsageError(format!(
+            "--rate must be a positive number, not {rate}"
+        )));
+    }
+    // The last message is due (count - 1) / rate seconds after the start.
+    let span = count.saturating_sub(1).max(1) as f64 / rate;
+    let representable = Duration::try_from_secs_f64(span)
+        .ok()
+        .and_then(|d| Instant::now().checked_add(d))
+        .is_some();
+    if !representable {
+        return Err(UsageError(format!(
+            "--rate {rate:e} is too low: one message every {:.3e} s is longer than this \
+             system can wait; use a rate of at least 1e-9 per second",
+            1.0 / rate
+        )));
+    }
+    Ok(())
+}
+
+/// What was published.
+#[derive(Default)]
+struct Sent {
+    /// Messages published.
+    count: u64,
+    /// The first and last sequence numbers given (none when no subscriber wanted any).
+    first_last: Option<(u64, u64)>,
+    /// Messages no subscriber wanted.
+    unrouted: u64,
+}
+
+/// Publishes `--count` messages of `body` (at `--rate` if given) until done or stopped.
+fn publish_all(
+    args: &Args,
+    body: &Body,
+    publisher: &mut shm_ring::Publisher,
+    stop: &StopFlag,
+) -> Result<Sent> {
+    let kwargs: Vec<(&str, PyValue)> = match body {
         Body::Call(_, kw) => kw.iter().map(|(k, v)| (k.as_str(), v.clone())).collect(),
         Body::Raw(_) => Vec::new(),
     };
-
     let start = Instant::now();
-    let mut first_last: Option<(u64, u64)> = None;
-    let mut sent = 0u64;
-    'messages: while sent < args.count {
+    let mut sent = Sent::default();
+    while sent.count < args.count {
         if let Some(rate) = args.rate {
-            let due = start + Duration::from_secs_f64(sent as f64 / rate);
-            if !sleep_until(due, &stop) {
+            let due = start + Duration::from_secs_f64(sent.count as f64 / rate);
+            if !sleep_until(due, stop) {
                 break;
             }
         }
-        let seq = loop {
-            if stop.is_set() {
-                break 'messages;
-            }
-            let attempt = match &body {
-                Body::Raw(bytes) => {
-                    publisher.publish(&args.topic, Codec::Raw, bytes, Some(ATTEMPT))
-                }
-                Body::Call(positional, _) => {
-                    publisher.publish_pickled(&args.topic, positional, &kwargs, Some(ATTEMPT))
-                }
-            };
-            match attempt {
-                Ok(seq) => break seq,
-                // The bus is full: keep waiting, but stay responsive to Ctrl-C.
-                Err(BusError::Timeout) => continue,
-                Err(e) => return Err(e.into()),
-            }
+        let Some(seq) = publish_one(args, body, &kwargs, publisher, stop)? else {
+            break;
         };
         match seq {
-            Some(seq) => first_last = Some((first_last.map_or(seq, |(f, _)| f), seq)),
-            None => unrouted += 1,
+            Some(seq) => {
+                sent.first_last = Some((sent.first_last.map_or(seq, |(f, _)| f), seq));
+            }
+            None => sent.unrouted += 1,
         }
-        sent += 1;
+        sent.count += 1;
     }
+    Ok(sent)
+}
 
-    let what = if sent == 1 { "message" } else { "messages" };
-    match first_last {
+/// Publishes one message, waiting while the bus is full: its sequence number (`None` inside
+/// when no subscriber wanted it), or `None` when stopped first.
+fn publish_one(
+    args: &Args,
+    body: &Body,
+    kwargs: &[(&str, PyValue)],
+    publisher: &mut shm_ring::Publisher,
+    stop: &StopFlag,
+) -> Result<Option<Option<u64>>> {
+    loop {
+        if stop.is_set() {
+            return Ok(None);
+        }
+        let attempt = match body {
+            Body::Raw(bytes) => publisher.publish(&args.topic, Codec::Raw, bytes, Some(ATTEMPT)),
+            Body::Call(positional, _) => {
+                publisher.publish_pickled(&args.topic, positional, kwargs, Some(ATTEMPT))
+            }
+        };
+        match attempt {
+            Ok(seq) => return Ok(Some(seq)),
+            // The bus is full: keep waiting, but stay responsive to Ctrl-C.
+            Err(BusError::Timeout) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Says what was published (and, on stderr, when nobody wanted it).
+fn report(args: &Args, sent: &Sent, out: &mut dyn Write) -> Result<()> {
+    let n = sent.count;
+    let what = if n == 1 { "message" } else { "messages" };
+    let (topic, name) = (&args.topic, &args.name);
+    match sent.first_last {
         Some((f, l)) if f == l => writeln!(
             out,
-            "published {sent} {what} on {} to bus {} (seq {f})",
-            args.topic, args.name
+            "published {n} {what} on {topic} to bus {name} (seq {f})"
         )?,
         Some((f, l)) => writeln!(
             out,
-            "published {sent} {what} on {} to bus {} (seq {f}..={l})",
-            args.topic, args.name
+            "published {n} {what} on {topic} to bus {name} (seq {f}..={l})"
         )?,
-        None if sent > 0 => writeln!(
+        None if n > 0 => writeln!(
             out,
-            "published {sent} {what} on {} to bus {}; no subscriber wanted them",
-            args.topic, args.name
+            "published {n} {what} on {topic} to bus {name}; no subscriber wanted them"
         )?,
         None => writeln!(out, "published nothing")?,
     }
-    if unrouted > 0 {
+    if sent.unrouted > 0 {
         // Not an error (publishing what nobody listens to is allowed), but rarely what was meant.
         eprintln!(
-            "note: no subscriber on bus {} wants {}: {unrouted} of these messages reached nobody",
-            args.name, args.topic
+            "note: no subscriber on bus {name} wants {topic}: {} of these messages reached nobody",
+            sent.unrouted
         );
     }
-    if sent < args.count {
+    if n < args.count {
         writeln!(out, "stopped before publishing all {} messages", args.count)?;
     }
     Ok(())

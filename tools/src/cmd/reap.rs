@@ -3,7 +3,7 @@
 //! whose retention has run out, saying what it did.
 
 use anyhow::Result;
-use shm_ring::Bus;
+use shm_ring::{Bus, ReapReport};
 use std::io::Write;
 
 /// The long help of the subcommand (`event-engine reap --help`).
@@ -93,14 +93,28 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
         writeln!(out)?;
         return Ok(());
     }
+    write_who(&args.name, &r, &report, out)?;
+    writeln!(
+        out,
+        "slab blocks in use: {} -> {}; {} freed, {} slots recovered, {} messages redelivered",
+        report.slab_used_before,
+        report.slab_used_after,
+        report.blocks_freed,
+        report.slots_recovered,
+        report.redelivered
+    )?;
+    write_left_and_dropped(&r, out)
+}
+
+/// Which dead processes were reaped (each once, with its rows), or that there were none.
+fn write_who(name: &str, r: &ReapReport, report: &Report, out: &mut dyn Write) -> Result<()> {
     if r.is_empty() {
         writeln!(
             out,
-            "nothing to reap on bus {}: no dead process is attached and no group has expired",
-            args.name
+            "nothing to reap on bus {name}: no dead process is attached and no group has expired"
         )?;
     } else if report.reaped.is_empty() {
-        writeln!(out, "no dead process is attached to bus {}", args.name)?;
+        writeln!(out, "no dead process is attached to bus {name}")?;
     } else {
         // A process holds a row per handle (bus, publisher, subscriber): the report lists it once.
         let pids: Vec<String> = r
@@ -114,35 +128,28 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
             .collect();
         writeln!(
             out,
-            "reaped {} dead process{} on bus {}: {}",
+            "reaped {} dead process{} on bus {name}: {}",
             r.processes.len(),
             if r.processes.len() == 1 { "" } else { "es" },
-            args.name,
             pids.join(", ")
         )?;
     }
-    writeln!(
-        out,
-        "slab blocks in use: {} -> {}; {} freed, {} slots recovered, {} messages redelivered",
-        report.slab_used_before,
-        report.slab_used_after,
-        report.blocks_freed,
-        report.slots_recovered,
-        report.redelivered
-    )?;
+    Ok(())
+}
+
+/// The messages of dead members left for a later reap, and the groups dropped with their
+/// backlog, when there are any.
+fn write_left_and_dropped(r: &ReapReport, out: &mut dyn Write) -> Result<()> {
     if r.redelivery_deferred > 0 {
+        let one = r.redelivery_deferred == 1;
         writeln!(
             out,
             "{} message{} of dead group members wait{} in the group's backlog for room on its \
              redelivery list (a later reap hands {} back)",
             r.redelivery_deferred,
-            if r.redelivery_deferred == 1 { "" } else { "s" },
-            if r.redelivery_deferred == 1 { "s" } else { "" },
-            if r.redelivery_deferred == 1 {
-                "it"
-            } else {
-                "them"
-            },
+            if one { "" } else { "s" },
+            if one { "s" } else { "" },
+            if one { "it" } else { "them" },
         )?;
     }
     if r.groups_expired > 0 || r.backlog_dropped > 0 {

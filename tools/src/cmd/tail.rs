@@ -197,22 +197,43 @@ fn subscribe(bus: &shm_ring::Bus, topics: &[String], lossy: bool) -> Result<Subs
 
 /// Tails the bus.
 pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
-    let patterns = args
-        .topic
+    let patterns = patterns(&args.topic)?;
+    // A subscriber is only addressed what it wants; the observer sees everything and filters.
+    let filter = (args.observe && !patterns.is_empty()).then(|| TopicFilter::new(patterns));
+    let stop = StopFlag::install()?;
+    // The bus is kept alive for as long as the subscriber reads: the subscriber leaves the bus
+    // (gives its row and consumer entry back) when it is dropped, on every way out of here.
+    let (_bus, mut source) = open(args)?;
+    let (shown, undecodable) = show(args, &mut source, filter, &stop, out)?;
+    out.flush()?;
+    let skipped = source.skipped();
+    // Leaves the bus before saying it is done.
+    drop(source);
+    if args.lossless {
+        eprintln!(
+            "tail: {shown} messages shown ({undecodable} undecodable), lossless: none skipped"
+        );
+    } else {
+        eprintln!("tail: {shown} messages shown ({undecodable} undecodable), {skipped} skipped");
+    }
+    Ok(())
+}
+
+/// The `--topic` patterns, parsed.
+fn patterns(texts: &[String]) -> Result<Vec<Topic>, UsageError> {
+    texts
         .iter()
         .map(|p| {
             Topic::parse(p)
                 .map_err(|e| UsageError(format!("--topic {p:?} is not a valid topic: {e}")))
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    // A subscriber is only addressed what it wants; the observer sees everything and filters.
-    let mut filter = (args.observe && !patterns.is_empty()).then(|| TopicFilter::new(patterns));
-    let stop = StopFlag::install()?;
-    // Kept alive for as long as the subscriber reads: the subscriber leaves the bus (gives its
-    // row and consumer entry back) when it is dropped, on every way out of this function.
-    let bus;
+        .collect()
+}
+
+/// What tail reads from, as `args` ask, said on stderr; with the bus a subscriber is on.
+fn open(args: &Args) -> Result<(Option<shm_ring::Bus>, Source)> {
     let pid = std::process::id();
-    let mut source = if args.observe {
+    if args.observe {
         // A read-only observer: tail takes no process-table row, so it works on a bus whose
         // table is full and leaves nothing behind if it is killed.
         let observer = shm_ring::observe(&args.name)?;
@@ -221,30 +242,39 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
              holds in the ring and reports the rest as skipped (Ctrl-C to stop)",
             args.name
         );
-        Source::Observer(observer)
-    } else if args.lossless {
-        bus = shm_ring::Bus::open(&args.name)?;
-        let subscriber = subscribe(&bus, &args.topic, false)?;
+        return Ok((None, Source::Observer(observer)));
+    }
+    let bus = shm_ring::Bus::open(&args.name)?;
+    let subscriber = subscribe(&bus, &args.topic, !args.lossless)?;
+    if args.lossless {
         eprintln!(
             "tailing bus {} losslessly as a subscriber (pid {pid}): every matching message is \
              shown, and publishers of the topics it wants wait while tail is a full ring behind \
              (Ctrl-C to stop)",
             args.name
         );
-        Source::Subscriber(subscriber)
     } else {
-        bus = shm_ring::Bus::open(&args.name)?;
-        let subscriber = subscribe(&bus, &args.topic, true)?;
         eprintln!(
             "tailing bus {} as a lossy subscriber (pid {pid}): every matching message is shown \
              while tail keeps up; it never holds publishers back, and says how many it missed \
              when it falls a full ring behind (Ctrl-C to stop)",
             args.name
         );
-        Source::Subscriber(subscriber)
-    };
-    let max_chars = if args.full { usize::MAX } else { 200 };
+    }
+    Ok((Some(bus), Source::Subscriber(subscriber)))
+}
 
+/// Prints what `source` reads (that `filter` accepts) until `stop` or `--count`, with a line
+/// for what it skipped each time it skips; returns the messages shown and how many of them
+/// were undecodable.
+fn show(
+    args: &Args,
+    source: &mut Source,
+    mut filter: Option<TopicFilter>,
+    stop: &StopFlag,
+    out: &mut dyn Write,
+) -> Result<(u64, u64)> {
+    let max_chars = if args.full { usize::MAX } else { 200 };
     let mut shown = 0u64;
     let mut skipped_reported = 0u64;
     let mut undecodable = 0u64;
@@ -256,21 +286,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
         };
         let skipped = source.skipped();
         if skipped > skipped_reported {
-            let n = skipped - skipped_reported;
-            if args.json {
-                writeln!(out, "{}", serde_json::json!({ "skipped": n }))?;
-            } else if args.observe {
-                writeln!(
-                    out,
-                    "-- skipped {n} messages (the bus moved on before tail read them)"
-                )?;
-            } else {
-                writeln!(
-                    out,
-                    "-- skipped {n} messages (tail fell a full ring behind and publishers took \
-                     them)"
-                )?;
-            }
+            write_skipped(args, skipped - skipped_reported, out)?;
             skipped_reported = skipped;
         }
         if let Some((line, bad)) = line {
@@ -280,16 +296,23 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
             shown += 1;
         }
     }
-    out.flush()?;
-    let skipped = source.skipped();
-    // Leaves the bus before saying it is done.
-    drop(source);
-    if args.lossless {
-        eprintln!(
-            "tail: {shown} messages shown ({undecodable} undecodable), lossless: none skipped"
-        );
+    Ok((shown, undecodable))
+}
+
+/// The line saying `n` messages were skipped, and why.
+fn write_skipped(args: &Args, n: u64, out: &mut dyn Write) -> Result<()> {
+    if args.json {
+        writeln!(out, "{}", serde_json::json!({ "skipped": n }))?;
+    } else if args.observe {
+        writeln!(
+            out,
+            "-- skipped {n} messages (the bus moved on before tail read them)"
+        )?;
     } else {
-        eprintln!("tail: {shown} messages shown ({undecodable} undecodable), {skipped} skipped");
+        writeln!(
+            out,
+            "-- skipped {n} messages (tail fell a full ring behind and publishers took them)"
+        )?;
     }
     Ok(())
 }

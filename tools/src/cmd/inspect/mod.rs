@@ -1,16 +1,17 @@
-//! `event-engine inspect NAME`: everything about one bus, as aligned tables or as JSON.
+//! `event-engine inspect NAME`: everything about one bus, as aligned tables (`text`) or as
+//! JSON (the [`BusModel`] serialized).
 //!
 //! The bus is opened read-only and not joined, so inspecting never shows up in (or changes) what
 //! it reports.
 
-pub mod flows;
-pub mod report;
+mod text;
 
 use crate::format;
+use crate::model::BusModel;
 use anyhow::Result;
-pub use report::{command_of, per_process, role_name, summary, Report, SCHEMA_VERSION};
 use std::io::Write;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+pub use text::write_text;
 
 /// The long help of the subcommand (`event-engine inspect --help`).
 pub const LONG_ABOUT: &str = "Show one bus: geometry and layout version, ring occupancy, a line per \
@@ -100,418 +101,48 @@ pub struct Args {
 
 /// Inspects the bus.
 pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
-    let first = shm_ring::inspect(&args.name)?;
-    let report = if args.interval == 0 {
-        Report::from(&first)
-    } else {
-        let interval = Duration::from_millis(args.interval);
-        let started = std::time::Instant::now();
-        std::thread::sleep(interval);
-        let cur = shm_ring::inspect(&args.name)?;
-        Report::with_rates(&first, &cur, started.elapsed())
-    };
+    let model = read(&args.name, args.interval)?;
     if args.json {
-        serde_json::to_writer_pretty(&mut *out, &report)?;
+        serde_json::to_writer_pretty(&mut *out, &model)?;
         writeln!(out)?;
     } else {
-        write_text(&report, format::now_ns(), args.verbose, out)?;
+        write_text(&model, format::now_ns(), args.verbose, out)?;
     }
-    if let Some(first) = report.corruption.first() {
-        let more = match report.corruption.len() - 1 {
-            0 => String::new(),
-            n => format!(
-                " (and {n} more problem{}, listed above)",
-                if n == 1 { "" } else { "s" }
-            ),
-        };
-        return Err(shm_ring::BusError::Corrupt {
-            name: args.name.clone(),
-            what: format!(
-                "{first}{more}; processes using it may fail or wait: stop them, then remove \
-                 the bus (`event-engine rm --force {}`)",
-                args.name
-            ),
-        }
-        .into());
+    match corrupt(&args.name, &model.corruption) {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
     }
-    Ok(())
 }
 
-/// The readable view of `r`, with ages computed against `now_ns`.
-pub fn write_text(
-    r: &Report,
-    now_ns: u64,
-    verbose: bool,
-    out: &mut dyn Write,
-) -> std::io::Result<()> {
-    let g = &r.geometry;
-    let s = &r.summary;
-    writeln!(
-        out,
-        "bus {}  (layout version {}, {}, created {})",
-        r.name,
-        r.layout_version,
-        format::bytes(r.file_size),
-        format::ago(r.created_ns, now_ns)
-    )?;
-    writeln!(
-        out,
-        "geometry: ring {} slots, max message {}, {} slab blocks, {} process rows, {} subscribers max",
-        g.ring_capacity,
-        format::bytes(g.max_message.into()),
-        g.slab_blocks,
-        g.max_processes,
-        g.max_subscribers
-    )?;
-    writeln!(
-        out,
-        "ring: head {}, tail {}, occupancy {}/{} ({})",
-        r.ring.head,
-        r.ring.tail,
-        r.ring.occupancy,
-        r.ring.capacity,
-        format::percent(r.ring.occupancy, r.ring.capacity)
-    )?;
-    writeln!(
-        out,
-        "attached: {} ({} alive): {} publishing, {} subscribing, {} in groups; {}",
-        format::count(s.processes.into(), "process", "processes"),
-        s.alive,
-        s.publishing_processes,
-        s.subscribing_processes,
-        s.member_processes,
-        format::count(s.rows.into(), "process-table row", "process-table rows"),
-    )?;
-
-    for problem in &r.corruption {
-        writeln!(out, "CORRUPT: {problem}")?;
+/// The model of bus `name`: from one snapshot when `interval_ms` is 0, else from two taken that
+/// far apart (for the rates).
+fn read(name: &str, interval_ms: u64) -> Result<BusModel> {
+    let first = shm_ring::inspect(name)?;
+    if interval_ms == 0 {
+        return Ok(BusModel::of(&first));
     }
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_millis(interval_ms));
+    let cur = shm_ring::inspect(name)?;
+    Ok(BusModel::between(&first, &cur, started.elapsed()))
+}
 
-    writeln!(out, "\nPROCESSES")?;
-    if r.processes.is_empty() {
-        writeln!(out, "  (none)")?;
-    } else {
-        let rows: Vec<Vec<String>> = per_process(r)
-            .into_iter()
-            .map(|p| {
-                let mut does = Vec::new();
-                if p.publishers > 0 {
-                    does.push("publishes".to_string());
-                }
-                if p.subscribers > p.lossy {
-                    does.push("subscribes".to_string());
-                }
-                if p.lossy > 0 {
-                    does.push(format!("subscribes lossy (missed {})", p.missed));
-                }
-                if !p.groups.is_empty() {
-                    does.push(format!("member of {}", p.groups.join(", ")));
-                }
-                if does.is_empty() {
-                    does.push("attached".into());
-                }
-                vec![
-                    p.pid.to_string(),
-                    if p.alive { "yes" } else { "DEAD" }.into(),
-                    does.join(", "),
-                    p.published.to_string(),
-                    p.delivered.to_string(),
-                    format::opt(p.lag),
-                    p.command.unwrap_or_else(|| "-".into()),
-                ]
-            })
-            .collect();
-        crate::table::write(
-            out,
-            "  ",
-            &[
-                "PID",
-                "ALIVE",
-                "DOES",
-                "PUBLISHED",
-                "DELIVERED",
-                "LAG",
-                "COMMAND",
-            ],
-            &rows,
-        )?;
-    }
-
-    if verbose && !r.processes.is_empty() {
-        writeln!(out, "\nROWS (one per handle: bus, publisher, subscriber)")?;
-        let rows: Vec<Vec<String>> = r
-            .processes
-            .iter()
-            .map(|p| {
-                vec![
-                    p.row.to_string(),
-                    p.pid.to_string(),
-                    if p.alive { "yes" } else { "DEAD" }.into(),
-                    p.role.into(),
-                    p.group.clone().unwrap_or_else(|| "-".into()),
-                    format::opt(p.cursor),
-                    format::opt(p.lag),
-                    p.delivered.to_string(),
-                    p.published.to_string(),
-                    format::ago(p.last_heartbeat_ns, now_ns),
-                ]
-            })
-            .collect();
-        crate::table::write(
-            out,
-            "  ",
-            &[
-                "ROW",
-                "PID",
-                "ALIVE",
-                "ROLE",
-                "GROUP",
-                "CURSOR",
-                "LAG",
-                "DELIVERED",
-                "PUBLISHED",
-                "LAST WAIT",
-            ],
-            &rows,
-        )?;
-    }
-
-    if !r.blocked.is_empty() {
-        writeln!(
-            out,
-            "\nBLOCKED PUBLISHERS (waiting for room on a full ring)"
-        )?;
-        let mut rows = Vec::new();
-        for b in &r.blocked {
-            let since = format::ago(b.since_ns, now_ns);
-            if let Some(h) = &b.held_by {
-                let state = if h.alive { "" } else { ", dead" };
-                rows.push(vec![
-                    b.pid.to_string(),
-                    since.clone(),
-                    format!(
-                        "publisher pid {} (position {} claimed, not published{state})",
-                        h.pid, h.position
-                    ),
-                    command_of(h.pid).unwrap_or_else(|| "-".into()),
-                ]);
-            }
-            if b.waiting_for.is_empty() && b.held_by.is_none() {
-                rows.push(vec![
-                    b.pid.to_string(),
-                    since.clone(),
-                    "-".into(),
-                    "-".into(),
-                ]);
-            }
-            for c in &b.waiting_for {
-                let command = c.pids.first().and_then(|&pid| command_of(pid));
-                rows.push(vec![
-                    b.pid.to_string(),
-                    since.clone(),
-                    c.describe(),
-                    command.unwrap_or_else(|| "-".into()),
-                ]);
-            }
-        }
-        crate::table::write(
-            out,
-            "  ",
-            &["PID", "WAITING SINCE", "WAITS FOR", "ITS COMMAND"],
-            &rows,
-        )?;
-    }
-
-    if !r.holding.is_empty() {
-        writeln!(
-            out,
-            "\nUNPUBLISHED CLAIMS (claimed, not published: the consumers they are for wait)"
-        )?;
-        let mut rows = Vec::new();
-        for h in &r.holding {
-            let positions = match h.count {
-                1 => h.first.to_string(),
-                n => format!("{}..{}", h.first, h.first + n),
-            };
-            let for_whom = if h.addressed.is_empty() {
-                "not decided: every consumer there".to_string()
-            } else {
-                h.addressed
-                    .iter()
-                    .map(|c| c.describe())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            };
-            rows.push(vec![
-                h.pid.to_string(),
-                if h.alive { "yes" } else { "no" }.into(),
-                positions,
-                for_whom,
-                command_of(h.pid).unwrap_or_else(|| "-".into()),
-            ]);
-        }
-        crate::table::write(
-            out,
-            "  ",
-            &["PID", "ALIVE", "POSITIONS", "FOR", "ITS COMMAND"],
-            &rows,
-        )?;
-    }
-
-    let over = r.rates_over_ms.map_or_else(
-        || "no rates".to_string(),
-        |ms| format!("rates over {ms} ms"),
-    );
-    writeln!(out, "\nTOPICS ({over}; totals since the bus was created)")?;
-    if r.topics.is_empty() {
-        writeln!(out, "  (none published)")?;
-    } else {
-        let rows: Vec<Vec<String>> = r
-            .topics
-            .iter()
-            .map(|t| {
-                vec![
-                    t.label(),
-                    flows::rate(t.messages_per_s, ""),
-                    flows::rate(t.bytes_per_s, "B"),
-                    t.messages.to_string(),
-                    format::bytes(t.bytes),
-                    t.unrouted.to_string(),
-                    if t.publishers.is_empty() {
-                        "-".into()
-                    } else {
-                        t.publishers
-                            .iter()
-                            .map(u32::to_string)
-                            .collect::<Vec<_>>()
-                            .join(",")
-                    },
-                    t.consumers_text(),
-                ]
-            })
-            .collect();
-        crate::table::write(
-            out,
-            "  ",
-            &[
-                "TOPIC",
-                "MSG/S",
-                "BYTES/S",
-                "MESSAGES",
-                "BYTES",
-                "UNROUTED",
-                "PUBLISHERS",
-                "CONSUMERS",
-            ],
-            &rows,
-        )?;
-    }
-
-    if !r.bridges.is_empty() {
-        writeln!(out, "\nBRIDGES")?;
-        let rows: Vec<Vec<String>> = r
-            .bridges
-            .iter()
-            .map(|b| {
-                vec![
-                    b.pid.to_string(),
-                    if b.alive { "yes" } else { "DEAD" }.into(),
-                    b.row.server.clone(),
-                    b.row.out.to_string(),
-                    b.row.in_.to_string(),
-                    b.row.dropped.to_string(),
-                    b.row.reconnects.to_string(),
-                    b.row.held.to_string(),
-                    b.row.forgotten.to_string(),
-                ]
-            })
-            .collect();
-        crate::table::write(
-            out,
-            "  ",
-            &[
-                "PID",
-                "ALIVE",
-                "SERVER",
-                "OUT",
-                "IN",
-                "DROPPED",
-                "RECONNECTS",
-                "HELD",
-                "FORGOTTEN",
-            ],
-            &rows,
-        )?;
-    }
-
-    writeln!(out, "\nGROUPS")?;
-    if r.groups.is_empty() {
-        writeln!(out, "  (none)")?;
-    } else {
-        let rows: Vec<Vec<String>> = r
-            .groups
-            .iter()
-            .map(|g| {
-                vec![
-                    g.name.clone(),
-                    match g.kept_for_ms {
-                        None => g.members.to_string(),
-                        Some(ms) => format!("0 (kept {}s)", ms.div_ceil(1000)),
-                    },
-                    g.cursor.to_string(),
-                    g.lag.to_string(),
-                    g.redelivered.to_string(),
-                ]
-            })
-            .collect();
-        crate::table::write(
-            out,
-            "  ",
-            &["NAME", "MEMBERS", "CURSOR", "LAG", "REDELIVERED"],
-            &rows,
-        )?;
-    }
-
-    writeln!(out, "\nSLAB")?;
-    let rows: Vec<Vec<String>> = r
-        .slab
-        .iter()
-        .map(|c| {
-            vec![
-                format::block_size(c.block_size.into()),
-                c.total.to_string(),
-                c.used.to_string(),
-                c.free.to_string(),
-                format::percent(c.used.into(), c.total.into()),
-            ]
-        })
-        .collect();
-    crate::table::write(
-        out,
-        "  ",
-        &["BLOCK", "TOTAL", "USED", "FREE", "FILL"],
-        &rows,
-    )?;
-
-    let c = &r.counters;
-    writeln!(out, "\nCOUNTERS")?;
-    crate::table::write(
-        out,
-        "  ",
-        &[
-            "PUBLISHED",
-            "UNROUTED",
-            "FULL WAITS",
-            "REDELIVERIES",
-            "ROWS REAPED",
-        ],
-        &[vec![
-            c.published.to_string(),
-            c.unrouted.to_string(),
-            c.full_waits.to_string(),
-            c.redeliveries.to_string(),
-            c.reaped.to_string(),
-        ]],
-    )?;
-    Ok(())
+/// The error a corrupt bus ends the command with, after it was shown: the first problem, how
+/// many more, and what to do.
+fn corrupt(name: &str, corruption: &[String]) -> Option<shm_ring::BusError> {
+    let first = corruption.first()?;
+    let more = match corruption.len() - 1 {
+        0 => String::new(),
+        n => format!(
+            " (and {n} more problem{}, listed above)",
+            if n == 1 { "" } else { "s" }
+        ),
+    };
+    Some(shm_ring::BusError::Corrupt {
+        name: name.to_string(),
+        what: format!(
+            "{first}{more}; processes using it may fail or wait: stop them, then remove \
+             the bus (`event-engine rm --force {name}`)"
+        ),
+    })
 }

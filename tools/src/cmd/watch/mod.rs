@@ -1,18 +1,21 @@
 //! `event-engine watch NAME`: a live terminal view of a bus, refreshed in place until `q` or
-//! Ctrl-C. Each refresh reads a snapshot (the bus is not joined) and draws [`view::Dashboard`]
-//! from it and the previous one; `--once` prints a single frame as plain text instead.
+//! Ctrl-C. Each refresh reads a snapshot (the bus is not joined), builds the bus model from it
+//! and the previous one, and draws [`view::Dashboard`] from the model; `--once` prints a single
+//! frame as plain text instead.
 
 pub mod view;
 
+use crate::model::BusModel;
 use crate::signals::StopFlag;
 use anyhow::{bail, Result};
 use ratatui::backend::CrosstermBackend;
 use ratatui::buffer::Buffer;
-use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use ratatui::crossterm::{cursor, execute, terminal};
 use ratatui::layout::Rect;
 use ratatui::widgets::Widget;
 use ratatui::Terminal;
+use shm_ring::Snapshot;
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 use view::Dashboard;
@@ -52,70 +55,96 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
     let interval = Duration::from_millis(args.interval);
     let first = shm_ring::inspect(&args.name)?;
     if args.once {
-        std::thread::sleep(interval);
-        let cur = shm_ring::inspect(&args.name)?;
-        let view = Dashboard {
-            prev: &first,
-            cur: &cur,
-            elapsed: interval,
-            live: false,
-        };
-        let width = terminal::size().map_or(100, |(w, _)| w.clamp(80, 160));
-        let mut buf = Buffer::empty(Rect::new(0, 0, width, view.height()));
-        (&view).render(buf.area, &mut buf);
-        write!(out, "{}", view::buffer_text(&buf))?;
-        return Ok(());
+        return print_once(&args.name, &first, interval, out);
     }
     if !std::io::stdout().is_terminal() {
         bail!("watch needs a terminal on stdout (use --once for a plain one-shot view)");
     }
+    live(&args.name, first, interval, out)
+}
+
+/// One frame as plain text, its rates measured over `interval` from `first`.
+fn print_once(name: &str, first: &Snapshot, interval: Duration, out: &mut dyn Write) -> Result<()> {
+    std::thread::sleep(interval);
+    let cur = shm_ring::inspect(name)?;
+    let bus = BusModel::between(first, &cur, interval);
+    let view = Dashboard {
+        bus: &bus,
+        live: false,
+    };
+    let width = terminal::size().map_or(100, |(w, _)| w.clamp(80, 160));
+    let mut buf = Buffer::empty(Rect::new(0, 0, width, view.height()));
+    (&view).render(buf.area, &mut buf);
+    write!(out, "{}", view::buffer_text(&buf))?;
+    Ok(())
+}
+
+/// The live view: a frame drawn now (without rates), then one per `interval` with the rates
+/// since the previous, until a stop signal or a quit key.
+fn live(name: &str, first: Snapshot, interval: Duration, out: &mut dyn Write) -> Result<()> {
     let stop = StopFlag::install()?;
     let _screen = Screen::enter()?;
     let mut term = Terminal::new(CrosstermBackend::new(out))?;
+    let mut bus = BusModel::between(&first, &first, Duration::ZERO);
     let mut prev = first;
     let mut prev_at = Instant::now();
-    let mut cur = prev.clone();
-    let mut elapsed = Duration::ZERO;
     loop {
         term.draw(|f| {
-            let view = Dashboard {
-                prev: &prev,
-                cur: &cur,
-                elapsed,
-                live: true,
-            };
-            f.render_widget(&view, f.area());
+            f.render_widget(
+                &Dashboard {
+                    bus: &bus,
+                    live: true,
+                },
+                f.area(),
+            )
         })?;
         let due = prev_at + interval;
-        // Wait for the next refresh, a key, or a resize (which redraws at once).
-        loop {
-            if stop.is_set() {
-                return Ok(());
-            }
-            let now = Instant::now();
-            if now >= due {
-                break;
-            }
-            if event::poll((due - now).min(Duration::from_millis(100)))? {
-                match event::read()? {
-                    Event::Key(k) if k.kind != KeyEventKind::Release => {
-                        let ctrl_c = k.code == KeyCode::Char('c')
-                            && k.modifiers.contains(KeyModifiers::CONTROL);
-                        if ctrl_c || matches!(k.code, KeyCode::Char('q' | 'Q') | KeyCode::Esc) {
-                            return Ok(());
-                        }
-                    }
-                    Event::Resize(..) => break,
-                    _ => {}
-                }
-            }
+        if wait(&stop, due)? == Wake::Quit {
+            return Ok(());
         }
         if Instant::now() >= due {
-            prev = std::mem::replace(&mut cur, shm_ring::inspect(&args.name)?);
-            elapsed = prev_at.elapsed();
+            let cur = shm_ring::inspect(name)?;
+            bus = BusModel::between(&prev, &cur, prev_at.elapsed());
+            prev = cur;
             prev_at = Instant::now();
         }
     }
+}
+
+/// Why [`wait`] returned.
+#[derive(PartialEq, Eq)]
+enum Wake {
+    /// The refresh is due, or the terminal was resized (draw again at once).
+    Draw,
+    /// A stop signal, `q`, Esc or Ctrl-C.
+    Quit,
+}
+
+/// Waits until `due`, a key, or a resize.
+fn wait(stop: &StopFlag, due: Instant) -> Result<Wake> {
+    loop {
+        if stop.is_set() {
+            return Ok(Wake::Quit);
+        }
+        let now = Instant::now();
+        if now >= due {
+            return Ok(Wake::Draw);
+        }
+        if !event::poll((due - now).min(Duration::from_millis(100)))? {
+            continue;
+        }
+        match event::read()? {
+            Event::Key(k) if k.kind != KeyEventKind::Release && quits(k) => return Ok(Wake::Quit),
+            Event::Resize(..) => return Ok(Wake::Draw),
+            _ => {}
+        }
+    }
+}
+
+/// Whether key `k` quits: q, Esc or Ctrl-C.
+fn quits(k: KeyEvent) -> bool {
+    let ctrl_c = k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL);
+    ctrl_c || matches!(k.code, KeyCode::Char('q' | 'Q') | KeyCode::Esc)
 }
 
 /// The terminal in raw mode on the alternate screen; put back as it was on drop, including when
