@@ -1842,18 +1842,17 @@ pub(crate) mod loom_tests {
     }
 
     /// Consumer `bit` reads from position 0 until it has `n` messages, as a patient receiver
-    /// does: it passes a position its claimant announced for others, and seals one claimed and
-    /// not announced (at once: how long a receiver waits before it seals is no part of the
-    /// protocol). The values, in order.
-    fn consume_sealing(s: &Shared, bit: u64, n: usize, rows: &[TestRow]) -> Vec<u64> {
+    /// does: it passes a position its claimant announced for others and, when it may `seal`,
+    /// seals one claimed and not announced (at once: how long a receiver waits before it seals
+    /// is no part of the protocol). The values, in order.
+    fn consume_sealing(s: &Shared, bit: u64, n: usize, rows: &[TestRow], seal: bool) -> Vec<u64> {
         let r = s.view();
         let announced = |pos| r.announced(pos, rows.iter().map(|w| (&w.intent, &w.addressed)));
         let (mut pos, mut got) = (0, Vec::new());
         while got.len() < n {
             // (No wake-up inside the attempt: the harness runs it under its lock.)
             let (p, sealed) = s.wait(|| match r.poll_past(pos, bit, announced) {
-                Poll::Empty => r
-                    .seal(pos, rows.iter().map(|row| &row.intent))
+                Poll::Empty => (seal && r.seal(pos, rows.iter().map(|row| &row.intent)))
                     .then_some((Poll::Skip, true)),
                 p => Some((p, false)),
             });
@@ -1870,41 +1869,36 @@ pub(crate) mod loom_tests {
         got
     }
 
-    /// Issue 20, defect 6: a publisher stopped between its claim and its announcement (when it
-    /// does not stall, the seal races its announcement). Publisher 1 claims a position for
-    /// consumer A; publisher 2 sends messages to consumer B through a ring of two; both
-    /// consumers seal a position they find claimed and not announced. With `stall`, publisher
-    /// 1 waits after its first claim until B has both of its messages: B must pass the
-    /// position (without the seal it waits for ever, and the model deadlocks). Each message
-    /// arrives once, to its consumer, and a sealed claimant writes nothing: it publishes again
-    /// at a new position, and the next lap's message in its old slot stays intact.
-    fn sealed_claimant(stall: bool) {
-        model_bounded(2, move || {
+    /// Issue 20, defect 6: a publisher stopped between its claim and its announcement.
+    /// Publisher 1 claims a position for consumer A and stays stopped until consumer B has both
+    /// of its messages, which publisher 2 sends through a ring of two; B seals a position it
+    /// finds claimed and not announced, A waits there. B must pass the stopped position
+    /// (without the seal it waits for ever, and the model deadlocks). Each message arrives
+    /// once, to its consumer, and the sealed claimant writes nothing: it publishes again at a
+    /// new position, and the message of the next lap in its old slot stays intact.
+    #[test]
+    fn loom_a_claimant_stalled_before_announcing_is_sealed_and_publishes_again() {
+        model_bounded(2, || {
             let s = shared(2, 0b11);
             let rows: Arc<[TestRow; 2]> = Arc::new(Default::default());
             let b_done = Arc::new(AtomicU64::new(0));
             let (s1, rows1, done1) = (s.clone(), rows.clone(), b_done.clone());
             let p1 = loom::thread::spawn(move || {
                 publish_sealable(&s1, 10, 0b01, &rows1[0], || {
-                    if stall {
-                        s1.wait(|| (done1.load(Ordering::SeqCst) == 1).then_some(()));
-                    }
+                    s1.wait(|| (done1.load(Ordering::SeqCst) == 1).then_some(()));
                 })
             });
             let (s2, rows2) = (s.clone(), rows.clone());
-            // Stalled, a second message for B reuses the sealed slot a ring later; racing, one
-            // keeps the model small enough to explore.
-            let for_b: &[u64] = if stall { &[20, 21] } else { &[20] };
             let p2 = loom::thread::spawn(move || {
-                for &v in for_b {
+                for v in [20, 21] {
                     publish_sealable(&s2, v, 0b10, &rows2[1], || ());
                 }
             });
             let (s3, rows3) = (s.clone(), rows.clone());
-            let a = loom::thread::spawn(move || consume_sealing(&s3, 0b01, 1, &rows3[..]));
+            let a = loom::thread::spawn(move || consume_sealing(&s3, 0b01, 1, &rows3[..], false));
             let (s4, rows4, done4) = (s.clone(), rows.clone(), b_done.clone());
             let b = loom::thread::spawn(move || {
-                let got = consume_sealing(&s4, 0b10, for_b.len(), &rows4[..]);
+                let got = consume_sealing(&s4, 0b10, 2, &rows4[..], true);
                 done4.store(1, Ordering::SeqCst);
                 s4.wake();
                 got
@@ -1912,7 +1906,7 @@ pub(crate) mod loom_tests {
             let at = p1.join().unwrap();
             p2.join().unwrap();
             assert_eq!(a.join().unwrap(), vec![10]);
-            assert_eq!(b.join().unwrap(), for_b);
+            assert_eq!(b.join().unwrap(), vec![20, 21]);
             let head = s.head.load(Ordering::SeqCst);
             assert!(
                 s.all_released(head),
@@ -1921,14 +1915,40 @@ pub(crate) mod loom_tests {
         });
     }
 
-    #[test]
-    fn loom_a_claimant_stalled_before_announcing_is_sealed_and_publishes_again() {
-        sealed_claimant(true);
-    }
-
+    /// A seal racing a live claimant's announcement: a consumer seals position 0 as soon as it
+    /// is claimed while its claimant announces it for another consumer. Exactly one wins: the
+    /// announcement (the message is published at 0, the seal tombstones nothing) or the seal
+    /// (position 0 is a tombstone and the claimant, which wrote nothing there, publishes at 1).
+    /// Either way the addressee gets the message once.
     #[test]
     fn loom_a_seal_racing_an_announcement_leaves_one_winner() {
-        sealed_claimant(false);
+        model(|| {
+            let s = shared(2, 0b11);
+            let rows: Arc<[TestRow; 1]> = Arc::new(Default::default());
+            let (s1, rows1) = (s.clone(), rows.clone());
+            let p = loom::thread::spawn(move || publish_sealable(&s1, 10, 0b01, &rows1[0], || ()));
+            let (s2, rows2) = (s.clone(), rows.clone());
+            let sealer = loom::thread::spawn(move || {
+                s2.wait(|| (s2.head.load(Ordering::SeqCst) > 0).then_some(()));
+                let sealed = s2.view().seal(0, [&rows2[0].intent]);
+                s2.wake();
+                sealed
+            });
+            let (s3, rows3) = (s.clone(), rows.clone());
+            let a = loom::thread::spawn(move || consume_sealing(&s3, 0b01, 1, &rows3[..], false));
+            let at = p.join().unwrap();
+            let sealed = sealer.join().unwrap();
+            assert_eq!(a.join().unwrap(), vec![10]);
+            // The seal tombstones position 0 unless the claimant's own give-back of its sealed
+            // run does first; either way the message moves to position 1.
+            assert!(at <= 1 && (!sealed || at == 1), "at {at}, tombstoned {sealed}");
+            let r = s.view();
+            if at == 1 {
+                assert_eq!(r.poll(0, 0b01), Poll::Skip);
+                assert_eq!(s.slots[0].topic_hash.load(Ordering::Relaxed), 0);
+            }
+            assert!(s.all_released(at + 1));
+        });
     }
 }
 
