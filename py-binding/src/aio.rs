@@ -173,13 +173,23 @@ pub(crate) fn is_coroutine_function(py: Python<'_>, f: &Bound<'_, PyAny>) -> PyR
 }
 
 /// The running asyncio loop of the calling thread, if any (`asyncio._get_running_loop()`).
+/// A program that never imported asyncio runs no loop: it is not imported for it.
 pub(crate) fn running_loop(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>> {
     static GET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    let get = GET.get_or_try_init(py, || {
-        py.import("asyncio")?
-            .getattr("_get_running_loop")
-            .map(Bound::unbind)
-    })?;
+    let get = match GET.get(py) {
+        Some(get) => get,
+        None => {
+            let modules = py.import("sys")?.getattr("modules")?;
+            if !modules.contains("asyncio")? {
+                return Ok(None);
+            }
+            GET.get_or_try_init(py, || {
+                py.import("asyncio")?
+                    .getattr("_get_running_loop")
+                    .map(Bound::unbind)
+            })?
+        }
+    };
     let l = get.bind(py).call0()?;
     Ok((!l.is_none()).then_some(l))
 }

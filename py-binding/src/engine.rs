@@ -265,23 +265,17 @@ impl PyEventEngine {
 
     /// The first `async def` handler of this engine's hooks, if any: a dispatch thread could
     /// never await it.
-    fn coroutine_handler(&self, py: Python<'_>) -> PyResult<Option<(Py<PyAny>, String)>> {
-        for hook in self.all_hooks(py) {
-            let hook = hook.bind(py);
-            for h in hook.call_method0("handlers")?.try_iter()? {
-                let h = h?;
-                if aio::is_coroutine_function(py, &h)? {
-                    let topic = hook.get().topic_ref().borrow(py).inner.literal().to_owned();
-                    return Ok(Some((h.unbind(), topic)));
-                }
-            }
-        }
-        Ok(None)
+    fn coroutine_handler(&self, py: Python<'_>) -> Option<(Py<PyAny>, String)> {
+        self.all_hooks(py).into_iter().find_map(|hook| {
+            let h = hook.get().coroutine_handler(py)?;
+            let topic = hook.get().topic_ref().borrow(py).inner.literal().to_owned();
+            Some((h, topic))
+        })
     }
 
     /// Refuses to dispatch on a thread while a hook has an `async def` handler.
     fn refuse_coroutines_on_thread(&self, py: Python<'_>, what: &str) -> PyResult<()> {
-        let Some((h, topic)) = self.coroutine_handler(py)? else {
+        let Some((h, topic)) = self.coroutine_handler(py) else {
             return Ok(());
         };
         Err(PyTypeError::new_err(format!(

@@ -29,6 +29,9 @@ const UNEXPECTED_TOPIC: &str = "unexpected keyword argument 'topic'";
 /// statistics.
 pub(crate) struct Handler {
     callable: Py<PyAny>,
+    /// An `async def` function (decided when it is added): only a dispatch on an asyncio loop
+    /// can await what it returns.
+    is_async: bool,
     logger: Option<Py<PyAny>>,
     calls: AtomicU64,
     total_ns: AtomicU64,
@@ -138,6 +141,13 @@ impl PyEventHook {
         for h in &list.with_topic {
             self.call(py, h, args, Some(&with_topic), Some(kwargs));
         }
+    }
+
+    /// The first `async def` handler, if any (a dispatch thread refuses to run with one).
+    pub(crate) fn coroutine_handler(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        let list = lock(&self.handlers).clone();
+        let found = list.all().find(|h| h.is_async);
+        found.map(|h| h.callable.clone_ref(py))
     }
 
     /// One handler call. `plain_kwargs` is `Some` for a handler called with an
@@ -319,6 +329,7 @@ impl PyEventHook {
         }
         let entry = Arc::new(Handler {
             callable: handler.clone().unbind(),
+            is_async: crate::aio::is_coroutine_function(py, handler)?,
             logger,
             calls: AtomicU64::new(0),
             total_ns: AtomicU64::new(0),

@@ -91,6 +91,8 @@ class _LoopState:
         elif got is False:
             self._ended()
         else:
+            # A task, so that the handlers run as asyncio code expects (current_task(),
+            # asyncio.timeout() and cancellation work in them).
             self.task = self.loop.create_task(self._await_then_drain(engine, got))
 
     async def _await_then_drain(self, engine: EventEngine, items: list[Any]) -> None:
@@ -172,6 +174,10 @@ class _LoopState:
             pass  # closed meanwhile
 
 
+def _log_failure(handler: Any, topic: str, log: Any, e: BaseException) -> None:
+    log.error('Handler %r of topic "%s" raised %r', handler, topic, e, exc_info=(type(e), e, e.__traceback__))
+
+
 def _current_task(loop: asyncio.AbstractEventLoop) -> asyncio.Task[Any] | None:
     try:
         return asyncio.current_task(loop)
@@ -186,14 +192,8 @@ async def _await_all(items: list[Any]) -> None:
     for i, (aw, handler, topic, log) in enumerate(items):
         try:
             await aw
-        except Exception as e:
-            log.error(
-                'Handler %r of topic "%s" raised %r',
-                handler,
-                topic,
-                e,
-                exc_info=(type(e), e, e.__traceback__),
-            )
+        except Exception as e:  # noqa: BLE001 - a handler's error is logged; dispatch goes on
+            _log_failure(handler, topic, log, e)
         except BaseException:
             for rest in items[i + 1 :]:
                 close = getattr(rest[0], "close", None)

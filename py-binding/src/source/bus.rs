@@ -227,9 +227,13 @@ impl BusSource {
             let intr = lock(&self.interrupter).clone();
             match (guard.as_mut(), intr) {
                 (Some(sub), Some(intr)) if !self.parked.load(Ordering::SeqCst) => {
+                    // No hot poll: the loop has just drained the bus itself, and a relay
+                    // spinning beside it would take the CPU its loop and the publishers need
+                    // (W10 was slower with the dispatch thread's 200 µs poll, latency and
+                    // throughput alike).
                     let got = sub.recv_with(RecvOptions {
                         timeout: Some(IDLE_WAIT),
-                        hot: Some(HOT_POLL),
+                        hot: Some(Duration::ZERO),
                         interrupter: Some(&intr),
                         wanted: None,
                     });
@@ -319,7 +323,6 @@ impl BusSource {
         dispatcher: &mut Dispatcher<'_>,
         budget: usize,
     ) -> PyResult<LoopDrain> {
-        self.loop_waker()?.clear();
         let (mut n, awaiting) = self.local.drain_ready(py, dispatcher, budget);
         if awaiting {
             return Ok(LoopDrain::Awaiting);

@@ -102,7 +102,6 @@ impl QueueSource {
         dispatcher: &mut Dispatcher<'_>,
         budget: usize,
     ) -> PyResult<LoopDrain> {
-        self.loop_waker()?.clear();
         let (n, awaiting) = self.drain_ready(py, dispatcher, budget);
         if awaiting {
             return Ok(LoopDrain::Awaiting);
