@@ -596,6 +596,8 @@ impl PyEventEngine {
                  messages); call stop() first",
             ));
         }
+        // The relay first: a take that finds nothing asks it to wait on the bus.
+        relay::start(&this.shared)?;
         if let Some(p) = this.shared.source.take_on_loop(py)? {
             return Ok(
                 Bound::new(py, aio::Ready::new(Some(Py::new(py, p)?.into_any())))?.into_any(),
