@@ -91,7 +91,7 @@ def test_aput_on_a_full_bus_waits_while_the_loop_serves_other_tasks(bus, ctx):
         return filled
 
     filled = asyncio.run(main())
-    kind, got = results.get(timeout=w.GUARD)
+    _, got = results.get(timeout=w.GUARD)
     _join(drain)
     assert got == list(range(filled + 1))  # the refused put never went out
     assert_idle(bus)
