@@ -119,7 +119,10 @@ mod tests {
         let seq = sub.recv(Some(Duration::from_secs(5))).unwrap().unwrap().seq;
         // ...then read again (the asyncio relay's hand-over), still held.
         let again = sub.held().unwrap().unwrap();
-        assert_eq!((again.seq, again.topic, again.payload), (seq, "a", &b"one"[..]));
+        assert_eq!(
+            (again.seq, again.topic, again.payload),
+            (seq, "a", &b"one"[..])
+        );
         assert_eq!(sub.pending(), 2);
         // The next receive acknowledges it and holds the next one.
         let next = sub.recv(Some(Duration::ZERO)).unwrap().unwrap();
