@@ -236,3 +236,24 @@ def test_asyncio_run_ending_stops_the_engine_started_on_its_loop():
     # The engine is usable again, on a thread or on another loop.
     engine.start()
     engine.stop()
+
+
+def test_an_awaitable_returned_on_a_dispatch_thread_is_closed_and_logged(caplog):
+    ran: list[int] = []
+    handled = threading.Event()
+
+    class Callback:  # an async __call__: not a coroutine function, found only when called
+        async def __call__(self, i: int) -> None:
+            ran.append(i)
+
+    engine = EventEngine()
+    engine.register_handler(T, Callback())
+    engine.register_handler(T, lambda i: handled.set())
+    with caplog.at_level(logging.ERROR, logger="EventEngine"):
+        engine.start()
+        engine.put(T, 1)
+        assert handled.wait(10)
+        engine.stop()
+    assert ran == []
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "returned an awaitable" in errors[0], errors

@@ -182,3 +182,26 @@ def test_asyncio_run_ending_with_engines_started_exits_0_and_detaches(bus, kind)
         assert "Traceback" not in done.stderr and "never awaited" not in done.stderr, done.stderr
         assert "Task was destroyed" not in done.stderr, done.stderr
         assert_idle(bus)
+
+
+def test_close_from_a_coroutine_handler_detaches_the_engine_on_its_loop(bus):
+    async def main() -> None:
+        engine = EventEngine(bus=bus)
+        closed = asyncio.Event()
+
+        async def handler(n: int, payload: bytes) -> None:
+            await asyncio.sleep(0)
+            engine.close()  # from the loop, inside the dispatch: it detaches at once
+            closed.set()
+
+        engine.register_handler(TICK, handler)
+        engine.start()
+        with EventEngine(bus=bus) as pub:
+            await pub.aput(TICK, 0, b"")
+            await asyncio.wait_for(closed.wait(), w.GUARD)
+        assert engine.closed and not engine.active
+        for _ in range(10):
+            await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert_idle(bus)
