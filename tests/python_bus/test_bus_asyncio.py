@@ -205,3 +205,32 @@ def test_close_from_a_coroutine_handler_detaches_the_engine_on_its_loop(bus):
 
     asyncio.run(main())
     assert_idle(bus)
+
+
+CLOSED_LOOP = """
+    import asyncio, sys
+    from event_engine import EventEngine, Topic
+
+    engine = EventEngine(bus=sys.argv[1])
+
+    async def main():
+        async def handler(n):
+            await asyncio.sleep(0)
+
+        engine.register_handler(Topic("Aio.Run.x"), handler)
+        engine.start()
+        await engine.aput(Topic("Aio.Run.x"), 1)
+        await asyncio.sleep(0.01)
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(main())
+    loop.close()  # its tasks never cancelled: the engine is still started when the script ends
+    assert engine.active
+"""
+
+
+def test_a_loop_closed_with_an_engine_started_exits_0_and_detaches(bus):
+    done = run_child(CLOSED_LOOP, bus)
+    assert done.returncode == 0, (done.returncode, done.stderr)
+    assert done.stderr == "", done.stderr
+    assert_idle(bus)

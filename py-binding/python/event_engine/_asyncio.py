@@ -15,6 +15,7 @@ need not wait; only a full bus (``aput``) or an empty one (``aget``) comes here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import weakref
@@ -75,6 +76,10 @@ class _LoopState:
         self.dispatching = True
         if self.watch is None:
             self.watch = self.loop.create_task(self._watch(), name="EventEngine dispatch")
+            # A loop closed without cancelling its tasks (no asyncio.run) leaves it pending:
+            # nothing to report then (the engine is stopped at the interpreter's exit).
+            with contextlib.suppress(AttributeError):
+                self.watch._log_destroy_pending = False  # type: ignore[attr-defined]
         self.scheduled = True
         self.loop.call_soon(self._drain, engine)
 
