@@ -12,12 +12,15 @@ use std::time::Duration;
 use engine_core::{HookTable, Timer};
 use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyList, PyTuple};
 
+use crate::aio::{self, LoopDrain};
 use crate::args::Args;
 use crate::bus;
 use crate::dispatch::{self, Hooks};
 use crate::dispatch_loop;
+use crate::dispatch_thread::Dispatching;
+use crate::errors::Full;
 use crate::exit;
 use crate::gil;
 use crate::hook::PyEventHook;
@@ -25,6 +28,7 @@ use crate::lock::lock;
 use crate::logger;
 use crate::message::Outgoing;
 use crate::payload::PyMessagePayload;
+use crate::relay;
 use crate::shared::Shared;
 use crate::source::{BusSource, GetWait, MessageSource, PutWait, QueueSource, Source};
 use crate::topic::{not_exact, topic_arg, topic_ref, PyTopic, PyTopicKey};
@@ -72,13 +76,31 @@ pub(crate) struct RunningTimer {
 }
 
 /// The event engine: a message source, the hooks and the dispatch loop.
-#[pyclass(name = "EventEngine", module = "event_engine", subclass, frozen)]
+#[pyclass(
+    name = "EventEngine",
+    module = "event_engine",
+    subclass,
+    frozen,
+    weakref
+)]
 pub struct PyEventEngine {
     pub(crate) shared: Arc<Shared>,
     hooks: Hooks,
     logger: Mutex<Option<Py<PyAny>>>,
     thread: Mutex<Option<Py<PyAny>>>,
+    /// The engine's state on an asyncio loop (`event_engine._asyncio`): its dispatch there, or
+    /// the waiters of its `aget()`s. Set while a loop watches the engine's fd.
+    aio: Mutex<Option<Py<PyAny>>>,
     pub(crate) timers: Mutex<Vec<RunningTimer>>,
+}
+
+impl Drop for PyEventEngine {
+    fn drop(&mut self) {
+        // A relay thread holds the shared state: it must end with the engine.
+        if let Source::Bus(b) = &self.shared.source {
+            b.stop_relay();
+        }
+    }
 }
 
 impl PyEventEngine {
@@ -131,6 +153,7 @@ impl PyEventEngine {
             hooks: Mutex::new(HookTable::new()),
             logger: Mutex::new(logger),
             thread: Mutex::new(None),
+            aio: Mutex::new(None),
             timers: Mutex::new(Vec::new()),
         };
         exit::watch(&engine.shared);
@@ -238,6 +261,65 @@ impl PyEventEngine {
             out.set_item(PyTopicKey::new(py, topic)?, h)?;
         }
         Ok(out)
+    }
+
+    /// The first `async def` handler of this engine's hooks, if any: a dispatch thread could
+    /// never await it.
+    fn coroutine_handler(&self, py: Python<'_>) -> Option<(Py<PyAny>, String)> {
+        self.all_hooks(py).into_iter().find_map(|hook| {
+            let h = hook.get().coroutine_handler(py)?;
+            let topic = hook.get().topic_ref().borrow(py).inner.literal().to_owned();
+            Some((h, topic))
+        })
+    }
+
+    /// Refuses to dispatch on a thread while a hook has an `async def` handler.
+    fn refuse_coroutines_on_thread(&self, py: Python<'_>, what: &str) -> PyResult<()> {
+        let Some((h, topic)) = self.coroutine_handler(py) else {
+            return Ok(());
+        };
+        Err(PyTypeError::new_err(format!(
+            "{what}: the handler {} of topic \"{topic}\" is a coroutine function (async def), \
+             which a dispatch thread cannot await. Call start() from a coroutine running on an \
+             asyncio event loop (the engine then dispatches on that loop and awaits it), or \
+             register a plain function",
+            h.bind(py).repr()?
+        )))
+    }
+
+    /// Starts dispatching on the running asyncio loop `running` (see `start`).
+    fn start_on_loop(slf: &Bound<'_, Self>, running: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let fd = this.shared.source.loop_fd()?;
+        relay::start(&this.shared)?;
+        this.shared.set_active(true);
+        let state = aio::helper(py, "dispatch_on_loop")?.call1((slf, running, fd));
+        match state {
+            Ok(state) => {
+                let old = lock(&this.aio).replace(state.unbind());
+                drop(old);
+            }
+            Err(e) => {
+                this.shared.set_active(false);
+                return Err(e);
+            }
+        }
+        this.log_at(
+            py,
+            "debug",
+            format!("{} dispatches on its asyncio loop", slf.repr()?),
+        );
+        Ok(())
+    }
+
+    /// Lets go of the loop state (its reader on the loop), if any.
+    fn leave_loop(&self, py: Python<'_>) -> PyResult<()> {
+        let state = lock(&self.aio).take();
+        if let Some(state) = state {
+            state.bind(py).call_method0("detach")?;
+        }
+        Ok(())
     }
 
     fn all_hooks(&self, py: Python<'_>) -> Vec<Py<PyEventHook>> {
@@ -371,7 +453,8 @@ impl PyEventEngine {
         self.shared.source.take(py, wait)
     }
 
-    /// Starts the loop in a background thread.
+    /// Starts dispatching: on the running asyncio loop when called from one (coroutine
+    /// handlers are awaited there, one message after another), else on a background thread.
     fn start(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
@@ -383,6 +466,10 @@ impl PyEventEngine {
                 .call_method1("warning", (format!("{} already started!", slf.repr()?),))?;
             return Ok(());
         }
+        if let Some(running) = aio::running_loop(py)? {
+            return PyEventEngine::start_on_loop(slf, &running);
+        }
+        this.refuse_coroutines_on_thread(py, "start() outside an asyncio loop")?;
         this.shared.set_active(true);
         let kwargs = PyDict::new(py);
         kwargs.set_item("target", slf.getattr("run")?)?;
@@ -416,6 +503,7 @@ impl PyEventEngine {
         if shared.source.is_closed() {
             return Err(bus::closed());
         }
+        this.refuse_coroutines_on_thread(py, "run()")?;
         dispatch_loop::run(py, &shared, &this.hooks, &this.logger)
     }
 
@@ -426,6 +514,12 @@ impl PyEventEngine {
         let was_active = this.shared.is_active();
         this.shared.set_active(false);
         this.stop_timers(py);
+        // On a loop: its dispatch ends after the message in hand (never waited for here: the
+        // loop may be the caller's own).
+        let state = lock(&this.aio).as_ref().map(|s| s.clone_ref(py));
+        if let Some(state) = state {
+            state.bind(py).call_method0("stop")?;
+        }
         let thread = lock(&this.thread).take();
         if let Some(thread) = thread {
             let thread = thread.into_bound(py);
@@ -442,6 +536,139 @@ impl PyEventEngine {
             this.log_at(py, "debug", format!("{} stopped", slf.repr()?));
         }
         Ok(())
+    }
+
+    /// Publishes like `put`, as an awaitable that never blocks the event loop: with no room on
+    /// the bus (or in the queue) it waits asynchronously, retrying, and raises `Full` after
+    /// `timeout` seconds (None: no limit; 0 or less: at once), or at once with
+    /// `block=False`.
+    #[pyo3(signature = (topic, *args, block = true, timeout = None, **kwargs))]
+    fn aput<'py>(
+        slf: &Bound<'py, Self>,
+        topic: &Bound<'py, PyAny>,
+        args: Bound<'py, PyTuple>,
+        block: bool,
+        timeout: Option<f64>,
+        kwargs: Option<Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        if timeout.is_some_and(f64::is_nan) {
+            return Err(PyValueError::new_err(
+                "timeout is NaN; give a number of seconds, or None to wait without limit",
+            ));
+        }
+        let options = PutOptions {
+            block: false,
+            max_spin: 0,
+            timeout: 0.0,
+        };
+        let objects = Args::Objects {
+            args: args.clone(),
+            kwargs: kwargs.clone(),
+        };
+        match slf.get().enqueue(py, topic, objects, options) {
+            Ok(()) => aio::ready_none(py),
+            Err(e) if block && e.is_instance_of::<Full>(py) => {
+                aio::helper(py, "aput_wait")?.call1((slf, topic, args, kwargs, timeout))
+            }
+            Err(e) => {
+                Ok(Bound::new(py, aio::Ready::failed(e.into_value(py).into_any()))?.into_any())
+            }
+        }
+    }
+
+    /// The next message (`MessagePayload`, bypassing the hooks) as an awaitable that never
+    /// blocks the event loop; raises `Empty` after `timeout` seconds (None: no limit; 0 or
+    /// less: at once). A cancelled `aget` takes nothing: the message it would have returned is
+    /// the next one's.
+    #[pyo3(signature = (timeout = None))]
+    fn aget<'py>(slf: &Bound<'py, Self>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        if timeout.is_some_and(f64::is_nan) {
+            return Err(PyValueError::new_err(
+                "timeout is NaN; give a number of seconds, or None to wait without limit",
+            ));
+        }
+        let this = slf.get();
+        if this.shared.is_active() {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "aget() cannot run while the engine dispatches (its handlers receive the \
+                 messages); call stop() first",
+            ));
+        }
+        // The relay first: a take that finds nothing asks it to wait on the bus.
+        relay::start(&this.shared)?;
+        if let Some(p) = this.shared.source.take_on_loop(py)? {
+            return Ok(
+                Bound::new(py, aio::Ready::new(Some(Py::new(py, p)?.into_any())))?.into_any(),
+            );
+        }
+        aio::helper(py, "aget_wait")?.call1((slf, timeout))
+    }
+
+    /// The fd an asyncio loop watches for this engine (internal: `event_engine._asyncio`).
+    fn _aio_fd(&self) -> PyResult<i32> {
+        let fd = self.shared.source.loop_fd()?;
+        relay::start(&self.shared)?;
+        Ok(fd)
+    }
+
+    /// One drain on the loop (internal: `event_engine._asyncio`): dispatches what is ready, at
+    /// most `budget` messages. Returns None when nothing is left (the fd signals the next),
+    /// True when the budget ran out, a list of `(awaitable, handler, topic, logger)` to await
+    /// before the next drain, or False when the dispatch ends (stopped, closed or failed).
+    fn _aio_drain(slf: &Bound<'_, Self>, budget: usize) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
+        let shared = &this.shared;
+        if !shared.is_active() {
+            return Ok(PyBool::new(py, false).to_owned().into_any().unbind());
+        }
+        let drained = {
+            // A put from a handler of this drain must never wait on this engine's own
+            // consumption (docs/delivery.md, "Puts from a handler").
+            let _marked = Dispatching::enter(shared.id());
+            let collecting = aio::Collecting::start();
+            let mut dispatcher = dispatch::Dispatcher::new(&this.hooks, &this.logger);
+            let drained = shared.source.drain_on_loop(py, &mut dispatcher, budget);
+            (drained, collecting.finish())
+        };
+        for text in shared.source.news() {
+            this.log_at(py, "info", text);
+        }
+        let (drained, awaiting) = drained;
+        Ok(match drained? {
+            LoopDrain::Idle => py.None(),
+            LoopDrain::More => PyBool::new(py, true).to_owned().into_any().unbind(),
+            LoopDrain::Awaiting => PyList::new(py, awaiting)?.into_any().unbind(),
+            LoopDrain::Ended => {
+                shared.set_active(false);
+                PyBool::new(py, false).to_owned().into_any().unbind()
+            }
+            LoopDrain::Failed(text) => {
+                shared.set_active(false);
+                this.log(py)?.call_method1("error", (text,))?;
+                PyBool::new(py, false).to_owned().into_any().unbind()
+            }
+        })
+    }
+
+    /// The next message without waiting, or None with the loop's fd armed (internal:
+    /// `event_engine._asyncio`).
+    fn _aio_take(&self, py: Python<'_>) -> PyResult<Option<PyMessagePayload>> {
+        self.shared.source.take_on_loop(py)
+    }
+
+    /// The engine's loop state (internal: `event_engine._asyncio`).
+    #[getter]
+    fn _aio_state(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        lock(&self.aio).as_ref().map(|s| s.clone_ref(py))
+    }
+
+    #[setter(_aio_state)]
+    fn set_aio_state(&self, state: Option<Py<PyAny>>) {
+        let old = std::mem::replace(&mut *lock(&self.aio), state);
+        drop(old);
     }
 
     /// Marks the engine active (start() does this).
@@ -469,7 +696,9 @@ impl PyEventEngine {
             PyEventEngine::stop(slf)?;
         }
         this.stop_timers(py);
+        this.leave_loop(py)?;
         let source = &this.shared.source;
+        source.end_relay(py);
         let (Some(name), true) = (source.bus_name(), source.close()?) else {
             return Ok(());
         };
@@ -558,6 +787,15 @@ impl PyEventEngine {
     ) -> PyResult<()> {
         let parsed = topic_arg(topic, "register_handler()")?;
         check_callable(handler)?;
+        if lock(&self.thread).is_some() && aio::is_coroutine_function(py, handler)? {
+            return Err(PyTypeError::new_err(format!(
+                "register_handler(): {} is a coroutine function (async def), and this engine \
+                 dispatches on a thread, which cannot await it. Start the engine from a \
+                 coroutine running on an asyncio event loop (it then dispatches on that loop), \
+                 or register a plain function",
+                handler.repr()?
+            )));
+        }
         let existing = lock(&self.hooks).get(&parsed).map(|h| h.clone_ref(py));
         let hook = match existing {
             Some(h) => h,

@@ -29,6 +29,9 @@ const UNEXPECTED_TOPIC: &str = "unexpected keyword argument 'topic'";
 /// statistics.
 pub(crate) struct Handler {
     callable: Py<PyAny>,
+    /// An `async def` function (decided when it is added): only a dispatch on an asyncio loop
+    /// can await what it returns.
+    is_async: bool,
     logger: Option<Py<PyAny>>,
     calls: AtomicU64,
     total_ns: AtomicU64,
@@ -140,6 +143,13 @@ impl PyEventHook {
         }
     }
 
+    /// The first `async def` handler, if any (a dispatch thread refuses to run with one).
+    pub(crate) fn coroutine_handler(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        let list = lock(&self.handlers).clone();
+        let found = list.all().find(|h| h.is_async);
+        found.map(|h| h.callable.clone_ref(py))
+    }
+
     /// One handler call. `plain_kwargs` is `Some` for a handler called with an
     /// added `topic` keyword and holds the message's own kwargs, which a retry
     /// without `topic` uses.
@@ -153,7 +163,7 @@ impl PyEventHook {
     ) {
         let f = h.callable.bind(py);
         let start = self.track_stats.then(Instant::now);
-        let mut result = f.call(args, kwargs).map(drop);
+        let mut result = f.call(args, kwargs);
         if let (Err(e), Some(plain_kwargs)) = (&result, plain_kwargs) {
             let retry = self.retry_on_unexpected_topic.load(Ordering::Relaxed)
                 && e.is_instance_of::<PyTypeError>(py)
@@ -170,7 +180,7 @@ impl PyEventHook {
                         ),
                     );
                 }
-                result = f.call(args, plain_kwargs).map(drop);
+                result = f.call(args, plain_kwargs);
             }
         }
         if let Some(start) = start {
@@ -178,8 +188,59 @@ impl PyEventHook {
             h.total_ns
                 .fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
         }
-        if let Err(e) = result {
-            self.report(py, f, h.logger.as_ref(), e);
+        match result {
+            // A plain handler's usual return: nothing more to do.
+            Ok(r) if r.is_none() => {}
+            Ok(r) => self.returned(py, f, h, r),
+            Err(e) => self.report(py, f, h.logger.as_ref(), e),
+        }
+    }
+
+    /// A handler returned something other than None: an awaitable (an `async def` handler's
+    /// coroutine) is handed to the asyncio dispatch running on this thread, which awaits it
+    /// before the next message (`aio.rs`). Without one (a dispatch thread, a direct `trigger`)
+    /// nothing could await it: it is closed and logged as an error, never silently dropped.
+    fn returned(&self, py: Python<'_>, f: &Bound<'_, PyAny>, h: &Handler, r: Bound<'_, PyAny>) {
+        match r.get_type().hasattr(intern!(py, "__await__")) {
+            Ok(true) => {}
+            _ => return,
+        }
+        let logged = (|| -> PyResult<()> {
+            let log = match &h.logger {
+                Some(l) => l.bind(py).clone(),
+                None => logger::resolve_event(py, &self.logger)?,
+            };
+            let topic = self.topic.borrow(py).inner.literal().to_owned();
+            if crate::aio::collecting() {
+                let item = PyTuple::new(
+                    py,
+                    [
+                        r.clone(),
+                        f.clone(),
+                        topic.into_pyobject(py)?.into_any(),
+                        log,
+                    ],
+                )?;
+                crate::aio::collect(item.into_any().unbind());
+                return Ok(());
+            }
+            if r.hasattr(intern!(py, "close"))? {
+                r.call_method0(intern!(py, "close"))?;
+            }
+            log.call_method1(
+                "error",
+                (
+                    "Handler %r of topic \"%s\" returned an awaitable, which this dispatch cannot \
+                     await: it was closed without running. Coroutine handlers run on an asyncio \
+                     loop: call start() from a coroutine running on that loop",
+                    f,
+                    topic,
+                ),
+            )?;
+            Ok(())
+        })();
+        if let Err(e) = logged {
+            e.write_unraisable(py, Some(f));
         }
     }
 
@@ -268,6 +329,7 @@ impl PyEventHook {
         }
         let entry = Arc::new(Handler {
             callable: handler.clone().unbind(),
+            is_async: crate::aio::is_coroutine_function(py, handler)?,
             logger,
             calls: AtomicU64::new(0),
             total_ns: AtomicU64::new(0),

@@ -3,6 +3,7 @@
 //! across processes on a `shm-ring` shared-memory bus.
 //! The Python package `event_engine` re-exports everything defined here.
 
+mod aio;
 mod args;
 mod bus;
 mod cli;
@@ -23,6 +24,7 @@ mod match_result;
 mod message;
 mod payload;
 mod pystr;
+mod relay;
 mod shared;
 mod source;
 mod topic;

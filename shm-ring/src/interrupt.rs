@@ -107,6 +107,36 @@ mod tests {
     }
 
     #[test]
+    fn a_held_message_is_read_again_until_the_next_receive_acknowledges_it() {
+        let name = format!("test-held-{}", std::process::id());
+        let bus = Bus::create(&name, &cfg()).unwrap();
+        let mut sub = bus.subscribe().unwrap();
+        let mut publisher = bus.publisher().unwrap();
+        assert!(sub.held().is_none());
+        publisher.publish("a", Codec::Raw, b"one", None).unwrap();
+        publisher.publish("b", Codec::Raw, b"two", None).unwrap();
+        // Received on one side and let go of without reading it...
+        let seq = sub.recv(Some(Duration::from_secs(5))).unwrap().unwrap().seq;
+        // ...then read again (the asyncio relay's hand-over), still held.
+        let again = sub.held().unwrap().unwrap();
+        assert_eq!(
+            (again.seq, again.topic, again.payload),
+            (seq, "a", &b"one"[..])
+        );
+        assert_eq!(sub.pending(), 2);
+        // The next receive acknowledges it and holds the next one.
+        let next = sub.recv(Some(Duration::ZERO)).unwrap().unwrap();
+        assert_eq!(next.payload, b"two");
+        assert_eq!(sub.held().unwrap().unwrap().topic, "b");
+        assert_eq!(sub.pending(), 1);
+        assert!(sub.recv(Some(Duration::ZERO)).unwrap().is_none());
+        assert!(sub.held().is_none());
+        assert_eq!(sub.pending(), 0);
+        drop((sub, publisher, bus));
+        Bus::unlink(&name).unwrap();
+    }
+
+    #[test]
     fn refused_messages_are_acknowledged_and_skipped() {
         let name = format!("test-interrupt-where-{}", std::process::id());
         let bus = Bus::create(&name, &cfg()).unwrap();

@@ -307,6 +307,20 @@ impl Subscriber {
         }
     }
 
+    /// The message the last receive returned, again, while it is still held (not yet
+    /// acknowledged: the next receive acknowledges it). `None` when none is held. For a caller
+    /// that receives on one thread and handles the message on another: the receiving thread
+    /// lets go of the returned [`Message`] without acknowledging it, and the handling thread
+    /// reads it here (Python's asyncio dispatch, woken by a thread that waits on the bus).
+    pub fn held(&self) -> Option<Result<Message<'_>, BusError>> {
+        match self.held {
+            Held::Nothing => None,
+            Held::Fanout(pos) | Held::Group(pos) | Held::Redelivery(_, pos) => {
+                Some(self.message_at(pos))
+            }
+        }
+    }
+
     /// A handle that changes what this subscriber wants from any thread, while the subscriber
     /// itself may be blocked in a receive on another.
     pub fn interest(&self) -> InterestHandle {

@@ -10,6 +10,7 @@ from typing import Any
 
 from event_engine import (
     LOGGER,
+    AsyncHandler,
     EventEngine,
     EventEngineEx,
     EventHook,
@@ -56,3 +57,15 @@ def timers_and_hooks() -> None:
     set_logger(logging.getLogger("app"))
     assert_type(LOGGER, logging.Logger)
     set_logger(LOGGER)
+
+
+async def on_quote(price: float, size: int = 0) -> None:
+    print(price, size)
+
+
+async def asyncio_engine() -> None:
+    handler: AsyncHandler = on_quote
+    with EventEngine(bus="typing-sample") as engine:
+        engine.register_handler(Topic("Market.Quote.{symbol}"), handler)
+        assert_type(await engine.aput(Topic("Market.Quote.AAPL"), 189.5, size=100, timeout=1.0), None)
+        assert_type(await engine.aget(timeout=0.5), MessagePayload)

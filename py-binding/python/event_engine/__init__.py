@@ -9,7 +9,7 @@ reference's names (``Topic`` and its ``PyTopic`` alias, and so on).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypedDict
 
 from . import _native
@@ -80,10 +80,13 @@ class HandlerStats(TypedDict):
 
 #: Any callable accepted as a handler.
 Handler = Callable[..., Any]
+#: An ``async def`` handler: awaited by an engine dispatching on an asyncio loop.
+AsyncHandler = Callable[..., Awaitable[Any]]
 
 __all__ = [
     "LOGGER",
     "USING_FALLBACK",
+    "AsyncHandler",
     "Empty",
     "EventEngine",
     "EventEngineEx",

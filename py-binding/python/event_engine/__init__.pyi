@@ -1,7 +1,7 @@
 """Type stubs of the ``event_engine`` package (everything comes from ``_native``)."""
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypedDict
 
 from typing_extensions import TypeAlias
@@ -103,10 +103,12 @@ class HandlerStats(TypedDict):
     total_time: float
 
 Handler: TypeAlias = Callable[..., Any]
+AsyncHandler: TypeAlias = Callable[..., Awaitable[Any]]
 
 __all__ = [
     "LOGGER",
     "USING_FALLBACK",
+    "AsyncHandler",
     "Empty",
     "EventEngine",
     "EventEngineEx",

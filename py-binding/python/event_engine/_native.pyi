@@ -3,7 +3,7 @@
 import enum
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, TypedDict, final
 
@@ -297,9 +297,22 @@ class EventEngine:
         """As ``exact_topic_hook_map``, for the topics with wildcard, range or pattern parts."""
     def activate(self) -> None: ...
     def deactivate(self) -> None: ...
-    def run(self) -> None: ...
-    def start(self) -> None: ...
-    def stop(self) -> None: ...
+    def run(self) -> None:
+        """Dispatches in the calling thread until the engine stops (``activate()`` first).
+        ``TypeError`` while a hook has an ``async def`` handler: a thread cannot await it."""
+    def start(self) -> None:
+        """Starts dispatching. Called while an asyncio event loop runs in the calling thread
+        (from a coroutine), the engine dispatches on that loop: plain handlers are called
+        there and ``async def`` handlers awaited there, one message after another in the
+        order received (a handler that awaits holds this engine's next message); an exception
+        is logged like a plain handler's. The loop is woken through a file descriptor it
+        watches, and when the loop's ``asyncio.run()`` ends the engine stops. Called outside a
+        loop, it dispatches on a background thread, and an ``async def`` handler is a
+        ``TypeError`` (here, or at ``register_handler`` once started)."""
+    def stop(self) -> None:
+        """Stops dispatching (and the timers). A dispatch thread is joined; a dispatch on a
+        loop ends after the message in hand without being waited for (``stop()`` may be called
+        from the loop, even from a handler)."""
     def clear(self) -> None:
         """Removes every hook and timer. On a running engine it logs an error and changes
         nothing (it does not raise: code often calls it in ``finally`` blocks)."""
@@ -325,6 +338,24 @@ class EventEngine:
     ) -> None:
         """``put`` with explicit ``args`` and ``kwargs``; a ``kwargs`` key that is not a ``str``
         is a ``TypeError`` here (it could not name a keyword argument of any handler)."""
+    def aput(
+        self, topic: Topic, *args: Any, block: bool = True, timeout: float | None = None, **kwargs: Any
+    ) -> Awaitable[None]:
+        """``put`` for asyncio code: ``await engine.aput(topic, *args, **kwargs)`` never blocks
+        the event loop. With room it publishes at once (the awaitable is already done). With
+        the bus (or queue) full and ``block``, it waits asynchronously, the loop serving its
+        other tasks, and raises ``Full`` after ``timeout`` seconds (None: no limit; 0 or less:
+        at once); without ``block`` it raises ``Full`` at once. A cancelled ``aput`` has
+        published nothing."""
+    def aget(self, timeout: float | None = None) -> Awaitable[MessagePayload]:
+        """``get`` for asyncio code: ``await engine.aget()`` returns the next message without
+        blocking the event loop, raising ``Empty`` after ``timeout`` seconds (None: no limit; 0
+        or less: at once). A cancelled ``aget`` takes nothing: the message it would have
+        returned is the next one's. ``RuntimeError`` while the engine dispatches."""
+    def _aio_fd(self) -> int: ...
+    def _aio_drain(self, budget: int) -> list[tuple[Awaitable[Any], Callable[..., Any], str, logging.Logger]] | bool | None: ...
+    def _aio_take(self) -> MessagePayload | None: ...
+    _aio_state: Any
     def get(self, block: bool = True, max_spin: int = 65535, timeout: float = 0.0) -> MessagePayload:
         """Takes the next message for this engine (``Empty`` when none comes in time; a
         ``timeout`` of 0 or less waits for ever, as in the reference; NaN is a ``ValueError``).
@@ -339,7 +370,12 @@ class EventEngine:
         generic hook whose topic matches it."""
     def register_hook(self, hook: EventHook) -> None: ...
     def unregister_hook(self, topic: Topic) -> EventHook: ...
-    def register_handler(self, topic: Topic, handler: Callable[..., Any], deduplicate: bool = False) -> None: ...
+    def register_handler(
+        self, topic: Topic, handler: Callable[..., Any] | Callable[..., Awaitable[Any]], deduplicate: bool = False
+    ) -> None:
+        """Adds ``handler`` to the hook of ``topic``. An ``async def`` handler is awaited by a
+        dispatch on an asyncio loop (``start()`` called from a coroutine); on an engine that
+        dispatches on a thread it is a ``TypeError``."""
     def unregister_handler(self, topic: Topic, handler: Callable[..., Any]) -> None: ...
     def event_hooks(self) -> Iterator[EventHook]: ...
     def topics(self) -> Iterator[Topic]: ...

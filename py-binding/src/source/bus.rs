@@ -9,8 +9,8 @@
 //! [`QueueSource`], never on the bus.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -23,6 +23,7 @@ use shm_ring::{
 use super::queue::QueueSource;
 use super::received::Received;
 use super::{GetWait, MessageSource, PutWait, Receipt};
+use crate::aio::{self, LoopDrain, LoopWaker};
 use crate::bus::{bus_err, closed};
 use crate::codec;
 use crate::dispatch::Dispatcher;
@@ -98,6 +99,33 @@ pub(crate) struct BusSource {
     /// Redelivered messages received so far, and how many of them were logged.
     redelivered: AtomicU64,
     redelivered_logged: AtomicU64,
+    /// The fd of the asyncio loop this engine dispatches on or waits in (`aio.rs`), written by
+    /// the relay; made the first time a loop needs it.
+    waker: OnceLock<LoopWaker>,
+    /// What the relay thread (`relay.rs`) is asked to do; `relay_changed` signals each change.
+    relay: Mutex<Relay>,
+    relay_changed: Condvar,
+    /// The subscriber holds a message the relay received that nobody has handled yet: the next
+    /// receive on any path (loop, `aget`, `get`, dispatch thread) hands it over first, so a
+    /// cancelled `aget` loses nothing. Read and written only with `subscriber` locked.
+    parked: AtomicBool,
+    /// A receive of the relay failed (a corrupt region): the loop reports it and detaches.
+    relay_failed: Mutex<Option<BusError>>,
+}
+
+/// The relay's state: it waits on the bus only while `Wanted`, and holds the subscriber only
+/// then.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Relay {
+    /// No relay thread yet.
+    Absent,
+    /// Parked on `relay_changed`, holding nothing.
+    Idle,
+    /// Asked to wait for a message (the loop found none): it receives one (leaving it held
+    /// and `parked`), or is interrupted, then signals the loop's fd and goes back to `Idle`.
+    Wanted,
+    /// Its thread ends (the engine closes or is dropped).
+    Stopping,
 }
 
 impl BusSource {
@@ -139,7 +167,279 @@ impl BusSource {
             bus: Mutex::new(Some(bus)),
             redelivered: AtomicU64::new(0),
             redelivered_logged: AtomicU64::new(0),
+            waker: OnceLock::new(),
+            relay: Mutex::new(Relay::Absent),
+            relay_changed: Condvar::new(),
+            parked: AtomicBool::new(false),
+            relay_failed: Mutex::new(None),
         })
+    }
+
+    /// The fd an asyncio loop watches for this engine (made on first use).
+    pub(crate) fn loop_waker(&self) -> PyResult<&LoopWaker> {
+        if let Some(w) = self.waker.get() {
+            return Ok(w);
+        }
+        let made = LoopWaker::new()?;
+        let _ = self.waker.set(made);
+        Ok(self.waker.get().expect("just set"))
+    }
+
+    /// True once, for the caller that must start the relay thread (`relay.rs`).
+    pub(crate) fn relay_to_start(&self) -> bool {
+        let mut r = lock(&self.relay);
+        if *r == Relay::Absent {
+            *r = Relay::Idle;
+            return true;
+        }
+        false
+    }
+
+    /// The relay thread could not be started: the next loop tries again.
+    pub(crate) fn relay_not_started(&self) {
+        *lock(&self.relay) = Relay::Absent;
+    }
+
+    /// The relay thread's wait for work: true when asked to wait on the bus, false when it
+    /// must end.
+    pub(crate) fn relay_next(&self) -> bool {
+        let mut r = lock(&self.relay);
+        loop {
+            match *r {
+                Relay::Wanted => return true,
+                Relay::Stopping | Relay::Absent => return false,
+                Relay::Idle => {
+                    r = match self.relay_changed.wait(r) {
+                        Ok(g) => g,
+                        Err(e) => e.into_inner(),
+                    }
+                }
+            }
+        }
+    }
+
+    /// The relay thread's wait on the bus (no GIL: this thread never takes it): a message is
+    /// received and left held (`parked`), not read; then the loop's fd is signalled, also when
+    /// the wait ran out or was interrupted (a stop, a local tick), so the loop looks.
+    pub(crate) fn relay_wait(&self) {
+        {
+            let mut guard = lock(&self.subscriber);
+            let intr = lock(&self.interrupter).clone();
+            match (guard.as_mut(), intr) {
+                (Some(sub), Some(intr)) if !self.parked.load(Ordering::SeqCst) => {
+                    // No hot poll: the loop has just drained the bus itself, and a relay
+                    // spinning beside it would take the CPU its loop and the publishers need
+                    // (W10 was slower with the dispatch thread's 200 µs poll, latency and
+                    // throughput alike).
+                    let got = sub.recv_with(RecvOptions {
+                        timeout: Some(IDLE_WAIT),
+                        hot: Some(Duration::ZERO),
+                        interrupter: Some(&intr),
+                        wanted: None,
+                    });
+                    match got {
+                        Ok(Some(_)) => self.parked.store(true, Ordering::SeqCst),
+                        Ok(None) => {}
+                        Err(e) => *lock(&self.relay_failed) = Some(e),
+                    }
+                }
+                _ => {}
+            }
+        }
+        {
+            let mut r = lock(&self.relay);
+            if *r == Relay::Wanted {
+                *r = Relay::Idle;
+            }
+            self.relay_changed.notify_all();
+        }
+        if let Some(w) = self.waker.get() {
+            w.signal();
+        }
+    }
+
+    /// Asks the relay to wait on the bus for the loop.
+    fn request_relay(&self) {
+        let mut r = lock(&self.relay);
+        if *r == Relay::Idle {
+            *r = Relay::Wanted;
+            self.relay_changed.notify_all();
+        }
+    }
+
+    /// Takes the bus back from a relay waiting on it (interrupting its wait), so that this
+    /// thread can receive. Waits without the GIL (the relay never needs it).
+    fn recall_relay(&self, py: Python<'_>) {
+        if *lock(&self.relay) != Relay::Wanted {
+            return;
+        }
+        gil::detach(py, || {
+            let mut r = lock(&self.relay);
+            while *r == Relay::Wanted {
+                self.interrupt();
+                r = match self
+                    .relay_changed
+                    .wait_timeout(r, Duration::from_millis(10))
+                {
+                    Ok((g, _)) => g,
+                    Err(e) => e.into_inner().0,
+                };
+            }
+        });
+    }
+
+    /// Ends the relay thread (it lets go of the bus promptly: its wait is interrupted).
+    pub(crate) fn stop_relay(&self) {
+        let mut r = lock(&self.relay);
+        if matches!(*r, Relay::Idle | Relay::Wanted) {
+            *r = Relay::Stopping;
+            self.relay_changed.notify_all();
+            drop(r);
+            self.interrupt();
+        }
+    }
+
+    /// The message the subscriber holds for nobody yet (`parked`), copied out and acknowledged.
+    fn take_parked(&self, sub: &mut Subscriber) -> Result<Option<Copied>, BusError> {
+        if !self.parked.swap(false, Ordering::SeqCst) {
+            return Ok(None);
+        }
+        let copied = match sub.held() {
+            Some(m) => Some(copy_out(&m?)),
+            None => None,
+        };
+        // Acknowledges it (and takes nothing more).
+        sub.recv_batch(0, Some(Duration::ZERO), |_| ())?;
+        Ok(copied)
+    }
+
+    /// The bus engine's drain on its loop (see `MessageSource::drain_on_loop`): local items,
+    /// the message the relay parked, then what is ready on the bus, one message at a time
+    /// (each acknowledged by the next receive, so after its handlers and the awaitables they
+    /// returned); with nothing left it asks the relay to wait and the loop goes idle.
+    pub(crate) fn drain_loop(
+        &self,
+        py: Python<'_>,
+        dispatcher: &mut Dispatcher<'_>,
+        budget: usize,
+    ) -> PyResult<LoopDrain> {
+        let (mut n, awaiting) = self.local.drain_ready(py, dispatcher, budget);
+        if awaiting {
+            return Ok(LoopDrain::Awaiting);
+        }
+        if let Some(e) = lock(&self.relay_failed).take() {
+            return Ok(self.failed_on_loop(e));
+        }
+        if *lock(&self.relay) == Relay::Wanted {
+            // It signals the fd when something comes (or a stop interrupts it).
+            return Ok(LoopDrain::Idle);
+        }
+        let Some(mut guard) = try_lock(&self.subscriber) else {
+            // A get() on another thread holds it (a misuse it is told of): look again later.
+            return Ok(LoopDrain::More);
+        };
+        let Some(sub) = guard.as_mut() else {
+            return Ok(LoopDrain::Ended);
+        };
+        if self.parked.swap(false, Ordering::SeqCst) {
+            match sub.held() {
+                Some(Ok(m)) => dispatcher.dispatch(py, &Received::from(&m)),
+                Some(Err(e)) => {
+                    drop(guard.take());
+                    return Ok(self.failed_on_loop(e));
+                }
+                None => {}
+            }
+            n += 1;
+            if aio::has_collected() {
+                return Ok(LoopDrain::Awaiting);
+            }
+        }
+        while n < budget {
+            let filter = &*dispatcher;
+            let mut wanted = |m: &shm_ring::Message<'_>| filter.wants(m.topic_hash, m.topic);
+            let got = sub.recv_with(RecvOptions {
+                timeout: Some(Duration::ZERO),
+                hot: None,
+                interrupter: None,
+                wanted: Some(&mut wanted),
+            });
+            match got {
+                Ok(Some(m)) => dispatcher.dispatch(py, &Received::from(&m)),
+                Ok(None) => break,
+                Err(e) => {
+                    drop(guard.take());
+                    return Ok(self.failed_on_loop(e));
+                }
+            }
+            n += 1;
+            if aio::has_collected() {
+                self.redelivered.store(sub.redelivered(), Ordering::Relaxed);
+                return Ok(LoopDrain::Awaiting);
+            }
+        }
+        self.redelivered.store(sub.redelivered(), Ordering::Relaxed);
+        if n >= budget {
+            return Ok(LoopDrain::More);
+        }
+        drop(guard);
+        self.request_relay();
+        Ok(LoopDrain::Idle)
+    }
+
+    /// `aget()` on a loop: the next message (the parked one first), or `None` with the relay
+    /// asked to wait (it signals the loop's fd).
+    pub(crate) fn take_loop(&self, py: Python<'_>) -> PyResult<Option<PyMessagePayload>> {
+        self.loop_waker()?.clear();
+        if let Some(payload) = self.local.take_ready(py)? {
+            return Ok(Some(payload));
+        }
+        if let Some(e) = lock(&self.relay_failed).take() {
+            let _ = self.close();
+            return Err(bus_err(e));
+        }
+        self.recall_relay(py);
+        let got = {
+            let Some(mut g) = try_lock(&self.subscriber) else {
+                return Err(self.busy_receiving("aget()"));
+            };
+            let Some(sub) = g.as_mut() else {
+                return Err(closed());
+            };
+            let parked = self.take_parked(sub).map_err(bus_err)?;
+            match parked {
+                Some(c) => Some(c),
+                None => {
+                    let mut out = None;
+                    sub.recv_batch(1, Some(Duration::ZERO), |m| out = Some(copy_out(m)))
+                        .map_err(bus_err)?;
+                    out
+                }
+            }
+        };
+        match got {
+            Some(c) => c.into_payload(py).map(Some),
+            None => {
+                self.request_relay();
+                Ok(None)
+            }
+        }
+    }
+
+    fn busy_receiving(&self, what: &str) -> PyErr {
+        PyRuntimeError::new_err(format!(
+            "{what} cannot run while another thread receives for this engine on bus \
+             \"{}\" (its running dispatch, or another get()); call stop() first",
+            self.name
+        ))
+    }
+
+    /// [`BusSource::failed`] for the loop: detaches and says why.
+    fn failed_on_loop(&self, e: BusError) -> LoopDrain {
+        match self.failed(e) {
+            Receipt::Failed(text) => LoopDrain::Failed(text),
+            _ => LoopDrain::Ended,
+        }
     }
 
     /// Wakes the dispatch thread if it waits on the bus.
@@ -421,6 +721,9 @@ impl MessageSource for BusSource {
     }
 
     fn receive(&self, py: Python<'_>, dispatcher: &mut Dispatcher<'_>) -> PyResult<Receipt> {
+        // A relay waiting for a loop that has gone (or for a cancelled aget()) gives the bus
+        // back.
+        self.recall_relay(py);
         // Local items first: timer ticks, and the wake-ups of a stop (which also interrupt the
         // wait below, so a stopped engine does not wait on the bus).
         let local = self.local.dispatch_ready(py, dispatcher);
@@ -436,6 +739,15 @@ impl MessageSource for BusSource {
         let Some(sub) = guard.as_mut() else {
             return Ok(Receipt::Ended);
         };
+        // A message the relay received for a loop that has gone (or a cancelled aget()): it
+        // is handled first, then acknowledged by the receive below.
+        let mut parked = 0;
+        if self.parked.swap(false, Ordering::SeqCst) {
+            if let Some(Ok(m)) = sub.held() {
+                dispatcher.dispatch(py, &Received::from(&m));
+                parked = 1;
+            }
+        }
         let filter = &*dispatcher;
         let first = gil::detach(py, || {
             let mut wanted = |m: &shm_ring::Message<'_>| filter.wants(m.topic_hash, m.topic);
@@ -454,7 +766,7 @@ impl MessageSource for BusSource {
             }
             Ok(None) => {
                 self.redelivered.store(sub.redelivered(), Ordering::Relaxed);
-                return Ok(Receipt::Dispatched(local));
+                return Ok(Receipt::Dispatched(local + parked));
             }
             Ok(Some(m)) => dispatcher.dispatch(py, &Received::from(&m)),
         }
@@ -465,7 +777,7 @@ impl MessageSource for BusSource {
         });
         self.redelivered.store(sub.redelivered(), Ordering::Relaxed);
         match rest {
-            Ok(n) => Ok(Receipt::Dispatched(local + n + 1)),
+            Ok(n) => Ok(Receipt::Dispatched(local + parked + n + 1)),
             Err(e) => {
                 drop(guard.take());
                 drop(guard);
@@ -483,37 +795,31 @@ impl MessageSource for BusSource {
         } else {
             Some(Duration::ZERO)
         };
+        // A relay waiting for an aget() that was cancelled gives the bus back.
+        self.recall_relay(py);
         // The dispatch loop holds the subscriber while it runs: waiting for it would deadlock a
         // handler calling get(), and take messages from under the loop otherwise.
         let Some(mut g) = try_lock(&self.subscriber) else {
-            return Err(PyRuntimeError::new_err(format!(
-                "get() cannot run while another thread receives for this engine on bus \
-                 \"{}\" (its running dispatch loop, or another get()); call stop() first",
-                self.name
-            )));
+            return Err(self.busy_receiving("get()"));
         };
         let Some(sub) = g.as_mut() else {
             return Err(closed());
         };
-        // Copied out, then acknowledged; decoded with the GIL back.
+        // Copied out, then acknowledged; decoded with the GIL back. A message the relay
+        // received for an aget() that was cancelled comes first.
         let res = gil::detach(py, || {
+            if let Some(c) = self.take_parked(sub)? {
+                return Ok(Some(c));
+            }
             let mut out = None;
-            sub.recv_batch(1, timeout, |m| {
-                out = Some((
-                    m.seq,
-                    m.topic_hash,
-                    m.topic.to_owned(),
-                    m.codec,
-                    m.payload.to_vec(),
-                ))
-            })?;
+            sub.recv_batch(1, timeout, |m| out = Some(copy_out(m)))?;
             Ok::<_, BusError>(out)
         });
         let got = match res {
             Err(BusError::Closed) => return Err(closed()),
             other => other.map_err(bus_err)?,
         };
-        let Some((seq, topic_hash, topic, codec, payload)) = got else {
+        let Some(copied) = got else {
             return Err(match timeout {
                 Some(d) if wait.block => Empty::new_err(format!(
                     "bus \"{}\" empty: no message within {:.3} s",
@@ -523,14 +829,7 @@ impl MessageSource for BusSource {
                 _ => Empty::new_err(format!("bus \"{}\" empty", self.name)),
             });
         };
-        Received {
-            seq,
-            topic_hash,
-            topic: &topic,
-            codec,
-            payload: &payload,
-        }
-        .into_payload(py)
+        copied.into_payload(py)
     }
 
     /// From now on this engine wants the messages whose topic matches one of `topics` (its
@@ -603,6 +902,28 @@ impl MessageSource for BusSource {
 
     /// Reaps this process did (waits reap dead processes now and then) and the messages of a
     /// dead group member redelivered to this engine since the last call.
+    fn loop_fd(&self) -> PyResult<i32> {
+        Ok(self.loop_waker()?.fd())
+    }
+
+    fn drain_on_loop(
+        &self,
+        py: Python<'_>,
+        dispatcher: &mut Dispatcher<'_>,
+        budget: usize,
+    ) -> PyResult<LoopDrain> {
+        self.drain_loop(py, dispatcher, budget)
+    }
+
+    fn take_on_loop(&self, py: Python<'_>) -> PyResult<Option<PyMessagePayload>> {
+        self.take_loop(py)
+    }
+
+    fn end_relay(&self, py: Python<'_>) {
+        self.recall_relay(py);
+        self.stop_relay();
+    }
+
     fn news(&self) -> Vec<String> {
         let mut news: Vec<String> = shm_ring::take_reaps()
             .into_iter()
@@ -620,5 +941,37 @@ impl MessageSource for BusSource {
             ));
         }
         news
+    }
+}
+
+/// A message copied out of its slot (`get()`/`aget()` decode it after acknowledging it).
+struct Copied {
+    seq: u64,
+    topic_hash: u64,
+    topic: String,
+    codec: u8,
+    payload: Vec<u8>,
+}
+
+fn copy_out(m: &shm_ring::Message<'_>) -> Copied {
+    Copied {
+        seq: m.seq,
+        topic_hash: m.topic_hash,
+        topic: m.topic.to_owned(),
+        codec: m.codec,
+        payload: m.payload.to_vec(),
+    }
+}
+
+impl Copied {
+    fn into_payload(self, py: Python<'_>) -> PyResult<PyMessagePayload> {
+        Received {
+            seq: self.seq,
+            topic_hash: self.topic_hash,
+            topic: &self.topic,
+            codec: self.codec,
+            payload: &self.payload,
+        }
+        .into_payload(py)
     }
 }

@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 use super::bus::BusSource;
 use super::queue::QueueSource;
 use super::{GetWait, MessageSource, PutWait, Receipt};
+use crate::aio::LoopDrain;
 use crate::dispatch::Dispatcher;
 use crate::message::{Message, Outgoing};
 use crate::payload::PyMessagePayload;
@@ -55,6 +56,23 @@ impl MessageSource for Source {
     }
     fn take(&self, py: Python<'_>, wait: GetWait) -> PyResult<PyMessagePayload> {
         forward!(self, s => s.take(py, wait))
+    }
+    fn loop_fd(&self) -> PyResult<i32> {
+        forward!(self, s => s.loop_fd())
+    }
+    fn drain_on_loop(
+        &self,
+        py: Python<'_>,
+        dispatcher: &mut Dispatcher<'_>,
+        budget: usize,
+    ) -> PyResult<LoopDrain> {
+        forward!(self, s => s.drain_on_loop(py, dispatcher, budget))
+    }
+    fn take_on_loop(&self, py: Python<'_>) -> PyResult<Option<PyMessagePayload>> {
+        forward!(self, s => s.take_on_loop(py))
+    }
+    fn end_relay(&self, py: Python<'_>) {
+        forward!(self, s => s.end_relay(py))
     }
     fn set_interest(&self, py: Python<'_>, topics: Vec<String>) -> PyResult<()> {
         forward!(self, s => s.set_interest(py, topics))

@@ -24,6 +24,7 @@ use pyo3::prelude::*;
 pub(crate) use self::bus::BusSource;
 pub(crate) use self::either::Source;
 pub(crate) use self::queue::QueueSource;
+use crate::aio::LoopDrain;
 use crate::dispatch::Dispatcher;
 use crate::dispatch_thread;
 use crate::message::{Message, Outgoing};
@@ -92,6 +93,25 @@ pub(crate) trait MessageSource {
 
     /// Takes one message, bypassing the hooks (`get()`); `Empty` when there is none in time.
     fn take(&self, py: Python<'_>, wait: GetWait) -> PyResult<PyMessagePayload>;
+
+    /// The fd an asyncio loop watches for this engine (`aio.rs`; made on first use).
+    fn loop_fd(&self) -> PyResult<i32>;
+
+    /// On an asyncio loop's thread: dispatches what is ready, without waiting, up to `budget`
+    /// messages, stopping after a message whose handlers returned awaitables. When nothing is
+    /// left, arranges for the loop's fd to be signalled once something comes.
+    fn drain_on_loop(
+        &self,
+        py: Python<'_>,
+        dispatcher: &mut Dispatcher<'_>,
+        budget: usize,
+    ) -> PyResult<LoopDrain>;
+
+    /// `aget()`: the next message without waiting, or `None` with the loop's fd armed.
+    fn take_on_loop(&self, py: Python<'_>) -> PyResult<Option<PyMessagePayload>>;
+
+    /// Ends the thread that relays a bus's wake-ups to a loop, if there is one.
+    fn end_relay(&self, _py: Python<'_>) {}
 
     /// From now on this engine wants the topics of its hooks (patterns).
     fn set_interest(&self, py: Python<'_>, topics: Vec<String>) -> PyResult<()>;

@@ -3,12 +3,14 @@
 //! keeps one for its timer ticks and wake-ups only (they never travel on the bus).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use engine_core::BoundedQueue;
 use pyo3::prelude::*;
 
 use super::{GetWait, MessageSource, PutWait, Receipt};
+use crate::aio::{self, LoopDrain, LoopWaker};
 use crate::dispatch::Dispatcher;
 use crate::errors::{Empty, Full};
 use crate::gil;
@@ -26,6 +28,9 @@ pub(crate) struct QueueSource {
     queue: BoundedQueue<Message>,
     /// `Wake` items in the queue (not counted by `len`).
     wakes: AtomicUsize,
+    /// The fd of the asyncio loop this engine dispatches on or waits in (`aio.rs`): made the
+    /// first time a loop needs it, kept while the engine lives. Every push notifies it.
+    waker: OnceLock<LoopWaker>,
 }
 
 impl QueueSource {
@@ -33,6 +38,90 @@ impl QueueSource {
         QueueSource {
             queue: BoundedQueue::new(capacity),
             wakes: AtomicUsize::new(0),
+            waker: OnceLock::new(),
+        }
+    }
+
+    /// Signals the asyncio loop of this engine, if one waits for the queue.
+    #[inline]
+    fn notify_loop(&self) {
+        if let Some(w) = self.waker.get() {
+            w.notify();
+        }
+    }
+
+    /// The fd an asyncio loop watches for this queue (made on first use).
+    pub(crate) fn loop_waker(&self) -> PyResult<&LoopWaker> {
+        if let Some(w) = self.waker.get() {
+            return Ok(w);
+        }
+        let made = LoopWaker::new()?;
+        let _ = self.waker.set(made);
+        Ok(self.waker.get().expect("just set"))
+    }
+
+    /// Dispatches up to `budget` queued items on an asyncio loop, one at a time, stopping after
+    /// an item whose handlers returned awaitables. Returns how many it took and whether it
+    /// stopped for awaitables.
+    pub(crate) fn drain_ready(
+        &self,
+        py: Python<'_>,
+        dispatcher: &mut Dispatcher<'_>,
+        budget: usize,
+    ) -> (usize, bool) {
+        let mut n = 0;
+        while n < budget {
+            let Some(msg) = self.queue.try_pop() else {
+                break;
+            };
+            self.deliver(py, msg, dispatcher);
+            n += 1;
+            if aio::has_collected() {
+                return (n, true);
+            }
+        }
+        (n, false)
+    }
+
+    /// Arms the loop's fd for the next push, then looks once more: true if the queue is empty
+    /// (the loop may go idle: a push signals it), false if something came meanwhile.
+    fn arm_if_empty(&self) -> PyResult<bool> {
+        let w = self.loop_waker()?;
+        w.arm();
+        if self.queue.is_empty() {
+            return Ok(true);
+        }
+        w.disarm();
+        Ok(false)
+    }
+
+    /// The in-process engine's drain on its loop (see `MessageSource::drain_on_loop`).
+    pub(crate) fn drain_loop(
+        &self,
+        py: Python<'_>,
+        dispatcher: &mut Dispatcher<'_>,
+        budget: usize,
+    ) -> PyResult<LoopDrain> {
+        let (n, awaiting) = self.drain_ready(py, dispatcher, budget);
+        if awaiting {
+            return Ok(LoopDrain::Awaiting);
+        }
+        if n < budget && self.arm_if_empty()? {
+            return Ok(LoopDrain::Idle);
+        }
+        Ok(LoopDrain::More)
+    }
+
+    /// `aget()` on a loop: the next message, or `None` with the loop's fd armed.
+    pub(crate) fn take_loop(&self, py: Python<'_>) -> PyResult<Option<PyMessagePayload>> {
+        self.loop_waker()?.clear();
+        loop {
+            if let Some(p) = self.take_ready(py)? {
+                return Ok(Some(p));
+            }
+            if self.arm_if_empty()? {
+                return Ok(None);
+            }
         }
     }
 
@@ -109,7 +198,10 @@ impl MessageSource for QueueSource {
             .queue
             .try_push(Message::Published(msg.into_published()?))
         {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                self.notify_loop();
+                return Ok(());
+            }
             Err(msg) => msg,
         };
         if !wait.block {
@@ -127,7 +219,10 @@ impl MessageSource for QueueSource {
         }
         let queue = &self.queue;
         match gil::detach(py, || queue.push_wait(msg, wait.max_spin, wait.timeout)) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.notify_loop();
+                Ok(())
+            }
             Err(msg) => {
                 drop(msg);
                 Err(self.full_error(wait.timeout))
@@ -136,7 +231,9 @@ impl MessageSource for QueueSource {
     }
 
     fn push_local(&self, msg: Message, timeout: Duration) -> Result<(), Message> {
-        self.queue.push_wait(msg, TICK_SPIN, Some(timeout))
+        self.queue.push_wait(msg, TICK_SPIN, Some(timeout))?;
+        self.notify_loop();
+        Ok(())
     }
 
     fn wake(&self, loops: usize) {
@@ -149,6 +246,7 @@ impl MessageSource for QueueSource {
                 self.wakes.fetch_sub(1, Ordering::Relaxed);
             }
         }
+        self.notify_loop();
     }
 
     fn receive(&self, py: Python<'_>, dispatcher: &mut Dispatcher<'_>) -> PyResult<Receipt> {
@@ -193,6 +291,23 @@ impl MessageSource for QueueSource {
                 return Ok(payload);
             }
         }
+    }
+
+    fn loop_fd(&self) -> PyResult<i32> {
+        Ok(self.loop_waker()?.fd())
+    }
+
+    fn drain_on_loop(
+        &self,
+        py: Python<'_>,
+        dispatcher: &mut Dispatcher<'_>,
+        budget: usize,
+    ) -> PyResult<LoopDrain> {
+        self.drain_loop(py, dispatcher, budget)
+    }
+
+    fn take_on_loop(&self, py: Python<'_>) -> PyResult<Option<PyMessagePayload>> {
+        self.take_loop(py)
     }
 
     fn set_interest(&self, _py: Python<'_>, _topics: Vec<String>) -> PyResult<()> {
