@@ -1941,7 +1941,10 @@ pub(crate) mod loom_tests {
             assert_eq!(a.join().unwrap(), vec![10]);
             // The seal tombstones position 0 unless the claimant's own give-back of its sealed
             // run does first; either way the message moves to position 1.
-            assert!(at <= 1 && (!sealed || at == 1), "at {at}, tombstoned {sealed}");
+            assert!(
+                at <= 1 && (!sealed || at == 1),
+                "at {at}, tombstoned {sealed}"
+            );
             let r = s.view();
             if at == 1 {
                 assert_eq!(r.poll(0, 0b01), Poll::Skip);
