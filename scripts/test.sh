@@ -19,6 +19,7 @@ esac
 # `--all` runs them too.
 LOOM_SLOW=(
   loom_a_reused_slot_is_not_read_as_its_previous_position
+  loom_a_seal_racing_an_announcement_leaves_one_winner
   loom_group_member_dies_after_releasing_its_message
   loom_group_member_dies_with_a_confirmed_claim
   loom_group_member_dies_with_an_unconfirmed_claim

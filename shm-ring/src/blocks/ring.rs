@@ -1870,12 +1870,12 @@ pub(crate) mod loom_tests {
     }
 
     /// Issue 20, defect 6: a publisher stopped between its claim and its announcement.
-    /// Publisher 1 claims a position for consumer A and stays stopped until consumer B has both
-    /// of its messages, which publisher 2 sends through a ring of two; B seals a position it
-    /// finds claimed and not announced, A waits there. B must pass the stopped position
-    /// (without the seal it waits for ever, and the model deadlocks). Each message arrives
-    /// once, to its consumer, and the sealed claimant writes nothing: it publishes again at a
-    /// new position, and the message of the next lap in its old slot stays intact.
+    /// Publisher 1 claims a position for consumer A and stays stopped until consumer B has the
+    /// message publisher 2 sends it; B seals a position it finds claimed and not announced, A
+    /// waits there. B must pass the stopped position (without the seal it waits for ever, and
+    /// the model deadlocks). Each message arrives once, to its consumer: the sealed claimant
+    /// publishes again at a new position. (That it writes nothing of its sealed run is the
+    /// race model's check, below.)
     #[test]
     fn loom_a_claimant_stalled_before_announcing_is_sealed_and_publishes_again() {
         model_bounded(2, || {
@@ -1889,16 +1889,12 @@ pub(crate) mod loom_tests {
                 })
             });
             let (s2, rows2) = (s.clone(), rows.clone());
-            let p2 = loom::thread::spawn(move || {
-                for v in [20, 21] {
-                    publish_sealable(&s2, v, 0b10, &rows2[1], || ());
-                }
-            });
+            let p2 = loom::thread::spawn(move || publish_sealable(&s2, 20, 0b10, &rows2[1], || ()));
             let (s3, rows3) = (s.clone(), rows.clone());
             let a = loom::thread::spawn(move || consume_sealing(&s3, 0b01, 1, &rows3[..], false));
             let (s4, rows4, done4) = (s.clone(), rows.clone(), b_done.clone());
             let b = loom::thread::spawn(move || {
-                let got = consume_sealing(&s4, 0b10, 2, &rows4[..], true);
+                let got = consume_sealing(&s4, 0b10, 1, &rows4[..], true);
                 done4.store(1, Ordering::SeqCst);
                 s4.wake();
                 got
@@ -1906,7 +1902,7 @@ pub(crate) mod loom_tests {
             let at = p1.join().unwrap();
             p2.join().unwrap();
             assert_eq!(a.join().unwrap(), vec![10]);
-            assert_eq!(b.join().unwrap(), vec![20, 21]);
+            assert_eq!(b.join().unwrap(), vec![20]);
             let head = s.head.load(Ordering::SeqCst);
             assert!(
                 s.all_released(head),
