@@ -1878,7 +1878,7 @@ pub(crate) mod loom_tests {
     /// model's check, below.)
     #[test]
     fn loom_a_claimant_stalled_before_announcing_is_sealed_and_publishes_again() {
-        model(|| {
+        model_bounded(2, || {
             let s = shared(2, 0b11);
             let rows: Arc<[TestRow; 1]> = Arc::new(Default::default());
             let passed = Arc::new(AtomicU64::new(0));
