@@ -474,9 +474,10 @@ impl Subscriber {
     }
 
     /// At `pos`, claimed and not announced: true once it has been so for [`SEAL_AFTER`] (from
-    /// the first patient look that found it so) and this call sealed and tombstoned it, or it
-    /// is no longer claimed. Its claimant was stopped between claim and announcement; it
-    /// publishes the message at a new position when it resumes (`RingView::seal`).
+    /// the first patient look that found it so) and this call sealed and tombstoned it (a
+    /// `false` after the seal means someone else moved the slot on: the next look sees it).
+    /// Its claimant was stopped between claim and announcement; it publishes the message at a
+    /// new position when it resumes (`RingView::seal`).
     fn seal_if_stalled(&self, pos: u64) -> bool {
         match self.stalled.get() {
             Some((at, since)) if at == pos => {
