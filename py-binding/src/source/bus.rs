@@ -900,8 +900,6 @@ impl MessageSource for BusSource {
         self.release_bus();
     }
 
-    /// Reaps this process did (waits reap dead processes now and then) and the messages of a
-    /// dead group member redelivered to this engine since the last call.
     fn loop_fd(&self) -> PyResult<i32> {
         Ok(self.loop_waker()?.fd())
     }
@@ -924,6 +922,8 @@ impl MessageSource for BusSource {
         self.stop_relay();
     }
 
+    /// Reaps this process did (waits reap dead processes now and then) and the messages of a
+    /// dead group member redelivered to this engine since the last call.
     fn news(&self) -> Vec<String> {
         let mut news: Vec<String> = shm_ring::take_reaps()
             .into_iter()
