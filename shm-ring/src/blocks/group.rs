@@ -452,6 +452,21 @@ mod loom_tests {
     }
 
     impl Group {
+        /// A group (consumer bit 0 of a ring of two whose consumers `active` joined at 0) with
+        /// `redeliver` entries on its redelivery list, to handle `messages`.
+        fn new(active: u64, redeliver: usize, messages: u64) -> Arc<Group> {
+            Arc::new(Group {
+                s: shared(2, active),
+                cursor: AtomicU64::new(0),
+                redeliver: (0..redeliver).map(|_| AtomicU64::new(0)).collect(),
+                redeliver_count: AtomicU32::new(0),
+                in_flight: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
+                a_dead: AtomicU64::new(0),
+                handled: AtomicU64::new(0),
+                messages,
+            })
+        }
+
         fn view(&self) -> GroupView<'_> {
             GroupView {
                 ring: self.s.view(),
@@ -478,16 +493,7 @@ mod loom_tests {
     /// nothing otherwise, and every slot is released in the end.
     fn member_dies(death: Death) {
         model(move || {
-            let g = Arc::new(Group {
-                s: shared(2, 1),
-                cursor: AtomicU64::new(0),
-                redeliver: (0..2).map(|_| AtomicU64::new(0)).collect(),
-                redeliver_count: AtomicU32::new(0),
-                in_flight: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
-                a_dead: AtomicU64::new(0),
-                handled: AtomicU64::new(0),
-                messages: 2,
-            });
+            let g = Group::new(1, 2, 2);
             // Both messages are published before the members start (the ring models cover a
             // consumer racing its publisher; a publisher racing the members makes the model too
             // big): the publisher runs on a thread of its own, joined before the others start.
@@ -587,16 +593,7 @@ mod loom_tests {
     #[test]
     fn loom_a_group_passes_a_claim_announced_for_others() {
         model_bounded(2, || {
-            let g = Arc::new(Group {
-                s: shared(2, 0b11),
-                cursor: AtomicU64::new(0),
-                redeliver: (0..2).map(|_| AtomicU64::new(0)).collect(),
-                redeliver_count: AtomicU32::new(0),
-                in_flight: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
-                a_dead: AtomicU64::new(0),
-                handled: AtomicU64::new(0),
-                messages: 1,
-            });
+            let g = Group::new(0b11, 2, 1);
             let rows: Arc<[TestRow; 2]> = Arc::new(Default::default());
             let (g1, rows1) = (g.clone(), rows.clone());
             let stalled = loom::thread::spawn(move || {
@@ -677,16 +674,7 @@ mod loom_tests {
         let mut b = loom::model::Builder::new();
         b.preemption_bound = Some(2);
         b.check(|| {
-            let g = Arc::new(Group {
-                s: shared(2, 1),
-                cursor: AtomicU64::new(0),
-                redeliver: vec![AtomicU64::new(0)],
-                redeliver_count: AtomicU32::new(0),
-                in_flight: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
-                a_dead: AtomicU64::new(0),
-                handled: AtomicU64::new(0),
-                messages: 2,
-            });
+            let g = Group::new(1, 1, 2);
             let g1 = g.clone();
             loom::thread::spawn(move || (1..=2).for_each(|v| g1.s.publish(v)))
                 .join()
