@@ -9,6 +9,7 @@ use crate::region::layout::{KIND_GROUP, ROW_LIVE};
 use crate::region::liveness::own_start_time;
 use crate::region::table::Role;
 use crate::region::Region;
+use crate::holder::Seat;
 use crate::BusError;
 use std::sync::Arc;
 
@@ -20,6 +21,8 @@ pub(crate) struct Inner {
     /// The process that attached. A child made by `fork` inherits the handles but not the rows:
     /// dropping or closing them there gives nothing up.
     pub(crate) pid: u32,
+    /// What this attachment holds in the slab (`holder.rs`).
+    pub(crate) seat: Seat,
 }
 
 impl Inner {
@@ -28,6 +31,7 @@ impl Inner {
             region,
             row,
             pid: std::process::id(),
+            seat: Seat::default(),
         }
     }
 
@@ -93,6 +97,10 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        // No hold is left (each keeps the attachment): the seat goes with its row.
+        if let Some(row) = self.seat.row() {
+            self.leave(row, None);
+        }
         if let Some(row) = self.row {
             self.leave(row, None);
         }

@@ -62,6 +62,8 @@ mod bus;
 #[cfg(not(loom))]
 mod handle;
 #[cfg(not(loom))]
+mod holder;
+#[cfg(not(loom))]
 mod interrupt;
 #[cfg(not(loom))]
 mod observer;
@@ -79,6 +81,8 @@ pub use bus::{
 };
 pub use config::{shm_path, validate_name, BusConfig};
 pub use error::BusError;
+#[cfg(not(loom))]
+pub use holder::{Hold, Holder, Refused, DEFAULT_HOLD_LIMIT};
 #[cfg(not(loom))]
 pub use interrupt::Interrupter;
 #[cfg(not(loom))]

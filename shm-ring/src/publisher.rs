@@ -700,8 +700,9 @@ fn take_block(
     })
 }
 
-/// Pops a block of at least `total` bytes from the smallest class that has one.
-fn alloc(region: &Region, total: usize) -> Result<Option<u32>, BusError> {
+/// Pops a block of at least `total` bytes from the smallest class that has one, and gives it to
+/// the ring (`blocks/holds.rs`): from here only a release of the ring's reference frees it.
+pub(crate) fn alloc(region: &Region, total: usize) -> Result<Option<u32>, BusError> {
     for (i, c) in region.layout().classes.iter().enumerate() {
         if (c.block_size as usize) < total {
             continue;
@@ -709,6 +710,7 @@ fn alloc(region: &Region, total: usize) -> Result<Option<u32>, BusError> {
         match region.free_list(i).pop() {
             Ok(Some(idx)) => {
                 region.class(i).used.fetch_add(1, Ordering::Relaxed);
+                region.holds().to_ring(idx);
                 return Ok(Some(idx));
             }
             Ok(None) => continue,

@@ -3,6 +3,7 @@
 //!
 //! The claim protocol (intent, cursor, confirmation, redelivery) is in `blocks/group.rs`.
 
+use crate::holder::Holder;
 use crate::blocks::atomics::Ordering;
 use crate::blocks::entry;
 use crate::blocks::group;
@@ -173,6 +174,13 @@ pub struct Subscriber {
 }
 
 impl Subscriber {
+    /// The right to keep this subscriber's messages in place after they are acknowledged
+    /// ([`Holder`]), for at most `limit` blocks at once; past that, and for a lossy subscriber,
+    /// [`Holder::hold`] refuses and the caller copies.
+    pub fn holder(&self, limit: u32) -> Holder {
+        Holder::new(self.inner.clone(), self.row, self.lossy, limit)
+    }
+
     pub(crate) fn new(
         inner: Arc<Inner>,
         row: u32,

@@ -13,6 +13,8 @@ pub(crate) mod futex;
 #[cfg_attr(loom, allow(dead_code))]
 pub(crate) mod group;
 #[cfg_attr(loom, allow(dead_code))]
+pub(crate) mod holds;
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) mod interest;
 pub(crate) mod ring;
 pub(crate) mod slab;

@@ -15,6 +15,8 @@
 //!   when the dead publisher had claimed nothing, or with the tombstone of the position it had
 //!   claimed; whoever swaps `held_block` to 0 owns the block, so it goes back exactly once;
 //! * a sleeper count it incremented: decremented from its row's `sleeping` word;
+//! * what a holder row's seat held (views of messages, loans): let go of block by block when
+//!   the row is freed (`TableGuard::release_seat`), each block freed by whoever lets go last;
 //! * what no word can name: a block popped by a publisher killed between the pop and its store
 //!   of `held_block` (one instruction), or a push cut short. [`sweep`] recovers those when no
 //!   live publisher or subscriber is left and no group is kept, rebuilding every free list and
@@ -520,7 +522,11 @@ pub(crate) fn sweep(g: &TableGuard<'_>) -> u64 {
         freed += (class.count - on_list.min(class.count)) as u64;
         list.reset();
         region.class(i).used.store(0, Ordering::Release);
+        region.class(i).held.store(0, Ordering::Release);
     }
+    // No holder row is live either (a live one keeps the region busy).
+    region.holds().reset();
+    h.seats.store(0, Ordering::Release);
     for c in region.consumers() {
         c.sleepers.store(0, Ordering::Relaxed);
     }

@@ -107,6 +107,14 @@ pub struct ProcessRow {
     pub topics: Vec<TopicCount>,
     /// The counters of a bridge, on the row of its bus handle.
     pub bridge: Option<BridgeRow>,
+    /// A holder row (`Role::Holder`): the slab blocks its process keeps (views of received
+    /// messages, loans) and their bytes, by block size.
+    pub held_blocks: u64,
+    /// See `held_blocks`.
+    pub held_bytes: u64,
+    /// A subscriber: messages whose buffers it got as private copies because it held as many
+    /// blocks as it may.
+    pub copies: u64,
 }
 
 /// Positions a publisher has claimed and not published yet.
@@ -162,6 +170,9 @@ pub struct SlabClassRow {
     pub free: u32,
     /// Blocks in use.
     pub used: u32,
+    /// Blocks kept by holders (views and loans; one per holder and block, so it may exceed
+    /// `used` when several hold one block).
+    pub held: u32,
 }
 
 /// Bus-wide counters.
@@ -251,6 +262,10 @@ impl Snapshot {
             let group = (role == Role::GroupMember)
                 .then(|| consumers.get(consumer as usize).and_then(consumer_name))
                 .flatten();
+            let held = (role == Role::Holder)
+                .then(|| region.row_stats(i as u32).map(|s| s.holds()))
+                .flatten()
+                .unwrap_or((0, 0));
             processes.push(ProcessRow {
                 row: i as u32,
                 pid: r.pid.load(Ordering::Relaxed),
@@ -282,6 +297,9 @@ impl Snapshot {
                     .map(|s| s.read_topics())
                     .unwrap_or_default(),
                 bridge: region.row_stats(i as u32).and_then(|s| s.read_bridge()),
+                held_blocks: held.0,
+                held_bytes: held.1,
+                copies: r.copies.load(Ordering::Relaxed),
             });
         }
         let retention_ms = h.group_retention_ms.load(Ordering::Relaxed);
@@ -333,6 +351,7 @@ impl Snapshot {
                     total: c.count,
                     free: c.count - used,
                     used,
+                    held: region.class(i).held.load(Ordering::Relaxed),
                 }
             })
             .collect();

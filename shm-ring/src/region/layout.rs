@@ -24,7 +24,7 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"EVENTBUS");
 /// publisher row's `addressed`, the header's `blind_sleepers`, and a process is alive while it
 /// holds its row's lock (`liveness`), which older builds do not take; 8: a row's `publishing`
 /// word carries the flags `ANNOUNCED` and `SEALED`, and its run length is 14 bits).
-pub const LAYOUT_VERSION: u32 = 8;
+pub const LAYOUT_VERSION: u32 = 9;
 /// Each slab class holds at most `slab_blocks` times this many bytes (at least one block), so the
 /// large classes do not dominate the region: the default bus (4096 blocks, 1 MiB messages) is
 /// just under 24 MiB: two fit a 64 MiB `/dev/shm` (Docker's default).
@@ -83,7 +83,9 @@ pub(crate) struct Header {
     pub links_off: AtomicU64,
     pub blocks_off: AtomicU64,
     pub row_stats_off: AtomicU64,
-    _pad0: [u64; 2],
+    /// Since version 9: the blocks' hold words (`blocks/holds.rs`).
+    pub holds_off: AtomicU64,
+    _pad0: [u64; 1],
     // --- shared state, mostly cold (line pair 1) ---
     /// Owner of the table lock (see `table::TableLock`), 0 when free.
     pub lock: AtomicU64,
@@ -103,7 +105,10 @@ pub(crate) struct Header {
     /// ring or slab full takes their unread messages rather than wait for them
     /// (`RingView::evict`). Set before the consumer's active bit, cleared when it leaves.
     pub lossy_mask: AtomicU64,
-    _pad1: [u64; 7],
+    /// Since version 9: one bit per seat given to a holder row (`blocks/holds.rs`); changed only
+    /// under the table lock.
+    pub seats: AtomicU64,
+    _pad1: [u64; 6],
     // --- the ring head, alone on its lines (line pair 2) ---
     /// Next position a publisher claims.
     pub head: AtomicU64,
@@ -174,7 +179,15 @@ pub(crate) struct Row {
     /// the slot is written, cleared before `publishing`. Lets a consumer that the claimant does
     /// not address pass the position before it is committed.
     pub addressed: AtomicU64,
-    _pad: [u32; 4],
+    /// Since version 9. A holder row (`Role::Holder`): its seat + 1 (`blocks/holds.rs`), set
+    /// under the table lock before the row goes live and never changed while it lives; 0 on
+    /// every other row. What the seat holds is counted in the row's stats (`RowStats`).
+    pub seat: AtomicU32,
+    _pad: u32,
+    /// Since version 9. Subscribers: messages whose buffers were handed over as private copies
+    /// because the subscriber held as many blocks as it may (its hold limit, or half a class
+    /// bus-wide). Owner-written.
+    pub copies: AtomicU64,
 }
 
 /// What one process row counts beyond the row itself, read only by tools (`Snapshot`): the
@@ -312,7 +325,12 @@ pub(crate) struct ClassHead {
     pub block_size: AtomicU32,
     pub first: AtomicU32,
     pub count: AtomicU32,
-    _pad: [u64; 5],
+    /// Since version 9: blocks of this class held by seats (one per seat and block), so that
+    /// holds never take more than half the class (`Holder::hold`). Approximate: added to and
+    /// taken from without the table lock, never below 0.
+    pub held: AtomicU32,
+    _pad0: u32,
+    _pad: [u64; 4],
 }
 
 const _: () = {
@@ -351,6 +369,7 @@ pub(crate) struct Layout {
     pub slots_off: u64,
     pub classes_off: u64,
     pub links_off: u64,
+    pub holds_off: u64,
     pub blocks_off: u64,
     pub total_size: u64,
 }
@@ -439,7 +458,8 @@ impl Layout {
         // Slots are three cache lines each, so every slot starts on a line of its own.
         let classes_off = slots_off + cap as u64 * SLOT_SIZE as u64;
         let links_off = classes_off + MAX_CLASSES as u64 * CLASS_SIZE as u64;
-        let blocks_off = align(links_off + cfg.slab_blocks as u64 * 4, 4096);
+        let holds_off = align(links_off + cfg.slab_blocks as u64 * 4, 8);
+        let blocks_off = align(holds_off + cfg.slab_blocks as u64 * 8, 4096);
         let mut off = blocks_off;
         let mut first = 0;
         let mut classes = Vec::new();
@@ -472,6 +492,7 @@ impl Layout {
             slots_off,
             classes_off,
             links_off,
+            holds_off,
             blocks_off,
             total_size,
         })

@@ -21,6 +21,9 @@ pub struct Message<'a> {
     pub codec: u8,
     /// The payload bytes.
     pub payload: &'a [u8],
+    /// The slab block holding topic and payload, as index + 1; 0 when they travelled inline in
+    /// the slot, or for a copy (a lossy subscriber's, an observer's). See [`crate::Holder`].
+    pub block: u32,
     /// Process-table row of the publisher.
     pub publisher: u32,
     /// Pid of the publisher.
@@ -70,6 +73,7 @@ pub(crate) fn read_message(region: &Region, pos: u64) -> Result<Message<'_>, Bus
         topic,
         codec,
         payload: &bytes[topic_len..],
+        block,
         publisher: slot.publisher.load(Ordering::Relaxed),
         publisher_pid: slot.publisher_pid.load(Ordering::Relaxed),
         timestamp_ns: slot.timestamp_ns.load(Ordering::Relaxed),
@@ -115,6 +119,7 @@ impl Copied {
             topic: std::str::from_utf8(topic).unwrap_or_default(),
             codec: self.codec,
             payload,
+            block: 0,
             publisher: self.publisher,
             publisher_pid: self.publisher_pid,
             timestamp_ns: self.timestamp_ns,

@@ -24,6 +24,7 @@ pub(crate) use crate::blocks::atomics::saturating_dec;
 
 use crate::blocks::atomics::{AtomicU32, Ordering};
 use crate::blocks::group::GroupView;
+use crate::blocks::holds::Holds;
 use crate::blocks::ring::{RingView, Slot};
 use crate::blocks::slab::FreeList;
 use crate::{shm_path, validate_name, BusConfig, BusError};
@@ -246,6 +247,7 @@ impl Region {
         h.slots_off.store(l.slots_off, Ordering::Relaxed);
         h.classes_off.store(l.classes_off, Ordering::Relaxed);
         h.links_off.store(l.links_off, Ordering::Relaxed);
+        h.holds_off.store(l.holds_off, Ordering::Relaxed);
         h.blocks_off.store(l.blocks_off, Ordering::Relaxed);
         for (i, slot) in self.slots().iter().enumerate() {
             slot.seq.store(i as u64, Ordering::Relaxed);
@@ -386,6 +388,13 @@ impl Region {
         unsafe { self.slice_at(self.layout.links_off, self.layout.slab_blocks as usize) }
     }
 
+    /// The hold words of every block (`blocks/holds.rs`).
+    pub(crate) fn holds(&self) -> Holds<'_> {
+        // SAFETY: the layout puts slab_blocks u64 hold words at holds_off, 8-byte aligned.
+        let words = unsafe { self.slice_at(self.layout.holds_off, self.layout.slab_blocks as usize) };
+        Holds { words }
+    }
+
     /// The free list of class `i`, bounded by this process's layout.
     pub(crate) fn free_list(&self, i: usize) -> FreeList<'_> {
         let c = self.layout.classes[i];
@@ -518,7 +527,7 @@ fn validate_header(name: &str, h: &Header, file_size: u64) -> Result<Layout, Bus
         BusError::BadConfig { what } => BusError::corrupt(name, format!("header geometry: {what}")),
         e => e,
     })?;
-    let checks: [(&str, u64, u64); 10] = [
+    let checks: [(&str, u64, u64); 11] = [
         (
             "number of size classes",
             layout.classes.len() as u64,
@@ -558,6 +567,11 @@ fn validate_header(name: &str, h: &Header, file_size: u64) -> Result<Layout, Bus
             "free-list offset",
             layout.links_off,
             h.links_off.load(Ordering::Relaxed),
+        ),
+        (
+            "hold table offset",
+            layout.holds_off,
+            h.holds_off.load(Ordering::Relaxed),
         ),
         (
             "block offset",

@@ -38,15 +38,25 @@ impl Region {
         sealed
     }
 
-    /// Returns a block (slot `block` field: index + 1, 0 for inline) to its free list; true if a
-    /// block went back. Out-of-range values from a corrupt slot are ignored (the sweep restores
-    /// the slab).
+    /// The ring lets a block go (slot `block` field: index + 1, 0 for inline): it goes back to
+    /// its free list unless a holder keeps it, in which case the last holder to let go frees it
+    /// (`blocks/holds.rs`). True if a block went back. Out-of-range values from a corrupt slot
+    /// are ignored (the sweep restores the slab).
     pub(crate) fn free_block(&self, block: u32) -> bool {
-        if block == 0 {
-            return false;
+        block != 0 && self.holds().drop_ring(block - 1) && self.push_block(block - 1)
+    }
+
+    /// A seat let go of block `idx`: one hold fewer in its class's count.
+    pub(crate) fn count_unheld(&self, idx: u32) {
+        if let Some((class, _, _)) = self.block(idx) {
+            saturating_dec(&self.class(class).held);
         }
-        if let Some((class, _, _)) = self.block(block - 1) {
-            if self.free_list(class).push(block - 1).is_ok() {
+    }
+
+    /// Puts block `idx`, whose last reference is gone, back on its free list; true if it went.
+    pub(crate) fn push_block(&self, idx: u32) -> bool {
+        if let Some((class, _, _)) = self.block(idx) {
+            if self.free_list(class).push(idx).is_ok() {
                 saturating_dec(&self.class(class).used);
                 return true;
             }

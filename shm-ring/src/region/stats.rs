@@ -24,6 +24,9 @@ use crate::wire::topic_hash;
 
 /// Index of the "other" entry of a topic table.
 pub(crate) const OTHER: usize = TOPIC_ENTRIES;
+/// A holder row's counters (`RowStats::store_holds`).
+const HOLD_BLOCKS: usize = 0;
+const HOLD_BYTES: usize = 1;
 
 /// Messages, bytes and unrouted messages of one topic, as tools read them.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -247,6 +250,21 @@ impl RowStats {
         store_text(&self.label, label.as_bytes());
         self.label_len.store(label.len() as u32, Ordering::Relaxed);
         self.program.store(PROGRAM_BRIDGE, Ordering::Release);
+    }
+
+    /// Stores what a holder row's seat holds: blocks and their bytes (its owner only; the
+    /// first two counters, which a holder row uses for nothing else).
+    pub(crate) fn store_holds(&self, blocks: u64, bytes: u64) {
+        self.counters[HOLD_BLOCKS].store(blocks, Ordering::Relaxed);
+        self.counters[HOLD_BYTES].store(bytes, Ordering::Relaxed);
+    }
+
+    /// What [`RowStats::store_holds`] stored: `(blocks, bytes)`.
+    pub(crate) fn holds(&self) -> (u64, u64) {
+        (
+            self.counters[HOLD_BLOCKS].load(Ordering::Relaxed),
+            self.counters[HOLD_BYTES].load(Ordering::Relaxed),
+        )
     }
 
     /// Stores a bridge's counters (its owner only).

@@ -8,6 +8,7 @@
 //! Every operation under it is written so that re-running it after an interruption is harmless.
 
 use crate::blocks::atomics::{AtomicU64, Ordering};
+use crate::blocks::holds::{seat_bit, SEATS};
 use crate::region::interest::Wanted;
 use crate::region::layout::{
     Header, Row, CONSUMER_FREE, CONSUMER_LIVE, KIND_GROUP, MAX_GROUP_NAME, ROW_FREE, ROW_LIVE,
@@ -34,6 +35,9 @@ pub enum Role {
     Subscriber,
     /// A [`crate::Subscriber`] in a group.
     GroupMember,
+    /// The row of an attachment's seat: what its process holds in the slab (views of messages
+    /// and loans, `blocks/holds.rs`).
+    Holder,
     /// A value this build does not know (a corrupt or newer region).
     Unknown,
 }
@@ -45,6 +49,7 @@ impl Role {
             Role::Publisher => 2,
             Role::Subscriber => 3,
             Role::GroupMember => 4,
+            Role::Holder => 5,
             Role::Unknown => 0,
         }
     }
@@ -54,6 +59,7 @@ impl Role {
             2 => Role::Publisher,
             3 => Role::Subscriber,
             4 => Role::GroupMember,
+            5 => Role::Holder,
             _ => Role::Unknown,
         }
     }
@@ -293,11 +299,57 @@ impl<'a> TableGuard<'a> {
         })
     }
 
+    /// Claims a holder row with a free seat (`blocks/holds.rs`): `Ok(None)` when every seat is
+    /// taken (the caller copies instead of holding).
+    pub(crate) fn claim_holder(&self) -> Result<Option<(u32, u32)>, BusError> {
+        let h = self.region.header();
+        let taken = h.seats.load(Ordering::Acquire);
+        let Some(seat) = (0..SEATS).find(|s| taken & seat_bit(*s) == 0) else {
+            return Ok(None);
+        };
+        let row = self.claim_row(Role::Holder, u32::MAX)?;
+        if let Some(r) = self.region.row(row) {
+            r.seat.store(seat + 1, Ordering::Release);
+        }
+        h.seats.fetch_or(seat_bit(seat), Ordering::AcqRel);
+        Ok(Some((row, seat)))
+    }
+
+    /// Lets seat `seat` go of every block it still holds, freeing those it held last, and gives
+    /// the seat back. Returns how many blocks it held. For a holder row that is being freed (its
+    /// owner left, or died).
+    pub(crate) fn release_seat(&self, seat: u32) -> u32 {
+        if seat >= SEATS {
+            return 0;
+        }
+        let region = self.region;
+        let held = region.holds().release_everywhere(seat, |b, last| {
+            region.count_unheld(b);
+            if last {
+                region.push_block(b);
+            }
+        });
+        self.region
+            .header()
+            .seats
+            .fetch_and(!seat_bit(seat), Ordering::AcqRel);
+        if held > 0 {
+            region.wake_publishers();
+        }
+        held
+    }
+
     /// Frees row `i`, adding its topic counts to the departed rows' totals first. The stats are
     /// emptied once added, so running this again after an interruption adds nothing twice,
     /// except the counts of a holder killed between the two steps.
     pub(crate) fn free_row(&self, i: u32) {
         if let Some(row) = self.region.row(i) {
+            // A holder row's seat lets go of whatever it still holds (a holder that died, or
+            // left with views it could not give back).
+            let seat = row.seat.swap(0, Ordering::AcqRel);
+            if seat != 0 {
+                self.release_seat(seat - 1);
+            }
             if let Some(stats) = self.region.row_stats(i) {
                 stats.merge_into(self.region.departed_stats());
                 stats.reset();
@@ -428,6 +480,8 @@ fn reset_row(row: &Row) {
     }
     row.sleeping.store(0, Ordering::Relaxed);
     row.held_block.store(0, Ordering::Relaxed);
+    row.seat.store(0, Ordering::Relaxed);
+    row.copies.store(0, Ordering::Relaxed);
     // Publishers' counters, so that a row does not show what its previous owner did.
     for w in [&row.unrouted, &row.waiting_for, &row.waiting_since_ns] {
         w.store(0, Ordering::Relaxed);

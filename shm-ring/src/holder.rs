@@ -1,0 +1,256 @@
+//! Keeping a received message's slab block after acknowledging it, so that a program can read
+//! its payload in place for as long as it likes (`docs/delivery.md`, "Holds").
+//!
+//! An attachment takes a *seat* (a holder row, `blocks/holds.rs`) the first time one of its
+//! subscribers holds something, and keeps it until the attachment goes. Each block it holds has
+//! its seat's bit set once, however many holds of this process share it (counted here, in
+//! process memory); the last [`Hold`] of a block to go clears the bit, and whoever clears the
+//! last reference of a block frees it. A process killed with holds gives them back when its
+//! holder row is reaped.
+//!
+//! Holding is bounded, so that a subscriber that keeps everything never wedges the bus: per
+//! subscriber ([`Holder::limit`]), and bus-wide, where holds never take more than half of a size
+//! class. Past a bound, [`Holder::hold`] refuses and counts a copy: the caller hands over a
+//! private copy instead.
+
+use crate::blocks::atomics::Ordering;
+use crate::handle::Inner;
+use crate::recovery::lock_table_to_join;
+use crate::Message;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// How many blocks one subscriber holds at most unless told otherwise.
+pub const DEFAULT_HOLD_LIMIT: u32 = 64;
+
+/// What an attachment holds: its seat, once claimed, and its holds per block.
+#[derive(Default)]
+pub(crate) struct Seat {
+    state: Mutex<SeatState>,
+}
+
+#[derive(Default)]
+struct SeatState {
+    /// `(holder row, seat)` once claimed.
+    seat: Option<(u32, u32)>,
+    /// A claim was tried and every seat was taken: not tried again until a hold goes.
+    full: bool,
+    /// Holds of this process per block index; a block is in here exactly while its seat bit is
+    /// set by this process.
+    blocks: HashMap<u32, u32>,
+    /// Bytes of the blocks in `blocks` (for tools).
+    bytes: u64,
+}
+
+impl Seat {
+    /// The holder row to give back when the attachment goes.
+    pub(crate) fn row(&self) -> Option<u32> {
+        self.lock().seat.map(|(row, _)| row)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SeatState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Why [`Holder::hold`] did not hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The message is not in a slab block of its own (it travelled inline in its slot, or was
+    /// copied out by a lossy subscriber): its bytes must be copied.
+    NoBlock,
+    /// A bound was reached (the subscriber's limit, half of the block's class, or every seat of
+    /// the bus taken), or the attachment belongs to the parent of a forked process: copy, which
+    /// [`Holder::hold`] counted.
+    Bound,
+}
+
+/// A subscriber's right to hold blocks: made by [`crate::Subscriber::holder`], cloned freely,
+/// used while a message it received is the current one (before the next receive).
+#[derive(Clone)]
+pub struct Holder {
+    inner: Arc<Inner>,
+    /// The subscriber's row, where copies are counted.
+    row: u32,
+    lossy: bool,
+    live: Arc<AtomicU32>,
+    limit: u32,
+}
+
+impl Holder {
+    pub(crate) fn new(inner: Arc<Inner>, row: u32, lossy: bool, limit: u32) -> Holder {
+        Holder {
+            inner,
+            row,
+            lossy,
+            live: Arc::new(AtomicU32::new(0)),
+            limit,
+        }
+    }
+
+    /// This subscriber's bound: how many blocks it holds at most at once.
+    pub fn limit(&self) -> u32 {
+        self.limit
+    }
+
+    /// How many holds made by this holder (and its clones) are alive.
+    pub fn live(&self) -> u32 {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// Holds the block of `m`, the message this holder's subscriber received last and has not
+    /// acknowledged yet (a later receive acknowledges it): its payload stays readable through the
+    /// [`Hold`] after that, in any thread, until the hold is dropped. A lossy subscriber's
+    /// messages are copies and cannot be held.
+    pub fn hold(&self, m: &Message<'_>) -> Result<Hold, Refused> {
+        if m.block == 0 || self.lossy {
+            return Err(Refused::NoBlock);
+        }
+        if self.live.load(Ordering::Relaxed) >= self.limit || !hold_block(&self.inner, m.block - 1)
+        {
+            self.count_copy();
+            return Err(Refused::Bound);
+        }
+        self.live.fetch_add(1, Ordering::Relaxed);
+        Ok(Hold {
+            inner: self.inner.clone(),
+            block: m.block - 1,
+            ptr: m.payload.as_ptr(),
+            len: m.payload.len(),
+            live: self.live.clone(),
+        })
+    }
+
+    fn count_copy(&self) {
+        if let Some(r) = self.inner.region.row(self.row) {
+            r.copies.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Sets this attachment's seat bit on `block` (claiming a seat first if it has none), unless
+/// its process is a forked child, no seat is free, or holds already take half the block's class.
+fn hold_block(inner: &Inner, block: u32) -> bool {
+    if !inner.is_owner() {
+        return false;
+    }
+    let region = &inner.region;
+    let Some((class, _, size)) = region.block(block) else {
+        return false;
+    };
+    let mut st = inner.seat.lock();
+    if let Some(n) = st.blocks.get_mut(&block) {
+        *n += 1;
+        return true;
+    }
+    let head = region.class(class);
+    let count = region.layout().classes[class].count;
+    if head.held.load(Ordering::Relaxed).saturating_add(1) > count / 2 {
+        return false;
+    }
+    let seat = match st.seat {
+        Some((_, seat)) => seat,
+        None if st.full => return false,
+        None => match lock_table_to_join(region).and_then(|g| g.claim_holder()) {
+            Ok(Some((row, seat))) => {
+                st.seat = Some((row, seat));
+                seat
+            }
+            Ok(None) | Err(_) => {
+                st.full = true;
+                return false;
+            }
+        },
+    };
+    if !region.holds().hold(block, seat) {
+        return false;
+    }
+    head.held.fetch_add(1, Ordering::Relaxed);
+    st.blocks.insert(block, 1);
+    st.bytes += size as u64;
+    store_counts(inner, &st);
+    true
+}
+
+/// Drops one hold of this process on `block`: the last one clears the seat bit, freeing the
+/// block if nobody else references it.
+fn unhold_block(inner: &Inner, block: u32) {
+    if !inner.is_owner() {
+        // A forked child's copy of its parent's hold: the parent's to give back.
+        return;
+    }
+    let region = &inner.region;
+    let mut st = inner.seat.lock();
+    let Some(n) = st.blocks.get_mut(&block) else {
+        return;
+    };
+    *n -= 1;
+    if *n > 0 {
+        return;
+    }
+    st.blocks.remove(&block);
+    st.full = false;
+    if let Some((_, _, size)) = region.block(block) {
+        st.bytes = st.bytes.saturating_sub(size as u64);
+    }
+    store_counts(inner, &st);
+    let Some((_, seat)) = st.seat else {
+        return;
+    };
+    drop(st);
+    region.count_unheld(block);
+    if region.holds().release(block, seat) && region.push_block(block) {
+        region.wake_publishers();
+    }
+}
+
+/// Shows what the seat holds in its row's stats, for tools.
+fn store_counts(inner: &Inner, st: &SeatState) {
+    if let Some(stats) = st.seat.and_then(|(row, _)| inner.region.row_stats(row)) {
+        stats.store_holds(st.blocks.len() as u64, st.bytes);
+    }
+}
+
+/// A hold on a received message's slab block: its payload stays in place, unchanged, until the
+/// hold is dropped (from any thread). Made by [`Holder::hold`].
+pub struct Hold {
+    inner: Arc<Inner>,
+    block: u32,
+    ptr: *const u8,
+    len: usize,
+    live: Arc<AtomicU32>,
+}
+
+// SAFETY: a `Hold` reads bytes in a shared mapping that no process writes while the hold lives
+// (its seat bit keeps the block off the free list); the pointer is into that mapping, which its
+// `Arc<Inner>` keeps mapped. Nothing in it is tied to a thread.
+unsafe impl Send for Hold {}
+// SAFETY: as for `Send`; a `Hold` only hands out shared reads.
+unsafe impl Sync for Hold {}
+
+impl Hold {
+    /// The message's payload, in the slab block.
+    pub fn payload(&self) -> &[u8] {
+        // SAFETY: `ptr..ptr + len` is the payload `Holder::hold` was given, inside the block,
+        // checked against the layout when the message was read (`read_message`); the block is
+        // neither freed nor written while the hold lives, and `inner` keeps the mapping.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl std::fmt::Debug for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hold")
+            .field("block", &self.block)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        unhold_block(&self.inner, self.block);
+        self.live.fetch_sub(1, Ordering::Relaxed);
+    }
+}
