@@ -26,6 +26,7 @@ mod payload;
 mod pystr;
 mod relay;
 mod shared;
+mod shmbuf;
 mod source;
 mod topic;
 mod topic_part;

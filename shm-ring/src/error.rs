@@ -68,6 +68,21 @@ pub enum BusError {
         /// The largest payload allowed, in bytes.
         max: usize,
     },
+    /// A loan made by [`crate::Publisher::loan_block`] was sent with
+    /// [`crate::Publisher::send_loan`], which needs the topic and length given to
+    /// [`crate::Publisher::loan`].
+    #[error("this loan was made without a topic (loan_block): send it with send_loan_as, which takes the topic and length")]
+    LoanNotLaidOut,
+    /// A loan was sent by a publisher of another attachment (another bus, or another process).
+    #[error("this loan belongs to another bus attachment: send it with a publisher made from the bus handle it was loaned from")]
+    ForeignLoan,
+    /// A loan or hold needs a seat of the bus and every seat is taken (63 attachments hold or
+    /// lend blocks at once).
+    #[error("every hold seat of bus \"{bus}\" is taken (63 processes hold or lend blocks at once); release loans and views elsewhere, or publish by copy")]
+    NoSeat {
+        /// The bus.
+        bus: String,
+    },
     /// The topic is longer than any bus allows.
     #[error(
         "topic of {size} bytes is longer than a bus allows ({max} bytes); use a shorter topic"

@@ -16,7 +16,7 @@
 use crate::blocks::atomics::Ordering;
 use crate::handle::Inner;
 use crate::recovery::lock_table_to_join;
-use crate::Message;
+use crate::{BusError, Message};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -129,6 +129,35 @@ impl Holder {
     }
 }
 
+/// This attachment's seat, claimed on first use; `None` when every seat is taken (tried again
+/// once one of its own holds has gone, never more than that).
+fn seat(inner: &Inner, st: &mut SeatState) -> Option<u32> {
+    match st.seat {
+        Some((_, seat)) => Some(seat),
+        None if st.full => None,
+        None => match lock_table_to_join(&inner.region).and_then(|g| g.claim_holder()) {
+            Ok(Some((row, seat))) => {
+                st.seat = Some((row, seat));
+                Some(seat)
+            }
+            Ok(None) | Err(_) => {
+                st.full = true;
+                None
+            }
+        },
+    }
+}
+
+/// Counts a new hold of this process on `block` (its seat bit just set, or already set).
+fn count_hold(inner: &Inner, st: &mut SeatState, block: u32, size: usize) {
+    if let Some(c) = inner.region.class_of(block) {
+        c.held.fetch_add(1, Ordering::Relaxed);
+    }
+    st.blocks.insert(block, 1);
+    st.bytes += size as u64;
+    store_counts(inner, st);
+}
+
 /// Sets this attachment's seat bit on `block` (claiming a seat first if it has none), unless
 /// its process is a forked child, no seat is free, or holds already take half the block's class.
 fn hold_block(inner: &Inner, block: u32) -> bool {
@@ -144,32 +173,17 @@ fn hold_block(inner: &Inner, block: u32) -> bool {
         *n += 1;
         return true;
     }
-    let head = region.class(class);
     let count = region.layout().classes[class].count;
-    if head.held.load(Ordering::Relaxed).saturating_add(1) > count / 2 {
+    if region.class(class).held.load(Ordering::Relaxed).saturating_add(1) > count / 2 {
         return false;
     }
-    let seat = match st.seat {
-        Some((_, seat)) => seat,
-        None if st.full => return false,
-        None => match lock_table_to_join(region).and_then(|g| g.claim_holder()) {
-            Ok(Some((row, seat))) => {
-                st.seat = Some((row, seat));
-                seat
-            }
-            Ok(None) | Err(_) => {
-                st.full = true;
-                return false;
-            }
-        },
+    let Some(seat) = seat(inner, &mut st) else {
+        return false;
     };
     if !region.holds().hold(block, seat) {
         return false;
     }
-    head.held.fetch_add(1, Ordering::Relaxed);
-    st.blocks.insert(block, 1);
-    st.bytes += size as u64;
-    store_counts(inner, &st);
+    count_hold(inner, &mut st, block, size);
     true
 }
 
@@ -252,5 +266,109 @@ impl Drop for Hold {
     fn drop(&mut self) {
         unhold_block(&self.inner, self.block);
         self.live.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A slab block lent to this process to fill in place, then published from there without a
+/// copy ([`crate::Publisher::send_loan`]). Held by the attachment's seat like a [`Hold`], so
+/// that it goes back to the slab when dropped unpublished, and when its process is killed, at
+/// the reap. Made by [`crate::Publisher::loan`] and [`crate::Publisher::loan_block`].
+pub struct Loan {
+    inner: Arc<Inner>,
+    block: u32,
+    ptr: *mut u8,
+    size: usize,
+    /// Topic length and payload length, for a loan made with its topic.
+    message: Option<(usize, usize)>,
+}
+
+// SAFETY: the block is this process's alone until the loan is published or dropped (its seat
+// bit, with no ring reference, keeps every other process off it); `inner` keeps it mapped.
+unsafe impl Send for Loan {}
+
+impl Loan {
+    /// Makes block `block` (popped by `alloc`, given to the ring) a loan of this attachment's
+    /// seat. On failure the block goes back.
+    pub(crate) fn new(inner: &Arc<Inner>, block: u32) -> Result<Loan, BusError> {
+        let region = &inner.region;
+        let (_, ptr, size) = region.block(block).expect("allocated block is in range");
+        let mut st = inner.seat.lock();
+        let seat = if inner.is_owner() {
+            seat(inner, &mut st)
+        } else {
+            None
+        };
+        let Some(seat) = seat else {
+            drop(st);
+            region.free_block(block + 1);
+            return Err(BusError::NoSeat {
+                bus: region.name().to_owned(),
+            });
+        };
+        region.holds().lend(block, seat);
+        count_hold(inner, &mut st, block, size);
+        Ok(Loan {
+            inner: inner.clone(),
+            block,
+            ptr,
+            size,
+            message: None,
+        })
+    }
+
+    /// The whole block, writable.
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: `ptr..ptr + size` is the loaned block inside the mapping, this process's alone
+        // while the loan lives (see `Send`), and `&mut self` makes this the only access here.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.size) }
+    }
+
+    /// The payload of a loan made with its topic ([`crate::Publisher::loan`]): the bytes after
+    /// the topic, as many as asked for; the whole block for one made without.
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        let (from, len) = self.message.map_or((0, self.size), |(t, l)| (t, l));
+        &mut self.bytes_mut()[from..from + len]
+    }
+
+    /// The block's address and size, for a binding that hands the memory to its language.
+    pub fn as_mut_ptr(&mut self) -> (*mut u8, usize) {
+        (self.ptr, self.size)
+    }
+
+    pub(crate) fn set_message(&mut self, topic: &str, len: usize) {
+        self.message = Some((topic.len(), len));
+    }
+
+    /// The topic (read back from the block) and payload length of a loan made with its topic.
+    pub(crate) fn message(&self) -> Option<(&str, usize)> {
+        let (t, len) = self.message?;
+        // SAFETY: as in `bytes_mut`, shared read of the first `t` bytes, written by `loan`.
+        let topic = unsafe { std::slice::from_raw_parts(self.ptr, t) };
+        Some((std::str::from_utf8(topic).ok()?, len))
+    }
+
+    pub(crate) fn block(&self) -> u32 {
+        self.block
+    }
+
+    pub(crate) fn is_of(&self, inner: &Arc<Inner>) -> bool {
+        Arc::ptr_eq(&self.inner, inner)
+    }
+}
+
+impl Drop for Loan {
+    fn drop(&mut self) {
+        // Published: the ring holds the block now and this only lets the seat go; unpublished:
+        // the seat held the last reference and the block goes back.
+        unhold_block(&self.inner, self.block);
+    }
+}
+
+impl std::fmt::Debug for Loan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loan")
+            .field("block", &self.block)
+            .field("size", &self.size)
+            .finish()
     }
 }

@@ -4,6 +4,7 @@
 //! The block is taken before the ring position is claimed, so a publisher never holds a claimed
 //! slot (which every consumer behind it must wait for) while it waits for slab space.
 
+use crate::holder::Loan;
 use crate::addressing::Addressing;
 use crate::blocks::atomics::Ordering;
 use crate::blocks::ring::{Addressed, RingView, Run, SlotWrite};
@@ -227,7 +228,7 @@ impl Publisher {
                 f(buf)
             }
         };
-        match self.publish_all(topic, hash, codec, 1, |_| len, timeout, fill) {
+        match self.publish_all(topic, hash, codec, 1, |_| len, timeout, fill, None) {
             Ok(sent) => Ok(sent.last),
             Err(stopped) => Err(stopped.error),
         }
@@ -308,7 +309,7 @@ impl Publisher {
         fill: impl FnMut(usize, &mut [u8]),
     ) -> Result<usize, BusError> {
         let hash = topic_hash(topic);
-        match self.publish_all(topic, hash, codec, count, len_of, timeout, fill) {
+        match self.publish_all(topic, hash, codec, count, len_of, timeout, fill, None) {
             Ok(sent) => Ok(sent.done),
             Err(Stopped {
                 error: BusError::Full | BusError::Timeout | BusError::WouldWaitFor { .. },
@@ -325,7 +326,8 @@ impl Publisher {
     /// ([`claim_waiting`]), announce the addressees ([`RingView::announce`]), write
     /// and commit each position ([`RingView::commit_slot`]), give back and withdraw
     /// ([`Claimed`]'s drop). A run sealed before its announcement (its publisher was stopped
-    /// there too long) is claimed again for the same messages.
+    /// there too long) is claimed again for the same messages. `loan`: the one message is
+    /// already in this loaned block (index), topic and payload, and is published from there.
     #[allow(clippy::too_many_arguments)]
     fn publish_all(
         &mut self,
@@ -336,6 +338,7 @@ impl Publisher {
         len_of: impl Fn(usize) -> usize,
         timeout: Option<Duration>,
         fill: impl FnMut(usize, &mut [u8]),
+        loan: Option<u32>,
     ) -> Result<Sent, Stopped> {
         debug_assert_eq!(hash, topic_hash(topic));
         let stop = |error| Stopped { error, done: 0 };
@@ -354,7 +357,7 @@ impl Publisher {
         let mut built = std::mem::take(&mut self.built);
         let mut sent = Sent::default();
         let r = self.publish_built(
-            topic, hash, codec, count, &len_of, timeout, fill, &mut built, &mut sent,
+            topic, hash, codec, count, &len_of, timeout, fill, loan, &mut built, &mut sent,
         );
         self.built = built;
         match r {
@@ -379,6 +382,7 @@ impl Publisher {
         len_of: &impl Fn(usize) -> usize,
         timeout: Option<Duration>,
         mut fill: impl FnMut(usize, &mut [u8]),
+        loan: Option<u32>,
         built: &mut Vec<u8>,
         sent: &mut Sent,
     ) -> Result<(), BusError> {
@@ -411,6 +415,7 @@ impl Publisher {
             .value(),
             wanting,
             never: self.never_wait_for,
+            loan,
             timeout,
             // Only a publish that may wait reads the clock.
             start: timeout.filter(|t| !t.is_zero()).map(|_| Instant::now()),
@@ -420,6 +425,103 @@ impl Publisher {
             call.send(&mut self.addressing, step, len_of, built, sent)?;
         }
         Ok(())
+    }
+
+    /// Lends a slab block for one message of `len` payload bytes on `topic`, to be filled in
+    /// place ([`Loan::payload_mut`]) and published without a copy by [`Publisher::send_loan`].
+    /// Waits for a free block like [`Publisher::publish`]. Dropped unpublished, the loan goes
+    /// back to the slab; a process killed during a loan has it given back by the reap.
+    pub fn loan(
+        &mut self,
+        topic: &str,
+        len: usize,
+        timeout: Option<Duration>,
+    ) -> Result<Loan, BusError> {
+        let mut loan = self.loan_block(topic.len() + len, timeout)?;
+        loan.bytes_mut()[..topic.len()].copy_from_slice(topic.as_bytes());
+        loan.set_message(topic, len);
+        Ok(loan)
+    }
+
+    /// Lends a slab block of at least `size` bytes, for a caller that lays the message out
+    /// itself ([`Publisher::send_loan_as`]).
+    pub fn loan_block(&mut self, size: usize, timeout: Option<Duration>) -> Result<Loan, BusError> {
+        self.own_row()?;
+        let region = &self.inner.region;
+        let max = region.layout().max_message as usize + MAX_TOPIC_LEN;
+        if size > max {
+            return Err(BusError::PayloadTooLarge {
+                size,
+                max: region.layout().max_message as usize,
+            });
+        }
+        let row = region.row(self.row).expect("own row is in range");
+        let Some(idx) = take_block(region, row, size, self.never_wait_for, timeout)? else {
+            return Err(match timeout {
+                Some(Duration::ZERO) => BusError::Full,
+                _ => BusError::Timeout,
+            });
+        };
+        Loan::new(&self.inner, idx)
+    }
+
+    /// Publishes the message of `loan` (made by [`Publisher::loan`]) with `codec`, from the
+    /// loaned block itself: no copy. Waits for ring space like [`Publisher::publish`]; `Ok(None)`
+    /// when no consumer wants the topic. The loan is spent either way.
+    pub fn send_loan(
+        &mut self,
+        loan: Loan,
+        codec: Codec,
+        timeout: Option<Duration>,
+    ) -> Result<Option<u64>, BusError> {
+        let Some((topic, len)) = loan.message() else {
+            return Err(BusError::LoanNotLaidOut);
+        };
+        let topic = topic.to_owned();
+        self.send_loan_as(loan, &topic, codec, len, timeout, |_| ())
+    }
+
+    /// Publishes `loan` as a message of `len` payload bytes on `topic`: writes the topic at the
+    /// start of the block, lets `fill` write what it wants of the payload (the `len` bytes after
+    /// the topic, of which it may leave what the producer wrote in place), then publishes from
+    /// the block. Waits like [`Publisher::send_loan`].
+    pub fn send_loan_as(
+        &mut self,
+        mut loan: Loan,
+        topic: &str,
+        codec: Codec,
+        len: usize,
+        timeout: Option<Duration>,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<Option<u64>, BusError> {
+        if !loan.is_of(&self.inner) {
+            return Err(BusError::ForeignLoan);
+        }
+        if topic.len() > MAX_TOPIC_LEN {
+            return Err(BusError::TopicTooLong {
+                size: topic.len(),
+                max: MAX_TOPIC_LEN,
+            });
+        }
+        let total = topic.len() + len;
+        let bytes = loan.bytes_mut();
+        if total > bytes.len() {
+            return Err(BusError::PayloadTooLarge {
+                size: len,
+                max: bytes.len().saturating_sub(topic.len()),
+            });
+        }
+        bytes[..topic.len()].copy_from_slice(topic.as_bytes());
+        fill(&mut bytes[topic.len()..total]);
+        let hash = topic_hash(topic);
+        let block = loan.block();
+        let r = self.publish_all(topic, hash, codec, 1, |_| len, timeout, |_, _| (), Some(block));
+        // The seat lets go: the ring holds the block now, or nobody (then it goes back).
+        drop(loan);
+        match r {
+            Ok(sent) => Ok(sent.last),
+            Err(stopped) => Err(stopped.error),
+        }
     }
 
     /// This publisher's process-table row.
@@ -445,6 +547,8 @@ struct Call<'a> {
     wanting: u64,
     /// Consumers it must never wait for ([`Publisher::set_never_wait_for`]).
     never: u64,
+    /// A loaned block (index) that already holds the one message ([`Publisher::send_loan`]).
+    loan: Option<u32>,
     timeout: Option<Duration>,
     start: Option<Instant>,
 }
@@ -486,6 +590,17 @@ impl Call<'_> {
         built: &mut Vec<u8>,
     ) -> Result<Step, BusError> {
         let topic = self.topic;
+        if let Some(idx) = self.loan {
+            // The ring takes the loan over before its seat lets go (`blocks/holds.rs`); from
+            // here a reaper gives it back through `held_block`, as any block being published.
+            self.region.holds().lend_to_ring(idx);
+            self.row.held_block.store(idx + 1, Ordering::Release);
+            return Ok(Step {
+                first,
+                n: 1,
+                block: idx + 1,
+            });
+        }
         let fits = |i: usize| topic.len() + len_of(i) <= INLINE_CAP;
         if fits(first) {
             let n = (first..count)

@@ -174,3 +174,69 @@ fn a_killed_holder_gives_its_blocks_back_at_the_reap() {
     drop((publisher, bus));
     assert_idle(&g.name);
 }
+
+#[test]
+fn a_loan_is_published_from_its_block_and_a_dropped_one_goes_back() {
+    let g = BusGuard::new("loan");
+    let bus = Bus::create(&g.name, &small()).unwrap();
+    let mut sub = bus.subscribe().unwrap();
+    let mut publisher = bus.publisher().unwrap();
+    let mut loan = publisher.loan("frame", 700, SEC).unwrap();
+    loan.payload_mut().fill(9);
+    assert_eq!(holder_rows(&bus), [(1, 1024)], "a loan is held by its seat");
+    let pos = publisher.send_loan(loan, Codec::Raw, SEC).unwrap();
+    assert!(pos.is_some());
+    {
+        let m = sub.recv(SEC).unwrap().unwrap();
+        assert_eq!((m.topic, m.payload), ("frame", &filled(9, 700)[..]));
+    }
+    assert!(sub.recv(Some(Duration::ZERO)).unwrap().is_none());
+    let s = bus.snapshot();
+    assert_eq!((s.slab[1].used, s.slab[1].held), (0, 0));
+    // Dropped unpublished: straight back to the slab.
+    let loan = publisher.loan("frame", 700, SEC).unwrap();
+    assert_eq!(bus.snapshot().slab[1].used, 1);
+    drop(loan);
+    let s = bus.snapshot();
+    assert_eq!((s.slab[1].used, s.slab[1].held), (0, 0));
+    // Nobody wants the topic: the loan is spent and its block goes back.
+    sub.interest().set(Some(&["other".to_string()])).unwrap();
+    let loan = publisher.loan("frame", 700, SEC).unwrap();
+    assert_eq!(publisher.send_loan(loan, Codec::Raw, SEC).unwrap(), None);
+    assert_eq!(bus.snapshot().slab[1].used, 0);
+    drop((sub, publisher, bus));
+    assert_idle(&g.name);
+}
+
+/// Child role: takes a loan, says so, and waits to be killed.
+fn loan_and_wait() {
+    let bus = Bus::open(&env("BUS")).unwrap();
+    let mut publisher = bus.publisher().unwrap();
+    let mut loan = publisher.loan("frame", 700, SEC).unwrap();
+    loan.payload_mut().fill(1);
+    say("lent");
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+#[test]
+fn a_loan_of_a_killed_process_goes_back_at_the_reap() {
+    if std::env::var(ROLE).as_deref() == Ok("lender") {
+        return loan_and_wait();
+    }
+    let g = BusGuard::new("loan-kill");
+    let bus = Bus::create(&g.name, &small()).unwrap();
+    let mut child = spawn(
+        "a_loan_of_a_killed_process_goes_back_at_the_reap",
+        "lender",
+        &[("BUS", g.name.clone())],
+    );
+    let mut lines = Lines::of(&mut child);
+    assert_eq!(lines.next().as_deref(), Some("lent"));
+    assert_eq!(bus.snapshot().slab[1].used, 1);
+    kill(&mut child);
+    bus.reap().unwrap();
+    let s = bus.snapshot();
+    assert_eq!((s.slab[1].used, s.slab[1].held), (0, 0), "{s:#?}");
+    drop(bus);
+    assert_idle(&g.name);
+}

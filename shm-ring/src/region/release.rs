@@ -2,7 +2,7 @@
 //! space or data. The publish and receive paths call these on every message; recovery calls
 //! them too, on a dead process's behalf.
 
-use super::layout::CONSUMER_LIVE;
+use super::layout::{ClassHead, CONSUMER_LIVE};
 use super::table::TableGuard;
 use super::Region;
 use crate::blocks::atomics::{saturating_dec, Ordering};
@@ -44,6 +44,11 @@ impl Region {
     /// are ignored (the sweep restores the slab).
     pub(crate) fn free_block(&self, block: u32) -> bool {
         block != 0 && self.holds().drop_ring(block - 1) && self.push_block(block - 1)
+    }
+
+    /// The head of the class of block `idx`.
+    pub(crate) fn class_of(&self, idx: u32) -> Option<&ClassHead> {
+        self.block(idx).map(|(class, _, _)| self.class(class))
     }
 
     /// A seat let go of block `idx`: one hold fewer in its class's count.
