@@ -16,9 +16,11 @@ mod engine_ex;
 mod errors;
 mod exit;
 mod gil;
+mod held;
 mod hook;
 mod intern;
 mod lock;
+mod loan;
 mod logger;
 mod match_result;
 mod message;
@@ -54,6 +56,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     #[cfg(not(PyPy))]
     vectorcall::install(&py.get_type::<engine::PyEventEngine>())?;
     m.add_class::<engine_ex::PyEventEngineEx>()?;
+    m.add("SharedBuffer", shmbuf::buffer_type(py, shmbuf::Kind::Shared)?)?;
+    m.add("Loan", shmbuf::buffer_type(py, shmbuf::Kind::Loan)?)?;
+    m.add_function(wrap_pyfunction!(loan::release_loan, m)?)?;
     m.add("Full", py.get_type::<errors::Full>())?;
     m.add("Empty", py.get_type::<errors::Empty>())?;
     m.add_function(wrap_pyfunction!(topic::init_internal_map, m)?)?;

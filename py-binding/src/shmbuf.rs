@@ -85,10 +85,35 @@ unsafe extern "C" fn dealloc(obj: *mut ffi::PyObject) {
     }
 }
 
-static TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+/// The two types made with these slots: received buffers, and loans (which `event_engine`
+/// makes context managers in Python).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Shared,
+    Loan,
+}
 
-fn shared_buffer_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
-    TYPE.get_or_try_init(py, || {
+static SHARED: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static LOAN: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// The type object of `kind` (made on first use; `event_engine` also reads it, to name it and
+/// to add the loan's context-manager methods).
+pub(crate) fn buffer_type(py: Python<'_>, kind: Kind) -> PyResult<&Bound<'_, PyType>> {
+    let (cell, name, doc) = match kind {
+        Kind::Shared => (
+            &SHARED,
+            c"event_engine.SharedBuffer",
+            c"Read-only bytes of a received message in the bus's shared memory, kept in place \
+              while this object or a view of it lives.",
+        ),
+        Kind::Loan => (
+            &LOAN,
+            c"event_engine.Loan",
+            c"Writable bytes in the bus's shared memory, lent by EventEngine.loan() to be \
+              filled in place and published by put() without a copy.",
+        ),
+    };
+    cell.get_or_try_init(py, || {
         let mut slots = [
             ffi::PyType_Slot {
                 slot: ffi::Py_bf_getbuffer,
@@ -100,9 +125,7 @@ fn shared_buffer_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
             },
             ffi::PyType_Slot {
                 slot: ffi::Py_tp_doc,
-                pfunc: c"Bytes in a bus's shared memory, kept in place while this object or a \
-                         view of it lives (a received buffer, or a loan)."
-                    .as_ptr() as *mut c_void,
+                pfunc: doc.as_ptr() as *mut c_void,
             },
             ffi::PyType_Slot {
                 slot: 0,
@@ -110,7 +133,7 @@ fn shared_buffer_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
             },
         ];
         let mut spec = ffi::PyType_Spec {
-            name: c"event_engine.SharedBuffer".as_ptr(),
+            name: name.as_ptr(),
             basicsize: std::mem::size_of::<Object>() as c_int,
             itemsize: 0,
             flags: ffi::Py_TPFLAGS_DEFAULT as _,
@@ -125,20 +148,21 @@ fn shared_buffer_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
     .map(|t| t.bind(py))
 }
 
-/// A `SharedBuffer` over `ptr..ptr + len`, kept in place by `keeper` until it and every view of
-/// it are gone; writable only if `writable` (a loan).
+/// An object of `kind` over `ptr..ptr + len`, kept in place by `keeper` until it and every
+/// view of it are gone; writable for a loan.
 ///
 /// # Safety
-/// `ptr..ptr + len` must stay valid (mapped, and not written by anyone else if not `writable`)
+/// `ptr..ptr + len` must stay valid (mapped, and written by nobody else unless a loan's)
 /// for as long as `keeper` lives.
 pub(crate) unsafe fn shared_buffer<'py>(
     py: Python<'py>,
     keeper: Keeper,
     ptr: *mut u8,
     len: usize,
-    writable: bool,
+    kind: Kind,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let tp = shared_buffer_type(py)?;
+    let writable = kind == Kind::Loan;
+    let tp = buffer_type(py, kind)?;
     let len = ffi::Py_ssize_t::try_from(len)
         .map_err(|_| PyRuntimeError::new_err("a shared buffer larger than the address space"))?;
     // SAFETY: allocating an instance of our heap type (zeroed, with a reference to the type).
@@ -156,9 +180,9 @@ pub(crate) unsafe fn shared_buffer<'py>(
     Ok(obj)
 }
 
-/// The keeper of `obj` if it is a `SharedBuffer` (for a put that recognises a loan's memory).
-pub(crate) fn keeper_of(obj: &Bound<'_, PyAny>) -> Option<Keeper> {
-    let tp = TYPE.get(obj.py())?;
+/// The keeper of `obj` if it is a [`Kind::Loan`] object.
+pub(crate) fn loan_keeper(obj: &Bound<'_, PyAny>) -> Option<Keeper> {
+    let tp = LOAN.get(obj.py())?;
     if !obj.get_type().is(tp.bind(obj.py())) {
         return None;
     }

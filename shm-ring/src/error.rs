@@ -73,6 +73,9 @@ pub enum BusError {
     /// [`crate::Publisher::loan`].
     #[error("this loan was made without a topic (loan_block): send it with send_loan_as, which takes the topic and length")]
     LoanNotLaidOut,
+    /// A loan was sent twice (or after it was released).
+    #[error("this loan was already published (or released): take a new loan for the next message")]
+    LoanSpent,
     /// A loan was sent by a publisher of another attachment (another bus, or another process).
     #[error("this loan belongs to another bus attachment: send it with a publisher made from the bus handle it was loaned from")]
     ForeignLoan,

@@ -280,6 +280,8 @@ pub struct Loan {
     size: usize,
     /// Topic length and payload length, for a loan made with its topic.
     message: Option<(usize, usize)>,
+    /// Sent (or being sent): it cannot be sent again.
+    pub(crate) spent: bool,
 }
 
 // SAFETY: the block is this process's alone until the loan is published or dropped (its seat
@@ -313,6 +315,7 @@ impl Loan {
             ptr,
             size,
             message: None,
+            spent: false,
         })
     }
 
@@ -347,6 +350,17 @@ impl Loan {
         Some((std::str::from_utf8(topic).ok()?, len))
     }
 
+    /// Whether it was sent.
+    pub fn is_spent(&self) -> bool {
+        self.spent
+    }
+
+    /// Marks it spent without sending it (a binding's `release`): it can no longer be sent, and
+    /// its block goes back when it is dropped.
+    pub fn spend(&mut self) {
+        self.spent = true;
+    }
+
     pub(crate) fn block(&self) -> u32 {
         self.block
     }
@@ -358,7 +372,7 @@ impl Loan {
 
 impl Drop for Loan {
     fn drop(&mut self) {
-        // Published: the ring holds the block now and this only lets the seat go; unpublished:
+        // Published: the ring holds the block too and this only lets the seat go; unpublished:
         // the seat held the last reference and the block goes back.
         unhold_block(&self.inner, self.block);
     }

@@ -478,16 +478,19 @@ impl Publisher {
             return Err(BusError::LoanNotLaidOut);
         };
         let topic = topic.to_owned();
-        self.send_loan_as(loan, &topic, codec, len, timeout, |_| ())
+        let mut loan = loan;
+        self.send_loan_as(&mut loan, &topic, codec, len, timeout, |_| ())
     }
 
     /// Publishes `loan` as a message of `len` payload bytes on `topic`: writes the topic at the
     /// start of the block, lets `fill` write what it wants of the payload (the `len` bytes after
     /// the topic, of which it may leave what the producer wrote in place), then publishes from
-    /// the block. Waits like [`Publisher::send_loan`].
+    /// the block. Waits like [`Publisher::send_loan`]. The loan is spent (a second send is
+    /// [`BusError::LoanSpent`]) but its seat keeps the block until the loan is dropped, so that
+    /// a binding whose views of the loan outlive the send never sees the block reused under them.
     pub fn send_loan_as(
         &mut self,
-        mut loan: Loan,
+        loan: &mut Loan,
         topic: &str,
         codec: Codec,
         len: usize,
@@ -496,6 +499,9 @@ impl Publisher {
     ) -> Result<Option<u64>, BusError> {
         if !loan.is_of(&self.inner) {
             return Err(BusError::ForeignLoan);
+        }
+        if loan.spent {
+            return Err(BusError::LoanSpent);
         }
         if topic.len() > MAX_TOPIC_LEN {
             return Err(BusError::TopicTooLong {
@@ -515,9 +521,8 @@ impl Publisher {
         fill(&mut bytes[topic.len()..total]);
         let hash = topic_hash(topic);
         let block = loan.block();
+        loan.spent = true;
         let r = self.publish_all(topic, hash, codec, 1, |_| len, timeout, |_, _| (), Some(block));
-        // The seat lets go: the ring holds the block now, or nobody (then it goes back).
-        drop(loan);
         match r {
             Ok(sent) => Ok(sent.last),
             Err(stopped) => Err(stopped.error),

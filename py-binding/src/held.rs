@@ -1,0 +1,55 @@
+//! The buffers of a received message as Python objects: read-only views of its slab block,
+//! kept in place by a hold (`event_engine_shm::Holder`), when the message is in a block of its
+//! own and the subscriber may hold more; otherwise read-only private copies.
+
+use std::sync::Arc;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use shm_ring::{Holder, Message};
+
+use crate::shmbuf::{shared_buffer, Kind};
+
+/// A received message that may be held: its subscriber's holder and the message itself (the
+/// subscriber's current one, not acknowledged yet).
+#[derive(Clone, Copy)]
+pub(crate) struct Keep<'a> {
+    pub(crate) holder: &'a Holder,
+    pub(crate) message: &'a Message<'a>,
+}
+
+/// One object per `(offset, len)` range of `payload` (each checked against it): views of the
+/// slab block sharing one hold when `keep` can hold the message, else `bytes` copies. Both
+/// export read-only buffers, so a numpy array made from either is read-only.
+pub(crate) fn buffer_objects<'py>(
+    py: Python<'py>,
+    payload: &[u8],
+    ranges: &[(usize, usize)],
+    keep: Option<Keep<'_>>,
+) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    for &(off, len) in ranges {
+        if off.checked_add(len).is_none_or(|end| end > payload.len()) {
+            return Err(PyValueError::new_err(format!(
+                "a buffer of {len} bytes at offset {off} lies outside its message of {} bytes",
+                payload.len()
+            )));
+        }
+    }
+    let held = keep
+        .filter(|k| std::ptr::eq(k.message.payload.as_ptr(), payload.as_ptr()))
+        .and_then(|k| k.holder.hold(k.message).ok())
+        .map(Arc::new);
+    ranges
+        .iter()
+        .map(|&(off, len)| match &held {
+            Some(hold) => {
+                let ptr = hold.payload()[off..].as_ptr().cast_mut();
+                // SAFETY: `ptr..ptr + len` lies in the held payload (checked above); the hold,
+                // kept by the object, keeps the block mapped and unwritten while it lives.
+                unsafe { shared_buffer(py, hold.clone(), ptr, len, Kind::Shared) }
+            }
+            None => Ok(PyBytes::new(py, &payload[off..off + len]).into_any()),
+        })
+        .collect()
+}
