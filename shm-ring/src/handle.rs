@@ -97,8 +97,10 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // No hold is left (each keeps the attachment): the seat goes with its row.
+        // No hold is left (each keeps the attachment): the seat goes with its row, once the
+        // children of recent forks have taken over their share of what it held.
         if let Some(row) = self.seat.row() {
+            self.seat.settle_pins(std::time::Duration::from_secs(2));
             self.leave(row, None);
         }
         if let Some(row) = self.row {

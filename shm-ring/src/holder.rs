@@ -41,6 +41,20 @@ struct SeatState {
     blocks: HashMap<u32, u32>,
     /// Bytes of the blocks in `blocks` (for tools).
     bytes: u64,
+    /// Forks whose child has not taken over its share of these holds yet (`fork.rs`): a block
+    /// held at the fork is not let go until the child has set its own seat's bit on it.
+    pins: Vec<Pin>,
+    /// Blocks whose last hold went while a pin covered them: their seat bit is cleared once no
+    /// pin covers them.
+    deferred: Vec<u32>,
+}
+
+/// One fork in progress, as its parent sees it: the read end of a pipe whose write end only
+/// the child holds (closed once it has taken its holds over, or at its exit), and the blocks
+/// held at the fork.
+pub(crate) struct Pin {
+    pub(crate) fd: Arc<std::os::fd::OwnedFd>,
+    pub(crate) blocks: std::collections::HashSet<u32>,
 }
 
 impl Seat {
@@ -51,6 +65,66 @@ impl Seat {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, SeatState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Pins what is held now for a fork about to happen (see `fork.rs`).
+    pub(crate) fn pin(&self, fd: &Arc<std::os::fd::OwnedFd>) {
+        let mut st = self.lock();
+        if !st.blocks.is_empty() {
+            let blocks = st.blocks.keys().copied().collect();
+            st.pins.push(Pin {
+                fd: fd.clone(),
+                blocks,
+            });
+        }
+    }
+
+    /// In a forked child: the holds its parent had through this attachment (block, count), and
+    /// their bytes; forgets the parent's pins.
+    pub(crate) fn inherited(&self) -> (Vec<(u32, u32)>, u64) {
+        let mut st = self.lock();
+        st.pins.clear();
+        st.deferred.clear();
+        (st.blocks.iter().map(|(b, n)| (*b, *n)).collect(), st.bytes)
+    }
+
+    /// Takes over `blocks` (with their counts) in a new attachment of a forked child, setting
+    /// its own seat's bit on each. False if it has no seat (every seat taken).
+    pub(crate) fn adopt(inner: &Arc<Inner>, blocks: &[(u32, u32)]) -> bool {
+        let mut st = inner.seat.lock();
+        let Some(seat) = seat(inner, &mut st) else {
+            return false;
+        };
+        for &(block, n) in blocks {
+            let Some((_, _, size)) = inner.region.block(block) else {
+                continue;
+            };
+            if inner.region.holds().hold(block, seat) {
+                count_hold(inner, &mut st, block, size);
+                st.blocks.insert(block, n);
+            }
+        }
+        true
+    }
+
+    /// Waits, at most `limit`, for the children of pending forks to take their holds over (an
+    /// attachment about to give its seat up).
+    pub(crate) fn settle_pins(&self, limit: std::time::Duration) {
+        let end = std::time::Instant::now() + limit;
+        loop {
+            let mut st = self.lock();
+            st.pins.retain(|p| !crate::fork::child_done(&p.fd, None));
+            if st.pins.is_empty() {
+                return;
+            }
+            let fd = st.pins[0].fd.clone();
+            drop(st);
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            crate::fork::child_done(&fd, Some(left));
+        }
     }
 }
 
@@ -131,13 +205,14 @@ impl Holder {
 
 /// This attachment's seat, claimed on first use; `None` when every seat is taken (tried again
 /// once one of its own holds has gone, never more than that).
-fn seat(inner: &Inner, st: &mut SeatState) -> Option<u32> {
+fn seat(inner: &Arc<Inner>, st: &mut SeatState) -> Option<u32> {
     match st.seat {
         Some((_, seat)) => Some(seat),
         None if st.full => None,
         None => match lock_table_to_join(&inner.region).and_then(|g| g.claim_holder()) {
             Ok(Some((row, seat))) => {
                 st.seat = Some((row, seat));
+                crate::fork::register(inner);
                 Some(seat)
             }
             Ok(None) | Err(_) => {
@@ -160,7 +235,7 @@ fn count_hold(inner: &Inner, st: &mut SeatState, block: u32, size: usize) {
 
 /// Sets this attachment's seat bit on `block` (claiming a seat first if it has none), unless
 /// its process is a forked child, no seat is free, or holds already take half the block's class.
-fn hold_block(inner: &Inner, block: u32) -> bool {
+fn hold_block(inner: &Arc<Inner>, block: u32) -> bool {
     if !inner.is_owner() {
         return false;
     }
@@ -169,6 +244,15 @@ fn hold_block(inner: &Inner, block: u32) -> bool {
         return false;
     };
     let mut st = inner.seat.lock();
+    if !st.deferred.is_empty() {
+        // Releases a fork kept back, now that its child may be done.
+        let ready = settle(&mut st);
+        if let (Some((_, seat)), false) = (st.seat, ready.is_empty()) {
+            drop(st);
+            release_all(inner, seat, ready);
+            st = inner.seat.lock();
+        }
+    }
     if let Some(n) = st.blocks.get_mut(&block) {
         *n += 1;
         return true;
@@ -191,7 +275,11 @@ fn hold_block(inner: &Inner, block: u32) -> bool {
 /// block if nobody else references it.
 fn unhold_block(inner: &Inner, block: u32) {
     if !inner.is_owner() {
-        // A forked child's copy of its parent's hold: the parent's to give back.
+        // A hold this process inherited at a fork: its own attachment took it over (`fork.rs`);
+        // the parent's seat is the parent's to let go.
+        if let Some(own) = crate::fork::adopter(inner) {
+            unhold_block(&own, block);
+        }
         return;
     }
     let region = &inner.region;
@@ -212,11 +300,36 @@ fn unhold_block(inner: &Inner, block: u32) {
     let Some((_, seat)) = st.seat else {
         return;
     };
+    st.deferred.push(block);
+    let ready = settle(&mut st);
     drop(st);
-    region.count_unheld(block);
-    if region.holds().release(block, seat) && region.push_block(block) {
-        region.wake_publishers();
+    release_all(inner, seat, ready);
+}
+
+/// Clears seat `seat`'s bit on each of `blocks`, freeing those it held last.
+fn release_all(inner: &Inner, seat: u32, blocks: Vec<u32>) {
+    let region = &inner.region;
+    for block in blocks {
+        region.count_unheld(block);
+        if region.holds().release(block, seat) && region.push_block(block) {
+            region.wake_publishers();
+        }
     }
+}
+
+/// The deferred blocks no pending fork covers any more (their seat bits may be cleared now),
+/// taken out of `st.deferred`; forgets the pins of children that are done.
+fn settle(st: &mut SeatState) -> Vec<u32> {
+    if !st.pins.is_empty() {
+        st.pins.retain(|p| !crate::fork::child_done(&p.fd, None));
+    }
+    let pins = &st.pins;
+    let (ready, kept): (Vec<u32>, Vec<u32>) = st
+        .deferred
+        .iter()
+        .partition(|b| !pins.iter().any(|p| p.blocks.contains(b)));
+    st.deferred = kept;
+    ready
 }
 
 /// Shows what the seat holds in its row's stats, for tools.

@@ -62,6 +62,8 @@ mod bus;
 #[cfg(not(loom))]
 mod handle;
 #[cfg(not(loom))]
+pub mod fork;
+#[cfg(not(loom))]
 mod holder;
 #[cfg(not(loom))]
 mod interrupt;
