@@ -121,7 +121,14 @@ impl PyEventEngine {
         bus: Option<&str>,
         group: Option<&str>,
         lossy: bool,
+        hold_limit: i64,
     ) -> PyResult<Self> {
+        let hold_limit = u32::try_from(hold_limit).map_err(|_| {
+            PyValueError::new_err(format!(
+                "hold_limit is how many received buffers an engine keeps in shared memory at                  once (0: copy every one); it must be between 0 and {}, got {hold_limit}",
+                u32::MAX
+            ))
+        })?;
         // Taken as a signed int so a negative capacity gets this message, not an OverflowError.
         let capacity = usize::try_from(capacity)
             .ok()
@@ -138,7 +145,9 @@ impl PyEventEngine {
             ));
         }
         let source = match bus::open(py, bus, group)? {
-            Some(b) => Source::Bus(Box::new(BusSource::attach(b, group, capacity, lossy)?)),
+            Some(b) => Source::Bus(Box::new(BusSource::attach(
+                b, group, capacity, lossy, hold_limit,
+            )?)),
             None if lossy => {
                 return Err(PyValueError::new_err(
                     "lossy=True applies to an engine on a bus (a lossy engine never holds the \
@@ -360,7 +369,7 @@ fn check_callable(handler: &Bound<'_, PyAny>) -> PyResult<()> {
 #[pymethods]
 impl PyEventEngine {
     #[new]
-    #[pyo3(signature = (capacity = 4095, logger = None, *, bus = None, group = None, lossy = false))]
+    #[pyo3(signature = (capacity = 4095, logger = None, *, bus = None, group = None, lossy = false, hold_limit = 64))]
     fn new(
         py: Python<'_>,
         capacity: i64,
@@ -368,8 +377,9 @@ impl PyEventEngine {
         bus: Option<&str>,
         group: Option<&str>,
         lossy: bool,
+        hold_limit: i64,
     ) -> PyResult<Self> {
-        PyEventEngine::create(py, capacity, logger, bus, group, lossy)
+        PyEventEngine::create(py, capacity, logger, bus, group, lossy, hold_limit)
     }
 
     /// Publishes a message: `topic` (exact) with `*args` and `**kwargs`.

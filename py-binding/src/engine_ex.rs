@@ -113,7 +113,7 @@ pub struct PyEventEngineEx;
 #[pymethods]
 impl PyEventEngineEx {
     #[new]
-    #[pyo3(signature = (capacity = 4095, logger = None, *, bus = None, group = None, lossy = false))]
+    #[pyo3(signature = (capacity = 4095, logger = None, *, bus = None, group = None, lossy = false, hold_limit = 64))]
     fn new(
         py: Python<'_>,
         capacity: i64,
@@ -121,9 +121,10 @@ impl PyEventEngineEx {
         bus: Option<&str>,
         group: Option<&str>,
         lossy: bool,
+        hold_limit: i64,
     ) -> PyResult<PyClassInitializer<Self>> {
         Ok(PyClassInitializer::from(PyEventEngine::create(
-            py, capacity, logger, bus, group, lossy,
+            py, capacity, logger, bus, group, lossy, hold_limit,
         )?)
         .add_subclass(PyEventEngineEx))
     }

@@ -53,3 +53,29 @@ pub(crate) fn buffer_objects<'py>(
         })
         .collect()
 }
+
+/// Registers the three steps of `event_engine_shm::fork` with `os.register_at_fork`, so that a
+/// child forked while this process holds views (or loans) keeps them valid: its parent keeps
+/// the blocks until the child has taken them over with a seat of its own.
+pub(crate) fn watch_forks(py: Python<'_>) -> PyResult<()> {
+    #[pyfunction]
+    fn before() {
+        shm_ring::fork::before_fork();
+    }
+    #[pyfunction]
+    fn after_in_parent() {
+        shm_ring::fork::after_fork_in_parent();
+    }
+    #[pyfunction]
+    fn after_in_child() {
+        shm_ring::fork::after_fork_in_child();
+    }
+    let kw = pyo3::types::PyDict::new(py);
+    kw.set_item("before", wrap_pyfunction!(before, py)?)?;
+    kw.set_item("after_in_parent", wrap_pyfunction!(after_in_parent, py)?)?;
+    kw.set_item("after_in_child", wrap_pyfunction!(after_in_child, py)?)?;
+    py.import("os")?
+        .getattr("register_at_fork")?
+        .call((), Some(&kw))?;
+    Ok(())
+}

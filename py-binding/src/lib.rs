@@ -72,6 +72,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cli::cli_main, m)?)?;
     // Engines still running when the script ends are stopped before the interpreter
     // finalizes (see exit.rs).
+    held::watch_forks(py)?;
     let stop_all = wrap_pyfunction!(exit::stop_all, m)?;
     py.import("atexit")?.call_method1("register", (stop_all,))?;
     Ok(())

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use shm_ring::{
+use shm_ring::{Holder, 
     Bus, BusError, Codec, InterestHandle, Interrupter, MissedCounter, Publisher, RecvOptions,
     SubscribeOptions, Subscriber,
 };
@@ -23,6 +23,7 @@ use shm_ring::{
 use super::queue::QueueSource;
 use super::received::Received;
 use super::{GetWait, MessageSource, PutWait, Receipt};
+use crate::loan::Loans;
 use crate::aio::{self, LoopDrain, LoopWaker};
 use crate::bus::{bus_err, closed};
 use crate::codec;
@@ -111,6 +112,10 @@ pub(crate) struct BusSource {
     parked: AtomicBool,
     /// A receive of the relay failed (a corrupt region): the loop reports it and detaches.
     relay_failed: Mutex<Option<BusError>>,
+    /// Keeps received buffers in shared memory for the views handed to handlers (`held.rs`).
+    holder: Holder,
+    /// This engine's live loans (`loan.rs`).
+    loans: Loans,
 }
 
 /// The relay's state: it waits on the bus only while `Wanted`, and holds the subscriber only
@@ -137,6 +142,7 @@ impl BusSource {
         group: Option<&str>,
         local_capacity: usize,
         lossy: bool,
+        hold_limit: u32,
     ) -> PyResult<Self> {
         let publisher = bus.publisher().map_err(bus_err)?;
         let subscriber = bus
@@ -146,7 +152,10 @@ impl BusSource {
                 lossy,
             })
             .map_err(bus_err)?;
+        let holder = subscriber.holder(hold_limit);
         Ok(BusSource {
+            holder,
+            loans: Loans::default(),
             name: bus.name().to_owned(),
             group: group.map(str::to_owned),
             max_payload: bus.max_payload(),
@@ -343,7 +352,7 @@ impl BusSource {
         };
         if self.parked.swap(false, Ordering::SeqCst) {
             match sub.held() {
-                Some(Ok(m)) => dispatcher.dispatch(py, &Received::from(&m)),
+                Some(Ok(m)) => dispatcher.dispatch(py, &Received::kept(&m, &self.holder)),
                 Some(Err(e)) => {
                     drop(guard.take());
                     return Ok(self.failed_on_loop(e));
@@ -365,7 +374,7 @@ impl BusSource {
                 wanted: Some(&mut wanted),
             });
             match got {
-                Ok(Some(m)) => dispatcher.dispatch(py, &Received::from(&m)),
+                Ok(Some(m)) => dispatcher.dispatch(py, &Received::kept(&m, &self.holder)),
                 Ok(None) => break,
                 Err(e) => {
                     drop(guard.take());
@@ -744,7 +753,7 @@ impl MessageSource for BusSource {
         let mut parked = 0;
         if self.parked.swap(false, Ordering::SeqCst) {
             if let Some(Ok(m)) = sub.held() {
-                dispatcher.dispatch(py, &Received::from(&m));
+                dispatcher.dispatch(py, &Received::kept(&m, &self.holder));
                 parked = 1;
             }
         }
@@ -768,12 +777,12 @@ impl MessageSource for BusSource {
                 self.redelivered.store(sub.redelivered(), Ordering::Relaxed);
                 return Ok(Receipt::Dispatched(local + parked));
             }
-            Ok(Some(m)) => dispatcher.dispatch(py, &Received::from(&m)),
+            Ok(Some(m)) => dispatcher.dispatch(py, &Received::kept(&m, &self.holder)),
         }
         // The rest of the batch with the GIL kept; each message (the first one included) is
         // acknowledged only after its handlers ran.
         let rest = sub.recv_batch(BATCH - 1, Some(Duration::ZERO), |m| {
-            dispatcher.dispatch(py, &Received::from(m))
+            dispatcher.dispatch(py, &Received::kept(m, &self.holder))
         });
         self.redelivered.store(sub.redelivered(), Ordering::Relaxed);
         match rest {
@@ -971,6 +980,7 @@ impl Copied {
             topic: &self.topic,
             codec: self.codec,
             payload: &self.payload,
+            keep: None,
         }
         .into_payload(py)
     }

@@ -10,6 +10,8 @@ use engine_core::TopicHashMap;
 use pyo3::prelude::*;
 
 use crate::codec;
+use crate::held::Keep;
+use shm_ring::Holder;
 use crate::lock::lock;
 use crate::message::{Call, Envelope};
 use crate::topic::PyTopic;
@@ -26,6 +28,9 @@ pub(super) struct Received<'a> {
     pub(super) topic: &'a str,
     pub(super) codec: u8,
     pub(super) payload: &'a [u8],
+    /// For a message still held in the ring: how its buffers may be held there after it is
+    /// acknowledged (`held.rs`); `None` for a copy.
+    pub(super) keep: Option<Keep<'a>>,
 }
 
 impl<'a> From<&'a shm_ring::Message<'_>> for Received<'a> {
@@ -36,6 +41,18 @@ impl<'a> From<&'a shm_ring::Message<'_>> for Received<'a> {
             topic: m.topic,
             codec: m.codec,
             payload: m.payload,
+            keep: None,
+        }
+    }
+}
+
+impl<'a> Received<'a> {
+    /// A message the subscriber of `holder` received and has not acknowledged yet, whose
+    /// buffers may stay in the bus as views.
+    pub(super) fn kept(m: &'a shm_ring::Message<'a>, holder: &'a Holder) -> Self {
+        Received {
+            keep: Some(Keep { holder, message: m }),
+            ..Received::from(m)
         }
     }
 }
