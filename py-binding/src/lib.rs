@@ -5,6 +5,7 @@
 
 mod aio;
 mod args;
+mod buffers;
 mod bus;
 mod cli;
 mod codec;
@@ -22,7 +23,9 @@ mod lock;
 mod logger;
 mod match_result;
 mod message;
+mod oob;
 mod payload;
+mod pybuffer;
 mod pystr;
 mod relay;
 mod shared;
