@@ -1,5 +1,6 @@
 //! The encoding of a call's arguments on a bus (docs/wire-format.md): the compact codec when
-//! every argument is a primitive, pickle otherwise; and decoding a received payload back into
+//! every argument is a primitive, pickle otherwise (its buffers out of band: `oob.rs`); and
+//! decoding a received payload back into
 //! the `(args, kwargs)` of a handler call.
 
 use pyo3::exceptions::{PyAttributeError, PyTypeError, PyValueError};
@@ -7,34 +8,29 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyList, PyString, PyTuple, PyType};
+use shm_ring::wire::buffers;
 use shm_ring::wire::compact::{CompactReader, CompactWriter, Item};
 use shm_ring::Codec;
 
 use crate::args::Args;
+use crate::oob::{self, Pickled, OOB_MIN_BYTES};
 use crate::pystr;
 
-static DUMPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
-/// An encoded call: its codec, and its bytes (in the caller's buffer, or the pickle's own).
-pub(crate) struct Encoded<'py> {
-    pub(crate) codec: Codec,
-    pickle: Option<Bound<'py, PyBytes>>,
-}
-
-impl Encoded<'_> {
-    /// The encoded bytes; `buf` is the buffer given to [`encode`].
-    pub(crate) fn bytes<'a>(&'a self, buf: &'a [u8]) -> &'a [u8] {
-        match &self.pickle {
-            Some(p) => p.as_bytes(),
-            None => buf,
-        }
-    }
+/// An encoded call.
+pub(crate) enum Encoded<'py> {
+    /// Compact-encoded, in the buffer given to [`encode`].
+    Compact,
+    /// A pickle with every buffer in band.
+    Pickle(Bound<'py, PyBytes>),
+    /// A protocol-5 pickle and the buffers it left out (codec `PickleBuffers`).
+    Buffers(Pickled<'py>),
 }
 
 /// Encodes `(args, kwargs)`: into `buf` with the compact codec when every argument has a
-/// compact form, else with pickle. An unpicklable argument is an error naming `topic` and
-/// `bus`; nothing is sent.
+/// compact form, else with pickle, protocol 5, its buffers out of band (`oob.rs`). An
+/// unpicklable argument is an error naming `topic` and `bus`; nothing is sent.
 pub(crate) fn encode<'py>(
     py: Python<'py>,
     args: &Args<'_, 'py>,
@@ -44,16 +40,11 @@ pub(crate) fn encode<'py>(
 ) -> PyResult<Encoded<'py>> {
     buf.clear();
     if encode_compact(args, buf) {
-        return Ok(Encoded {
-            codec: Codec::Compact,
-            pickle: None,
-        });
+        return Ok(Encoded::Compact);
     }
     match encode_pickle(py, args) {
-        Ok(p) => Ok(Encoded {
-            codec: Codec::Pickle,
-            pickle: Some(p),
-        }),
+        Ok(p) if p.buffers.is_empty() => Ok(Encoded::Pickle(p.pickle)),
+        Ok(p) => Ok(Encoded::Buffers(p)),
         Err(e) => Err(unpicklable(py, e, topic, bus)),
     }
 }
@@ -103,7 +94,9 @@ fn write_value(w: &mut CompactWriter<'_>, v: *mut ffi::PyObject, seq: bool) -> b
         } else if t == addr_of_mut!(ffi::PyBytes_Type) {
             let data = ffi::PyBytes_AsString(v);
             let len = ffi::PyBytes_Size(v) as usize;
-            return w.bytes(std::slice::from_raw_parts(data.cast::<u8>(), len));
+            // Large ones travel out of band (one copy instead of two each way).
+            return len < OOB_MIN_BYTES
+                && w.bytes(std::slice::from_raw_parts(data.cast::<u8>(), len));
         } else if seq && t == addr_of_mut!(ffi::PyTuple_Type) {
             let n = ffi::PyTuple_Size(v);
             return w.sequence(false, n as usize)
@@ -140,13 +133,12 @@ unsafe fn exact_str<'a>(s: *mut ffi::PyObject) -> Option<&'a str> {
     }
 }
 
-/// `pickle.dumps((args, kwargs))`: raises in the caller for anything unpicklable.
-fn encode_pickle<'py>(py: Python<'py>, args: &Args<'_, 'py>) -> PyResult<Bound<'py, PyBytes>> {
+/// Pickles `(args, kwargs)` (protocol 5, buffers out of band): raises in the caller for
+/// anything unpicklable.
+fn encode_pickle<'py>(py: Python<'py>, args: &Args<'_, 'py>) -> PyResult<Pickled<'py>> {
     let (args, kwargs) = args.to_objects()?;
     let kw = kwargs.unwrap_or_else(|| PyDict::new(py));
-    let dumps = DUMPS.import(py, "pickle", "dumps")?;
-    let out = dumps.call1(((args, kw), -1))?;
-    Ok(out.cast_into::<PyBytes>()?)
+    oob::pickle(py, &PyTuple::new(py, [args.into_any(), kw.into_any()])?)
 }
 
 /// The error of a put whose arguments cannot be pickled, naming the topic and the bus. Python's
@@ -185,8 +177,8 @@ fn unpicklable(py: Python<'_>, err: PyErr, topic: &str, bus: &str) -> PyErr {
     new
 }
 
-/// Decodes a received payload into handler arguments: Raw is one `bytes` argument, Pickle and
-/// Compact are the `(args, kwargs)` of the call (kwargs `None` when there are none).
+/// Decodes a received payload into handler arguments: Raw is one `bytes` argument, Pickle,
+/// PickleBuffers and Compact are the `(args, kwargs)` of the call (kwargs `None` when there are none).
 pub(crate) fn decode<'py>(
     py: Python<'py>,
     codec: u8,
@@ -200,6 +192,10 @@ pub(crate) fn decode<'py>(
                 .import(py, "pickle", "loads")?
                 .call1((PyBytes::new(py, payload),))?;
             split_call(py, obj)
+        }
+        c if c == Codec::PickleBuffers as u8 => {
+            let layout = buffers::parse(payload).map_err(|e| PyValueError::new_err(e.to_string()))?;
+            split_call(py, oob::unpickle(py, payload, &layout)?)
         }
         other => Err(PyValueError::new_err(format!(
             "message with unknown codec tag {other} ({} bytes)",

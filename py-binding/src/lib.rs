@@ -5,6 +5,7 @@
 
 mod aio;
 mod args;
+mod buffers;
 mod bus;
 mod cli;
 mod codec;
@@ -24,7 +25,9 @@ mod loan;
 mod logger;
 mod match_result;
 mod message;
+mod oob;
 mod payload;
+mod pybuffer;
 mod pystr;
 mod relay;
 mod shared;

@@ -199,6 +199,19 @@ impl Publisher {
         })
     }
 
+    /// [`Publisher::publish_with`] on a parsed topic (see [`Publisher::publish_topic`]).
+    pub fn publish_topic_with(
+        &mut self,
+        topic: &engine_core::Topic,
+        codec: Codec,
+        len: usize,
+        timeout: Option<Duration>,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<Option<u64>, BusError> {
+        let (literal, hash) = (topic.literal(), topic.hash_value());
+        self.publish_hashed(literal, hash, codec, len, timeout, fill)
+    }
+
     /// Builds the payload in place: `fill` gets exactly `len` bytes inside the slab block (or the
     /// slot), so publishing needs no heap allocation.
     pub fn publish_with(

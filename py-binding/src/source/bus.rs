@@ -26,13 +26,14 @@ use super::{GetWait, MessageSource, PutWait, Receipt};
 use crate::loan::Loans;
 use crate::aio::{self, LoopDrain, LoopWaker};
 use crate::bus::{bus_err, closed};
-use crate::codec;
+use crate::codec::{self, Encoded};
 use crate::dispatch::Dispatcher;
 use crate::errors::{Empty, Full};
 use crate::gil;
 use crate::lock::{lock, try_lock};
 use crate::logger;
 use crate::message::{Envelope, Message, Outgoing};
+use crate::oob::{self, Pickled};
 use crate::payload::PyMessagePayload;
 
 /// Most messages dispatched per GIL acquisition.
@@ -511,15 +512,31 @@ impl BusSource {
         wait: PutWait,
         tried: bool,
     ) -> PyResult<()> {
+        let fill = |out: &mut [u8]| out.copy_from_slice(payload);
+        self.publish_body(py, topic, codec, payload.len(), &fill, wait, tried)
+    }
+
+    /// [`BusSource::publish`] of a payload of `len` bytes that `fill` writes in place (it may
+    /// be called once per attempt; it runs without the GIL).
+    #[allow(clippy::too_many_arguments)]
+    fn publish_body(
+        &self,
+        py: Python<'_>,
+        topic: &engine_core::Topic,
+        codec: Codec,
+        len: usize,
+        fill: &(dyn Fn(&mut [u8]) + Sync),
+        wait: PutWait,
+        tried: bool,
+    ) -> PyResult<()> {
         let literal = topic.literal();
-        if payload.len() > self.max_payload {
+        if len > self.max_payload {
             return Err(PyValueError::new_err(format!(
-                "the arguments of a message on \"{literal}\" encode to {} bytes, more than bus \
+                "the arguments of a message on \"{literal}\" encode to {len} bytes, more than bus \
                  \"{}\" carries in one message ({} bytes); the limit counts encoded arguments, \
-                 a few bytes per argument more than their data; nothing was published",
-                payload.len(),
-                self.name,
-                self.max_payload
+                 a few bytes per argument more than their data (and up to 63 bytes of alignment \
+                 per out-of-band buffer); nothing was published",
+                self.name, self.max_payload
             )));
         }
         if !tried {
@@ -528,15 +545,15 @@ impl BusSource {
                 let Some(p) = g.as_mut() else {
                     return Err(closed());
                 };
-                match p.publish_topic(topic, codec, payload, Some(Duration::ZERO)) {
+                match p.publish_topic_with(topic, codec, len, Some(Duration::ZERO), fill) {
                     Ok(_) => return Ok(()),
                     Err(BusError::Full) if wait.block => {}
-                    Err(BusError::Full) => return Err(self.full(payload.len())),
+                    Err(BusError::Full) => return Err(self.full(len)),
                     Err(e) => return Err(self.publish_err(literal, e)),
                 }
             }
         } else if !wait.block {
-            return Err(self.full(payload.len()));
+            return Err(self.full(len));
         }
         let deadline = match wait.timeout {
             Some(t) if wait.block => Instant::now().checked_add(t),
@@ -561,7 +578,7 @@ impl BusSource {
             let Some(p) = guard.as_mut() else {
                 return Err(());
             };
-            let first = p.publish_topic(topic, codec, payload, Some(Duration::ZERO));
+            let first = p.publish_topic_with(topic, codec, len, Some(Duration::ZERO), fill);
             if !wait.block || !matches!(first, Err(BusError::Full)) {
                 return Ok(first);
             }
@@ -571,7 +588,7 @@ impl BusSource {
             }
             self.room_waiters.fetch_add(1, Ordering::SeqCst);
             p.set_never_wait_for(never);
-            let res = p.publish_topic(topic, codec, payload, remaining);
+            let res = p.publish_topic_with(topic, codec, len, remaining, fill);
             p.set_never_wait_for(0);
             self.room_waiters.fetch_sub(1, Ordering::SeqCst);
             Ok(res)
@@ -579,11 +596,11 @@ impl BusSource {
         match res {
             Err(()) => Err(closed()),
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(BusError::Full)) => Err(self.full(payload.len())),
+            Ok(Err(BusError::Full)) => Err(self.full(len)),
             Ok(Err(BusError::Timeout)) => Err(Full::new_err(format!(
                 "bus \"{}\" full: no room for a {}-byte message within {:.3} s",
                 self.name,
-                payload.len(),
+                len,
                 wait.timeout.unwrap_or_default().as_secs_f64()
             ))),
             Ok(Err(BusError::WouldWaitFor { .. })) => Err(Full::new_err(format!(
@@ -596,6 +613,28 @@ impl BusSource {
             ))),
             Ok(Err(e)) => Err(self.publish_err(literal, e)),
         }
+    }
+
+    /// Publishes a pickle and its out-of-band buffers (codec `PickleBuffers`): each buffer is
+    /// copied once, from its exporter's memory into the slab block.
+    fn publish_buffers(
+        &self,
+        py: Python<'_>,
+        topic: &engine_core::Topic,
+        pickled: &Pickled<'_>,
+        wait: PutWait,
+    ) -> PyResult<()> {
+        let literal = topic.literal();
+        let Some(layout) = pickled.layout(literal.len()) else {
+            return Err(PyValueError::new_err(format!(
+                "the arguments of a message on \"{literal}\" are too large to encode; nothing \
+                 was published"
+            )));
+        };
+        let (pickle, buffers) = (pickled.pickle.as_bytes(), &pickled.buffers[..]);
+        let fill = |out: &mut [u8]| oob::fill(&layout, pickle, buffers, out);
+        let codec = Codec::PickleBuffers;
+        self.publish_body(py, topic, codec, layout.len, &fill, wait, false)
     }
 
     /// Takes the publisher for a put that got past the fast path. A put that may wait waits
@@ -708,9 +747,14 @@ impl MessageSource for BusSource {
             self.publish(py, msg.topic, Codec::Compact, &buf, wait, tried)
         } else {
             codec::encode(py, &msg.args, &mut buf, msg.topic.literal(), &self.name).and_then(
-                |encoded| {
-                    let bytes = encoded.bytes(&buf);
-                    self.publish(py, msg.topic, encoded.codec, bytes, wait, false)
+                |encoded| match encoded {
+                    Encoded::Compact => {
+                        self.publish(py, msg.topic, Codec::Compact, &buf, wait, false)
+                    }
+                    Encoded::Pickle(p) => {
+                        self.publish(py, msg.topic, Codec::Pickle, p.as_bytes(), wait, false)
+                    }
+                    Encoded::Buffers(p) => self.publish_buffers(py, msg.topic, &p, wait),
                 },
             )
         };

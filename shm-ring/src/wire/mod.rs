@@ -5,8 +5,10 @@
 //! * [`topic_hash`]: the hash stored with each message and used by every hook table;
 //! * [`compact`]: the compact encoding of primitive call arguments;
 //! * [`pickle`]: the subset of pickle written from Rust and read back for display;
+//! * [`buffers`]: the layout of a pickle whose buffers travel out of band;
 //! * [`render`]: decoding any payload into a [`pickle::PyValue`] for display, within limits.
 
+pub mod buffers;
 pub mod compact;
 pub mod pickle;
 pub mod render;
@@ -23,6 +25,8 @@ pub enum Codec {
     Pickle = 1,
     /// The compact encoding of primitive call arguments (see [`compact`]).
     Compact = 2,
+    /// A protocol-5 pickle of `(args, kwargs)` with its buffers out of band (see [`buffers`]).
+    PickleBuffers = 3,
 }
 
 impl Codec {
@@ -32,6 +36,7 @@ impl Codec {
             0 => Some(Codec::Raw),
             1 => Some(Codec::Pickle),
             2 => Some(Codec::Compact),
+            3 => Some(Codec::PickleBuffers),
             _ => None,
         }
     }

@@ -85,6 +85,7 @@ pub fn decode_args(codec: u8, payload: &[u8]) -> Result<CallArgs, Undecodable> {
                 },
             })
         }
+        Some(Codec::PickleBuffers) => Err(fail("pickle-buffers", "not yet".into())),
         None => Err(fail(&format!("codec {codec}"), "unknown codec id".into())),
     }
 }
