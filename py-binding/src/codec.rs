@@ -13,6 +13,7 @@ use shm_ring::wire::compact::{CompactReader, CompactWriter, Item};
 use shm_ring::Codec;
 
 use crate::args::Args;
+use crate::held::Keep;
 use crate::oob::{self, Pickled, OOB_MIN_BYTES};
 use crate::pystr;
 
@@ -179,10 +180,14 @@ fn unpicklable(py: Python<'_>, err: PyErr, topic: &str, bus: &str) -> PyErr {
 
 /// Decodes a received payload into handler arguments: Raw is one `bytes` argument, Pickle,
 /// PickleBuffers and Compact are the `(args, kwargs)` of the call (kwargs `None` when there are none).
+///
+/// `keep`: the message is still held in the ring by its subscriber, whose buffers may then
+/// stay there as views (`held.rs`); `None` makes copies.
 pub(crate) fn decode<'py>(
     py: Python<'py>,
     codec: u8,
     payload: &[u8],
+    keep: Option<Keep<'_>>,
 ) -> PyResult<(Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>)> {
     match codec {
         c if c == Codec::Raw as u8 => Ok((PyTuple::new(py, [PyBytes::new(py, payload)])?, None)),
@@ -195,7 +200,7 @@ pub(crate) fn decode<'py>(
         }
         c if c == Codec::PickleBuffers as u8 => {
             let layout = buffers::parse(payload).map_err(|e| PyValueError::new_err(e.to_string()))?;
-            split_call(py, oob::unpickle(py, payload, &layout)?)
+            split_call(py, oob::unpickle(py, payload, &layout, keep)?)
         }
         other => Err(PyValueError::new_err(format!(
             "message with unknown codec tag {other} ({} bytes)",

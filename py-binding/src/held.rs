@@ -2,6 +2,7 @@
 //! kept in place by a hold (`event_engine_shm::Holder`), when the message is in a block of its
 //! own and the subscriber may hold more; otherwise read-only private copies.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use pyo3::exceptions::PyValueError;
@@ -19,19 +20,23 @@ pub(crate) struct Keep<'a> {
     pub(crate) message: &'a Message<'a>,
 }
 
-/// One object per `(offset, len)` range of `payload` (each checked against it): views of the
-/// slab block sharing one hold when `keep` can hold the message, else `bytes` copies. Both
-/// export read-only buffers, so a numpy array made from either is read-only.
+/// One object per range of `payload` (each checked against it; `wire::buffers::parse` made
+/// them), given to the unpickler as the message's out-of-band buffers: views of the slab block
+/// sharing one hold when `keep` can hold the message, else `bytes` copies. Both export
+/// read-only buffers, so a numpy array or `memoryview` made from either is read-only. A
+/// handler's `bytes` argument is made from its object by one copy either way.
 pub(crate) fn buffer_objects<'py>(
     py: Python<'py>,
     payload: &[u8],
-    ranges: &[(usize, usize)],
+    ranges: &[Range<usize>],
     keep: Option<Keep<'_>>,
 ) -> PyResult<Vec<Bound<'py, PyAny>>> {
-    for &(off, len) in ranges {
-        if off.checked_add(len).is_none_or(|end| end > payload.len()) {
+    for r in ranges {
+        if r.start > r.end || r.end > payload.len() {
             return Err(PyValueError::new_err(format!(
-                "a buffer of {len} bytes at offset {off} lies outside its message of {} bytes",
+                "an out-of-band buffer ({}..{}) lies outside its message of {} bytes",
+                r.start,
+                r.end,
                 payload.len()
             )));
         }
@@ -42,14 +47,14 @@ pub(crate) fn buffer_objects<'py>(
         .map(Arc::new);
     ranges
         .iter()
-        .map(|&(off, len)| match &held {
+        .map(|r| match &held {
             Some(hold) => {
-                let ptr = hold.payload()[off..].as_ptr().cast_mut();
-                // SAFETY: `ptr..ptr + len` lies in the held payload (checked above); the hold,
-                // kept by the object, keeps the block mapped and unwritten while it lives.
-                unsafe { shared_buffer(py, hold.clone(), ptr, len, Kind::Shared) }
+                let ptr = hold.payload()[r.start..].as_ptr().cast_mut();
+                // SAFETY: `ptr..ptr + r.len()` lies in the held payload (checked above); the
+                // hold, kept by the object, keeps the block mapped and unwritten while it lives.
+                unsafe { shared_buffer(py, hold.clone(), ptr, r.len(), Kind::Shared) }
             }
-            None => Ok(PyBytes::new(py, &payload[off..off + len]).into_any()),
+            None => Ok(PyBytes::new(py, &payload[r.clone()]).into_any()),
         })
         .collect()
 }

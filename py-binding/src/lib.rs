@@ -5,7 +5,6 @@
 
 mod aio;
 mod args;
-mod buffers;
 mod bus;
 mod cli;
 mod codec;

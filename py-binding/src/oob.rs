@@ -20,7 +20,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMemoryView, PyString, PyTuple};
 use shm_ring::wire::buffers::{self, Layout};
 
-use crate::buffers::buffer_objects;
+use crate::held::{buffer_objects, Keep};
 use crate::pybuffer::Exported;
 
 /// `bytes` and `bytearray` at least this long travel out of band. Below it, copying them twice
@@ -101,8 +101,9 @@ pub(crate) fn unpickle<'py>(
     py: Python<'py>,
     message: &[u8],
     layout: &Layout,
+    keep: Option<Keep<'_>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let objects = buffer_objects(py, message, &layout.buffers)?;
+    let objects = buffer_objects(py, message, &layout.buffers, keep)?;
     // One iterator: the unpickler's out-of-band buffers and the persistent ids take from it
     // in the order they were written.
     let next = PyList::new(py, objects)?.try_iter()?;

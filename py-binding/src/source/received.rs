@@ -72,7 +72,7 @@ impl Envelope for Received<'_> {
 
     fn open<'py, R>(&self, py: Python<'py>, f: impl FnOnce(Call<'_, 'py>) -> R) -> PyResult<R> {
         let topic = topic_for(py, self.topic_hash, self.topic)?.into_bound(py);
-        let (args, kwargs) = codec::decode(py, self.codec, self.payload)?;
+        let (args, kwargs) = codec::decode(py, self.codec, self.payload, self.keep)?;
         Ok(f(Call {
             topic: &topic,
             args: &args,
