@@ -757,6 +757,44 @@ impl PyEventEngine {
         self.shared.source.missed()
     }
 
+    /// Lends `nbytes` of writable memory in the bus (an `event_engine.Loan`: buffer protocol,
+    /// context manager) for a producer to fill in place; a `put` whose one buffer argument is
+    /// that memory (the loan, a `memoryview` of it, a numpy array over it) publishes it without
+    /// a copy, and spends it. Waits for a free block like `put` (`timeout` seconds, `None`:
+    /// for ever; `block=False`: not at all), raising `Full`. An engine without a bus lends a
+    /// `bytearray`.
+    #[pyo3(signature = (nbytes, *, block = true, timeout = None))]
+    fn loan<'py>(
+        &self,
+        py: Python<'py>,
+        nbytes: i64,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let nbytes = usize::try_from(nbytes).map_err(|_| {
+            PyValueError::new_err(format!("loan() needs a size of 0 bytes or more, got {nbytes}"))
+        })?;
+        let timeout = match (block, timeout) {
+            (false, _) => Some(std::time::Duration::ZERO),
+            (true, None) => None,
+            (true, Some(t)) if t.is_finite() && t >= 0.0 => {
+                Some(std::time::Duration::from_secs_f64(t))
+            }
+            (true, Some(t)) => {
+                return Err(PyValueError::new_err(format!(
+                    "loan() timeout must be a number of seconds, 0 or more, or None, got {t}"
+                )))
+            }
+        };
+        self.shared.source.loan(py, nbytes, timeout)
+    }
+
+    /// Loans this engine published from their own block, without a copy.
+    #[getter]
+    fn loans_published(&self) -> u64 {
+        self.shared.source.loans_published()
+    }
+
     /// Maximum number of queued messages.
     #[getter]
     fn capacity(&self) -> usize {

@@ -100,6 +100,26 @@ impl Exported {
         Ok(out)
     }
 
+    /// The address of the buffer's bytes when they are one contiguous run (C or Fortran
+    /// order), as they would be copied.
+    pub(crate) fn contiguous_ptr(&self) -> Option<usize> {
+        let v = &*self.view;
+        let ndim = v.ndim as usize;
+        // SAFETY: as in `copy_to`: `shape`/`strides` hold `ndim` entries while the export lives.
+        let (shape, strides) = unsafe {
+            if v.shape.is_null() || v.strides.is_null() || ndim == 0 {
+                (&[][..], &[][..])
+            } else {
+                (
+                    std::slice::from_raw_parts(v.shape, ndim),
+                    std::slice::from_raw_parts(v.strides, ndim),
+                )
+            }
+        };
+        (shape.is_empty() || is_contiguous(shape, strides, v.itemsize.max(1)))
+            .then_some(v.buf as usize)
+    }
+
     /// The buffer's size in bytes (of its contiguous copy).
     pub(crate) fn len(&self) -> usize {
         self.view.len as usize

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use shm_ring::wire::buffers;
 use shm_ring::{Holder, 
     Bus, BusError, Codec, InterestHandle, Interrupter, MissedCounter, Publisher, RecvOptions,
     SubscribeOptions, Subscriber,
@@ -23,7 +24,8 @@ use shm_ring::{Holder,
 use super::queue::QueueSource;
 use super::received::Received;
 use super::{GetWait, MessageSource, PutWait, Receipt};
-use crate::loan::Loans;
+use crate::loan::{LoanCell, Loans, LOAN_FRONT};
+use crate::pybuffer::Exported;
 use crate::aio::{self, LoopDrain, LoopWaker};
 use crate::bus::{bus_err, closed};
 use crate::codec::{self, Encoded};
@@ -50,6 +52,10 @@ thread_local! {
     /// The encoding buffer of puts made on this thread (reused: no allocation per put).
     static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
+
+/// One attempt at publishing a put's message with the given timeout (see
+/// [`BusSource::publish_body`]).
+type Send<'a> = &'a (dyn Fn(&mut Publisher, Option<Duration>) -> Result<Option<u64>, BusError> + Sync);
 
 /// The engine's publisher, and the buffer its puts are compact-encoded into while they hold it.
 struct Outbox {
@@ -117,6 +123,8 @@ pub(crate) struct BusSource {
     holder: Holder,
     /// This engine's live loans (`loan.rs`).
     loans: Loans,
+    /// Loans published from their own block (no copy), for tests and tools.
+    loans_published: AtomicU64,
 }
 
 /// The relay's state: it waits on the bus only while `Wanted`, and holds the subscriber only
@@ -157,6 +165,7 @@ impl BusSource {
         Ok(BusSource {
             holder,
             loans: Loans::default(),
+            loans_published: AtomicU64::new(0),
             name: bus.name().to_owned(),
             group: group.map(str::to_owned),
             max_payload: bus.max_payload(),
@@ -513,23 +522,22 @@ impl BusSource {
         tried: bool,
     ) -> PyResult<()> {
         let fill = |out: &mut [u8]| out.copy_from_slice(payload);
-        self.publish_body(py, topic, codec, payload.len(), &fill, wait, tried)
+        let send = |p: &mut Publisher, t| p.publish_topic_with(topic, codec, payload.len(), t, fill);
+        self.publish_body(py, topic.literal(), payload.len(), &send, wait, tried)
     }
 
-    /// [`BusSource::publish`] of a payload of `len` bytes that `fill` writes in place (it may
-    /// be called once per attempt; it runs without the GIL).
-    #[allow(clippy::too_many_arguments)]
+    /// [`BusSource::publish`] of a message of `len` payload bytes that `send` publishes with a
+    /// given timeout (it may be called once per attempt; it runs without the GIL, except for
+    /// the first attempt, which does not wait).
     fn publish_body(
         &self,
         py: Python<'_>,
-        topic: &engine_core::Topic,
-        codec: Codec,
+        literal: &str,
         len: usize,
-        fill: &(dyn Fn(&mut [u8]) + Sync),
+        send: Send<'_>,
         wait: PutWait,
         tried: bool,
     ) -> PyResult<()> {
-        let literal = topic.literal();
         if len > self.max_payload {
             return Err(PyValueError::new_err(format!(
                 "the arguments of a message on \"{literal}\" encode to {len} bytes, more than bus \
@@ -545,7 +553,7 @@ impl BusSource {
                 let Some(p) = g.as_mut() else {
                     return Err(closed());
                 };
-                match p.publish_topic_with(topic, codec, len, Some(Duration::ZERO), fill) {
+                match send(p, Some(Duration::ZERO)) {
                     Ok(_) => return Ok(()),
                     Err(BusError::Full) if wait.block => {}
                     Err(BusError::Full) => return Err(self.full(len)),
@@ -578,7 +586,7 @@ impl BusSource {
             let Some(p) = guard.as_mut() else {
                 return Err(());
             };
-            let first = p.publish_topic_with(topic, codec, len, Some(Duration::ZERO), fill);
+            let first = send(p, Some(Duration::ZERO));
             if !wait.block || !matches!(first, Err(BusError::Full)) {
                 return Ok(first);
             }
@@ -588,7 +596,7 @@ impl BusSource {
             }
             self.room_waiters.fetch_add(1, Ordering::SeqCst);
             p.set_never_wait_for(never);
-            let res = p.publish_topic_with(topic, codec, len, remaining, fill);
+            let res = send(p, remaining);
             p.set_never_wait_for(0);
             self.room_waiters.fetch_sub(1, Ordering::SeqCst);
             Ok(res)
@@ -632,9 +640,62 @@ impl BusSource {
             )));
         };
         let (pickle, buffers) = (pickled.pickle.as_bytes(), &pickled.buffers[..]);
+        if let [one] = buffers {
+            if let Some(cell) = one.contiguous_ptr().and_then(|p| self.loans.find(p, one.len())) {
+                if self.publish_loan(py, literal, pickle, &cell, one, wait)? {
+                    return Ok(());
+                }
+            }
+        }
         let fill = |out: &mut [u8]| oob::fill(&layout, pickle, buffers, out);
-        let codec = Codec::PickleBuffers;
-        self.publish_body(py, topic, codec, layout.len, &fill, wait, false)
+        let send = |p: &mut Publisher, t| {
+            p.publish_topic_with(topic, Codec::PickleBuffers, layout.len, t, fill)
+        };
+        self.publish_body(py, literal, layout.len, &send, wait, false)
+    }
+
+    /// Publishes a call whose one out-of-band buffer `buffer` lies in the live loan `cell`,
+    /// from the loan's block (`loan.rs`): the header and `pickle` go in front of the buffer,
+    /// nothing is copied. False when it was not published that way: the loan was published
+    /// already, or the call's pickle does not fit in front of the buffer; the caller then
+    /// copies, as for any buffer.
+    fn publish_loan(
+        &self,
+        py: Python<'_>,
+        literal: &str,
+        pickle: &[u8],
+        cell: &LoanCell,
+        buffer: &Exported,
+        wait: PutWait,
+    ) -> PyResult<bool> {
+        let at = buffer.contiguous_ptr().unwrap_or_default() - cell.start();
+        let Some(layout) = at
+            .checked_sub(literal.len())
+            .and_then(|off| buffers::plan_at(pickle.len(), off, buffer.len()))
+        else {
+            return Ok(false);
+        };
+        let spent = AtomicBool::new(false);
+        let send = |p: &mut Publisher, t| {
+            let mut loan = cell.lock();
+            if loan.is_spent() {
+                spent.store(true, Ordering::Relaxed);
+                return Err(BusError::LoanSpent);
+            }
+            let front = |out: &mut [u8]| {
+                buffers::write_header(&layout, out);
+                out[layout.pickle.clone()].copy_from_slice(pickle);
+            };
+            let r = p.send_loan_as(&mut loan, literal, Codec::PickleBuffers, layout.len, t, front);
+            if r.is_ok() {
+                self.loans_published.fetch_add(1, Ordering::Relaxed);
+            }
+            r
+        };
+        match self.publish_body(py, literal, layout.len, &send, wait, false) {
+            Err(_) if spent.load(Ordering::Relaxed) => Ok(false),
+            other => other.map(|()| true),
+        }
     }
 
     /// Takes the publisher for a put that got past the fast path. A put that may wait waits
@@ -760,6 +821,43 @@ impl MessageSource for BusSource {
         };
         BUF.with(|b| b.replace(buf));
         result
+    }
+
+    fn loan<'py>(
+        &self,
+        py: Python<'py>,
+        nbytes: usize,
+        timeout: Option<Duration>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let most = self.max_payload.saturating_sub(LOAN_FRONT);
+        if nbytes > most {
+            return Err(PyValueError::new_err(format!(
+                "a loan of {nbytes} bytes is more than bus \"{}\" carries in one message \
+                 ({most} bytes: its max_message of {} less {LOAN_FRONT} for the call's \
+                 encoding); create the bus with a larger max_message (create_bus)",
+                self.name, self.max_payload
+            )));
+        }
+        let res = gil::detach(py, || {
+            let mut guard = self.publisher.lock();
+            let p = guard.as_mut().ok_or(())?;
+            Ok(p.loan_block(LOAN_FRONT + nbytes, timeout))
+        });
+        match res {
+            Err(()) => Err(closed()),
+            Ok(Ok(loan)) => self.loans.object(py, loan, nbytes),
+            Ok(Err(BusError::Full)) => Err(self.full(LOAN_FRONT + nbytes)),
+            Ok(Err(BusError::Timeout)) => Err(Full::new_err(format!(
+                "bus \"{}\" full: no free block for a {nbytes}-byte loan within {:.3} s",
+                self.name,
+                timeout.unwrap_or_default().as_secs_f64()
+            ))),
+            Ok(Err(e)) => Err(bus_err(e)),
+        }
+    }
+
+    fn loans_published(&self) -> u64 {
+        self.loans_published.load(Ordering::Relaxed)
     }
 
     fn push_local(&self, msg: Message, timeout: Duration) -> Result<(), Message> {

@@ -86,6 +86,17 @@ impl MessageSource for Source {
     fn missed(&self) -> u64 {
         forward!(self, s => s.missed())
     }
+    fn loan<'py>(
+        &self,
+        py: Python<'py>,
+        nbytes: usize,
+        timeout: Option<Duration>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        forward!(self, s => s.loan(py, nbytes, timeout))
+    }
+    fn loans_published(&self) -> u64 {
+        forward!(self, s => s.loans_published())
+    }
     fn is_closed(&self) -> bool {
         forward!(self, s => s.is_closed())
     }

@@ -127,6 +127,23 @@ pub(crate) trait MessageSource {
         0
     }
 
+    /// `loan(nbytes)`: memory a put of this engine publishes without a copy (`loan.rs`); an
+    /// engine without a bus lends a `bytearray` (its puts copy nothing anyway).
+    fn loan<'py>(
+        &self,
+        py: Python<'py>,
+        nbytes: usize,
+        timeout: Option<Duration>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let _ = timeout;
+        Ok(pyo3::types::PyByteArray::new_with(py, nbytes, |_| Ok(()))?.into_any())
+    }
+
+    /// Loans published from their own block.
+    fn loans_published(&self) -> u64 {
+        0
+    }
+
     /// Whether `close()` detached it (never, for the in-process queue).
     fn is_closed(&self) -> bool;
 

@@ -67,6 +67,23 @@ pub fn plan(topic_len: usize, pickle_len: usize, buffer_lens: &[usize]) -> Optio
     })
 }
 
+/// The layout of a payload carrying a `pickle_len`-byte pickle and one buffer of `len` bytes
+/// that already lies at payload offset `at` (a loaned block the producer filled in place):
+/// `None` when the header and the pickle do not fit before it.
+pub fn plan_at(pickle_len: usize, at: usize, len: usize) -> Option<Layout> {
+    let header = FIXED + ENTRY;
+    let pickle = header..header.checked_add(pickle_len)?;
+    if pickle.end > at || u32::try_from(pickle_len).is_err() {
+        return None;
+    }
+    let end = at.checked_add(len)?;
+    Some(Layout {
+        pickle,
+        buffers: vec![at..end],
+        len: end,
+    })
+}
+
 /// Writes the header of `layout` at the start of `out` (which is `layout.len` bytes: the
 /// whole payload), and zeroes the padding; the pickle and the buffers are the caller's to copy
 /// to their ranges.
