@@ -20,7 +20,9 @@ from ._native import (
     EventHook,
     EventHookEx,
     Full,
+    Loan,
     MessagePayload,
+    SharedBuffer,
     Topic,
     TopicMatchResult,
     TopicPart,
@@ -38,6 +40,8 @@ from ._native import (
     set_logger,
     unlink_bus,
 )
+
+from . import _loan  # noqa: F401  (Loan's context manager and release())
 
 __version__: str = _native.__version__
 
@@ -95,6 +99,7 @@ __all__ = [
     "Full",
     "Handler",
     "HandlerStats",
+    "Loan",
     "MessagePayload",
     "PyMessagePayload",
     "PyTopic",
@@ -105,6 +110,7 @@ __all__ = [
     "PyTopicPartPattern",
     "PyTopicPartRange",
     "PyTopicType",
+    "SharedBuffer",
     "Topic",
     "TopicMatchNode",
     "TopicMatchResult",

@@ -25,6 +25,12 @@ from ._native import (
     Full as Full,
 )
 from ._native import (
+    Loan as Loan,
+)
+from ._native import (
+    SharedBuffer as SharedBuffer,
+)
+from ._native import (
     MessagePayload as MessagePayload,
 )
 from ._native import (

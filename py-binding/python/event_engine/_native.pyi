@@ -256,10 +256,24 @@ class EventEngine:
         bus: str | None = None,
         group: str | None = None,
         lossy: bool = False,
-    ) -> None: ...
+        hold_limit: int = 64,
+    ) -> None:
+        """``hold_limit``: how many received messages' buffers this engine keeps in shared
+        memory at once as read-only views (0: copy every one); past it they arrive as private
+        copies (docs/delivery.md, "Holds")."""
     @property
     def capacity(self) -> int:
         """Queue size in-process; the ring's slot count for a bus engine."""
+    def loan(self, nbytes: int, *, block: bool = True, timeout: float | None = None) -> Loan | bytearray:
+        """``nbytes`` of writable memory in the bus for a producer to fill in place: a ``put``
+        whose one buffer argument is that memory (the loan, a ``memoryview`` of it, a numpy
+        array over it) publishes it without a copy and spends it. Waits for a free block like
+        ``put`` (``timeout`` seconds, ``None``: for ever; ``block=False``: not at all), raising
+        ``Full``; ``ValueError`` when the bus cannot carry ``nbytes`` in one message. An engine
+        without a bus lends a ``bytearray``."""
+    @property
+    def loans_published(self) -> int:
+        """Loans this engine published from their own block, without a copy."""
     @property
     def bus(self) -> str | None:
         """Name of the shared-memory bus the engine is attached to (None in-process)."""
@@ -381,6 +395,26 @@ class EventEngine:
     def topics(self) -> Iterator[Topic]: ...
     def items(self) -> Iterator[tuple[Topic, EventHook]]: ...
     def __len__(self) -> int: ...
+
+class SharedBuffer:
+    """Read-only bytes of a received message in the bus's shared memory (buffer protocol),
+    kept in place while this object or a view of it (a ``memoryview``, a numpy array) lives."""
+
+class Loan:
+    """Writable bytes in the bus's shared memory from ``EventEngine.loan`` (buffer protocol; a
+    context manager). Fill it in place and ``put`` it, or a view of it, to publish it without a
+    copy; leaving the ``with`` block or ``release()`` gives back a loan that was not published."""
+
+    @property
+    def nbytes(self) -> int:
+        """How many bytes the loan holds."""
+    def release(self) -> None:
+        """Gives the loan back unpublished (its block returns to the bus once this object and
+        every view of it are gone)."""
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *exc: object) -> None: ...
+
+def release_loan(loan: Loan) -> None: ...
 
 class EventEngineEx(EventEngine):
     """An ``EventEngine`` with timers."""
