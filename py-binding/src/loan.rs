@@ -60,13 +60,6 @@ impl Loans {
             .find(|c| c.contains(ptr, len))
     }
 
-    /// Whether any loan is live (a put looks for one only then).
-    pub(crate) fn any(&self) -> bool {
-        let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
-        live.retain(|w| w.strong_count() > 0);
-        !live.is_empty()
-    }
-
     /// The `Loan` object for `loan`, a block of at least `LOAN_FRONT + nbytes` bytes.
     pub(crate) fn object<'py>(
         &self,

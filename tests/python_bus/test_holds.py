@@ -48,7 +48,7 @@ def shared_memory_of(a) -> bool:
 
 
 def holder_row(name: str) -> dict:
-    rows = [p for p in event_engine.inspect_bus(name)["processes"] if p["role"] == "Holder"]
+    rows = [p for p in event_engine.inspect_bus(name)["processes"] if p["role"] == "holder"]
     assert len(rows) == 1, rows
     return rows[0]
 
@@ -57,7 +57,7 @@ def subscriber_copies(name: str) -> int:
     return sum(
         p["copies"]
         for p in event_engine.inspect_bus(name)["processes"]
-        if p["role"] in ("Subscriber", "GroupMember")
+        if p["role"] in ("subscriber", "group_member")
     )
 
 
