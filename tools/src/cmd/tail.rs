@@ -104,7 +104,7 @@ pub struct JsonMessage<'a> {
     pub timestamp_ns: u64,
     /// Payload size in bytes.
     pub size: usize,
-    /// `raw`, `pickle`, `compact` or `codec-<n>`.
+    /// `raw`, `pickle`, `compact`, `pickle-buffers` or `codec-<n>`.
     pub codec: String,
     /// The payload as text: its arguments, or why it could not be decoded.
     pub payload: String,
@@ -113,11 +113,9 @@ pub struct JsonMessage<'a> {
 }
 
 fn codec_name(codec: u8) -> String {
-    match codec {
-        c if c == Codec::Raw as u8 => "raw".into(),
-        c if c == Codec::Pickle as u8 => "pickle".into(),
-        c if c == Codec::Compact as u8 => "compact".into(),
-        c => format!("codec-{c}"),
+    match Codec::from_id(codec) {
+        Some(c) => c.name().into(),
+        None => format!("codec-{codec}"),
     }
 }
 
