@@ -199,7 +199,8 @@ pub(crate) fn decode<'py>(
             split_call(py, obj)
         }
         c if c == Codec::PickleBuffers as u8 => {
-            let layout = buffers::parse(payload).map_err(|e| PyValueError::new_err(e.to_string()))?;
+            let layout =
+                buffers::parse(payload).map_err(|e| PyValueError::new_err(e.to_string()))?;
             split_call(py, oob::unpickle(py, payload, &layout, keep)?)
         }
         other => Err(PyValueError::new_err(format!(

@@ -136,7 +136,10 @@ fn needs_persistent_ids(obj: &Bound<'_, PyAny>, depth: usize, seen: &mut usize) 
         return l.iter().any(|x| needs_persistent_ids(&x, depth + 1, seen));
     }
     if let Ok(d) = obj.cast::<PyDict>() {
-        return d.values().iter().any(|x| needs_persistent_ids(&x, depth + 1, seen));
+        return d
+            .values()
+            .iter()
+            .any(|x| needs_persistent_ids(&x, depth + 1, seen));
     }
     matches!(kind_of(obj), Ok(Some(_)))
 }
@@ -204,9 +207,7 @@ fn persistent_id<'py>(
     let tag = PyString::new(py, kind.tag()).into_any();
     let pid = match kind {
         Kind::Bytes | Kind::ByteArray => PyTuple::new(py, [tag])?,
-        Kind::MemoryView => {
-            PyTuple::new(py, [tag, obj.getattr("format")?, obj.getattr("shape")?])?
-        }
+        Kind::MemoryView => PyTuple::new(py, [tag, obj.getattr("format")?, obj.getattr("shape")?])?,
         Kind::Strided => PyTuple::new(py, [tag, obj.getattr("dtype")?, obj.getattr("shape")?])?,
     };
     handed.append(obj)?;
@@ -232,7 +233,11 @@ fn persistent_load<'py>(
         return Err(bad());
     }
     let tag = t.get_item(0)?;
-    let tag = tag.cast::<PyString>().map_err(|_| bad())?.to_cow()?.into_owned();
+    let tag = tag
+        .cast::<PyString>()
+        .map_err(|_| bad())?
+        .to_cow()?
+        .into_owned();
     let buf = || {
         next.call_method0("__next__").map_err(|_| {
             PyValueError::new_err("a received pickle refers to more buffers than it carries")

@@ -52,8 +52,11 @@ mod raw {
     }
 
     extern "C" {
-        pub(super) fn PyObject_GetBuffer(obj: *mut PyObject, view: *mut Py_buffer, flags: c_int)
-            -> c_int;
+        pub(super) fn PyObject_GetBuffer(
+            obj: *mut PyObject,
+            view: *mut Py_buffer,
+            flags: c_int,
+        ) -> c_int;
         pub(super) fn PyBuffer_Release(view: *mut Py_buffer);
     }
 }
@@ -153,7 +156,16 @@ impl Exported {
         }
         let mut at = 0;
         // SAFETY: as above.
-        unsafe { copy_strided(v.buf.cast::<u8>(), shape, strides, item as usize, out, &mut at) };
+        unsafe {
+            copy_strided(
+                v.buf.cast::<u8>(),
+                shape,
+                strides,
+                item as usize,
+                out,
+                &mut at,
+            )
+        };
     }
 }
 

@@ -105,9 +105,8 @@ pub fn write_header(layout: &Layout, out: &mut [u8]) {
 /// payload after the header, and the buffers lie within the payload after the pickle, in order,
 /// without overlapping.
 pub fn parse(payload: &[u8]) -> Result<Layout, LayoutError> {
-    let word = |at: usize| -> u32 {
-        u32::from_le_bytes(payload[at..at + 4].try_into().expect("4 bytes"))
-    };
+    let word =
+        |at: usize| -> u32 { u32::from_le_bytes(payload[at..at + 4].try_into().expect("4 bytes")) };
     if payload.len() < FIXED {
         return Err(LayoutError("shorter than its header"));
     }
@@ -169,7 +168,7 @@ mod tests {
     fn buffers_start_on_block_boundaries_whatever_the_topic_length() {
         for topic_len in [0, 1, 17, 63, 64, 65, 200, 512] {
             let layout = plan(topic_len, 37, &[1000, 0, 5, 64]).unwrap();
-            assert_eq!(layout.pickle, 40..77);
+            assert_eq!(layout.pickle, 72..109);
             let mut end = layout.pickle.end;
             for (b, n) in layout.buffers.iter().zip([1000, 0, 5, 64]) {
                 assert_eq!((topic_len + b.start) % ALIGN, 0, "{topic_len} {b:?}");

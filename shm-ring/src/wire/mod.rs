@@ -6,10 +6,12 @@
 //! * [`compact`]: the compact encoding of primitive call arguments;
 //! * [`pickle`]: the subset of pickle written from Rust and read back for display;
 //! * [`buffers`]: the layout of a pickle whose buffers travel out of band;
+//! * `objects`: how the display decoder shows the objects a pickle builds (arrays, buffers);
 //! * [`render`]: decoding any payload into a [`pickle::PyValue`] for display, within limits.
 
 pub mod buffers;
 pub mod compact;
+mod objects;
 pub mod pickle;
 pub mod render;
 
@@ -30,6 +32,16 @@ pub enum Codec {
 }
 
 impl Codec {
+    /// Its name as tools show it: `raw`, `pickle`, `compact`, `pickle-buffers`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Raw => "raw",
+            Codec::Pickle => "pickle",
+            Codec::Compact => "compact",
+            Codec::PickleBuffers => "pickle-buffers",
+        }
+    }
+
     /// The codec with id `id`, if it is one of ours.
     pub fn from_id(id: u8) -> Option<Codec> {
         match id {

@@ -9,6 +9,8 @@
 
 use std::fmt;
 
+use super::objects;
+
 /// A Python value of the supported subset.
 #[derive(Clone, Debug, PartialEq)]
 pub enum PyValue {
@@ -30,6 +32,22 @@ pub enum PyValue {
     Tuple(Vec<PyValue>),
     /// A `dict` (keys are strings when encoding; any value when decoding, shown by key repr).
     Dict(Vec<(String, PyValue)>),
+    /// Decoding only: a class or function named by a pickle (`module.name`), never imported.
+    Global(String),
+    /// Decoding only: an object a pickle builds by calling `class` with `args` (the call is
+    /// not made), shown as `class(args)`.
+    Object(String, Vec<PyValue>),
+    /// Decoding only: an out-of-band buffer (see [`super::buffers`]), shown by its type, its
+    /// details (dtype and shape of an array, say) and its size, never by its bytes:
+    /// `ndarray(uint8, (1024, 1024), 1.0 MiB)`, or `<buffer 1.0 MiB>` with no `kind`.
+    Buffer {
+        /// The Python type, when known (`ndarray`, `bytes`, `memoryview`...).
+        kind: Option<String>,
+        /// What else describes it (dtype or format, shape).
+        details: Vec<String>,
+        /// Its size in bytes.
+        size: u64,
+    },
 }
 
 /// Why a pickle could not be decoded.
@@ -156,6 +174,10 @@ fn encode(out: &mut Vec<u8>, v: &PyValue) {
             out.extend_from_slice(&f.to_be_bytes());
         }
         PyValue::Str(s) => encode_str(out, s),
+        // Values only decoding makes are written as their text.
+        PyValue::Global(_) | PyValue::Object(..) | PyValue::Buffer { .. } => {
+            encode_str(out, &v.to_string())
+        }
         PyValue::Bytes(b) => {
             if b.len() < 256 {
                 out.extend_from_slice(&[b'C', b.len() as u8]);
@@ -206,6 +228,11 @@ fn units(v: &PyValue) -> u64 {
                 .map(|(k, v)| k.len() as u64 + units(v))
                 .sum::<u64>()
         }
+        PyValue::Global(name) => 1 + name.len() as u64,
+        PyValue::Object(class, args) => {
+            1 + class.len() as u64 + args.iter().map(units).sum::<u64>()
+        }
+        PyValue::Buffer { details, .. } => 1 + details.iter().map(|d| d.len() as u64).sum::<u64>(),
         _ => 1,
     }
 }
@@ -235,6 +262,18 @@ impl<'a> Reader<'a> {
             self.take(8)?.try_into().expect("8 bytes"),
         ))
     }
+    /// A text line (GLOBAL's module and name), without its newline.
+    fn line(&mut self) -> Result<&'a str, DecodeError> {
+        let rest = &self.data[self.pos..];
+        let n = rest
+            .iter()
+            .take(1024)
+            .position(|&b| b == b'\n')
+            .ok_or(DecodeError::Truncated)?;
+        let at = self.pos;
+        let line = self.take(n + 1)?;
+        std::str::from_utf8(&line[..n]).map_err(|_| DecodeError::Malformed(at, "name is not UTF-8"))
+    }
     fn len64(&mut self) -> Result<usize, DecodeError> {
         usize::try_from(self.u64()?).map_err(|_| DecodeError::Truncated)
     }
@@ -250,6 +289,15 @@ fn key_text(v: PyValue) -> String {
 /// Decodes a pickle of the supported subset (as written by [`encode_call`] or by Python's
 /// `pickle.dumps` with protocols 2 to 5).
 pub fn decode(bytes: &[u8]) -> Result<PyValue, DecodeError> {
+    decode_with_buffers(bytes, &[])
+}
+
+/// [`decode`] of a pickle whose out-of-band buffers have the sizes `buffers`, in order (a
+/// [`super::Codec::PickleBuffers`] payload): each shows as its type, details and size (see
+/// [`super::objects`]). Classes and functions named by the pickle are shown, never imported or
+/// called.
+pub fn decode_with_buffers(bytes: &[u8], buffers: &[u64]) -> Result<PyValue, DecodeError> {
+    let mut next_buffer = buffers.iter().copied();
     let mut r = Reader {
         data: bytes,
         pos: 0,
@@ -506,6 +554,74 @@ pub fn decode(bytes: &[u8]) -> Result<PyValue, DecodeError> {
                 let cost = units(&v);
                 push(&mut stack, &mut spent, v, d, cost, at)?;
             }
+            b'c' => {
+                let module = r.line()?;
+                let name = r.line()?;
+                let v = PyValue::Global(format!("{module}.{name}"));
+                push(
+                    &mut stack,
+                    &mut spent,
+                    v,
+                    1,
+                    1 + (module.len() + name.len()) as u64,
+                    at,
+                )?;
+            }
+            0x93 => {
+                let (name, _) = pop_value(&mut stack, at)?;
+                let (module, _) = pop_value(&mut stack, at)?;
+                let (PyValue::Str(module), PyValue::Str(name)) = (module, name) else {
+                    return Err(malformed(at, "STACK_GLOBAL of a non-string"));
+                };
+                let cost = 1 + (module.len() + name.len()) as u64;
+                let v = PyValue::Global(format!("{module}.{name}"));
+                push(&mut stack, &mut spent, v, 1, cost, at)?;
+            }
+            b'R' | 0x81 => {
+                let (args, ad) = pop_value(&mut stack, at)?;
+                let (callable, cd) = pop_value(&mut stack, at)?;
+                let PyValue::Tuple(args) = args else {
+                    return Err(malformed(at, "REDUCE or NEWOBJ with arguments not a tuple"));
+                };
+                let v = objects::call(callable, args);
+                push(&mut stack, &mut spent, v, ad.max(cd) + 1, 1, at)?;
+            }
+            0x92 => {
+                let (_kwargs, _) = pop_value(&mut stack, at)?;
+                let (args, ad) = pop_value(&mut stack, at)?;
+                let (class, cd) = pop_value(&mut stack, at)?;
+                let PyValue::Tuple(args) = args else {
+                    return Err(malformed(at, "NEWOBJ_EX with arguments not a tuple"));
+                };
+                let v = objects::call(class, args);
+                push(&mut stack, &mut spent, v, ad.max(cd) + 1, 1, at)?;
+            }
+            b'b' => {
+                let (state, _) = pop_value(&mut stack, at)?;
+                let (obj, d) = pop_value(&mut stack, at)?;
+                push(&mut stack, &mut spent, objects::build(obj, state), d, 1, at)?;
+            }
+            0x96 => {
+                let n = r.len64()?;
+                let v = PyValue::Object(
+                    "bytearray".into(),
+                    vec![PyValue::Bytes(r.take(n)?.to_vec())],
+                );
+                push(&mut stack, &mut spent, v, 2, 2 + n as u64, at)?;
+            }
+            0x97 => {
+                let size = next_buffer
+                    .next()
+                    .ok_or(malformed(at, objects::NO_BUFFER_LEFT))?;
+                push(&mut stack, &mut spent, objects::buffer(size), 1, 1, at)?;
+            }
+            // The buffer is shown the same, writable or not.
+            0x98 => {}
+            b'Q' => {
+                let (pid, d) = pop_value(&mut stack, at)?;
+                let v = objects::persistent(pid, &mut next_buffer).map_err(|e| malformed(at, e))?;
+                push(&mut stack, &mut spent, v, d, 1, at)?;
+            }
             _ => return Err(DecodeError::Unsupported(op, at)),
         }
     }
@@ -570,6 +686,26 @@ impl fmt::Display for PyValue {
                     write!(f, "'{k}': {v}")?;
                 }
                 f.write_str("}")
+            }
+            PyValue::Global(name) => f.write_str(name),
+            PyValue::Object(class, args) => {
+                write!(f, "{class}(")?;
+                write_seq(f, args)?;
+                f.write_str(")")
+            }
+            PyValue::Buffer {
+                kind: None, size, ..
+            } => write!(f, "<buffer {}>", objects::human_size(*size)),
+            PyValue::Buffer {
+                kind: Some(kind),
+                details,
+                size,
+            } => {
+                write!(f, "{kind}(")?;
+                for d in details {
+                    write!(f, "{d}, ")?;
+                }
+                write!(f, "{})", objects::human_size(*size))
             }
         }
     }

@@ -8,7 +8,7 @@
 //! naming the codec and the reason, never a panic.
 
 use super::pickle::{self, PyValue};
-use super::{compact, Codec};
+use super::{buffers, compact, Codec};
 
 /// Why a payload could not be shown as arguments.
 #[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
@@ -52,8 +52,9 @@ impl std::fmt::Display for CallArgs {
 }
 
 /// Decodes `payload`, tagged `codec`, into the arguments a Python handler would receive: a raw
-/// payload is one `bytes` argument; a pickle of `(args, kwargs)` or a compact call gives its
-/// arguments; a pickle of any other value is that one argument.
+/// payload is one `bytes` argument; a pickle of `(args, kwargs)` (its buffers in band or out
+/// of band) or a compact call gives its arguments; a pickle of any other value is that one
+/// argument. Out-of-band buffers show as their type, shape and size, not their bytes.
 pub fn decode_args(codec: u8, payload: &[u8]) -> Result<CallArgs, Undecodable> {
     let fail = |name: &str, reason: String| Undecodable {
         codec: name.to_string(),
@@ -67,26 +68,37 @@ pub fn decode_args(codec: u8, payload: &[u8]) -> Result<CallArgs, Undecodable> {
         Some(Codec::Compact) => compact::decode_call(payload)
             .map(|(args, kwargs)| CallArgs { args, kwargs })
             .map_err(|e| fail("compact", e.0.to_string())),
-        Some(Codec::Pickle) => {
-            let value = pickle::decode(payload).map_err(|e| fail("pickle", e.to_string()))?;
-            Ok(match value {
-                PyValue::Tuple(pair) if is_call(&pair) => {
-                    let mut it = pair.into_iter();
-                    match (it.next(), it.next()) {
-                        (Some(PyValue::Tuple(args)), Some(PyValue::Dict(kwargs))) => {
-                            CallArgs { args, kwargs }
-                        }
-                        _ => unreachable!("checked by is_call"),
-                    }
-                }
-                other => CallArgs {
-                    args: vec![other],
-                    kwargs: Vec::new(),
-                },
-            })
+        Some(Codec::Pickle) => pickle::decode(payload)
+            .map(call_of)
+            .map_err(|e| fail("pickle", e.to_string())),
+        Some(Codec::PickleBuffers) => {
+            let layout = buffers::parse(payload).map_err(|e| fail("pickle-buffers", e.0.into()))?;
+            let sizes: Vec<u64> = layout.buffers.iter().map(|r| r.len() as u64).collect();
+            pickle::decode_with_buffers(&payload[layout.pickle], &sizes)
+                .map(call_of)
+                .map_err(|e| fail("pickle-buffers", e.to_string()))
         }
-        Some(Codec::PickleBuffers) => Err(fail("pickle-buffers", "not yet".into())),
         None => Err(fail(&format!("codec {codec}"), "unknown codec id".into())),
+    }
+}
+
+/// The call a pickled value stands for: a pickle of `(args, kwargs)` gives its arguments; any
+/// other value is the one argument.
+fn call_of(value: PyValue) -> CallArgs {
+    match value {
+        PyValue::Tuple(pair) if is_call(&pair) => {
+            let mut it = pair.into_iter();
+            match (it.next(), it.next()) {
+                (Some(PyValue::Tuple(args)), Some(PyValue::Dict(kwargs))) => {
+                    CallArgs { args, kwargs }
+                }
+                _ => unreachable!("checked by is_call"),
+            }
+        }
+        other => CallArgs {
+            args: vec![other],
+            kwargs: Vec::new(),
+        },
     }
 }
 
@@ -120,6 +132,80 @@ mod tests {
         }
         let raw = decode_args(Codec::Raw as u8, b"ab").unwrap();
         assert_eq!(raw.to_string(), "(b'ab')");
+    }
+
+    /// A pickle as the Python binding writes it (numpy 2): `((zeros((1024, 1024), uint8),
+    /// arange(12, dtype='>i4').reshape(3, 4)[:, ::2], memoryview(bytes(100)).cast('B', (10,
+    /// 10)), 7), {'blob': bytes(65536), 'f': ones(3)})`, its buffers out of band.
+    const ARRAYS_PICKLE: &str = "8005951701000000000000288c136e756d70792e5f636f72652e6e756d65\
+        726963948c0b5f66726f6d62756666657294939428978c056e756d7079948c0564747970659493948c0275\
+        3194898887945294284b038c017c944e4e4e4affffffff4affffffff4b007494624d00044d000486948c01\
+        4394749452948c076e6461727261799468058c02693494898887945294284b038c013e944e4e4e4affffff\
+        ff4affffffff4b007494624b034b0286948794518c0a6d656d6f727976696577948c0142944b0a4b0a8694\
+        8794514b0774947d94288c04626c6f62948c056279746573948594518c0166946802289768058c02663894\
+        898887945294284b038c013c944e4e4e4affffffff4affffffff4b007494624b038594680c749452947586\
+        942e";
+    const ARRAYS_SIZES: [usize; 5] = [1 << 20, 24, 100, 65536, 24];
+
+    fn hex(s: &str) -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn buffers_payload(topic_len: usize, pickle: &[u8], sizes: &[usize]) -> Vec<u8> {
+        let layout = buffers::plan(topic_len, pickle.len(), sizes).unwrap();
+        let mut out = vec![0x5a; layout.len];
+        buffers::write_header(&layout, &mut out);
+        out[layout.pickle.clone()].copy_from_slice(pickle);
+        out
+    }
+
+    #[test]
+    fn out_of_band_buffers_show_as_type_shape_and_size() {
+        let payload = buffers_payload(9, &hex(ARRAYS_PICKLE), &ARRAYS_SIZES);
+        let call = decode_args(Codec::PickleBuffers as u8, &payload).unwrap();
+        assert_eq!(
+            call.to_string(),
+            "(ndarray(uint8, (1024, 1024), 1.0 MiB), ndarray(>i4, (3, 2), 24 B), \
+             memoryview(B, (10, 10), 100 B), 7, blob=bytes(64.0 KiB), \
+             f=ndarray(float64, (3,), 24 B))"
+        );
+        // An unknown object around a buffer shows its class, and the buffer its size alone.
+        let pickle = [
+            &[0x80, 5, b'c'][..],
+            b"pandas.core\nFrame\n",
+            &[0x97, 0x85, b'R', 0x85, b'}', 0x86, b'.'],
+        ]
+        .concat();
+        let payload = buffers_payload(0, &pickle, &[3 << 20]);
+        let call = decode_args(Codec::PickleBuffers as u8, &payload).unwrap();
+        assert_eq!(call.to_string(), "(pandas.core.Frame(<buffer 3.0 MiB>))");
+    }
+
+    #[test]
+    fn crafted_buffer_payloads_are_refused_not_crashed_on() {
+        let pickle = hex(ARRAYS_PICKLE);
+        // Fewer buffers carried than the pickle refers to.
+        let e = decode_args(
+            Codec::PickleBuffers as u8,
+            &buffers_payload(0, &pickle, &ARRAYS_SIZES[..2]),
+        )
+        .unwrap_err();
+        assert!(e.reason.contains("more buffers"), "{e}");
+        // A header pointing outside the payload.
+        let mut bad = buffers_payload(0, &pickle, &ARRAYS_SIZES);
+        bad[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
+        let e = decode_args(Codec::PickleBuffers as u8, &bad).unwrap_err();
+        assert_eq!(e.codec, "pickle-buffers");
+        assert!(e.reason.contains("past the payload"), "{e}");
+        // An unknown persistent id.
+        let pid = [&[0x80, 5][..], b"\x8c\x03abc\x85Q\x85}\x86."].concat();
+        let e =
+            decode_args(Codec::PickleBuffers as u8, &buffers_payload(0, &pid, &[])).unwrap_err();
+        assert!(e.reason.contains("persistent"), "{e}");
     }
 
     #[test]

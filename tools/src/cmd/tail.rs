@@ -25,7 +25,10 @@ const POLL: Duration = Duration::from_millis(100);
 pub const LONG_ABOUT: &str = "Print messages as they pass through the bus, one line each: \
 sequence number, topic, publisher pid, payload size and the arguments a Python handler would \
 receive, as Python would write them: `(4242, 123.5, 'ZQXW', size=100)` for a compact or pickled \
-call, `(b'...')` for a raw payload. A payload that cannot be decoded (an unknown codec, corrupt \
+call, `(b'...')` for a raw payload. A buffer sent out of band (a numpy array, a large bytes, a \
+memoryview) is shown as its type, shape and size, never its bytes: \
+`(ndarray(uint8, (1024, 1024), 1.0 MiB), seq=7)`; other objects as their class and arguments, \
+no code being imported or run. A payload that cannot be decoded (an unknown codec, corrupt \
 or hostile bytes, a pickle beyond the decoder's depth and size limits) is shown as the reason \
 and the start of its bytes in hex, counted, and tail goes on. --topic (repeatable) keeps the \
 messages whose topic matches one of the patterns.
@@ -57,7 +60,7 @@ messages were shown.
 
 With --json, prints one JSON object per line: for a message {\"seq\": int, \"topic\": str, \
 \"publisher_pid\": int, \"publisher_row\": int, \"timestamp_ns\": int, \"size\": int, \
-\"codec\": \"raw\"|\"pickle\"|\"compact\"|\"codec-<n>\", \"payload\": str (the text described \
+\"codec\": \"raw\"|\"pickle\"|\"compact\"|\"pickle-buffers\"|\"codec-<n>\", \"payload\": str (the text described \
 above), \"undecodable\": bool}, and (default and --observe) {\"skipped\": int} each time \
 messages were missed since the previous line.";
 
@@ -104,7 +107,7 @@ pub struct JsonMessage<'a> {
     pub timestamp_ns: u64,
     /// Payload size in bytes.
     pub size: usize,
-    /// `raw`, `pickle`, `compact` or `codec-<n>`.
+    /// `raw`, `pickle`, `compact`, `pickle-buffers` or `codec-<n>`.
     pub codec: String,
     /// The payload as text: its arguments, or why it could not be decoded.
     pub payload: String,
@@ -113,11 +116,9 @@ pub struct JsonMessage<'a> {
 }
 
 fn codec_name(codec: u8) -> String {
-    match codec {
-        c if c == Codec::Raw as u8 => "raw".into(),
-        c if c == Codec::Pickle as u8 => "pickle".into(),
-        c if c == Codec::Compact as u8 => "compact".into(),
-        c => format!("codec-{c}"),
+    match Codec::from_id(codec) {
+        Some(c) => c.name().into(),
+        None => format!("codec-{codec}"),
     }
 }
 
