@@ -10,6 +10,7 @@ use pyo3::sync::PyOnceLock;
 use shm_ring::{Bus, BusConfig, BusError};
 
 use crate::errors::Full;
+use crate::geometry::{self, Geometry};
 use crate::gil;
 use crate::lock::lock;
 use crate::logger;
@@ -28,23 +29,12 @@ pub(crate) fn bus_err(e: BusError) -> PyErr {
         BusError::TableFull { .. } | BusError::Closed | BusError::SubscriberGone => {
             PyRuntimeError::new_err(e.to_string())
         }
-        // The bare mismatch says what differs; the user also needs to know the ways out.
-        BusError::Mismatch {
-            ref name,
-            field,
-            found,
-            ..
-        } => {
-            let keep = if field == "slab_blocks" {
-                format!("init_allocator(capacity={found}) uses the bus as it is; otherwise ")
-            } else {
-                String::new()
-            };
-            PyValueError::new_err(format!(
-                "{e}: {keep}pick another bus name, or remove this one with \
-                 unlink_bus({name:?}) once no process uses it"
-            ))
-        }
+        // The bare mismatch says what differs (create_bus and init_allocator say it in their
+        // keywords' terms, `geometry::mismatch`); the user also needs to know the ways out.
+        BusError::Mismatch { ref name, .. } => PyValueError::new_err(format!(
+            "{e}: pick another bus name, or remove this one with unlink_bus({name:?}) once no \
+             process uses it"
+        )),
         other => PyValueError::new_err(other.to_string()),
     }
 }
@@ -56,50 +46,105 @@ pub(crate) fn closed() -> PyErr {
     )
 }
 
-fn default_config(slab_blocks: Option<u32>) -> BusConfig {
-    let mut cfg = BusConfig::default();
-    if let Some(n) = slab_blocks {
-        cfg.slab_blocks = n;
-    }
-    cfg
-}
-
 /// `init_allocator`: with `with_shm=True`, engines created afterwards in this process attach to
-/// bus `name` (default "default"), which is created now if absent; `capacity` sizes its slab.
-/// An existing bus of another geometry is a ValueError saying what differs.
+/// bus `name` (default "default"), which is created now if absent with the geometry the
+/// keywords give (`capacity`, the slab size of earlier versions in blocks, stands for
+/// `memory`); those engines, and `EventEngine(bus=...)` creating an absent bus, use it. An
+/// existing bus of another geometry is a ValueError saying what differs.
 #[pyfunction]
-#[pyo3(signature = (capacity = 4096, with_shm = false, name = None))]
+#[pyo3(signature = (
+    capacity = None, with_shm = false, name = None, *, slots = 4096, max_message = 1 << 20,
+    memory = None, max_processes = 256, group_retention = 60.0
+))]
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn init_allocator(
     py: Python<'_>,
-    capacity: i64,
+    capacity: Option<i64>,
     with_shm: bool,
     name: Option<&str>,
+    slots: i64,
+    max_message: i64,
+    memory: Option<i64>,
+    max_processes: i64,
+    group_retention: f64,
 ) -> PyResult<()> {
     if !with_shm {
         *lock(&DEFAULT_BUS) = None;
         return Ok(());
     }
     let name = name.unwrap_or("default");
-    let blocks = u32::try_from(capacity)
-        .ok()
-        .filter(|&n| n > 0)
-        .ok_or_else(|| {
-            PyValueError::new_err(format!(
-                "init_allocator capacity must be between 1 and {} slab blocks, got {capacity}",
-                u32::MAX
-            ))
-        })?;
-    let cfg = default_config(Some(blocks));
+    let mut geometry = Geometry {
+        slots,
+        max_message,
+        memory,
+        max_processes,
+        group_retention,
+    };
+    if let Some(capacity) = capacity {
+        let blocks = u32::try_from(capacity)
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "init_allocator capacity must be between 1 and {} slab blocks, got {capacity}",
+                    u32::MAX
+                ))
+            })?;
+        if memory.is_some() {
+            return Err(PyValueError::new_err(
+                "init_allocator takes capacity or memory, not both: memory is the slab's size \
+                 in bytes, capacity the older way to give it (4 KiB a block)",
+            ));
+        }
+        let max = u32::try_from(max_message).unwrap_or(1);
+        geometry.memory = Some(geometry::memory_of_capacity(blocks.into(), max) as i64);
+    }
+    let cfg = geometry.config()?;
     // Attach once now so that a bad name or another geometry is reported here.
-    let bus = gil::detach(py, || Bus::open_or_create(name, &cfg)).map_err(bus_err)?;
+    let bus = gil::detach(py, || Bus::open_or_create(name, &cfg))
+        .map_err(|e| geometry::creation_err(name, &cfg, e))?;
+    let memory = bus.config().slab_memory.unwrap_or_default();
     drop(bus);
     *lock(&DEFAULT_BUS) = Some((name.to_owned(), cfg));
     logger::emit(
         py,
         logger::package_logger(py),
         "debug",
-        format!("engines created from now on attach to bus \"{name}\" ({blocks} slab blocks)"),
+        format!(
+            "engines created from now on attach to bus \"{name}\" ({} slab memory)",
+            shm_ring::human_bytes(memory)
+        ),
     );
+    Ok(())
+}
+
+/// `create_bus`: creates bus `name` with the given geometry, or attaches to an existing one of
+/// the same geometry; another geometry is a ValueError naming every keyword that differs.
+#[pyfunction]
+#[pyo3(signature = (
+    name, *, slots = 4096, max_message = 1 << 20, memory = None, max_processes = 256,
+    group_retention = 60.0
+))]
+pub(crate) fn create_bus(
+    py: Python<'_>,
+    name: &str,
+    slots: i64,
+    max_message: i64,
+    memory: Option<i64>,
+    max_processes: i64,
+    group_retention: f64,
+) -> PyResult<()> {
+    let cfg = Geometry {
+        slots,
+        max_message,
+        memory,
+        max_processes,
+        group_retention,
+    }
+    .config()?;
+    let bus = gil::detach(py, || Bus::open_or_create(name, &cfg))
+        .map_err(|e| geometry::creation_err(name, &cfg, e))?;
+    drop(bus);
     Ok(())
 }
 
@@ -133,9 +178,9 @@ pub(crate) fn open(
     let chosen = lock(&DEFAULT_BUS).clone();
     let opened = match (bus, chosen) {
         (Some(name), chosen) => {
-            // An explicit bus is taken with whatever geometry it has; created if absent.
-            let blocks = chosen.map(|(_, c)| c.slab_blocks);
-            let cfg = default_config(blocks);
+            // An explicit bus is taken with whatever geometry it has; created if absent, with
+            // the geometry init_allocator was given.
+            let cfg = chosen.map(|(_, c)| c).unwrap_or_default();
             gil::detach(py, || match Bus::open(name) {
                 Err(BusError::NotFound { .. }) => Bus::open_or_create(name, &cfg),
                 other => other,

@@ -15,6 +15,7 @@ mod engine;
 mod engine_ex;
 mod errors;
 mod exit;
+mod geometry;
 mod gil;
 mod held;
 mod hook;
@@ -68,6 +69,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(topic::get_internal_topic, m)?)?;
     m.add_function(wrap_pyfunction!(topic::get_internal_map, m)?)?;
     m.add_function(wrap_pyfunction!(bus::init_allocator, m)?)?;
+    m.add_function(wrap_pyfunction!(bus::create_bus, m)?)?;
     m.add_function(wrap_pyfunction!(bus::inspect_bus, m)?)?;
     m.add_function(wrap_pyfunction!(bus::unlink_bus, m)?)?;
     m.add_function(wrap_pyfunction!(logger::set_logger, m)?)?;

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 /// # let _unlink = Unlink(name.clone());
 /// use event_engine_shm::{Bus, BusConfig, Codec};
 /// use std::time::Duration;
-/// let cfg = BusConfig { ring_capacity: 64, max_message: 4096, slab_blocks: 16, ..BusConfig::default() };
+/// let cfg = BusConfig { ring_capacity: 64, max_message: 4096, slab_memory: Some(20 << 10), ..BusConfig::default() };
 /// let bus = Bus::create(&name, &cfg)?;
 /// let again = Bus::open(&name)?; // another process would do this
 /// let mut workers = again.subscribe_group("workers")?;
@@ -71,15 +71,18 @@ impl Bus {
         Bus::attach(Region::open(name, allow_foreign_owner, false)?)
     }
 
-    /// Attaches to bus `name`, creating it with `cfg` if absent; [`BusError::Mismatch`] if it exists
-    /// with another geometry.
+    /// Attaches to bus `name`, creating it with `cfg` if absent; [`BusError::BadConfig`] if `cfg`
+    /// is no possible geometry, [`BusError::Mismatch`] if the bus exists with another geometry
+    /// or group retention.
     pub fn open_or_create(name: &str, cfg: &BusConfig) -> Result<Bus, BusError> {
         validate_name(name)?;
+        // An impossible geometry is that, whether or not the bus exists.
+        cfg.check()?;
         let start = Instant::now();
         loop {
             match Region::open(name, cfg.allow_foreign_owner, false) {
                 Ok(region) => {
-                    check_geometry(name, cfg, region.layout())?;
+                    check_geometry(name, cfg, &region)?;
                     return Bus::attach(region);
                 }
                 Err(BusError::NotFound { .. }) => match Region::create(name, cfg) {
@@ -146,7 +149,7 @@ impl Bus {
     /// # let _unlink = Unlink(name.clone());
     /// use event_engine_shm::{Bus, BusConfig, Codec, SubscribeOptions};
     /// use std::time::Duration;
-    /// let cfg = BusConfig { ring_capacity: 64, max_message: 4096, slab_blocks: 16, ..BusConfig::default() };
+    /// let cfg = BusConfig { ring_capacity: 64, max_message: 4096, slab_memory: Some(20 << 10), ..BusConfig::default() };
     /// let bus = Bus::create(&name, &cfg)?;
     /// let mut trades = bus.subscribe_with(&SubscribeOptions {
     ///     topics: Some(vec!["Market.Trade.{symbol}".into()]),

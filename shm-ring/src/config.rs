@@ -1,6 +1,8 @@
 //! Bus geometry and options, bus-name validation and the path of a bus file.
 
 use crate::BusError;
+#[cfg(doc)]
+use crate::{default_slab_memory, min_slab_memory};
 use std::path::PathBuf;
 
 /// Geometry and options of a bus. The geometry fields are stored in the region header; attaching
@@ -9,12 +11,15 @@ use std::path::PathBuf;
 pub struct BusConfig {
     /// Ring slots, a power of two, at least 2 (default 4096).
     pub ring_capacity: u32,
-    /// Largest payload in bytes (default 1 MiB); slab size classes go up to it.
+    /// Largest payload in bytes, 1..=1 GiB (default 1 MiB); slab size classes go up to it.
     pub max_message: u32,
-    /// Total payload blocks across all size classes (default 4096). Class `i` gets
-    /// `slab_blocks / 2^(i+1)` blocks, at most `slab_blocks` KiB worth, at least one; the
-    /// smallest class takes the rest. The default bus is just under 24 MiB.
-    pub slab_blocks: u32,
+    /// Bytes of payload blocks across all size classes (the slab's memory budget); `None`
+    /// derives it from `max_message` ([`default_slab_memory`]: room for 4 messages of
+    /// `max_message` plus the small classes, about 16 MiB for 1 MiB messages, so the default bus
+    /// is about 18 MiB). At least [`min_slab_memory`]. How it is split into size classes:
+    /// `class_counts` in `region/layout.rs`. A region stores the resolved value, so attaching
+    /// with `None` matches a bus created with the value `None` derives.
+    pub slab_memory: Option<u64>,
     /// Rows in the process table; every publisher, subscriber and attached bus handle takes one
     /// (default 256: a Python engine holds three, so 85 engines fit; 128 bytes a row).
     pub max_processes: u32,
@@ -35,13 +40,21 @@ impl Default for BusConfig {
         BusConfig {
             ring_capacity: 4096,
             max_message: 1 << 20,
-            slab_blocks: 4096,
+            slab_memory: None,
             max_processes: 256,
             max_subscribers: 64,
             mode: 0o600,
             allow_foreign_owner: false,
             group_retention_ms: 60_000,
         }
+    }
+}
+
+impl BusConfig {
+    /// Checks the geometry without touching any bus: [`BusError::BadConfig`] names a value that
+    /// no bus can have (slots not a power of two, memory too small for one message...).
+    pub fn check(&self) -> Result<(), BusError> {
+        crate::region::layout::Layout::compute("", self).map(|_| ())
     }
 }
 

@@ -157,7 +157,7 @@ pub enum BusError {
         kind: &'static str,
     },
     /// The shared-memory file system has too little free space for the region.
-    #[error("bus {name:?} needs {needed} bytes ({needed_mib:.1} MiB) in {dir} but only {free} bytes ({free_mib:.1} MiB) are free: remove unused buses (`event-engine ls`, `event-engine rm`), enlarge {dir} (e.g. `docker run --shm-size=256m`, or `mount -o remount,size=256M {dir}`), or choose a smaller geometry (slab_blocks, max_message, ring_capacity)", needed_mib = *needed as f64 / 1048576.0, free_mib = *free as f64 / 1048576.0)]
+    #[error("bus {name:?} needs {needed} bytes ({needed_mib:.1} MiB) in {dir} but only {free} bytes ({free_mib:.1} MiB) are free: remove unused buses (`event-engine ls`, `event-engine rm`), enlarge {dir} (e.g. `docker run --shm-size=256m`, or `mount -o remount,size=256M {dir}`), or choose a smaller geometry (less slab memory, a smaller max_message, fewer ring slots)", needed_mib = *needed as f64 / 1048576.0, free_mib = *free as f64 / 1048576.0)]
     NoSpace {
         /// The bus name.
         name: String,

@@ -60,7 +60,7 @@ mod tests {
         BusConfig {
             ring_capacity: 64,
             max_message: 4096,
-            slab_blocks: 16,
+            slab_memory: Some(20 << 10),
             ..BusConfig::default()
         }
     }

@@ -29,7 +29,7 @@
 //! # let name = format!("doc-lib-{}", std::process::id());
 //! # let _unlink = Unlink(name.clone());
 //! use event_engine_shm::{Bus, BusConfig, Codec, PyValue};
-//! let bus = Bus::open_or_create(&name, &BusConfig { max_message: 4096, slab_blocks: 32, ring_capacity: 64, ..BusConfig::default() })?;
+//! let bus = Bus::open_or_create(&name, &BusConfig { max_message: 4096, slab_memory: Some(40 << 10), ring_capacity: 64, ..BusConfig::default() })?;
 //! let mut sub = bus.subscribe()?;
 //! bus.publisher()?.publish_pickled("md.tick", &[PyValue::Float(1.5)], &[("venue", PyValue::Str("X".into()))], None)?;
 //! let msg = sub.recv(None)?.unwrap();
@@ -98,6 +98,9 @@ pub use recovery::snapshot::{
 };
 #[cfg(not(loom))]
 pub use recovery::{take_reaps, ReapReport, ReapedProcess};
+pub use region::layout::{
+    default_slab_memory, human_bytes, min_slab_memory, MAX_MESSAGE_LIMIT, SMALL_CLASS_BYTES,
+};
 #[cfg(not(loom))]
 pub use region::liveness;
 #[cfg(not(loom))]

@@ -66,7 +66,7 @@ struct Stopped {
 /// # let _unlink = Unlink(name.clone());
 /// use event_engine_shm::{Bus, BusConfig, Codec};
 /// use std::time::Duration;
-/// let cfg = BusConfig { ring_capacity: 64, max_message: 4096, slab_blocks: 16, ..BusConfig::default() };
+/// let cfg = BusConfig { ring_capacity: 64, max_message: 4096, slab_memory: Some(20 << 10), ..BusConfig::default() };
 /// let bus = Bus::create(&name, &cfg)?;
 /// let mut sub = bus.subscribe()?;
 /// let mut publisher = bus.publisher()?;
@@ -267,7 +267,7 @@ impl Publisher {
     /// # let _unlink = Unlink(name.clone());
     /// use event_engine_shm::{Bus, BusConfig, Codec};
     /// use std::time::Duration;
-    /// let cfg = BusConfig { ring_capacity: 64, max_message: 4096, slab_blocks: 16, ..BusConfig::default() };
+    /// let cfg = BusConfig { ring_capacity: 64, max_message: 4096, slab_memory: Some(20 << 10), ..BusConfig::default() };
     /// let bus = Bus::create(&name, &cfg)?;
     /// let mut sub = bus.subscribe()?;
     /// let mut publisher = bus.publisher()?;

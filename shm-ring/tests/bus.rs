@@ -388,7 +388,7 @@ fn exhausted_slab_class_blocks_like_a_full_ring() {
         &g.name,
         &BusConfig {
             max_message: 200,
-            slab_blocks: 2,
+            slab_memory: Some(1024),
             ..small()
         },
     )
@@ -429,7 +429,7 @@ fn publish_with_fills_in_place_and_batches_release() {
     let bus = Bus::create(
         &g.name,
         &BusConfig {
-            slab_blocks: 64,
+            slab_memory: Some(80 << 10),
             ..small()
         },
     )

@@ -17,7 +17,7 @@ fn cfg(ring: u32) -> BusConfig {
     BusConfig {
         ring_capacity: ring,
         max_message: 4096,
-        slab_blocks: 64,
+        slab_memory: Some(80 << 10),
         max_processes: 32,
         ..BusConfig::default()
     }

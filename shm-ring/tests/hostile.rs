@@ -115,7 +115,7 @@ fn small_dev_shm_child() {
     let err = Bus::create(
         "too-big",
         &BusConfig {
-            slab_blocks: 1 << 16,
+            slab_memory: Some(1 << 30),
             ..BusConfig::default()
         },
     )

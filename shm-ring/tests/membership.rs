@@ -19,7 +19,7 @@ fn cfg() -> BusConfig {
     BusConfig {
         ring_capacity: RING as u32,
         max_message: 4096,
-        slab_blocks: 16,
+        slab_memory: Some(20 << 10),
         max_processes: 64,
         // A group whose last member left is dropped at once: a kept group would hold the
         // publisher back, by design, until a member returns (docs/delivery.md).

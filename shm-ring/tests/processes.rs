@@ -15,7 +15,7 @@ fn cfg() -> BusConfig {
     BusConfig {
         ring_capacity: 32,
         max_message: 4096,
-        slab_blocks: 64,
+        slab_memory: Some(80 << 10),
         max_processes: 32,
         ..BusConfig::default()
     }

@@ -19,7 +19,7 @@ fn reaps_beside_a_live_publisher_leave_its_messages_whole() {
     let cfg = BusConfig {
         ring_capacity: 8,
         max_message: 1024,
-        slab_blocks: 64,
+        slab_memory: Some(40 << 10),
         max_processes: 8,
         ..BusConfig::default()
     };

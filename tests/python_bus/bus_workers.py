@@ -199,3 +199,26 @@ def idle_engine(bus, patterns, ready, leave):
     ready.set()
     leave.wait(GUARD)
     engine.close()
+
+
+def digest_receiver(bus, topic, ready, results, leave):
+    """Handles one message on `topic` whose argument is a bytes-like payload and reports its
+    length and SHA-256, computed in this process from what it received."""
+    import hashlib
+
+    engine = EventEngine(bus=bus)
+    done = threading.Event()
+    seen = []
+
+    def handler(payload):
+        seen.append((len(payload), hashlib.sha256(payload).hexdigest()))
+        done.set()
+
+    engine.register_handler(Topic(topic), handler)
+    engine.start()
+    ready.set()
+    done.wait(GUARD)
+    engine.stop()
+    results.put(seen)
+    leave.wait(GUARD)
+    engine.close()

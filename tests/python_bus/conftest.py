@@ -11,8 +11,9 @@ from collections.abc import Iterator
 import event_engine
 import pytest
 
-#: Slab blocks of the buses made here (small: a test bus needs few blocks).
-SLAB_BLOCKS = 256
+#: Slab memory of the buses made here (small: a test bus needs few blocks; 3 MiB with 1 MiB
+#: messages is about 1,400 blocks).
+SLAB_MEMORY = 3 << 20
 
 
 def shm_file(name: str) -> str:
@@ -35,8 +36,8 @@ def bus_name() -> Iterator[str]:
 
 @pytest.fixture
 def bus(bus_name: str) -> str:
-    """A created bus (SLAB_BLOCKS blocks); engines attach with ``EventEngine(bus=bus)``."""
-    event_engine.init_allocator(capacity=SLAB_BLOCKS, with_shm=True, name=bus_name)
+    """A created bus (SLAB_MEMORY bytes of slab); engines attach with ``EventEngine(bus=bus)``."""
+    event_engine.init_allocator(memory=SLAB_MEMORY, with_shm=True, name=bus_name)
     # Back to in-process defaults: engines below name their bus explicitly.
     event_engine.init_allocator(with_shm=False)
     return bus_name

@@ -24,7 +24,7 @@ from bus_workers import (
     timer_owner,
     two_engines,
 )
-from conftest import SLAB_BLOCKS, assert_idle, shm_file
+from conftest import SLAB_MEMORY, assert_idle, shm_file
 from event_engine import Empty, EventEngine, EventEngineEx, Full, Topic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -469,8 +469,8 @@ def test_bad_input(bus):
             event_engine.init_allocator(with_shm=True, name=name)
     with pytest.raises(ValueError, match="needs a bus"):
         EventEngine(group="g")
-    with pytest.raises(ValueError, match="slab_blocks"):
-        event_engine.init_allocator(capacity=512, with_shm=True, name=bus)
+    with pytest.raises(ValueError, match="memory="):
+        event_engine.init_allocator(capacity=2048, with_shm=True, name=bus)
     assert watcher.occupied == 0
     watcher.close()
     pub.close()
@@ -544,21 +544,21 @@ def test_a_bus_of_another_layout_version_is_refused(bus):
 
 def test_a_bus_of_another_slab_size_is_refused_with_both_sizes_and_the_ways_out(bus):
     with pytest.raises(ValueError) as info:
-        event_engine.init_allocator(capacity=512, with_shm=True, name=bus)
+        event_engine.init_allocator(memory=4 << 20, with_shm=True, name=bus)
     message = str(info.value)
-    assert f"expected 512, found {SLAB_BLOCKS}" in message
-    assert f"init_allocator(capacity={SLAB_BLOCKS})" in message
+    assert f"memory={SLAB_MEMORY} (3 MiB) there, memory={4 << 20} (4 MiB) asked for" in message
+    assert f"memory={SLAB_MEMORY}, max_processes" in message
     assert f'unlink_bus("{bus}")' in message
     # The same call with the bus's own size attaches.
-    event_engine.init_allocator(capacity=SLAB_BLOCKS, with_shm=True, name=bus)
+    event_engine.init_allocator(memory=SLAB_MEMORY, with_shm=True, name=bus)
 
 
 def test_init_allocator_attaches_the_engines_made_afterwards(bus_name):
-    event_engine.init_allocator(capacity=64, with_shm=True, name=bus_name)
+    event_engine.init_allocator(memory=2 << 20, with_shm=True, name=bus_name)
     a = EventEngine()
     b = EventEngineEx(group="g")
     assert (a.bus, b.bus, b.group) == (bus_name, bus_name, "g")
-    assert event_engine.inspect_bus(bus_name)["geometry"]["slab_blocks"] == 64
+    assert event_engine.inspect_bus(bus_name)["geometry"]["slab_memory"] == 2 << 20
     b.register_handler(Topic("Via.Allocator"), lambda *a, **k: None)
     a.put(Topic("Via.Allocator"), 1)
     assert b.get(block=False).args == (1,)

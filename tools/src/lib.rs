@@ -19,6 +19,7 @@ pub mod payload;
 pub mod signals;
 pub mod table;
 pub mod topic_filter;
+pub mod units;
 
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
@@ -29,8 +30,8 @@ use std::io::Write;
 #[command(
     name = "event-engine",
     version,
-    about = "Inspect, watch, tail, publish to, clean up and bridge event-engine shared-memory buses.",
-    long_about = "Inspect, watch, tail, publish to, clean up and bridge (over NATS) event-engine \
+    about = "Create, inspect, watch, tail, publish to, clean up and bridge event-engine shared-memory buses.",
+    long_about = "Create, inspect, watch, tail, publish to, clean up and bridge (over NATS) event-engine \
 shared-memory buses (files /dev/shm/event_engine.<name>).
 
 Exit status: 0 success, 1 other failure, 2 usage error, 3 unknown bus, 4 bad bus name, \
@@ -45,6 +46,9 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Create a bus of a chosen size (slots, largest message, slab memory).
+    #[command(long_about = cmd::create::LONG_ABOUT)]
+    Create(cmd::create::Args),
     /// List every bus on this machine.
     #[command(long_about = cmd::ls::LONG_ABOUT)]
     Ls(cmd::ls::Args),
@@ -104,6 +108,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let result = match &cli.command {
+        Command::Create(a) => cmd::create::run(a, &mut out),
         Command::Ls(a) => cmd::ls::run(a, &mut out),
         Command::Inspect(a) => cmd::inspect::run(a, &mut out),
         Command::Watch(a) => cmd::watch::run(a, &mut out),

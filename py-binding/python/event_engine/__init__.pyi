@@ -61,6 +61,9 @@ from ._native import (
     clear_internal_map as clear_internal_map,
 )
 from ._native import (
+    create_bus as create_bus,
+)
+from ._native import (
     get_internal_map as get_internal_map,
 )
 from ._native import (
@@ -144,6 +147,7 @@ __all__ = [
     "TopicType",
     "__version__",
     "clear_internal_map",
+    "create_bus",
     "get_internal_map",
     "get_internal_topic",
     "init_allocator",

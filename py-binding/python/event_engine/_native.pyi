@@ -443,12 +443,51 @@ def init_internal_map(capacity: int = 1024) -> dict[str, Topic]:
 def clear_internal_map() -> None: ...
 def get_internal_topic(key: str, owner: bool = False) -> Topic | None: ...
 def get_internal_map() -> dict[str, Topic]: ...
-def init_allocator(capacity: int = 4096, with_shm: bool = False, name: str | None = None) -> None:
+def init_allocator(
+    capacity: int | None = None,
+    with_shm: bool = False,
+    name: str | None = None,
+    *,
+    slots: int = 4096,
+    max_message: int = 1 << 20,
+    memory: int | None = None,
+    max_processes: int = 256,
+    group_retention: float = 60.0,
+) -> None:
     """With ``with_shm=True``, engines created afterwards in this process attach to the
-    shared-memory bus ``name`` (default ``"default"``), created now if absent, with a slab of
-    ``capacity`` payload blocks. A bad name, or an existing bus of another geometry or layout
-    version, is a ``ValueError`` saying what differs. ``with_shm=False`` goes back to
+    shared-memory bus ``name`` (default ``"default"``), created now if absent with the geometry
+    the keywords give, as ``create_bus`` takes them; ``EventEngine(bus=other)`` creating an
+    absent bus uses that geometry too. ``capacity`` is the older way to size the slab, in 4 KiB
+    blocks (``memory = capacity * 4096``, at least the smallest slab ``max_message`` allows);
+    giving both is a ``ValueError``. A bad name or value, or an existing bus of another geometry
+    or layout version, is a ``ValueError`` saying what differs. ``with_shm=False`` goes back to
     in-process engines."""
+
+def create_bus(
+    name: str,
+    *,
+    slots: int = 4096,
+    max_message: int = 1 << 20,
+    memory: int | None = None,
+    max_processes: int = 256,
+    group_retention: float = 60.0,
+) -> None:
+    """Creates the shared-memory bus ``name`` (``/dev/shm/event_engine.<name>``), or attaches to
+    an existing one with the same geometry; engines then attach with ``EventEngine(bus=name)``.
+
+    ``slots``: ring slots, messages in flight at once (a power of two). ``max_message``: the
+    largest message in bytes, up to 1 GiB (1 << 30), counting the encoded arguments.
+    ``memory``: total bytes of the slab's payload blocks; ``None`` derives it from
+    ``max_message`` (room for four messages of that size plus the small size classes: about
+    16 MiB for the default 1 MiB, small enough for Docker's 64 MiB ``/dev/shm``).
+    ``max_processes``: process-table rows (an engine takes three). ``group_retention``: seconds
+    a work-sharing group without members keeps its backlog.
+
+    A bus is never resized: an existing bus of another geometry is a ``ValueError`` naming each
+    value that differs, both its value and the one asked for. Impossible values (``slots`` not
+    a power of two, ``memory`` too small for one message of ``max_message``) and a ``/dev/shm``
+    without room for the bus (how much it needs and how much is free) are ``ValueError`` too;
+    nothing is created then."""
 
 def inspect_bus(name: str) -> dict[str, Any]:
     """A read-only snapshot of bus ``name`` (geometry, ring, processes with each publisher's

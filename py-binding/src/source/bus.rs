@@ -543,8 +543,10 @@ impl BusSource {
                 "the arguments of a message on \"{literal}\" encode to {len} bytes, more than bus \
                  \"{}\" carries in one message ({} bytes); the limit counts encoded arguments, \
                  a few bytes per argument more than their data (and up to 63 bytes of alignment \
-                 per out-of-band buffer); nothing was published",
-                self.name, self.max_payload
+                 per out-of-band buffer); nothing was published. {}",
+                self.name,
+                self.max_payload,
+                bigger_bus_hint(len, &self.name),
             )));
         }
         if !tried {
@@ -1126,4 +1128,24 @@ impl Copied {
         }
         .into_payload(py)
     }
+}
+
+/// How to get a bus that carries `len` bytes in one message (bus `name` does not).
+fn bigger_bus_hint(len: usize, name: &str) -> String {
+    let limit = u64::from(shm_ring::MAX_MESSAGE_LIMIT);
+    let want = (len as u64).next_power_of_two().max(1 << 20);
+    if want > limit {
+        return "A bus carries at most 1 GiB in one message: send less per message".into();
+    }
+    let flag = if want % (1 << 30) == 0 {
+        format!("{}GiB", want >> 30)
+    } else {
+        format!("{}MiB", want >> 20)
+    };
+    format!(
+        "For larger messages, make a bus with a larger max_message before any process attaches \
+         to it: create_bus(\"name\", max_message={want}) in Python or `event-engine create name \
+         --max-message {flag}` (a new name, or this one once no process uses it and \
+         unlink_bus(\"{name}\") removed it)"
+    )
 }

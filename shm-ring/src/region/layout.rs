@@ -16,24 +16,35 @@ use crate::{BusConfig, BusError};
 pub const MAGIC: u64 = u64::from_le_bytes(*b"EVENTBUS");
 /// Version of this layout; bumped whenever any structure below changes (2: 192-byte slots with
 /// 136 inline bytes; 3: consumers' start and end positions and interests, 2 KiB header, class
-/// sizes capped by [`CLASS_BYTES_PER_BLOCK`], free-list `TAKEN` marks; 4: row stats, a
+/// sizes capped at 1 KiB per slab block, free-list `TAKEN` marks; 4: row stats, a
 /// publisher's topic table and a program's counters beside each process row, group retention,
 /// lossy consumers, a publisher's held block; 5: a bridge's `held` and `forgotten` counters, its
 /// label cut to 64 bytes; 6: a consumer's `cursor` on a cache line of its own; 7: a group's
 /// `orphaned_ns` on `CLOCK_BOOTTIME` instead of the time of day, a consumer's `generation`, a
 /// publisher row's `addressed`, the header's `blind_sleepers`, and a process is alive while it
 /// holds its row's lock (`liveness`), which older builds do not take; 8: a row's `publishing`
-/// word carries the flags `ANNOUNCED` and `SEALED`, and its run length is 14 bits).
+/// word carries the flags `ANNOUNCED` and `SEALED`, and its run length is 14 bits; 9: the slab
+/// is sized by a memory budget, the header's `slab_memory`, and `slab_blocks` is derived from
+/// it; messages up to 1 GiB; each block has a hold word, the header a seat mask and a row its
+/// seat and copies: holds and loans).
 pub const LAYOUT_VERSION: u32 = 9;
-/// Each slab class holds at most `slab_blocks` times this many bytes (at least one block), so the
-/// large classes do not dominate the region: the default bus (4096 blocks, 1 MiB messages) is
-/// just under 24 MiB: two fit a 64 MiB `/dev/shm` (Docker's default).
-pub const CLASS_BYTES_PER_BLOCK: u64 = 1024;
+/// Each slab class below the largest gets at most this many bytes (and at most its share of
+/// half the slab memory, at least one block); the largest class, which fits a whole message,
+/// gets the rest. See [`class_counts`].
+pub const SMALL_CLASS_BYTES: u64 = 2 << 20;
+/// Full-size messages the slab has room for when its memory is derived from `max_message`
+/// ([`default_slab_memory`]).
+pub const DEFAULT_FULL_MESSAGES: u64 = 4;
+/// Largest `max_message` accepted: 1 GiB (its block, with the longest topic, still fits a u32).
+pub const MAX_MESSAGE_LIMIT: u32 = 1 << 30;
+/// Most payload blocks a slab may have (its links table is 4 bytes a block).
+pub const MAX_SLAB_BLOCKS: u64 = 1 << 24;
 /// Longest topic accepted, in bytes.
 pub const MAX_TOPIC_LEN: usize = 512;
 /// Topic plus payload up to this many bytes travel inside the ring slot, needing no slab block.
 pub(crate) use crate::blocks::ring::INLINE_CAP;
-/// Smallest slab size class; each next class is four times larger, the last fits a full message.
+/// Smallest slab size class; each next class is four times larger, the last fits a full message
+/// (and is at least twice the one below it).
 pub const MIN_BLOCK: usize = 256;
 /// At most this many size classes.
 pub const MAX_CLASSES: usize = 16;
@@ -72,6 +83,7 @@ pub(crate) struct Header {
     pub created_ns: AtomicU64,
     pub ring_capacity: AtomicU32,
     pub max_message: AtomicU32,
+    /// Blocks of all classes together, derived from `slab_memory` (the links table's length).
     pub slab_blocks: AtomicU32,
     pub max_processes: AtomicU32,
     pub max_subscribers: AtomicU32,
@@ -85,7 +97,9 @@ pub(crate) struct Header {
     pub row_stats_off: AtomicU64,
     /// Since version 9: the blocks' hold words (`blocks/holds.rs`).
     pub holds_off: AtomicU64,
-    _pad0: [u64; 1],
+    /// The slab's memory budget in bytes (`BusConfig::slab_memory`, resolved): with
+    /// `max_message` it decides every class's block count (since version 9).
+    pub slab_memory: AtomicU64,
     // --- shared state, mostly cold (line pair 1) ---
     /// Owner of the table lock (see `table::TableLock`), 0 when free.
     pub lock: AtomicU64,
@@ -335,6 +349,8 @@ pub(crate) struct ClassHead {
 
 const _: () = {
     assert!(std::mem::size_of::<Header>() <= HEADER_SIZE);
+    // docs/region-layout.md: the table lock's word is at offset 128.
+    assert!(std::mem::offset_of!(Header, lock) == 128);
     assert!(std::mem::size_of::<Row>() == ROW_SIZE);
     assert!(std::mem::size_of::<TopicEntry>() == TOPIC_ENTRY_SIZE);
     assert!(std::mem::size_of::<RowStats>() == ROW_STATS_SIZE);
@@ -359,6 +375,9 @@ pub(crate) struct ClassGeom {
 pub(crate) struct Layout {
     pub ring_capacity: u32,
     pub max_message: u32,
+    /// The slab's memory budget; the classes' blocks add up to at most this many bytes.
+    pub slab_memory: u64,
+    /// Blocks of all classes together.
     pub slab_blocks: u32,
     pub max_processes: u32,
     pub max_subscribers: u32,
@@ -383,12 +402,119 @@ pub(crate) fn class_sizes(max_message: u32) -> Vec<u32> {
     let need = max_message as u64 + MAX_TOPIC_LEN as u64;
     let mut sizes = Vec::new();
     let mut s = MIN_BLOCK as u64;
-    while s < need && sizes.len() < MAX_CLASSES - 1 {
+    // The largest class is at least twice the one below it: a class just under a whole message
+    // would cost as much memory as one and hold no message that a whole-message block could not.
+    while 2 * s <= need && sizes.len() < MAX_CLASSES - 1 {
         sizes.push(s as u32);
         s *= 4;
     }
+    // At most 2^30 + 512 rounded up to 64: well inside a u32.
     sizes.push(align(need, 64).max(MIN_BLOCK as u64) as u32);
     sizes
+}
+
+/// Blocks of the classes below the largest when each gets `share` bytes: at least one block.
+fn small_counts(sizes: &[u32], share: u64) -> Vec<u32> {
+    let small = &sizes[..sizes.len() - 1];
+    small
+        .iter()
+        .map(|&s| (share / s as u64).max(1) as u32)
+        .collect()
+}
+
+fn bytes_of(sizes: &[u32], counts: &[u32]) -> u64 {
+    sizes
+        .iter()
+        .zip(counts)
+        .map(|(&s, &c)| s as u64 * c as u64)
+        .sum()
+}
+
+/// The smallest slab memory a bus of `max_message` accepts: one block of every class, the
+/// largest fitting one whole message with the longest topic.
+pub fn min_slab_memory(max_message: u32) -> u64 {
+    class_sizes(max_message).iter().map(|&s| s as u64).sum()
+}
+
+/// The slab memory of a bus whose creator gave none: room for [`DEFAULT_FULL_MESSAGES`] messages
+/// of `max_message` plus [`SMALL_CLASS_BYTES`] for each smaller class (at least one block each).
+/// About 16 MiB for the default 1 MiB messages; about 4.35 GiB for 1 GiB messages.
+pub fn default_slab_memory(max_message: u32) -> u64 {
+    let sizes = class_sizes(max_message);
+    let small = small_counts(&sizes, SMALL_CLASS_BYTES);
+    let last = *sizes.last().expect("at least one class") as u64;
+    bytes_of(&sizes, &small) + DEFAULT_FULL_MESSAGES * last
+}
+
+/// How many blocks each class gets out of `memory` bytes (`sizes` from [`class_sizes`]).
+///
+/// Each class below the largest gets an equal share of half the memory, at most
+/// [`SMALL_CLASS_BYTES`], and at least one block; the largest class, which holds whole messages,
+/// gets what is left in whole blocks; the remainder (less than one large block) goes to the
+/// smaller classes, largest first. So the small classes keep thousands of blocks for small
+/// messages, the largest class has every byte the small ones do not need, and the blocks use all
+/// of `memory` but less than one smallest block. A message takes a block from the smallest class
+/// that fits it and has one free, so the single blocks of intermediate classes are not a limit.
+/// `Err` carries what is wrong, for [`BusError::BadConfig`].
+pub(crate) fn class_counts(sizes: &[u32], memory: u64) -> Result<Vec<u32>, String> {
+    let n = sizes.len();
+    let last = sizes[n - 1] as u64;
+    let minimum: u64 = sizes.iter().map(|&s| s as u64).sum();
+    if memory < minimum {
+        return Err(format!(
+            "slab memory {memory} bytes ({}) is too small: one message of the largest size \
+             ({last} bytes with its topic) and one block of each smaller size class need at \
+             least {minimum} bytes ({}); give more memory or a smaller max_message",
+            human_bytes(memory),
+            human_bytes(minimum)
+        ));
+    }
+    let share = if n > 1 {
+        (memory / (2 * (n as u64 - 1))).min(SMALL_CLASS_BYTES)
+    } else {
+        0
+    };
+    let mut counts = small_counts(sizes, share);
+    if bytes_of(sizes, &counts) + last > memory {
+        // Only near the minimum: one block of each smaller class.
+        counts.iter_mut().for_each(|c| *c = 1);
+    }
+    let rest = memory - bytes_of(sizes, &counts);
+    let large = rest / last;
+    let mut left = rest - large * last;
+    for i in (0..n - 1).rev() {
+        let more = left / sizes[i] as u64;
+        counts[i] += more as u32;
+        left -= more * sizes[i] as u64;
+    }
+    let total = counts.iter().map(|&c| c as u64).sum::<u64>() + large;
+    if total > MAX_SLAB_BLOCKS || large > u32::MAX as u64 {
+        return Err(format!(
+            "slab memory {memory} bytes ({}) makes {total} blocks, more than \
+             {MAX_SLAB_BLOCKS}: give less memory or a larger max_message",
+            human_bytes(memory)
+        ));
+    }
+    counts.push(large as u32);
+    Ok(counts)
+}
+
+/// `bytes` for a message: "1.5 MiB", "64 KiB", "100 B" (binary units).
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else if v.fract() == 0.0 {
+        format!("{v:.0} {}", UNITS[unit])
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
 }
 
 impl Layout {
@@ -399,12 +525,12 @@ impl Layout {
         let cap = cfg.ring_capacity;
         if !(2..=1 << 24).contains(&cap) || !cap.is_power_of_two() {
             return bad(format!(
-                "ring_capacity {cap} is not a power of two in 2..=16777216"
+                "ring_capacity (slots) {cap} is not a power of two in 2..=16777216"
             ));
         }
-        if !(1..=1 << 30).contains(&cfg.max_message) {
+        if !(1..=MAX_MESSAGE_LIMIT).contains(&cfg.max_message) {
             return bad(format!(
-                "max_message {} is not in 1..=1073741824",
+                "max_message {} is not in 1..={MAX_MESSAGE_LIMIT} (1 GiB)",
                 cfg.max_message
             ));
         }
@@ -421,30 +547,15 @@ impl Layout {
             ));
         }
         let sizes = class_sizes(cfg.max_message);
-        let n = sizes.len() as u32;
-        if !(n..=1 << 24).contains(&cfg.slab_blocks) {
-            return bad(format!(
-                "slab_blocks {} is not in {n}..=16777216 (one block per size class at least)",
-                cfg.slab_blocks
-            ));
-        }
-        // Smaller classes get more blocks: class i gets slab_blocks / 2^(i+1), at most
-        // slab_blocks * CLASS_BYTES_PER_BLOCK bytes' worth, at least one; the first class takes
-        // what is left over.
-        let budget = cfg.slab_blocks as u64 * CLASS_BYTES_PER_BLOCK;
-        let mut counts: Vec<u32> = (0..n)
-            .map(|i| {
-                let by_bytes = (budget / sizes[i as usize] as u64).min(u32::MAX as u64) as u32;
-                (cfg.slab_blocks >> (i + 1)).min(by_bytes).max(1)
-            })
-            .collect();
-        let sum: u32 = counts.iter().sum();
-        if sum > cfg.slab_blocks {
-            // Only possible for tiny slabs: give one block to each class, the rest to class 0.
-            counts.iter_mut().for_each(|c| *c = 1);
-        }
-        let sum: u32 = counts.iter().sum();
-        counts[0] += cfg.slab_blocks - sum;
+        let slab_memory = cfg
+            .slab_memory
+            .unwrap_or_else(|| default_slab_memory(cfg.max_message));
+        let counts = match class_counts(&sizes, slab_memory) {
+            Ok(counts) => counts,
+            Err(what) => return bad(what),
+        };
+        // At most MAX_SLAB_BLOCKS (checked by class_counts).
+        let slab_blocks = counts.iter().sum::<u32>();
 
         let rows_off = HEADER_SIZE as u64;
         let row_stats_off = rows_off + cfg.max_processes as u64 * ROW_SIZE as u64;
@@ -458,8 +569,8 @@ impl Layout {
         // Slots are three cache lines each, so every slot starts on a line of its own.
         let classes_off = slots_off + cap as u64 * SLOT_SIZE as u64;
         let links_off = classes_off + MAX_CLASSES as u64 * CLASS_SIZE as u64;
-        let holds_off = align(links_off + cfg.slab_blocks as u64 * 4, 8);
-        let blocks_off = align(holds_off + cfg.slab_blocks as u64 * 8, 4096);
+        let holds_off = align(links_off + slab_blocks as u64 * 4, 8);
+        let blocks_off = align(holds_off + slab_blocks as u64 * 8, 4096);
         let mut off = blocks_off;
         let mut first = 0;
         let mut classes = Vec::new();
@@ -482,7 +593,8 @@ impl Layout {
         Ok(Layout {
             ring_capacity: cap,
             max_message: cfg.max_message,
-            slab_blocks: cfg.slab_blocks,
+            slab_memory,
+            slab_blocks,
             max_processes: cfg.max_processes,
             max_subscribers: cfg.max_subscribers,
             classes,
@@ -503,7 +615,7 @@ impl Layout {
         BusConfig {
             ring_capacity: self.ring_capacity,
             max_message: self.max_message,
-            slab_blocks: self.slab_blocks,
+            slab_memory: Some(self.slab_memory),
             max_processes: self.max_processes,
             max_subscribers: self.max_subscribers,
             ..BusConfig::default()
@@ -519,10 +631,28 @@ impl Layout {
 mod tests {
     use super::*;
 
+    fn classes(l: &Layout) -> Vec<(u32, u32)> {
+        l.classes.iter().map(|c| (c.block_size, c.count)).collect()
+    }
+
+    fn with(max_message: u32, slab_memory: Option<u64>) -> Result<Layout, BusError> {
+        Layout::compute(
+            "t",
+            &BusConfig {
+                max_message,
+                slab_memory,
+                ..BusConfig::default()
+            },
+        )
+    }
+
     #[test]
     fn default_layout_is_consistent() {
         let l = Layout::compute("t", &BusConfig::default()).unwrap();
-        assert_eq!(l.classes.iter().map(|c| c.count).sum::<u32>(), 4096);
+        assert_eq!(
+            l.classes.iter().map(|c| c.count).sum::<u32>(),
+            l.slab_blocks
+        );
         assert!(l.classes.last().unwrap().block_size as usize >= (1 << 20) + MAX_TOPIC_LEN);
         for w in l.classes.windows(2) {
             assert!(w[0].block_size < w[1].block_size);
@@ -532,33 +662,115 @@ mod tests {
             );
         }
         assert!(l.total_size >= l.classes.last().unwrap().data_off);
+        let used: u64 = l
+            .classes
+            .iter()
+            .map(|c| c.block_size as u64 * c.count as u64)
+            .sum();
+        assert!(used <= l.slab_memory && l.slab_memory - used < MIN_BLOCK as u64);
     }
 
     #[test]
     fn default_region_fits_a_small_dev_shm() {
         let l = Layout::compute("t", &BusConfig::default()).unwrap();
         // Docker's default /dev/shm is 64 MiB: the default bus must leave most of it free.
-        assert!(l.total_size < 25 << 20, "{} bytes", l.total_size);
+        assert!(l.total_size < 20 << 20, "{} bytes", l.total_size);
+        assert_eq!(l.slab_memory, default_slab_memory(1 << 20));
         let last = l.classes.last().unwrap();
         assert!(last.block_size as usize >= (1 << 20) + MAX_TOPIC_LEN);
-        assert!(last.count >= 2, "at least two full-size messages in flight");
+        assert!(last.count >= 4, "several full-size messages in flight");
+        assert!(l.classes[0].count >= 4096, "{:?}", classes(&l));
+    }
+
+    #[test]
+    fn the_largest_class_is_at_least_twice_the_one_below() {
+        for max in [
+            1,
+            200,
+            1000,
+            4096,
+            1 << 20,
+            (1 << 20) + 1,
+            64 << 20,
+            1 << 30,
+        ] {
+            let sizes = class_sizes(max);
+            let last = *sizes.last().unwrap() as u64;
+            assert!(last >= max as u64 + MAX_TOPIC_LEN as u64);
+            if let [.., below, _] = sizes[..] {
+                assert!(last >= 2 * below as u64, "{max}: {sizes:?}");
+            }
+        }
+        assert_eq!(class_sizes(4096), [256, 1024, 4608]);
+        assert_eq!(class_sizes(1 << 20).len(), 7);
+    }
+
+    #[test]
+    fn a_derived_slab_holds_four_full_messages_and_many_small_ones() {
+        for max in [1000, 4096, 1 << 20, 16 << 20, 64 << 20, 1 << 30] {
+            let l = with(max, None).unwrap();
+            let c = classes(&l);
+            assert!(c.last().unwrap().1 >= 4, "{max}: {c:?}");
+            if c.len() > 1 {
+                assert!(c[0].1 >= 4096, "{max}: {c:?}");
+            }
+        }
+        // 1 GiB messages: four of them and the smaller classes, about 4.35 GiB.
+        let big = default_slab_memory(1 << 30);
+        assert!((4 << 30..4 << 30 | 400 << 20).contains(&big), "{big}");
+    }
+
+    #[test]
+    fn a_given_memory_goes_mostly_to_the_largest_class() {
+        // 64 MiB messages in 2 GiB: 31 of them, and the small classes keep thousands of blocks.
+        let l = with(64 << 20, Some(2 << 30)).unwrap();
+        let c = classes(&l);
+        assert_eq!(c.last().unwrap(), &((64 << 20) + 512, 31));
+        assert_eq!(c[0], (256, 8192 + 2));
+        assert_eq!(c.len(), 10);
+        let used: u64 = c.iter().map(|&(s, n)| s as u64 * n as u64).sum();
+        assert!(used <= 2 << 30 && (2 << 30) - used < 256);
+    }
+
+    #[test]
+    fn every_size_of_a_1_gib_bus_fits_its_integers() {
+        let l = with(1 << 30, Some(min_slab_memory(1 << 30))).unwrap();
+        let last = l.classes.last().unwrap();
+        assert_eq!(last.block_size, (1 << 30) + 512);
+        assert_eq!(last.count, 1);
+        assert!(l.classes.iter().all(|c| c.count == 1));
+        assert!(l.total_size > 1 << 30);
+        let end = last.data_off + last.block_size as u64 * last.count as u64;
+        assert!(end <= l.total_size);
+    }
+
+    #[test]
+    fn memory_below_one_message_is_refused_with_the_minimum() {
+        let min = min_slab_memory(1 << 20);
+        assert_eq!(
+            min,
+            256 + 1024 + 4096 + 16384 + 65536 + 262144 + (1 << 20) + 512
+        );
+        assert!(with(1 << 20, Some(min)).is_ok());
+        let err = with(1 << 20, Some(min - 1)).unwrap_err().to_string();
+        assert!(err.contains(&format!("at least {min} bytes")), "{err}");
+        assert!(err.contains("1049088 bytes with its topic"), "{err}");
+        // Near the minimum, the smaller classes fall back to one block each.
+        let l = with(1 << 20, Some(min + 1000)).unwrap();
+        assert!(l.classes.iter().all(|c| c.count >= 1));
+        assert_eq!(l.classes.last().unwrap().count, 1);
+    }
+
+    #[test]
+    fn too_many_blocks_are_refused() {
+        let err = with(1, Some(1 << 40)).unwrap_err().to_string();
+        assert!(err.contains("more than 16777216"), "{err}");
     }
 
     #[test]
     fn tiny_and_bad_geometries() {
-        let cfg = BusConfig {
-            max_message: 100,
-            slab_blocks: 2,
-            ..BusConfig::default()
-        };
-        let l = Layout::compute("t", &cfg).unwrap();
-        assert_eq!(
-            l.classes
-                .iter()
-                .map(|c| (c.block_size, c.count))
-                .collect::<Vec<_>>(),
-            [(256, 1), (640, 1)]
-        );
+        let l = with(100, Some(256 + 640)).unwrap();
+        assert_eq!(classes(&l), [(256, 1), (640, 1)]);
         for cfg in [
             BusConfig {
                 ring_capacity: 3,
@@ -573,16 +785,25 @@ mod tests {
                 ..BusConfig::default()
             },
             BusConfig {
-                slab_blocks: 2,
+                max_message: 0,
                 ..BusConfig::default()
             },
             BusConfig {
-                max_message: 0,
+                max_message: (1 << 30) + 1,
                 ..BusConfig::default()
             },
         ] {
             let err = Layout::compute("t", &cfg).unwrap_err().to_string();
             assert!(err.contains("is not"), "{err}");
         }
+        let err = with(1 << 20, Some(2)).unwrap_err().to_string();
+        assert!(err.contains("too small"), "{err}");
+    }
+
+    #[test]
+    fn human_bytes_reads_well() {
+        assert_eq!(human_bytes(100), "100 B");
+        assert_eq!(human_bytes(64 << 20), "64 MiB");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
     }
 }

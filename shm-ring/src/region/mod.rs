@@ -236,6 +236,7 @@ impl Region {
         h.ring_capacity.store(l.ring_capacity, Ordering::Relaxed);
         h.max_message.store(l.max_message, Ordering::Relaxed);
         h.slab_blocks.store(l.slab_blocks, Ordering::Relaxed);
+        h.slab_memory.store(l.slab_memory, Ordering::Relaxed);
         h.max_processes.store(l.max_processes, Ordering::Relaxed);
         h.max_subscribers
             .store(l.max_subscribers, Ordering::Relaxed);
@@ -518,7 +519,7 @@ fn validate_header(name: &str, h: &Header, file_size: u64) -> Result<Layout, Bus
     let cfg = BusConfig {
         ring_capacity: h.ring_capacity.load(Ordering::Relaxed),
         max_message: h.max_message.load(Ordering::Relaxed),
-        slab_blocks: h.slab_blocks.load(Ordering::Relaxed),
+        slab_memory: Some(h.slab_memory.load(Ordering::Relaxed)),
         max_processes: h.max_processes.load(Ordering::Relaxed),
         max_subscribers: h.max_subscribers.load(Ordering::Relaxed),
         ..BusConfig::default()
@@ -527,7 +528,12 @@ fn validate_header(name: &str, h: &Header, file_size: u64) -> Result<Layout, Bus
         BusError::BadConfig { what } => BusError::corrupt(name, format!("header geometry: {what}")),
         e => e,
     })?;
-    let checks: [(&str, u64, u64); 11] = [
+    let checks: [(&str, u64, u64); 12] = [
+        (
+            "number of slab blocks",
+            layout.slab_blocks as u64,
+            h.slab_blocks.load(Ordering::Relaxed) as u64,
+        ),
         (
             "number of size classes",
             layout.classes.len() as u64,
@@ -591,26 +597,50 @@ fn validate_header(name: &str, h: &Header, file_size: u64) -> Result<Layout, Bus
     Ok(layout)
 }
 
-/// Compares a wanted geometry with an attached one, naming the first field that differs.
-pub(crate) fn check_geometry(name: &str, want: &BusConfig, have: &Layout) -> Result<(), BusError> {
+/// Compares a wanted geometry (and group retention, also fixed by the creator) with that of an
+/// attached region, naming the first field that differs.
+pub(crate) fn check_geometry(
+    name: &str,
+    want: &BusConfig,
+    region: &Region,
+) -> Result<(), BusError> {
+    let have = region.layout();
+    let retention = region.header().group_retention_ms.load(Ordering::Relaxed);
+    // What `want` asks for once resolved (a slab memory of `None` is derived from max_message).
+    let want_memory = want
+        .slab_memory
+        .unwrap_or_else(|| layout::default_slab_memory(want.max_message));
     let fields = [
-        ("ring_capacity", want.ring_capacity, have.ring_capacity),
-        ("max_message", want.max_message, have.max_message),
-        ("slab_blocks", want.slab_blocks, have.slab_blocks),
-        ("max_processes", want.max_processes, have.max_processes),
+        (
+            "ring_capacity",
+            want.ring_capacity as u64,
+            have.ring_capacity as u64,
+        ),
+        (
+            "max_message",
+            want.max_message as u64,
+            have.max_message as u64,
+        ),
+        ("slab_memory", want_memory, have.slab_memory),
+        (
+            "max_processes",
+            want.max_processes as u64,
+            have.max_processes as u64,
+        ),
         (
             "max_subscribers",
-            want.max_subscribers,
-            have.max_subscribers,
+            want.max_subscribers as u64,
+            have.max_subscribers as u64,
         ),
+        ("group_retention_ms", want.group_retention_ms, retention),
     ];
     for (field, expected, found) in fields {
         if expected != found {
             return Err(BusError::Mismatch {
                 name: name.to_string(),
                 field,
-                expected: expected as u64,
-                found: found as u64,
+                expected,
+                found,
             });
         }
     }

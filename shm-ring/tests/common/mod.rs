@@ -39,7 +39,7 @@ pub fn small() -> BusConfig {
     BusConfig {
         ring_capacity: 16,
         max_message: 4096,
-        slab_blocks: 16,
+        slab_memory: Some(20 << 10),
         max_processes: 32,
         ..BusConfig::default()
     }

@@ -25,7 +25,7 @@ pub fn bus_config() -> BusConfig {
     BusConfig {
         ring_capacity: 4096,
         max_message: 4096,
-        slab_blocks: 8192,
+        slab_memory: Some(10 << 20),
         max_processes: 16,
         max_subscribers: 8,
         ..BusConfig::default()

@@ -31,7 +31,7 @@ fn cfg() -> BusConfig {
     BusConfig {
         ring_capacity: 256,
         max_message: 4096,
-        slab_blocks: 512,
+        slab_memory: Some(600 << 10),
         max_processes: 16,
         ..BusConfig::default()
     }

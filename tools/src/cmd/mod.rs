@@ -2,6 +2,7 @@
 //! given output and returns an error for [`crate::run`] to report.
 
 pub mod bridge;
+pub mod create;
 pub mod inspect;
 pub mod ls;
 pub mod publish;

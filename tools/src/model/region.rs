@@ -11,7 +11,9 @@ pub struct Geometry {
     pub ring_capacity: u32,
     /// Largest payload in bytes.
     pub max_message: u32,
-    /// Payload blocks across all size classes.
+    /// Bytes of payload blocks across all size classes (the slab's memory budget).
+    pub slab_memory: u64,
+    /// Payload blocks across all size classes (derived from `slab_memory` and `max_message`).
     pub slab_blocks: u32,
     /// Process-table rows.
     pub max_processes: u32,
@@ -72,7 +74,9 @@ pub fn geometry(s: &Snapshot) -> Geometry {
     Geometry {
         ring_capacity: g.ring_capacity,
         max_message: g.max_message,
-        slab_blocks: g.slab_blocks,
+        // A snapshot's geometry always holds the region's resolved memory.
+        slab_memory: g.slab_memory.unwrap_or(0),
+        slab_blocks: s.slab.iter().map(|c| c.total).sum(),
         max_processes: g.max_processes,
         max_subscribers: g.max_subscribers,
     }

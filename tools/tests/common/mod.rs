@@ -43,7 +43,7 @@ pub fn small_config() -> BusConfig {
     BusConfig {
         ring_capacity: 64,
         max_message: 4096,
-        slab_blocks: 64,
+        slab_memory: Some(80 << 10),
         max_processes: 16,
         max_subscribers: 8,
         ..BusConfig::default()

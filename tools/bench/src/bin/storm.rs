@@ -413,7 +413,7 @@ fn coordinate(o: &Opts) -> Result<()> {
     let cfg = BusConfig {
         ring_capacity: o.ring,
         max_message: 4096,
-        slab_blocks: 256,
+        slab_memory: Some(300 << 10),
         max_processes: 64,
         group_retention_ms: RETENTION_MS,
         ..BusConfig::default()

@@ -60,9 +60,10 @@ struct Cli {
     /// When creating the bus: ring slots (a power of two).
     #[arg(long, default_value_t = BusConfig::default().ring_capacity)]
     ring_capacity: u32,
-    /// When creating the bus: payload blocks in the slab.
-    #[arg(long, default_value_t = BusConfig::default().slab_blocks)]
-    slab_blocks: u32,
+    /// When creating the bus: bytes of payload blocks in the slab (default: derived from
+    /// --max-message, room for four messages of it plus the small classes).
+    #[arg(long)]
+    slab_memory: Option<u64>,
     /// When creating the bus: largest payload in bytes.
     #[arg(long, default_value_t = BusConfig::default().max_message)]
     max_message: u32,
@@ -112,7 +113,7 @@ fn run(cli: Cli) -> Result<()> {
         Err(BusError::NotFound { .. }) => {
             let cfg = BusConfig {
                 ring_capacity: cli.ring_capacity,
-                slab_blocks: cli.slab_blocks,
+                slab_memory: cli.slab_memory,
                 max_message: cli.max_message,
                 ..BusConfig::default()
             };

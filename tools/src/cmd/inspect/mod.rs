@@ -40,7 +40,9 @@ With --json, prints one object whose field names are a stable API (schema 1):
   layout_version  int, the region layout version
   file_size       int, bytes
   created_ns      int, creation time, ns since the Unix epoch
-  geometry        {ring_capacity, max_message, slab_blocks, max_processes, max_subscribers}: int
+  geometry        {ring_capacity, max_message, slab_memory, slab_blocks, max_processes,
+                  max_subscribers}: int; slab_memory = bytes of payload blocks, slab_blocks =
+                  their number (the classes are in `slab`)
   ring            {head, tail, occupancy, capacity}: int; head = messages ever published,
                   tail = lowest consumer cursor, occupancy = head - tail
   summary         {processes, alive, rows, publishers, subscribers, group_members, handles, groups,

@@ -54,12 +54,19 @@ fn write_about(m: &BusModel, now_ns: u64, out: &mut dyn Write) -> Result<()> {
         format::bytes(m.file_size),
         format::ago(m.created_ns, now_ns)
     )?;
+    let classes: Vec<String> = m
+        .slab
+        .iter()
+        .map(|c| format!("{} x {}", format::block_size(c.block_size.into()), c.total))
+        .collect();
     writeln!(
         out,
-        "geometry: ring {} slots, max message {}, {} slab blocks, {} process rows, {} subscribers max",
+        "geometry: ring {} slots, max message {}, slab {} in {} blocks ({}), {} process rows, {} subscribers max",
         g.ring_capacity,
         format::bytes(g.max_message.into()),
+        format::bytes(g.slab_memory),
         g.slab_blocks,
+        classes.join(", "),
         g.max_processes,
         g.max_subscribers
     )?;
