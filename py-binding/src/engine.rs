@@ -772,7 +772,9 @@ impl PyEventEngine {
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let nbytes = usize::try_from(nbytes).map_err(|_| {
-            PyValueError::new_err(format!("loan() needs a size of 0 bytes or more, got {nbytes}"))
+            PyValueError::new_err(format!(
+                "loan() needs a size of 0 bytes or more, got {nbytes}"
+            ))
         })?;
         let timeout = match (block, timeout) {
             (false, _) => Some(std::time::Duration::ZERO),

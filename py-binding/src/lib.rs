@@ -20,8 +20,8 @@ mod gil;
 mod held;
 mod hook;
 mod intern;
-mod lock;
 mod loan;
+mod lock;
 mod logger;
 mod match_result;
 mod message;
@@ -59,7 +59,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     #[cfg(not(PyPy))]
     vectorcall::install(&py.get_type::<engine::PyEventEngine>())?;
     m.add_class::<engine_ex::PyEventEngineEx>()?;
-    m.add("SharedBuffer", shmbuf::buffer_type(py, shmbuf::Kind::Shared)?)?;
+    m.add(
+        "SharedBuffer",
+        shmbuf::buffer_type(py, shmbuf::Kind::Shared)?,
+    )?;
     m.add("Loan", shmbuf::buffer_type(py, shmbuf::Kind::Loan)?)?;
     m.add_function(wrap_pyfunction!(loan::release_loan, m)?)?;
     m.add("Full", py.get_type::<errors::Full>())?;

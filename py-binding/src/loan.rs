@@ -69,7 +69,9 @@ impl Loans {
     ) -> PyResult<Bound<'py, PyAny>> {
         let (ptr, size) = loan.as_mut_ptr();
         if size < LOAN_FRONT + nbytes {
-            return Err(PyValueError::new_err("a loaned block is smaller than asked for"));
+            return Err(PyValueError::new_err(
+                "a loaned block is smaller than asked for",
+            ));
         }
         let cell = Arc::new(LoanCell {
             loan: Mutex::new(loan),

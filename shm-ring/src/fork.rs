@@ -102,7 +102,12 @@ pub fn before_fork() {
 
 /// Step 2, in the parent just after `fork`.
 pub fn after_fork_in_parent() {
-    drop(WRITE_END.lock().unwrap_or_else(PoisonError::into_inner).take());
+    drop(
+        WRITE_END
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take(),
+    );
 }
 
 /// Step 3, in the child just after `fork`: takes its parent's holds over (see the module doc).

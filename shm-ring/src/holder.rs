@@ -153,22 +153,28 @@ pub struct Holder {
 }
 
 impl Holder {
-    pub(crate) fn new(inner: Arc<Inner>, row: u32, lossy: bool, limit: u32) -> Holder {
+    pub(crate) fn new(
+        inner: Arc<Inner>,
+        row: u32,
+        lossy: bool,
+        limit: u32,
+        live: Arc<AtomicU32>,
+    ) -> Holder {
         Holder {
             inner,
             row,
             lossy,
-            live: Arc::new(AtomicU32::new(0)),
+            live,
             limit,
         }
     }
 
-    /// This subscriber's bound: how many blocks it holds at most at once.
+    /// The subscriber's bound: how many blocks it holds at most at once.
     pub fn limit(&self) -> u32 {
         self.limit
     }
 
-    /// How many holds made by this holder (and its clones) are alive.
+    /// How many holds made by the subscriber's holders are alive.
     pub fn live(&self) -> u32 {
         self.live.load(Ordering::Relaxed)
     }
@@ -258,7 +264,13 @@ fn hold_block(inner: &Arc<Inner>, block: u32) -> bool {
         return true;
     }
     let count = region.layout().classes[class].count;
-    if region.class(class).held.load(Ordering::Relaxed).saturating_add(1) > count / 2 {
+    if region
+        .class(class)
+        .held
+        .load(Ordering::Relaxed)
+        .saturating_add(1)
+        > count / 2
+    {
         return false;
     }
     let Some(seat) = seat(inner, &mut st) else {

@@ -60,9 +60,9 @@ mod addressing;
 #[cfg(not(loom))]
 mod bus;
 #[cfg(not(loom))]
-mod handle;
-#[cfg(not(loom))]
 pub mod fork;
+#[cfg(not(loom))]
+mod handle;
 #[cfg(not(loom))]
 mod holder;
 #[cfg(not(loom))]

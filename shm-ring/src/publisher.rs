@@ -4,11 +4,11 @@
 //! The block is taken before the ring position is claimed, so a publisher never holds a claimed
 //! slot (which every consumer behind it must wait for) while it waits for slab space.
 
-use crate::holder::Loan;
 use crate::addressing::Addressing;
 use crate::blocks::atomics::Ordering;
 use crate::blocks::ring::{Addressed, RingView, Run, SlotWrite};
 use crate::handle::Inner;
+use crate::holder::Loan;
 use crate::region::layout::Row;
 use crate::region::layout::TopicEntry;
 use crate::region::layout::{INLINE_CAP, MAX_TOPIC_LEN};
@@ -535,7 +535,16 @@ impl Publisher {
         let hash = topic_hash(topic);
         let block = loan.block();
         loan.spent = true;
-        let r = self.publish_all(topic, hash, codec, 1, |_| len, timeout, |_, _| (), Some(block));
+        let r = self.publish_all(
+            topic,
+            hash,
+            codec,
+            1,
+            |_| len,
+            timeout,
+            |_, _| (),
+            Some(block),
+        );
         match r {
             Ok(sent) => Ok(sent.last),
             Err(stopped) => Err(stopped.error),

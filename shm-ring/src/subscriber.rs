@@ -3,12 +3,12 @@
 //!
 //! The claim protocol (intent, cursor, confirmation, redelivery) is in `blocks/group.rs`.
 
-use crate::holder::Holder;
 use crate::blocks::atomics::Ordering;
 use crate::blocks::entry;
 use crate::blocks::group;
 use crate::blocks::ring::{dist, Poll};
 use crate::handle::Inner;
+use crate::holder::Holder;
 use crate::interrupt::Interrupter;
 use crate::recovery::lock_table;
 use crate::region::interest::Wanted;
@@ -19,6 +19,7 @@ use crate::region::words::Cursor;
 use crate::wait::{wait_for_data, HOT_WAIT, SEAL_AFTER};
 use crate::BusError;
 use std::cell::Cell;
+use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -171,14 +172,30 @@ pub struct Subscriber {
     /// The position a patient look first found claimed and not announced, and when: waiting
     /// there for [`SEAL_AFTER`], it seals the position (see [`Subscriber::seal_if_stalled`]).
     stalled: Cell<Option<(u64, Instant)>>,
+    /// Holds made by its holders that are alive, and how many may be (`holder.rs`).
+    holds: Arc<AtomicU32>,
+    hold_limit: u32,
 }
 
 impl Subscriber {
     /// The right to keep this subscriber's messages in place after they are acknowledged
-    /// ([`Holder`]), for at most `limit` blocks at once; past that, and for a lossy subscriber,
+    /// ([`Holder`]): at most [`Subscriber::set_hold_limit`] blocks at once, counted across every
+    /// holder made from this subscriber; past that, and for a lossy subscriber,
     /// [`Holder::hold`] refuses and the caller copies.
-    pub fn holder(&self, limit: u32) -> Holder {
-        Holder::new(self.inner.clone(), self.row, self.lossy, limit)
+    pub fn holder(&self) -> Holder {
+        Holder::new(
+            self.inner.clone(),
+            self.row,
+            self.lossy,
+            self.hold_limit,
+            self.holds.clone(),
+        )
+    }
+
+    /// How many blocks this subscriber's holders may hold at once (default
+    /// [`crate::DEFAULT_HOLD_LIMIT`]; 0: none, every buffer is copied).
+    pub fn set_hold_limit(&mut self, limit: u32) {
+        self.hold_limit = limit;
     }
 
     pub(crate) fn new(
@@ -209,6 +226,8 @@ impl Subscriber {
             patient: false,
             blind: false,
             stalled: Cell::new(None),
+            holds: Arc::new(AtomicU32::new(0)),
+            hold_limit: crate::holder::DEFAULT_HOLD_LIMIT,
         }
     }
 

@@ -30,7 +30,8 @@ fn a_held_payload_stays_in_place_while_publishers_go_on_and_its_block_comes_back
     let bus = Bus::create(&g.name, &small()).unwrap();
     let mut sub = bus.subscribe().unwrap();
     let mut publisher = bus.publisher().unwrap();
-    let holder = sub.holder(DEFAULT_HOLD_LIMIT);
+    let holder = sub.holder();
+    assert_eq!(holder.limit(), DEFAULT_HOLD_LIMIT);
     publisher
         .publish("frame", Codec::Raw, &filled(1, 600), SEC)
         .unwrap();
@@ -49,7 +50,11 @@ fn a_held_payload_stays_in_place_while_publishers_go_on_and_its_block_comes_back
         assert_eq!(m.payload, &filled(i + 2, 600)[..]);
     }
     assert!(sub.recv(Some(Duration::ZERO)).unwrap().is_none());
-    assert_eq!(held.payload(), &filled(1, 600)[..], "the held payload changed");
+    assert_eq!(
+        held.payload(),
+        &filled(1, 600)[..],
+        "the held payload changed"
+    );
     let s = bus.snapshot();
     assert_eq!(holder_rows(&bus), [(1, 1024)]);
     assert_eq!(s.slab[1].held, 1);
@@ -69,7 +74,8 @@ fn holds_stop_at_the_subscribers_limit_and_at_half_a_class_and_count_copies() {
     let bus = Bus::create(&g.name, &small()).unwrap();
     let mut sub = bus.subscribe().unwrap();
     let mut publisher = bus.publisher().unwrap();
-    let holder = sub.holder(2);
+    sub.set_hold_limit(2);
+    let holder = sub.holder();
     let mut holds = Vec::new();
     for i in 0..4u8 {
         publisher
@@ -87,7 +93,8 @@ fn holds_stop_at_the_subscribers_limit_and_at_half_a_class_and_count_copies() {
     let m = sub.recv(SEC).unwrap().unwrap();
     assert_eq!(holder.hold(&m).unwrap_err(), Refused::NoBlock);
     // The 4 KiB class has 2 blocks: holds take at most one of them, whatever the limit.
-    let roomy = sub.holder(DEFAULT_HOLD_LIMIT);
+    sub.set_hold_limit(DEFAULT_HOLD_LIMIT);
+    let roomy = sub.holder();
     let mut big = Vec::new();
     for i in 0..3u8 {
         publisher
@@ -105,7 +112,11 @@ fn holds_stop_at_the_subscribers_limit_and_at_half_a_class_and_count_copies() {
         .iter()
         .find(|p| p.role == Role::Subscriber)
         .unwrap();
-    assert_eq!(me.copies, 2 + 2, "two past the limit, two past half the class");
+    assert_eq!(
+        me.copies,
+        2 + 2,
+        "two past the limit, two past half the class"
+    );
     drop((holds, big));
     drop((sub, publisher, holder, roomy, bus));
     assert_idle(&g.name);
@@ -125,7 +136,7 @@ fn a_lossy_subscriber_cannot_hold() {
     publisher
         .publish("frame", Codec::Raw, &filled(3, 600), SEC)
         .unwrap();
-    let holder = sub.holder(DEFAULT_HOLD_LIMIT);
+    let holder = sub.holder();
     let m = sub.recv(SEC).unwrap().unwrap();
     assert_eq!(holder.hold(&m).unwrap_err(), Refused::NoBlock);
     drop((sub, publisher, holder, bus));
@@ -136,7 +147,7 @@ fn a_lossy_subscriber_cannot_hold() {
 fn hold_and_wait() {
     let bus = Bus::open(&env("BUS")).unwrap();
     let mut sub = bus.subscribe().unwrap();
-    let holder = sub.holder(DEFAULT_HOLD_LIMIT);
+    let holder = sub.holder();
     say("ready");
     let m = sub.recv(SEC).unwrap().unwrap();
     let h = holder.hold(&m).unwrap();

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use shm_ring::wire::buffers;
-use shm_ring::{Holder, 
+use shm_ring::{
     Bus, BusError, Codec, InterestHandle, Interrupter, MissedCounter, Publisher, RecvOptions,
     SubscribeOptions, Subscriber,
 };
@@ -24,19 +24,19 @@ use shm_ring::{Holder,
 use super::queue::QueueSource;
 use super::received::Received;
 use super::{GetWait, MessageSource, PutWait, Receipt};
-use crate::loan::{LoanCell, Loans, LOAN_FRONT};
-use crate::pybuffer::Exported;
 use crate::aio::{self, LoopDrain, LoopWaker};
 use crate::bus::{bus_err, closed};
 use crate::codec::{self, Encoded};
 use crate::dispatch::Dispatcher;
 use crate::errors::{Empty, Full};
 use crate::gil;
+use crate::loan::{LoanCell, Loans, LOAN_FRONT};
 use crate::lock::{lock, try_lock};
 use crate::logger;
 use crate::message::{Envelope, Message, Outgoing};
 use crate::oob::{self, Pickled};
 use crate::payload::PyMessagePayload;
+use crate::pybuffer::Exported;
 
 /// Most messages dispatched per GIL acquisition.
 const BATCH: usize = 1024;
@@ -55,7 +55,8 @@ thread_local! {
 
 /// One attempt at publishing a put's message with the given timeout (see
 /// [`BusSource::publish_body`]).
-type Send<'a> = &'a (dyn Fn(&mut Publisher, Option<Duration>) -> Result<Option<u64>, BusError> + Sync);
+type Send<'a> =
+    &'a (dyn Fn(&mut Publisher, Option<Duration>) -> Result<Option<u64>, BusError> + Sync);
 
 /// The engine's publisher, and the buffer its puts are compact-encoded into while they hold it.
 struct Outbox {
@@ -119,8 +120,6 @@ pub(crate) struct BusSource {
     parked: AtomicBool,
     /// A receive of the relay failed (a corrupt region): the loop reports it and detaches.
     relay_failed: Mutex<Option<BusError>>,
-    /// Keeps received buffers in shared memory for the views handed to handlers (`held.rs`).
-    holder: Holder,
     /// This engine's live loans (`loan.rs`).
     loans: Loans,
     /// Loans published from their own block (no copy), for tests and tools.
@@ -161,9 +160,9 @@ impl BusSource {
                 lossy,
             })
             .map_err(bus_err)?;
-        let holder = subscriber.holder(hold_limit);
+        let mut subscriber = subscriber;
+        subscriber.set_hold_limit(hold_limit);
         Ok(BusSource {
-            holder,
             loans: Loans::default(),
             loans_published: AtomicU64::new(0),
             name: bus.name().to_owned(),
@@ -360,9 +359,10 @@ impl BusSource {
         let Some(sub) = guard.as_mut() else {
             return Ok(LoopDrain::Ended);
         };
+        let holder = sub.holder();
         if self.parked.swap(false, Ordering::SeqCst) {
             match sub.held() {
-                Some(Ok(m)) => dispatcher.dispatch(py, &Received::kept(&m, &self.holder)),
+                Some(Ok(m)) => dispatcher.dispatch(py, &Received::kept(&m, &holder)),
                 Some(Err(e)) => {
                     drop(guard.take());
                     return Ok(self.failed_on_loop(e));
@@ -384,7 +384,7 @@ impl BusSource {
                 wanted: Some(&mut wanted),
             });
             match got {
-                Ok(Some(m)) => dispatcher.dispatch(py, &Received::kept(&m, &self.holder)),
+                Ok(Some(m)) => dispatcher.dispatch(py, &Received::kept(&m, &holder)),
                 Ok(None) => break,
                 Err(e) => {
                     drop(guard.take());
@@ -522,7 +522,8 @@ impl BusSource {
         tried: bool,
     ) -> PyResult<()> {
         let fill = |out: &mut [u8]| out.copy_from_slice(payload);
-        let send = |p: &mut Publisher, t| p.publish_topic_with(topic, codec, payload.len(), t, fill);
+        let send =
+            |p: &mut Publisher, t| p.publish_topic_with(topic, codec, payload.len(), t, fill);
         self.publish_body(py, topic.literal(), payload.len(), &send, wait, tried)
     }
 
@@ -643,7 +644,10 @@ impl BusSource {
         };
         let (pickle, buffers) = (pickled.pickle.as_bytes(), &pickled.buffers[..]);
         if let [one] = buffers {
-            if let Some(cell) = one.contiguous_ptr().and_then(|p| self.loans.find(p, one.len())) {
+            if let Some(cell) = one
+                .contiguous_ptr()
+                .and_then(|p| self.loans.find(p, one.len()))
+            {
                 if self.publish_loan(py, literal, pickle, &cell, one, wait)? {
                     return Ok(());
                 }
@@ -688,7 +692,14 @@ impl BusSource {
                 buffers::write_header(&layout, out);
                 out[layout.pickle.clone()].copy_from_slice(pickle);
             };
-            let r = p.send_loan_as(&mut loan, literal, Codec::PickleBuffers, layout.len, t, front);
+            let r = p.send_loan_as(
+                &mut loan,
+                literal,
+                Codec::PickleBuffers,
+                layout.len,
+                t,
+                front,
+            );
             if r.is_ok() {
                 self.loans_published.fetch_add(1, Ordering::Relaxed);
             }
@@ -892,12 +903,13 @@ impl MessageSource for BusSource {
         let Some(sub) = guard.as_mut() else {
             return Ok(Receipt::Ended);
         };
+        let holder = sub.holder();
         // A message the relay received for a loop that has gone (or a cancelled aget()): it
         // is handled first, then acknowledged by the receive below.
         let mut parked = 0;
         if self.parked.swap(false, Ordering::SeqCst) {
             if let Some(Ok(m)) = sub.held() {
-                dispatcher.dispatch(py, &Received::kept(&m, &self.holder));
+                dispatcher.dispatch(py, &Received::kept(&m, &holder));
                 parked = 1;
             }
         }
@@ -921,12 +933,12 @@ impl MessageSource for BusSource {
                 self.redelivered.store(sub.redelivered(), Ordering::Relaxed);
                 return Ok(Receipt::Dispatched(local + parked));
             }
-            Ok(Some(m)) => dispatcher.dispatch(py, &Received::kept(&m, &self.holder)),
+            Ok(Some(m)) => dispatcher.dispatch(py, &Received::kept(&m, &holder)),
         }
         // The rest of the batch with the GIL kept; each message (the first one included) is
         // acknowledged only after its handlers ran.
         let rest = sub.recv_batch(BATCH - 1, Some(Duration::ZERO), |m| {
-            dispatcher.dispatch(py, &Received::kept(m, &self.holder))
+            dispatcher.dispatch(py, &Received::kept(m, &holder))
         });
         self.redelivered.store(sub.redelivered(), Ordering::Relaxed);
         match rest {

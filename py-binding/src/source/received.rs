@@ -11,10 +11,10 @@ use pyo3::prelude::*;
 
 use crate::codec;
 use crate::held::Keep;
-use shm_ring::Holder;
 use crate::lock::lock;
 use crate::message::{Call, Envelope};
 use crate::topic::PyTopic;
+use shm_ring::Holder;
 
 /// `Topic` objects of received topics, by topic hash (the literal is compared on a hit).
 static TOPICS: Mutex<Option<TopicHashMap<Py<PyTopic>>>> = Mutex::new(None);

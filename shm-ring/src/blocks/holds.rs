@@ -287,7 +287,12 @@ pub(crate) mod loom_tests {
                         let a = r.announce(&run, || 0b11, &row.intent, &row.addressed);
                         assert_eq!(a, Addressed::To(0b11));
                         row.held.store(b + 1, Ordering::Relaxed);
-                        assert!(r.commit_slot(run.first, 0b11, &SlotWrite::value(v, b + 1), &row.held));
+                        assert!(r.commit_slot(
+                            run.first,
+                            0b11,
+                            &SlotWrite::value(v, b + 1),
+                            &row.held
+                        ));
                         r.give_back(run.end(), run.end(), &row.intent, &row.addressed);
                         ring.wake();
                     }
@@ -342,7 +347,9 @@ pub(crate) mod loom_tests {
             let reaper = {
                 let s = slab.clone();
                 loom::thread::spawn(move || {
-                    let held = s.holds().release_everywhere(0, |blk, last| s.free_if(last, blk));
+                    let held = s
+                        .holds()
+                        .release_everywhere(0, |blk, last| s.free_if(last, blk));
                     assert_eq!(held, 1);
                 })
             };

@@ -392,7 +392,8 @@ impl Region {
     /// The hold words of every block (`blocks/holds.rs`).
     pub(crate) fn holds(&self) -> Holds<'_> {
         // SAFETY: the layout puts slab_blocks u64 hold words at holds_off, 8-byte aligned.
-        let words = unsafe { self.slice_at(self.layout.holds_off, self.layout.slab_blocks as usize) };
+        let words =
+            unsafe { self.slice_at(self.layout.holds_off, self.layout.slab_blocks as usize) };
         Holds { words }
     }
 
