@@ -45,7 +45,15 @@ impl Geometry {
     /// ValueErrors naming the keyword (the finer checks, a power of two, the smallest memory,
     /// are `Layout::compute`'s, reported by `bus_err`).
     pub(crate) fn config(&self) -> PyResult<BusConfig> {
-        let ring_capacity = int::<u32>("slots", self.slots, "a power of two from 2 to 16777216")?;
+        let ring_capacity = u32::try_from(self.slots)
+            .ok()
+            .filter(|n| (2..=1 << 24).contains(n) && n.is_power_of_two())
+            .ok_or_else(|| {
+                bad(format!(
+                    "slots must be a power of two from 2 to 16777216, got {}",
+                    self.slots
+                ))
+            })?;
         let max_message = int::<u32>(
             "max_message",
             self.max_message,
