@@ -18,19 +18,6 @@ pub(crate) struct Geometry {
     pub group_retention: f64,
 }
 
-impl Default for Geometry {
-    fn default() -> Self {
-        let cfg = BusConfig::default();
-        Geometry {
-            slots: cfg.ring_capacity.into(),
-            max_message: cfg.max_message.into(),
-            memory: None,
-            max_processes: cfg.max_processes.into(),
-            group_retention: cfg.group_retention_ms as f64 / 1000.0,
-        }
-    }
-}
-
 fn bad(what: String) -> PyErr {
     PyValueError::new_err(what)
 }
