@@ -4,7 +4,7 @@
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use shm_ring::{human_bytes, min_slab_memory, BusConfig, BusError};
+use shm_ring::{human_bytes, min_slab_memory, BusConfig};
 
 /// The geometry a Python caller asks for, as the keywords read.
 #[derive(Clone, Copy, Debug)]
@@ -125,16 +125,4 @@ pub(crate) fn mismatch(name: &str, want: &BusConfig) -> Option<PyErr> {
         differs.join("; "),
         as_is.join(", ")
     )))
-}
-
-/// A `/dev/shm` without room for the bus is the caller's choice of geometry: a ValueError with
-/// the sizes (other bus errors keep their mapping).
-pub(crate) fn creation_err(name: &str, want: &BusConfig, e: BusError) -> PyErr {
-    match e {
-        BusError::NoSpace { .. } => bad(e.to_string()),
-        BusError::Mismatch { field, .. } if field != "layout version" => {
-            mismatch(name, want).unwrap_or_else(|| crate::bus::bus_err(e))
-        }
-        e => crate::bus::bus_err(e),
-    }
 }
