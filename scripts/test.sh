@@ -5,8 +5,9 @@
 #                                lints, the stubs' type check, the Rust tests, the quicker loom
 #                                models and the Python suites on the venv's CPython
 #   bash scripts/test.sh --all   the whole matrix (what CI runs): the above, every loom model,
-#                                and the Python suites on CPython 3.9 (when pyenv has it) and
-#                                PyPy 3.11 (scripts/other-pythons.sh)
+#                                the tests that need gigabytes (EVENT_ENGINE_BIG_TESTS=1: a 1 GiB
+#                                message), and the Python suites on CPython 3.9 (when pyenv has
+#                                it) and PyPy 3.11 (scripts/other-pythons.sh)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ALL=0
@@ -48,6 +49,8 @@ else
 fi
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$ROOT/target/loom" \
   cargo test -q -p event-engine-shm --release --lib loom -- "${skip[@]}"
+# The tests that need gigabytes of /dev/shm and memory (a 1 GiB message) run in --all only.
+if [ "$ALL" = 1 ]; then export EVENT_ENGINE_BIG_TESTS=1; fi
 echo "== pytest ($(python -V))"; python -m pytest -q tests/python tests/python_bus
 if [ "$ALL" = 1 ]; then
   bash scripts/other-pythons.sh

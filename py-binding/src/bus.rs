@@ -39,6 +39,19 @@ pub(crate) fn bus_err(e: BusError) -> PyErr {
     }
 }
 
+/// The error of `create_bus` or `init_allocator` for bus `name` asked with `want`: a `/dev/shm`
+/// without room is the caller's choice of geometry, a ValueError with the sizes, and another
+/// geometry is named in the keywords' terms; other bus errors keep their mapping.
+fn creation_err(name: &str, want: &BusConfig, e: BusError) -> PyErr {
+    match e {
+        BusError::NoSpace { .. } => PyValueError::new_err(e.to_string()),
+        BusError::Mismatch { field, .. } if field != "layout version" => {
+            geometry::mismatch(name, want).unwrap_or_else(|| bus_err(e))
+        }
+        e => bus_err(e),
+    }
+}
+
 /// The error of any call that needs the bus once `close()` detached the engine.
 pub(crate) fn closed() -> PyErr {
     PyRuntimeError::new_err(
@@ -102,7 +115,7 @@ pub(crate) fn init_allocator(
     let cfg = geometry.config()?;
     // Attach once now so that a bad name or another geometry is reported here.
     let bus = gil::detach(py, || Bus::open_or_create(name, &cfg))
-        .map_err(|e| geometry::creation_err(name, &cfg, e))?;
+        .map_err(|e| creation_err(name, &cfg, e))?;
     let memory = bus.config().slab_memory.unwrap_or_default();
     drop(bus);
     *lock(&DEFAULT_BUS) = Some((name.to_owned(), cfg));
@@ -143,7 +156,7 @@ pub(crate) fn create_bus(
     }
     .config()?;
     let bus = gil::detach(py, || Bus::open_or_create(name, &cfg))
-        .map_err(|e| geometry::creation_err(name, &cfg, e))?;
+        .map_err(|e| creation_err(name, &cfg, e))?;
     drop(bus);
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use shm_ring::{human_bytes, min_slab_memory, BusConfig, BusError};
+use shm_ring::{human_bytes, min_slab_memory, BusConfig};
 
 /// The geometry a Python caller asks for, as the keywords read.
 #[derive(Clone, Copy, Debug)]
@@ -16,19 +16,6 @@ pub(crate) struct Geometry {
     pub max_processes: i64,
     /// Seconds.
     pub group_retention: f64,
-}
-
-impl Default for Geometry {
-    fn default() -> Self {
-        let cfg = BusConfig::default();
-        Geometry {
-            slots: cfg.ring_capacity.into(),
-            max_message: cfg.max_message.into(),
-            memory: None,
-            max_processes: cfg.max_processes.into(),
-            group_retention: cfg.group_retention_ms as f64 / 1000.0,
-        }
-    }
 }
 
 fn bad(what: String) -> PyErr {
@@ -45,7 +32,15 @@ impl Geometry {
     /// ValueErrors naming the keyword (the finer checks, a power of two, the smallest memory,
     /// are `Layout::compute`'s, reported by `bus_err`).
     pub(crate) fn config(&self) -> PyResult<BusConfig> {
-        let ring_capacity = int::<u32>("slots", self.slots, "a power of two from 2 to 16777216")?;
+        let ring_capacity = u32::try_from(self.slots)
+            .ok()
+            .filter(|n| (2..=1 << 24).contains(n) && n.is_power_of_two())
+            .ok_or_else(|| {
+                bad(format!(
+                    "slots must be a power of two from 2 to 16777216, got {}",
+                    self.slots
+                ))
+            })?;
         let max_message = int::<u32>(
             "max_message",
             self.max_message,
@@ -130,16 +125,4 @@ pub(crate) fn mismatch(name: &str, want: &BusConfig) -> Option<PyErr> {
         differs.join("; "),
         as_is.join(", ")
     )))
-}
-
-/// A `/dev/shm` without room for the bus is the caller's choice of geometry: a ValueError with
-/// the sizes (other bus errors keep their mapping).
-pub(crate) fn creation_err(name: &str, want: &BusConfig, e: BusError) -> PyErr {
-    match e {
-        BusError::NoSpace { .. } => bad(e.to_string()),
-        BusError::Mismatch { field, .. } if field != "layout version" => {
-            mismatch(name, want).unwrap_or_else(|| crate::bus::bus_err(e))
-        }
-        e => crate::bus::bus_err(e),
-    }
 }

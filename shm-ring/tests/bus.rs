@@ -45,6 +45,42 @@ fn create_open_and_mismatch() {
         }
         other => panic!("expected a mismatch, got {:?}", other.err()),
     }
+    let mismatches = [
+        (
+            BusConfig {
+                slab_memory: Some(40 << 10),
+                ..small()
+            },
+            ("slab_memory", 40 << 10, 20 << 10),
+        ),
+        (
+            BusConfig {
+                group_retention_ms: 5,
+                ..small()
+            },
+            ("group_retention_ms", 5, 60_000),
+        ),
+    ];
+    for (cfg, want) in mismatches {
+        match Bus::open_or_create(&g.name, &cfg) {
+            Err(BusError::Mismatch {
+                field,
+                expected,
+                found,
+                ..
+            }) => assert_eq!((field, expected, found), want),
+            other => panic!("expected a mismatch, got {:?}", other.err()),
+        }
+    }
+    // An impossible geometry is named as such, not as a mismatch.
+    let impossible = BusConfig {
+        slab_memory: Some(100),
+        ..small()
+    };
+    assert!(matches!(
+        Bus::open_or_create(&g.name, &impossible),
+        Err(BusError::BadConfig { .. })
+    ));
     assert!(Bus::open_or_create(&g.name, &small()).is_ok());
     let s = bus.snapshot();
     assert_eq!(s.processes.len(), 2);
@@ -962,5 +998,35 @@ fn a_publisher_never_waits_for_the_consumers_it_is_told_to_avoid() {
     while mine.recv_batch(64, NOW, |_| {}).unwrap() > 0 {}
     assert!(p.publish("t", Codec::Raw, &big, NOW).unwrap().is_some());
     drop((mine, p, bus));
+    assert_idle(&g.name);
+}
+
+#[test]
+fn a_derived_slab_memory_matches_the_bus_it_derived() {
+    let g = BusGuard::new("derived");
+    let cfg = BusConfig {
+        max_message: 64 << 10,
+        slab_memory: None,
+        ..small()
+    };
+    let bus = Bus::create(&g.name, &cfg).unwrap();
+    let memory = event_engine_shm::default_slab_memory(64 << 10);
+    assert_eq!(bus.config().slab_memory, Some(memory));
+    // Asking again with `None`, or with the value it derived, attaches.
+    drop(Bus::open_or_create(&g.name, &cfg).unwrap());
+    let explicit = BusConfig {
+        slab_memory: Some(memory),
+        ..cfg.clone()
+    };
+    drop(Bus::open_or_create(&g.name, &explicit).unwrap());
+    let s = bus.snapshot();
+    let used: u64 = s
+        .slab
+        .iter()
+        .map(|c| c.block_size as u64 * c.total as u64)
+        .sum();
+    assert!(used <= memory && memory - used < 256, "{used} of {memory}");
+    assert!(s.slab.last().unwrap().total >= 4);
+    drop(bus);
     assert_idle(&g.name);
 }

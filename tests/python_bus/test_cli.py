@@ -36,7 +36,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 def test_console_script_is_installed_and_on_path() -> None:
     done = run("--help")
     assert done.returncode == 0, done.stderr
-    for sub in ("ls", "inspect", "watch", "tail", "publish", "reap", "rm", "bridge"):
+    for sub in ("create", "ls", "inspect", "watch", "tail", "publish", "reap", "rm", "bridge"):
         assert sub in done.stdout
     assert shutil.which("event-engine", path=str(Path(sys.executable).parent)) is not None
 

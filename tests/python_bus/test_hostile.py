@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import re
 import signal
 import struct
 import subprocess
@@ -282,14 +283,15 @@ else:
 """
 
 
-def test_a_small_dev_shm_is_an_os_error_at_attach_not_a_sigbus_later() -> None:
-    # A private mount namespace whose /dev/shm is a 64 MiB tmpfs. Inside a chroot (the PyPy
-    # root) "/" is no mount point and unshare cannot make it private: there /dev/shm alone is
-    # made private in the new namespace before the tmpfs goes over it.
+def in_a_64_mib_dev_shm(child: str) -> subprocess.CompletedProcess[str]:
+    """Runs the Python source `child` in a private mount namespace whose /dev/shm is a 64 MiB
+    tmpfs. Inside a chroot (the PyPy root) "/" is no mount point and unshare cannot make it
+    private: there /dev/shm alone is made private in the new namespace before the tmpfs goes
+    over it."""
     script = 'mount --make-rprivate /dev/shm 2>/dev/null; mount -t tmpfs -o size=64m tmpfs /dev/shm && exec "$0" -c "$1"'
     for propagation in ("private", "unchanged"):
         done = subprocess.run(
-            ["unshare", "-m", "--propagation", propagation, "sh", "-c", script, sys.executable, SMALL_SHM_CHILD],
+            ["unshare", "-m", "--propagation", propagation, "sh", "-c", script, sys.executable, child],
             check=False,
             capture_output=True,
             text=True,
@@ -297,6 +299,32 @@ def test_a_small_dev_shm_is_an_os_error_at_attach_not_a_sigbus_later() -> None:
         )
         if "cannot change root filesystem propagation" not in done.stderr:
             break
+    return done
+
+
+def test_a_small_dev_shm_is_an_os_error_at_attach_not_a_sigbus_later() -> None:
+    done = in_a_64_mib_dev_shm(SMALL_SHM_CHILD)
     assert done.returncode == 0, done.stderr
     line = done.stdout.strip()
     assert "needs" in line and "free" in line and "--shm-size" in line, line
+
+
+BIG_BUS_CHILD = """
+import os, sys
+import event_engine
+try:
+    event_engine.create_bus("big", max_message=64 << 20, memory=1 << 30)
+except ValueError as e:
+    print(e)
+    assert not os.path.exists("/dev/shm/event_engine.big")
+else:
+    sys.exit("a bus larger than /dev/shm was created")
+"""
+
+
+def test_create_bus_on_a_dev_shm_without_room_is_a_value_error_with_both_sizes() -> None:
+    done = in_a_64_mib_dev_shm(BIG_BUS_CHILD)
+    assert done.returncode == 0, done.stderr
+    line = done.stdout.strip()
+    assert re.search(r"needs \d+ bytes \(10\d\d\.\d MiB\) .* only \d+ bytes \(6\d\.\d MiB\) are free", line), line
+    assert "less slab memory" in line, line

@@ -140,7 +140,8 @@ fn busy(n: u64, t0: u64) -> Snapshot {
         geometry: BusConfig {
             ring_capacity: 64,
             max_message: 4096,
-            slab_memory: Some(80 << 10),
+            // The classes below: 32 blocks of 256 B and 32 of 4 KiB.
+            slab_memory: Some(136 << 10),
             max_processes: 16,
             max_subscribers: 8,
             ..BusConfig::default()

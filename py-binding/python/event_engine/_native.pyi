@@ -490,7 +490,8 @@ def create_bus(
     nothing is created then."""
 
 def inspect_bus(name: str) -> dict[str, Any]:
-    """A read-only snapshot of bus ``name`` (geometry, ring, processes with each publisher's
+    """A read-only snapshot of bus ``name`` (``geometry``: ``ring_capacity`` (slots),
+    ``max_message``, ``slab_memory``, ``max_processes``, ``group_retention_ms``...; ring, processes with each publisher's
     ``topics`` counts and a bridge's counters, groups, ``consumers`` and their interests,
     ``departed_topics``, slab classes, counters, and ``corruption``: a list of what is found
     corrupt, empty for a sound bus), taken without attaching to it. A file at the bus path that is not a bus (a FIFO, a

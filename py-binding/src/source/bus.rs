@@ -1149,7 +1149,7 @@ fn bigger_bus_hint(len: usize, name: &str) -> String {
     if want > limit {
         return "A bus carries at most 1 GiB in one message: send less per message".into();
     }
-    let flag = if want % (1 << 30) == 0 {
+    let flag = if want.is_multiple_of(1 << 30) {
         format!("{}GiB", want >> 30)
     } else {
         format!("{}MiB", want >> 20)

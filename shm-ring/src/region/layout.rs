@@ -525,7 +525,7 @@ impl Layout {
         let cap = cfg.ring_capacity;
         if !(2..=1 << 24).contains(&cap) || !cap.is_power_of_two() {
             return bad(format!(
-                "ring_capacity (slots) {cap} is not a power of two in 2..=16777216"
+                "ring_capacity {cap} is not a power of two in 2..=16777216"
             ));
         }
         if !(1..=MAX_MESSAGE_LIMIT).contains(&cfg.max_message) {

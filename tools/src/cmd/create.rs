@@ -53,6 +53,13 @@ impl Args {
                     self.max_message
                 ))
             })?;
+        if !(2..=1 << 24).contains(&self.slots) || !self.slots.is_power_of_two() {
+            return Err(crate::error::UsageError(format!(
+                "--slots {} is not a power of two from 2 to 16777216",
+                self.slots
+            ))
+            .into());
+        }
         Ok(BusConfig {
             ring_capacity: self.slots,
             max_message,
