@@ -522,11 +522,15 @@ impl BusSource {
     ) -> PyResult<()> {
         let literal = topic.literal();
         if len > self.max_payload {
+            let padding = if codec == Codec::PickleBuffers {
+                " and up to 63 bytes of alignment per buffer"
+            } else {
+                ""
+            };
             return Err(PyValueError::new_err(format!(
                 "the arguments of a message on \"{literal}\" encode to {len} bytes, more than bus \
                  \"{}\" carries in one message ({} bytes); the limit counts encoded arguments, \
-                 a few bytes per argument more than their data (and up to 63 bytes of alignment \
-                 per out-of-band buffer); nothing was published",
+                 a few bytes per argument more than their data{padding}; nothing was published",
                 self.name, self.max_payload
             )));
         }
