@@ -40,8 +40,8 @@ fn a_held_payload_stays_in_place_while_publishers_go_on_and_its_block_comes_back
         holder.hold(&m).unwrap()
     };
     assert_eq!(holder.live(), 1);
-    // The 1 KiB class has 4 blocks: 40 more messages reuse the other three many times over,
-    // never the held one.
+    // The 1 KiB class has 6 blocks: 40 more messages reuse the others many times over, never
+    // the held one.
     for i in 0..40u8 {
         publisher
             .publish("frame", Codec::Raw, &filled(i + 2, 600), SEC)
@@ -92,7 +92,7 @@ fn holds_stop_at_the_subscribers_limit_and_at_half_a_class_and_count_copies() {
     publisher.publish("tick", Codec::Raw, b"x", SEC).unwrap();
     let m = sub.recv(SEC).unwrap().unwrap();
     assert_eq!(holder.hold(&m).unwrap_err(), Refused::NoBlock);
-    // The 4 KiB class has 2 blocks: holds take at most one of them, whatever the limit.
+    // The largest class has 2 blocks: holds take at most one of them, whatever the limit.
     sub.set_hold_limit(DEFAULT_HOLD_LIMIT);
     let roomy = sub.holder();
     let mut big = Vec::new();
@@ -104,6 +104,8 @@ fn holds_stop_at_the_subscribers_limit_and_at_half_a_class_and_count_copies() {
         if let Ok(h) = roomy.hold(&m) {
             big.push(h);
         }
+        // Acknowledged, so that only the hold keeps a block of this two-block class.
+        assert!(sub.recv(Some(Duration::ZERO)).unwrap().is_none());
     }
     assert_eq!(big.len(), 1, "half of a two-block class");
     let s = bus.snapshot();

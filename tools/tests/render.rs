@@ -46,6 +46,9 @@ fn row(row: u32, pid: u32, role: Role, t0: u64) -> ProcessRow {
         last_heartbeat_ns: t0 - 3 * SEC,
         topics: Vec::new(),
         bridge: None,
+        held_blocks: 0,
+        held_bytes: 0,
+        copies: 0,
     }
 }
 
@@ -206,12 +209,14 @@ fn busy(n: u64, t0: u64) -> Snapshot {
                 total: 32,
                 free: 8,
                 used: 24,
+                held: 0,
             },
             SlabClassRow {
                 block_size: 4096,
                 total: 32,
                 free: 32,
                 used: 0,
+                held: 0,
             },
         ],
         counters: Counters {

@@ -229,7 +229,10 @@ class EventEngine:
     a publisher back: when it is a full ring behind, publishers take the messages it has not
     handled and count them in ``missed``; what it handles stays whole and in order.
     Arguments travel in a compact form when they are None, bool, int (64-bit), float, str,
-    bytes or flat tuples/lists of those, pickled otherwise. The engine detaches on
+    bytes or flat tuples/lists of those, pickled otherwise; buffers (numpy arrays,
+    ``memoryview``, ``bytes``/``bytearray`` of 64 KiB or more, what pickle hands out as a
+    ``PickleBuffer``) travel out of band, copied once into shared memory, and arrive
+    read-only (arrays with ``flags.writeable == False``). The engine detaches on
     ``close()`` (also the end of a ``with`` block) or when it is garbage-collected once
     stopped (a running engine's thread keeps it alive); while attached, even a stopped engine
     with hooks holds back publishers of the topics it wants once the ring is full. Each message is acknowledged only after this

@@ -524,27 +524,42 @@ impl BusSource {
         let fill = |out: &mut [u8]| out.copy_from_slice(payload);
         let send =
             |p: &mut Publisher, t| p.publish_topic_with(topic, codec, payload.len(), t, fill);
-        self.publish_body(py, topic.literal(), payload.len(), &send, wait, tried)
+        self.publish_body(
+            py,
+            topic.literal(),
+            codec,
+            payload.len(),
+            &send,
+            wait,
+            tried,
+        )
     }
 
     /// [`BusSource::publish`] of a message of `len` payload bytes that `send` publishes with a
     /// given timeout (it may be called once per attempt; it runs without the GIL, except for
     /// the first attempt, which does not wait).
+    #[allow(clippy::too_many_arguments)]
     fn publish_body(
         &self,
         py: Python<'_>,
         literal: &str,
+        codec: Codec,
         len: usize,
         send: Send<'_>,
         wait: PutWait,
         tried: bool,
     ) -> PyResult<()> {
         if len > self.max_payload {
+            let padding = if codec == Codec::PickleBuffers {
+                " and up to 63 bytes of alignment per buffer"
+            } else {
+                ""
+            };
             return Err(PyValueError::new_err(format!(
                 "the arguments of a message on \"{literal}\" encode to {len} bytes, more than bus \
                  \"{}\" carries in one message ({} bytes); the limit counts encoded arguments, \
-                 a few bytes per argument more than their data (and up to 63 bytes of alignment \
-                 per out-of-band buffer); nothing was published. {}",
+                 a few bytes per argument more than their data{padding}; nothing was published. \
+                 {}",
                 self.name,
                 self.max_payload,
                 bigger_bus_hint(len, &self.name),
@@ -657,7 +672,15 @@ impl BusSource {
         let send = |p: &mut Publisher, t| {
             p.publish_topic_with(topic, Codec::PickleBuffers, layout.len, t, fill)
         };
-        self.publish_body(py, literal, layout.len, &send, wait, false)
+        self.publish_body(
+            py,
+            literal,
+            Codec::PickleBuffers,
+            layout.len,
+            &send,
+            wait,
+            false,
+        )
     }
 
     /// Publishes a call whose one out-of-band buffer `buffer` lies in the live loan `cell`,
@@ -705,7 +728,15 @@ impl BusSource {
             }
             r
         };
-        match self.publish_body(py, literal, layout.len, &send, wait, false) {
+        match self.publish_body(
+            py,
+            literal,
+            Codec::PickleBuffers,
+            layout.len,
+            &send,
+            wait,
+            false,
+        ) {
             Err(_) if spent.load(Ordering::Relaxed) => Ok(false),
             other => other.map(|()| true),
         }

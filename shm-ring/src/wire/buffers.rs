@@ -79,7 +79,7 @@ pub fn plan_at(pickle_len: usize, at: usize, len: usize) -> Option<Layout> {
     let end = at.checked_add(len)?;
     Some(Layout {
         pickle,
-        buffers: vec![at..end],
+        buffers: std::iter::once(at..end).collect(),
         len: end,
     })
 }

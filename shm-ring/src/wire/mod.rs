@@ -4,6 +4,7 @@
 //! * [`Codec`]: the codec id stored with each message;
 //! * [`topic_hash`]: the hash stored with each message and used by every hook table;
 //! * [`compact`]: the compact encoding of primitive call arguments;
+//! * `value`: [`PyValue`](pickle::PyValue), the Python values the Rust side writes and reads;
 //! * [`pickle`]: the subset of pickle written from Rust and read back for display;
 //! * [`buffers`]: the layout of a pickle whose buffers travel out of band;
 //! * `objects`: how the display decoder shows the objects a pickle builds (arrays, buffers);
@@ -14,6 +15,7 @@ pub mod compact;
 mod objects;
 pub mod pickle;
 pub mod render;
+mod value;
 
 pub use engine_core::topic_hash;
 

@@ -4,7 +4,7 @@
 //! and `memoryview` buffers by their size, any other buffer as `<buffer size>`, anything else
 //! as its class and arguments. Nothing is imported or run: globals are compared as names.
 
-use super::pickle::PyValue;
+use super::value::PyValue;
 
 /// numpy's function rebuilding an array from an out-of-band buffer: `(buffer, dtype, shape,
 /// order)`, under its numpy 1 and numpy 2 module names.
@@ -122,19 +122,4 @@ fn dtype_name(dtype: &PyValue) -> String {
 
 fn shape_text(shape: &[PyValue]) -> String {
     PyValue::Tuple(shape.to_vec()).to_string()
-}
-
-/// `100 B`, `64.0 KiB`, `1.0 MiB`, `2.5 GiB`.
-pub(crate) fn human_size(n: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut x = n as f64 / 1024.0;
-    let mut unit = 0;
-    while x >= 1024.0 && unit < UNITS.len() - 1 {
-        x /= 1024.0;
-        unit += 1;
-    }
-    format!("{x:.1} {}", UNITS[unit])
 }

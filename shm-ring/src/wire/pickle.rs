@@ -7,48 +7,8 @@
 //! `tuple` and `dict` with string keys. Pickle runs code when loaded by Python, which is why the bus
 //! trusts its writers; the decoder here only builds values and never runs anything.
 
-use std::fmt;
-
 use super::objects;
-
-/// A Python value of the supported subset.
-#[derive(Clone, Debug, PartialEq)]
-pub enum PyValue {
-    /// `None`.
-    None,
-    /// `True` / `False`.
-    Bool(bool),
-    /// An `int` that fits in 64 bits.
-    Int(i64),
-    /// A `float`.
-    Float(f64),
-    /// A `str`.
-    Str(String),
-    /// A `bytes`.
-    Bytes(Vec<u8>),
-    /// A `list`.
-    List(Vec<PyValue>),
-    /// A `tuple`.
-    Tuple(Vec<PyValue>),
-    /// A `dict` (keys are strings when encoding; any value when decoding, shown by key repr).
-    Dict(Vec<(String, PyValue)>),
-    /// Decoding only: a class or function named by a pickle (`module.name`), never imported.
-    Global(String),
-    /// Decoding only: an object a pickle builds by calling `class` with `args` (the call is
-    /// not made), shown as `class(args)`.
-    Object(String, Vec<PyValue>),
-    /// Decoding only: an out-of-band buffer (see [`super::buffers`]), shown by its type, its
-    /// details (dtype and shape of an array, say) and its size, never by its bytes:
-    /// `ndarray(uint8, (1024, 1024), 1.0 MiB)`, or `<buffer 1.0 MiB>` with no `kind`.
-    Buffer {
-        /// The Python type, when known (`ndarray`, `bytes`, `memoryview`...).
-        kind: Option<String>,
-        /// What else describes it (dtype or format, shape).
-        details: Vec<String>,
-        /// Its size in bytes.
-        size: u64,
-    },
-}
+pub use super::value::PyValue;
 
 /// Why a pickle could not be decoded.
 #[derive(thiserror::Error, Debug, PartialEq, Eq)]
@@ -294,7 +254,7 @@ pub fn decode(bytes: &[u8]) -> Result<PyValue, DecodeError> {
 
 /// [`decode`] of a pickle whose out-of-band buffers have the sizes `buffers`, in order (a
 /// [`super::Codec::PickleBuffers`] payload): each shows as its type, details and size (see
-/// [`super::objects`]). Classes and functions named by the pickle are shown, never imported or
+/// docs/wire-format.md). Classes and functions named by the pickle are shown, never imported or
 /// called.
 pub fn decode_with_buffers(bytes: &[u8], buffers: &[u64]) -> Result<PyValue, DecodeError> {
     let mut next_buffer = buffers.iter().copied();
@@ -623,90 +583,6 @@ pub fn decode_with_buffers(bytes: &[u8], buffers: &[u64]) -> Result<PyValue, Dec
                 push(&mut stack, &mut spent, v, d, 1, at)?;
             }
             _ => return Err(DecodeError::Unsupported(op, at)),
-        }
-    }
-}
-
-fn write_seq(f: &mut fmt::Formatter<'_>, xs: &[PyValue]) -> fmt::Result {
-    for (i, x) in xs.iter().enumerate() {
-        if i > 0 {
-            f.write_str(", ")?;
-        }
-        write!(f, "{x}")?;
-    }
-    Ok(())
-}
-
-/// Python `repr`-like text.
-impl fmt::Display for PyValue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PyValue::None => f.write_str("None"),
-            PyValue::Bool(true) => f.write_str("True"),
-            PyValue::Bool(false) => f.write_str("False"),
-            PyValue::Int(i) => write!(f, "{i}"),
-            PyValue::Float(x) if x.is_finite() && x.fract() == 0.0 && x.abs() < 1e16 => {
-                write!(f, "{x:.1}")
-            }
-            PyValue::Float(x) if x.is_nan() => f.write_str("nan"),
-            PyValue::Float(x) if x.is_infinite() => {
-                f.write_str(if *x > 0.0 { "inf" } else { "-inf" })
-            }
-            PyValue::Float(x) => write!(f, "{x}"),
-            PyValue::Str(s) => write!(f, "'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")),
-            PyValue::Bytes(b) => {
-                f.write_str("b'")?;
-                for &c in b {
-                    match c {
-                        b'\\' => f.write_str("\\\\")?,
-                        b'\'' => f.write_str("\\'")?,
-                        b'\n' => f.write_str("\\n")?,
-                        0x20..=0x7e => write!(f, "{}", c as char)?,
-                        _ => write!(f, "\\x{c:02x}")?,
-                    }
-                }
-                f.write_str("'")
-            }
-            PyValue::List(xs) => {
-                f.write_str("[")?;
-                write_seq(f, xs)?;
-                f.write_str("]")
-            }
-            PyValue::Tuple(xs) => {
-                f.write_str("(")?;
-                write_seq(f, xs)?;
-                f.write_str(if xs.len() == 1 { ",)" } else { ")" })
-            }
-            PyValue::Dict(kv) => {
-                f.write_str("{")?;
-                for (i, (k, v)) in kv.iter().enumerate() {
-                    if i > 0 {
-                        f.write_str(", ")?;
-                    }
-                    write!(f, "'{k}': {v}")?;
-                }
-                f.write_str("}")
-            }
-            PyValue::Global(name) => f.write_str(name),
-            PyValue::Object(class, args) => {
-                write!(f, "{class}(")?;
-                write_seq(f, args)?;
-                f.write_str(")")
-            }
-            PyValue::Buffer {
-                kind: None, size, ..
-            } => write!(f, "<buffer {}>", objects::human_size(*size)),
-            PyValue::Buffer {
-                kind: Some(kind),
-                details,
-                size,
-            } => {
-                write!(f, "{kind}(")?;
-                for d in details {
-                    write!(f, "{d}, ")?;
-                }
-                write!(f, "{})", objects::human_size(*size))
-            }
         }
     }
 }

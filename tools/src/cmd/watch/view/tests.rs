@@ -43,6 +43,9 @@ fn process(
         last_heartbeat_ns: 1,
         topics: Vec::new(),
         bridge: None,
+        held_blocks: 0,
+        held_bytes: 0,
+        copies: 0,
     }
 }
 
@@ -80,12 +83,14 @@ fn snapshot(published: u64, processes: Vec<ProcessRow>, slab_used: u32) -> Snaps
                 total: 100,
                 free: 100 - slab_used,
                 used: slab_used,
+                held: 0,
             },
             SlabClassRow {
                 block_size: 4096,
                 total: 10,
                 free: 10,
                 used: 0,
+                held: 0,
             },
         ],
         counters: Counters {
@@ -294,6 +299,7 @@ fn busy(published: u64, per_topic: u64) -> Snapshot {
             total: 100,
             free: 100 - 10 * i,
             used: 10 * i,
+            held: 0,
         })
         .collect();
     s.consumers = (0..6)
