@@ -92,8 +92,8 @@ impl Loans {
 /// that no put publishes it; its block goes back to the bus once the object and every view of
 /// it are gone.
 #[pyfunction]
-pub(crate) fn release_loan(obj: &Bound<'_, PyAny>) -> PyResult<()> {
-    let keeper = loan_keeper(obj).ok_or_else(|| {
+pub(crate) fn release_loan(loan: &Bound<'_, PyAny>) -> PyResult<()> {
+    let keeper = loan_keeper(loan).ok_or_else(|| {
         PyValueError::new_err("release_loan() takes an event_engine.Loan made by engine.loan()")
     })?;
     if let Ok(cell) = keeper.downcast::<LoanCell>() {
