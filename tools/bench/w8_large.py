@@ -55,21 +55,31 @@ import contextlib
 import ctypes
 import os
 import sys
-import threading
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import benchlib as bl
-from benchlib import Role, now_ns
-
-SIZES = (64, 4 << 10, 64 << 10, 1 << 20, 4 << 20, 16 << 20)
-STREAM_SIZES = (1 << 20, 16 << 20)
-POOL = 4  # source arrays per size in the sender; also the floor's slots and iceoryx2's buffer
-WAIT = 120.0  # seconds one side waits for the other before giving up
-
-LAT, STREAM = "latency", "stream"
-Phase = tuple[str, int, int, int]  # (LAT or STREAM, size in bytes, warm-up messages, counted messages)
+from benchlib import Role
+from w8_protocol import (
+    POOL,
+    SIZES,
+    STREAM,
+    STREAM_SIZES,
+    WAIT,
+    Phase,
+    Receipts,
+    Receiver,
+    Sender,
+    expect_reply,
+    make_phases,
+    reply_bytes,
+    run_receiver,
+    run_sender,
+    send_loop,
+    size_label,
+    sources,
+)
 
 DATA_TOPIC = "Bench.W8.Data"
 ACK_TOPIC = "Bench.W8.Ack"
@@ -80,196 +90,10 @@ ENCODING_ROOM_FIT = 4 << 10
 BUS_MESSAGES = 8  # create_bus(memory=...) holds this many of the largest messages
 
 
-def size_label(n: int) -> str:
-    for unit, shift in (("MiB", 20), ("KiB", 10)):
-        if n >= 1 << shift and n % (1 << shift) == 0:
-            return f"{n >> shift} {unit}"
-    return f"{n} B"
-
-
-def make_phases(sizes: Sequence[int], round_trips: int, warmup: int, stream_mib: int) -> list[Phase]:
-    phases: list[Phase] = [(LAT, s, warmup, round_trips) for s in sizes]
-    for s in STREAM_SIZES:
-        if s in sizes:
-            phases.append((STREAM, s, 0, max(POOL, (stream_mib << 20) // s)))
-    return phases
-
-
 def fitting(phases: list[Phase], max_message: int) -> tuple[list[Phase], list[int]]:
     """The phases whose arrays a bus of `max_message` carries, and the sizes left out."""
     keep = [p for p in phases if p[1] + ENCODING_ROOM_FIT <= max_message]
     return keep, sorted({p[1] for p in phases} - {p[1] for p in keep})
-
-
-# --------------------------------------------------------------------------- both ends
-
-
-def sources(phases: list[Phase]) -> dict[int, list[Any]]:
-    """The sender's arrays: POOL per size, filled with a byte pattern (made before the trial starts)."""
-    import numpy as np
-
-    pattern = np.arange(256, dtype=np.uint8)
-    return {s: [np.resize(pattern, s) for _ in range(POOL)] for s in {p[1] for p in phases}}
-
-
-def stamp(a: Any, i: int, t_ns: int) -> None:
-    head = a[:16].view("<u8")
-    head[0] = i
-    head[1] = t_ns
-    a[-8:].view("<u8")[0] = i
-
-
-def check(a: Any, i: int, size: int) -> int:
-    """Raises unless `a` is message `i`'s uint8 array of `size` bytes; returns its sender's clock."""
-    import numpy as np
-
-    if not isinstance(a, np.ndarray):
-        a = np.frombuffer(a, np.uint8)
-    if a.dtype != np.uint8 or a.shape != (size,):
-        raise AssertionError(f"message {i}: received a {a.dtype} array of shape {a.shape}, expected uint8 ({size},)")
-    head = a[:16].view("<u8")
-    first, last = int(head[0]), int(a[-8:].view("<u8")[0])
-    if first != i or last != i:
-        raise AssertionError(f"message {i} of {size} bytes: its first/last 8 bytes carry {first}/{last}")
-    return int(head[1])
-
-
-def reply_bytes(i: int) -> bytes:
-    return i.to_bytes(8, "little")
-
-
-def expect_reply(data: Any, i: int) -> None:
-    got = int.from_bytes(bytes(data), "little")
-    if got != i:
-        raise AssertionError(f"reply carries counter {got}, expected {i}")
-
-
-class Receipts:
-    """The receiver's account of the plan: checks each array in turn, records latencies and
-    the end of each stream, and says when a reply is due."""
-
-    def __init__(self, phases: list[Phase]) -> None:
-        self._steps = iter(
-            [(kind, size, k >= warm, k == warm + n - 1) for kind, size, warm, n in phases for k in range(warm + n)]
-        )
-        self._total = sum(warm + n for _, _, warm, n in phases)
-        self.next = 0  # the counter the next array must carry
-        self.latencies: dict[int, list[int]] = {}
-        self.t_end: dict[int, int] = {}
-        self.done = threading.Event()
-        self.error: str | None = None
-        if self._total == 0:
-            self.done.set()
-
-    def take(self, a: Any) -> int | None:
-        """Checks the next array; returns the counter to reply with, or None (no reply due)."""
-        now = now_ns()
-        kind, size, counted, last = next(self._steps)
-        i = self.next
-        t_sent = check(a, i, size)
-        self.next += 1
-        if self.next == self._total:
-            self.done.set()
-        if kind == LAT:
-            if counted:
-                self.latencies.setdefault(size, []).append(now - t_sent)
-            return i
-        if last:
-            self.t_end[size] = now_ns()
-            return i
-        return None
-
-    def result(self) -> dict:
-        def pct(xs: list[int], p: float) -> float:
-            xs = sorted(xs)
-            return xs[min(len(xs) - 1, int(len(xs) * p))] / 1e3
-
-        out: dict[str, float] = {"received": self.next}
-        for size, xs in self.latencies.items():
-            out[f"p50_us@{size}"] = pct(xs, 0.50)
-            out[f"p99_us@{size}"] = pct(xs, 0.99)
-        for size, t in self.t_end.items():
-            out[f"t_end@{size}"] = t
-        return out
-
-
-
-class Sender:
-    """A peer's sending end: `send` hands an array over (the peer's one copy, or none);
-    `reuse(k)` returns once pool array `k` may be written again; `wait_reply(i)` waits for the
-    reply carrying counter `i`."""
-
-    def reuse(self, k: int) -> None:
-        pass
-
-    def send(self, src: Any, k: int, stream: bool) -> None:
-        raise NotImplementedError
-
-    def wait_reply(self, i: int) -> None:
-        raise NotImplementedError
-
-
-class Receiver:
-    """A peer's receiving end without handlers: `recv(size)` -> (array, token); `release`
-    gives the message back once its array is dropped; `reply(i)` answers with counter `i`."""
-
-    def recv(self, size: int) -> tuple[Any, Any]:
-        raise NotImplementedError
-
-    def release(self, token: Any, i: int) -> None:
-        pass
-
-    def reply(self, i: int) -> None:
-        raise NotImplementedError
-
-
-def receive_loop(phases: list[Phase], rx: Receiver) -> dict:
-    r = Receipts(phases)
-    for _, size, warm, n in phases:
-        for _ in range(warm + n):
-            a, token = rx.recv(size)
-            counter = r.take(a)
-            del a
-            rx.release(token, r.next - 1)
-            if counter is not None:
-                rx.reply(counter)
-    return r.result()
-
-
-def send_loop(phases: list[Phase], pools: dict[int, list[Any]], tx: Sender) -> dict:
-    i = 0
-    out: dict[str, float] = {}
-    for kind, size, warm, n in phases:
-        pool, stream = pools[size], kind == STREAM
-        if stream:
-            out[f"t_start@{size}"] = now_ns()
-        for k in range(warm + n):
-            tx.reuse(k % POOL)
-            src = pool[k % POOL]
-            stamp(src, i, now_ns())
-            tx.send(src, k % POOL, stream)
-            if not stream:
-                tx.wait_reply(i)
-            i += 1
-        if stream:
-            tx.wait_reply(i - 1)
-    out["sent"] = i
-    return out
-
-
-def run_receiver(ctl: bl.Control, phases: list[Phase], rx: Receiver) -> None:
-    ctl.ready()
-    result = receive_loop(phases, rx)
-    ctl.report(result)
-    ctl.wait_finish()
-
-
-def run_sender(ctl: bl.Control, phases: list[Phase], tx: Sender) -> None:
-    pools = sources(phases)
-    ctl.ready()
-    ctl.wait_go()
-    ctl.report(send_loop(phases, pools, tx))
-    ctl.wait_finish()
 
 
 # --------------------------------------------------------------------------- ours
@@ -454,7 +278,12 @@ class IoxReceiver(Receiver):
 def _iox_ends(scope: tuple[str, str], phases: list[Phase]) -> tuple[Any, Any, _IoxEnd, _IoxEnd]:
     iox2, node = bl.iox_node(scope)
     largest = max(p[1] for p in phases)
-    return iox2, node, _IoxEnd(node, iox2, "data", largest), _IoxEnd(node, iox2, "ack", IOX_ACK)
+    return (
+        iox2,
+        node,
+        _IoxEnd(node, iox2, "data", largest),
+        _IoxEnd(node, iox2, "ack", IOX_ACK),
+    )
 
 
 def iox_receiver(ctl: bl.Control, scope: tuple[str, str], phases: list[Phase]) -> dict:
@@ -528,13 +357,19 @@ class ZmqReceiver(Receiver):
 
 
 def zmq_receiver(ctl: bl.Control, data_ep: str, ack_ep: str, phases: list[Phase]) -> dict:
-    with bl.zmq_socket("PULL", data_ep, bind=True) as data, bl.zmq_socket("PUSH", ack_ep, bind=False) as ack:
+    with (
+        bl.zmq_socket("PULL", data_ep, bind=True) as data,
+        bl.zmq_socket("PUSH", ack_ep, bind=False) as ack,
+    ):
         run_receiver(ctl, phases, ZmqReceiver(data, ack))
     return {}
 
 
 def zmq_sender(ctl: bl.Control, data_ep: str, ack_ep: str, phases: list[Phase]) -> dict:
-    with bl.zmq_socket("PUSH", data_ep, bind=False) as data, bl.zmq_socket("PULL", ack_ep, bind=True) as ack:
+    with (
+        bl.zmq_socket("PUSH", data_ep, bind=False) as data,
+        bl.zmq_socket("PULL", ack_ep, bind=True) as ack,
+    ):
         run_sender(ctl, phases, ZmqSender(data, ack))
     return {}
 
@@ -713,19 +548,28 @@ def peers(phases: list[Phase]) -> list[bl.Peer]:
     @contextlib.contextmanager
     def iceoryx2() -> Iterator[list[Role]]:
         with bl.iceoryx2_scope() as scope:
-            yield [Role("receiver", iox_receiver, (scope, phases)), Role("sender", iox_sender, (scope, phases))]
+            yield [
+                Role("receiver", iox_receiver, (scope, phases)),
+                Role("sender", iox_sender, (scope, phases)),
+            ]
 
     @contextlib.contextmanager
     def zmq() -> Iterator[list[Role]]:
         with bl.ipc_dir() as d:
             eps = (f"ipc://{d}/data", f"ipc://{d}/ack")
-            yield [Role("receiver", zmq_receiver, (*eps, phases)), Role("sender", zmq_sender, (*eps, phases))]
+            yield [
+                Role("receiver", zmq_receiver, (*eps, phases)),
+                Role("sender", zmq_sender, (*eps, phases)),
+            ]
 
     @contextlib.contextmanager
     def mp_pipe() -> Iterator[list[Role]]:
         a, b = ctx.Pipe()
         try:
-            yield [Role("receiver", pipe_receiver, (a, phases)), Role("sender", pipe_sender, (b, phases))]
+            yield [
+                Role("receiver", pipe_receiver, (a, phases)),
+                Role("sender", pipe_sender, (b, phases)),
+            ]
         finally:
             a.close()
             b.close()
@@ -747,18 +591,48 @@ def peers(phases: list[Phase]) -> list[bl.Peer]:
     no_numpy = bl.missing_module("numpy", "numpy")
     no_ours, no_loan = ours_probe()
     return [
-        bl.Peer("ours", "EventEngine(bus=...).put(topic, array) -> handler(array)", ours_roles(False), m,
-                no_numpy or no_ours),
-        bl.Peer("ours_loan", "engine.loan(n), one copy into it, put(topic, loan) -> handler", ours_roles(True), m,
-                no_numpy or no_loan),
-        bl.Peer("iceoryx2", "iceoryx2 pub/sub Slice[c_uint8], loan + memmove, event Listener wake-up", iceoryx2, m,
-                no_numpy or bl.missing_module("iceoryx2", "iceoryx2")),
-        bl.Peer("zmq", "pyzmq PUSH/PULL ipc://, copy=False both ways", zmq, m,
-                no_numpy or bl.missing_module("zmq", "pyzmq")),
-        bl.Peer("mp_pipe", "multiprocessing.Pipe send_bytes(array) / recv_bytes + np.frombuffer", mp_pipe, m,
-                no_numpy),
-        bl.Peer("shm_floor", "multiprocessing.shared_memory, one np.copyto, 1-byte Pipe notification", shm_floor, m,
-                no_numpy),
+        bl.Peer(
+            "ours",
+            "EventEngine(bus=...).put(topic, array) -> handler(array)",
+            ours_roles(False),
+            m,
+            no_numpy or no_ours,
+        ),
+        bl.Peer(
+            "ours_loan",
+            "engine.loan(n), one copy into it, put(topic, loan) -> handler",
+            ours_roles(True),
+            m,
+            no_numpy or no_loan,
+        ),
+        bl.Peer(
+            "iceoryx2",
+            "iceoryx2 pub/sub Slice[c_uint8], loan + memmove, event Listener wake-up",
+            iceoryx2,
+            m,
+            no_numpy or bl.missing_module("iceoryx2", "iceoryx2"),
+        ),
+        bl.Peer(
+            "zmq",
+            "pyzmq PUSH/PULL ipc://, copy=False both ways",
+            zmq,
+            m,
+            no_numpy or bl.missing_module("zmq", "pyzmq"),
+        ),
+        bl.Peer(
+            "mp_pipe",
+            "multiprocessing.Pipe send_bytes(array) / recv_bytes + np.frombuffer",
+            mp_pipe,
+            m,
+            no_numpy,
+        ),
+        bl.Peer(
+            "shm_floor",
+            "multiprocessing.shared_memory, one np.copyto, 1-byte Pipe notification",
+            shm_floor,
+            m,
+            no_numpy,
+        ),
     ]
 
 
@@ -793,10 +667,18 @@ def _ratio(outs: dict[str, bl.Outcome], num: str, den: str, key: str) -> str:
     return f"{bl.median(va) / bl.median(vb):.2f}x"
 
 
-RATIOS = (("ours", "shm_floor", "ours/floor"), ("ours_loan", "iceoryx2", "loan/iceoryx2"))
+RATIOS = (
+    ("ours", "shm_floor", "ours/floor"),
+    ("ours_loan", "iceoryx2", "loan/iceoryx2"),
+)
 
 
-def print_tables(title: str, outcomes: Sequence[bl.Outcome], sizes: Sequence[int], notes: Sequence[str]) -> None:
+def print_tables(
+    title: str,
+    outcomes: Sequence[bl.Outcome],
+    sizes: Sequence[int],
+    notes: Sequence[str],
+) -> None:
     outs = {o.peer.key: o for o in outcomes}
     headers = ["size", *(o.peer.key for o in outcomes), *(r[2] for r in RATIOS)]
     rows = [
@@ -838,12 +720,27 @@ def print_tables(title: str, outcomes: Sequence[bl.Outcome], sizes: Sequence[int
 
 
 def extra_args(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--warmup", type=int, default=None, help="uncounted round trips per size (default 10; --quick 3)")
-    ap.add_argument("--stream-mib", type=int, default=None,
-                    help="MiB streamed per size, 1 MiB and 16 MiB (default 2048; --quick 64)")
-    ap.add_argument("--sizes", help="comma-separated subset of the sizes in bytes (default: all six)")
-    ap.add_argument("--quick", action="store_true",
-                    help="one run, 30 round trips per size, 64 MiB streamed per size: under a minute")
+    ap.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help="uncounted round trips per size (default 10; --quick 3)",
+    )
+    ap.add_argument(
+        "--stream-mib",
+        type=int,
+        default=None,
+        help="MiB streamed per size, 1 MiB and 16 MiB (default 2048; --quick 64)",
+    )
+    ap.add_argument(
+        "--sizes",
+        help="comma-separated subset of the sizes in bytes (default: all six)",
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="one run, 30 round trips per size, 64 MiB streamed per size: under a minute",
+    )
 
 
 def main() -> None:
@@ -861,13 +758,20 @@ def main() -> None:
         outcomes = bl.run_all(bl.select(peers(phases), args.peers), args.runs, args.timeout)
     except KeyboardInterrupt:
         left = bl.check_shm_clean(shm_before)
-        print(f"\ninterrupted{'; ' + left if left else ': nothing of this run is left in /dev/shm'}", file=sys.stderr)
+        print(
+            f"\ninterrupted{'; ' + left if left else ': nothing of this run is left in /dev/shm'}",
+            file=sys.stderr,
+        )
         raise SystemExit(130) from None
     notes = [
-        f"{args.messages} round trips per size after {warmup} uncounted; replies carry the 8-byte counter only;"
-        f" {stream_mib} MiB streamed per size",
-        "ours/floor, loan/iceoryx2: the first peer's figure over the second's (latency: below 1 is faster;"
-        " GB/s: above 1 is faster)",
+        (
+            f"{args.messages} round trips per size after {warmup} uncounted; replies carry the 8-byte counter"
+            f" only; {stream_mib} MiB streamed per size"
+        ),
+        (
+            "ours/floor, loan/iceoryx2: the first peer's figure over the second's (latency: below 1 is faster;"
+            " GB/s: above 1 is faster)"
+        ),
         bl.machine_note(load),
     ]
     if left := bl.check_shm_clean(shm_before):
