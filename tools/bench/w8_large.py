@@ -55,6 +55,7 @@ import contextlib
 import ctypes
 import os
 import sys
+import time
 import traceback
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -230,13 +231,17 @@ def _iox_publish(pub: Any, notifier: Any, src: int | bytes, n: int) -> None:
 
 
 def _iox_take(iox2: Any, sub: Any, listener: Any) -> Any:
-    """The next sample, waiting on the listener (no busy polling) while there is none."""
+    """The next sample, waiting on the listener (no busy polling) while there is none. A wait
+    may end without an event (the binding lets it): only WAIT seconds without a sample fail."""
+    deadline = time.monotonic() + WAIT
     while True:
         sample = sub.receive()
         if sample is not None:
             return sample
-        if not listener.timed_wait(iox2.Duration.from_secs_f64(WAIT)) and not sub.has_samples():
+        left = deadline - time.monotonic()
+        if left <= 0:
             raise TimeoutError(f"no iceoryx2 sample for {WAIT:.0f} s")
+        listener.timed_wait(iox2.Duration.from_secs_f64(left))
 
 
 class IoxSender(Sender):
