@@ -197,6 +197,21 @@ def bus(workload: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
+def shared_memory(workload: str, size: int) -> Iterator[str]:
+    """A fresh `multiprocessing.shared_memory` segment of `size` bytes, by name; unlinked on the
+    way out, even on error or Ctrl-C."""
+    from multiprocessing import shared_memory as sm
+
+    shm = sm.SharedMemory(name=unique_name(workload), create=True, size=size)
+    try:
+        yield shm.name
+    finally:
+        shm.close()
+        with contextlib.suppress(FileNotFoundError):
+            shm.unlink()
+
+
+@contextlib.contextmanager
 def ipc_dir() -> Iterator[pathlib.Path]:
     """A private directory for zmq ipc:// endpoints, removed on the way out."""
     with tempfile.TemporaryDirectory(prefix="bench-ipc-") as d:
@@ -220,6 +235,17 @@ def iceoryx2_scope() -> Iterator[tuple[str, str]]:
             with contextlib.suppress(FileNotFoundError):
                 f.unlink()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def iox_node(scope: tuple[str, str]) -> tuple[Any, Any]:
+    """The `iceoryx2` module and an IPC node living in `scope` (from `iceoryx2_scope`), errors only logged."""
+    import iceoryx2 as iox2
+
+    iox2.set_log_level(iox2.LogLevel.Error)
+    config = iox2.config.default()
+    config.global_cfg.prefix = iox2.FileName.new(scope[0])
+    config.global_cfg.root_path = iox2.Path.new(scope[1])
+    return iox2, iox2.NodeBuilder.new().config(config).create(iox2.ServiceType.Ipc)
 
 
 def shm_entries() -> set[str]:
@@ -583,24 +609,27 @@ def print_table(
                 out.peer.label,
             ]
         )
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     print(f"\n{title}\n")
-    line = "  ".join(
-        h.ljust(w) if i in (0, len(headers) - 1) else h.rjust(w)
-        for i, (h, w) in enumerate(zip(headers, widths, strict=True))
-    )
-    print(line.rstrip())
-    print("-" * len(line.rstrip()))
-    for r in rows:
-        text = "  ".join(
-            c.ljust(w) if i in (0, len(r) - 1) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
-        )
-        print(text.rstrip())
+    print("\n".join(layout(headers, rows, left=(0, len(headers) - 1))))
     for out in outcomes:
         if out.failure:
             print(f"  {out.peer.key}: {'not available' if out.peer.unavailable else 'failed'}: {out.failure}")
     for note in notes:
         print(f"  {note}")
+
+
+def layout(headers: Sequence[str], rows: Sequence[Sequence[str]], left: Sequence[int] = (0,)) -> list[str]:
+    """The lines of a table: header, rule, rows; columns two spaces apart, those in `left`
+    left-aligned, the others right-aligned."""
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    head = line(headers)
+    return [head, "-" * len(head), *(line(r) for r in rows)]
 
 
 def machine_note(load_before: tuple[float, float, float]) -> str:
@@ -626,14 +655,17 @@ def add_common_args(ap: Any, messages: int, runs: int = 5) -> None:
 
 
 def parse_args(
-    doc: str | None, messages: int, extra: Callable[[argparse.ArgumentParser], None] | None = None
+    doc: str | None,
+    messages: int,
+    extra: Callable[[argparse.ArgumentParser], None] | None = None,
+    runs: int = 5,
 ) -> argparse.Namespace:
     """A workload's command line (the common options, then any `extra` ones), parsed; then `bootstrap`.
 
     On return the process runs in the peers venv (or the current interpreter with --current-python).
     """
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(ap, messages=messages)
+    add_common_args(ap, messages=messages, runs=runs)
     if extra is not None:
         extra(ap)
     args = ap.parse_args()
@@ -687,10 +719,14 @@ def dump_json(outcomes: Sequence[Outcome]) -> None:
 def check_shm_clean(before: set[str]) -> str | None:
     """A note naming anything this run left in /dev/shm (nothing, when all went well).
 
-    Only names this process gave out count (its buses and its iceoryx2 prefixes): others
+    Only names this process gave out count (its buses, its shared-memory segments and its
+    iceoryx2 prefixes): others
     may be benchmarking on the same machine at the same time.
     """
-    mine = ("event_engine.bench-", f"iox2b{os.getpid()}")
     pid = f"-{os.getpid()}-"
-    left = sorted(e for e in shm_entries() - before if e.startswith(mine[1]) or (e.startswith(mine[0]) and pid in e))
+    left = sorted(
+        e
+        for e in shm_entries() - before
+        if e.startswith(f"iox2b{os.getpid()}") or (e.startswith(("event_engine.bench-", "bench-")) and pid in e)
+    )
     return f"LEFT IN /dev/shm: {', '.join(left)}" if left else None

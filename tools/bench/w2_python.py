@@ -193,13 +193,7 @@ def _iox_service(scope: tuple[str, str]):
     """The node and the service of one trial, in the trial's own iceoryx2 file namespace."""
     import ctypes
 
-    import iceoryx2 as iox2
-
-    iox2.set_log_level(iox2.LogLevel.Error)
-    config = iox2.config.default()
-    config.global_cfg.prefix = iox2.FileName.new(scope[0])
-    config.global_cfg.root_path = iox2.Path.new(scope[1])
-    node = iox2.NodeBuilder.new().config(config).create(iox2.ServiceType.Ipc)
+    iox2, node = bl.iox_node(scope)
     service = (
         node.service_builder(iox2.ServiceName.new("bench"))
         .publish_subscribe(iox2.Slice[ctypes.c_uint8])
