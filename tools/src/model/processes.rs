@@ -15,7 +15,7 @@ pub struct Process {
     pub pid: u32,
     /// Whether the process runs.
     pub alive: bool,
-    /// `bus`, `publisher`, `subscriber`, `group_member` or `unknown`.
+    /// `bus`, `publisher`, `subscriber`, `group_member`, `holder` or `unknown`.
     pub role: &'static str,
     /// Group of a group member.
     pub group: Option<String>,
@@ -46,6 +46,12 @@ pub struct Process {
     /// The process's command line (`/proc/PID/cmdline`, arguments joined by spaces) while it
     /// is alive and readable; null otherwise.
     pub command: Option<String>,
+    /// A holder row: slab blocks its process keeps (views of received buffers, loans).
+    pub held_blocks: u64,
+    /// Their bytes (block sizes).
+    pub held_bytes: u64,
+    /// A subscriber: messages whose buffers it got as private copies, past its hold bounds.
+    pub copies: u64,
 }
 
 impl Process {
@@ -69,6 +75,9 @@ impl Process {
             waiting_for: p.waiting_for.clone(),
             waiting_since_ns: p.waiting_since_ns,
             command: p.alive.then(|| command_of(p.pid)).flatten(),
+            held_blocks: p.held_blocks,
+            held_bytes: p.held_bytes,
+            copies: p.copies,
         }
     }
 
@@ -102,6 +111,7 @@ pub fn role_name(role: Role) -> &'static str {
         Role::Publisher => "publisher",
         Role::Subscriber => "subscriber",
         Role::GroupMember => "group_member",
+        Role::Holder => "holder",
         _ => "unknown",
     }
 }
@@ -196,6 +206,12 @@ pub struct ProcessSummary {
     pub lag: Option<u64>,
     /// Its command line (see [`Process::command`]).
     pub command: Option<String>,
+    /// Slab blocks it holds (views and loans).
+    pub held_blocks: u64,
+    /// Their bytes.
+    pub held_bytes: u64,
+    /// Messages its subscribers got as private copies past their hold bounds.
+    pub copies: u64,
 }
 
 impl ProcessSummary {
@@ -213,6 +229,9 @@ impl ProcessSummary {
             delivered: 0,
             lag: None,
             command: p.command.clone(),
+            held_blocks: 0,
+            held_bytes: 0,
+            copies: 0,
         }
     }
 
@@ -223,6 +242,9 @@ impl ProcessSummary {
         self.delivered += p.delivered;
         self.lossy += u32::from(p.lossy);
         self.missed += p.missed;
+        self.held_blocks += p.held_blocks;
+        self.held_bytes += p.held_bytes;
+        self.copies += p.copies;
         if let Some(lag) = p.lag {
             self.lag = Some(self.lag.map_or(lag, |l| l.max(lag)));
         }

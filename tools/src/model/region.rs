@@ -45,6 +45,8 @@ pub struct SlabClass {
     pub used: u32,
     /// Blocks free.
     pub free: u32,
+    /// Holds on its blocks (views of received buffers, loans; one per holder and block).
+    pub held: u32,
 }
 
 /// Bus-wide counters.
@@ -101,6 +103,7 @@ pub fn slab(s: &Snapshot) -> Vec<SlabClass> {
             total: c.total,
             used: c.used,
             free: c.free,
+            held: c.held,
         })
         .collect()
 }

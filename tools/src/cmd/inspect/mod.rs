@@ -51,11 +51,13 @@ With --json, prints one object whose field names are a stable API (schema 1):
                   fan-out subscribers; handles = attached bus handles; *_processes count
                   distinct processes holding such a row)
   processes       [{row, pid, alive: bool, role: \"bus\"|\"publisher\"|\"subscriber\"|\"group_member\"|
-                  \"unknown\", group: str|null, cursor: int|null, lag: int|null, lossy: bool,
+                  \"holder\"|\"unknown\", group: str|null, cursor: int|null, lag: int|null, lossy: bool,
                   missed, delivered, published, redelivered, last_heartbeat_ns (LAST WAIT),
                   consumer: int|null, unrouted, waiting_for: [int], waiting_since_ns,
-                  command: str|null}], one per
-                  process-table row;
+                  command: str|null, held_blocks, held_bytes, copies}], one per
+                  process-table row (role \"holder\": a process's seat for holds; held_blocks
+                  and held_bytes: the slab blocks it keeps, views of received buffers and loans;
+                  copies: a subscriber's messages copied past its hold bounds);
                   cursor and lag are null for non-subscribers, command is the command line of a
                   live process (null when dead or unreadable); waiting_for names the consumer
                   entries a blocked publisher waits for (waiting_since_ns 0: not waiting)
@@ -75,7 +77,8 @@ With --json, prints one object whose field names are a stable API (schema 1):
                   publishers between claim and commit (addressed empty: not decided yet)
   bridges         [{pid, alive: bool, server: str, out, in, dropped, reconnects, held,
                   forgotten}]
-  slab            [{block_size, total, used, free}], one per size class, smallest first
+  slab            [{block_size, total, used, free, held}], one per size class, smallest first;
+                  held: holds on its blocks (views of received buffers, loans)
   counters        {published, unrouted, full_waits, redeliveries, reaped, backlog_dropped,
                   sleeping_subscribers, sleeping_publishers}: int; reaped counts process-table
                   rows, backlog_dropped the messages of groups dropped after their retention

@@ -132,7 +132,8 @@ fn process_row(p: ProcessSummary) -> Vec<String> {
     ]
 }
 
-/// `publishes, subscribes lossy (missed 3), member of workers`, or `attached`.
+/// `publishes, subscribes lossy (missed 3), member of workers, holds 2 blocks (2.0 MiB)`, or
+/// `attached`.
 fn what_it_does(p: &ProcessSummary) -> String {
     let mut does = Vec::new();
     if p.publishers > 0 {
@@ -146,6 +147,16 @@ fn what_it_does(p: &ProcessSummary) -> String {
     }
     if !p.groups.is_empty() {
         does.push(format!("member of {}", p.groups.join(", ")));
+    }
+    if p.held_blocks > 0 {
+        does.push(format!(
+            "holds {} blocks ({})",
+            p.held_blocks,
+            format::bytes(p.held_bytes)
+        ));
+    }
+    if p.copies > 0 {
+        does.push(format!("copied {} past its hold limit", p.copies));
     }
     if does.is_empty() {
         does.push("attached".into());
@@ -393,7 +404,8 @@ fn write_groups(m: &BusModel, out: &mut dyn Write) -> Result<()> {
     )
 }
 
-/// A line per slab size class and how full it is.
+/// A line per slab size class and how full it is (HELD: blocks kept by holders' views and
+/// loans).
 fn write_slab(m: &BusModel, out: &mut dyn Write) -> Result<()> {
     title(out, "SLAB")?;
     let rows: Vec<Vec<String>> = m
@@ -405,11 +417,16 @@ fn write_slab(m: &BusModel, out: &mut dyn Write) -> Result<()> {
                 c.total.to_string(),
                 c.used.to_string(),
                 c.free.to_string(),
+                c.held.to_string(),
                 format::percent(c.used.into(), c.total.into()),
             ]
         })
         .collect();
-    write_table(out, &["BLOCK", "TOTAL", "USED", "FREE", "FILL"], &rows)
+    write_table(
+        out,
+        &["BLOCK", "TOTAL", "USED", "FREE", "HELD", "FILL"],
+        &rows,
+    )
 }
 
 /// The bus-wide counters.
