@@ -178,7 +178,7 @@ fn kind_of(obj: &Bound<'_, PyAny>) -> PyResult<Option<Kind>> {
         let n = obj.cast::<PyByteArray>()?.len();
         return Ok((n >= OOB_MIN_BYTES).then_some(Kind::ByteArray));
     }
-    if obj.is_instance_of::<PyMemoryView>() {
+    if obj.is_instance_of::<PyMemoryView>() || crate::shmbuf::is_buffer_object(obj) {
         return Ok(Some(Kind::MemoryView));
     }
     if t.name()? == "ndarray" && t.module()? == "numpy" {
@@ -207,7 +207,11 @@ fn persistent_id<'py>(
     let tag = PyString::new(py, kind.tag()).into_any();
     let pid = match kind {
         Kind::Bytes | Kind::ByteArray => PyTuple::new(py, [tag])?,
-        Kind::MemoryView => PyTuple::new(py, [tag, obj.getattr("format")?, obj.getattr("shape")?])?,
+        Kind::MemoryView => {
+            // A loan or a received buffer travels as a memoryview of its bytes.
+            let view = PyMemoryView::from(obj)?;
+            PyTuple::new(py, [tag, view.getattr("format")?, view.getattr("shape")?])?
+        }
         Kind::Strided => PyTuple::new(py, [tag, obj.getattr("dtype")?, obj.getattr("shape")?])?,
     };
     handed.append(obj)?;

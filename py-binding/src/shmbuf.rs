@@ -180,6 +180,14 @@ pub(crate) unsafe fn shared_buffer<'py>(
     Ok(obj)
 }
 
+/// Whether `obj` is a `SharedBuffer` or a `Loan` (which a put sends as a `memoryview`).
+pub(crate) fn is_buffer_object(obj: &Bound<'_, PyAny>) -> bool {
+    let py = obj.py();
+    [&SHARED, &LOAN]
+        .iter()
+        .any(|t| t.get(py).is_some_and(|t| obj.get_type().is(t.bind(py))))
+}
+
 /// The keeper of `obj` if it is a [`Kind::Loan`] object.
 pub(crate) fn loan_keeper(obj: &Bound<'_, PyAny>) -> Option<Keeper> {
     let tp = LOAN.get(obj.py())?;

@@ -255,3 +255,23 @@ def test_an_engine_without_a_bus_lends_a_bytearray():
     engine = EventEngine()
     buf = engine.loan(16)
     assert isinstance(buf, bytearray) and len(buf) == 16
+
+
+def test_the_loan_itself_is_put_without_a_copy_and_arrives_as_a_memoryview(big_bus):
+    consumer = EventEngine(bus=big_bus)
+    kept, done = receive(consumer, 1)
+    producer = EventEngine(bus=big_bus)
+    with producer.loan(SIZE) as loan:
+        memoryview(loan)[:] = frame(3, SIZE).tobytes()
+        producer.put(Topic(TOPIC), loan)
+    assert done.wait(GUARD)
+    got = kept[0]
+    assert isinstance(got, memoryview) and got.readonly and got.obj.__class__ is event_engine.SharedBuffer
+    assert check(np.frombuffer(got, dtype=np.uint8), SIZE) == 3
+    assert producer.loans_published == 1
+    del kept[:], got, loan
+    gc.collect()
+    for e in (producer, consumer):
+        e.stop()
+        e.close()
+    assert_idle(big_bus)
