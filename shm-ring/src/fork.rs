@@ -16,69 +16,15 @@
 //!    seat keeps it open until it exits, so that the parent keeps the blocks for it.
 //!
 //! From then on an inherited hold dropped in the child gives back the child's own bit (through
-//! [`adopter`]); the parent's seat is never touched by the child.
+//! `holder::adopter`); the parent's seat is never touched by the child.
 
 use crate::handle::Inner;
-use crate::holder::Seat;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::Duration;
+use crate::holder::{adopt, adopted, attached};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::{Arc, Mutex, PoisonError};
 
-/// Attachments of this process that have a seat (and those inherited from the parent).
-static ATTACHED: Mutex<Vec<Weak<Inner>>> = Mutex::new(Vec::new());
-/// In a child: each attachment inherited from the parent (by address) and the child's own one
-/// that took its holds over.
-static ADOPTED: Mutex<Vec<(usize, Arc<Inner>)>> = Mutex::new(Vec::new());
 /// The write end of the pipe of the fork in progress (between `before_fork` and the `after_`s).
 static WRITE_END: Mutex<Option<OwnedFd>> = Mutex::new(None);
-
-/// Records an attachment that has just taken a seat.
-pub(crate) fn register(inner: &Arc<Inner>) {
-    let mut all = ATTACHED.lock().unwrap_or_else(PoisonError::into_inner);
-    all.retain(|w| w.strong_count() > 0);
-    all.push(Arc::downgrade(inner));
-}
-
-/// The child's own attachment that took over the holds inherited through `inner`.
-pub(crate) fn adopter(inner: &Inner) -> Option<Arc<Inner>> {
-    let key = inner as *const Inner as usize;
-    ADOPTED
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .iter()
-        .find(|(k, _)| *k == key)
-        .map(|(_, own)| own.clone())
-}
-
-/// Whether the child of a pin's fork is done with it (end of file on `fd`), waiting up to `wait`
-/// for that (not at all for `None`).
-pub(crate) fn child_done(fd: &OwnedFd, wait: Option<Duration>) -> bool {
-    let ms = wait.map_or(0, |d| d.as_millis().clamp(1, i32::MAX as u128) as i32);
-    let mut p = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd record, for the call's duration.
-    let n = unsafe { libc::poll(&mut p, 1, ms) };
-    if n <= 0 {
-        return false;
-    }
-    let mut byte = 0u8;
-    // SAFETY: reads at most one byte into a local; the fd is ours (nobody writes to the pipe,
-    // so a readable end means end of file).
-    let r = unsafe { libc::read(fd.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) };
-    r == 0 || p.revents & (libc::POLLHUP | libc::POLLERR) != 0
-}
-
-fn attached() -> Vec<Arc<Inner>> {
-    let all = match ATTACHED.try_lock() {
-        Ok(g) => g,
-        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-        Err(std::sync::TryLockError::WouldBlock) => return Vec::new(),
-    };
-    all.iter().filter_map(Weak::upgrade).collect()
-}
 
 /// Step 1, in the parent just before `fork`: pins every hold of this process's attachments.
 pub fn before_fork() {
@@ -132,10 +78,7 @@ pub fn after_fork_in_child() {
             .reattach()
             .map(|region| Arc::new(Inner::new(region, None)));
         match own {
-            Ok(own) if Seat::adopt(&own, &blocks) => ADOPTED
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push((Arc::as_ptr(&inner) as usize, own)),
+            Ok(own) if adopt(&own, &blocks) => adopted(&inner, own),
             _ => all_taken = false,
         }
     }

@@ -2,7 +2,6 @@
 //! row of the attachment, given back (with a reap) when the last handle goes.
 
 use crate::blocks::atomics::Ordering;
-use crate::holder::Seat;
 use crate::recovery::{
     lock_table, lock_table_to_join, reap_locked, remove_consumer, retention_clock_ns, ReapReport,
 };
@@ -10,6 +9,7 @@ use crate::region::layout::{KIND_GROUP, ROW_LIVE};
 use crate::region::liveness::own_start_time;
 use crate::region::table::Role;
 use crate::region::Region;
+use crate::seat::Seat;
 use crate::BusError;
 use std::sync::Arc;
 

@@ -16,117 +16,13 @@
 use crate::blocks::atomics::Ordering;
 use crate::handle::Inner;
 use crate::recovery::lock_table_to_join;
+use crate::seat::{settle, SeatState};
 use crate::{BusError, Message};
-use std::collections::HashMap;
 use std::sync::atomic::AtomicU32;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 /// How many blocks one subscriber holds at most unless told otherwise.
 pub const DEFAULT_HOLD_LIMIT: u32 = 64;
-
-/// What an attachment holds: its seat, once claimed, and its holds per block.
-#[derive(Default)]
-pub(crate) struct Seat {
-    state: Mutex<SeatState>,
-}
-
-#[derive(Default)]
-struct SeatState {
-    /// `(holder row, seat)` once claimed.
-    seat: Option<(u32, u32)>,
-    /// A claim was tried and every seat was taken: not tried again until a hold goes.
-    full: bool,
-    /// Holds of this process per block index; a block is in here exactly while its seat bit is
-    /// set by this process.
-    blocks: HashMap<u32, u32>,
-    /// Bytes of the blocks in `blocks` (for tools).
-    bytes: u64,
-    /// Forks whose child has not taken over its share of these holds yet (`fork.rs`): a block
-    /// held at the fork is not let go until the child has set its own seat's bit on it.
-    pins: Vec<Pin>,
-    /// Blocks whose last hold went while a pin covered them: their seat bit is cleared once no
-    /// pin covers them.
-    deferred: Vec<u32>,
-}
-
-/// One fork in progress, as its parent sees it: the read end of a pipe whose write end only
-/// the child holds (closed once it has taken its holds over, or at its exit), and the blocks
-/// held at the fork.
-pub(crate) struct Pin {
-    pub(crate) fd: Arc<std::os::fd::OwnedFd>,
-    pub(crate) blocks: std::collections::HashSet<u32>,
-}
-
-impl Seat {
-    /// The holder row to give back when the attachment goes.
-    pub(crate) fn row(&self) -> Option<u32> {
-        self.lock().seat.map(|(row, _)| row)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, SeatState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Pins what is held now for a fork about to happen (see `fork.rs`).
-    pub(crate) fn pin(&self, fd: &Arc<std::os::fd::OwnedFd>) {
-        let mut st = self.lock();
-        if !st.blocks.is_empty() {
-            let blocks = st.blocks.keys().copied().collect();
-            st.pins.push(Pin {
-                fd: fd.clone(),
-                blocks,
-            });
-        }
-    }
-
-    /// In a forked child: the holds its parent had through this attachment (block, count), and
-    /// their bytes; forgets the parent's pins.
-    pub(crate) fn inherited(&self) -> (Vec<(u32, u32)>, u64) {
-        let mut st = self.lock();
-        st.pins.clear();
-        st.deferred.clear();
-        (st.blocks.iter().map(|(b, n)| (*b, *n)).collect(), st.bytes)
-    }
-
-    /// Takes over `blocks` (with their counts) in a new attachment of a forked child, setting
-    /// its own seat's bit on each. False if it has no seat (every seat taken).
-    pub(crate) fn adopt(inner: &Arc<Inner>, blocks: &[(u32, u32)]) -> bool {
-        let mut st = inner.seat.lock();
-        let Some(seat) = seat(inner, &mut st) else {
-            return false;
-        };
-        for &(block, n) in blocks {
-            let Some((_, _, size)) = inner.region.block(block) else {
-                continue;
-            };
-            if inner.region.holds().hold(block, seat) {
-                count_hold(inner, &mut st, block, size);
-                st.blocks.insert(block, n);
-            }
-        }
-        true
-    }
-
-    /// Waits, at most `limit`, for the children of pending forks to take their holds over (an
-    /// attachment about to give its seat up).
-    pub(crate) fn settle_pins(&self, limit: std::time::Duration) {
-        let end = std::time::Instant::now() + limit;
-        loop {
-            let mut st = self.lock();
-            st.pins.retain(|p| !crate::fork::child_done(&p.fd, None));
-            if st.pins.is_empty() {
-                return;
-            }
-            let fd = st.pins[0].fd.clone();
-            drop(st);
-            let left = end.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            crate::fork::child_done(&fd, Some(left));
-        }
-    }
-}
 
 /// Why [`Holder::hold`] did not hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,6 +105,66 @@ impl Holder {
     }
 }
 
+/// Attachments of this process that have a seat (and those inherited from the parent).
+static ATTACHED: Mutex<Vec<Weak<Inner>>> = Mutex::new(Vec::new());
+/// In a child: each attachment inherited from the parent (by address) and the child's own one
+/// that took its holds over.
+static ADOPTED: Mutex<Vec<(usize, Arc<Inner>)>> = Mutex::new(Vec::new());
+/// Records an attachment that has just taken a seat.
+pub(crate) fn register(inner: &Arc<Inner>) {
+    let mut all = ATTACHED.lock().unwrap_or_else(PoisonError::into_inner);
+    all.retain(|w| w.strong_count() > 0);
+    all.push(Arc::downgrade(inner));
+}
+
+/// The child's own attachment that took over the holds inherited through `inner`.
+pub(crate) fn adopter(inner: &Inner) -> Option<Arc<Inner>> {
+    let key = inner as *const Inner as usize;
+    ADOPTED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, own)| own.clone())
+}
+
+pub(crate) fn attached() -> Vec<Arc<Inner>> {
+    let all = match ATTACHED.try_lock() {
+        Ok(g) => g,
+        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => return Vec::new(),
+    };
+    all.iter().filter_map(Weak::upgrade).collect()
+}
+
+/// Records that `own`, this child's attachment, took over the holds inherited through
+/// `inherited`.
+pub(crate) fn adopted(inherited: &Arc<Inner>, own: Arc<Inner>) {
+    ADOPTED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push((Arc::as_ptr(inherited) as usize, own));
+}
+
+/// Takes over `blocks` (with their counts) in a new attachment of a forked child, setting
+/// its own seat's bit on each. False if it has no seat (every seat taken).
+pub(crate) fn adopt(inner: &Arc<Inner>, blocks: &[(u32, u32)]) -> bool {
+    let mut st = inner.seat.lock();
+    let Some(seat) = seat(inner, &mut st) else {
+        return false;
+    };
+    for &(block, n) in blocks {
+        let Some((_, _, size)) = inner.region.block(block) else {
+            continue;
+        };
+        if inner.region.holds().hold(block, seat) {
+            count_hold(inner, &mut st, block, size);
+            st.blocks.insert(block, n);
+        }
+    }
+    true
+}
+
 /// This attachment's seat, claimed on first use; `None` when every seat is taken (tried again
 /// once one of its own holds has gone, never more than that).
 fn seat(inner: &Arc<Inner>, st: &mut SeatState) -> Option<u32> {
@@ -218,7 +174,7 @@ fn seat(inner: &Arc<Inner>, st: &mut SeatState) -> Option<u32> {
         None => match lock_table_to_join(&inner.region).and_then(|g| g.claim_holder()) {
             Ok(Some((row, seat))) => {
                 st.seat = Some((row, seat));
-                crate::fork::register(inner);
+                register(inner);
                 Some(seat)
             }
             Ok(None) | Err(_) => {
@@ -289,7 +245,7 @@ fn unhold_block(inner: &Inner, block: u32) {
     if !inner.is_owner() {
         // A hold this process inherited at a fork: its own attachment took it over (`fork.rs`);
         // the parent's seat is the parent's to let go.
-        if let Some(own) = crate::fork::adopter(inner) {
+        if let Some(own) = adopter(inner) {
             unhold_block(&own, block);
         }
         return;
@@ -327,21 +283,6 @@ fn release_all(inner: &Inner, seat: u32, blocks: Vec<u32>) {
             region.wake_publishers();
         }
     }
-}
-
-/// The deferred blocks no pending fork covers any more (their seat bits may be cleared now),
-/// taken out of `st.deferred`; forgets the pins of children that are done.
-fn settle(st: &mut SeatState) -> Vec<u32> {
-    if !st.pins.is_empty() {
-        st.pins.retain(|p| !crate::fork::child_done(&p.fd, None));
-    }
-    let pins = &st.pins;
-    let (ready, kept): (Vec<u32>, Vec<u32>) = st
-        .deferred
-        .iter()
-        .partition(|b| !pins.iter().any(|p| p.blocks.contains(b)));
-    st.deferred = kept;
-    ready
 }
 
 /// Shows what the seat holds in its row's stats, for tools.

@@ -72,6 +72,8 @@ mod observer;
 #[cfg(not(loom))]
 mod publisher;
 #[cfg(not(loom))]
+mod seat;
+#[cfg(not(loom))]
 mod subscriber;
 #[cfg(not(loom))]
 #[doc(hidden)]

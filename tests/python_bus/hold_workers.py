@@ -6,7 +6,6 @@ import gc
 import threading
 
 import numpy as np
-
 from event_engine import EventEngine, Topic
 
 #: A guard against a hung test, never a synchronisation: every wait below ends on an event.

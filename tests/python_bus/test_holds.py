@@ -15,10 +15,10 @@ import pytest
 
 np = pytest.importorskip("numpy")
 
-import event_engine  # noqa: E402
-from conftest import assert_idle, shm_file  # noqa: E402
-from event_engine import EventEngine, Full, Topic  # noqa: E402
-from hold_workers import GUARD, TOPIC, check, frame  # noqa: E402
+import event_engine
+from conftest import assert_idle, shm_file
+from event_engine import EventEngine, Full, Topic
+from hold_workers import GUARD, TOPIC, check, frame
 
 SIZE = 1 << 20
 

@@ -12,7 +12,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypedDict
 
-from . import _native
+from . import (
+    _loan,  # noqa: F401  (Loan's context manager and release())
+    _native,
+)
 from ._native import (
     Empty,
     EventEngine,
@@ -41,8 +44,6 @@ from ._native import (
     set_logger,
     unlink_bus,
 )
-
-from . import _loan  # noqa: F401  (Loan's context manager and release())
 
 __version__: str = _native.__version__
 

@@ -28,10 +28,10 @@ from ._native import (
     Loan as Loan,
 )
 from ._native import (
-    SharedBuffer as SharedBuffer,
+    MessagePayload as MessagePayload,
 )
 from ._native import (
-    MessagePayload as MessagePayload,
+    SharedBuffer as SharedBuffer,
 )
 from ._native import (
     Topic as Topic,

@@ -31,7 +31,7 @@ def _nbytes(self: Any) -> int:
     return memoryview(self).nbytes
 
 
-_native.Loan.__enter__ = _enter
-_native.Loan.__exit__ = _exit
-_native.Loan.release = _release
-_native.Loan.nbytes = property(_nbytes)
+setattr(_native.Loan, "__enter__", _enter)  # noqa: B010 (a type made in Rust)
+setattr(_native.Loan, "__exit__", _exit)  # noqa: B010
+setattr(_native.Loan, "release", _release)  # noqa: B010
+setattr(_native.Loan, "nbytes", property(_nbytes))  # noqa: B010
