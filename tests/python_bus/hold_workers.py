@@ -75,3 +75,48 @@ def keeper_that_exits(bus, size, count, ready, results):
 
 
 KEPT: list = []
+
+
+def keeper(bus, group, size, count, ready, results, shared_total, group_done):
+    """Receives `count` frames (as a member of `group` if given: the members count together in
+    `shared_total`, and the one that reaches `count` sets `group_done`), keeps them all, checks
+    them once every one has arrived and reports the message numbers and how many were views."""
+    import event_engine
+
+    engine = EventEngine(bus=bus, group=group)
+    kept, got = [], threading.Event()
+
+    def handler(a, topic):
+        kept.append(a)
+        if group is None:
+            if len(kept) == count:
+                got.set()
+            return
+        with shared_total.get_lock():
+            shared_total.value += 1
+            if shared_total.value == count:
+                group_done.set()
+
+    engine.register_handler(Topic(TOPIC), handler)
+    engine.start()
+    ready.set()
+    (got if group is None else group_done).wait(GUARD)
+
+    def viewed(a):
+        base = a
+        while isinstance(base, np.ndarray):
+            base = base.base
+        return isinstance(base, event_engine.SharedBuffer)
+
+    results.put(([check(a, size) for a in kept], sum(viewed(a) for a in kept)))
+    engine.stop()
+    engine.close()
+
+
+def lender_until_killed(bus, size, lent):
+    """Takes a loan, fills it, says so, and waits to be killed."""
+    engine = EventEngine(bus=bus)
+    loan = engine.loan(size)
+    np.frombuffer(loan, dtype=np.uint8)[:] = 1
+    lent.set()
+    threading.Event().wait(GUARD)

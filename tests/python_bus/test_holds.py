@@ -275,3 +275,57 @@ def test_the_loan_itself_is_put_without_a_copy_and_arrives_as_a_memoryview(big_b
         e.stop()
         e.close()
     assert_idle(big_bus)
+
+
+def test_16_mib_arrays_fan_out_to_three_subscribers_and_a_group():
+    size, count = 16 << 20, 4
+    name = f"pytest-hold16-{uuid.uuid4().hex[:12]}"
+    event_engine.create_bus(name, max_message=size + 4096, memory=12 * (size + 4096))
+    try:
+        ctx = multiprocessing.get_context("spawn")
+        from hold_workers import keeper
+
+        results, total, group_done = ctx.Queue(), ctx.Value("i", 0), ctx.Event()
+        procs = []
+        for group in (None, None, None, "workers", "workers"):
+            ready = ctx.Event()
+            args = (name, group, size, count, ready, results, total, group_done)
+            p = ctx.Process(target=keeper, args=args)
+            p.start()
+            assert ready.wait(GUARD)
+            procs.append(p)
+        producer = EventEngine(bus=name)
+        for i in range(count):
+            producer.put(Topic(TOPIC), frame(i, size), timeout=60.0)
+        got = [results.get(timeout=GUARD) for _ in procs]
+        for p in procs:
+            p.join(GUARD)
+            assert p.exitcode == 0
+        fanout = [g for g in got if len(g[0]) == count]
+        # Three fan-out subscribers got all four, in order; the group's members one each.
+        assert sum(1 for numbers, _ in got if numbers == list(range(count))) >= 3
+        shared = sorted(n for numbers, _ in got for n in numbers)
+        assert shared == sorted(list(range(count)) * 4), got
+        assert all(views >= 1 for _, views in fanout), got
+        producer.close()
+        assert_idle(name)
+    finally:
+        try:
+            os.unlink(shm_file(name))
+        except FileNotFoundError:
+            pass
+
+
+def test_a_loan_of_a_killed_process_goes_back(big_bus):
+    ctx = multiprocessing.get_context("spawn")
+    lent = ctx.Event()
+    from hold_workers import lender_until_killed
+
+    p = ctx.Process(target=lender_until_killed, args=(big_bus, SIZE, lent))
+    p.start()
+    assert lent.wait(GUARD)
+    assert holder_row(big_bus)["held_blocks"] == 1
+    os.kill(p.pid, signal.SIGKILL)
+    p.join(GUARD)
+    EventEngine(bus=big_bus).close()  # leaving reaps the dead lender
+    assert_idle(big_bus)
