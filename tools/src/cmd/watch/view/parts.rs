@@ -80,10 +80,16 @@ impl Dashboard<'_> {
             .iter()
             .map(|c| Bar {
                 label: format!(
-                    "{:>9} blocks {}/{}",
+                    "{:>9} blocks {}/{}{}",
                     format::block_size(c.block_size.into()),
                     c.used,
-                    c.total
+                    c.total,
+                    // Kept by handlers' views and producers' loans.
+                    if c.held > 0 {
+                        format!(" ({} held)", c.held)
+                    } else {
+                        String::new()
+                    }
                 ),
                 ratio: ratio(c.used.into(), c.total.into()),
                 right: format::percent(c.used.into(), c.total.into()),
