@@ -62,6 +62,10 @@ pub(crate) fn stop_all(py: Python<'_>) {
         // process table row is then reclaimed as a dead process's.
         shared.source.close_if_idle();
     }
+    // Views of received buffers and loans still alive (nothing is collected at exit on PyPy,
+    // and a script may keep them in globals) give their seats and rows back now, so that the
+    // bus holds nothing of this process once it has gone (docs/delivery.md, "Holds").
+    py.detach(shm_ring::holds_at_exit);
     // Threads a wait released just before the exit began (a put that detaching another engine
     // made room for, say) take the GIL back now, not during finalization.
     gil::wait_returning(py);

@@ -86,7 +86,7 @@ pub use bus::{
 pub use config::{shm_path, validate_name, BusConfig};
 pub use error::BusError;
 #[cfg(not(loom))]
-pub use holder::{Hold, Holder, Loan, Refused, DEFAULT_HOLD_LIMIT};
+pub use holder::{holds_at_exit, Hold, Holder, Loan, Refused, DEFAULT_HOLD_LIMIT};
 #[cfg(not(loom))]
 pub use interrupt::Interrupter;
 #[cfg(not(loom))]

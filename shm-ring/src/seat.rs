@@ -41,6 +41,14 @@ pub(crate) struct Pin {
 }
 
 impl Seat {
+    /// Forgets the seat (its row given back by the caller), so that holds dropped later do
+    /// nothing more. Returns its row.
+    pub(crate) fn take_row(&self) -> Option<u32> {
+        let mut st = self.lock();
+        st.blocks.clear();
+        st.seat.take().map(|(row, _)| row)
+    }
+
     /// The holder row to give back when the attachment goes.
     pub(crate) fn row(&self) -> Option<u32> {
         self.lock().seat.map(|(row, _)| row)

@@ -197,6 +197,9 @@ def test_exit_with_live_views_is_clean(big_bus):
     assert results.get(timeout=GUARD) == [0, 1, 2]
     p.join(GUARD)
     assert p.exitcode == 0
+    # It gave its seat and rows back as it exited, views alive: nothing waits for a reap.
+    rows = event_engine.inspect_bus(big_bus)["processes"]
+    assert [r for r in rows if r["pid"] == p.pid] == []
     producer.close()
     assert_idle(big_bus)
 
