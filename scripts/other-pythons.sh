@@ -19,7 +19,7 @@ if [ -n "$py39" ]; then
   # The abi3 wheel: the same build as setup.sh's `maturin develop`, so cargo has it already.
   maturin build -q --release -m py-binding/Cargo.toml -i python -o "$WHEELS/abi3"
   [ -x target/venv-py39/bin/python ] || "$py39" -m venv target/venv-py39
-  target/venv-py39/bin/python -m pip install -q --disable-pip-version-check pytest uvloop
+  target/venv-py39/bin/python -m pip install -q --disable-pip-version-check pytest uvloop numpy
   target/venv-py39/bin/python -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$WHEELS"/abi3/*.whl
   target/venv-py39/bin/python -m pytest -q -p no:cacheprovider "${SUITES[@]}"
 else
