@@ -50,6 +50,7 @@ impl Default for BusConfig {
     }
 }
 
+#[cfg(not(loom))]
 impl BusConfig {
     /// Checks the geometry without touching any bus: [`BusError::BadConfig`] names a value that
     /// no bus can have (slots not a power of two, memory too small for one message...).

@@ -100,6 +100,7 @@ pub use recovery::snapshot::{
 };
 #[cfg(not(loom))]
 pub use recovery::{take_reaps, ReapReport, ReapedProcess};
+#[cfg(not(loom))]
 pub use region::layout::{
     default_slab_memory, human_bytes, min_slab_memory, MAX_MESSAGE_LIMIT, SMALL_CLASS_BYTES,
 };
