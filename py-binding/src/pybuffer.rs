@@ -103,13 +103,13 @@ impl Exported {
         Ok(out)
     }
 
-    /// The address of the buffer's bytes when they are one contiguous run (C or Fortran
-    /// order), as they would be copied.
-    pub(crate) fn contiguous_ptr(&self) -> Option<usize> {
+    /// The buffer's shape and strides (empty for a plain run of `len` bytes).
+    fn dims(&self) -> (&[isize], &[isize]) {
         let v = &*self.view;
         let ndim = v.ndim as usize;
-        // SAFETY: as in `copy_to`: `shape`/`strides` hold `ndim` entries while the export lives.
-        let (shape, strides) = unsafe {
+        // SAFETY: while the export lives (as long as `self`), `shape` and `strides` hold `ndim`
+        // entries, or are null for a plain run of `len` bytes.
+        unsafe {
             if v.shape.is_null() || v.strides.is_null() || ndim == 0 {
                 (&[][..], &[][..])
             } else {
@@ -118,7 +118,14 @@ impl Exported {
                     std::slice::from_raw_parts(v.strides, ndim),
                 )
             }
-        };
+        }
+    }
+
+    /// The address of the buffer's bytes when they are one contiguous run (C or Fortran
+    /// order), as they would be copied.
+    pub(crate) fn contiguous_ptr(&self) -> Option<usize> {
+        let (shape, strides) = self.dims();
+        let v = &*self.view;
         (shape.is_empty() || is_contiguous(shape, strides, v.itemsize.max(1)))
             .then_some(v.buf as usize)
     }
@@ -133,20 +140,8 @@ impl Exported {
     pub(crate) fn copy_to(&self, out: &mut [u8]) {
         assert_eq!(out.len(), self.len(), "destination of the wrong size");
         let v = &*self.view;
-        let ndim = v.ndim as usize;
-        // SAFETY (both blocks): while the export lives, `shape` and `strides` hold `ndim`
-        // entries (or are null for a plain run of `len` bytes), and `buf` holds every element
-        // they address.
-        let (shape, strides) = unsafe {
-            if v.shape.is_null() || v.strides.is_null() || ndim == 0 {
-                (&[][..], &[][..])
-            } else {
-                (
-                    std::slice::from_raw_parts(v.shape, ndim),
-                    std::slice::from_raw_parts(v.strides, ndim),
-                )
-            }
-        };
+        // While the export lives, `buf` holds every element `shape` and `strides` address.
+        let (shape, strides) = self.dims();
         let item = v.itemsize.max(1);
         if shape.is_empty() || is_contiguous(shape, strides, item) {
             // SAFETY: as above; a contiguous buffer is `len` bytes from `buf`.
