@@ -276,7 +276,8 @@ class EventEngine:
         without a bus lends a ``bytearray``."""
     @property
     def loans_published(self) -> int:
-        """Loans this engine published from their own block, without a copy."""
+        """Loans this engine published from their own block, without a copy (a loan no consumer
+        wanted is spent but not counted)."""
     @property
     def bus(self) -> str | None:
         """Name of the shared-memory bus the engine is attached to (None in-process)."""

@@ -723,7 +723,8 @@ impl BusSource {
                 t,
                 front,
             );
-            if r.is_ok() {
+            // Counted only when it took a ring position (no consumer wanted it otherwise).
+            if matches!(r, Ok(Some(_))) {
                 self.loans_published.fetch_add(1, Ordering::Relaxed);
             }
             r
