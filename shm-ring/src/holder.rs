@@ -356,7 +356,7 @@ unsafe impl Send for Loan {}
 
 impl Loan {
     /// Makes block `block` (popped by `alloc`, given to the ring) a loan of this attachment's
-    /// seat. On failure the block goes back.
+    /// seat. On failure the caller gives the block back.
     pub(crate) fn new(inner: &Arc<Inner>, block: u32) -> Result<Loan, BusError> {
         let region = &inner.region;
         let (_, ptr, size) = region.block(block).expect("allocated block is in range");
@@ -367,8 +367,7 @@ impl Loan {
             None
         };
         let Some(seat) = seat else {
-            drop(st);
-            region.free_block(block + 1);
+            // The publisher gives the block back (its row names it).
             return Err(BusError::NoSeat {
                 bus: region.name().to_owned(),
             });

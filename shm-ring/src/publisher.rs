@@ -475,7 +475,18 @@ impl Publisher {
                 _ => BusError::Timeout,
             });
         };
-        Loan::new(&self.inner, idx)
+        // `held_block` names the block until its seat holds it: a reaper gives it back if we
+        // die in between (taking a seat may take the table lock).
+        match Loan::new(&self.inner, idx) {
+            Ok(loan) => {
+                row.held_block.store(0, Ordering::Release);
+                Ok(loan)
+            }
+            Err(e) => {
+                give_back(region, row, idx + 1);
+                Err(e)
+            }
+        }
     }
 
     /// Publishes the message of `loan` (made by [`Publisher::loan`]) with `codec`, from the
@@ -619,9 +630,10 @@ impl Call<'_> {
         let topic = self.topic;
         if let Some(idx) = self.loan {
             // The ring takes the loan over before its seat lets go (`blocks/holds.rs`); from
-            // here a reaper gives it back through `held_block`, as any block being published.
-            self.region.holds().lend_to_ring(idx);
+            // here a reaper gives the ring's reference back through `held_block`, as for any
+            // block being published, and the seat's with the seat (`Holds::drop_popped`).
             self.row.held_block.store(idx + 1, Ordering::Release);
+            self.region.holds().lend_to_ring(idx);
             return Ok(Step {
                 first,
                 n: 1,
@@ -646,11 +658,10 @@ impl Call<'_> {
         }
         let total = topic.len() + len_of(first);
         let (region, row) = (self.region, self.row);
+        // Named in `held_block` until its slot is committed: a reaper gives it back if we die.
         let Some(idx) = take_block(region, row, total, self.never, self.remaining())? else {
             return Err(self.out_of_time());
         };
-        // From here until its slot is committed, a reaper can give it back if we die.
-        row.held_block.store(idx + 1, Ordering::Release);
         let (_, ptr, size) = region.block(idx).expect("allocated block is in range");
         debug_assert!(total <= size);
         // SAFETY: `ptr..ptr + size` is block `idx` inside the mapping, which we popped from its
@@ -827,9 +838,9 @@ fn take_block(
     timeout: Option<Duration>,
 ) -> Result<Option<u32>, BusError> {
     wait_for(region, row, Side::Publisher, timeout, || {
-        match alloc(region, total)? {
+        match alloc(region, row, total)? {
             // Lossy consumers never hold blocks a publisher needs.
-            None if region.take_from_lossy(true) => alloc(region, total),
+            None if region.take_from_lossy(true) => alloc(region, row, total),
             None if never != 0 => {
                 let holders = block_holders(region) & never;
                 if holders != 0 {
@@ -842,16 +853,18 @@ fn take_block(
     })
 }
 
-/// Pops a block of at least `total` bytes from the smallest class that has one, and gives it to
-/// the ring (`blocks/holds.rs`): from here only a release of the ring's reference frees it.
-pub(crate) fn alloc(region: &Region, total: usize) -> Result<Option<u32>, BusError> {
+/// Pops a block of at least `total` bytes from the smallest class that has one, names it in
+/// `row.held_block` (by the pop itself: a reaper gives it back if we die from here on), and gives
+/// it to the ring (`blocks/holds.rs`): from here only a release of the ring's reference frees it.
+fn alloc(region: &Region, row: &Row, total: usize) -> Result<Option<u32>, BusError> {
     for (i, c) in region.layout().classes.iter().enumerate() {
         if (c.block_size as usize) < total {
             continue;
         }
-        match region.free_list(i).pop() {
+        match region.free_list(i).pop(Some(&row.held_block)) {
             Ok(Some(idx)) => {
                 region.class(i).used.fetch_add(1, Ordering::Relaxed);
+                crate::testing::pause_point(crate::testing::Point::Popped);
                 region.holds().to_ring(idx);
                 return Ok(Some(idx));
             }

@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 /// Where the next publish of this process stops itself: 0 nowhere, else a [`Point`].
 static STOP_AT: AtomicU8 = AtomicU8::new(0);
 
-/// A point of the publish path between claim and commit.
+/// A point of the publish path, between the pop of a block or the claim of a position and the
+/// commit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Point {
@@ -13,6 +14,10 @@ pub enum Point {
     Claimed = 1,
     /// After the addressees are announced, before the slot is written and committed.
     Addressed = 2,
+    /// Right after a slab block is popped, before it is the ring's.
+    Popped = 3,
+    /// In a claim, after the run's intent is in the row and before the CAS that takes it.
+    Intent = 4,
 }
 
 /// The next publish of this process stops it (`SIGSTOP`) at `at`, holding its claimed

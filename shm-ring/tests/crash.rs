@@ -134,6 +134,21 @@ fn child() {
                 }
             });
         }
+        // Stops itself (SIGSTOP) at a point of a large message's publish: right after popping
+        // its block, or in the claim between the intent and the CAS; or after a loan's pop.
+        "stop-at-pop" | "stop-at-intent" | "loan-stop-at-pop" => {
+            use event_engine_shm::testing::{stop_next_publish_at, Point};
+            let mut p = bus.publisher().unwrap();
+            stop_next_publish_at(match role.as_str() {
+                "stop-at-intent" => Point::Intent,
+                _ => Point::Popped,
+            });
+            if role != "loan-stop-at-pop" {
+                let _ = p.publish("data", Codec::Raw, &[1u8; 2000], WAIT);
+            } else {
+                let _ = p.loan_block(2000, WAIT);
+            }
+        }
         // Attaches as a publisher and waits to be killed.
         "idle-publisher" => {
             let _p = bus.publisher().unwrap();
@@ -530,6 +545,55 @@ fn block_popped_by_a_publisher_killed_before_its_claim_comes_back_at_reap() {
     // The block is usable again: a ring's worth of large messages goes through.
     let mut p = bus.publisher().unwrap();
     let mut sub = _sub;
+    for i in 0..32u64 {
+        p.publish("data", Codec::Raw, &vec![i as u8; 2000], WAIT)
+            .unwrap();
+        assert_eq!(sub.recv(WAIT).unwrap().unwrap().payload[0], i as u8);
+    }
+    drop((sub, p, bus));
+    assert_idle(&g.name);
+}
+
+/// A publisher killed right after its pop of a block, before the block is the ring's or a
+/// loan's seat's: the pop itself named the block in its row, so a reap gives it back (it used
+/// to stay out of use until everyone had left).
+#[test]
+fn block_of_a_publisher_killed_right_after_its_pop_comes_back_at_reap() {
+    block_of_a_publisher_stopped_and_killed_comes_back_as("stop-at-pop");
+}
+
+/// A publisher killed in its claim, after its intent names the head position and before the
+/// CAS that would take it: nothing was claimed, so no slot can hold its block, and the reap
+/// gives the block back (it used to be stranded until everyone had left).
+#[test]
+fn block_of_a_publisher_killed_between_its_intent_and_its_claim_comes_back_at_reap() {
+    block_of_a_publisher_stopped_and_killed_comes_back_as("stop-at-intent");
+}
+
+/// [`block_of_a_publisher_killed_right_after_its_pop_comes_back_at_reap`] for a loan.
+#[test]
+fn block_of_a_loan_killed_right_after_its_pop_comes_back_at_reap() {
+    block_of_a_publisher_stopped_and_killed_comes_back_as("loan-stop-at-pop");
+}
+
+fn block_of_a_publisher_stopped_and_killed_comes_back_as(role: &str) {
+    let g = BusGuard::new("crash-pop");
+    let bus = Bus::create(&g.name, &cfg(16)).unwrap();
+    let mut sub = bus.subscribe().unwrap();
+    let mut child = spawn(ENTRY, role, &[("BUS", g.name.clone())]);
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let stopped = nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WUNTRACED));
+    assert!(
+        matches!(stopped, Ok(nix::sys::wait::WaitStatus::Stopped(..))),
+        "the child did not stop where it was asked to: {stopped:?}"
+    );
+    let used = |bus: &Bus| bus.snapshot().slab.iter().map(|c| c.used).sum::<u32>();
+    assert_eq!(used(&bus), 1);
+    kill(&mut child.0);
+    let report = bus.reap().unwrap();
+    assert_eq!(report.blocks_freed, 1, "{report:?}");
+    assert_eq!(used(&bus), 0);
+    let mut p = bus.publisher().unwrap();
     for i in 0..32u64 {
         p.publish("data", Codec::Raw, &vec![i as u8; 2000], WAIT)
             .unwrap();

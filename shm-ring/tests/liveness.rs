@@ -371,8 +371,8 @@ fn forked_children_killed_while_publishing_leak_nothing() {
     assert_eq!(snap.counters.pub_sleepers, 0);
     assert_eq!(snap.processes.len(), 3, "{:?}", snap.processes);
     // Nothing is in the ring: every block in use is one a child took and nobody gave back. Only
-    // a child killed between its pop and the next instruction (naming the block in its row)
-    // can strand one, until the final sweep.
+    // a child killed between its pop's CAS and the next instruction (naming the block in its
+    // row, `FreeList::pop`) can strand one, until the final sweep.
     let used: u32 = snap.slab.iter().map(|c| c.used).sum();
     assert!(used <= 1, "{used} blocks stranded by killed children");
     publisher

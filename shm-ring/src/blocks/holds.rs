@@ -65,6 +65,15 @@ impl Holds<'_> {
             .is_some_and(|w| w.fetch_and(!RING, Ordering::AcqRel) == RING)
     }
 
+    /// The reap of a dead publisher drops the ring's reference to the block its row names
+    /// (`Row::held_block`), which it may have popped without giving it to the ring yet (the word
+    /// is then 0). True when no seat holds it: the caller must free it. Never for a block that is
+    /// the ring's through a slot: only the publisher's own row names it until the commit.
+    pub fn drop_popped(&self, block: u32) -> bool {
+        self.word(block)
+            .is_some_and(|w| w.fetch_and(!RING, Ordering::AcqRel) & !RING == 0)
+    }
+
     /// Seat `seat` lets `block` go. True when it was the last reference: the caller must free it.
     pub fn release(&self, block: u32, seat: u32) -> bool {
         let bit = seat_bit(seat);
@@ -196,7 +205,7 @@ pub(crate) mod loom_tests {
         }
         /// A publisher: pops a block, writes `v` into it, gives it to the ring.
         pub(crate) fn publish(&self, v: u64) -> Option<u32> {
-            let b = self.list().pop().unwrap()?;
+            let b = self.list().pop(None).unwrap()?;
             self.data[b as usize].with_mut(|p| unsafe { *p = v });
             self.holds().to_ring(b);
             Some(b)

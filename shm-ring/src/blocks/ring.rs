@@ -141,6 +141,13 @@ impl Intent {
         ((pos & Self::POS_MASK).wrapping_sub(first) & Self::POS_MASK) < count
     }
 
+    /// True when word `w`'s claimant announced the run's addressees (and so may have committed
+    /// some of it); never for 0.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub fn announced(w: u64) -> bool {
+        w & Self::ANNOUNCED != 0
+    }
+
     /// True when word `w`'s run was sealed: its claimant never publishes it.
     #[cfg_attr(loom, allow(dead_code))]
     pub fn sealed(w: u64) -> bool {
@@ -273,6 +280,8 @@ impl<'a> RingView<'a> {
                 }
                 let word = Intent { first: h, count: n }.word();
                 intent.store(word, Ordering::SeqCst);
+                #[cfg(not(loom))]
+                crate::testing::pause_point(crate::testing::Point::Intent);
                 match self.head.compare_exchange_weak(
                     h,
                     h.wrapping_add(n),

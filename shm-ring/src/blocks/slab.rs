@@ -8,7 +8,8 @@
 //!
 //! Crash safety: pop and push each take effect in a single CAS, so a process killed anywhere
 //! leaves a well-formed stack; at worst a block it popped (or was about to push) is missing from
-//! the list. Such blocks are recovered by the sweep (`Bus` detach / reap when no live process is
+//! the list. A publisher names what it pops in its row at once ([`FreeList::pop`]), so a
+//! reap gives it back; what no word names is recovered by the sweep (`Bus` detach / reap when no live process is
 //! left), which rebuilds every list from scratch.
 //!
 //! Every index read from the mapping is range-checked before use (invariant 4).
@@ -67,8 +68,11 @@ impl FreeList<'_> {
         }
     }
 
-    /// Takes a block off the list; `Ok(None)` when the class is exhausted.
-    pub fn pop(&self) -> Result<Option<u32>, BadLink> {
+    /// Takes a block off the list; `Ok(None)` when the class is exhausted. Names the block
+    /// (index + 1) in `owner`, if given, right after the CAS that takes it, so that a process
+    /// killed from there on leaves the block where a reaper finds it (`Row::held_block`): only a
+    /// kill between the CAS and that store strands it.
+    pub fn pop(&self, owner: Option<&AtomicU32>) -> Result<Option<u32>, BadLink> {
         let mut cur = self.head.load(Ordering::Acquire);
         loop {
             let top = TaggedIndex::from(cur);
@@ -99,6 +103,9 @@ impl FreeList<'_> {
                 Ordering::Acquire,
             ) {
                 Ok(_) => {
+                    if let Some(owner) = owner {
+                        owner.store(top.index + 1, Ordering::Release);
+                    }
                     self.links[top.index as usize].store(TAKEN, Ordering::Release);
                     return Ok(Some(top.index));
                 }
@@ -204,13 +211,13 @@ mod tests {
         };
         fl.reset();
         assert_eq!(fl.len(), Ok(3));
-        let a = fl.pop().unwrap().unwrap();
-        let b = fl.pop().unwrap().unwrap();
-        let c = fl.pop().unwrap().unwrap();
+        let a = fl.pop(None).unwrap().unwrap();
+        let b = fl.pop(None).unwrap().unwrap();
+        let c = fl.pop(None).unwrap().unwrap();
         assert_eq!((a, b, c), (1, 2, 3));
-        assert_eq!(fl.pop(), Ok(None));
+        assert_eq!(fl.pop(None), Ok(None));
         fl.push(b).unwrap();
-        assert_eq!(fl.pop(), Ok(Some(b)));
+        assert_eq!(fl.pop(None), Ok(Some(b)));
         assert_eq!(fl.push(0), Err(BadLink(0)));
         assert_eq!(fl.push(4), Err(BadLink(4)));
     }
@@ -226,8 +233,8 @@ mod tests {
         };
         fl.reset();
         links[0].store(99, Ordering::Relaxed);
-        assert_eq!(fl.pop(), Ok(Some(0)));
-        assert_eq!(fl.pop(), Err(BadLink(99)));
+        assert_eq!(fl.pop(None), Ok(Some(0)));
+        assert_eq!(fl.pop(None), Err(BadLink(99)));
         head.store(TaggedIndex { index: 1, tag: 0 }.value(), Ordering::Relaxed);
         links[1].store(1, Ordering::Relaxed); // a cycle
         assert!(fl.len().is_err());
@@ -245,12 +252,12 @@ mod tests {
         fl.reset();
         // One 4-byte write: 0 -> 1 -> 0 -> 1 ...
         links[1].store(0, Ordering::Relaxed);
-        assert_eq!(fl.pop(), Ok(Some(0)));
-        assert_eq!(fl.pop(), Ok(Some(1)));
-        assert_eq!(fl.pop(), Err(BadLink(0)));
+        assert_eq!(fl.pop(None), Ok(Some(0)));
+        assert_eq!(fl.pop(None), Ok(Some(1)));
+        assert_eq!(fl.pop(None), Err(BadLink(0)));
         // After a push the block is free again and pops normally.
         fl.push(1).unwrap();
-        assert_eq!(fl.pop(), Ok(Some(1)));
+        assert_eq!(fl.pop(None), Ok(Some(1)));
     }
 
     #[test]
@@ -268,7 +275,7 @@ mod tests {
             for _ in 0..4 {
                 s.spawn(|| {
                     for _ in 0..20_000 {
-                        if let Some(i) = fl.pop().unwrap() {
+                        if let Some(i) = fl.pop(None).unwrap() {
                             assert_eq!(owned[i as usize].swap(1, Ordering::AcqRel), 0);
                             owned[i as usize].store(0, Ordering::Release);
                             fl.push(i).unwrap();
@@ -320,7 +327,7 @@ mod loom_tests {
                             count: 2,
                         };
                         for _ in 0..2 {
-                            if let Some(i) = fl.pop().unwrap() {
+                            if let Some(i) = fl.pop(None).unwrap() {
                                 assert_eq!(
                                     st.2[i as usize].swap(1, Ordering::AcqRel),
                                     0,

@@ -10,15 +10,17 @@
 //!   list is full the message stays pending for the group, claimed by nobody, and a later reap
 //!   lists it once an entry is free ([`GroupView::recover_unclaimed`]);
 //! * a slot claimed but never published: tombstoned once no live row announces that position;
-//! * a block popped but not yet in a published slot: its row's `held_block` names it (set after
-//!   the pop, cleared after the commit and before the intent), so a reap gives it back at once
-//!   when the dead publisher had claimed nothing, or with the tombstone of the position it had
-//!   claimed; whoever swaps `held_block` to 0 owns the block, so it goes back exactly once;
+//! * a block popped but not yet in a published slot: its row's `held_block` names it (set by
+//!   the pop itself, `FreeList::pop`; cleared after the commit and before the intent, or
+//!   once a loan's seat holds the block), so a reap gives it back at once when the dead
+//!   publisher had claimed nothing, or with the tombstone of the position it had claimed;
+//!   whoever swaps `held_block` to 0 owns the block, so it goes back exactly once, and not while
+//!   a loan's seat still holds it (`Holds::drop_popped`);
 //! * a sleeper count it incremented: decremented from its row's `sleeping` word;
 //! * what a holder row's seat held (views of messages, loans): let go of block by block when
 //!   the row is freed (`TableGuard::release_seat`), each block freed by whoever lets go last;
-//! * what no word can name: a block popped by a publisher killed between the pop and its store
-//!   of `held_block` (one instruction), or a push cut short. [`sweep`] recovers those when no
+//! * what no word can name: a block popped by a publisher killed between the pop's CAS and its
+//!   store of `held_block` (one instruction), or a push cut short. [`sweep`] recovers those when no
 //!   live publisher or subscriber is left and no group is kept, rebuilding every free list and
 //!   zeroing every count, and counts them in [`ReapReport::blocks_freed`]. Until then they stay
 //!   out of use (at most one per such death; the slab works with the rest). Messages that fit
@@ -201,7 +203,7 @@ fn tombstone_if_abandoned(region: &Region, pos: u64, report: &mut ReapReport) ->
             && !region.row_alive(r)
         {
             let block = r.held_block.swap(0, Ordering::AcqRel);
-            if region.free_block(block) {
+            if region.free_popped(block) {
                 report.blocks_freed += 1;
             }
         }
@@ -211,20 +213,24 @@ fn tombstone_if_abandoned(region: &Region, pos: u64, report: &mut ReapReport) ->
     true
 }
 
-/// A dead publisher's popped block: back to the slab when no slot can reference it (it had
-/// claimed nothing), or with the tombstone of the position it had claimed; left to the message
-/// when that was committed (the block is then the slot's).
+/// A dead publisher's popped block: back to the slab when no slot can reference it (its run,
+/// if any, was never announced, so never committed), or with the tombstone of the position it
+/// had claimed; left to the message when that was committed (the block is then the slot's).
 fn reap_held_block(region: &Region, r: &Row, report: &mut ReapReport) {
     if r.held_block.load(Ordering::Acquire) == 0 {
         return;
     }
     let intent = r.publishing.load(Ordering::SeqCst);
-    // A sealed run is never committed (`RingView::seal`), so no slot holds its block.
-    if intent == 0 || Intent::sealed(intent) {
-        if region.free_block(r.held_block.swap(0, Ordering::AcqRel)) {
+    // A commit follows the announcement, and a sealed run is never committed (`RingView::seal`):
+    // before either, no slot holds the block, whether or not the claim's CAS took the position
+    // its intent names (a claimant killed between the two leaves an intent at the head).
+    if !Intent::announced(intent) || Intent::sealed(intent) {
+        if region.free_popped(r.held_block.swap(0, Ordering::AcqRel)) {
             report.blocks_freed += 1;
         }
-        return;
+        if intent == 0 || Intent::sealed(intent) {
+            return;
+        }
     }
     let head = region.header().head.load(Ordering::SeqCst);
     let cap = region.layout().ring_capacity as u64;

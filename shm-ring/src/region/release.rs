@@ -46,6 +46,13 @@ impl Region {
         block != 0 && self.holds().drop_ring(block - 1) && self.push_block(block - 1)
     }
 
+    /// A dead publisher's row named `block` (index + 1, 0 for none; `Row::held_block`): its
+    /// reference goes, and the block back to its free list unless a seat of a loan keeps it.
+    /// True if a block went back.
+    pub(crate) fn free_popped(&self, block: u32) -> bool {
+        block != 0 && self.holds().drop_popped(block - 1) && self.push_block(block - 1)
+    }
+
     /// The head of the class of block `idx`.
     pub(crate) fn class_of(&self, idx: u32) -> Option<&ClassHead> {
         self.block(idx).map(|(class, _, _)| self.class(class))
