@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -63,6 +64,67 @@ def test_coroutine_handlers_are_awaited_in_order_one_message_after_another(kind)
     run(kind, main)
     assert events == [(k, i) for i in range(10) for k in ("begin", "end")]
     assert loop_thread == [threading.get_ident()] * 10
+
+
+@pytest.mark.parametrize("kind", LOOPS)
+def test_a_coroutine_handler_runs_in_a_task_where_asyncio_timeouts_work(kind):
+    """Before its first await too (where asyncio starts tasks eagerly, that first step runs
+    in the drain that took the message)."""
+    seen: list[tuple[Any, ...]] = []
+
+    async def main() -> None:
+        engine = EventEngine(capacity=64)
+        done = asyncio.Event()
+
+        async def handler(i: int) -> None:
+            seen.append(("in a task", i, asyncio.current_task() is not None))
+            try:
+                await asyncio.wait_for(asyncio.sleep(10), 0.01)
+            except asyncio.TimeoutError:
+                seen.append(("timed out", i))
+            if sys.version_info >= (3, 11):
+                async with asyncio.timeout(1):
+                    await asyncio.sleep(0)
+            if i == 2:
+                done.set()
+
+        engine.register_handler(T, handler)
+        engine.start()
+        for i in range(3):
+            await engine.aput(T, i)
+        await asyncio.wait_for(done.wait(), 10)
+        engine.stop()
+
+    run(kind, main)
+    assert seen == [x for i in range(3) for x in (("in a task", i, True), ("timed out", i))]
+
+
+def test_aput_from_a_coroutine_handler_into_its_own_full_engine_raises_full_at_once():
+    """Waiting would never end: only the dispatch that awaits the handler makes room."""
+    refused: list[str] = []
+
+    async def main() -> None:
+        engine = EventEngine(capacity=2)
+        done = asyncio.Event()
+
+        async def handler(i: int) -> None:
+            if i == 0:
+                try:
+                    for k in range(10):
+                        await engine.aput(T, 100 + k)
+                except Full as e:
+                    refused.append(str(e))
+                done.set()
+
+        engine.register_handler(T, handler)
+        engine.start()
+        await engine.aput(T, 0)
+        await asyncio.wait_for(done.wait(), 10)
+        engine.stop()
+
+    asyncio.run(main())
+    assert len(refused) == 1
+    assert "awaited by its own dispatch" in refused[0]
 
 
 def test_a_coroutine_handler_that_raises_is_logged_and_dispatch_goes_on(caplog):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 import threading
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 
 #: Messages one drain dispatches before the loop runs its other callbacks.
 BUDGET = 1024
+#: asyncio starts a task eagerly when asked (``eager_start``, Python 3.12+).
+EAGER_TASKS = sys.version_info >= (3, 12)
 #: A full bus: how long ``aput`` first waits before it tries again, and at most between tries.
 #: The consumers that make room may be in other processes, which cannot wake this loop, so
 #: ``aput`` polls: a retry is one put attempt without waiting, on the loop's thread.
@@ -51,6 +54,8 @@ class _LoopState:
         self.scheduled = False
         #: The task awaiting the awaitables of a message's handlers, while there is one.
         self.task: asyncio.Task[None] | None = None
+        #: That task runs its first step, eagerly (``_await_in_task``): it is the current task.
+        self.stepping = False
         #: Stops the engine when the loop's tasks are cancelled at its end (asyncio.run).
         self.watch: asyncio.Task[None] | None = None
         self.waiters: list[asyncio.Future[None]] = []
@@ -96,9 +101,25 @@ class _LoopState:
         elif got is False:
             self._ended()
         else:
-            # A task, so that the handlers run as asyncio code expects (current_task(),
-            # asyncio.timeout() and cancellation work in them).
-            self.task = self.loop.create_task(self._await_then_drain(engine, got))
+            self._await_in_task(engine, got)
+
+    def _await_in_task(self, engine: EventEngine, items: list[Any]) -> None:
+        """Awaits a message's handlers, and drains on, in a task, so that they run as asyncio
+        code expects (current_task(), asyncio.timeout() and cancellation work in them). Where
+        asyncio has eager tasks (Python 3.12+), the task runs here and now until it first
+        waits, and is gone if it never does: a handler that does not wait runs in this drain,
+        as a plain one does, not one loop iteration later."""
+        work = self._await_then_drain(engine, items)
+        if not EAGER_TASKS:
+            self.task = self.loop.create_task(work)
+            return
+        self.stepping = True
+        try:
+            task = asyncio.Task(work, loop=self.loop, eager_start=True)  # type: ignore[call-arg]
+        finally:
+            self.stepping = False
+        if not task.done():
+            self.task = task
 
     async def _await_then_drain(self, engine: EventEngine, items: list[Any]) -> None:
         """Awaits what a message's handlers returned, in order, then drains on (one message
@@ -242,7 +263,8 @@ async def aput_wait(
     published nothing: each try is a put that either publishes at once or not at all."""
     loop = asyncio.get_running_loop()
     state: _LoopState | None = engine._aio_state
-    if state is not None and state.task is not None and state.task is _current_task(loop):
+    current = _current_task(loop)
+    if state is not None and current is not None and (state.task is current or state.stepping):
         raise Full(
             f"{_where(engine)} full, and this aput() was made by a coroutine handler of this "
             "engine, awaited by its own dispatch: the room may be held by messages only that "
