@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the Python suites (tests/python, tests/python_bus) on the other interpreters we support:
-# CPython 3.9, the oldest (pyenv's, when it has one), and PyPy 3.11 (in the Debian trixie root
+# CPython 3.9, the oldest (pyenv's, when it has one), the asyncio suites on the newest CPython
+# (3.12 or later, when pyenv has one), and PyPy 3.11 (in the Debian trixie root
 # of scripts/pypy-root.sh, made once under target/). Each gets a venv under target/ with pytest
 # and a wheel built now. Run by test.sh after setup.sh (maturin on PATH).
 set -euo pipefail
@@ -24,6 +25,23 @@ if [ -n "$py39" ]; then
   target/venv-py39/bin/python -m pytest -q -p no:cacheprovider "${SUITES[@]}"
 else
   echo "== no CPython 3.9 under pyenv: the suites do not run on it here"
+fi
+
+# The asyncio suites on the newest CPython pyenv has, 3.12 or later: there asyncio starts the
+# task of a coroutine handler eagerly (event_engine/_asyncio.py), a path the venv's Python lacks.
+pynew=""
+for p in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.1[2-9].*/bin/python; do
+  [ -x "$p" ] && pynew="$p"
+done
+if [ -n "$pynew" ]; then
+  echo "== pytest, the asyncio suites (CPython $("$pynew" -c 'import platform; print(platform.python_version())'))"
+  [ -f "$WHEELS"/abi3/*.whl ] 2>/dev/null || maturin build -q --release -m py-binding/Cargo.toml -i python -o "$WHEELS/abi3"
+  [ -x target/venv-pynew/bin/python ] || "$pynew" -m venv target/venv-pynew
+  target/venv-pynew/bin/python -m pip install -q --disable-pip-version-check pytest uvloop
+  target/venv-pynew/bin/python -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$WHEELS"/abi3/*.whl
+  target/venv-pynew/bin/python -m pytest -q -p no:cacheprovider tests/python/test_asyncio.py tests/python_bus/test_bus_asyncio.py
+else
+  echo "== no CPython 3.12 or later under pyenv: the asyncio suites' eager-task path does not run here"
 fi
 
 echo "== pytest (PyPy 3.11, in a Debian trixie root)"

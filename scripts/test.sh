@@ -7,7 +7,8 @@
 #   bash scripts/test.sh --all   the whole matrix (what CI runs): the above, every loom model,
 #                                the tests that need gigabytes (EVENT_ENGINE_BIG_TESTS=1: a 1 GiB
 #                                message), and the Python suites on CPython 3.9 (when pyenv has
-#                                it) and PyPy 3.11 (scripts/other-pythons.sh)
+#                                it) and PyPy 3.11, the asyncio ones on CPython 3.12+ when pyenv
+#                                has one (scripts/other-pythons.sh)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ALL=0
