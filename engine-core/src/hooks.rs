@@ -9,6 +9,10 @@
 //! Trying every generic hook on every message would cost a regex search per pattern part, so
 //! the outcome is cached per published topic (keyed by hash, checked by literal). Any change
 //! to the set of topics clears the cache; replacing the hook of a topic keeps it.
+//!
+//! A caller that decides whether it wants a message before it can call the hooks (a bus
+//! receiver deciding without the GIL) keeps the [`RouteKey`] of that one lookup and reads the
+//! hooks through it ([`HookTable::route_by_key`]): one lookup per message.
 
 use crate::topic::{Topic, TopicHashMap};
 
@@ -25,6 +29,22 @@ struct CachedRoute {
     exact: Option<usize>,
     /// Positions in `HookTable::generic`, ascending (registration order).
     generic: Vec<usize>,
+}
+
+/// A route found by [`HookTable::find_route`], to be read again without a second lookup while
+/// the cache has not changed since.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteKey {
+    index: u32,
+    version: u64,
+    hooks: u32,
+}
+
+impl RouteKey {
+    /// Whether the route has no hook (nobody wants the topic).
+    pub fn is_empty(&self) -> bool {
+        self.hooks == 0
+    }
 }
 
 /// Hooks keyed by topic: exact topics by hash (literal compared on hit), generic topics in
@@ -47,8 +67,13 @@ pub struct HookTable<H> {
     exact_index: HashIndex<Vec<usize>>,
     /// Generic topics and their hooks, in registration order.
     generic: Vec<(Topic, H)>,
-    /// Routes by topic hash: every topic is routed by its literal (docs/topic-grammar.md).
-    routes: HashIndex<CachedRoute>,
+    /// Routes by topic hash, as positions in `cached`: every topic is routed by its literal
+    /// (docs/topic-grammar.md).
+    routes: HashIndex<u32>,
+    cached: Vec<CachedRoute>,
+    /// Bumped whenever a position in `cached` may come to hold another route: a [`RouteKey`]
+    /// of an older version is not read.
+    version: u64,
 }
 
 impl<H> Default for HookTable<H> {
@@ -65,6 +90,8 @@ impl<H> HookTable<H> {
             exact_index: HashIndex::default(),
             generic: Vec::new(),
             routes: HashIndex::default(),
+            cached: Vec::new(),
+            version: 0,
         }
     }
 
@@ -82,6 +109,8 @@ impl<H> HookTable<H> {
 
     fn invalidate_routes(&mut self) {
         self.routes.clear();
+        self.cached.clear();
+        self.version = self.version.wrapping_add(1);
     }
 
     fn rebuild_exact_index(&mut self) {
@@ -213,15 +242,14 @@ impl<H> HookTable<H> {
         }
     }
 
-    /// Makes sure `routes` holds the route of `literal` under `hash`; `parsed` supplies the
-    /// parsed literal when the caller has it.
-    fn cache_literal_route(&mut self, hash: u64, literal: &str, parsed: Option<&Topic>) {
-        if self
-            .routes
-            .get(&hash)
-            .is_some_and(|cached| &*cached.literal == literal)
-        {
-            return;
+    /// The position in `cached` of the route of `literal` under `hash`, computed if needed;
+    /// `parsed` supplies the parsed literal when the caller has it.
+    fn cache_literal_route(&mut self, hash: u64, literal: &str, parsed: Option<&Topic>) -> u32 {
+        let found = self.routes.get(&hash).copied();
+        if let Some(i) = found {
+            if &*self.cached[i as usize].literal == literal {
+                return i;
+            }
         }
         let route = match parsed {
             Some(topic) => self.compute_route(hash, literal, Some(topic)),
@@ -232,10 +260,21 @@ impl<H> HookTable<H> {
                 self.compute_route(hash, literal, topic.as_ref())
             }
         };
-        if self.routes.len() >= ROUTE_CACHE_LIMIT {
-            self.routes.clear();
+        if let Some(i) = found {
+            // Another literal with this hash (a collision): its position now routes this one.
+            self.cached[i as usize] = route;
+            self.version = self.version.wrapping_add(1);
+            return i;
         }
-        self.routes.insert(hash, route);
+        if self.cached.len() >= ROUTE_CACHE_LIMIT {
+            self.routes.clear();
+            self.cached.clear();
+            self.version = self.version.wrapping_add(1);
+        }
+        let i = self.cached.len() as u32;
+        self.cached.push(route);
+        self.routes.insert(hash, i);
+        i
     }
 
     /// Hooks for a published (exact) topic: the exact hook first, then every generic hook
@@ -249,8 +288,8 @@ impl<H> HookTable<H> {
         let hash = topic.hash_value();
         // A canonical topic's parts are what its literal parses to: no need to parse it again.
         let parsed = topic.is_canonical().then_some(topic);
-        self.cache_literal_route(hash, topic.literal(), parsed);
-        self.make_route(&self.routes[&hash])
+        let i = self.cache_literal_route(hash, topic.literal(), parsed);
+        self.make_route(&self.cached[i as usize])
     }
 
     /// Hooks for a topic known only by hash and literal (messages arriving from shared
@@ -260,14 +299,37 @@ impl<H> HookTable<H> {
     /// A literal that does not parse reaches no generic hook; its exact hook, if any, is
     /// still found by literal. `hash` must be [`topic_hash`](crate::topic_hash)`(literal)`.
     pub fn route_literal(&mut self, hash: u64, literal: &str) -> Route<'_, H> {
-        self.cache_literal_route(hash, literal, None);
-        self.make_route(&self.routes[&hash])
+        let i = self.cache_literal_route(hash, literal, None);
+        self.make_route(&self.cached[i as usize])
     }
 
     /// Whether any hook would receive this topic (used to skip messages without touching
     /// Python).
     pub fn has_route(&mut self, hash: u64, literal: &str) -> bool {
         self.route_literal(hash, literal).len() > 0
+    }
+
+    /// Looks the route of a topic up as [`route_literal`](Self::route_literal) does, and
+    /// returns a key to read it by ([`route_by_key`](Self::route_by_key)) without a second
+    /// lookup; [`RouteKey::is_empty`] says whether any hook would receive the topic.
+    pub fn find_route(&mut self, hash: u64, literal: &str) -> RouteKey {
+        let index = self.cache_literal_route(hash, literal, None);
+        let hooks = self.make_route(&self.cached[index as usize]).len() as u32;
+        RouteKey {
+            index,
+            version: self.version,
+            hooks,
+        }
+    }
+
+    /// The route `key` was found for, if the cache has not changed since and it was found for
+    /// `literal`; `None` otherwise (look it up again).
+    pub fn route_by_key(&self, key: RouteKey, literal: &str) -> Option<Route<'_, H>> {
+        if key.version != self.version {
+            return None;
+        }
+        let cached = self.cached.get(key.index as usize)?;
+        (&*cached.literal == literal).then(|| self.make_route(cached))
     }
 }
 

@@ -8,7 +8,7 @@ pub mod queue;
 pub mod timer;
 pub mod topic;
 
-pub use hooks::{HookTable, Route};
+pub use hooks::{HookTable, Route, RouteKey};
 pub use queue::BoundedQueue;
 pub use timer::{Alignment, Tick, Timer};
 pub use topic::{

@@ -108,7 +108,24 @@ proptest! {
                         table.has_route(topic.hash_value(), topic.literal()),
                         !expected.is_empty()
                     );
+                    let key = table.find_route(topic.hash_value(), topic.literal());
+                    prop_assert_eq!(key.is_empty(), expected.is_empty());
+                    let by_key: Option<Vec<u32>> = table
+                        .route_by_key(key, topic.literal())
+                        .map(|r| r.copied().collect());
+                    prop_assert_eq!(by_key.as_ref(), Some(&expected));
                 }
+            }
+            // A key is read only for what it was found for, and only while the table has not
+            // changed: never another topic's hooks.
+            if let (Some(a), Some(b)) = (published.first(), published.last()) {
+                let key = table.find_route(a.hash_value(), a.literal());
+                if a.literal() != b.literal() {
+                    prop_assert!(table.route_by_key(key, b.literal()).is_none());
+                }
+                table.insert(Topic::parse("Key.Changes.The.Table").unwrap(), 0);
+                prop_assert!(table.route_by_key(key, a.literal()).is_none());
+                table.remove(&Topic::parse("Key.Changes.The.Table").unwrap());
             }
         }
     }

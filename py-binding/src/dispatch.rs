@@ -2,13 +2,14 @@
 //!
 //! Every message, from the local queue or from a bus, is routed the same way: by its topic
 //! literal and hash, through the hook table's cached route (one hash lookup for a topic seen
-//! before). The routed hooks are copied out first, so no Rust lock is held while Python code
+//! before), and once: a bus receiver that decides without the GIL whether it wants a message
+//! ([`Dispatcher::find`]) hands the key of that lookup to [`Dispatcher::dispatch_found`]. The routed hooks are copied out first, so no Rust lock is held while Python code
 //! runs (handlers may register handlers, stop the engine, ...). Only then is the message opened
 //! (a bus message decoded) and each hook called.
 
 use std::sync::Mutex;
 
-use engine_core::HookTable;
+use engine_core::{HookTable, RouteKey};
 use pyo3::prelude::*;
 
 use crate::hook::PyEventHook;
@@ -38,22 +39,45 @@ impl<'a> Dispatcher<'a> {
         }
     }
 
-    /// Whether some hook wants messages on this topic. Needs no GIL: a source calls it while
-    /// it waits, to skip unwanted messages without opening them.
-    pub(crate) fn wants(&self, topic_hash: u64, literal: &str) -> bool {
-        lock(self.hooks).has_route(topic_hash, literal)
+    /// The route of this topic ([`RouteKey::is_empty`]: no hook wants it). Needs no GIL: a
+    /// source calls it while it waits, to skip unwanted messages without opening them, and
+    /// passes the key of the message it keeps to [`Dispatcher::dispatch_found`].
+    pub(crate) fn find(&self, topic_hash: u64, literal: &str) -> RouteKey {
+        lock(self.hooks).find_route(topic_hash, literal)
     }
 
     /// Calls every hook `m`'s topic routes to; a message no hook wants is not opened.
     #[inline]
     pub(crate) fn dispatch(&mut self, py: Python<'_>, m: &impl Envelope) {
-        route_into(
-            py,
-            self.hooks,
-            m.topic_hash(),
-            m.topic_literal(),
-            &mut self.routed,
-        );
+        self.dispatch_found(py, m, None);
+    }
+
+    /// [`Dispatcher::dispatch`] of a message whose route [`Dispatcher::find`] found as `key`
+    /// (read through the key, not looked up again, unless the hooks changed meanwhile).
+    #[inline]
+    pub(crate) fn dispatch_found(
+        &mut self,
+        py: Python<'_>,
+        m: &impl Envelope,
+        key: Option<RouteKey>,
+    ) {
+        {
+            let table = lock(self.hooks);
+            let found = key.and_then(|k| table.route_by_key(k, m.topic_literal()));
+            match found {
+                Some(route) => self.routed.extend(route.map(|h| h.clone_ref(py))),
+                None => {
+                    drop(table);
+                    route_into(
+                        py,
+                        self.hooks,
+                        m.topic_hash(),
+                        m.topic_literal(),
+                        &mut self.routed,
+                    );
+                }
+            }
+        }
         if self.routed.is_empty() {
             return;
         }

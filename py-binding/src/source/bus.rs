@@ -376,7 +376,12 @@ impl BusSource {
         }
         while n < budget {
             let filter = &*dispatcher;
-            let mut wanted = |m: &shm_ring::Message<'_>| filter.wants(m.topic_hash, m.topic);
+            let mut found = None;
+            let mut wanted = |m: &shm_ring::Message<'_>| {
+                let key = filter.find(m.topic_hash, m.topic);
+                found = Some(key);
+                !key.is_empty()
+            };
             let got = sub.recv_with(RecvOptions {
                 timeout: Some(Duration::ZERO),
                 hot: None,
@@ -384,7 +389,7 @@ impl BusSource {
                 wanted: Some(&mut wanted),
             });
             match got {
-                Ok(Some(m)) => dispatcher.dispatch(py, &Received::kept(&m, &holder)),
+                Ok(Some(m)) => dispatcher.dispatch_found(py, &Received::kept(&m, &holder), found),
                 Ok(None) => break,
                 Err(e) => {
                     drop(guard.take());
@@ -945,9 +950,16 @@ impl MessageSource for BusSource {
                 parked = 1;
             }
         }
+        // The first message waited for without the GIL, each one looked up once: the key of
+        // the lookup that let it through routes it.
         let filter = &*dispatcher;
+        let mut found = None;
         let first = gil::detach(py, || {
-            let mut wanted = |m: &shm_ring::Message<'_>| filter.wants(m.topic_hash, m.topic);
+            let mut wanted = |m: &shm_ring::Message<'_>| {
+                let key = filter.find(m.topic_hash, m.topic);
+                found = Some(key);
+                !key.is_empty()
+            };
             sub.recv_with(RecvOptions {
                 timeout: Some(IDLE_WAIT),
                 hot: Some(HOT_POLL),
@@ -965,7 +977,7 @@ impl MessageSource for BusSource {
                 self.redelivered.store(sub.redelivered(), Ordering::Relaxed);
                 return Ok(Receipt::Dispatched(local + parked));
             }
-            Ok(Some(m)) => dispatcher.dispatch(py, &Received::kept(&m, &holder)),
+            Ok(Some(m)) => dispatcher.dispatch_found(py, &Received::kept(&m, &holder), found),
         }
         // The rest of the batch with the GIL kept; each message (the first one included) is
         // acknowledged only after its handlers ran.
