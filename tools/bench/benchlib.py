@@ -26,6 +26,7 @@ import dataclasses
 import hashlib
 import json
 import multiprocessing as mp
+import multiprocessing.connection as mp_connection
 import os
 import pathlib
 import resource
@@ -401,6 +402,23 @@ def _receive(conn: Any, proc: Any, deadline: float, want: str) -> Any:
             raise TrialError(f"{proc.name}: exited (code {proc.exitcode}) before {want}")
 
 
+def _receive_all(procs: Sequence[tuple[Role, Any, Any]], deadline: float, want: str) -> dict[str, Any]:
+    """``want`` from every role, in whatever order they send it: a role that fails ends the trial
+    at once, while the others may still be waiting for what it would have sent."""
+    out: dict[str, Any] = {}
+    while len(out) < len(procs):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            late = ", ".join(role.name for role, _, _ in procs if role.name not in out)
+            raise TrialError(f"{late}: timed out waiting for {want}")
+        pending = [conn for role, _, conn in procs if role.name not in out]
+        mp_connection.wait(pending, timeout=min(left, 0.5))
+        for role, proc, conn in procs:
+            if role.name not in out and (conn.poll() or not proc.is_alive()):
+                out[role.name] = _receive(conn, proc, deadline, want)
+    return out
+
+
 def run_trial(roles: Sequence[Role], timeout: float) -> dict[str, dict]:
     """Runs one trial; returns role name -> its result (with `ready` info and `exit` data merged).
 
@@ -421,7 +439,7 @@ def run_trial(roles: Sequence[Role], timeout: float) -> dict[str, dict]:
             procs.append((role, proc, parent_end))
             ready[role.name] = _receive(parent_end, proc, deadline, "ready")
         go.set()
-        results = {role.name: _receive(conn, proc, deadline, "result") for role, proc, conn in procs}
+        results = _receive_all(procs, deadline, "result")
         finish.set()
         for role, proc, conn in procs:
             results[role.name].update(_receive(conn, proc, deadline, "exit"))
