@@ -4,7 +4,8 @@
 //! if it dies asleep) before re-checking its condition, and the waking side checks the count
 //! after making its change visible, with a SeqCst fence on both sides: either the sleeper sees the
 //! change, or the waker sees the sleeper. While blocked, a waiter keeps its heartbeat fresh and,
-//! after [`PUBLISHER_REAP_AFTER`] or [`SUBSCRIBER_REAP_AFTER`], reaps dead processes that may be what it is waiting for.
+//! after [`PUBLISHER_REAP_AFTER`] or [`SUBSCRIBER_REAP_AFTER`], reaps dead processes that may be what it is waiting for
+//! (an idle lossy subscriber does not: it never takes the table lock, see `may_reap`).
 //!
 //! A waiter may ask to stay hot for a while first ([`wait_for_hot`]): it polls, yielding the CPU
 //! every few spins so that on a machine with few cores the process it waits for still runs, and
@@ -94,6 +95,23 @@ pub(crate) fn wait_for_data<T>(
 ) -> Result<Option<T>, BusError> {
     let side = Side::Subscriber(consumer);
     wait_with(region, row, side, timeout, hot, Some(blind), attempt)
+}
+
+/// Whether a blocked waiter looks for dead processes (under the table lock). Not an idle lossy
+/// subscriber: a monitor stopped at any instruction must never hold publishers back, and a
+/// publisher evicting it needs the table lock, which it would keep if stopped during a reap.
+/// It still reaps when it sleeps blind at a position claimed by someone (perhaps dead) and not
+/// yet published, which only a reap or a seal moves past.
+fn may_reap(region: &Region, side: Side, blind: bool) -> bool {
+    match side {
+        Side::Publisher => true,
+        Side::Subscriber(c) => {
+            blind
+                || region.header().lossy_mask.load(Ordering::Relaxed)
+                    & 1u64.checked_shl(c).unwrap_or(0)
+                    == 0
+        }
+    }
 }
 
 fn wait_with<T>(
@@ -206,7 +224,10 @@ fn wait_with<T>(
         if let Some(v) = attempt(true)? {
             return Ok(Some(v));
         }
-        if start.elapsed() >= reap_after && last_reap.elapsed() >= reap_after {
+        if start.elapsed() >= reap_after
+            && last_reap.elapsed() >= reap_after
+            && may_reap(region, side, counted_blind)
+        {
             last_reap = Instant::now();
             // Opportunistic: a holder that keeps the lock (stopped) must not stretch this wait.
             if let Ok(g) = lock_table_within(region, Duration::from_millis(20)) {

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{assert_idle, env, kill, payload, say, spawn, unpayload, BusGuard, Lines, ROLE};
-use event_engine_shm::{shm_path, Bus, BusConfig, Codec};
+use event_engine_shm::{shm_path, Bus, BusConfig, Codec, SubscribeOptions};
 use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
@@ -600,6 +600,36 @@ fn block_of_a_publisher_stopped_and_killed_comes_back_as(role: &str) {
         assert_eq!(sub.recv(WAIT).unwrap().unwrap().payload[0], i as u8);
     }
     drop((sub, p, bus));
+    assert_idle(&g.name);
+}
+
+/// An idle lossy subscriber (a monitor) takes no table lock while it waits, not even for the
+/// reap an idle subscriber makes every second: stopped during one, it would keep the lock that
+/// publishers need to take what it has not read, and so hold them back. A lossless subscriber
+/// waiting as long reaps the dead process.
+#[test]
+fn an_idle_lossy_subscriber_never_takes_the_table_lock_to_reap() {
+    let g = BusGuard::new("crash-lossy-idle");
+    let bus = Bus::create(&g.name, &cfg(16)).unwrap();
+    let mut child = spawn(ENTRY, "idle-publisher", &[("BUS", g.name.clone())]);
+    let pid = child.id();
+    let mut lines = Lines::of(&mut child);
+    assert!(lines.next().is_some_and(|l| l.starts_with("row ")));
+    kill(&mut child.0);
+    let listed = |bus: &Bus| bus.snapshot().processes.iter().any(|p| p.pid == pid);
+    let opts = SubscribeOptions {
+        lossy: true,
+        ..SubscribeOptions::default()
+    };
+    let mut monitor = bus.subscribe_with(&opts).unwrap();
+    assert!(listed(&bus), "subscribing reaped the dead process already");
+    let idle = Some(Duration::from_millis(1500));
+    assert!(monitor.recv(idle).unwrap().is_none());
+    assert!(listed(&bus), "the idle lossy subscriber reaped");
+    let mut sub = bus.subscribe().unwrap();
+    assert!(sub.recv(idle).unwrap().is_none());
+    assert!(!listed(&bus), "the idle lossless subscriber did not reap");
+    drop((monitor, sub, bus));
     assert_idle(&g.name);
 }
 
