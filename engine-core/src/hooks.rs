@@ -12,7 +12,7 @@
 //!
 //! A caller that decides whether it wants a message before it can call the hooks (a bus
 //! receiver deciding without the GIL) keeps the [`RouteKey`] of that one lookup and reads the
-//! hooks through it ([`HookTable::route_by_key`]): one lookup per message.
+//! hooks through it ([`HookTable::route_keyed`]): one lookup per message.
 
 use crate::topic::{Topic, TopicHashMap};
 
@@ -31,12 +31,11 @@ struct CachedRoute {
     generic: Vec<usize>,
 }
 
-/// A route found by [`HookTable::find_route`], to be read again without a second lookup while
-/// the cache has not changed since.
+/// A route found by [`HookTable::find_route`], to be read again ([`HookTable::route_keyed`])
+/// without a second lookup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RouteKey {
     index: u32,
-    version: u64,
     hooks: u32,
 }
 
@@ -70,10 +69,9 @@ pub struct HookTable<H> {
     /// Routes by topic hash, as positions in `cached`: every topic is routed by its literal
     /// (docs/topic-grammar.md).
     routes: HashIndex<u32>,
+    /// Every route here is current: any change to the set of topics empties it. So a
+    /// [`RouteKey`] whose position still holds its literal's route reads the right hooks.
     cached: Vec<CachedRoute>,
-    /// Bumped whenever a position in `cached` may come to hold another route: a [`RouteKey`]
-    /// of an older version is not read.
-    version: u64,
 }
 
 impl<H> Default for HookTable<H> {
@@ -91,7 +89,6 @@ impl<H> HookTable<H> {
             generic: Vec::new(),
             routes: HashIndex::default(),
             cached: Vec::new(),
-            version: 0,
         }
     }
 
@@ -110,7 +107,6 @@ impl<H> HookTable<H> {
     fn invalidate_routes(&mut self) {
         self.routes.clear();
         self.cached.clear();
-        self.version = self.version.wrapping_add(1);
     }
 
     fn rebuild_exact_index(&mut self) {
@@ -263,13 +259,11 @@ impl<H> HookTable<H> {
         if let Some(i) = found {
             // Another literal with this hash (a collision): its position now routes this one.
             self.cached[i as usize] = route;
-            self.version = self.version.wrapping_add(1);
             return i;
         }
         if self.cached.len() >= ROUTE_CACHE_LIMIT {
             self.routes.clear();
             self.cached.clear();
-            self.version = self.version.wrapping_add(1);
         }
         let i = self.cached.len() as u32;
         self.cached.push(route);
@@ -310,26 +304,29 @@ impl<H> HookTable<H> {
     }
 
     /// Looks the route of a topic up as [`route_literal`](Self::route_literal) does, and
-    /// returns a key to read it by ([`route_by_key`](Self::route_by_key)) without a second
+    /// returns a key to read it by ([`route_keyed`](Self::route_keyed)) without a second
     /// lookup; [`RouteKey::is_empty`] says whether any hook would receive the topic.
     pub fn find_route(&mut self, hash: u64, literal: &str) -> RouteKey {
         let index = self.cache_literal_route(hash, literal, None);
         let hooks = self.make_route(&self.cached[index as usize]).len() as u32;
-        RouteKey {
-            index,
-            version: self.version,
-            hooks,
-        }
+        RouteKey { index, hooks }
     }
 
-    /// The route `key` was found for, if the cache has not changed since and it was found for
-    /// `literal`; `None` otherwise (look it up again).
-    pub fn route_by_key(&self, key: RouteKey, literal: &str) -> Option<Route<'_, H>> {
-        if key.version != self.version {
-            return None;
-        }
-        let cached = self.cached.get(key.index as usize)?;
-        (&*cached.literal == literal).then(|| self.make_route(cached))
+    /// [`route_literal`](Self::route_literal), read through `key` (found by
+    /// [`find_route`](Self::find_route)) when its position still holds this literal's route
+    /// (the cache was not emptied, nor the position taken by a colliding literal, since);
+    /// looked up otherwise. Never another topic's hooks, never stale ones.
+    pub fn route_keyed(&mut self, key: Option<RouteKey>, hash: u64, literal: &str) -> Route<'_, H> {
+        let good = key.filter(|k| {
+            self.cached
+                .get(k.index as usize)
+                .is_some_and(|c| &*c.literal == literal)
+        });
+        let index = match good {
+            Some(k) => k.index,
+            None => self.cache_literal_route(hash, literal, None),
+        };
+        self.make_route(&self.cached[index as usize])
     }
 }
 

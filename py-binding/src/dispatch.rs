@@ -3,7 +3,8 @@
 //! Every message, from the local queue or from a bus, is routed the same way: by its topic
 //! literal and hash, through the hook table's cached route (one hash lookup for a topic seen
 //! before), and once: a bus receiver that decides without the GIL whether it wants a message
-//! ([`Dispatcher::find`]) hands the key of that lookup to [`Dispatcher::dispatch_found`]. The routed hooks are copied out first, so no Rust lock is held while Python code
+//! ([`Dispatcher::find`]) hands the key of that lookup to [`Dispatcher::dispatch_found`].
+//! The routed hooks are copied out first, so no Rust lock is held while Python code
 //! runs (handlers may register handlers, stop the engine, ...). Only then is the message opened
 //! (a bus message decoded) and each hook called.
 
@@ -61,23 +62,14 @@ impl<'a> Dispatcher<'a> {
         m: &impl Envelope,
         key: Option<RouteKey>,
     ) {
-        {
-            let table = lock(self.hooks);
-            let found = key.and_then(|k| table.route_by_key(k, m.topic_literal()));
-            match found {
-                Some(route) => self.routed.extend(route.map(|h| h.clone_ref(py))),
-                None => {
-                    drop(table);
-                    route_into(
-                        py,
-                        self.hooks,
-                        m.topic_hash(),
-                        m.topic_literal(),
-                        &mut self.routed,
-                    );
-                }
-            }
-        }
+        route_into(
+            py,
+            self.hooks,
+            key,
+            m.topic_hash(),
+            m.topic_literal(),
+            &mut self.routed,
+        );
         if self.routed.is_empty() {
             return;
         }
@@ -109,12 +101,13 @@ impl<'a> Dispatcher<'a> {
     }
 }
 
-/// Copies the hooks routed to a topic into `out` (no lock held afterwards). The one routing
-/// rule: by literal (docs/topic-grammar.md#routing).
+/// Copies the hooks routed to a topic into `out` (no lock held afterwards), through `key` when
+/// a lookup already found them. The one routing rule: by literal (docs/topic-grammar.md#routing).
 #[inline]
 pub(crate) fn route_into(
     py: Python<'_>,
     hooks: &Hooks,
+    key: Option<RouteKey>,
     topic_hash: u64,
     literal: &str,
     out: &mut Vec<Py<PyEventHook>>,
@@ -122,7 +115,7 @@ pub(crate) fn route_into(
     let mut table = lock(hooks);
     out.extend(
         table
-            .route_literal(topic_hash, literal)
+            .route_keyed(key, topic_hash, literal)
             .map(|h| h.clone_ref(py)),
     );
 }

@@ -968,6 +968,7 @@ impl PyEventEngine {
         dispatch::route_into(
             py,
             &self.hooks,
+            None,
             topic.hash_value(),
             topic.literal(),
             &mut hooks,
