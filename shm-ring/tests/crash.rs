@@ -5,7 +5,7 @@
 mod common;
 
 use common::{assert_idle, env, kill, payload, say, spawn, unpayload, BusGuard, Lines, ROLE};
-use event_engine_shm::{shm_path, Bus, BusConfig, Codec, SubscribeOptions};
+use event_engine_shm::{shm_path, Bus, BusConfig, Codec, SubscribeOptions, Subscriber};
 use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
@@ -532,26 +532,36 @@ fn group_without_members_is_kept_for_the_retention_then_dropped() {
 fn block_popped_by_a_publisher_killed_before_its_claim_comes_back_at_reap() {
     let g = BusGuard::new("crash-popped");
     let bus = Bus::create(&g.name, &cfg(16)).unwrap();
-    let _sub = bus.subscribe().unwrap();
+    let sub = bus.subscribe().unwrap();
     let mut child = spawn(ENTRY, "die-in-fill", &[("BUS", g.name.clone())]);
     let mut lines = Lines::of(&mut child);
     assert_eq!(lines.next().as_deref(), Some("filling"));
+    kill_and_reap_one_block(bus, &mut child.0, sub, &g.name);
+}
+
+/// Kills `child`, which holds one slab block, and checks that the reap gives that block back
+/// and that it is usable again: a ring's worth of large messages goes through to `sub`. Then
+/// everyone leaves, and nothing is left in use.
+fn kill_and_reap_one_block(
+    bus: Bus,
+    child: &mut std::process::Child,
+    mut sub: Subscriber,
+    name: &str,
+) {
     let used = |bus: &Bus| bus.snapshot().slab.iter().map(|c| c.used).sum::<u32>();
     assert_eq!(used(&bus), 1);
-    kill(&mut child.0);
+    kill(child);
     let report = bus.reap().unwrap();
     assert_eq!(report.blocks_freed, 1, "{report:?}");
     assert_eq!(used(&bus), 0);
-    // The block is usable again: a ring's worth of large messages goes through.
     let mut p = bus.publisher().unwrap();
-    let mut sub = _sub;
     for i in 0..32u64 {
         p.publish("data", Codec::Raw, &vec![i as u8; 2000], WAIT)
             .unwrap();
         assert_eq!(sub.recv(WAIT).unwrap().unwrap().payload[0], i as u8);
     }
     drop((sub, p, bus));
-    assert_idle(&g.name);
+    assert_idle(name);
 }
 
 /// A publisher killed right after its pop of a block, before the block is the ring's or a
@@ -579,7 +589,7 @@ fn block_of_a_loan_killed_right_after_its_pop_comes_back_at_reap() {
 fn block_of_a_publisher_stopped_and_killed_comes_back_as(role: &str) {
     let g = BusGuard::new("crash-pop");
     let bus = Bus::create(&g.name, &cfg(16)).unwrap();
-    let mut sub = bus.subscribe().unwrap();
+    let sub = bus.subscribe().unwrap();
     let mut child = spawn(ENTRY, role, &[("BUS", g.name.clone())]);
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let stopped = nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WUNTRACED));
@@ -587,20 +597,7 @@ fn block_of_a_publisher_stopped_and_killed_comes_back_as(role: &str) {
         matches!(stopped, Ok(nix::sys::wait::WaitStatus::Stopped(..))),
         "the child did not stop where it was asked to: {stopped:?}"
     );
-    let used = |bus: &Bus| bus.snapshot().slab.iter().map(|c| c.used).sum::<u32>();
-    assert_eq!(used(&bus), 1);
-    kill(&mut child.0);
-    let report = bus.reap().unwrap();
-    assert_eq!(report.blocks_freed, 1, "{report:?}");
-    assert_eq!(used(&bus), 0);
-    let mut p = bus.publisher().unwrap();
-    for i in 0..32u64 {
-        p.publish("data", Codec::Raw, &vec![i as u8; 2000], WAIT)
-            .unwrap();
-        assert_eq!(sub.recv(WAIT).unwrap().unwrap().payload[0], i as u8);
-    }
-    drop((sub, p, bus));
-    assert_idle(&g.name);
+    kill_and_reap_one_block(bus, &mut child.0, sub, &g.name);
 }
 
 /// An idle lossy subscriber (a monitor) takes no table lock while it waits, not even for the
